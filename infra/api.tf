@@ -1,0 +1,127 @@
+# HTTP API: four routes, all behind the JWT authorizer, each proxied
+# (payload format 2.0) to its function.
+
+resource "aws_apigatewayv2_api" "portal" {
+  name          = "${var.name_prefix}-api"
+  description   = "BitLocker recovery-key portal"
+  protocol_type = "HTTP"
+
+  dynamic "cors_configuration" {
+    for_each = length(var.cors_allow_origins) > 0 ? [1] : []
+    content {
+      allow_origins = var.cors_allow_origins
+      allow_methods = ["GET", "POST"]
+      allow_headers = ["authorization", "content-type"]
+      max_age       = 3600
+    }
+  }
+}
+
+resource "aws_apigatewayv2_authorizer" "jwt" {
+  api_id           = aws_apigatewayv2_api.portal.id
+  name             = "jwt"
+  authorizer_type  = "JWT"
+  identity_sources = ["$request.header.Authorization"]
+
+  jwt_configuration {
+    issuer   = var.jwt_issuer
+    audience = [var.jwt_audience]
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Integrations
+# ---------------------------------------------------------------------------
+
+resource "aws_apigatewayv2_integration" "list_devices" {
+  api_id                 = aws_apigatewayv2_api.portal.id
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = aws_lambda_function.list_devices.invoke_arn
+  payload_format_version = "2.0"
+}
+
+resource "aws_apigatewayv2_integration" "get_recovery_key" {
+  api_id                 = aws_apigatewayv2_api.portal.id
+  integration_type       = "AWS_PROXY"
+  integration_method     = "POST"
+  integration_uri        = aws_lambda_function.get_recovery_key.invoke_arn
+  payload_format_version = "2.0"
+}
+
+# ---------------------------------------------------------------------------
+# Routes (no $default route: anything else is a 404 from API Gateway)
+# ---------------------------------------------------------------------------
+
+resource "aws_apigatewayv2_route" "list_devices" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "GET /v1/devices"
+  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "list_recovery_keys" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "GET /v1/recovery-keys"
+  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "list_audit_events" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "GET /v1/audit-events"
+  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "get_recovery_key" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "POST /v1/devices/{device_id}/recovery-key"
+  target             = "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+# ---------------------------------------------------------------------------
+# Stage
+# ---------------------------------------------------------------------------
+
+resource "aws_apigatewayv2_stage" "default" {
+  api_id      = aws_apigatewayv2_api.portal.id
+  name        = "$default"
+  auto_deploy = true
+
+  # Applies to every route. The defaults stay well below the account's KMS
+  # request quota (see throttle_rate_limit in variables.tf): excess requests
+  # get 429 here instead of KMS throttling inside the function.
+  default_route_settings {
+    throttling_rate_limit  = var.throttle_rate_limit
+    throttling_burst_limit = var.throttle_burst_limit
+  }
+
+  access_log_settings {
+    destination_arn = aws_cloudwatch_log_group.api_access.arn
+    format = jsonencode({
+      requestId          = "$context.requestId"
+      requestTime        = "$context.requestTime"
+      sourceIp           = "$context.identity.sourceIp"
+      userAgent          = "$context.identity.userAgent"
+      httpMethod         = "$context.httpMethod"
+      routeKey           = "$context.routeKey"
+      path               = "$context.path"
+      protocol           = "$context.protocol"
+      status             = "$context.status"
+      responseLength     = "$context.responseLength"
+      responseLatency    = "$context.responseLatency"
+      subject            = "$context.authorizer.claims.sub"
+      authorizerError    = "$context.authorizer.error"
+      errorMessage       = "$context.error.message"
+      integrationStatus  = "$context.integration.status"
+      integrationLatency = "$context.integration.latency"
+      integrationError   = "$context.integrationErrorMessage"
+    })
+  }
+}

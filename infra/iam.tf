@@ -1,0 +1,253 @@
+# IAM: one execution role per function, least privilege, plus a managed
+# policy for the administrators who import recovery keys.
+#
+# Every policy is an aws_iam_policy_document so that tests/infra.rs can read
+# the statements from the HCL and check the properties the design relies on.
+
+data "aws_iam_policy_document" "lambda_assume_role" {
+  statement {
+    sid     = "LambdaAssumeRole"
+    effect  = "Allow"
+    actions = ["sts:AssumeRole"]
+
+    principals {
+      type        = "Service"
+      identifiers = ["lambda.amazonaws.com"]
+    }
+  }
+}
+
+# ---------------------------------------------------------------------------
+# list-devices
+# ---------------------------------------------------------------------------
+#
+# Lists devices, recovery-key metadata and audit events. It never sees
+# ciphertext: device items in the devices table carry the sealed keys, so the
+# role may query the by_owner / by_key indexes (which project no ciphertext)
+# but not the table. It has no KMS permission of any kind: the tables are
+# encrypted with the tables CMK, which DynamoDB uses on the caller's behalf
+# (see kms.tf), and the recovery-key CMK does not name this role.
+
+resource "aws_iam_role" "list_devices" {
+  name               = "${var.name_prefix}-list-devices"
+  description        = "Execution role of the ${local.list_function_name} function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
+}
+
+data "aws_iam_policy_document" "list_devices" {
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.list_devices.arn}:*"]
+  }
+
+  statement {
+    sid     = "QueryDeviceIndexes"
+    effect  = "Allow"
+    actions = ["dynamodb:Query"]
+    resources = [
+      "${aws_dynamodb_table.devices.arn}/index/by_owner",
+      "${aws_dynamodb_table.devices.arn}/index/by_key",
+    ]
+  }
+
+  # The function must read the caller's tenant item (pk = T#<tenant>,
+  # sk = TENANT), which lives in the devices table next to the device items
+  # that hold ciphertext. dynamodb:LeadingKeys is the partition key of the
+  # requested item, so this grant reaches tenant items only and never a
+  # D#... device item. GetItem always names its key; the Null condition makes
+  # sure the ForAllValues test can never pass vacuously.
+  statement {
+    sid       = "GetTenantItemsOnly"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["T#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid     = "QueryAuditIndexes"
+    effect  = "Allow"
+    actions = ["dynamodb:Query"]
+    resources = [
+      "${aws_dynamodb_table.audit.arn}/index/by_time",
+      "${aws_dynamodb_table.audit.arn}/index/by_device",
+      "${aws_dynamodb_table.audit.arn}/index/by_actor",
+    ]
+  }
+
+  # Denied attempts are audited too. Audit events are append-only: PutItem
+  # (the code writes with attribute_not_exists(pk)), never Update/Delete.
+  statement {
+    sid       = "AppendAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+}
+
+resource "aws_iam_role_policy" "list_devices" {
+  name   = "list-devices"
+  role   = aws_iam_role.list_devices.id
+  policy = data.aws_iam_policy_document.list_devices.json
+}
+
+resource "aws_iam_role_policy_attachment" "list_devices_xray" {
+  count      = var.enable_xray ? 1 : 0
+  role       = aws_iam_role.list_devices.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+# ---------------------------------------------------------------------------
+# get-recovery-key
+# ---------------------------------------------------------------------------
+#
+# Reads the tenant and device items (BatchGetItem) and the caller's rate-limit
+# window, then records the disclosure and the new window in one
+# TransactWriteItems (audit Put + rate-limit Update). DynamoDB authorizes a
+# transaction by its per-item actions, so no TransactWriteItems action exists
+# to grant. Finally it decrypts the sealed key with the recovery-key CMK.
+
+resource "aws_iam_role" "get_recovery_key" {
+  name               = "${var.name_prefix}-get-recovery-key"
+  description        = "Execution role of the ${local.key_function_name} function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
+}
+
+data "aws_iam_policy_document" "get_recovery_key" {
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.get_recovery_key.arn}:*"]
+  }
+
+  statement {
+    sid     = "ReadDevicesAndRateLimits"
+    effect  = "Allow"
+    actions = ["dynamodb:BatchGetItem", "dynamodb:GetItem"]
+    resources = [
+      aws_dynamodb_table.devices.arn,
+      aws_dynamodb_table.rate_limits.arn,
+    ]
+  }
+
+  statement {
+    sid       = "UpdateRateLimits"
+    effect    = "Allow"
+    actions   = ["dynamodb:ConditionCheckItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.rate_limits.arn]
+  }
+
+  # Append-only: PutItem with attribute_not_exists(pk), never Update/Delete.
+  statement {
+    sid       = "AppendAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  # The role's only KMS permission, on the recovery-key CMK only, and only for
+  # requests whose encryption context uses the context keys the code binds to
+  # every sealed key (ciphertexts made without that context are out of reach).
+  statement {
+    sid       = "DecryptRecoveryKeysWithContext"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.recovery_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["tenant_id", "device_id", "key_id"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["false"]
+    }
+  }
+}
+
+resource "aws_iam_role_policy" "get_recovery_key" {
+  name   = "get-recovery-key"
+  role   = aws_iam_role.get_recovery_key.id
+  policy = data.aws_iam_policy_document.get_recovery_key.json
+}
+
+resource "aws_iam_role_policy_attachment" "get_recovery_key_xray" {
+  count      = var.enable_xray ? 1 : 0
+  role       = aws_iam_role.get_recovery_key.name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+# ---------------------------------------------------------------------------
+# Import (administrators)
+# ---------------------------------------------------------------------------
+#
+# Attach to the user or role that runs `portal import`. It seals keys with the
+# recovery-key CMK (Encrypt only, never Decrypt: importers cannot read keys
+# back) and writes tenant, device and key-pointer items. Table SSE needs no
+# KMS permission here (tables CMK, see kms.tf).
+
+resource "aws_iam_policy" "import" {
+  name        = "${var.name_prefix}-import"
+  description = "Import BitLocker recovery keys into ${var.name_prefix} (portal import)"
+  policy      = data.aws_iam_policy_document.import.json
+}
+
+data "aws_iam_policy_document" "import" {
+  statement {
+    sid       = "SealRecoveryKeysWithContext"
+    effect    = "Allow"
+    actions   = ["kms:Encrypt"]
+    resources = [aws_kms_key.recovery_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["tenant_id", "device_id", "key_id"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid = "WriteDevices"
+    actions = [
+      "dynamodb:BatchWriteItem",
+      "dynamodb:DeleteItem",
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:Query",
+    ]
+    resources = [aws_dynamodb_table.devices.arn]
+  }
+
+  statement {
+    sid     = "DescribeTables"
+    actions = ["dynamodb:DescribeTable"]
+    resources = [
+      aws_dynamodb_table.devices.arn,
+      aws_dynamodb_table.audit.arn,
+      aws_dynamodb_table.rate_limits.arn,
+    ]
+  }
+}

@@ -1,0 +1,115 @@
+# The two functions. Both run the same configuration (a custom-runtime
+# `bootstrap` binary built by cargo lambda) and read the same environment.
+
+locals {
+  # Optional settings are omitted rather than set to "" so the functions see
+  # them as unset.
+  function_environment = merge(
+    {
+      PORTAL_BACKEND        = "aws"
+      PORTAL_ISSUER         = var.jwt_issuer
+      PORTAL_AUDIENCE       = var.jwt_audience
+      PORTAL_KEY_RATE_LIMIT = tostring(var.key_rate_limit)
+      PORTAL_TABLE_PREFIX   = var.name_prefix
+      # Only get-recovery-key decrypts; list-devices has no KMS permission and
+      # merely shares the configuration.
+      PORTAL_KMS_KEY_ID = aws_kms_key.recovery_keys.arn
+    },
+    var.jwks_json == "" ? {} : { PORTAL_JWKS = var.jwks_json },
+    var.jwks_url == "" ? {} : { PORTAL_JWKS_URL = var.jwks_url },
+    var.default_tenant == "" ? {} : { PORTAL_DEFAULT_TENANT = var.default_tenant },
+  )
+
+  tracing_mode = var.enable_xray ? "Active" : "PassThrough"
+}
+
+resource "aws_lambda_function" "list_devices" {
+  #checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway only; a DLQ applies to asynchronous invocations and would never receive anything.
+  #checkov:skip=CKV_AWS_117:The function reaches only public AWS endpoints (DynamoDB, KMS) and the identity provider's JWKS URL; there is no private resource to reach, and a VPC would add NAT/endpoint cost and cold-start latency without narrowing access (IAM does that).
+  #checkov:skip=CKV_AWS_272:The zip is built from this repository and deployed by the same Terraform run (source_code_hash pins it); there is no separate publisher whose signature Lambda could verify.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (issuer, audience, table prefix, key ARN) and Lambda encrypts it at rest with an AWS managed key; a customer managed key would require a kms:Decrypt grant for the list-devices role, which by design has no KMS permission.
+  function_name = local.list_function_name
+  description   = "Recovery portal: list devices, recovery-key metadata and audit events"
+  role          = aws_iam_role.list_devices.arn
+
+  runtime       = "provided.al2023"
+  handler       = "bootstrap"
+  architectures = [var.architecture]
+
+  filename         = local.list_devices_zip
+  source_code_hash = filebase64sha256(local.list_devices_zip)
+
+  memory_size                    = var.lambda_memory_size
+  timeout                        = var.lambda_timeout
+  reserved_concurrent_executions = var.list_reserved_concurrency
+
+  environment {
+    variables = local.function_environment
+  }
+
+  tracing_config {
+    mode = local.tracing_mode
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.list_devices.name
+  }
+
+  # The role's permissions must exist before the first invocation.
+  depends_on = [aws_iam_role_policy.list_devices]
+}
+
+resource "aws_lambda_function" "get_recovery_key" {
+  #checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway only; a DLQ applies to asynchronous invocations and would never receive anything.
+  #checkov:skip=CKV_AWS_117:The function reaches only public AWS endpoints (DynamoDB, KMS) and the identity provider's JWKS URL; there is no private resource to reach, and a VPC would add NAT/endpoint cost and cold-start latency without narrowing access (IAM does that).
+  #checkov:skip=CKV_AWS_272:The zip is built from this repository and deployed by the same Terraform run (source_code_hash pins it); there is no separate publisher whose signature Lambda could verify.
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (issuer, audience, table prefix, key ARN) and Lambda encrypts it at rest with an AWS managed key; a customer managed key would require a kms:Decrypt grant for the list-devices role, which by design has no KMS permission.
+  function_name = local.key_function_name
+  description   = "Recovery portal: disclose one BitLocker recovery key (audited, rate limited)"
+  role          = aws_iam_role.get_recovery_key.arn
+
+  runtime       = "provided.al2023"
+  handler       = "bootstrap"
+  architectures = [var.architecture]
+
+  filename         = local.get_recovery_key_zip
+  source_code_hash = filebase64sha256(local.get_recovery_key_zip)
+
+  memory_size                    = var.lambda_memory_size
+  timeout                        = var.lambda_timeout
+  reserved_concurrent_executions = var.key_reserved_concurrency
+
+  environment {
+    variables = local.function_environment
+  }
+
+  tracing_config {
+    mode = local.tracing_mode
+  }
+
+  logging_config {
+    log_format = "Text"
+    log_group  = aws_cloudwatch_log_group.get_recovery_key.name
+  }
+
+  depends_on = [aws_iam_role_policy.get_recovery_key]
+}
+
+# API Gateway may invoke each function, from this API only. The source ARNs
+# (api-id/stage/method/path) also pin each function to its own routes.
+resource "aws_lambda_permission" "list_devices_api" {
+  statement_id  = "AllowInvokeFromHttpApi"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.list_devices.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/GET/v1/*"
+}
+
+resource "aws_lambda_permission" "get_recovery_key_api" {
+  statement_id  = "AllowInvokeFromHttpApi"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.get_recovery_key.function_name
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/devices/*/recovery-key"
+}

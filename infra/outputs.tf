@@ -1,0 +1,49 @@
+output "api_url" {
+  description = "Invoke URL of the $default stage (routes are under /v1/...)."
+  value       = aws_apigatewayv2_stage.default.invoke_url
+}
+
+output "devices_table_name" {
+  description = "Devices table (tenants, devices, sealed keys, key pointers)."
+  value       = aws_dynamodb_table.devices.name
+}
+
+output "audit_table_name" {
+  description = "Audit events table."
+  value       = aws_dynamodb_table.audit.name
+}
+
+output "rate_limits_table_name" {
+  description = "Rate-limit windows table."
+  value       = aws_dynamodb_table.rate_limits.name
+}
+
+output "table_prefix" {
+  description = "PORTAL_TABLE_PREFIX for the portal CLI (portal import)."
+  value       = var.name_prefix
+}
+
+output "recovery_key_kms_key_arn" {
+  description = "ARN of the recovery-key CMK: PORTAL_KMS_KEY_ID for portal import."
+  value       = aws_kms_key.recovery_keys.arn
+}
+
+output "recovery_key_kms_alias" {
+  description = "Alias of the recovery-key CMK."
+  value       = aws_kms_alias.recovery_keys.name
+}
+
+output "import_policy_arn" {
+  description = "Managed policy to attach to the administrators who run portal import."
+  value       = aws_iam_policy.import.arn
+}
+
+output "list_devices_function_name" {
+  description = "Name of the list-devices function."
+  value       = aws_lambda_function.list_devices.function_name
+}
+
+output "get_recovery_key_function_name" {
+  description = "Name of the get-recovery-key function."
+  value       = aws_lambda_function.get_recovery_key.function_name
+}

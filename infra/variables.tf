@@ -1,0 +1,221 @@
+# ---------------------------------------------------------------------------
+# Naming
+# ---------------------------------------------------------------------------
+
+variable "name_prefix" {
+  description = "Prefix of every resource name. Also PORTAL_TABLE_PREFIX: the tables are <prefix>-devices, <prefix>-audit and <prefix>-rate_limits."
+  type        = string
+  default     = "recovery-portal"
+
+  validation {
+    # IAM role names are limited to 64 characters; the longest suffix used is
+    # "-get-recovery-key" (17), so 40 leaves room to spare.
+    condition     = can(regex("^[a-z0-9][a-z0-9-]{0,39}$", var.name_prefix))
+    error_message = "name_prefix must be 1-40 characters of lowercase letters, digits and hyphens, starting with a letter or digit."
+  }
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource (provider default_tags)."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------
+# Identity provider (OIDC / JWT)
+# ---------------------------------------------------------------------------
+
+variable "jwt_issuer" {
+  description = "OIDC issuer URL, exactly as in the tokens' iss claim (e.g. https://login.microsoftonline.com/<tenant-guid>/v2.0). Used by the API Gateway JWT authorizer and passed to the functions as PORTAL_ISSUER."
+  type        = string
+
+  validation {
+    condition     = startswith(var.jwt_issuer, "https://")
+    error_message = "jwt_issuer must be an https:// URL."
+  }
+}
+
+variable "jwt_audience" {
+  description = "Expected aud claim of the access tokens (application client id or api://... URI). Used by the JWT authorizer and passed as PORTAL_AUDIENCE."
+  type        = string
+
+  validation {
+    condition     = length(var.jwt_audience) > 0
+    error_message = "jwt_audience must not be empty."
+  }
+}
+
+variable "jwks_json" {
+  description = "Optional static JWKS document (JSON) passed as PORTAL_JWKS. Empty (default) omits the variable. Lambda limits all environment variables together to 4 KB, so prefer jwks_url for providers with many keys."
+  type        = string
+  default     = ""
+}
+
+variable "jwks_url" {
+  description = "Optional JWKS URL passed as PORTAL_JWKS_URL. Empty (default) omits the variable and lets the functions discover the keys from the issuer."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.jwks_url == "" || startswith(var.jwks_url, "https://")
+    error_message = "jwks_url must be empty or an https:// URL."
+  }
+}
+
+variable "default_tenant" {
+  description = "Optional PORTAL_DEFAULT_TENANT for tokens that carry no tenant claim. Empty (default) omits the variable."
+  type        = string
+  default     = ""
+}
+
+variable "key_rate_limit" {
+  description = "PORTAL_KEY_RATE_LIMIT: recovery keys one caller may retrieve per rate-limit window before further requests are refused."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.key_rate_limit >= 1 && floor(var.key_rate_limit) == var.key_rate_limit
+    error_message = "key_rate_limit must be a positive integer."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Lambda
+# ---------------------------------------------------------------------------
+
+variable "architecture" {
+  description = "Instruction set of the functions; must match the build (cargo lambda build --arm64 or --x86-64)."
+  type        = string
+  default     = "arm64"
+
+  validation {
+    condition     = contains(["arm64", "x86_64"], var.architecture)
+    error_message = "architecture must be arm64 or x86_64."
+  }
+}
+
+variable "lambda_memory_size" {
+  description = "Memory of each function in MB (CPU is allocated in proportion)."
+  type        = number
+  default     = 256
+
+  validation {
+    condition     = var.lambda_memory_size >= 128 && var.lambda_memory_size <= 10240
+    error_message = "lambda_memory_size must be between 128 and 10240 MB."
+  }
+}
+
+variable "lambda_timeout" {
+  description = "Timeout of each function in seconds. Keep it below API Gateway's 30 s integration timeout."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.lambda_timeout >= 1 && var.lambda_timeout <= 29
+    error_message = "lambda_timeout must be between 1 and 29 seconds."
+  }
+}
+
+variable "list_reserved_concurrency" {
+  description = "Reserved concurrent executions of list-devices. -1 (default) leaves the function unreserved: it shares the account's unreserved pool (1,000 per region by default). A positive value both guarantees and caps its concurrency; 0 disables the function."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.list_reserved_concurrency >= -1
+    error_message = "list_reserved_concurrency must be -1 (unreserved) or a non-negative number."
+  }
+}
+
+variable "key_reserved_concurrency" {
+  description = "Reserved concurrent executions of get-recovery-key. -1 (default) leaves the function unreserved (shares the account pool). A positive value guarantees and caps its concurrency, e.g. so a listing storm cannot starve key retrieval; 0 disables the function."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.key_reserved_concurrency >= -1
+    error_message = "key_reserved_concurrency must be -1 (unreserved) or a non-negative number."
+  }
+}
+
+variable "list_devices_zip" {
+  description = "Deployment package of list-devices (cargo lambda build --output-format zip). Relative paths are relative to this module."
+  type        = string
+  default     = "../target/lambda/list-devices/bootstrap.zip"
+}
+
+variable "get_recovery_key_zip" {
+  description = "Deployment package of get-recovery-key. Relative paths are relative to this module."
+  type        = string
+  default     = "../target/lambda/get-recovery-key/bootstrap.zip"
+}
+
+variable "enable_xray" {
+  description = "Enable active X-Ray tracing of both functions (adds the AWSXRayDaemonWriteAccess policy to their roles). Off by default: tracing costs money per trace and is mostly useful while investigating latency."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------
+# API Gateway
+# ---------------------------------------------------------------------------
+
+variable "throttle_rate_limit" {
+  description = "Steady-state requests per second allowed by the $default stage (all routes). Every key retrieval costs one KMS Decrypt, and the default KMS cryptographic-request quota (10,000/s in most regions) is shared by the whole account; 2,000 keeps the portal at a fifth of it, so excess traffic gets 429 from API Gateway instead of KMS throttling other workloads or turning into 5xx. Raise it only together with the KMS quota."
+  type        = number
+  default     = 2000
+
+  validation {
+    condition     = var.throttle_rate_limit > 0
+    error_message = "throttle_rate_limit must be positive."
+  }
+}
+
+variable "throttle_burst_limit" {
+  description = "Burst (token bucket size) of the $default stage throttle. Kept at half the rate limit for the same KMS reason as throttle_rate_limit."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.throttle_burst_limit > 0 && floor(var.throttle_burst_limit) == var.throttle_burst_limit
+    error_message = "throttle_burst_limit must be a positive integer."
+  }
+}
+
+variable "cors_allow_origins" {
+  description = "Origins allowed to call the API from a browser (e.g. [\"https://portal.example.com\"]). Empty (default) configures no CORS."
+  type        = list(string)
+  default     = []
+}
+
+# ---------------------------------------------------------------------------
+# Logs, data protection
+# ---------------------------------------------------------------------------
+
+variable "log_retention_days" {
+  description = "Retention of the function log groups and the API access log group, in days (0 = never expire)."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = contains([0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
+    error_message = "log_retention_days must be one of the values CloudWatch Logs accepts (0, 1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653)."
+  }
+}
+
+variable "deletion_protection" {
+  description = "DynamoDB deletion protection on all tables. Set to false and apply before terraform destroy."
+  type        = bool
+  default     = true
+}
+
+variable "kms_deletion_window_in_days" {
+  description = "Waiting period before a scheduled KMS key deletion takes effect (7-30 days). Deleting the recovery-key CMK makes every stored recovery key unrecoverable."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
+    error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
