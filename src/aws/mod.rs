@@ -1,0 +1,3 @@
+//! AWS adapters: DynamoDB store and KMS cipher.
+
+pub mod schema;

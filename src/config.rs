@@ -1,0 +1,258 @@
+//! Configuration from environment variables, validated once at start. A bad
+//! or missing value stops the process with a message naming the variable.
+
+use crate::auth::{JwksSource, JwtSettings, KeySet};
+use crate::ids::TenantId;
+
+pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub problem: String,
+}
+
+fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        problem: problem.into(),
+    }
+}
+
+/// Which adapters back the ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// In-process store and AES-256-GCM cipher (local server, tests).
+    Embedded,
+    /// DynamoDB tables `<prefix>-devices|audit|rate_limits` and a KMS key.
+    Aws {
+        table_prefix: String,
+        kms_key_id: Option<String>,
+    },
+}
+
+/// Token verification settings.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub issuer: String,
+    pub audience: String,
+    /// Inline JWKS JSON (`PORTAL_JWKS`): no network at cold start.
+    pub jwks: Option<String>,
+    pub jwks_url: Option<String>,
+    pub default_tenant: Option<TenantId>,
+}
+
+impl AuthConfig {
+    pub fn settings(&self) -> JwtSettings {
+        JwtSettings {
+            issuer: self.issuer.clone(),
+            audience: self.audience.clone(),
+            default_tenant: self.default_tenant.clone(),
+        }
+    }
+
+    pub fn source(&self) -> JwksSource {
+        match &self.jwks_url {
+            Some(u) => JwksSource::Url(u.clone()),
+            None => JwksSource::Discovery(self.issuer.clone()),
+        }
+    }
+
+    /// The initial key set: the inline JWKS, or empty (fetched on first use).
+    pub fn initial_keys(&self) -> KeySet {
+        self.jwks
+            .as_deref()
+            .map(|j| KeySet::from_jwks_json(j).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// None only for `portal serve`, which then is its own identity provider.
+    pub auth: Option<AuthConfig>,
+    pub key_rate_limit: u32,
+    pub backend: Backend,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// `lookup` returns a variable's value; empty counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let auth = match get("PORTAL_ISSUER") {
+            None => None,
+            Some(issuer) => {
+                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                    return Err(err(
+                        "PORTAL_ISSUER",
+                        "must be an http(s) URL, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+                    ));
+                }
+                let audience = get("PORTAL_AUDIENCE").ok_or_else(|| {
+                    err("PORTAL_AUDIENCE", "is required when PORTAL_ISSUER is set")
+                })?;
+                let jwks = get("PORTAL_JWKS");
+                if let Some(j) = &jwks {
+                    let set = KeySet::from_jwks_json(j).map_err(|e| err("PORTAL_JWKS", e))?;
+                    if set.is_empty() {
+                        return Err(err(
+                            "PORTAL_JWKS",
+                            "holds no RS256 or ES256 signing key with a kid",
+                        ));
+                    }
+                }
+                let jwks_url = get("PORTAL_JWKS_URL");
+                if let Some(u) = &jwks_url
+                    && !u.starts_with("https://")
+                    && !u.starts_with("http://")
+                {
+                    return Err(err("PORTAL_JWKS_URL", "must be an http(s) URL"));
+                }
+                let default_tenant = get("PORTAL_DEFAULT_TENANT")
+                    .map(|t| {
+                        TenantId::parse(&t).map_err(|e| err("PORTAL_DEFAULT_TENANT", e.to_string()))
+                    })
+                    .transpose()?;
+                Some(AuthConfig {
+                    issuer,
+                    audience,
+                    jwks,
+                    jwks_url,
+                    default_tenant,
+                })
+            }
+        };
+        if auth.is_none() {
+            for var in ["PORTAL_AUDIENCE", "PORTAL_JWKS", "PORTAL_JWKS_URL"] {
+                if get(var).is_some() {
+                    return Err(ConfigError {
+                        var: "PORTAL_ISSUER",
+                        problem: format!("is required when {var} is set"),
+                    });
+                }
+            }
+        }
+        let key_rate_limit = match get("PORTAL_KEY_RATE_LIMIT") {
+            None => DEFAULT_KEY_RATE_LIMIT,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "PORTAL_KEY_RATE_LIMIT",
+                        format!("must be a whole number from 1 to 10000, got {v:?}"),
+                    )
+                })?,
+        };
+        let backend = match get("PORTAL_BACKEND").as_deref() {
+            None | Some("embedded") => Backend::Embedded,
+            Some("aws") => {
+                let table_prefix =
+                    get("PORTAL_TABLE_PREFIX").unwrap_or_else(|| "recovery-portal".into());
+                if !table_prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+                    || table_prefix.len() > 200
+                {
+                    return Err(err(
+                        "PORTAL_TABLE_PREFIX",
+                        "must use only A-Z a-z 0-9 . _ -",
+                    ));
+                }
+                Backend::Aws {
+                    table_prefix,
+                    kms_key_id: get("PORTAL_KMS_KEY_ID"),
+                }
+            }
+            Some(other) => {
+                return Err(err(
+                    "PORTAL_BACKEND",
+                    format!("must be `embedded` or `aws`, got {other:?}"),
+                ));
+            }
+        };
+        Ok(Self {
+            auth,
+            key_rate_limit,
+            backend,
+        })
+    }
+
+    /// The Lambda functions always verify real tokens.
+    pub fn require_auth(&self) -> Result<&AuthConfig, ConfigError> {
+        self.auth
+            .as_ref()
+            .ok_or_else(|| err("PORTAL_ISSUER", "is required"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert_eq!(
+            cfg(&[("PORTAL_ISSUER", "ftp://x")]).unwrap_err().var,
+            "PORTAL_ISSUER"
+        );
+        assert_eq!(
+            cfg(&[("PORTAL_ISSUER", "https://x")]).unwrap_err().var,
+            "PORTAL_AUDIENCE"
+        );
+        let base = [("PORTAL_ISSUER", "https://x"), ("PORTAL_AUDIENCE", "a")];
+        for (var, val) in [
+            ("PORTAL_JWKS", "{"),
+            ("PORTAL_JWKS", r#"{"keys":[]}"#),
+            ("PORTAL_JWKS_URL", "file:///etc/passwd"),
+            ("PORTAL_DEFAULT_TENANT", "a b"),
+            ("PORTAL_KEY_RATE_LIMIT", "0"),
+            ("PORTAL_KEY_RATE_LIMIT", "ten"),
+            ("PORTAL_BACKEND", "s3"),
+        ] {
+            let mut v = base.to_vec();
+            v.push((var, val));
+            assert_eq!(cfg(&v).unwrap_err().var, var, "{var}={val}");
+        }
+        assert_eq!(
+            cfg(&[("PORTAL_AUDIENCE", "a")]).unwrap_err().var,
+            "PORTAL_ISSUER"
+        );
+    }
+
+    #[test]
+    fn defaults() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.auth.is_none());
+        assert_eq!(c.key_rate_limit, 10);
+        assert_eq!(c.backend, Backend::Embedded);
+        assert!(c.require_auth().is_err());
+        let c = cfg(&[("PORTAL_BACKEND", "aws")]).unwrap();
+        assert_eq!(
+            c.backend,
+            Backend::Aws {
+                table_prefix: "recovery-portal".into(),
+                kms_key_id: None
+            }
+        );
+    }
+}

@@ -1,0 +1,59 @@
+//! Device listing and the helpdesk's key-ID lookup: metadata only.
+
+use crate::app::Portal;
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::ids::{KeyIdPrefix, UserId};
+use crate::model::{Device, Helpdesk};
+use crate::policy;
+use crate::ports::KeyLocation;
+
+pub struct DeviceListing {
+    pub devices: Vec<Device>,
+    pub helpdesk: Option<Helpdesk>,
+}
+
+/// `owner` defaults to the caller.
+pub async fn list(
+    portal: &Portal,
+    caller: &Caller,
+    owner: Option<UserId>,
+) -> Result<DeviceListing, ApiError> {
+    let owner = owner.unwrap_or_else(|| caller.user.clone());
+    policy::may_list_devices(caller, &owner)?;
+    let (mut devices, tenant) = portal.store.list_devices(&caller.tenant, &owner).await?;
+    // Defence in depth: the store is asked for one tenant and one owner.
+    devices.retain(|d| d.tenant == caller.tenant && d.owner == owner);
+    devices.sort_by(|a, b| {
+        a.display_name
+            .cmp(&b.display_name)
+            .then_with(|| a.device_id.cmp(&b.device_id))
+    });
+    for d in &mut devices {
+        d.keys.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then(a.key_id.cmp(&b.key_id))
+        });
+    }
+    Ok(DeviceListing {
+        devices,
+        helpdesk: tenant.helpdesk,
+    })
+}
+
+pub async fn find_keys(
+    portal: &Portal,
+    caller: &Caller,
+    prefix: &KeyIdPrefix,
+) -> Result<Vec<KeyLocation>, ApiError> {
+    policy::may_look_up_keys(caller)?;
+    let mut keys = portal.store.find_keys(&caller.tenant, prefix).await?;
+    keys.retain(|k| prefix.matches(&k.key_id));
+    keys.sort_by(|a, b| {
+        a.key_id
+            .cmp(&b.key_id)
+            .then_with(|| a.device_id.cmp(&b.device_id))
+    });
+    Ok(keys)
+}

@@ -1,0 +1,325 @@
+//! Embedded adapters: an in-process store and an AES-256-GCM key cipher.
+//! They back `portal serve`, the tests and the benchmarks, with the same
+//! semantics the DynamoDB and KMS adapters have.
+
+use crate::audit::{AuditEvent, AuditQuery, Outcome};
+use crate::error::Unavailable;
+use crate::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use crate::model::{
+    Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
+};
+use crate::ports::{CipherError, Commit, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store};
+use crate::ratelimit::{RateUpdate, RateWindow};
+use async_trait::async_trait;
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+#[derive(Default)]
+struct State {
+    tenants: HashMap<TenantId, TenantPolicy>,
+    devices: BTreeMap<(TenantId, DeviceId), ImportDevice>,
+    /// Owner index, as the DynamoDB `by_owner` index.
+    by_owner: HashMap<(TenantId, UserId), BTreeSet<DeviceId>>,
+    /// Append-only, keyed like the DynamoDB table: (tenant, actor, request id).
+    audit: Vec<AuditEvent>,
+    audit_keys: HashMap<(TenantId, UserId, String), usize>,
+    rate: HashMap<(TenantId, UserId), RateWindow>,
+}
+
+/// Everything in one mutex: operations are short and never await inside it.
+#[derive(Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of audit events held (tests and benchmarks).
+    pub fn audit_len(&self) -> usize {
+        self.state().audit.len()
+    }
+
+    /// All audit events in insertion order (tests and benchmarks).
+    pub fn audit_log(&self) -> Vec<AuditEvent> {
+        self.state().audit.clone()
+    }
+
+    fn policy(st: &State, tenant: &TenantId) -> TenantPolicy {
+        st.tenants.get(tenant).cloned().unwrap_or_default()
+    }
+}
+
+fn append(st: &mut State, event: &AuditEvent) -> Option<usize> {
+    let key = (
+        event.tenant_id.clone(),
+        event.actor.clone(),
+        event.request_id.clone(),
+    );
+    if let Some(&i) = st.audit_keys.get(&key) {
+        return Some(i);
+    }
+    st.audit_keys.insert(key, st.audit.len());
+    st.audit.push(event.clone());
+    None
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn list_devices(
+        &self,
+        tenant: &TenantId,
+        owner: &UserId,
+    ) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
+        let st = self.state();
+        let devices = st
+            .by_owner
+            .get(&(tenant.clone(), owner.clone()))
+            .into_iter()
+            .flatten()
+            .filter_map(|id| st.devices.get(&(tenant.clone(), id.clone())))
+            .map(|d| d.sealed.device.clone())
+            .collect();
+        Ok((devices, Self::policy(&st, tenant)))
+    }
+
+    async fn find_keys(
+        &self,
+        tenant: &TenantId,
+        prefix: &KeyIdPrefix,
+    ) -> Result<Vec<KeyLocation>, Unavailable> {
+        let st = self.state();
+        let mut out = Vec::new();
+        for ((t, _), d) in st.devices.iter() {
+            if t != tenant {
+                continue;
+            }
+            let dev = &d.sealed.device;
+            for k in dev.keys.iter().filter(|k| prefix.matches(&k.key_id)) {
+                out.push(KeyLocation {
+                    key_id: k.key_id,
+                    device_id: dev.device_id.clone(),
+                    display_name: dev.display_name.clone(),
+                    owner: dev.owner.clone(),
+                    volume_type: k.volume_type,
+                    created_at: k.created_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn load_for_disclosure(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        actor: &UserId,
+    ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        let st = self.state();
+        let d = st.devices.get(&(tenant.clone(), device.clone())).map(|d| {
+            let mut s = d.sealed.clone();
+            s.policy = Self::policy(&st, tenant);
+            s
+        });
+        let w = st
+            .rate
+            .get(&(tenant.clone(), actor.clone()))
+            .cloned()
+            .unwrap_or_default();
+        Ok((d, w))
+    }
+
+    async fn commit_disclosure(
+        &self,
+        event: &AuditEvent,
+        rate: &RateUpdate,
+    ) -> Result<Commit, Unavailable> {
+        let mut st = self.state();
+        let key = (
+            event.tenant_id.clone(),
+            event.actor.clone(),
+            event.request_id.clone(),
+        );
+        if let Some(&i) = st.audit_keys.get(&key) {
+            let old = &st.audit[i];
+            let same = old.outcome == Outcome::Granted
+                && old.device_id == event.device_id
+                && old.key_id == event.key_id;
+            return Ok(if same {
+                Commit::Duplicate
+            } else {
+                Commit::RequestIdReused
+            });
+        }
+        let rk = (event.tenant_id.clone(), event.actor.clone());
+        let current = st.rate.get(&rk).map(|w| w.version).unwrap_or(0);
+        if current != rate.expected_version {
+            return Ok(Commit::RateConflict);
+        }
+        st.rate.insert(rk, rate.window.clone());
+        append(&mut st, event);
+        Ok(Commit::Written)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
+        append(&mut self.state(), event);
+        Ok(())
+    }
+
+    async fn audit_events(
+        &self,
+        tenant: &TenantId,
+        query: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, Unavailable> {
+        let st = self.state();
+        let mut v: Vec<AuditEvent> = st
+            .audit
+            .iter()
+            .filter(|e| &e.tenant_id == tenant && query.matches(e))
+            .cloned()
+            .collect();
+        crate::audit::newest_first(&mut v);
+        v.truncate(query.limit);
+        Ok(v)
+    }
+}
+
+#[async_trait]
+impl ImportStore for MemoryStore {
+    async fn fingerprints(
+        &self,
+        devices: &[(TenantId, DeviceId)],
+    ) -> Result<HashMap<(TenantId, DeviceId), String>, Unavailable> {
+        let st = self.state();
+        Ok(devices
+            .iter()
+            .filter_map(|k| {
+                st.devices
+                    .get(k)
+                    .map(|d| (k.clone(), d.fingerprint.clone()))
+            })
+            .collect())
+    }
+
+    async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {
+        let mut st = self.state();
+        for t in tenants {
+            st.tenants.insert(t.id.clone(), t.policy.clone());
+        }
+        Ok(())
+    }
+
+    async fn put_devices(&self, devices: &[ImportDevice]) -> Result<(), Unavailable> {
+        let mut st = self.state();
+        for d in devices {
+            let dev = &d.sealed.device;
+            let key = (dev.tenant.clone(), dev.device_id.clone());
+            if let Some(old) = st.devices.insert(key, d.clone()) {
+                let old = old.sealed.device;
+                if let Some(set) = st.by_owner.get_mut(&(old.tenant, old.owner)) {
+                    set.remove(&old.device_id);
+                }
+            }
+            st.by_owner
+                .entry((dev.tenant.clone(), dev.owner.clone()))
+                .or_default()
+                .insert(dev.device_id.clone());
+        }
+        Ok(())
+    }
+}
+
+/// AES-256-GCM with the key context as additional authenticated data, the
+/// way KMS binds its encryption context: a ciphertext only opens for the
+/// tenant, device and key ID it was sealed for. Output: nonce ‖ ciphertext ‖ tag.
+pub struct LocalCipher {
+    key: LessSafeKey,
+    rng: SystemRandom,
+}
+
+impl LocalCipher {
+    /// A cipher with a fresh random key (data sealed with it lives only as
+    /// long as the process).
+    pub fn random() -> Self {
+        let rng = SystemRandom::new();
+        let mut key = [0u8; 32];
+        rng.fill(&mut key).expect("system randomness");
+        let cipher = Self::from_key(&key);
+        zeroize::Zeroize::zeroize(&mut key);
+        cipher
+    }
+
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("32-byte key");
+        Self {
+            key: LessSafeKey::new(unbound),
+            rng: SystemRandom::new(),
+        }
+    }
+}
+
+fn aad(ctx: &KeyContext) -> Vec<u8> {
+    // Ids cannot contain NUL, so the encoding is unambiguous.
+    format!(
+        "tenant_id={}\0device_id={}\0key_id={}",
+        ctx.tenant, ctx.device, ctx.key_id
+    )
+    .into_bytes()
+}
+
+#[async_trait]
+impl KeyCipher for LocalCipher {
+    async fn seal(
+        &self,
+        ctx: &KeyContext,
+        password: &RecoveryPassword,
+    ) -> Result<SealedKey, CipherError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        self.rng
+            .fill(&mut nonce)
+            .map_err(|_| Unavailable::new("cipher", "no randomness"))?;
+        let mut buf = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad(ctx)),
+                &mut *buf,
+            )
+            .map_err(|_| CipherError::Rejected("seal failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(SealedKey(out))
+    }
+
+    async fn open(
+        &self,
+        ctx: &KeyContext,
+        sealed: &SealedKey,
+    ) -> Result<RecoveryPassword, CipherError> {
+        if sealed.0.len() < NONCE_LEN + AES_256_GCM.tag_len() {
+            return Err(CipherError::Rejected("ciphertext too short".into()));
+        }
+        let (nonce, ct) = sealed.0.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| CipherError::Rejected("bad nonce".into()))?;
+        let mut buf = ct.to_vec();
+        let plain_len = self
+            .key
+            .open_in_place(nonce, Aad::from(aad(ctx)), &mut buf)
+            .map_err(|_| {
+                CipherError::Rejected("authentication failed (wrong context or tampered)".into())
+            })?
+            .len();
+        buf.truncate(plain_len);
+        RecoveryPassword::from_plaintext(buf)
+            .map_err(|_| CipherError::Rejected("plaintext is not a recovery password".into()))
+    }
+}

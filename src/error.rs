@@ -1,0 +1,90 @@
+//! The one domain error type. Every failure a request can meet is a variant
+//! here; `http::problem` turns each into exactly one HTTP answer.
+
+use crate::ids::KeyId;
+use crate::model::Helpdesk;
+
+/// Why a token was not accepted. Only for logs and tests: clients get one
+/// generic 401 so the answer leaks nothing about the verifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("no bearer token")]
+    Missing,
+    #[error("malformed token")]
+    Malformed,
+    #[error("algorithm not allowed")]
+    Algorithm,
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("unsupported critical header")]
+    Critical,
+    #[error("bad signature")]
+    Signature,
+    #[error("expired")]
+    Expired,
+    #[error("not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    Issuer,
+    #[error("wrong audience")]
+    Audience,
+    #[error("invalid claims: {0}")]
+    Claims(&'static str),
+    #[error("no tenant")]
+    NoTenant,
+}
+
+/// A failure of a backing service (store or cipher) after its own retries.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{service} unavailable: {detail}")]
+pub struct Unavailable {
+    pub service: &'static str,
+    pub detail: String,
+}
+
+impl Unavailable {
+    pub fn new(service: &'static str, detail: impl std::fmt::Display) -> Self {
+        Self {
+            service,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(AuthFailure),
+    /// The token is valid but lacks the permission the route needs.
+    #[error("missing permission {needed}")]
+    InsufficientScope { needed: &'static str },
+    /// The tenant turned self-service off: owners must ask the helpdesk.
+    #[error("self-service disabled")]
+    SelfServiceDisabled { helpdesk: Option<Helpdesk> },
+    /// Missing, another user's, or another tenant's: deliberately one answer.
+    #[error("device not found")]
+    DeviceNotFound,
+    /// The device is the caller's but no escrowed key exists for it.
+    #[error("no recovery key held")]
+    NoKeyHeld { helpdesk: Option<Helpdesk> },
+    #[error("key id prefix is ambiguous")]
+    AmbiguousKey { candidates: Vec<KeyId> },
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("no such route")]
+    RouteNotFound,
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// Stored data that cannot be used (e.g. a ciphertext that fails its
+    /// integrity check). Never caused by client input.
+    #[error("internal: {0}")]
+    Internal(String),
+}

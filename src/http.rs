@@ -1,0 +1,502 @@
+//! HTTP mapping: routing, input parsing, JSON bodies, and the one place where
+//! domain errors become `application/problem+json` answers (RFC 9457).
+//!
+//! Lambda (`lambda.rs`), the local server (`server.rs`) and the tests all call
+//! `handle`, so there is exactly one implementation of each route.
+
+use crate::app::Portal;
+use crate::audit::{AuditEvent, AuditQuery};
+use crate::auth::{self, Caller};
+use crate::devices;
+use crate::error::{ApiError, AuthFailure};
+use crate::ids::{DeviceId, KeyIdPrefix, KeySelector, UserId};
+use crate::keys::{self, Attempt, RequestMeta, RetrievalRequest};
+use crate::model::{Device, Helpdesk};
+use crate::policy;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+/// Largest accepted request body.
+pub const MAX_BODY: usize = 4 * 1024;
+/// Longest `reason` a caller may give for a retrieval.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// A request as every front end (API Gateway, local server) delivers it.
+#[derive(Debug, Clone)]
+pub struct ApiRequest {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub source_ip: Option<String>,
+    /// The front end's request id (API Gateway's, or a fresh one locally);
+    /// a valid client `X-Request-Id` takes precedence so retries keep it.
+    pub request_id: String,
+}
+
+pub type ApiResponse = Response<Vec<u8>>;
+
+/// Which routes a deployment unit serves: each Lambda function serves its
+/// own; the local server serves all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// `list-devices`: devices, key lookup, audit events.
+    List,
+    /// `get-recovery-key`: key retrieval.
+    Key,
+    All,
+}
+
+enum Route {
+    ListDevices,
+    FindKeys,
+    RetrieveKey(String),
+    AuditEvents,
+}
+
+fn route(path: &str) -> Option<(Route, &'static str, Routes)> {
+    match path {
+        "/v1/devices" => Some((Route::ListDevices, "GET", Routes::List)),
+        "/v1/recovery-keys" => Some((Route::FindKeys, "GET", Routes::List)),
+        "/v1/audit-events" => Some((Route::AuditEvents, "GET", Routes::List)),
+        _ => {
+            let rest = path.strip_prefix("/v1/devices/")?;
+            let device = rest.strip_suffix("/recovery-key")?;
+            (!device.is_empty() && !device.contains('/'))
+                .then(|| (Route::RetrieveKey(device.to_owned()), "POST", Routes::Key))
+        }
+    }
+}
+
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-request-id")?.to_str().ok()?;
+    let ok = (8..=64).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    ok.then(|| v.to_owned())
+}
+
+/// Serves one request. Never panics on input and never answers 5xx for
+/// anything a client can send.
+pub async fn handle(portal: &Portal, serves: Routes, mut req: ApiRequest) -> ApiResponse {
+    if let Some(id) = client_request_id(&req.headers) {
+        req.request_id = id;
+    }
+    let request_id = req.request_id.clone();
+    let is_key_route = matches!(route(&req.path), Some((Route::RetrieveKey(_), ..)));
+    let mut resp = match dispatch(portal, serves, req).await {
+        Ok(r) => r,
+        Err(e) => problem(&e, &request_id),
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if is_key_route {
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+async fn dispatch(
+    portal: &Portal,
+    serves: Routes,
+    req: ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let Some((route, method, unit)) = route(&req.path) else {
+        return Err(ApiError::RouteNotFound);
+    };
+    if serves != Routes::All && serves != unit {
+        return Err(ApiError::RouteNotFound);
+    }
+    if req.method.as_str() != method {
+        return Err(ApiError::MethodNotAllowed { allow: method });
+    }
+    if req.body.len() > MAX_BODY {
+        return Err(ApiError::PayloadTooLarge);
+    }
+    let caller = authenticate(portal, &req.headers).await?;
+    let meta = RequestMeta {
+        request_id: req.request_id.clone(),
+        source_ip: req.source_ip.clone(),
+        user_agent: req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(256).collect()),
+    };
+    match route {
+        Route::ListDevices => {
+            let q = Query::parse(req.query.as_deref(), &["owner"])?;
+            let owner = q
+                .get("owner")
+                .map(|o| UserId::parse(o).map_err(|e| bad("owner", e)))
+                .transpose()?;
+            let listing = devices::list(portal, &caller, owner).await?;
+            Ok(json_response(StatusCode::OK, &DevicesBody::from(listing)))
+        }
+        Route::FindKeys => {
+            let q = Query::parse(req.query.as_deref(), &["key_id_prefix"])?;
+            // Permission before input validation: no hints to the unauthorised.
+            policy::may_look_up_keys(&caller)?;
+            let raw = q
+                .get("key_id_prefix")
+                .ok_or_else(|| ApiError::BadRequest("key_id_prefix is required".into()))?;
+            let prefix = KeyIdPrefix::parse(raw).map_err(|e| bad("key_id_prefix", e))?;
+            let keys = devices::find_keys(portal, &caller, &prefix).await?;
+            let body = json!({ "recovery_keys": keys.iter().map(|k| json!({
+                "key_id": k.key_id,
+                "device_id": k.device_id,
+                "display_name": k.display_name,
+                "owner": k.owner,
+                "volume_type": k.volume_type,
+                "created_at": rfc3339(k.created_at),
+            })).collect::<Vec<_>>() });
+            Ok(json_response(StatusCode::OK, &body))
+        }
+        Route::AuditEvents => {
+            let q = Query::parse(req.query.as_deref(), &["device_id", "actor", "limit"])?;
+            policy::may_read_audit(&caller)?;
+            let query = AuditQuery {
+                device_id: q
+                    .get("device_id")
+                    .map(|d| DeviceId::parse(d).map_err(|e| bad("device_id", e)))
+                    .transpose()?,
+                actor: q
+                    .get("actor")
+                    .map(|a| UserId::parse(a).map_err(|e| bad("actor", e)))
+                    .transpose()?,
+                limit: match q.get("limit") {
+                    None => AuditQuery::DEFAULT_LIMIT,
+                    Some(l) => l
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=AuditQuery::MAX_LIMIT).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "limit must be a whole number from 1 to {}",
+                                AuditQuery::MAX_LIMIT
+                            ))
+                        })?,
+                },
+            };
+            let mut events = portal.store.audit_events(&caller.tenant, &query).await?;
+            events.retain(|e| e.tenant_id == caller.tenant && query.matches(e));
+            crate::audit::newest_first(&mut events);
+            events.truncate(query.limit);
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }),
+            ))
+        }
+        Route::RetrieveKey(raw_device) => {
+            retrieve_key(portal, &caller, &meta, &raw_device, &req).await
+        }
+    }
+}
+
+async fn retrieve_key(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    raw_device: &str,
+    req: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let attempt = |device_id| Attempt {
+        portal,
+        caller,
+        meta,
+        device_id,
+        justification: None,
+    };
+    let device_id = match DeviceId::parse(raw_device) {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(attempt(None)
+                .deny(None, "invalid_request", bad("device_id", e))
+                .await);
+        }
+    };
+    let (key, justification) = match parse_key_body(&req.headers, &req.body) {
+        Ok(v) => v,
+        Err(e) => {
+            return Err(attempt(Some(&device_id))
+                .deny(None, "invalid_request", e)
+                .await);
+        }
+    };
+    let d = keys::retrieve(
+        portal,
+        caller,
+        meta,
+        RetrievalRequest {
+            device_id,
+            key,
+            justification,
+        },
+    )
+    .await?;
+    let body = json!({
+        "device_id": d.device_id,
+        "key_id": d.key_id,
+        "volume_type": d.volume_type,
+        "recovery_password": d.password.expose(),
+        "created_at": rfc3339(d.created_at),
+        "display_seconds": keys::DISPLAY_SECONDS,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyBody {
+    key_id: Option<String>,
+    reason: Option<String>,
+}
+
+fn parse_key_body(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Option<KeySelector>, Option<String>), ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok((None, None));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json") || m.to_ascii_lowercase().ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let b: KeyBody = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    let key = b
+        .key_id
+        .map(|k| {
+            KeySelector::parse(&k).map_err(|_| {
+                ApiError::BadRequest(
+                    "key_id must be a full key ID (GUID) or at least 8 of its leading hex digits"
+                        .into(),
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(r) = &b.reason
+        && (r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "reason must be at most {MAX_REASON_CHARS} characters with no control characters"
+        )));
+    }
+    Ok((key, b.reason.filter(|r| !r.trim().is_empty())))
+}
+
+async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    let value = match headers
+        .get_all(header::AUTHORIZATION)
+        .iter()
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => None,
+        [v] => Some(
+            v.to_str()
+                .map_err(|_| ApiError::Unauthenticated(AuthFailure::Malformed))?,
+        ),
+        _ => return Err(ApiError::Unauthenticated(AuthFailure::Malformed)),
+    };
+    let token = auth::bearer_token(value).map_err(ApiError::Unauthenticated)?;
+    portal.verifier.verify(token).await.map_err(|f| {
+        tracing::info!(reason = %f, "token rejected");
+        ApiError::Unauthenticated(f)
+    })
+}
+
+/// Query parameters: known names only, each at most once.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Self, ApiError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+            if !allowed.contains(&k.as_ref()) {
+                return Err(ApiError::BadRequest(format!(
+                    "unknown query parameter {k:?}; allowed: {}",
+                    allowed.join(", ")
+                )));
+            }
+            if out.iter().any(|(x, _)| x == &k) {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter {k} given more than once"
+                )));
+            }
+            out.push((k.into_owned(), v.into_owned()));
+        }
+        Ok(Self(out))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn bad(field: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::BadRequest(format!("{field} {e}"))
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+#[derive(Serialize)]
+struct DevicesBody {
+    devices: Vec<serde_json::Value>,
+    helpdesk: Option<Helpdesk>,
+}
+
+impl From<devices::DeviceListing> for DevicesBody {
+    fn from(l: devices::DeviceListing) -> Self {
+        Self {
+            devices: l.devices.iter().map(device_json).collect(),
+            helpdesk: l.helpdesk,
+        }
+    }
+}
+
+fn device_json(d: &Device) -> serde_json::Value {
+    json!({
+        "device_id": d.device_id,
+        "display_name": d.display_name,
+        "os": d.os,
+        "managed_by": d.managed_by,
+        "recovery_keys": d.keys.iter().map(|k| json!({
+            "key_id": k.key_id,
+            "volume_type": k.volume_type,
+            "created_at": rfc3339(k.created_at),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn event_json(e: &AuditEvent) -> serde_json::Value {
+    json!({
+        "event_id": e.event_id,
+        "time": rfc3339(e.time),
+        "tenant_id": e.tenant_id,
+        "actor": e.actor,
+        "device_id": e.device_id,
+        "key_id": e.key_id,
+        "outcome": e.outcome,
+        "reason": e.reason,
+        "justification": e.justification,
+        "source_ip": e.source_ip,
+        "user_agent": e.user_agent,
+        "request_id": e.request_id,
+    })
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut r = Response::new(bytes);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
+
+/// The one mapping from domain errors to HTTP answers.
+pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
+    let mut extra = serde_json::Map::new();
+    let mut headers: Vec<(header::HeaderName, String)> = Vec::new();
+    let (status, slug, title, detail) = match e {
+        ApiError::Unauthenticated(f) => {
+            let challenge = if *f == AuthFailure::Missing {
+                "Bearer".to_owned()
+            } else {
+                r#"Bearer error="invalid_token", error_description="the access token is missing, expired or not valid for this portal""#.to_owned()
+            };
+            headers.push((header::WWW_AUTHENTICATE, challenge));
+            (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", "Sign in to the company portal again, then retry.".to_owned())
+        }
+        ApiError::InsufficientScope { needed } => {
+            headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_scope", scope="{needed}""#)));
+            extra.insert("required_permission".into(), json!(needed));
+            (StatusCode::FORBIDDEN, "insufficient-scope", "Permission required", format!("Your account lacks the {needed} permission. Ask your IT administrator for access."))
+        }
+        ApiError::SelfServiceDisabled { helpdesk } => {
+            extra.insert("helpdesk".into(), json!(helpdesk));
+            (StatusCode::FORBIDDEN, "self-service-disabled", "Ask your helpdesk for this key", "Your organization does not let users retrieve recovery keys themselves. Contact your IT support; they can read the key to you.".to_owned())
+        }
+        ApiError::DeviceNotFound => (
+            StatusCode::NOT_FOUND,
+            "device-not-found",
+            "Device not found",
+            "No device with this ID is registered to you. Check the device in your device list, or contact your IT support.".to_owned(),
+        ),
+        ApiError::NoKeyHeld { helpdesk } => {
+            extra.insert("helpdesk".into(), json!(helpdesk));
+            (StatusCode::NOT_FOUND, "no-recovery-key", "No recovery key stored", "No recovery key is stored for this device. If your organization encrypted it, contact your IT support for help; keys of devices you encrypted yourself are not kept here.".to_owned())
+        }
+        ApiError::AmbiguousKey { candidates } => {
+            extra.insert("candidates".into(), json!(candidates));
+            (StatusCode::CONFLICT, "ambiguous-key-id", "Key ID matches several keys", "Several keys on this device start with that key ID. Enter more digits of the key ID shown on the recovery screen.".to_owned())
+        }
+        ApiError::RateLimited { retry_after_secs } => {
+            headers.push((header::RETRY_AFTER, retry_after_secs.to_string()));
+            extra.insert("retry_after".into(), json!(retry_after_secs));
+            (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many recovery keys requested", format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
+        }
+        ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", d.clone()),
+        ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "Send the request body as application/json.".to_owned()),
+        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", format!("The request body must be at most {MAX_BODY} bytes.")),
+        ApiError::MethodNotAllowed { allow } => {
+            headers.push((header::ALLOW, (*allow).to_owned()));
+            (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", format!("This resource only supports {allow}."))
+        }
+        ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", "There is no such API resource. See the API documentation for the routes.".to_owned()),
+        ApiError::Unavailable(_) => {
+            headers.push((header::RETRY_AFTER, "2".to_owned()));
+            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable", "The service could not complete the request safely and disclosed nothing. Try again in a few seconds.".to_owned())
+        }
+        ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "Something went wrong on our side. Try again, or contact your IT support.".to_owned()),
+    };
+    let mut body = serde_json::Map::new();
+    body.insert("type".into(), json!(format!("{PROBLEM_BASE}{slug}")));
+    body.insert("title".into(), json!(title));
+    body.insert("status".into(), json!(status.as_u16()));
+    body.insert("detail".into(), json!(detail));
+    body.insert("request_id".into(), json!(request_id));
+    body.extend(extra);
+    let mut r = Response::new(serde_json::to_vec(&body).unwrap_or_default());
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    }
+    r
+}

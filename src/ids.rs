@@ -1,0 +1,220 @@
+//! Identifier types. Each one is validated once, at the edge, so the rest of
+//! the code can never hold a malformed id.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// Why a string is not a valid identifier (the field name is added by callers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must be 1 to 128 characters from A-Z a-z 0-9 . _ -")]
+    Opaque,
+    #[error("must be a GUID such as 1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b")]
+    Guid,
+    #[error("must be at least 8 hexadecimal digits of a key ID (dashes are ignored)")]
+    Prefix,
+}
+
+fn is_opaque(s: &str) -> bool {
+    (1..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+macro_rules! opaque_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, IdError> {
+                if is_opaque(s) { Ok(Self(s.to_owned())) } else { Err(IdError::Opaque) }
+            }
+            pub fn as_str(&self) -> &str { &self.0 }
+        }
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(&self.0) }
+        }
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($name), "({})"), self.0)
+            }
+        }
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> { s.serialize_str(&self.0) }
+        }
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+opaque_id!(
+    /// A tenant (an Entra tenant GUID, an Okta org name, ...).
+    TenantId
+);
+opaque_id!(
+    /// A device, as the MDM names it.
+    DeviceId
+);
+opaque_id!(
+    /// A user: matched against the token's `oid` (else `sub`).
+    UserId
+);
+
+/// A BitLocker key protector ID: a GUID, kept as 16 bytes and printed in the
+/// canonical upper-case form shown on the recovery screen.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId(u128);
+
+impl KeyId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        // The recovery screen and PowerShell show the ID with or without braces.
+        let t = match s.strip_prefix('{') {
+            Some(rest) => rest.strip_suffix('}').ok_or(IdError::Guid)?,
+            None => s,
+        };
+        let b = t.as_bytes();
+        let dashed = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+        if !(dashed || b.len() == 32) {
+            return Err(IdError::Guid);
+        }
+        let hex: String = t.chars().filter(|&c| c != '-').collect();
+        if hex.len() != 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(IdError::Guid);
+        }
+        u128::from_str_radix(&hex, 16)
+            .map(KeyId)
+            .map_err(|_| IdError::Guid)
+    }
+
+    /// 32 lower-case hex digits, the form the prefix index sorts on.
+    pub fn hex(&self) -> String {
+        format!("{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = format!("{:032X}", self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+impl Serialize for KeyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// At least 8 hex digits of a key ID, as typed from a recovery screen:
+/// case-insensitive, dashes ignored. Stored lower-case without dashes.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub struct KeyIdPrefix(String);
+
+impl KeyIdPrefix {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        let hex: String = s.chars().filter(|&c| c != '-').collect();
+        if !(8..=32).contains(&hex.len()) || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(IdError::Prefix);
+        }
+        Ok(Self(hex.to_ascii_lowercase()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn matches(&self, id: &KeyId) -> bool {
+        id.hex().starts_with(&self.0)
+    }
+}
+
+/// Which key a retrieval asks for: a full ID or a prefix of one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeySelector {
+    Exact(KeyId),
+    Prefix(KeyIdPrefix),
+}
+
+impl KeySelector {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        match KeyId::parse(s) {
+            Ok(id) => Ok(Self::Exact(id)),
+            Err(_) => KeyIdPrefix::parse(s).map(Self::Prefix),
+        }
+    }
+    pub fn matches(&self, id: &KeyId) -> bool {
+        match self {
+            Self::Exact(k) => k == id,
+            Self::Prefix(p) => p.matches(id),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opaque_ids_accept_guid_numbers_and_names_only() {
+        for ok in ["a", "12345", "laptop-01.corp_x", &"x".repeat(128)] {
+            assert!(DeviceId::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", "a#b", &"x".repeat(129)] {
+            assert_eq!(DeviceId::parse(bad), Err(IdError::Opaque), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_ids_round_trip_in_canonical_form() {
+        let id = KeyId::parse("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b").unwrap();
+        assert_eq!(id.to_string(), "1F2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A5B");
+        assert_eq!(
+            KeyId::parse("{1F2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A5B}"),
+            Ok(id)
+        );
+        assert_eq!(KeyId::parse("1f2e3d4c5b6a47988a9b0c1d2e3f4a5b"), Ok(id));
+        assert_eq!(id.hex(), "1f2e3d4c5b6a47988a9b0c1d2e3f4a5b");
+        for bad in [
+            "",
+            "1f2e3d4c",
+            "1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5",
+            "{1f2e3d4c5b6a47988a9b0c1d2e3f4a5b",
+            "zz2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b",
+            "1f2e3d4c5-b6a-4798-8a9b-0c1d2e3f4a5b",
+        ] {
+            assert!(KeyId::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn prefixes_ignore_case_and_dashes() {
+        let id = KeyId::parse("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b").unwrap();
+        assert!(KeyIdPrefix::parse("1F2E3D4C").unwrap().matches(&id));
+        assert!(KeyIdPrefix::parse("1f2e3d4c-5b").unwrap().matches(&id));
+        assert!(!KeyIdPrefix::parse("1f2e3d4d").unwrap().matches(&id));
+        assert!(KeyIdPrefix::parse("1f2e3d4").is_err());
+        assert!(KeyIdPrefix::parse("1f2e3d4g").is_err());
+    }
+}

@@ -1,0 +1,220 @@
+//! Domain records: tenants, devices, key metadata, and the recovery password.
+
+use crate::ids::{DeviceId, KeyId, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use zeroize::{Zeroize, Zeroizing};
+
+/// What kind of volume a key unlocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VolumeType {
+    OperatingSystem,
+    FixedData,
+    RemovableData,
+}
+
+impl VolumeType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OperatingSystem => "operating_system",
+            Self::FixedData => "fixed_data",
+            Self::RemovableData => "removable_data",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::OperatingSystem, Self::FixedData, Self::RemovableData]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// Who encrypted the device: the organisation escrows keys; a user's own
+/// encryption is never escrowed, so no key can be shown for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ManagedBy {
+    Organization,
+    User,
+}
+
+impl ManagedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Organization => "organization",
+            Self::User => "user",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "organization" => Some(Self::Organization),
+            "user" => Some(Self::User),
+            _ => None,
+        }
+    }
+}
+
+/// Where a user gets help when no key can be shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Helpdesk {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+}
+
+/// A tenant's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantPolicy {
+    /// Whether device owners may retrieve their own keys.
+    pub self_service: bool,
+    pub helpdesk: Option<Helpdesk>,
+}
+
+impl Default for TenantPolicy {
+    /// A tenant with no record behaves as self-service with no helpdesk details.
+    fn default() -> Self {
+        Self {
+            self_service: true,
+            helpdesk: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub policy: TenantPolicy,
+}
+
+/// Metadata of one escrowed key: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    pub key_id: KeyId,
+    pub volume_type: VolumeType,
+    pub created_at: OffsetDateTime,
+}
+
+/// A device and the metadata of its keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub tenant: TenantId,
+    pub device_id: DeviceId,
+    pub owner: UserId,
+    pub display_name: String,
+    pub os: String,
+    pub managed_by: ManagedBy,
+    pub keys: Vec<KeyMeta>,
+}
+
+/// An encrypted recovery password as the cipher produced it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedKey(pub Vec<u8>);
+
+impl std::fmt::Debug for SealedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SealedKey({} bytes)", self.0.len())
+    }
+}
+
+/// A device with its sealed keys: only the key-retrieval path loads this.
+#[derive(Debug, Clone)]
+pub struct SealedDevice {
+    pub device: Device,
+    pub policy: TenantPolicy,
+    pub sealed: Vec<(KeyId, SealedKey)>,
+}
+
+/// What the encryption is bound to: a ciphertext moved to another tenant,
+/// device or key ID no longer decrypts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyContext {
+    pub tenant: TenantId,
+    pub device: DeviceId,
+    pub key_id: KeyId,
+}
+
+/// A BitLocker recovery password: 48 digits in 8 groups of 6.
+///
+/// The buffer is zeroed on drop and the type has no `Debug` or `Display`, so
+/// it cannot be logged by accident; `expose` is the only way to the digits.
+pub struct RecoveryPassword(Zeroizing<String>);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "must be 8 groups of 6 digits separated by dashes, each group divisible by 11 and below 720896"
+)]
+pub struct InvalidRecoveryPassword;
+
+impl RecoveryPassword {
+    pub fn parse(s: &str) -> Result<Self, InvalidRecoveryPassword> {
+        let ok = s.len() == 55
+            && s.split('-').count() == 8
+            && s.split('-').all(|g| {
+                g.len() == 6
+                    && g.bytes().all(|b| b.is_ascii_digit())
+                    && g.parse::<u32>().is_ok_and(|n| n % 11 == 0 && n < 720_896)
+            });
+        if ok {
+            Ok(Self(Zeroizing::new(s.to_owned())))
+        } else {
+            Err(InvalidRecoveryPassword)
+        }
+    }
+
+    /// Parses plaintext bytes from the cipher, wiping the input either way.
+    pub fn from_plaintext(mut bytes: Vec<u8>) -> Result<Self, InvalidRecoveryPassword> {
+        let out = std::str::from_utf8(&bytes)
+            .map_err(|_| InvalidRecoveryPassword)
+            .and_then(Self::parse);
+        bytes.zeroize();
+        out
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Clone for RecoveryPassword {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recovery_password_checks_every_group() {
+        let good = "123453-234564-345675-456786-567897-679008-700007-000000";
+        assert!(RecoveryPassword::parse(good).is_ok());
+        // 123454 is not divisible by 11.
+        assert!(
+            RecoveryPassword::parse("123454-234564-345675-456786-567897-679008-700007-000000")
+                .is_err()
+        );
+        // 720907 = 11 * 65537 is a multiple of 11 but above the 720896 limit.
+        assert!(
+            RecoveryPassword::parse("720907-234564-345675-456786-567897-679008-700007-000000")
+                .is_err()
+        );
+        assert!(
+            RecoveryPassword::parse("123453-234564-345675-456786-567897-679008-700007").is_err()
+        );
+        assert!(
+            RecoveryPassword::parse("123453-234564-345675-456786-567897-679008-700007-00000a")
+                .is_err()
+        );
+        assert!(
+            RecoveryPassword::parse("123453 234564-345675-456786-567897-679008-700007-000000")
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Authorization policy: who may see what, decided from the verified caller
+//! and the stored device, before anything is decrypted.
+
+use crate::auth::{Caller, Permissions};
+use crate::error::ApiError;
+use crate::ids::UserId;
+use crate::model::{Device, TenantPolicy};
+
+/// On what grounds a key is disclosed (recorded as the audit reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Owner,
+    Helpdesk,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Owner => "owner",
+            Self::Helpdesk => "helpdesk",
+        }
+    }
+}
+
+/// Listing devices: own devices with any read permission; someone else's
+/// only with `RecoveryKey.Read.All`. Always within the caller's tenant.
+pub fn may_list_devices(caller: &Caller, owner: &UserId) -> Result<(), ApiError> {
+    let p = caller.permissions;
+    if owner != &caller.user {
+        return require(p.key_read_all, Permissions::KEY_READ_ALL);
+    }
+    require(
+        p.devices_read || p.key_read || p.key_read_all,
+        Permissions::DEVICES_READ,
+    )
+}
+
+pub fn may_look_up_keys(caller: &Caller) -> Result<(), ApiError> {
+    require(caller.permissions.key_read_all, Permissions::KEY_READ_ALL)
+}
+
+pub fn may_read_audit(caller: &Caller) -> Result<(), ApiError> {
+    require(
+        caller.permissions.audit_read_all,
+        Permissions::AUDIT_READ_ALL,
+    )
+}
+
+/// The permission check that precedes loading anything for a key retrieval.
+pub fn may_retrieve_keys(caller: &Caller) -> Result<(), ApiError> {
+    let p = caller.permissions;
+    require(p.key_read || p.key_read_all, Permissions::KEY_READ)
+}
+
+/// Ownership and tenant policy for one device the store returned from the
+/// caller's tenant. Another user's device looks exactly like a missing one.
+pub fn device_access(
+    caller: &Caller,
+    device: &Device,
+    policy: &TenantPolicy,
+) -> Result<Access, (ApiError, &'static str)> {
+    if device.tenant != caller.tenant {
+        // The store only reads the caller's tenant; this is defence in depth.
+        return Err((ApiError::DeviceNotFound, "other_tenant"));
+    }
+    let p = caller.permissions;
+    if device.owner == caller.user && p.key_read {
+        if policy.self_service {
+            return Ok(Access::Owner);
+        }
+        if !p.key_read_all {
+            return Err((
+                ApiError::SelfServiceDisabled {
+                    helpdesk: policy.helpdesk.clone(),
+                },
+                "self_service_disabled",
+            ));
+        }
+    }
+    if p.key_read_all {
+        return Ok(Access::Helpdesk);
+    }
+    Err((ApiError::DeviceNotFound, "not_owner"))
+}
+
+fn require(ok: bool, needed: &'static str) -> Result<(), ApiError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InsufficientScope { needed })
+    }
+}

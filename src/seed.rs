@@ -1,0 +1,336 @@
+//! The seed / import file format, validated as a whole before anything is
+//! written: one invalid record and nothing loads. Errors name the record and
+//! the field.
+//!
+//! ```json
+//! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url}}],
+//!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
+//!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
+//! ```
+
+use crate::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::model::{
+    Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, Tenant, TenantPolicy, VolumeType,
+};
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroizing;
+
+/// The demo data `portal serve` loads when no `--seed` is given.
+pub const DEMO_SEED: &str = include_str!("demo-seed.json");
+
+/// Errors shown at most, so a broken 100,000-row file gives a readable answer.
+const MAX_ERRORS: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid seed file ({} problem{}); nothing was loaded:\n  {}", .0.len(), if .0.len() == 1 { "" } else { "s" }, .0.join("\n  "))]
+pub struct SeedError(pub Vec<String>);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSeed {
+    #[serde(default)]
+    tenants: Vec<RawTenant>,
+    #[serde(default)]
+    devices: Vec<RawDevice>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    tenant_id: String,
+    self_service: bool,
+    #[serde(default)]
+    helpdesk: Option<Helpdesk>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    tenant_id: String,
+    device_id: String,
+    owner: String,
+    display_name: String,
+    os: String,
+    managed_by: String,
+    #[serde(default)]
+    recovery_keys: Vec<RawKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    key_id: String,
+    volume_type: String,
+    recovery_password: Zeroizing<String>,
+    created_at: String,
+}
+
+/// One device and its plaintext keys, ready to seal.
+pub struct SeedDevice {
+    pub device: Device,
+    pub policy: TenantPolicy,
+    pub passwords: Vec<(KeyMeta, RecoveryPassword)>,
+}
+
+pub struct Seed {
+    pub tenants: Vec<Tenant>,
+    pub devices: Vec<SeedDevice>,
+}
+
+impl Seed {
+    pub fn key_count(&self) -> usize {
+        self.devices.iter().map(|d| d.passwords.len()).sum()
+    }
+}
+
+fn text_ok(s: &str, max: usize) -> bool {
+    !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
+}
+
+/// Parses and validates a whole seed document.
+pub fn parse(json: &str) -> Result<Seed, SeedError> {
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let raw: RawSeed = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        SeedError(vec![if path == "." {
+            format!("{inner}")
+        } else {
+            format!("{path}: {inner}")
+        }])
+    })?;
+    let mut errors: Vec<String> = Vec::new();
+    let push = |errors: &mut Vec<String>, msg: String| {
+        if errors.len() < MAX_ERRORS {
+            errors.push(msg);
+        }
+    };
+
+    let mut tenants: Vec<Tenant> = Vec::new();
+    let mut policies: HashMap<TenantId, TenantPolicy> = HashMap::new();
+    for (i, t) in raw.tenants.into_iter().enumerate() {
+        let at = format!("tenants[{i}]");
+        let Ok(id) = TenantId::parse(&t.tenant_id) else {
+            push(
+                &mut errors,
+                format!(
+                    "{at}.tenant_id: {:?} must be 1 to 128 characters from A-Z a-z 0-9 . _ -",
+                    t.tenant_id
+                ),
+            );
+            continue;
+        };
+        if let Some(h) = &t.helpdesk {
+            for (field, v) in [
+                ("name", &h.name),
+                ("email", &h.email),
+                ("phone", &h.phone),
+                ("url", &h.url),
+            ] {
+                if v.as_deref().is_some_and(|v| !text_ok(v, 256)) {
+                    push(
+                        &mut errors,
+                        format!(
+                            "{at} (tenant {id}).helpdesk.{field}: must be 1 to 256 characters without control characters"
+                        ),
+                    );
+                }
+            }
+        }
+        let policy = TenantPolicy {
+            self_service: t.self_service,
+            helpdesk: t.helpdesk,
+        };
+        if policies.insert(id.clone(), policy.clone()).is_some() {
+            push(
+                &mut errors,
+                format!("{at}.tenant_id: duplicate tenant {id}"),
+            );
+        }
+        tenants.push(Tenant { id, policy });
+    }
+
+    let mut devices = Vec::new();
+    let mut seen_devices: HashSet<(TenantId, DeviceId)> = HashSet::new();
+    let mut seen_keys: HashMap<(TenantId, KeyId), String> = HashMap::new();
+    for (i, d) in raw.devices.into_iter().enumerate() {
+        let at = format!("devices[{i}] (device_id {:?})", d.device_id);
+        let before = errors.len();
+        let tenant = TenantId::parse(&d.tenant_id)
+            .map_err(|e| push(&mut errors, format!("{at}.tenant_id: {e}")))
+            .ok();
+        let policy = tenant.as_ref().and_then(|t| {
+            let p = policies.get(t).cloned();
+            if p.is_none() {
+                push(
+                    &mut errors,
+                    format!("{at}.tenant_id: tenant {t} is not declared in \"tenants\""),
+                );
+            }
+            p
+        });
+        let device_id = DeviceId::parse(&d.device_id)
+            .map_err(|e| push(&mut errors, format!("{at}.device_id: {e}")))
+            .ok();
+        let owner = UserId::parse(&d.owner)
+            .map_err(|e| push(&mut errors, format!("{at}.owner: {e}")))
+            .ok();
+        if !text_ok(&d.display_name, 256) {
+            push(
+                &mut errors,
+                format!(
+                    "{at}.display_name: must be 1 to 256 characters without control characters"
+                ),
+            );
+        }
+        if !text_ok(&d.os, 128) {
+            push(
+                &mut errors,
+                format!("{at}.os: must be 1 to 128 characters without control characters"),
+            );
+        }
+        let managed_by = ManagedBy::parse(&d.managed_by);
+        if managed_by.is_none() {
+            push(
+                &mut errors,
+                format!(
+                    "{at}.managed_by: must be \"organization\" or \"user\", got {:?}",
+                    d.managed_by
+                ),
+            );
+        }
+        if managed_by == Some(ManagedBy::User) && !d.recovery_keys.is_empty() {
+            push(
+                &mut errors,
+                format!(
+                    "{at}.recovery_keys: a personally encrypted device (managed_by \"user\") has no escrowed keys"
+                ),
+            );
+        }
+        if let (Some(t), Some(id)) = (&tenant, &device_id)
+            && !seen_devices.insert((t.clone(), id.clone()))
+        {
+            push(
+                &mut errors,
+                format!("{at}.device_id: duplicate device {id} in tenant {t}"),
+            );
+        }
+        let mut passwords = Vec::new();
+        for (j, k) in d.recovery_keys.iter().enumerate() {
+            let kat = format!("{at}.recovery_keys[{j}]");
+            let key_id = KeyId::parse(&k.key_id)
+                .map_err(|e| push(&mut errors, format!("{kat}.key_id: {e}")))
+                .ok();
+            if let (Some(t), Some(kid)) = (&tenant, key_id)
+                && let Some(other) = seen_keys.insert((t.clone(), kid), d.device_id.clone())
+            {
+                push(
+                    &mut errors,
+                    format!(
+                        "{kat}.key_id: key {kid} is already used by device {other:?} in tenant {t}"
+                    ),
+                );
+            }
+            let volume_type = VolumeType::parse(&k.volume_type);
+            if volume_type.is_none() {
+                push(
+                    &mut errors,
+                    format!(
+                        "{kat}.volume_type: must be operating_system, fixed_data or removable_data, got {:?}",
+                        k.volume_type
+                    ),
+                );
+            }
+            // Never echo the password itself.
+            let password = RecoveryPassword::parse(&k.recovery_password)
+                .map_err(|e| push(&mut errors, format!("{kat}.recovery_password: {e}")))
+                .ok();
+            let created_at = OffsetDateTime::parse(&k.created_at, &Rfc3339)
+                .map_err(|_| push(&mut errors, format!("{kat}.created_at: must be an RFC 3339 timestamp such as 2024-05-15T09:30:00Z, got {:?}", k.created_at)))
+                .ok();
+            if let (Some(key_id), Some(volume_type), Some(password), Some(created_at)) =
+                (key_id, volume_type, password, created_at)
+            {
+                passwords.push((
+                    KeyMeta {
+                        key_id,
+                        volume_type,
+                        created_at,
+                    },
+                    password,
+                ));
+            }
+        }
+        if errors.len() != before {
+            continue;
+        }
+        if let (Some(tenant), Some(policy), Some(device_id), Some(owner), Some(managed_by)) =
+            (tenant, policy, device_id, owner, managed_by)
+        {
+            let keys = passwords.iter().map(|(m, _)| m.clone()).collect();
+            devices.push(SeedDevice {
+                device: Device {
+                    tenant,
+                    device_id,
+                    owner,
+                    display_name: d.display_name,
+                    os: d.os,
+                    managed_by,
+                    keys,
+                },
+                policy,
+                passwords,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(Seed { tenants, devices })
+    } else {
+        Err(SeedError(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_seed_is_valid() {
+        let s = parse(DEMO_SEED).expect("demo seed");
+        assert!(s.devices.len() >= 4);
+        assert!(s.key_count() >= 4);
+    }
+
+    #[test]
+    fn errors_name_record_and_field_and_never_the_password() {
+        let bad = r#"{"tenants":[{"tenant_id":"t1","self_service":true}],
+          "devices":[{"tenant_id":"t1","device_id":"PC-1","owner":"u1","display_name":"PC","os":"Windows 11","managed_by":"organization",
+            "recovery_keys":[{"key_id":"1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b","volume_type":"operating_system",
+              "recovery_password":"111111-234564-345675-456786-567897-679008-700007-000000","created_at":"2024-05-15T09:30:00Z"}]}]}"#;
+        let e = parse(bad).err().expect("invalid");
+        assert_eq!(e.0.len(), 1);
+        assert!(
+            e.0[0].starts_with(
+                r#"devices[0] (device_id "PC-1").recovery_keys[0].recovery_password:"#
+            ),
+            "{}",
+            e.0[0]
+        );
+        assert!(!e.to_string().contains("111111"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_with_their_path() {
+        let e = parse(r#"{"tenants":[{"tenant_id":"t1","self_service":true,"colour":"red"}]}"#)
+            .err()
+            .unwrap();
+        assert!(
+            e.0[0].contains("tenants[0]") && e.0[0].contains("colour"),
+            "{}",
+            e.0[0]
+        );
+    }
+}

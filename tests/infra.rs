@@ -1,0 +1,1639 @@
+//! Static checks of the Terraform in `infra/`.
+//!
+//! The Terraform is parsed with `hcl-rs` (no provider, no AWS account) and
+//! compared with what the code relies on:
+//!
+//! - every API route is proxied (payload 2.0) to the right function and sits
+//!   behind the JWT authorizer;
+//! - the list-devices role has no KMS permission and no access to the devices
+//!   base table (whose items hold ciphertext) except `GetItem` on tenant items;
+//! - the get-recovery-key role's only KMS permission is `kms:Decrypt` on the
+//!   recovery-key CMK, bound to exactly `schema::KMS_CONTEXT_KEYS`;
+//! - the DynamoDB tables match `schema::ALL_TABLES` (the single source of
+//!   truth for keys, indexes, projections and TTL);
+//! - nobody may update or delete audit events.
+//!
+//! The test deliberately does not use the library crate: the schema module is
+//! included by path, so it only needs `schema.rs` itself to compile.
+//!
+//! Each check returns its violations instead of panicking, which lets
+//! `every_check_can_fail` apply small breaking edits to the real HCL and
+//! assert that the matching check notices each of them.
+
+#[allow(dead_code)]
+#[path = "../src/aws/schema.rs"]
+mod schema;
+
+use hcl::{Block, Body, Expression};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+// ---------------------------------------------------------------------------
+// Loading
+// ---------------------------------------------------------------------------
+
+/// `(file name, contents)` of every `infra/*.tf`, sorted by name.
+fn sources() -> Vec<(String, String)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("infra");
+    let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "tf"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&p)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", p.display()));
+            (name, text)
+        })
+        .collect();
+    out.sort();
+    assert!(!out.is_empty(), "no .tf files in {}", dir.display());
+    out
+}
+
+/// All top-level blocks of the configuration.
+struct Config {
+    blocks: Vec<Block>,
+}
+
+impl Config {
+    fn parse(sources: &[(String, String)]) -> Config {
+        let mut blocks = Vec::new();
+        for (name, text) in sources {
+            let body: Body = hcl::from_str(text).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
+            blocks.extend(body.blocks().cloned());
+        }
+        Config { blocks }
+    }
+
+    fn load() -> Config {
+        Config::parse(&sources())
+    }
+
+    /// `(name, body)` of every `<kind> "<ty>" "<name>"` block (kind is
+    /// `resource` or `data`).
+    fn all<'a>(&'a self, kind: &str, ty: &str) -> Vec<(&'a str, &'a Body)> {
+        self.blocks
+            .iter()
+            .filter(|b| b.identifier() == kind && label(b, 0) == Some(ty))
+            .filter_map(|b| Some((label(b, 1)?, b.body())))
+            .collect()
+    }
+
+    fn resources<'a>(&'a self, ty: &str) -> Vec<(&'a str, &'a Body)> {
+        self.all("resource", ty)
+    }
+
+    fn resource(&self, ty: &str, name: &str) -> Option<&Body> {
+        self.resources(ty)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b)
+    }
+
+    fn data(&self, ty: &str, name: &str) -> Option<&Body> {
+        self.all("data", ty)
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, b)| b)
+    }
+
+    fn variable_default(&self, name: &str) -> Option<&Expression> {
+        self.blocks
+            .iter()
+            .find(|b| b.identifier() == "variable" && label(b, 0) == Some(name))
+            .and_then(|b| attr(b.body(), "default"))
+    }
+}
+
+fn label(block: &Block, i: usize) -> Option<&str> {
+    block.labels().get(i).map(|l| l.as_str())
+}
+
+fn attr<'a>(body: &'a Body, key: &str) -> Option<&'a Expression> {
+    body.attributes().find(|a| a.key() == key).map(|a| a.expr())
+}
+
+/// An expression as comparable text: string literals without quotes,
+/// templates with `${` `}` removed (`"${aws_x.y.arn}/index/i"` becomes
+/// `aws_x.y.arn/index/i`), references as written (`var.name_prefix`).
+fn norm(expr: &Expression) -> String {
+    match expr {
+        Expression::String(s) => s.clone(),
+        Expression::TemplateExpr(t) => t.to_string().replace("${", "").replace('}', ""),
+        other => other.to_string(),
+    }
+}
+
+fn attr_str(body: &Body, key: &str) -> Option<String> {
+    attr(body, key).map(norm)
+}
+
+/// A list attribute as normalized strings; a scalar counts as a one-element list.
+fn attr_list(body: &Body, key: &str) -> Option<Vec<String>> {
+    attr(body, key).map(|e| match e {
+        Expression::Array(items) => items.iter().map(norm).collect(),
+        other => vec![norm(other)],
+    })
+}
+
+fn sub_blocks<'a>(body: &'a Body, ident: &str) -> Vec<&'a Body> {
+    body.blocks()
+        .filter(|b| b.identifier() == ident)
+        .map(|b| b.body())
+        .collect()
+}
+
+fn has_dynamic(body: &Body, ident: &str) -> bool {
+    body.blocks()
+        .any(|b| b.identifier() == "dynamic" && label(b, 0) == Some(ident))
+}
+
+/// `prefix.NAME.suffix` -> `NAME` (e.g. the role name out of `aws_iam_role.NAME.arn`).
+fn reference_name<'a>(text: &'a str, prefix: &str, suffixes: &[&str]) -> Option<&'a str> {
+    let rest = text.strip_prefix(prefix)?.strip_prefix('.')?;
+    let (name, suffix) = rest.split_once('.')?;
+    suffixes.contains(&suffix).then_some(name)
+}
+
+fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String> {
+    items.into_iter().map(Into::into).collect()
+}
+
+// ---------------------------------------------------------------------------
+// IAM policy model
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Condition {
+    test: String,
+    variable: String,
+    values: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct Statement {
+    /// Where it came from, for messages.
+    origin: String,
+    allow: bool,
+    actions: Vec<String>,
+    /// `not_actions` present: the statement grants (almost) everything.
+    not_actions: bool,
+    resources: Vec<String>,
+    not_resources: bool,
+    /// `(type, identifiers)` per principals block.
+    principals: Vec<(String, Vec<String>)>,
+    not_principals: bool,
+    conditions: Vec<Condition>,
+}
+
+impl Statement {
+    fn condition(&self, test: &str, variable: &str) -> Option<&Condition> {
+        self.conditions
+            .iter()
+            .find(|c| c.test == test && c.variable == variable)
+    }
+}
+
+/// Case-insensitive IAM glob (`*` any run, `?` one character).
+fn glob(pattern: &str, text: &str) -> bool {
+    fn go(p: &[u8], t: &[u8]) -> bool {
+        match (p.first(), t.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], t) || (!t.is_empty() && go(p, &t[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &t[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &t[1..]),
+            _ => false,
+        }
+    }
+    go(
+        pattern.to_ascii_lowercase().as_bytes(),
+        text.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+/// Whether an Allow statement grants `action`.
+fn grants(st: &Statement, action: &str) -> bool {
+    st.allow && (st.not_actions || st.actions.iter().any(|a| glob(a, action)))
+}
+
+/// Whether an action pattern can reach any action of `service` (`kms:Decrypt`,
+/// `kms:*`, `*`, `k*:...` all reach `kms`).
+fn touches_service(action: &str, service: &str) -> bool {
+    match action.split_once(':') {
+        Some((svc, _)) => glob(svc, service),
+        None => glob(action, &format!("{service}:x")),
+    }
+}
+
+/// The actions of an Allow statement that reach `service` (`*` for `not_actions`).
+fn service_actions(st: &Statement, service: &str) -> Vec<String> {
+    if !st.allow {
+        return vec![];
+    }
+    if st.not_actions {
+        return vec!["*".into()];
+    }
+    st.actions
+        .iter()
+        .filter(|a| touches_service(a, service))
+        .cloned()
+        .collect()
+}
+
+/// A DynamoDB table or one of its indexes, by Terraform resource name.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Table(&'a str),
+    Index(&'a str, &'a str),
+}
+
+/// Whether a (normalized) resource pattern can match the target. Anything not
+/// understood but containing a wildcard is assumed to match.
+fn resource_covers(resource: &str, target: Target<'_>) -> bool {
+    if resource == "*" {
+        return true;
+    }
+    let (table, tail) = match target {
+        Target::Table(t) => (t, String::new()),
+        Target::Index(t, i) => (t, format!("/index/{i}")),
+    };
+    if let Some(rest) = resource.strip_prefix("aws_dynamodb_table.") {
+        let Some((name, after)) = rest.split_once('.') else {
+            return false;
+        };
+        let Some(suffix) = after.strip_prefix("arn") else {
+            return false;
+        };
+        return name == table && glob(suffix, &tail);
+    }
+    resource.contains('*') && resource.starts_with("arn:")
+}
+
+/// Whether an Allow statement's resources reach the target.
+fn statement_covers(st: &Statement, target: Target<'_>) -> bool {
+    st.allow && (st.not_resources || st.resources.iter().any(|r| resource_covers(r, target)))
+}
+
+/// Statements of a policy given by reference (`data.aws_iam_policy_document.X.json`),
+/// including its `source_policy_documents` / `override_policy_documents`.
+fn policy_statements(
+    cfg: &Config,
+    reference: &str,
+    depth: usize,
+) -> Result<Vec<Statement>, String> {
+    if depth > 8 {
+        return Err(format!("policy documents nest too deeply at {reference}"));
+    }
+    let name = reference_name(reference, "data.aws_iam_policy_document", &["json", "minified_json"])
+        .ok_or_else(|| {
+            format!("policy `{reference}` is not an aws_iam_policy_document reference, so it cannot be inspected")
+        })?;
+    let doc = cfg
+        .data("aws_iam_policy_document", name)
+        .ok_or_else(|| format!("data.aws_iam_policy_document.{name} does not exist"))?;
+    if has_dynamic(doc, "statement") {
+        return Err(format!(
+            "aws_iam_policy_document.{name} has a dynamic statement, which cannot be inspected"
+        ));
+    }
+    for unsupported in ["source_json", "override_json"] {
+        if attr(doc, unsupported).is_some() {
+            return Err(format!(
+                "aws_iam_policy_document.{name} uses {unsupported}, which cannot be inspected"
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for key in ["source_policy_documents", "override_policy_documents"] {
+        for nested in attr_list(doc, key).unwrap_or_default() {
+            out.extend(policy_statements(cfg, &nested, depth + 1)?);
+        }
+    }
+    for (i, st) in sub_blocks(doc, "statement").into_iter().enumerate() {
+        for ident in ["condition", "principals", "not_principals"] {
+            if has_dynamic(st, ident) {
+                return Err(format!(
+                    "aws_iam_policy_document.{name} statement {i} has a dynamic {ident} block"
+                ));
+            }
+        }
+        let sid = attr_str(st, "sid").unwrap_or_else(|| format!("#{i}"));
+        out.push(Statement {
+            origin: format!("aws_iam_policy_document.{name} statement {sid}"),
+            allow: attr_str(st, "effect").is_none_or(|e| e == "Allow"),
+            actions: attr_list(st, "actions").unwrap_or_default(),
+            not_actions: attr(st, "not_actions").is_some(),
+            resources: attr_list(st, "resources").unwrap_or_default(),
+            not_resources: attr(st, "not_resources").is_some(),
+            principals: sub_blocks(st, "principals")
+                .into_iter()
+                .map(|p| {
+                    (
+                        attr_str(p, "type").unwrap_or_default(),
+                        attr_list(p, "identifiers").unwrap_or_default(),
+                    )
+                })
+                .collect(),
+            not_principals: !sub_blocks(st, "not_principals").is_empty(),
+            conditions: sub_blocks(st, "condition")
+                .into_iter()
+                .map(|c| Condition {
+                    test: attr_str(c, "test").unwrap_or_default(),
+                    variable: attr_str(c, "variable").unwrap_or_default(),
+                    values: attr_list(c, "values").unwrap_or_default(),
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Statements behind a managed policy ARN: an `aws_iam_policy` of this
+/// configuration, or one of the few AWS managed policies the design uses.
+fn managed_policy_statements(cfg: &Config, arn: &str) -> Result<Vec<Statement>, String> {
+    if let Some(name) = reference_name(arn, "aws_iam_policy", &["arn", "id"]) {
+        let policy = cfg
+            .resource("aws_iam_policy", name)
+            .ok_or_else(|| format!("aws_iam_policy.{name} does not exist"))?;
+        let doc = attr_str(policy, "policy")
+            .ok_or_else(|| format!("aws_iam_policy.{name} has no policy"))?;
+        return policy_statements(cfg, &doc, 0);
+    }
+    if arn.ends_with(":iam::aws:policy/AWSXRayDaemonWriteAccess") {
+        // Contents of the AWS managed policy (X-Ray only).
+        return Ok(vec![Statement {
+            origin: "AWSXRayDaemonWriteAccess".into(),
+            allow: true,
+            actions: [
+                "xray:PutTraceSegments",
+                "xray:PutTelemetryRecords",
+                "xray:GetSamplingRules",
+                "xray:GetSamplingTargets",
+                "xray:GetSamplingStatisticSummaries",
+            ]
+            .map(String::from)
+            .to_vec(),
+            not_actions: false,
+            resources: vec!["*".into()],
+            not_resources: false,
+            principals: vec![],
+            not_principals: false,
+            conditions: vec![],
+        }]);
+    }
+    Err(format!(
+        "managed policy `{arn}` is not known to this test, so the role's permissions cannot be checked"
+    ))
+}
+
+/// Every statement that applies to `aws_iam_role.<role>`: inline policies,
+/// `aws_iam_role_policy`, and attached managed policies.
+fn role_statements(cfg: &Config, role: &str) -> Result<Vec<Statement>, String> {
+    let body = cfg
+        .resource("aws_iam_role", role)
+        .ok_or_else(|| format!("aws_iam_role.{role} does not exist"))?;
+    let mut out = Vec::new();
+    for inline in sub_blocks(body, "inline_policy") {
+        if let Some(policy) = attr_str(inline, "policy") {
+            out.extend(policy_statements(cfg, &policy, 0)?);
+        }
+    }
+    for arn in attr_list(body, "managed_policy_arns").unwrap_or_default() {
+        out.extend(managed_policy_statements(cfg, &arn)?);
+    }
+    let role_ref = |expr: &str, what: &str| -> Result<bool, String> {
+        match reference_name(expr, "aws_iam_role", &["id", "name"]) {
+            Some(name) => Ok(name == role),
+            None => Err(format!(
+                "{what}: role `{expr}` is not a reference to an aws_iam_role"
+            )),
+        }
+    };
+    for (name, rp) in cfg.resources("aws_iam_role_policy") {
+        let what = format!("aws_iam_role_policy.{name}");
+        if role_ref(&attr_str(rp, "role").unwrap_or_default(), &what)? {
+            let policy = attr_str(rp, "policy").ok_or_else(|| format!("{what} has no policy"))?;
+            out.extend(policy_statements(cfg, &policy, 0)?);
+        }
+    }
+    for (name, att) in cfg.resources("aws_iam_role_policy_attachment") {
+        let what = format!("aws_iam_role_policy_attachment.{name}");
+        if role_ref(&attr_str(att, "role").unwrap_or_default(), &what)? {
+            let arn =
+                attr_str(att, "policy_arn").ok_or_else(|| format!("{what} has no policy_arn"))?;
+            out.extend(managed_policy_statements(cfg, &arn)?);
+        }
+    }
+    for (name, att) in cfg.resources("aws_iam_policy_attachment") {
+        let what = format!("aws_iam_policy_attachment.{name}");
+        for r in attr_list(att, "roles").unwrap_or_default() {
+            if role_ref(&r, &what)? {
+                let arn = attr_str(att, "policy_arn")
+                    .ok_or_else(|| format!("{what} has no policy_arn"))?;
+                out.extend(managed_policy_statements(cfg, &arn)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `aws_iam_role.<name>` that `aws_lambda_function.<function>` runs as.
+fn function_role(cfg: &Config, function: &str) -> Result<String, String> {
+    let f = cfg
+        .resource("aws_lambda_function", function)
+        .ok_or_else(|| format!("aws_lambda_function.{function} does not exist"))?;
+    let role = attr_str(f, "role").unwrap_or_default();
+    reference_name(&role, "aws_iam_role", &["arn"])
+        .map(String::from)
+        .ok_or_else(|| {
+            format!(
+                "aws_lambda_function.{function}: role `{role}` is not an aws_iam_role reference"
+            )
+        })
+}
+
+/// Statements of the execution role of a function.
+fn function_statements(cfg: &Config, function: &str) -> Result<(String, Vec<Statement>), String> {
+    let role = function_role(cfg, function)?;
+    let statements = role_statements(cfg, &role)?;
+    Ok((role, statements))
+}
+
+/// Checks that `st` carries the recovery-key encryption-context condition:
+/// `ForAllValues:StringEquals kms:EncryptionContextKeys` = exactly
+/// `schema::KMS_CONTEXT_KEYS`, and `Null kms:EncryptionContextKeys = false`.
+fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
+    let expected = set(schema::KMS_CONTEXT_KEYS);
+    match st.condition("ForAllValues:StringEquals", "kms:EncryptionContextKeys") {
+        None => errors.push(format!(
+            "{}: no ForAllValues:StringEquals condition on kms:EncryptionContextKeys",
+            st.origin
+        )),
+        Some(c) => {
+            if set(c.values.clone()) != expected || c.values.len() != expected.len() {
+                errors.push(format!(
+                    "{}: kms:EncryptionContextKeys must be exactly {:?}, found {:?}",
+                    st.origin,
+                    schema::KMS_CONTEXT_KEYS,
+                    c.values
+                ));
+            }
+        }
+    }
+    match st.condition("Null", "kms:EncryptionContextKeys") {
+        Some(c) if c.values == ["false"] => {}
+        _ => errors.push(format!(
+            "{}: missing `Null kms:EncryptionContextKeys = false` (ForAllValues alone passes when there is no context)",
+            st.origin
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Checks
+// ---------------------------------------------------------------------------
+
+/// Which function serves each route: the routes of the HTTP API, exactly.
+const ROUTES: [(&str, &str); 4] = [
+    ("GET /v1/devices", "list_devices"),
+    ("GET /v1/recovery-keys", "list_devices"),
+    ("GET /v1/audit-events", "list_devices"),
+    (
+        "POST /v1/devices/{device_id}/recovery-key",
+        "get_recovery_key",
+    ),
+];
+
+/// (a) Every route is proxied with payload format 2.0 to the right function
+/// and uses the JWT authorizer; API Gateway may invoke those functions.
+fn check_routes(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+
+    let apis = cfg.resources("aws_apigatewayv2_api");
+    let [(api, api_body)] = apis.as_slice() else {
+        return vec![format!(
+            "expected exactly one aws_apigatewayv2_api, found {}",
+            apis.len()
+        )];
+    };
+    if attr_str(api_body, "protocol_type").as_deref() != Some("HTTP") {
+        errors.push(format!(
+            "aws_apigatewayv2_api.{api} must have protocol_type HTTP"
+        ));
+    }
+    let api_id = format!("aws_apigatewayv2_api.{api}.id");
+
+    let routes = cfg.resources("aws_apigatewayv2_route");
+    let declared: Vec<String> = routes
+        .iter()
+        .map(|(_, r)| attr_str(r, "route_key").unwrap_or_default())
+        .collect();
+    let declared_set = set(declared.clone());
+    if declared_set.len() != declared.len() {
+        errors.push(format!("duplicate route keys: {declared:?}"));
+    }
+    let expected_set = set(ROUTES.map(|(k, _)| k));
+    for missing in expected_set.difference(&declared_set) {
+        errors.push(format!("route `{missing}` is missing"));
+    }
+    for extra in declared_set.difference(&expected_set) {
+        errors.push(format!("unexpected route `{extra}`"));
+    }
+
+    let mut used_functions = BTreeSet::new();
+    for (name, route) in &routes {
+        let key = attr_str(route, "route_key").unwrap_or_default();
+        let what = format!("route `{key}` (aws_apigatewayv2_route.{name})");
+        let expected_fn = ROUTES.iter().find(|(k, _)| *k == key).map(|(_, f)| *f);
+
+        if attr_str(route, "api_id").as_deref() != Some(api_id.as_str()) {
+            errors.push(format!("{what}: api_id is not {api_id}"));
+        }
+
+        // Authorization: the JWT authorizer of this API.
+        if attr_str(route, "authorization_type").as_deref() != Some("JWT") {
+            errors.push(format!("{what}: authorization_type is not JWT"));
+        }
+        let authorizer = attr_str(route, "authorizer_id").unwrap_or_default();
+        match reference_name(&authorizer, "aws_apigatewayv2_authorizer", &["id"]).and_then(|a| {
+            cfg.resource("aws_apigatewayv2_authorizer", a)
+                .map(|b| (a, b))
+        }) {
+            None => errors.push(format!(
+                "{what}: authorizer_id `{authorizer}` is not an authorizer of this configuration"
+            )),
+            Some((a, auth)) => {
+                let jwt = sub_blocks(auth, "jwt_configuration");
+                let ok = attr_str(auth, "authorizer_type").as_deref() == Some("JWT")
+                    && attr_str(auth, "api_id").as_deref() == Some(api_id.as_str())
+                    && attr_list(auth, "identity_sources")
+                        .is_some_and(|s| s == ["$request.header.Authorization"])
+                    && jwt.len() == 1
+                    && attr_str(jwt[0], "issuer").as_deref() == Some("var.jwt_issuer")
+                    && attr_list(jwt[0], "audience").is_some_and(|a| a == ["var.jwt_audience"]);
+                if !ok {
+                    errors.push(format!(
+                        "{what}: aws_apigatewayv2_authorizer.{a} is not a JWT authorizer of this API reading the bearer token with issuer var.jwt_issuer and audience [var.jwt_audience]"
+                    ));
+                }
+            }
+        }
+
+        // Target: an AWS_PROXY integration, payload 2.0, to the right function.
+        let target = attr_str(route, "target").unwrap_or_default();
+        let integration = target
+            .strip_prefix("integrations/")
+            .and_then(|t| reference_name(t, "aws_apigatewayv2_integration", &["id"]));
+        let Some((iname, integ)) = integration.and_then(|i| {
+            cfg.resource("aws_apigatewayv2_integration", i)
+                .map(|b| (i, b))
+        }) else {
+            errors.push(format!(
+                "{what}: target `{target}` is not integrations/<integration of this configuration>"
+            ));
+            continue;
+        };
+        let iwhat = format!("{what} -> aws_apigatewayv2_integration.{iname}");
+        if attr_str(integ, "api_id").as_deref() != Some(api_id.as_str()) {
+            errors.push(format!("{iwhat}: api_id is not {api_id}"));
+        }
+        if attr_str(integ, "integration_type").as_deref() != Some("AWS_PROXY") {
+            errors.push(format!("{iwhat}: integration_type is not AWS_PROXY"));
+        }
+        if attr_str(integ, "payload_format_version").as_deref() != Some("2.0") {
+            errors.push(format!("{iwhat}: payload_format_version is not \"2.0\""));
+        }
+        let uri = attr_str(integ, "integration_uri").unwrap_or_default();
+        let function = reference_name(&uri, "aws_lambda_function", &["invoke_arn"]);
+        match (function, expected_fn) {
+            (Some(f), Some(exp)) if f == exp => {
+                used_functions.insert(f.to_string());
+            }
+            (f, exp) => errors.push(format!(
+                "{iwhat}: integration_uri `{uri}` targets {f:?}, expected aws_lambda_function.{}.invoke_arn",
+                exp.unwrap_or("?")
+            )),
+        }
+    }
+
+    // API Gateway may invoke each routed function, from this API only.
+    let execution_arn = format!("aws_apigatewayv2_api.{api}.execution_arn/");
+    for f in &used_functions {
+        let allowed = cfg
+            .resources("aws_lambda_permission")
+            .into_iter()
+            .any(|(_, p)| {
+                attr_str(p, "function_name").is_some_and(|n| {
+                    reference_name(&n, "aws_lambda_function", &["function_name", "arn"])
+                        == Some(f.as_str())
+                }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
+                    && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com")
+                    && attr_str(p, "source_arn").is_some_and(|s| s.starts_with(&execution_arn))
+            });
+        if !allowed {
+            errors.push(format!(
+                "no aws_lambda_permission lets apigateway.amazonaws.com invoke aws_lambda_function.{f} with a source_arn under {execution_arn}"
+            ));
+        }
+    }
+    errors
+}
+
+/// The functions run the cargo-lambda build of their own binary.
+fn check_functions(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let functions = cfg.resources("aws_lambda_function");
+    let names = set(functions.iter().map(|(n, _)| *n));
+    if names != set(["list_devices", "get_recovery_key"]) {
+        errors.push(format!(
+            "expected aws_lambda_function list_devices and get_recovery_key, found {names:?}"
+        ));
+    }
+    for (name, f) in functions {
+        let what = format!("aws_lambda_function.{name}");
+        for (key, value) in [("runtime", "provided.al2023"), ("handler", "bootstrap")] {
+            if attr_str(f, key).as_deref() != Some(value) {
+                errors.push(format!("{what}: {key} must be {value}"));
+            }
+        }
+        if attr_list(f, "architectures").is_none_or(|a| a != ["var.architecture"]) {
+            errors.push(format!("{what}: architectures must be [var.architecture]"));
+        }
+        // The zip of this function's own binary, and its hash.
+        let filename = attr_str(f, "filename").unwrap_or_default();
+        if !filename.ends_with(&format!("{name}_zip")) {
+            errors.push(format!(
+                "{what}: filename `{filename}` is not the {name}_zip package"
+            ));
+        }
+        if attr_str(f, "source_code_hash") != Some(format!("filebase64sha256({filename})")) {
+            errors.push(format!(
+                "{what}: source_code_hash must be filebase64sha256({filename})"
+            ));
+        }
+    }
+    for (var, binary) in [
+        ("list_devices_zip", "list-devices"),
+        ("get_recovery_key_zip", "get-recovery-key"),
+    ] {
+        let default = cfg.variable_default(var).map(norm).unwrap_or_default();
+        if default != format!("../target/lambda/{binary}/bootstrap.zip") {
+            errors.push(format!(
+                "variable {var}: default `{default}` is not cargo lambda's output for {binary}"
+            ));
+        }
+    }
+    errors
+}
+
+/// (b) The list-devices role has no KMS permission at all.
+fn check_list_role_has_no_kms(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "list_devices") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    statements
+        .iter()
+        .filter(|st| !service_actions(st, "kms").is_empty())
+        .map(|st| {
+            format!(
+                "list-devices role aws_iam_role.{role} must have no KMS permission, but {} allows {:?}",
+                st.origin,
+                service_actions(st, "kms")
+            )
+        })
+        .collect()
+}
+
+/// (c) The get-recovery-key role may only `kms:Decrypt`, only the recovery-key
+/// CMK, only with exactly the code's encryption-context keys.
+fn check_key_role_kms(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "get_recovery_key") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    let mut decrypt_statements = 0;
+    for st in &statements {
+        let kms = service_actions(st, "kms");
+        if kms.is_empty() {
+            continue;
+        }
+        if kms.iter().any(|a| !a.eq_ignore_ascii_case("kms:Decrypt")) {
+            errors.push(format!(
+                "aws_iam_role.{role}: kms:Decrypt must be the only KMS action, but {} allows {kms:?}",
+                st.origin
+            ));
+        }
+        if grants(st, "kms:Decrypt") {
+            decrypt_statements += 1;
+            if st.not_resources || st.resources != ["aws_kms_key.recovery_keys.arn"] {
+                errors.push(format!(
+                    "{}: kms:Decrypt must be on aws_kms_key.recovery_keys.arn only, found {:?}",
+                    st.origin, st.resources
+                ));
+            }
+            check_context_condition(st, &mut errors);
+        }
+    }
+    if decrypt_statements == 0 {
+        errors.push(format!(
+            "aws_iam_role.{role} cannot kms:Decrypt recovery keys"
+        ));
+    }
+    errors
+}
+
+/// Key policies: only the key function's role may decrypt recovery keys (with
+/// the context condition), the list role is named nowhere, and the tables key
+/// is usable by the account only through DynamoDB.
+fn check_key_policies(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let (list_role, key_role) = match (
+        function_role(cfg, "list_devices"),
+        function_role(cfg, "get_recovery_key"),
+    ) {
+        (Ok(l), Ok(k)) => (l, k),
+        (l, k) => return [l.err(), k.err()].into_iter().flatten().collect(),
+    };
+    let key_policy = |key: &str| -> Result<Vec<Statement>, String> {
+        let body = cfg
+            .resource("aws_kms_key", key)
+            .ok_or_else(|| format!("aws_kms_key.{key} does not exist"))?;
+        let policy = attr_str(body, "policy")
+            .ok_or_else(|| format!("aws_kms_key.{key} has no explicit key policy"))?;
+        policy_statements(cfg, &policy, 0)
+    };
+
+    match key_policy("recovery_keys") {
+        Err(e) => errors.push(e),
+        Ok(statements) => {
+            let list_arn = format!("aws_iam_role.{list_role}.arn");
+            let key_arn = format!("aws_iam_role.{key_role}.arn");
+            for st in &statements {
+                let ids: Vec<&String> = st.principals.iter().flat_map(|(_, ids)| ids).collect();
+                if ids.iter().any(|i| **i == list_arn) {
+                    errors.push(format!(
+                        "{}: the recovery-key CMK policy names the list-devices role",
+                        st.origin
+                    ));
+                }
+                // Anything that yields plaintext or hands out access.
+                let sensitive = ["kms:Decrypt", "kms:ReEncryptFrom", "kms:CreateGrant"];
+                if sensitive.iter().any(|a| grants(st, a)) {
+                    let only_key_role = !st.not_principals
+                        && st.principals.len() == 1
+                        && st.principals[0].0 == "AWS"
+                        && st.principals[0].1 == [key_arn.clone()];
+                    if !only_key_role {
+                        errors.push(format!(
+                            "{}: only aws_iam_role.{key_role} may decrypt with the recovery-key CMK, found principals {:?}",
+                            st.origin, st.principals
+                        ));
+                    }
+                    check_context_condition(st, &mut errors);
+                }
+            }
+        }
+    }
+
+    match key_policy("tables") {
+        Err(e) => errors.push(e),
+        Ok(statements) => {
+            for st in statements.iter().filter(|st| st.allow) {
+                let wildcard = st.not_principals
+                    || st
+                        .principals
+                        .iter()
+                        .any(|(t, ids)| t == "AWS" && ids.iter().any(|i| i == "*"));
+                if !wildcard {
+                    continue;
+                }
+                let via_dynamodb =
+                    st.condition("StringEquals", "kms:ViaService")
+                        .is_some_and(|c| {
+                            !c.values.is_empty()
+                                && c.values.iter().all(|v| v.starts_with("dynamodb."))
+                        });
+                let own_account = st
+                    .condition("StringEquals", "kms:CallerAccount")
+                    .is_some_and(|c| c.values == ["local.account_id"]);
+                if !(via_dynamodb && own_account) {
+                    errors.push(format!(
+                        "{}: a wildcard principal needs kms:ViaService = dynamodb.<region> and kms:CallerAccount = this account",
+                        st.origin
+                    ));
+                }
+            }
+        }
+    }
+    errors
+}
+
+/// The import policy can seal keys (Encrypt, with the context) but never decrypt.
+fn check_import_policy(cfg: &Config) -> Vec<String> {
+    let statements = match managed_policy_statements(cfg, "aws_iam_policy.import.arn") {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    let mut encrypt = 0;
+    for st in &statements {
+        let kms = service_actions(st, "kms");
+        if kms.iter().any(|a| !a.eq_ignore_ascii_case("kms:Encrypt")) {
+            errors.push(format!(
+                "{}: the import policy's only KMS action must be kms:Encrypt, found {kms:?}",
+                st.origin
+            ));
+        }
+        if grants(st, "kms:Encrypt") {
+            encrypt += 1;
+            if st.resources != ["aws_kms_key.recovery_keys.arn"] {
+                errors.push(format!(
+                    "{}: kms:Encrypt must be on aws_kms_key.recovery_keys.arn only",
+                    st.origin
+                ));
+            }
+            check_context_condition(st, &mut errors);
+        }
+    }
+    if encrypt == 0 {
+        errors.push("the import policy cannot kms:Encrypt recovery keys".into());
+    }
+    errors
+}
+
+/// (d) The DynamoDB tables are exactly `schema::ALL_TABLES`.
+fn check_tables(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let tables = cfg.resources("aws_dynamodb_table");
+    let logical_of = |body: &Body| {
+        attr_str(body, "name").and_then(|n| n.strip_prefix("var.name_prefix-").map(String::from))
+    };
+    let found = set(tables.iter().filter_map(|(_, b)| logical_of(b)));
+    let expected = set(schema::ALL_TABLES.map(|t| t.logical));
+    if found != expected || tables.len() != expected.len() {
+        errors.push(format!(
+            "tables (named \"${{var.name_prefix}}-<logical>\") must be exactly {expected:?}, found {found:?} among {} aws_dynamodb_table",
+            tables.len()
+        ));
+    }
+
+    for def in schema::ALL_TABLES {
+        let Some((res, t)) = tables
+            .iter()
+            .find(|(_, b)| logical_of(b).as_deref() == Some(def.logical))
+        else {
+            continue;
+        };
+        let what = format!("aws_dynamodb_table.{res} ({})", def.logical);
+
+        if attr_str(t, "hash_key").as_deref() != Some(def.hash) {
+            errors.push(format!("{what}: hash_key must be {}", def.hash));
+        }
+        if attr_str(t, "range_key").as_deref() != def.range {
+            errors.push(format!(
+                "{what}: range_key must be {:?}, found {:?}",
+                def.range,
+                attr_str(t, "range_key")
+            ));
+        }
+
+        let attributes: Vec<(String, String)> = sub_blocks(t, "attribute")
+            .into_iter()
+            .map(|a| {
+                (
+                    attr_str(a, "name").unwrap_or_default(),
+                    attr_str(a, "type").unwrap_or_default(),
+                )
+            })
+            .collect();
+        let expected_attrs: BTreeSet<(String, String)> = def
+            .key_attributes()
+            .into_iter()
+            .map(|a| (a.to_string(), "S".to_string()))
+            .collect();
+        let found_attrs: BTreeSet<(String, String)> = attributes.iter().cloned().collect();
+        if found_attrs != expected_attrs || attributes.len() != expected_attrs.len() {
+            errors.push(format!(
+                "{what}: attribute definitions must be exactly {expected_attrs:?} (all S), found {attributes:?}"
+            ));
+        }
+
+        if has_dynamic(t, "global_secondary_index")
+            || !sub_blocks(t, "local_secondary_index").is_empty()
+        {
+            errors.push(format!(
+                "{what}: indexes must be static global_secondary_index blocks"
+            ));
+        }
+        let gsis = sub_blocks(t, "global_secondary_index");
+        let gsi_names: Vec<String> = gsis
+            .iter()
+            .map(|g| attr_str(g, "name").unwrap_or_default())
+            .collect();
+        let expected_names = set(def.indexes.iter().map(|i| i.name));
+        if set(gsi_names.clone()) != expected_names || gsi_names.len() != expected_names.len() {
+            errors.push(format!("{what}: global secondary indexes must be exactly {expected_names:?}, found {gsi_names:?}"));
+        }
+        for ix in def.indexes {
+            let Some(g) = gsis
+                .iter()
+                .find(|g| attr_str(g, "name").as_deref() == Some(ix.name))
+            else {
+                continue;
+            };
+            let iwhat = format!("{what} index {}", ix.name);
+            if attr_str(g, "hash_key").as_deref() != Some(ix.hash) {
+                errors.push(format!("{iwhat}: hash_key must be {}", ix.hash));
+            }
+            if attr_str(g, "range_key").as_deref() != ix.range {
+                errors.push(format!("{iwhat}: range_key must be {:?}", ix.range));
+            }
+            let projection = attr_str(g, "projection_type").unwrap_or_default();
+            let non_key = attr_list(g, "non_key_attributes");
+            match ix.projection {
+                schema::Projection::All => {
+                    if projection != "ALL" || non_key.is_some() {
+                        errors.push(format!(
+                            "{iwhat}: projection must be ALL without non_key_attributes"
+                        ));
+                    }
+                }
+                schema::Projection::Include(attrs) => {
+                    let non_key = non_key.unwrap_or_default();
+                    if projection != "INCLUDE"
+                        || set(non_key.clone()) != set(attrs.iter().copied())
+                        || non_key.len() != attrs.len()
+                    {
+                        errors.push(format!(
+                            "{iwhat}: projection must be INCLUDE {attrs:?}, found {projection} {non_key:?}"
+                        ));
+                    }
+                }
+            }
+        }
+
+        let ttl = sub_blocks(t, "ttl");
+        let ttl_attr = ttl
+            .first()
+            .filter(|b| attr_str(b, "enabled").as_deref() == Some("true"))
+            .and_then(|b| attr_str(b, "attribute_name"));
+        if ttl.len() > 1 || ttl_attr.as_deref() != def.ttl {
+            errors.push(format!(
+                "{what}: TTL must be {:?}, found {ttl_attr:?}",
+                def.ttl
+            ));
+        }
+
+        // Settings common to all tables.
+        if attr_str(t, "billing_mode").as_deref() != Some("PAY_PER_REQUEST") {
+            errors.push(format!("{what}: billing_mode must be PAY_PER_REQUEST"));
+        }
+        if attr_str(t, "deletion_protection_enabled").as_deref() != Some("var.deletion_protection")
+        {
+            errors.push(format!(
+                "{what}: deletion_protection_enabled must be var.deletion_protection"
+            ));
+        }
+        let pitr = sub_blocks(t, "point_in_time_recovery");
+        if pitr.len() != 1 || attr_str(pitr[0], "enabled").as_deref() != Some("true") {
+            errors.push(format!("{what}: point-in-time recovery must be enabled"));
+        }
+        let sse = sub_blocks(t, "server_side_encryption");
+        if sse.len() != 1
+            || attr_str(sse[0], "enabled").as_deref() != Some("true")
+            || attr_str(sse[0], "kms_key_arn").as_deref() != Some("aws_kms_key.tables.arn")
+        {
+            errors.push(format!("{what}: server-side encryption must use aws_kms_key.tables.arn (not the recovery-key CMK)"));
+        }
+    }
+    errors
+}
+
+/// Every statement of every role and managed policy of the configuration.
+fn all_role_and_policy_statements(cfg: &Config) -> Result<Vec<Statement>, String> {
+    let mut out = Vec::new();
+    for (role, _) in cfg.resources("aws_iam_role") {
+        out.extend(role_statements(cfg, role)?);
+    }
+    for (policy, _) in cfg.resources("aws_iam_policy") {
+        out.extend(managed_policy_statements(
+            cfg,
+            &format!("aws_iam_policy.{policy}.arn"),
+        )?);
+    }
+    Ok(out)
+}
+
+/// (e) Audit events are append-only: no role or policy may update or delete
+/// them. BatchWriteItem (which deletes too) and PartiQL writes count as well.
+fn check_audit_append_only(cfg: &Config) -> Vec<String> {
+    let statements = match all_role_and_policy_statements(cfg) {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let forbidden = [
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    ];
+    let mut errors = Vec::new();
+    for st in &statements {
+        if !statement_covers(st, Target::Table("audit")) {
+            continue;
+        }
+        for action in forbidden {
+            if grants(st, action) {
+                errors.push(format!("{}: allows {action} on the audit table", st.origin));
+            }
+        }
+    }
+    errors
+}
+
+/// (f) The list role never reaches the devices base table (device items hold
+/// ciphertext) except `GetItem` restricted to tenant items (`pk = T#...`),
+/// and only queries the devices indexes.
+fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "list_devices") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    let mut tenant_get = false;
+    for st in &statements {
+        let dynamo = service_actions(st, "dynamodb");
+        if dynamo.is_empty() {
+            continue;
+        }
+        if statement_covers(st, Target::Table("devices")) {
+            let leading_keys = st.condition("ForAllValues:StringLike", "dynamodb:LeadingKeys");
+            let only_get = dynamo.len() == 1 && dynamo[0].eq_ignore_ascii_case("dynamodb:GetItem");
+            if !only_get || leading_keys.is_none_or(|c| c.values != ["T#*"]) {
+                errors.push(format!(
+                    "{}: the list-devices role may only GetItem tenant items (ForAllValues:StringLike dynamodb:LeadingKeys = [\"T#*\"]) on the devices table, found {dynamo:?} with conditions {:?}",
+                    st.origin, st.conditions
+                ));
+            } else {
+                tenant_get = true;
+            }
+        }
+        for index in schema::DEVICES.indexes {
+            if statement_covers(st, Target::Index("devices", index.name))
+                && dynamo
+                    .iter()
+                    .any(|a| !a.eq_ignore_ascii_case("dynamodb:Query"))
+            {
+                errors.push(format!(
+                    "{}: only dynamodb:Query is allowed on devices index {}, found {dynamo:?}",
+                    st.origin, index.name
+                ));
+            }
+        }
+    }
+    if !tenant_get {
+        errors.push(format!(
+            "aws_iam_role.{role} cannot read tenant items (GetItem with LeadingKeys T#*)"
+        ));
+    }
+    for index in schema::DEVICES.indexes {
+        if !statements.iter().any(|st| {
+            grants(st, "dynamodb:Query")
+                && statement_covers(st, Target::Index("devices", index.name))
+        }) {
+            errors.push(format!(
+                "aws_iam_role.{role} cannot query devices index {}",
+                index.name
+            ));
+        }
+    }
+    errors
+}
+
+/// The $default stage throttles every route below the shared KMS quota and
+/// writes access logs.
+fn check_stage(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let stages = cfg.resources("aws_apigatewayv2_stage");
+    let [(name, stage)] = stages.as_slice() else {
+        return vec![format!(
+            "expected exactly one aws_apigatewayv2_stage, found {}",
+            stages.len()
+        )];
+    };
+    let what = format!("aws_apigatewayv2_stage.{name}");
+    if attr_str(stage, "name").as_deref() != Some("$default")
+        || attr_str(stage, "auto_deploy").as_deref() != Some("true")
+    {
+        errors.push(format!("{what}: must be the auto-deployed $default stage"));
+    }
+    let settings = sub_blocks(stage, "default_route_settings");
+    let throttled = settings.len() == 1
+        && attr_str(settings[0], "throttling_rate_limit").as_deref()
+            == Some("var.throttle_rate_limit")
+        && attr_str(settings[0], "throttling_burst_limit").as_deref()
+            == Some("var.throttle_burst_limit");
+    if !throttled {
+        errors.push(format!("{what}: default_route_settings must throttle with var.throttle_rate_limit / var.throttle_burst_limit"));
+    }
+    // The default KMS request quota (10,000/s) is shared by the whole account.
+    for var in ["throttle_rate_limit", "throttle_burst_limit"] {
+        let default = cfg
+            .variable_default(var)
+            .map(norm)
+            .and_then(|d| d.parse::<f64>().ok());
+        if default.is_none_or(|d| d <= 0.0 || d > 5000.0) {
+            errors.push(format!("variable {var}: default {default:?} must be positive and at most half the 10,000/s KMS quota"));
+        }
+    }
+    let logs = sub_blocks(stage, "access_log_settings");
+    if logs.len() != 1
+        || attr_str(logs[0], "destination_arn")
+            .is_none_or(|d| !d.starts_with("aws_cloudwatch_log_group."))
+    {
+        errors.push(format!(
+            "{what}: access logs must go to a CloudWatch log group"
+        ));
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------
+
+fn assert_clean(name: &str, errors: Vec<String>) {
+    assert!(errors.is_empty(), "{name}:\n  - {}", errors.join("\n  - "));
+}
+
+#[test]
+fn routes_target_the_right_function_behind_the_jwt_authorizer() {
+    assert_clean("routes", check_routes(&Config::load()));
+}
+
+#[test]
+fn functions_run_their_own_binary() {
+    assert_clean("functions", check_functions(&Config::load()));
+}
+
+#[test]
+fn list_role_has_no_kms_permission() {
+    assert_clean("list role KMS", check_list_role_has_no_kms(&Config::load()));
+}
+
+#[test]
+fn key_role_only_decrypts_with_the_encryption_context() {
+    assert_clean("key role KMS", check_key_role_kms(&Config::load()));
+}
+
+#[test]
+fn key_policies_match_the_roles() {
+    assert_clean("key policies", check_key_policies(&Config::load()));
+}
+
+#[test]
+fn import_policy_encrypts_but_never_decrypts() {
+    assert_clean("import policy", check_import_policy(&Config::load()));
+}
+
+#[test]
+fn tables_match_the_schema() {
+    assert_clean("tables", check_tables(&Config::load()));
+}
+
+#[test]
+fn audit_events_are_append_only() {
+    assert_clean("audit", check_audit_append_only(&Config::load()));
+}
+
+#[test]
+fn list_role_reads_only_tenant_items_and_indexes_of_devices() {
+    assert_clean(
+        "list role devices",
+        check_list_role_devices_access(&Config::load()),
+    );
+}
+
+#[test]
+fn stage_throttles_below_the_kms_quota() {
+    assert_clean("stage", check_stage(&Config::load()));
+}
+
+/// A breaking edit of the real HCL and the check that must notice it.
+struct Mutation {
+    what: &'static str,
+    file: &'static str,
+    /// Text to replace (its `nth` occurrence); empty: append `to` to the file.
+    from: &'static str,
+    nth: usize,
+    to: &'static str,
+    check: fn(&Config) -> Vec<String>,
+}
+
+const fn m(
+    what: &'static str,
+    file: &'static str,
+    from: &'static str,
+    nth: usize,
+    to: &'static str,
+    check: fn(&Config) -> Vec<String>,
+) -> Mutation {
+    Mutation {
+        what,
+        file,
+        from,
+        nth,
+        to,
+        check,
+    }
+}
+
+const MUTATIONS: &[Mutation] = &[
+    // (a) routes
+    m(
+        "key route proxied to list-devices",
+        "api.tf",
+        "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}",
+        0,
+        "integrations/${aws_apigatewayv2_integration.list_devices.id}",
+        check_routes,
+    ),
+    m(
+        "list route proxied to get-recovery-key",
+        "api.tf",
+        "integrations/${aws_apigatewayv2_integration.list_devices.id}",
+        2,
+        "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}",
+        check_routes,
+    ),
+    m(
+        "payload format 1.0",
+        "api.tf",
+        "payload_format_version = \"2.0\"",
+        1,
+        "payload_format_version = \"1.0\"",
+        check_routes,
+    ),
+    m(
+        "route without authorization",
+        "api.tf",
+        "authorization_type = \"JWT\"",
+        3,
+        "authorization_type = \"NONE\"",
+        check_routes,
+    ),
+    m(
+        "route without authorizer",
+        "api.tf",
+        "authorizer_id      = aws_apigatewayv2_authorizer.jwt.id",
+        1,
+        "",
+        check_routes,
+    ),
+    m(
+        "authorizer audience not the variable",
+        "api.tf",
+        "audience = [var.jwt_audience]",
+        0,
+        "audience = [\"any\"]",
+        check_routes,
+    ),
+    m(
+        "route renamed",
+        "api.tf",
+        "\"GET /v1/audit-events\"",
+        0,
+        "\"GET /v1/audit\"",
+        check_routes,
+    ),
+    m(
+        "extra unauthenticated $default route",
+        "api.tf",
+        "",
+        0,
+        "resource \"aws_apigatewayv2_route\" \"catch_all\" {\n  api_id    = aws_apigatewayv2_api.portal.id\n  route_key = \"$default\"\n  target    = \"integrations/${aws_apigatewayv2_integration.list_devices.id}\"\n}\n",
+        check_routes,
+    ),
+    m(
+        "lambda permission from any API",
+        "lambda.tf",
+        "\"${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/devices/*/recovery-key\"",
+        0,
+        "\"arn:aws:execute-api:*\"",
+        check_routes,
+    ),
+    // functions
+    m(
+        "wrong zip",
+        "lambda.tf",
+        "filename         = local.get_recovery_key_zip",
+        0,
+        "filename         = local.list_devices_zip",
+        check_functions,
+    ),
+    m(
+        "wrong runtime",
+        "lambda.tf",
+        "runtime       = \"provided.al2023\"",
+        1,
+        "runtime       = \"provided.al2\"",
+        check_functions,
+    ),
+    // (b) list role has no KMS
+    m(
+        "list role gets kms:Decrypt",
+        "iam.tf",
+        "actions = [\"dynamodb:Query\"]",
+        1,
+        "actions = [\"dynamodb:Query\", \"kms:Decrypt\"]",
+        check_list_role_has_no_kms,
+    ),
+    m(
+        "list role gets a wildcard action",
+        "iam.tf",
+        "actions = [\"dynamodb:Query\"]",
+        1,
+        "actions = [\"*\"]",
+        check_list_role_has_no_kms,
+    ),
+    m(
+        "list role gets the import policy attached",
+        "iam.tf",
+        "",
+        0,
+        "resource \"aws_iam_role_policy_attachment\" \"oops\" {\n  role       = aws_iam_role.list_devices.name\n  policy_arn = aws_iam_policy.import.arn\n}\n",
+        check_list_role_has_no_kms,
+    ),
+    // (c) key role: Decrypt only, exact context keys
+    m(
+        "context keys incomplete",
+        "iam.tf",
+        "values   = [\"tenant_id\", \"device_id\", \"key_id\"]",
+        0,
+        "values   = [\"tenant_id\", \"device_id\"]",
+        check_key_role_kms,
+    ),
+    m(
+        "context keys with an extra key",
+        "iam.tf",
+        "values   = [\"tenant_id\", \"device_id\", \"key_id\"]",
+        0,
+        "values   = [\"tenant_id\", \"device_id\", \"key_id\", \"other\"]",
+        check_key_role_kms,
+    ),
+    m(
+        "ForAnyValue instead of ForAllValues",
+        "iam.tf",
+        "test     = \"ForAllValues:StringEquals\"",
+        0,
+        "test     = \"ForAnyValue:StringEquals\"",
+        check_key_role_kms,
+    ),
+    m(
+        "no Null condition",
+        "iam.tf",
+        "test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"",
+        0,
+        "test     = \"Null\"\n      variable = \"kms:EncryptionContext:tenant_id\"",
+        check_key_role_kms,
+    ),
+    m(
+        "key role gets GenerateDataKey",
+        "iam.tf",
+        "actions   = [\"kms:Decrypt\"]",
+        0,
+        "actions   = [\"kms:Decrypt\", \"kms:GenerateDataKey\"]",
+        check_key_role_kms,
+    ),
+    m(
+        "key role decrypts with any key",
+        "iam.tf",
+        "resources = [aws_kms_key.recovery_keys.arn]",
+        0,
+        "resources = [\"*\"]",
+        check_key_role_kms,
+    ),
+    // key policies and import policy
+    m(
+        "recovery-key CMK lets the list role decrypt",
+        "kms.tf",
+        "identifiers = [aws_iam_role.get_recovery_key.arn]",
+        0,
+        "identifiers = [aws_iam_role.get_recovery_key.arn, aws_iam_role.list_devices.arn]",
+        check_key_policies,
+    ),
+    m(
+        "recovery-key CMK lets the account decrypt",
+        "kms.tf",
+        "actions   = [\"kms:Encrypt\"]",
+        0,
+        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
+        check_key_policies,
+    ),
+    m(
+        "tables CMK usable outside DynamoDB",
+        "kms.tf",
+        "variable = \"kms:ViaService\"",
+        0,
+        "variable = \"kms:CallerArn\"",
+        check_key_policies,
+    ),
+    m(
+        "import policy can decrypt",
+        "iam.tf",
+        "actions   = [\"kms:Encrypt\"]",
+        0,
+        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
+        check_import_policy,
+    ),
+    // (d) tables
+    m(
+        "projected attribute dropped",
+        "dynamodb.tf",
+        "      \"helpdesk\",\n",
+        0,
+        "",
+        check_tables,
+    ),
+    m(
+        "ciphertext projected",
+        "dynamodb.tf",
+        "      \"helpdesk\",\n",
+        0,
+        "      \"helpdesk\",\n      \"sealed\",\n",
+        check_tables,
+    ),
+    m(
+        "projection type changed",
+        "dynamodb.tf",
+        "projection_type = \"ALL\"",
+        2,
+        "projection_type = \"KEYS_ONLY\"",
+        check_tables,
+    ),
+    m(
+        "index renamed",
+        "dynamodb.tf",
+        "name            = \"by_key\"",
+        0,
+        "name            = \"by_key_id\"",
+        check_tables,
+    ),
+    m(
+        "index range key changed",
+        "dynamodb.tf",
+        "range_key       = \"device_id\"",
+        0,
+        "range_key       = \"display_name\"",
+        check_tables,
+    ),
+    m(
+        "table range key added",
+        "dynamodb.tf",
+        "hash_key                    = \"pk\"",
+        1,
+        "hash_key                    = \"pk\"\n  range_key = \"sk\"",
+        check_tables,
+    ),
+    m(
+        "attribute type N",
+        "dynamodb.tf",
+        "name = \"key_hex\"\n    type = \"S\"",
+        0,
+        "name = \"key_hex\"\n    type = \"N\"",
+        check_tables,
+    ),
+    m(
+        "TTL attribute renamed",
+        "dynamodb.tf",
+        "attribute_name = \"expires_at\"",
+        0,
+        "attribute_name = \"ttl\"",
+        check_tables,
+    ),
+    m(
+        "table renamed",
+        "dynamodb.tf",
+        "\"${var.name_prefix}-rate_limits\"",
+        0,
+        "\"${var.name_prefix}-rate-limits\"",
+        check_tables,
+    ),
+    m(
+        "SSE with the recovery-key CMK",
+        "dynamodb.tf",
+        "kms_key_arn = aws_kms_key.tables.arn",
+        0,
+        "kms_key_arn = aws_kms_key.recovery_keys.arn",
+        check_tables,
+    ),
+    // (e) audit append-only
+    m(
+        "key role may update audit events",
+        "iam.tf",
+        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        1,
+        "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        check_audit_append_only,
+    ),
+    m(
+        "list role may update and delete audit events (dynamodb:*)",
+        "iam.tf",
+        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        0,
+        "actions   = [\"dynamodb:*\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        check_audit_append_only,
+    ),
+    m(
+        "import policy may delete audit events",
+        "iam.tf",
+        "resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  statement {\n    sid     = \"DescribeTables\"",
+        0,
+        "resources = [aws_dynamodb_table.devices.arn, \"${aws_dynamodb_table.audit.arn}*\"]\n  }\n\n  statement {\n    sid     = \"DescribeTables\"",
+        check_audit_append_only,
+    ),
+    // (f) list role and the devices base table
+    m(
+        "list role queries the devices table",
+        "iam.tf",
+        "\"${aws_dynamodb_table.devices.arn}/index/by_owner\"",
+        0,
+        "aws_dynamodb_table.devices.arn",
+        check_list_role_devices_access,
+    ),
+    m(
+        "list role reads device items",
+        "iam.tf",
+        "values   = [\"T#*\"]",
+        0,
+        "values   = [\"*\"]",
+        check_list_role_devices_access,
+    ),
+    m(
+        "list role tenant statement also queries",
+        "iam.tf",
+        "actions   = [\"dynamodb:GetItem\"]",
+        0,
+        "actions   = [\"dynamodb:GetItem\", \"dynamodb:Query\"]",
+        check_list_role_devices_access,
+    ),
+    m(
+        "list role GetItem unconditioned",
+        "iam.tf",
+        "test     = \"ForAllValues:StringLike\"",
+        0,
+        "test     = \"StringLike\"",
+        check_list_role_devices_access,
+    ),
+    // stage
+    m(
+        "throttle above the KMS quota",
+        "variables.tf",
+        "default     = 2000",
+        0,
+        "default     = 20000",
+        check_stage,
+    ),
+];
+
+#[test]
+fn every_check_can_fail() {
+    let original = sources();
+    // The unmodified configuration passes every check used below.
+    let cfg = Config::parse(&original);
+    for mutation in MUTATIONS {
+        assert_clean(mutation.what, (mutation.check)(&cfg));
+    }
+
+    for mutation in MUTATIONS {
+        let mut mutated = original.clone();
+        let (_, text) = mutated
+            .iter_mut()
+            .find(|(name, _)| name == mutation.file)
+            .unwrap_or_else(|| panic!("{}: no infra/{}", mutation.what, mutation.file));
+        if mutation.from.is_empty() {
+            text.push('\n');
+            text.push_str(mutation.to);
+        } else {
+            let (at, _) = text.match_indices(mutation.from).nth(mutation.nth).unwrap_or_else(|| {
+                panic!(
+                    "{}: occurrence {} of {:?} not found in infra/{} (update the mutation after editing the HCL)",
+                    mutation.what, mutation.nth, mutation.from, mutation.file
+                )
+            });
+            text.replace_range(at..at + mutation.from.len(), mutation.to);
+        }
+        let errors = (mutation.check)(&Config::parse(&mutated));
+        assert!(
+            !errors.is_empty(),
+            "mutation `{}` went unnoticed",
+            mutation.what
+        );
+        // Visible with --nocapture: what each check reports for its mutation.
+        println!("{:<50} -> {}", mutation.what, errors[0]);
+    }
+}
