@@ -200,8 +200,9 @@ resource "aws_iam_role_policy_attachment" "get_recovery_key_xray" {
 #
 # Attach to the user or role that runs `portal import`. It seals keys with the
 # recovery-key CMK (Encrypt only, never Decrypt: importers cannot read keys
-# back) and writes tenant, device and key-pointer items. Table SSE needs no
-# KMS permission here (tables CMK, see kms.tf).
+# back) and writes tenant, device and key-pointer items; the reads let it skip
+# devices whose stored fingerprint is unchanged. Table SSE needs no KMS
+# permission here (tables CMK, see kms.tf).
 
 resource "aws_iam_policy" "import" {
   name        = "${var.name_prefix}-import"
@@ -232,6 +233,7 @@ data "aws_iam_policy_document" "import" {
   statement {
     sid = "WriteDevices"
     actions = [
+      "dynamodb:BatchGetItem",
       "dynamodb:BatchWriteItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",

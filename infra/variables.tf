@@ -66,16 +66,21 @@ variable "default_tenant" {
   description = "Optional PORTAL_DEFAULT_TENANT for tokens that carry no tenant claim. Empty (default) omits the variable."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.default_tenant == "" || can(regex("^[A-Za-z0-9._-]{1,128}$", var.default_tenant))
+    error_message = "default_tenant must be empty or a tenant id of 1-128 characters from A-Z a-z 0-9 . _ -."
+  }
 }
 
 variable "key_rate_limit" {
-  description = "PORTAL_KEY_RATE_LIMIT: recovery keys one caller may retrieve per rate-limit window before further requests are refused."
+  description = "PORTAL_KEY_RATE_LIMIT: recovery keys one caller may retrieve per rolling hour; further requests are refused until a slot frees up."
   type        = number
   default     = 10
 
   validation {
-    condition     = var.key_rate_limit >= 1 && floor(var.key_rate_limit) == var.key_rate_limit
-    error_message = "key_rate_limit must be a positive integer."
+    condition     = var.key_rate_limit >= 1 && var.key_rate_limit <= 10000 && floor(var.key_rate_limit) == var.key_rate_limit
+    error_message = "key_rate_limit must be a whole number from 1 to 10000."
   }
 }
 
