@@ -1,6 +1,10 @@
 //! The assembled application: ports wired to adapters, built once per process.
 
-use crate::ports::{Clock, KeyCipher, Store, TokenVerifier};
+use crate::auth::JwtVerifier;
+use crate::config::{AuthConfig, Backend, Config};
+use crate::embedded::{LocalCipher, MemoryStore};
+use crate::ports::{Clock, KeyCipher, Store, SystemClock, TokenVerifier};
+use crate::seed::Seed;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -11,4 +15,57 @@ pub struct Portal {
     pub verifier: Arc<dyn TokenVerifier>,
     /// Keys disclosed to one caller per rolling hour.
     pub key_rate_limit: u32,
+}
+
+/// The production verifier for a configured issuer.
+pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
+    Arc::new(JwtVerifier::new(
+        auth.settings(),
+        auth.initial_keys(),
+        auth.source(),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// A portal on the embedded backends, loaded with `seed`.
+pub async fn embedded(
+    seed: &Seed,
+    verifier: Arc<dyn TokenVerifier>,
+    key_rate_limit: u32,
+) -> (Portal, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::new());
+    let cipher = Arc::new(LocalCipher::random());
+    crate::import::import(seed, cipher.as_ref(), store.as_ref(), &|_, _| {})
+        .await
+        .expect("the embedded store and cipher cannot fail");
+    let portal = Portal {
+        store: store.clone(),
+        cipher,
+        clock: Arc::new(SystemClock),
+        verifier,
+        key_rate_limit,
+    };
+    (portal, store)
+}
+
+/// A portal on the backend the configuration names. The embedded backend
+/// serves the demo data set (or `PORTAL_SEED_FILE`).
+pub async fn from_config(
+    config: &Config,
+    verifier: Arc<dyn TokenVerifier>,
+) -> Result<Portal, String> {
+    match &config.backend {
+        Backend::Embedded => {
+            let text = match std::env::var("PORTAL_SEED_FILE") {
+                Ok(path) => std::fs::read_to_string(&path)
+                    .map_err(|e| format!("PORTAL_SEED_FILE: {path}: {e}"))?,
+                Err(_) => crate::seed::DEMO_SEED.to_owned(),
+            };
+            let seed = crate::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
+            Ok(embedded(&seed, verifier, config.key_rate_limit).await.0)
+        }
+        Backend::Aws { .. } => {
+            Err("PORTAL_BACKEND: the aws backend is not available in this build yet".into())
+        }
+    }
 }

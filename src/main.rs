@@ -1,1 +1,226 @@
-fn main() {}
+//! `portal`: the local server, the development token issuer, and admin
+//! commands (import, table creation).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use recovery_portal::config::{Backend, Config};
+use recovery_portal::devidp::{DEV_AUDIENCE, DevIdentityProvider};
+use recovery_portal::{app, seed, server, telemetry};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "portal",
+    version,
+    about = "BitLocker recovery-key portal backend"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum BackendArg {
+    Embedded,
+    Aws,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API locally (embedded backends with demo data by default).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: SocketAddr,
+        /// Seed file to load instead of the demo data (embedded backend).
+        #[arg(long)]
+        seed: Option<std::path::PathBuf>,
+        /// Where data lives; `aws` uses PORTAL_TABLE_PREFIX and PORTAL_KMS_KEY_ID.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Print a token from the local development identity provider.
+    Token {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        user: String,
+        /// Space-separated permissions, e.g. "RecoveryKey.Read".
+        #[arg(long, default_value = "RecoveryKey.Read")]
+        scope: String,
+        /// Must match the server's address.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        issuer: String,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Validate a seed file without loading it anywhere.
+    Validate { file: std::path::PathBuf },
+}
+
+fn fail(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("portal: {msg}");
+    ExitCode::FAILURE
+}
+
+fn read_seed(path: &std::path::Path) -> Result<seed::Seed, String> {
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?,
+    );
+    seed::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init_cli();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve {
+            addr,
+            seed,
+            backend,
+        } => serve(addr, seed, backend).await,
+        Command::Token {
+            tenant,
+            user,
+            scope,
+            issuer,
+            ttl,
+        } => {
+            let path = DevIdentityProvider::default_key_path();
+            let idp = match DevIdentityProvider::load_or_create(
+                &path,
+                issuer.trim_end_matches('/'),
+                DEV_AUDIENCE,
+            ) {
+                Ok(i) => i,
+                Err(e) => return fail(e),
+            };
+            if recovery_portal::ids::TenantId::parse(&tenant).is_err()
+                || recovery_portal::ids::UserId::parse(&user).is_err()
+            {
+                return fail(
+                    "--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -",
+                );
+            }
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            println!(
+                "{}",
+                idp.token(&tenant, &user, &scope, now, ttl.clamp(60, 86_400))
+            );
+            ExitCode::SUCCESS
+        }
+        Command::Validate { file } => match read_seed(&file) {
+            Ok(s) => {
+                println!(
+                    "{}: valid: {} tenants, {} devices, {} keys",
+                    file.display(),
+                    s.tenants.len(),
+                    s.devices.len(),
+                    s.key_count()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    seed_file: Option<std::path::PathBuf>,
+    backend: Option<BackendArg>,
+) -> ExitCode {
+    let mut config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    match backend {
+        Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
+        Some(BackendArg::Aws) if config.backend == Backend::Embedded => {
+            config.backend = Backend::Aws {
+                table_prefix: std::env::var("PORTAL_TABLE_PREFIX")
+                    .unwrap_or_else(|_| "recovery-portal".into()),
+                kms_key_id: std::env::var("PORTAL_KMS_KEY_ID").ok(),
+            }
+        }
+        _ => {}
+    }
+    let dev_mode = config.auth.is_none();
+    if dev_mode && !addr.ip().is_loopback() {
+        return fail(format!(
+            "refusing to serve on {addr}: without PORTAL_ISSUER this server is its own identity provider, which is for local development only; bind a loopback address or configure PORTAL_ISSUER"
+        ));
+    }
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
+    };
+    let local = listener.local_addr().unwrap_or(addr);
+    let (verifier, idp) = match &config.auth {
+        Some(auth) => (app::jwt_verifier(auth), None),
+        None => {
+            let issuer = format!("http://{local}");
+            let idp = match DevIdentityProvider::load_or_create(
+                &DevIdentityProvider::default_key_path(),
+                &issuer,
+                DEV_AUDIENCE,
+            ) {
+                Ok(i) => Arc::new(i),
+                Err(e) => return fail(e),
+            };
+            let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
+                Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+            (v, Some(idp))
+        }
+    };
+    let portal = match (&config.backend, seed_file) {
+        (Backend::Embedded, Some(path)) => match read_seed(&path) {
+            Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
+            Err(e) => return fail(e),
+        },
+        (Backend::Embedded, None) => match seed::parse(seed::DEMO_SEED) {
+            Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
+            Err(e) => return fail(e),
+        },
+        (Backend::Aws { .. }, Some(_)) => {
+            return fail("--seed only applies to the embedded backend; use `portal import` for AWS");
+        }
+        (Backend::Aws { .. }, None) => match app::from_config(&config, verifier).await {
+            Ok(p) => p,
+            Err(e) => return fail(e),
+        },
+    };
+    if let Some(idp) = &idp {
+        eprintln!(
+            "LOCAL DEVELOPMENT MODE: no PORTAL_ISSUER is set, so this server is its own identity provider"
+        );
+        eprintln!(
+            "(issuer {}, audience {}). Never expose it beyond this machine.",
+            idp.issuer, idp.audience
+        );
+        eprintln!();
+        eprintln!(
+            "  TOKEN=$(cargo run --release -q -- token --issuer {} --tenant contoso --user alice --scope RecoveryKey.Read)",
+            idp.issuer
+        );
+        eprintln!(
+            "  curl -s -H \"Authorization: Bearer $TOKEN\" {}/v1/devices",
+            idp.issuer
+        );
+        eprintln!(
+            "  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {}/v1/devices/DESKTOP-7Q2M4K1/recovery-key",
+            idp.issuer
+        );
+        eprintln!();
+    }
+    tracing::info!(addr = %local, "listening");
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match server::serve(listener, portal, idp, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}

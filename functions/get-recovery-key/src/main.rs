@@ -1,1 +1,24 @@
-fn main() {}
+//! Lambda function `get-recovery-key`: retrieves one recovery key after every check and a durable audit event.
+//!
+//! Builds its adapters once, at init, then serves events with the library's
+//! one implementation of its routes.
+
+use recovery_portal::http::Routes;
+use recovery_portal::{lambda, telemetry};
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), lambda_http::Error> {
+    telemetry::init_lambda();
+    let portal = match lambda::portal_from_env().await {
+        Ok(p) => &*Box::leak(Box::new(p)),
+        Err(e) => {
+            // A bad configuration must stop the function at init, loudly.
+            eprintln!("get-recovery-key: configuration error: {e}");
+            std::process::exit(1);
+        }
+    };
+    lambda_http::run(lambda_http::service_fn(move |req| {
+        lambda::handle(portal, Routes::Key, req)
+    }))
+    .await
+}

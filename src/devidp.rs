@@ -1,0 +1,250 @@
+//! A development identity provider: signs tokens for `portal serve` when no
+//! real issuer is configured, and for tests and benchmarks. Local use only.
+
+use crate::auth::{JwksSource, JwtSettings, JwtVerifier, KeySet};
+use crate::ports::Clock;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Audience of development tokens.
+pub const DEV_AUDIENCE: &str = "api://recovery-portal";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevAlg {
+    Es256,
+    Rs256,
+}
+
+pub struct DevIdentityProvider {
+    pub issuer: String,
+    pub audience: String,
+    pub kid: String,
+    alg: Algorithm,
+    key: EncodingKey,
+    jwks: Value,
+}
+
+fn b64(b: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(b)
+}
+
+fn kid_of(public: &[u8]) -> String {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, public);
+    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl DevIdentityProvider {
+    /// A provider with a fresh in-memory key.
+    pub fn generate(alg: DevAlg, issuer: &str, audience: &str) -> Self {
+        match alg {
+            DevAlg::Es256 => {
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &SystemRandom::new(),
+                )
+                .expect("P-256 key generation");
+                Self::from_es256_pkcs8(pkcs8.as_ref(), issuer, audience).expect("fresh key parses")
+            }
+            DevAlg::Rs256 => {
+                let kp = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                    .expect("RSA key generation");
+                let pkcs8 = kp.as_der().expect("PKCS#8 export");
+                let pkcs1 = pkcs1_from_pkcs8(pkcs8.as_ref()).expect("RSA PKCS#8 layout");
+                let public = kp.public_key();
+                let n = public.modulus().big_endian_without_leading_zero().to_vec();
+                let e = public.exponent().big_endian_without_leading_zero().to_vec();
+                let kid = kid_of(&n);
+                Self {
+                    issuer: issuer.to_owned(),
+                    audience: audience.to_owned(),
+                    jwks: json!({"keys": [{"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": b64(&n), "e": b64(&e)}]}),
+                    kid,
+                    alg: Algorithm::RS256,
+                    key: EncodingKey::from_rsa_der(&pkcs1),
+                }
+            }
+        }
+    }
+
+    pub fn from_es256_pkcs8(pkcs8: &[u8], issuer: &str, audience: &str) -> Result<Self, String> {
+        let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
+            .map_err(|e| format!("not a P-256 PKCS#8 key: {e}"))?;
+        let point = kp.public_key().as_ref(); // 0x04 || X || Y
+        if point.len() != 65 {
+            return Err("unexpected public key encoding".into());
+        }
+        let kid = kid_of(point);
+        Ok(Self {
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
+            jwks: json!({"keys": [{"kty": "EC", "use": "sig", "alg": "ES256", "crv": "P-256", "kid": kid,
+                "x": b64(&point[1..33]), "y": b64(&point[33..])}]}),
+            kid,
+            alg: Algorithm::ES256,
+            key: EncodingKey::from_ec_der(pkcs8),
+        })
+    }
+
+    /// Loads the ES256 key at `path`, creating it (mode 0600) if missing, so
+    /// `portal token` and `portal serve` agree across processes.
+    pub fn load_or_create(path: &Path, issuer: &str, audience: &str) -> Result<Self, String> {
+        match std::fs::read(path) {
+            Ok(der) => Self::from_es256_pkcs8(&der, issuer, audience)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let pkcs8 = EcdsaKeyPair::generate_pkcs8(
+                    &ECDSA_P256_SHA256_FIXED_SIGNING,
+                    &SystemRandom::new(),
+                )
+                .map_err(|e| e.to_string())?;
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                }
+                write_private(path, pkcs8.as_ref())
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Self::from_es256_pkcs8(pkcs8.as_ref(), issuer, audience)
+            }
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
+    /// `PORTAL_DEV_KEY_FILE`, else `$XDG_STATE_HOME` or `~/.local/state`
+    /// `/recovery-portal/dev-signing-key.p8`, else `.portal-dev/` here.
+    pub fn default_key_path() -> PathBuf {
+        if let Some(p) = std::env::var_os("PORTAL_DEV_KEY_FILE") {
+            return PathBuf::from(p);
+        }
+        let base = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")));
+        match base {
+            Some(b) => b.join("recovery-portal/dev-signing-key.p8"),
+            None => PathBuf::from(".portal-dev/dev-signing-key.p8"),
+        }
+    }
+
+    pub fn jwks_json(&self) -> String {
+        self.jwks.to_string()
+    }
+
+    /// The `openid-configuration` document for this issuer.
+    pub fn discovery(&self) -> Value {
+        json!({
+            "issuer": self.issuer,
+            "jwks_uri": format!("{}/.well-known/jwks.json", self.issuer.trim_end_matches('/')),
+            "id_token_signing_alg_values_supported": [match self.alg { Algorithm::RS256 => "RS256", _ => "ES256" }],
+            "response_types_supported": ["token"],
+            "subject_types_supported": ["public"],
+        })
+    }
+
+    /// Signs `claims` under a raw header (tests use this to forge headers).
+    pub fn sign_raw(&self, header: &Value, claims: &Value) -> String {
+        let msg = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &self.key, self.alg).expect("signing");
+        format!("{msg}.{sig}")
+    }
+
+    /// Signs `claims` under this provider's normal header.
+    pub fn sign(&self, claims: &Value) -> String {
+        let alg = if self.alg == Algorithm::RS256 {
+            "RS256"
+        } else {
+            "ES256"
+        };
+        self.sign_raw(&json!({"alg": alg, "typ": "JWT", "kid": self.kid}), claims)
+    }
+
+    /// A token for `user` in `tenant` with space-separated `scopes`.
+    pub fn token(&self, tenant: &str, user: &str, scopes: &str, now: i64, ttl_secs: i64) -> String {
+        self.sign(&json!({
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_secs,
+            "tid": tenant,
+            "oid": user,
+            "sub": user,
+            "scp": scopes,
+        }))
+    }
+
+    /// A verifier that trusts exactly this provider's key.
+    pub fn verifier(&self, clock: Arc<dyn Clock>) -> JwtVerifier {
+        let keys = KeySet::from_jwks_json(&self.jwks_json()).expect("own JWKS parses");
+        JwtVerifier::new(
+            JwtSettings {
+                issuer: self.issuer.clone(),
+                audience: self.audience.clone(),
+                default_tenant: None,
+            },
+            keys,
+            JwksSource::Fixed,
+            clock,
+        )
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// The RSAPrivateKey (PKCS#1) inside a PKCS#8 PrivateKeyInfo:
+/// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING key }.
+fn pkcs1_from_pkcs8(der: &[u8]) -> Option<Vec<u8>> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&l0, rest) = rest.split_first()?;
+        let (len, rest) = if l0 < 0x80 {
+            (l0 as usize, rest)
+        } else {
+            let n = (l0 & 0x7f) as usize;
+            if n == 0 || n > 4 || rest.len() < n {
+                return None;
+            }
+            (
+                rest[..n].iter().fold(0usize, |a, &x| (a << 8) | x as usize),
+                &rest[n..],
+            )
+        };
+        (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+    }
+    let (0x30, body, _) = tlv(der)? else {
+        return None;
+    };
+    let (0x02, _, rest) = tlv(body)? else {
+        return None;
+    };
+    let (0x30, _, rest) = tlv(rest)? else {
+        return None;
+    };
+    let (0x04, key, _) = tlv(rest)? else {
+        return None;
+    };
+    Some(key.to_vec())
+}

@@ -1,0 +1,30 @@
+//! Logging setup. Lambda gets JSON lines (CloudWatch parses them); the CLI
+//! gets readable text on stderr. Secrets are never passed to `tracing`.
+
+use tracing_subscriber::EnvFilter;
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_env("RUST_LOG")
+        .or_else(|_| EnvFilter::try_from_env("AWS_LAMBDA_LOG_LEVEL"))
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+pub fn init_lambda() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter())
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(false)
+        .without_time() // CloudWatch stamps every line itself
+        .with_ansi(false)
+        .try_init();
+}
+
+pub fn init_cli() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
