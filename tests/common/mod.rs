@@ -1,0 +1,253 @@
+//! Shared test harness: a portal on the embedded backends with a settable
+//! clock, a cipher that counts its calls, a store whose audit writes can be
+//! made to fail, and the local server on a real socket.
+#![allow(dead_code)]
+
+use async_trait::async_trait;
+use recovery_portal::app::Portal;
+use recovery_portal::audit::{AuditEvent, AuditQuery};
+use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
+use recovery_portal::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::error::Unavailable;
+use recovery_portal::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use recovery_portal::model::{Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy};
+use recovery_portal::ports::{CipherError, Clock, Commit, KeyCipher, KeyLocation, Store};
+use recovery_portal::ratelimit::{RateUpdate, RateWindow};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use time::OffsetDateTime;
+
+pub const ISSUER: &str = "https://login.example.test/tenant/v2.0";
+pub const AUDIENCE: &str = "api://recovery-portal-test";
+
+pub struct TestClock(pub AtomicI64);
+
+impl TestClock {
+    pub fn at(unix: i64) -> Arc<Self> {
+        Arc::new(Self(AtomicI64::new(unix)))
+    }
+    pub fn advance(&self, secs: i64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+    }
+    pub fn unix(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(self.unix()).unwrap()
+    }
+}
+
+/// Counts `open` calls: the decision-order tests assert it stays at zero.
+pub struct CountingCipher {
+    pub inner: LocalCipher,
+    pub opens: AtomicUsize,
+}
+
+#[async_trait]
+impl KeyCipher for CountingCipher {
+    async fn seal(&self, ctx: &KeyContext, pw: &RecoveryPassword) -> Result<SealedKey, CipherError> {
+        self.inner.seal(ctx, pw).await
+    }
+    async fn open(&self, ctx: &KeyContext, sealed: &SealedKey) -> Result<RecoveryPassword, CipherError> {
+        self.opens.fetch_add(1, Ordering::SeqCst);
+        self.inner.open(ctx, sealed).await
+    }
+}
+
+/// The embedded store, with switchable audit-write failures.
+pub struct FlakyStore {
+    pub inner: Arc<MemoryStore>,
+    pub fail_audit: AtomicBool,
+}
+
+#[async_trait]
+impl Store for FlakyStore {
+    async fn list_devices(&self, t: &TenantId, o: &UserId) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
+        self.inner.list_devices(t, o).await
+    }
+    async fn find_keys(&self, t: &TenantId, p: &KeyIdPrefix) -> Result<Vec<KeyLocation>, Unavailable> {
+        self.inner.find_keys(t, p).await
+    }
+    async fn load_for_disclosure(&self, t: &TenantId, d: &DeviceId, a: &UserId) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        self.inner.load_for_disclosure(t, d, a).await
+    }
+    async fn commit_disclosure(&self, e: &AuditEvent, r: &RateUpdate) -> Result<Commit, Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.commit_disclosure(e, r).await
+    }
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.append_audit(e).await
+    }
+    async fn audit_events(&self, t: &TenantId, q: &AuditQuery) -> Result<Vec<AuditEvent>, Unavailable> {
+        self.inner.audit_events(t, q).await
+    }
+}
+
+pub struct Harness {
+    pub portal: Portal,
+    pub idp: DevIdentityProvider,
+    pub clock: Arc<TestClock>,
+    pub cipher: Arc<CountingCipher>,
+    pub store: Arc<FlakyStore>,
+    pub memory: Arc<MemoryStore>,
+}
+
+pub const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+
+impl Harness {
+    pub async fn new(seed_json: &str, rate_limit: u32) -> Self {
+        Self::with_alg(seed_json, rate_limit, DevAlg::Es256).await
+    }
+
+    pub async fn with_alg(seed_json: &str, rate_limit: u32, alg: DevAlg) -> Self {
+        let clock = TestClock::at(NOW);
+        let idp = DevIdentityProvider::generate(alg, ISSUER, AUDIENCE);
+        let memory = Arc::new(MemoryStore::new());
+        let cipher = Arc::new(CountingCipher { inner: LocalCipher::random(), opens: AtomicUsize::new(0) });
+        let seed = recovery_portal::seed::parse(seed_json).expect("test seed is valid");
+        recovery_portal::import::import(&seed, cipher.as_ref(), memory.as_ref(), &|_, _| {}).await.unwrap();
+        let store = Arc::new(FlakyStore { inner: memory.clone(), fail_audit: AtomicBool::new(false) });
+        let portal = Portal {
+            store: store.clone(),
+            cipher: cipher.clone(),
+            clock: clock.clone(),
+            verifier: Arc::new(idp.verifier(clock.clone())),
+            key_rate_limit: rate_limit,
+        };
+        Self { portal, idp, clock, cipher, store, memory }
+    }
+
+    pub fn token(&self, tenant: &str, user: &str, scopes: &str) -> String {
+        self.idp.token(tenant, user, scopes, self.clock.unix(), 3600)
+    }
+
+    pub fn opens(&self) -> usize {
+        self.cipher.opens.load(Ordering::SeqCst)
+    }
+
+    /// Starts the local server on an ephemeral port.
+    pub async fn serve(&self) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let portal = self.portal.clone();
+        tokio::spawn(async move {
+            recovery_portal::server::serve(listener, portal, None, async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Server { addr, client: reqwest::Client::builder().user_agent("portal-tests/1").build().unwrap(), _stop: tx }
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Every error answer is a problem document with the request id.
+    pub fn assert_problem(&self, status: u16) -> Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
+        let j = self.json();
+        assert_eq!(j["status"], status);
+        for f in ["type", "title", "detail", "request_id"] {
+            assert!(j[f].is_string(), "problem lacks {f}: {j}");
+        }
+        assert!(!self.text.contains("recovery_password"));
+        j
+    }
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &str)>) -> Reply {
+        let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
+        if let Some(t) = token {
+            rb = rb.bearer_auth(t);
+        }
+        if let Some((ct, b)) = body {
+            rb = rb.header("content-type", ct).body(b.to_owned());
+        }
+        let r = rb.send().await.expect("request");
+        Reply { status: r.status().as_u16(), headers: r.headers().clone(), text: r.text().await.unwrap() }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send("GET", path, Some(token), None).await
+    }
+
+    pub async fn post_key(&self, device: &str, token: &str, body: Option<&str>) -> Reply {
+        let path = format!("/v1/devices/{device}/recovery-key");
+        self.send("POST", &path, Some(token), body.map(|b| ("application/json", b))).await
+    }
+}
+
+/// A recovery password that passes validation, distinct per `n`.
+pub fn password(n: u32) -> String {
+    (0..8).map(|g| format!("{:06}", ((n * 8 + g) % 65_536) * 11)).collect::<Vec<_>>().join("-")
+}
+
+/// The seed most tests use: two tenants, owners alice/bob/carol.
+pub fn test_seed() -> String {
+    serde_json::json!({
+        "tenants": [
+            {"tenant_id": "contoso", "self_service": true,
+             "helpdesk": {"name": "Contoso IT", "email": "help@contoso.test", "phone": "+1 555 0100", "url": "https://help.contoso.test"}},
+            {"tenant_id": "fabrikam", "self_service": false,
+             "helpdesk": {"name": "Fabrikam Desk", "email": "desk@fabrikam.test"}}
+        ],
+        "devices": [
+            {"tenant_id": "contoso", "device_id": "PC-ALICE", "owner": "alice", "display_name": "Zeta laptop", "os": "Windows 11", "managed_by": "organization",
+             "recovery_keys": [
+                {"key_id": "11111111-aaaa-4aaa-8aaa-000000000001", "volume_type": "operating_system", "recovery_password": password(1), "created_at": "2024-01-01T00:00:00Z"},
+                {"key_id": "11111111-aaaa-4aaa-8aaa-000000000002", "volume_type": "operating_system", "recovery_password": password(2), "created_at": "2025-01-01T00:00:00Z"},
+                {"key_id": "22222222-bbbb-4bbb-8bbb-000000000003", "volume_type": "fixed_data", "recovery_password": password(3), "created_at": "2025-06-01T00:00:00Z"}]},
+            {"tenant_id": "contoso", "device_id": "PC-ALICE-2", "owner": "alice", "display_name": "Alpha desktop", "os": "Windows 10", "managed_by": "organization",
+             "recovery_keys": [
+                {"key_id": "33333333-cccc-4ccc-8ccc-000000000004", "volume_type": "operating_system", "recovery_password": password(4), "created_at": "2023-01-01T00:00:00Z"}]},
+            {"tenant_id": "contoso", "device_id": "PC-ALICE-HOME", "owner": "alice", "display_name": "Home PC", "os": "Windows 11 Pro", "managed_by": "user", "recovery_keys": []},
+            {"tenant_id": "contoso", "device_id": "PC-ALICE-NOKEY", "owner": "alice", "display_name": "New laptop", "os": "Windows 11", "managed_by": "organization", "recovery_keys": []},
+            {"tenant_id": "contoso", "device_id": "PC-BOB", "owner": "bob", "display_name": "Bob PC", "os": "Windows 11", "managed_by": "organization",
+             "recovery_keys": [
+                {"key_id": "44444444-dddd-4ddd-8ddd-000000000005", "volume_type": "operating_system", "recovery_password": password(5), "created_at": "2024-02-01T00:00:00Z"}]},
+            {"tenant_id": "fabrikam", "device_id": "PC-ALICE", "owner": "alice", "display_name": "Fabrikam PC of another alice", "os": "Windows 11", "managed_by": "organization",
+             "recovery_keys": [
+                {"key_id": "55555555-eeee-4eee-8eee-000000000006", "volume_type": "operating_system", "recovery_password": password(6), "created_at": "2024-03-01T00:00:00Z"}]},
+            {"tenant_id": "fabrikam", "device_id": "PC-CAROL", "owner": "carol", "display_name": "Carol PC", "os": "Windows 11", "managed_by": "organization",
+             "recovery_keys": [
+                {"key_id": "66666666-ffff-4fff-8fff-000000000007", "volume_type": "operating_system", "recovery_password": password(7), "created_at": "2024-04-01T00:00:00Z"}]}
+        ]
+    })
+    .to_string()
+}
