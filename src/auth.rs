@@ -247,30 +247,23 @@ impl JwtVerifier {
 
     /// Fetches the JWKS again unless it was tried less than
     /// `REFRESH_INTERVAL` ago; concurrent callers share one fetch.
-    async fn refresh_keys(&self) -> bool {
+    async fn refresh_keys(&self) {
         let url_or_discovery = match &self.source {
-            JwksSource::Fixed => return false,
+            JwksSource::Fixed => return,
             other => other.clone(),
         };
         let mut last = self.refresh.lock().await;
         if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
-            return false;
+            return;
         }
         *last = Some(Instant::now());
         match self.fetch(&url_or_discovery).await {
             Ok(set) if !set.is_empty() => {
                 tracing::info!(keys = set.len(), "refreshed JWKS");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-                true
             }
-            Ok(_) => {
-                tracing::warn!("JWKS refresh returned no usable signing keys; keeping the old set");
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "JWKS refresh failed");
-                false
-            }
+            Ok(_) => tracing::warn!("JWKS refresh returned no usable signing keys; keeping the old set"),
+            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
         }
     }
 
@@ -424,12 +417,10 @@ impl TokenVerifier for JwtVerifier {
         let keys = self.current_keys();
         match self.check(token, &header, &keys) {
             Err(AuthFailure::UnknownKey) if header.kid.is_some() => {
-                // The issuer may have rotated its keys: look once more.
-                if self.refresh_keys().await {
-                    self.check(token, &header, &self.current_keys())
-                } else {
-                    Err(AuthFailure::UnknownKey)
-                }
+                // The issuer may have rotated its keys: refresh (or wait for a
+                // concurrent refresh) and look once more.
+                self.refresh_keys().await;
+                self.check(token, &header, &self.current_keys())
             }
             other => other,
         }
