@@ -71,7 +71,7 @@ resource "aws_kms_alias" "recovery_keys" {
 }
 
 data "aws_iam_policy_document" "recovery_keys_key_policy" {
-  #checkov:skip=CKV_AWS_111:Key policy: Resource "*" means this key only; write actions are limited to key administration and to conditioned Encrypt.
+  #checkov:skip=CKV_AWS_111:Key policy: Resource "*" means this key only; besides key administration by the account root, use is limited to Encrypt (via IAM) and Decrypt (key function role), both bound to the encryption context.
   #checkov:skip=CKV_AWS_356:Key policy: Resource "*" is the only valid value and means this key.
   statement {
     sid       = "AccountAdministration"

@@ -11,7 +11,10 @@
 //!   recovery-key CMK, bound to exactly `schema::KMS_CONTEXT_KEYS`;
 //! - the DynamoDB tables match `schema::ALL_TABLES` (the single source of
 //!   truth for keys, indexes, projections and TTL);
-//! - nobody may update or delete audit events.
+//! - nobody may update or delete audit events;
+//! - and, around those: the functions run their own zip with the environment
+//!   `src/config.rs` reads, the key policies and the import policy agree with
+//!   the roles, and the stage throttles below the shared KMS quota.
 //!
 //! The test deliberately does not use the library crate: the schema module is
 //! included by path, so it only needs `schema.rs` itself to compile.
@@ -241,15 +244,18 @@ fn service_actions(st: &Statement, service: &str) -> Vec<String> {
         .collect()
 }
 
-/// A DynamoDB table or one of its indexes, by Terraform resource name.
+/// A DynamoDB table or one of its indexes, by Terraform resource name (which
+/// is also the end of the deployed table name: `aws_dynamodb_table.audit` is
+/// `<prefix>-audit`).
 #[derive(Debug, Clone, Copy)]
 enum Target<'a> {
     Table(&'a str),
     Index(&'a str, &'a str),
 }
 
-/// Whether a (normalized) resource pattern can match the target. Anything not
-/// understood but containing a wildcard is assumed to match.
+/// Whether a (normalized) resource pattern can match the target: a reference
+/// to the table's `arn` (plus a suffix), or a written-out ARN. A written-out
+/// ARN with a wildcard is assumed to match.
 fn resource_covers(resource: &str, target: Target<'_>) -> bool {
     if resource == "*" {
         return true;
@@ -267,7 +273,21 @@ fn resource_covers(resource: &str, target: Target<'_>) -> bool {
         };
         return name == table && glob(suffix, &tail);
     }
-    resource.contains('*') && resource.starts_with("arn:")
+    if !resource.starts_with("arn:") {
+        return false;
+    }
+    if resource.contains('*') {
+        return true;
+    }
+    // arn:<partition>:dynamodb:<region>:<account>:table/<name>[/index/<index>]
+    let Some((_, path)) = resource.split_once(":table/") else {
+        return false;
+    };
+    let (name, index) = match path.split_once('/') {
+        Some((name, rest)) => (name, format!("/{rest}")),
+        None => (path, String::new()),
+    };
+    name.ends_with(table) && index == tail
 }
 
 /// Whether an Allow statement's resources reach the target.
@@ -681,6 +701,108 @@ fn check_functions(cfg: &Config) -> Vec<String> {
         if default != format!("../target/lambda/{binary}/bootstrap.zip") {
             errors.push(format!(
                 "variable {var}: default `{default}` is not cargo lambda's output for {binary}"
+            ));
+        }
+    }
+    errors
+}
+
+/// Environment the functions read (`src/config.rs`): name -> expected value.
+/// The optional ones are only set when their variable is not empty.
+const ENVIRONMENT: [(&str, &str, bool); 9] = [
+    ("PORTAL_BACKEND", "aws", true),
+    ("PORTAL_ISSUER", "var.jwt_issuer", true),
+    ("PORTAL_AUDIENCE", "var.jwt_audience", true),
+    (
+        "PORTAL_KEY_RATE_LIMIT",
+        "tostring(var.key_rate_limit)",
+        true,
+    ),
+    ("PORTAL_TABLE_PREFIX", "var.name_prefix", true),
+    ("PORTAL_KMS_KEY_ID", "aws_kms_key.recovery_keys.arn", true),
+    ("PORTAL_JWKS", "var.jwks_json", false),
+    ("PORTAL_JWKS_URL", "var.jwks_url", false),
+    ("PORTAL_DEFAULT_TENANT", "var.default_tenant", false),
+];
+
+/// `(name, value, unconditional)` of every object entry in a `merge(...)`
+/// of maps and conditionals.
+fn environment_entries(
+    expr: &Expression,
+    unconditional: bool,
+    out: &mut Vec<(String, String, bool)>,
+) {
+    match expr {
+        Expression::Object(map) => {
+            for (key, value) in map {
+                let key = match key {
+                    hcl::ObjectKey::Identifier(ident) => ident.as_str().to_owned(),
+                    hcl::ObjectKey::Expression(e) => norm(e),
+                    other => other.to_string(),
+                };
+                out.push((key, norm(value), unconditional));
+            }
+        }
+        Expression::FuncCall(call) if call.name.name.as_str() == "merge" => {
+            for arg in &call.args {
+                environment_entries(arg, unconditional, out);
+            }
+        }
+        Expression::Conditional(c) => {
+            environment_entries(&c.true_expr, false, out);
+            environment_entries(&c.false_expr, false, out);
+        }
+        Expression::Parenthesis(inner) => environment_entries(inner, unconditional, out),
+        _ => {}
+    }
+}
+
+/// Both functions get the configuration `src/config.rs` reads, under the
+/// right names (a typo would only show up at the first cold start).
+fn check_environment(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (name, f) in cfg.resources("aws_lambda_function") {
+        let env = sub_blocks(f, "environment");
+        if env.len() != 1
+            || attr_str(env[0], "variables").as_deref() != Some("local.function_environment")
+        {
+            errors.push(format!(
+                "aws_lambda_function.{name}: environment must be local.function_environment"
+            ));
+        }
+    }
+    let Some(expr) = cfg
+        .blocks
+        .iter()
+        .filter(|b| b.identifier() == "locals")
+        .find_map(|b| attr(b.body(), "function_environment"))
+    else {
+        return vec!["no local.function_environment".into()];
+    };
+    let mut entries = Vec::new();
+    environment_entries(expr, true, &mut entries);
+    for (key, value, _) in &entries {
+        match ENVIRONMENT.iter().find(|(k, _, _)| k == key) {
+            None => errors.push(format!(
+                "local.function_environment: unknown variable {key}"
+            )),
+            Some((_, expected, _)) if value != expected => errors.push(format!(
+                "local.function_environment: {key} = {value}, expected {expected}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (key, _, required) in ENVIRONMENT {
+        let found: Vec<bool> = entries
+            .iter()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, _, u)| *u)
+            .collect();
+        if found.is_empty() {
+            errors.push(format!("local.function_environment: {key} is missing"));
+        } else if required && !found.contains(&true) {
+            errors.push(format!(
+                "local.function_environment: {key} must always be set"
             ));
         }
     }
@@ -1181,6 +1303,11 @@ fn functions_run_their_own_binary() {
 }
 
 #[test]
+fn functions_get_the_configuration_the_code_reads() {
+    assert_clean("environment", check_environment(&Config::load()));
+}
+
+#[test]
 fn list_role_has_no_kms_permission() {
     assert_clean("list role KMS", check_list_role_has_no_kms(&Config::load()));
 }
@@ -1342,6 +1469,31 @@ const MUTATIONS: &[Mutation] = &[
         1,
         "runtime       = \"provided.al2\"",
         check_functions,
+    ),
+    // environment
+    m(
+        "issuer variable misspelt",
+        "lambda.tf",
+        "PORTAL_ISSUER ",
+        0,
+        "PORTAL_ISSUER_URL ",
+        check_environment,
+    ),
+    m(
+        "tables key as PORTAL_KMS_KEY_ID",
+        "lambda.tf",
+        "PORTAL_KMS_KEY_ID = aws_kms_key.recovery_keys.arn",
+        0,
+        "PORTAL_KMS_KEY_ID = aws_kms_key.tables.arn",
+        check_environment,
+    ),
+    m(
+        "backend variable dropped",
+        "lambda.tf",
+        "PORTAL_BACKEND        = \"aws\"",
+        0,
+        "",
+        check_environment,
     ),
     // (b) list role has no KMS
     m(
@@ -1546,6 +1698,14 @@ const MUTATIONS: &[Mutation] = &[
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
         0,
         "actions   = [\"dynamodb:*\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        check_audit_append_only,
+    ),
+    m(
+        "key role may update audit events (written-out ARN)",
+        "iam.tf",
+        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        1,
+        "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [\"arn:aws:dynamodb:eu-west-1:123456789012:table/recovery-portal-audit\"]",
         check_audit_append_only,
     ),
     m(
