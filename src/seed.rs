@@ -2,7 +2,7 @@
 //! written: one invalid record and nothing loads. Errors name the record and
 //! the field.
 //!
-//! ```json
+//! ```text
 //! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url}}],
 //!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
