@@ -1,0 +1,203 @@
+//! The `portal` binary as a newcomer uses it: `serve` with the demo data and
+//! its own dev identity provider, `token`, `validate`, and start-up errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const PORTAL: &str = env!("CARGO_BIN_EXE_portal");
+
+fn portal(key_file: &std::path::Path) -> Command {
+    let mut c = Command::new(PORTAL);
+    c.env("PORTAL_DEV_KEY_FILE", key_file);
+    for v in [
+        "PORTAL_ISSUER",
+        "PORTAL_AUDIENCE",
+        "PORTAL_JWKS",
+        "PORTAL_JWKS_URL",
+        "PORTAL_BACKEND",
+        "PORTAL_KEY_RATE_LIMIT",
+    ] {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("portal-cli-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_demo_data_with_tokens_from_portal_token() {
+    let dir = temp_dir("serve");
+    let key = dir.join("key.p8");
+    let mut child = Child(
+        portal(&key)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut banner = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            banner.push_str(&line);
+            banner.push('\n');
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = tx.send((addr.trim().to_owned(), banner.clone()));
+            }
+        }
+    });
+    let (addr, banner) = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("server announced its address");
+    assert!(banner.contains("LOCAL DEVELOPMENT MODE"), "{banner}");
+    let issuer = format!("http://{addr}");
+    let token = |user: &str, scope: &str| {
+        let out = portal(&key)
+            .args([
+                "token", "--issuer", &issuer, "--tenant", "contoso", "--user", user, "--scope",
+                scope,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let client = reqwest::Client::new();
+    let alice = token("alice", "RecoveryKey.Read");
+    let r = client
+        .get(format!("{issuer}/v1/devices"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["devices"].as_array().unwrap().len(), 4);
+    let r = client
+        .post(format!("{issuer}/v1/devices/DESKTOP-7Q2M4K1/recovery-key"))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(j["volume_type"], "operating_system");
+    // The dev identity provider publishes discovery and JWKS documents.
+    let d: serde_json::Value = client
+        .get(format!("{issuer}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["issuer"], issuer.as_str());
+    let jwks: serde_json::Value = client
+        .get(d["jwks_uri"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    // A token from another dev key is refused.
+    let other = portal(&dir.join("other.p8"))
+        .args([
+            "token", "--issuer", &issuer, "--tenant", "contoso", "--user", "alice",
+        ])
+        .output()
+        .unwrap();
+    let forged = String::from_utf8(other.stdout).unwrap();
+    let r = client
+        .get(format!("{issuer}/v1/devices"))
+        .bearer_auth(forged.trim())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[test]
+fn start_up_errors_name_the_problem() {
+    let dir = temp_dir("errors");
+    let key = dir.join("key.p8");
+    let out = portal(&key)
+        .args(["serve", "--addr", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("local development only"));
+    let out = portal(&key)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PORTAL_KEY_RATE_LIMIT", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTAL_KEY_RATE_LIMIT"));
+    let out = portal(&key)
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PORTAL_ISSUER", "https://issuer.example")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("PORTAL_AUDIENCE"));
+}
+
+#[test]
+fn validate_reports_record_and_field_and_loads_nothing() {
+    let dir = temp_dir("validate");
+    let key = dir.join("key.p8");
+    let good = dir.join("good.json");
+    std::fs::write(&good, recovery_portal::seed::DEMO_SEED).unwrap();
+    let out = portal(&key)
+        .args(["validate", good.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("6 devices"));
+    let bad = dir.join("bad.json");
+    std::fs::write(
+        &bad,
+        recovery_portal::seed::DEMO_SEED.replacen("\"fixed_data\"", "\"floppy\"", 1),
+    )
+    .unwrap();
+    let out = portal(&key)
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"devices[0] (device_id "DESKTOP-7Q2M4K1").recovery_keys[2].volume_type"#),
+        "{err}"
+    );
+    let out = portal(&key)
+        .args([
+            "serve",
+            "--seed",
+            bad.to_str().unwrap(),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "an invalid seed stops the server");
+}
