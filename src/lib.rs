@@ -19,6 +19,8 @@ pub mod ids;
 pub mod import;
 pub mod keys;
 pub mod lambda;
+#[cfg(feature = "cli")]
+pub mod lambda_emulator;
 pub mod model;
 pub mod policy;
 pub mod ports;

@@ -1,0 +1,167 @@
+//! Runtime smoke test: the `list-devices` binary as a real process under the
+//! Lambda Runtime API emulator, fed the API Gateway events in `events/`.
+//!
+//! Also runs `$PORTAL_SMOKE_BOOTSTRAP_DIR/list-devices/bootstrap` (the
+//! cargo-lambda package) when that variable is set.
+
+use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
+use recovery_portal::lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const FUNCTION: &str = "list-devices";
+const ISSUER: &str = "https://login.example.test/smoke/v2.0";
+const AUDIENCE: &str = "api://recovery-portal-smoke";
+const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The binaries under test: cargo's build, and the packaged bootstrap if asked.
+fn binaries() -> Vec<PathBuf> {
+    let mut v = vec![PathBuf::from(env!("CARGO_BIN_EXE_list-devices"))];
+    if let Some(dir) = std::env::var_os("PORTAL_SMOKE_BOOTSTRAP_DIR") {
+        let p = PathBuf::from(dir).join(FUNCTION).join("bootstrap");
+        assert!(
+            p.is_file(),
+            "PORTAL_SMOKE_BOOTSTRAP_DIR is set but {} is missing",
+            p.display()
+        );
+        v.push(p);
+    }
+    v
+}
+
+fn event(name: &str, token: &str) -> String {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .replace("{{TOKEN}}", token)
+}
+
+/// Invokes once; returns (statusCode, headers, JSON body) of the API Gateway v2 answer.
+fn invoke(emu: &EmulatorHandle, f: &mut FunctionProcess, event: String) -> (u64, Value, Value) {
+    let id = emu.push(event);
+    let reply = emu
+        .wait_response(TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}; function output:\n{}", f.output()));
+    assert_eq!(reply.request_id, id);
+    let r = reply.json().expect("the answer is JSON");
+    let status = r["statusCode"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no statusCode: {r}"));
+    assert_eq!(r["isBase64Encoded"], false, "{r}");
+    let body: Value =
+        serde_json::from_str(r["body"].as_str().expect("a text body")).expect("JSON body");
+    assert!(f.is_running(), "the function must keep serving");
+    (status, r["headers"].clone(), body)
+}
+
+fn start(
+    program: &Path,
+    idp: &DevIdentityProvider,
+    extra: &[(&str, &str)],
+) -> (EmulatorHandle, FunctionProcess) {
+    let (addr, emu) = Emulator::start().unwrap();
+    let jwks = idp.jwks_json();
+    let mut env = vec![
+        ("PORTAL_BACKEND", "embedded"),
+        ("PORTAL_ISSUER", ISSUER),
+        ("PORTAL_AUDIENCE", AUDIENCE),
+        ("PORTAL_JWKS", jwks.as_str()),
+    ];
+    env.extend_from_slice(extra);
+    let f = FunctionProcess::spawn(program, FUNCTION, addr, &env).unwrap();
+    (emu, f)
+}
+
+#[test]
+fn serves_its_events_as_a_lambda_process() {
+    let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let alice = idp.token("contoso", "alice", "RecoveryKey.Read", now, 600);
+    let agent = idp.token("contoso", "agent", "RecoveryKey.Read.All", now, 600);
+    let auditor = idp.token("contoso", "auditor", "AuditLog.Read.All", now, 600);
+    for program in binaries() {
+        let (emu, mut f) = start(&program, &idp, &[]);
+        assert!(
+            emu.wait_next(1, TIMEOUT).is_some(),
+            "{}: no /next; output:\n{}",
+            program.display(),
+            f.output()
+        );
+
+        let (s, h, j) = invoke(&emu, &mut f, event("list-devices.json", &alice));
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(h["cache-control"], "no-store");
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(
+            h["x-request-id"], "Ab1Cd2Ef3Gh0=",
+            "the gateway's request id"
+        );
+        let devices = j["devices"].as_array().expect("devices");
+        assert!(
+            devices.iter().any(|d| d["device_id"] == "DESKTOP-7Q2M4K1"),
+            "{j}"
+        );
+        assert!(
+            !j.to_string().contains("recovery_password"),
+            "listing never holds keys: {j}"
+        );
+
+        let (s, h, j) = invoke(&emu, &mut f, event("find-recovery-keys.json", &agent));
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(h["content-type"], "application/json");
+        assert_eq!(
+            j["recovery_keys"][0]["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E",
+            "{j}"
+        );
+        assert_eq!(j["recovery_keys"][0]["device_id"], "DESKTOP-7Q2M4K1");
+
+        let (s, h, j) = invoke(&emu, &mut f, event("audit-events.json", &auditor));
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(h["content-type"], "application/json");
+        assert!(j["events"].is_array(), "{j}");
+
+        // Without the permission: a problem answer, not an invocation error.
+        let (s, h, j) = invoke(&emu, &mut f, event("audit-events.json", &alice));
+        assert_eq!((s, j["status"].as_u64()), (403, Some(403)), "{j}");
+        assert_eq!(h["content-type"], "application/problem+json");
+        // This function does not serve key retrieval.
+        let (s, _, j) = invoke(&emu, &mut f, event("get-recovery-key.json", &alice));
+        assert_eq!(s, 404, "{j}");
+        // A bad token is a 401 problem.
+        let (s, h, j) = invoke(&emu, &mut f, event("list-devices.json", "not.a.token"));
+        assert_eq!((s, j["status"].as_u64()), (401, Some(401)), "{j}");
+        assert!(
+            h["www-authenticate"]
+                .as_str()
+                .unwrap()
+                .contains("invalid_token"),
+            "{h}"
+        );
+
+        let log = f.output();
+        for t in [&alice, &agent, &auditor] {
+            assert!(!log.contains(t.as_str()), "a token reached the logs");
+        }
+    }
+}
+
+#[test]
+fn a_bad_configuration_stops_the_function_at_init() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    for program in binaries() {
+        let (emu, mut f) = start(&program, &idp, &[("PORTAL_KEY_RATE_LIMIT", "0")]);
+        let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
+        assert!(!status.success(), "{status:?}");
+        let out = f.output();
+        assert!(
+            out.contains("PORTAL_KEY_RATE_LIMIT"),
+            "the message names the variable: {out}"
+        );
+        assert!(
+            emu.first_next_at().is_none(),
+            "no invocation was polled for"
+        );
+    }
+}
