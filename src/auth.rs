@@ -262,7 +262,9 @@ impl JwtVerifier {
                 tracing::info!(keys = set.len(), "refreshed JWKS");
                 *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
             }
-            Ok(_) => tracing::warn!("JWKS refresh returned no usable signing keys; keeping the old set"),
+            Ok(_) => {
+                tracing::warn!("JWKS refresh returned no usable signing keys; keeping the old set")
+            }
             Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
         }
     }

@@ -185,7 +185,9 @@ async fn serve(
             Err(e) => return fail(e),
         },
         (Backend::Aws { .. }, Some(_)) => {
-            return fail("--seed only applies to the embedded backend; use `portal import` for AWS");
+            return fail(
+                "--seed only applies to the embedded backend; use `portal import` for AWS",
+            );
         }
         (Backend::Aws { .. }, None) => match app::from_config(&config, verifier).await {
             Ok(p) => p,

@@ -29,7 +29,11 @@ fn claims(extra: Value) -> Value {
 
 fn verifier(idp: &DevIdentityProvider, default_tenant: Option<&str>) -> JwtVerifier {
     JwtVerifier::new(
-        JwtSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), default_tenant: default_tenant.map(|t| TenantId::parse(t).unwrap()) },
+        JwtSettings {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            default_tenant: default_tenant.map(|t| TenantId::parse(t).unwrap()),
+        },
         KeySet::from_jwks_json(&idp.jwks_json()).unwrap(),
         JwksSource::Fixed,
         TestClock::at(NOW),
@@ -69,23 +73,47 @@ async fn permissions_come_from_scp_scope_and_roles_matched_exactly() {
     let got = p(json!({"scp": null, "roles": ["RecoveryKey.Read.All"]})).await;
     assert!(got.key_read_all);
     let got = p(json!({"scp": "recoverykey.read RecoveryKey.Read.AllX RecoveryKey"})).await;
-    assert_eq!(got, Default::default(), "matching is exact and case-sensitive");
+    assert_eq!(
+        got,
+        Default::default(),
+        "matching is exact and case-sensitive"
+    );
 }
 
 #[tokio::test]
 async fn caller_identity_rules() {
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let v = verifier(&idp, None);
-    let c = v.verify(&idp.sign(&claims(json!({"oid": null, "sub": "user-sub"})))).await.unwrap();
+    let c = v
+        .verify(&idp.sign(&claims(json!({"oid": null, "sub": "user-sub"}))))
+        .await
+        .unwrap();
     assert_eq!(c.user.as_str(), "user-sub");
-    let c = v.verify(&idp.sign(&claims(json!({"sub": "user-sub"})))).await.unwrap();
+    let c = v
+        .verify(&idp.sign(&claims(json!({"sub": "user-sub"}))))
+        .await
+        .unwrap();
     assert_eq!(c.user.as_str(), "alice", "oid wins over sub");
-    assert_eq!(v.verify(&idp.sign(&claims(json!({"tid": null})))).await, Err(AuthFailure::NoTenant));
+    assert_eq!(
+        v.verify(&idp.sign(&claims(json!({"tid": null})))).await,
+        Err(AuthFailure::NoTenant)
+    );
     let with_default = verifier(&idp, Some("default-tenant"));
-    let c = with_default.verify(&idp.sign(&claims(json!({"tid": null})))).await.unwrap();
+    let c = with_default
+        .verify(&idp.sign(&claims(json!({"tid": null}))))
+        .await
+        .unwrap();
     assert_eq!(c.tenant.as_str(), "default-tenant");
-    assert!(v.verify(&idp.sign(&claims(json!({"oid": null})))).await.is_err());
-    assert!(v.verify(&idp.sign(&claims(json!({"tid": "a/b"})))).await.is_err());
+    assert!(
+        v.verify(&idp.sign(&claims(json!({"oid": null}))))
+            .await
+            .is_err()
+    );
+    assert!(
+        v.verify(&idp.sign(&claims(json!({"tid": "a/b"}))))
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -97,20 +125,40 @@ async fn rejects_wrong_issuer_audience_time_and_claim_types() {
         let v = &v;
         async move { v.verify(&t).await }
     };
-    assert_eq!(check(json!({"iss": format!("{ISSUER}/")})).await, Err(AuthFailure::Issuer));
-    assert_eq!(check(json!({"aud": "api://other"})).await, Err(AuthFailure::Audience));
-    assert!(check(json!({"aud": ["api://other", AUDIENCE]})).await.is_ok());
+    assert_eq!(
+        check(json!({"iss": format!("{ISSUER}/")})).await,
+        Err(AuthFailure::Issuer)
+    );
+    assert_eq!(
+        check(json!({"aud": "api://other"})).await,
+        Err(AuthFailure::Audience)
+    );
+    assert!(
+        check(json!({"aud": ["api://other", AUDIENCE]}))
+            .await
+            .is_ok()
+    );
     assert!(check(json!({"aud": null})).await.is_err());
     assert!(check(json!({"exp": null})).await.is_err());
     assert!(check(json!({"exp": "9999999999"})).await.is_err());
-    assert_eq!(check(json!({"exp": NOW - 61})).await, Err(AuthFailure::Expired));
+    assert_eq!(
+        check(json!({"exp": NOW - 61})).await,
+        Err(AuthFailure::Expired)
+    );
     assert!(check(json!({"exp": NOW - 59})).await.is_ok(), "60 s leeway");
-    assert_eq!(check(json!({"nbf": NOW + 61})).await, Err(AuthFailure::NotYetValid));
+    assert_eq!(
+        check(json!({"nbf": NOW + 61})).await,
+        Err(AuthFailure::NotYetValid)
+    );
     assert!(check(json!({"nbf": NOW + 59})).await.is_ok());
     assert!(check(json!({"nbf": "soon"})).await.is_err());
     assert!(check(json!({"tid": 42})).await.is_err());
     assert!(check(json!({"scp": 7})).await.is_err());
-    assert!(check(json!({"roles": "RecoveryKey.Read.All"})).await.is_err());
+    assert!(
+        check(json!({"roles": "RecoveryKey.Read.All"}))
+            .await
+            .is_err()
+    );
     assert!(check(json!({"iss": ["x"]})).await.is_err());
 }
 
@@ -120,13 +168,29 @@ async fn rejects_none_hmac_mismatched_families_crit_and_garbage() {
     let v = verifier(&rsa, None);
     let body = b64(claims(json!({})).to_string().as_bytes());
     // alg none
-    let none = format!("{}.{}.", b64(json!({"alg": "none", "kid": rsa.kid}).to_string().as_bytes()), body);
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "kid": rsa.kid})
+            .to_string()
+            .as_bytes()),
+        body
+    );
     assert_eq!(v.verify(&none).await, Err(AuthFailure::Algorithm));
     // HS256 keyed with the public JWKS: the classic confusion attack.
-    let header = b64(json!({"alg": "HS256", "kid": rsa.kid}).to_string().as_bytes());
+    let header = b64(json!({"alg": "HS256", "kid": rsa.kid})
+        .to_string()
+        .as_bytes());
     let msg = format!("{header}.{body}");
-    let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &jsonwebtoken::EncodingKey::from_secret(rsa.jwks_json().as_bytes()), jsonwebtoken::Algorithm::HS256).unwrap();
-    assert_eq!(v.verify(&format!("{msg}.{sig}")).await, Err(AuthFailure::Algorithm));
+    let sig = jsonwebtoken::crypto::sign(
+        msg.as_bytes(),
+        &jsonwebtoken::EncodingKey::from_secret(rsa.jwks_json().as_bytes()),
+        jsonwebtoken::Algorithm::HS256,
+    )
+    .unwrap();
+    assert_eq!(
+        v.verify(&format!("{msg}.{sig}")).await,
+        Err(AuthFailure::Algorithm)
+    );
     // An ES256 header naming the RSA key.
     let t = rsa.sign_raw(&json!({"alg": "ES256", "kid": rsa.kid}), &claims(json!({})));
     assert_eq!(v.verify(&t).await, Err(AuthFailure::Algorithm));
@@ -134,7 +198,10 @@ async fn rejects_none_hmac_mismatched_families_crit_and_garbage() {
     let t = rsa.sign_raw(&json!({"alg": "RS512", "kid": rsa.kid}), &claims(json!({})));
     assert_eq!(v.verify(&t).await, Err(AuthFailure::Algorithm));
     // Unknown critical extension.
-    let t = rsa.sign_raw(&json!({"alg": "RS256", "kid": rsa.kid, "crit": ["exp"], "exp": 1}), &claims(json!({})));
+    let t = rsa.sign_raw(
+        &json!({"alg": "RS256", "kid": rsa.kid, "crit": ["exp"], "exp": 1}),
+        &claims(json!({})),
+    );
     assert_eq!(v.verify(&t).await, Err(AuthFailure::Critical));
     // No kid, unknown kid.
     let t = rsa.sign_raw(&json!({"alg": "RS256"}), &claims(json!({})));
@@ -150,7 +217,15 @@ async fn rejects_none_hmac_mismatched_families_crit_and_garbage() {
     let last = good.pop().unwrap();
     good.push(if last == 'A' { 'B' } else { 'A' });
     assert!(v.verify(&good).await.is_err());
-    for junk in ["", "a", "a.b", "a.b.c.d", "....", "e30.e30.", &"x".repeat(20_000)] {
+    for junk in [
+        "",
+        "a",
+        "a.b",
+        "a.b.c.d",
+        "....",
+        "e30.e30.",
+        &"x".repeat(20_000),
+    ] {
         assert!(v.verify(junk).await.is_err(), "{junk:.20}");
     }
 }
@@ -170,7 +245,12 @@ async fn jwks_server(initial: String) -> JwksServer {
     let attacker_hits = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (d, f, a, b) = (doc.clone(), fetches.clone(), attacker_hits.clone(), base.clone());
+    let (d, f, a, b) = (
+        doc.clone(),
+        fetches.clone(),
+        attacker_hits.clone(),
+        base.clone(),
+    );
     let app = Router::new()
         .route(
             "/.well-known/openid-configuration",
@@ -195,7 +275,12 @@ async fn jwks_server(initial: String) -> JwksServer {
             }),
         );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    JwksServer { base, doc, fetches, attacker_hits }
+    JwksServer {
+        base,
+        doc,
+        fetches,
+        attacker_hits,
+    }
 }
 
 #[tokio::test]
@@ -204,7 +289,11 @@ async fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotated_keys() {
     let new = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let srv = jwks_server(old.jwks_json()).await;
     let v = Arc::new(JwtVerifier::new(
-        JwtSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), default_tenant: None },
+        JwtSettings {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            default_tenant: None,
+        },
         KeySet::from_jwks_json(&old.jwks_json()).unwrap(),
         JwksSource::Url(format!("{}/keys", srv.base)),
         TestClock::at(NOW),
@@ -230,7 +319,10 @@ async fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotated_keys() {
     assert!(v.verify(&t).await.is_ok());
     // A token under yet another unknown kid within 30 s: no second fetch.
     let stranger = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
-    assert_eq!(v.verify(&stranger.sign(&claims(json!({})))).await, Err(AuthFailure::UnknownKey));
+    assert_eq!(
+        v.verify(&stranger.sign(&claims(json!({})))).await,
+        Err(AuthFailure::UnknownKey)
+    );
     assert_eq!(srv.fetches.load(Ordering::SeqCst), 1);
 }
 
@@ -239,7 +331,11 @@ async fn discovery_finds_the_jwks_and_jku_headers_are_never_followed() {
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let srv = jwks_server(idp.jwks_json()).await;
     let v = JwtVerifier::new(
-        JwtSettings { issuer: ISSUER.into(), audience: AUDIENCE.into(), default_tenant: None },
+        JwtSettings {
+            issuer: ISSUER.into(),
+            audience: AUDIENCE.into(),
+            default_tenant: None,
+        },
         KeySet::default(),
         JwksSource::Discovery(srv.base.clone()),
         TestClock::at(NOW),

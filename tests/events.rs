@@ -12,11 +12,17 @@ use std::sync::Arc;
 
 fn load(name: &str, token: &str) -> lambda_http::Request {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap().replace("{{TOKEN}}", token);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("{{TOKEN}}", token);
     lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-async fn call(portal: &app::Portal, routes: Routes, req: lambda_http::Request) -> (u16, Value, http::HeaderMap) {
+async fn call(
+    portal: &app::Portal,
+    routes: Routes,
+    req: lambda_http::Request,
+) -> (u16, Value, http::HeaderMap) {
     let resp = lambda::handle(portal, routes, req).await.unwrap();
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
@@ -39,23 +45,43 @@ async fn each_event_reaches_its_route_through_the_lambda_handler() {
 
     let (s, j, _) = call(&portal, Routes::List, load("list-devices.json", &alice)).await;
     assert_eq!(s, 200, "{j}");
-    assert!(j["devices"].as_array().unwrap().iter().any(|d| d["device_id"] == "DESKTOP-7Q2M4K1"));
+    assert!(
+        j["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["device_id"] == "DESKTOP-7Q2M4K1")
+    );
 
     let (s, j, h) = call(&portal, Routes::Key, load("get-recovery-key.json", &alice)).await;
     assert_eq!(s, 200, "{j}");
     assert_eq!(j["device_id"], "DESKTOP-7Q2M4K1");
     assert_eq!(j["display_seconds"], 300);
-    assert!(recovery_portal::model::RecoveryPassword::parse(j["recovery_password"].as_str().unwrap()).is_ok());
+    assert!(
+        recovery_portal::model::RecoveryPassword::parse(j["recovery_password"].as_str().unwrap())
+            .is_ok()
+    );
     assert_eq!(h["cache-control"], "no-store");
     // The gateway's request id and source IP reach the audit trail.
     let ev = store.audit_log().pop().unwrap();
     assert_eq!(ev.request_id, "Ab1Cd2Ef3Gh3=");
     assert_eq!(ev.source_ip.as_deref(), Some("198.51.100.23"));
-    assert_eq!(ev.justification.as_deref(), Some("Locked out after a firmware update"));
+    assert_eq!(
+        ev.justification.as_deref(),
+        Some("Locked out after a firmware update")
+    );
 
-    let (s, j, _) = call(&portal, Routes::List, load("find-recovery-keys.json", &agent)).await;
+    let (s, j, _) = call(
+        &portal,
+        Routes::List,
+        load("find-recovery-keys.json", &agent),
+    )
+    .await;
     assert_eq!(s, 200, "{j}");
-    assert_eq!(j["recovery_keys"][0]["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E");
+    assert_eq!(
+        j["recovery_keys"][0]["key_id"],
+        "3B8FAA18-37F8-488B-97FC-695A07A0CA6E"
+    );
 
     let (s, j, _) = call(&portal, Routes::List, load("audit-events.json", &auditor)).await;
     assert_eq!(s, 200, "{j}");
@@ -67,7 +93,17 @@ async fn each_event_reaches_its_route_through_the_lambda_handler() {
     let (s, _, _) = call(&portal, Routes::Key, load("list-devices.json", &alice)).await;
     assert_eq!(s, 404);
     // And an event without a valid token is a 401, not an error.
-    let (s, j, h) = call(&portal, Routes::Key, load("get-recovery-key.json", "expired.or.forged")).await;
+    let (s, j, h) = call(
+        &portal,
+        Routes::Key,
+        load("get-recovery-key.json", "expired.or.forged"),
+    )
+    .await;
     assert_eq!((s, j["status"].as_u64()), (401, Some(401)));
-    assert!(h["www-authenticate"].to_str().unwrap().contains("invalid_token"));
+    assert!(
+        h["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
 }

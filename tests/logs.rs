@@ -42,23 +42,34 @@ async fn secrets_never_reach_the_logs() {
         assert_eq!(r.status, 200);
         shown.push(r.json()["recovery_password"].as_str().unwrap().to_owned());
     }
-    s.post_key("PC-ALICE", &alice, None).await.assert_problem(429);
+    s.post_key("PC-ALICE", &alice, None)
+        .await
+        .assert_problem(429);
     let r = s.post_key("PC-BOB", &agent, None).await;
     shown.push(r.json()["recovery_password"].as_str().unwrap().to_owned());
     s.post_key("PC-BOB", &alice, None).await.assert_problem(404);
-    let expired = h.idp.token("contoso", "alice", "RecoveryKey.Read", NOW - 9000, 60);
+    let expired = h
+        .idp
+        .token("contoso", "alice", "RecoveryKey.Read", NOW - 9000, 60);
     let forged = format!("{}x", &alice[..alice.len() - 1]);
     for t in [&expired, &forged] {
         s.get("/v1/devices", t).await.assert_problem(401);
         tokens.push(t.to_string());
     }
-    h.store.fail_audit.store(true, std::sync::atomic::Ordering::SeqCst);
+    h.store
+        .fail_audit
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     s.post_key("PC-BOB", &agent, None).await.assert_problem(503);
-    h.store.fail_audit.store(false, std::sync::atomic::Ordering::SeqCst);
+    h.store
+        .fail_audit
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(s.get("/v1/audit-events", &agent).await.status, 200);
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
-    assert!(logs.contains("recovery key disclosed"), "the capture works: {logs:.500}");
+    assert!(
+        logs.contains("recovery key disclosed"),
+        "the capture works: {logs:.500}"
+    );
     assert!(logs.contains("token rejected"));
     for n in 1..=7 {
         assert!(!logs.contains(&password(n)), "password {n} logged");
@@ -71,6 +82,9 @@ async fn secrets_never_reach_the_logs() {
     for t in &tokens {
         let sig = t.rsplit('.').next().unwrap();
         assert!(!logs.contains(sig), "a token signature was logged");
-        assert!(!logs.contains(t.split('.').nth(1).unwrap()), "a token payload was logged");
+        assert!(
+            !logs.contains(t.split('.').nth(1).unwrap()),
+            "a token payload was logged"
+        );
     }
 }

@@ -10,7 +10,9 @@ use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::error::Unavailable;
 use recovery_portal::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
-use recovery_portal::model::{Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy};
+use recovery_portal::model::{
+    Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
+};
 use recovery_portal::ports::{CipherError, Clock, Commit, KeyCipher, KeyLocation, Store};
 use recovery_portal::ratelimit::{RateUpdate, RateWindow};
 use serde_json::Value;
@@ -50,10 +52,18 @@ pub struct CountingCipher {
 
 #[async_trait]
 impl KeyCipher for CountingCipher {
-    async fn seal(&self, ctx: &KeyContext, pw: &RecoveryPassword) -> Result<SealedKey, CipherError> {
+    async fn seal(
+        &self,
+        ctx: &KeyContext,
+        pw: &RecoveryPassword,
+    ) -> Result<SealedKey, CipherError> {
         self.inner.seal(ctx, pw).await
     }
-    async fn open(&self, ctx: &KeyContext, sealed: &SealedKey) -> Result<RecoveryPassword, CipherError> {
+    async fn open(
+        &self,
+        ctx: &KeyContext,
+        sealed: &SealedKey,
+    ) -> Result<RecoveryPassword, CipherError> {
         self.opens.fetch_add(1, Ordering::SeqCst);
         self.inner.open(ctx, sealed).await
     }
@@ -67,16 +77,33 @@ pub struct FlakyStore {
 
 #[async_trait]
 impl Store for FlakyStore {
-    async fn list_devices(&self, t: &TenantId, o: &UserId) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
+    async fn list_devices(
+        &self,
+        t: &TenantId,
+        o: &UserId,
+    ) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
         self.inner.list_devices(t, o).await
     }
-    async fn find_keys(&self, t: &TenantId, p: &KeyIdPrefix) -> Result<Vec<KeyLocation>, Unavailable> {
+    async fn find_keys(
+        &self,
+        t: &TenantId,
+        p: &KeyIdPrefix,
+    ) -> Result<Vec<KeyLocation>, Unavailable> {
         self.inner.find_keys(t, p).await
     }
-    async fn load_for_disclosure(&self, t: &TenantId, d: &DeviceId, a: &UserId) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+    async fn load_for_disclosure(
+        &self,
+        t: &TenantId,
+        d: &DeviceId,
+        a: &UserId,
+    ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
         self.inner.load_for_disclosure(t, d, a).await
     }
-    async fn commit_disclosure(&self, e: &AuditEvent, r: &RateUpdate) -> Result<Commit, Unavailable> {
+    async fn commit_disclosure(
+        &self,
+        e: &AuditEvent,
+        r: &RateUpdate,
+    ) -> Result<Commit, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
             return Err(Unavailable::new("audit", "injected failure"));
         }
@@ -88,7 +115,11 @@ impl Store for FlakyStore {
         }
         self.inner.append_audit(e).await
     }
-    async fn audit_events(&self, t: &TenantId, q: &AuditQuery) -> Result<Vec<AuditEvent>, Unavailable> {
+    async fn audit_events(
+        &self,
+        t: &TenantId,
+        q: &AuditQuery,
+    ) -> Result<Vec<AuditEvent>, Unavailable> {
         self.inner.audit_events(t, q).await
     }
 }
@@ -113,10 +144,18 @@ impl Harness {
         let clock = TestClock::at(NOW);
         let idp = DevIdentityProvider::generate(alg, ISSUER, AUDIENCE);
         let memory = Arc::new(MemoryStore::new());
-        let cipher = Arc::new(CountingCipher { inner: LocalCipher::random(), opens: AtomicUsize::new(0) });
+        let cipher = Arc::new(CountingCipher {
+            inner: LocalCipher::random(),
+            opens: AtomicUsize::new(0),
+        });
         let seed = recovery_portal::seed::parse(seed_json).expect("test seed is valid");
-        recovery_portal::import::import(&seed, cipher.as_ref(), memory.as_ref(), &|_, _| {}).await.unwrap();
-        let store = Arc::new(FlakyStore { inner: memory.clone(), fail_audit: AtomicBool::new(false) });
+        recovery_portal::import::import(&seed, cipher.as_ref(), memory.as_ref(), &|_, _| {})
+            .await
+            .unwrap();
+        let store = Arc::new(FlakyStore {
+            inner: memory.clone(),
+            fail_audit: AtomicBool::new(false),
+        });
         let portal = Portal {
             store: store.clone(),
             cipher: cipher.clone(),
@@ -124,11 +163,19 @@ impl Harness {
             verifier: Arc::new(idp.verifier(clock.clone())),
             key_rate_limit: rate_limit,
         };
-        Self { portal, idp, clock, cipher, store, memory }
+        Self {
+            portal,
+            idp,
+            clock,
+            cipher,
+            store,
+            memory,
+        }
     }
 
     pub fn token(&self, tenant: &str, user: &str, scopes: &str) -> String {
-        self.idp.token(tenant, user, scopes, self.clock.unix(), 3600)
+        self.idp
+            .token(tenant, user, scopes, self.clock.unix(), 3600)
     }
 
     pub fn opens(&self) -> usize {
@@ -148,7 +195,14 @@ impl Harness {
             .await
             .unwrap();
         });
-        Server { addr, client: reqwest::Client::builder().user_agent("portal-tests/1").build().unwrap(), _stop: tx }
+        Server {
+            addr,
+            client: reqwest::Client::builder()
+                .user_agent("portal-tests/1")
+                .build()
+                .unwrap(),
+            _stop: tx,
+        }
     }
 }
 
@@ -174,7 +228,10 @@ impl Reply {
     /// Every error answer is a problem document with the request id.
     pub fn assert_problem(&self, status: u16) -> Value {
         assert_eq!(self.status, status, "{}", self.text);
-        assert_eq!(self.header("content-type"), Some("application/problem+json"));
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
         assert_eq!(self.header("x-content-type-options"), Some("nosniff"));
         let j = self.json();
         assert_eq!(j["status"], status);
@@ -191,7 +248,13 @@ impl Server {
         format!("http://{}{}", self.addr, path)
     }
 
-    pub async fn send(&self, method: &str, path: &str, token: Option<&str>, body: Option<(&str, &str)>) -> Reply {
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<(&str, &str)>,
+    ) -> Reply {
         let mut rb = self.client.request(method.parse().unwrap(), self.url(path));
         if let Some(t) = token {
             rb = rb.bearer_auth(t);
@@ -200,7 +263,11 @@ impl Server {
             rb = rb.header("content-type", ct).body(b.to_owned());
         }
         let r = rb.send().await.expect("request");
-        Reply { status: r.status().as_u16(), headers: r.headers().clone(), text: r.text().await.unwrap() }
+        Reply {
+            status: r.status().as_u16(),
+            headers: r.headers().clone(),
+            text: r.text().await.unwrap(),
+        }
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
@@ -209,13 +276,22 @@ impl Server {
 
     pub async fn post_key(&self, device: &str, token: &str, body: Option<&str>) -> Reply {
         let path = format!("/v1/devices/{device}/recovery-key");
-        self.send("POST", &path, Some(token), body.map(|b| ("application/json", b))).await
+        self.send(
+            "POST",
+            &path,
+            Some(token),
+            body.map(|b| ("application/json", b)),
+        )
+        .await
     }
 }
 
 /// A recovery password that passes validation, distinct per `n`.
 pub fn password(n: u32) -> String {
-    (0..8).map(|g| format!("{:06}", ((n * 8 + g) % 65_536) * 11)).collect::<Vec<_>>().join("-")
+    (0..8)
+        .map(|g| format!("{:06}", ((n * 8 + g) % 65_536) * 11))
+        .collect::<Vec<_>>()
+        .join("-")
 }
 
 /// The seed most tests use: two tenants, owners alice/bob/carol.
