@@ -309,7 +309,7 @@ mod tests {
         let bad = r#"{"tenants":[{"tenant_id":"t1","self_service":true}],
           "devices":[{"tenant_id":"t1","device_id":"PC-1","owner":"u1","display_name":"PC","os":"Windows 11","managed_by":"organization",
             "recovery_keys":[{"key_id":"1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b","volume_type":"operating_system",
-              "recovery_password":"111111-234564-345675-456786-567897-679008-700007-000000","created_at":"2024-05-15T09:30:00Z"}]}]}"#;
+              "recovery_password":"111112-234564-345675-456786-567897-679008-700007-000000","created_at":"2024-05-15T09:30:00Z"}]}]}"#;
         let e = parse(bad).err().expect("invalid");
         assert_eq!(e.0.len(), 1);
         assert!(
@@ -319,7 +319,7 @@ mod tests {
             "{}",
             e.0[0]
         );
-        assert!(!e.to_string().contains("111111"));
+        assert!(!e.to_string().contains("111112"));
     }
 
     #[test]
