@@ -387,6 +387,13 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .await
         .unwrap();
     assert_eq!(by_both, vec![e1.clone()]);
+    // The newest PC-1 event is u2's: the filter drops it and the query must
+    // read on (paginate) to fill the limit.
+    let filtered_limited = store
+        .audit_events(&t("t1"), &q(Some("PC-1"), Some("u1"), 1))
+        .await
+        .unwrap();
+    assert_eq!(filtered_limited, vec![e1.clone()]);
     let limited = store
         .audit_events(&t("t1"), &q(Some("PC-1"), None, 1))
         .await

@@ -90,9 +90,12 @@ impl Intercept for CallLog {
         "CallLog"
     }
 
-    fn read_before_execution(
+    // Once per operation, after the operation's own configuration (which
+    // holds its name) is in the bag.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let op = cfg
@@ -142,7 +145,7 @@ pub async fn moto_env() -> MotoEnv {
     );
     recovery_portal::aws::create_tables(&dynamodb, &prefix)
         .await
-        .expect("create tables on moto");
+        .unwrap_or_else(|e| panic!("creating tables on moto at {} failed (is moto running? scripts/moto.sh status): {e}", moto_url()));
     let kms_key_id = kms
         .create_key()
         .description("recovery-portal test key")
