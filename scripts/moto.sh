@@ -42,9 +42,11 @@ _moto_main() {
         want="$( { cat "$req"; "$venv/bin/python" --version 2>&1; } | sha256sum | cut -d' ' -f1)"
         if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -x "$venv/bin/moto_server" ]; then
             _moto_log "installing $req into $venv (this takes a few minutes the first time)"
-            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 \
-                && "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2 \
-                || { _moto_log "pip install failed"; return 1; }
+            if ! { "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 &&
+                "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >&2; }; then
+                _moto_log "pip install failed"
+                return 1
+            fi
             echo "$want" >"$stamp"
         fi
     }
@@ -81,7 +83,7 @@ PY
             _moto_export "$(cat "$url_file")"
             return 0
         fi
-        local port url pid i
+        local port url pid
         port="$("$venv/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')" \
             || { _moto_log "could not find a free port"; return 1; }
         url="http://127.0.0.1:$port"
@@ -90,7 +92,7 @@ PY
         pid=$!
         echo "$pid" >"$pid_file"
         echo "$url" >"$url_file"
-        for i in $(seq 1 150); do
+        for _ in $(seq 1 150); do
             if _moto_answers "$url"; then
                 _moto_log "moto listening at $url (pid $pid, log $log_file)"
                 _moto_export "$url"
@@ -152,6 +154,7 @@ if [ "${BASH_SOURCE[0]}" != "$0" ]; then
     _moto_main "$@"
     _moto_rc=$?
     unset -f _moto_main _moto_log _moto_venv _moto_answers _moto_running _moto_export _moto_start _moto_stop
+    # shellcheck disable=SC2317 # reached only if `return` is refused
     return "$_moto_rc" 2>/dev/null || true
 else
     set -uo pipefail

@@ -547,3 +547,37 @@ async fn create_tables_is_idempotent_and_matches_the_schema() {
         }
     }
 }
+
+/// An existing table with another layout is reported, not silently used.
+#[tokio::test]
+async fn create_tables_refuses_a_table_with_another_layout() {
+    let env = moto_env().await;
+    let prefix = common_aws::fresh_prefix();
+    env.dynamodb
+        .create_table()
+        .table_name(format!("{prefix}-devices"))
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(
+            aws_sdk_dynamodb::types::AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            aws_sdk_dynamodb::types::KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(aws_sdk_dynamodb::types::KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let err = create_tables(&env.dynamodb, &prefix).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("{prefix}-devices"))
+            && err.to_string().contains("key schema"),
+        "{err}"
+    );
+}
