@@ -42,8 +42,11 @@ const SERVICE: &str = "dynamodb";
 const BATCH_GET_MAX: usize = 100;
 /// BatchWriteItem's limit of requests per call.
 const BATCH_WRITE_MAX: usize = 25;
-/// Import-side concurrency (batch calls and pointer queries in flight).
+/// Import-side concurrency: batch calls in flight.
 const IMPORT_CONCURRENCY: usize = 8;
+/// Import-side concurrency: key-pointer queries in flight (one per device
+/// written; small and cheap, so more of them).
+const POINTER_QUERY_CONCURRENCY: usize = 32;
 
 /// How often unprocessed keys or items are sent again, and the back-off.
 #[derive(Debug, Clone, Copy)]
@@ -708,7 +711,7 @@ impl ImportStore for DynamoStore {
             })
             .collect();
         let existing: Vec<HashSet<String>> = stream::iter(lookups)
-            .buffered(IMPORT_CONCURRENCY)
+            .buffered(POINTER_QUERY_CONCURRENCY)
             .try_collect()
             .await?;
 
