@@ -15,22 +15,24 @@
 //! with the moment it spawned the function.
 //!
 //! ```no_run
-//! use recovery_portal::lambda_emulator::Emulator;
-//! use std::time::{Duration, Instant};
+//! use recovery_portal::lambda_emulator::{Emulator, FunctionProcess};
+//! use std::path::Path;
+//! use std::time::Duration;
 //!
 //! let (addr, emu) = Emulator::start().unwrap();
-//! let spawned = Instant::now();
-//! let mut child = std::process::Command::new("target/release/list-devices")
-//!     .env("AWS_LAMBDA_RUNTIME_API", addr.to_string())
-//!     .spawn()
-//!     .unwrap();
-//! let id = emu.push(r#"{"version":"2.0"}"#);
+//! let id = emu.push(r#"{"version":"2.0"}"#); // queued before the cold start
+//! let f = FunctionProcess::spawn(
+//!     Path::new("target/release/list-devices"),
+//!     "list-devices",
+//!     addr,
+//!     &[("PORTAL_BACKEND", "embedded")],
+//! )
+//! .unwrap();
 //! let reply = emu.wait_response(Duration::from_secs(10)).unwrap();
 //! assert_eq!(reply.request_id, id);
-//! let init = emu.first_next_at().unwrap() - spawned;
-//! let first = reply.at - spawned;
-//! child.kill().unwrap();
-//! # let _ = (init, first);
+//! let init = emu.first_next_at().unwrap() - f.spawned_at;
+//! let init_and_first = reply.at - f.spawned_at;
+//! # let _ = (init, init_and_first);
 //! ```
 
 use axum::Router;
@@ -290,12 +292,28 @@ impl FunctionProcess {
         runtime_api: SocketAddr,
         env: &[(&str, &str)],
     ) -> std::io::Result<Self> {
-        use std::process::{Command, Stdio};
-        let mut cmd = Command::new(program);
+        let mut cmd = std::process::Command::new(program);
+        Self::prepare(&mut cmd, function_name, runtime_api, env);
+        Self::from_command(cmd)
+    }
+
+    /// Gives `cmd` the environment `spawn` uses (to run a function under a
+    /// wrapper such as `strace`).
+    pub fn prepare(
+        cmd: &mut std::process::Command,
+        function_name: &str,
+        runtime_api: SocketAddr,
+        env: &[(&str, &str)],
+    ) {
         cmd.env_clear()
             .envs(lambda_env(function_name, runtime_api))
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
+            .envs(env.iter().copied());
+    }
+
+    /// Spawns a prepared command, capturing its output.
+    pub fn from_command(mut cmd: std::process::Command) -> std::io::Result<Self> {
+        use std::process::Stdio;
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let spawned_at = Instant::now();

@@ -1,0 +1,191 @@
+//! Per-request cost through the real `http::handle` on the embedded
+//! backends, against the floor: verifying the same RS256 token alone.
+//! Run by `scripts/bench.sh` (`cargo bench --bench requests`); not in CI.
+//!
+//! Every request carries a fresh request id and callers rotate among many
+//! users, each with a rate limit of 10,000 per hour, so no retrieval is a
+//! retry or rate-limited: each one reads, audits (a new event), decrypts and
+//! serialises. Logs go to a JSON subscriber writing to a sink, as in Lambda.
+
+#[path = "support/synthetic.rs"]
+mod synthetic;
+
+use bytes::Bytes;
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method, header};
+use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
+use recovery_portal::http::{ApiRequest, Routes, handle};
+use recovery_portal::ports::{SystemClock, TokenVerifier};
+use recovery_portal::{app, lambda};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const USERS: usize = 4096;
+const ISSUER: &str = "https://login.example.test/bench/v2.0";
+const AUDIENCE: &str = "api://recovery-portal-bench";
+
+fn request(method: Method, path: String, token: &str, body: &'static str, id: usize) -> ApiRequest {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static("Mozilla/5.0 (Windows NT 10.0; Win64; x64) CompanyPortal"),
+    );
+    if !body.is_empty() {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    ApiRequest {
+        method,
+        path,
+        query: None,
+        headers,
+        body: Bytes::from_static(body.as_bytes()),
+        source_ip: Some("198.51.100.23".into()),
+        request_id: format!("bench-{id:012}"),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::sink)
+        .with_target(false)
+        .without_time()
+        .try_init();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
+    let verifier: Arc<dyn TokenVerifier> = Arc::new(idp.verifier(Arc::new(SystemClock)));
+    let (seed_json, expected) = synthetic::seed(USERS);
+    let seed = recovery_portal::seed::parse(&seed_json).unwrap();
+    let (portal, _store) = rt.block_on(app::embedded(&seed, verifier.clone(), 10_000));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let tokens: Vec<String> = expected
+        .iter()
+        .map(|e| {
+            idp.token(
+                synthetic::TENANT,
+                &e.user,
+                "RecoveryKey.Read",
+                now,
+                3 * 3600,
+            )
+        })
+        .collect();
+    let event_template = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/events/get-recovery-key.json"
+    ))
+    .unwrap();
+    let events: Vec<String> = expected
+        .iter()
+        .zip(&tokens)
+        .map(|(e, t)| {
+            event_template
+                .replace("{{TOKEN}}", t)
+                .replace("DESKTOP-7Q2M4K1", &e.device_id)
+        })
+        .collect();
+    let next = AtomicUsize::new(0);
+    let pick = || next.fetch_add(1, Ordering::Relaxed);
+
+    // Every route answers as expected before anything is timed.
+    for i in 0..4 {
+        let r = rt.block_on(handle(
+            &portal,
+            Routes::List,
+            request(Method::GET, "/v1/devices".into(), &tokens[i], "", pick()),
+        ));
+        assert_eq!(r.status(), 200);
+        let path = format!("/v1/devices/{}/recovery-key", expected[i].device_id);
+        let r = rt.block_on(handle(
+            &portal,
+            Routes::Key,
+            request(Method::POST, path, &tokens[i], "", pick()),
+        ));
+        assert_eq!(r.status(), 200);
+        assert!(String::from_utf8_lossy(r.body()).contains(&expected[i].password));
+    }
+
+    let mut g = c.benchmark_group("per_request");
+    g.warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(6))
+        .sample_size(60);
+
+    g.bench_function("floor_verify_rs256_token", |b| {
+        b.iter_batched(
+            || &tokens[pick() % USERS],
+            |t| rt.block_on(verifier.verify(t)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("list_devices", |b| {
+        b.iter_batched(
+            || {
+                let i = pick();
+                request(Method::GET, "/v1/devices".into(), &tokens[i % USERS], "", i)
+            },
+            |req| {
+                let r = rt.block_on(handle(&portal, Routes::List, req));
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("retrieve_key", |b| {
+        b.iter_batched(
+            || {
+                let i = pick();
+                let u = i % USERS;
+                let path = format!("/v1/devices/{}/recovery-key", expected[u].device_id);
+                request(
+                    Method::POST,
+                    path,
+                    &tokens[u],
+                    r#"{"reason":"Locked out after a firmware update"}"#,
+                    i,
+                )
+            },
+            |req| {
+                let r = rt.block_on(handle(&portal, Routes::Key, req));
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    // What the function does per invocation: the API Gateway event parsed
+    // into a request (lambda_http), the handler, and the response.
+    g.bench_function("retrieve_key_from_apigw_event", |b| {
+        b.iter_batched(
+            || {
+                let i = pick();
+                // A fresh request id per invocation, as the gateway gives.
+                events[i % USERS].replace("Ab1Cd2Ef3Gh3=", &format!("bench-{i:012}"))
+            },
+            |event| {
+                let req = lambda_http::request::from_str(&event).unwrap();
+                let r = rt
+                    .block_on(lambda::handle(&portal, Routes::Key, req))
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(requests, benches);
+criterion_main!(requests);

@@ -1,0 +1,86 @@
+//! A synthetic seed for the benchmarks: one tenant, `users` users with one or
+//! two devices each; every device holds an operating-system key (the second
+//! device also a data-volume key). Shared by `benches/requests.rs` and
+//! `examples/outage.rs`.
+#![allow(dead_code)]
+
+use serde_json::{Value, json};
+
+pub const TENANT: &str = "loadtest";
+
+/// What a user's default retrieval on their first device must disclose.
+pub struct Expected {
+    pub user: String,
+    pub device_id: String,
+    pub key_id: String,
+    pub password: String,
+}
+
+pub fn user(i: usize) -> String {
+    format!("user{i:05}")
+}
+
+fn key_id(n: usize) -> String {
+    format!(
+        "{:08X}-{:04X}-4{:03X}-8{:03X}-{:012X}",
+        0x5EED_0000u32 as usize + (n >> 16),
+        n & 0xffff,
+        n % 0xfff,
+        (n * 7) % 0xfff,
+        n
+    )
+}
+
+/// A valid recovery password (8 groups of 6 digits, each a multiple of 11
+/// below 720,896), distinct per `n`.
+fn password(n: usize) -> String {
+    (0..8)
+        .map(|g| format!("{:06}", ((n * 8 + g) * 7919 % 65_536) * 11))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The seed JSON and, per user, the key a default retrieval on the user's
+/// first device (in listing order) discloses.
+pub fn seed(users: usize) -> (String, Vec<Expected>) {
+    let mut devices = Vec::new();
+    let mut expected = Vec::new();
+    let mut k = 0usize;
+    for i in 0..users {
+        let owner = user(i);
+        let n_devices = 1 + i % 2;
+        for d in 0..n_devices {
+            let device_id = format!("PC-{i:05}-{d}");
+            let mut keys: Vec<Value> = Vec::new();
+            let os_key = key_id(k);
+            let os_password = password(k);
+            keys.push(json!({"key_id": os_key, "volume_type": "operating_system",
+                "recovery_password": os_password, "created_at": "2025-01-01T00:00:00Z"}));
+            k += 1;
+            if d == 1 {
+                keys.push(json!({"key_id": key_id(k), "volume_type": "fixed_data",
+                    "recovery_password": password(k), "created_at": "2025-02-01T00:00:00Z"}));
+                k += 1;
+            }
+            if d == 0 {
+                expected.push(Expected {
+                    user: owner.clone(),
+                    device_id: device_id.clone(),
+                    key_id: os_key,
+                    password: os_password,
+                });
+            }
+            devices.push(
+                json!({"tenant_id": TENANT, "device_id": device_id, "owner": owner,
+                "display_name": format!("Laptop {i} #{d}"), "os": "Windows 11 Enterprise",
+                "managed_by": "organization", "recovery_keys": keys}),
+            );
+        }
+    }
+    let seed = json!({
+        "tenants": [{"tenant_id": TENANT, "self_service": true,
+            "helpdesk": {"name": "Load Test IT", "email": "it@loadtest.example"}}],
+        "devices": devices,
+    });
+    (seed.to_string(), expected)
+}

@@ -1,0 +1,564 @@
+//! Outage simulation: every user of a 10,000-user tenant lists their devices
+//! then retrieves a recovery key, at once, against `portal serve` on the
+//! embedded backends. Run by `scripts/bench.sh`; not part of CI.
+//!
+//! ```text
+//! cargo run --release --example outage -- --portal target/release/portal \
+//!     [--users 10000] [--connections 64] [--repeat 3] [--alg rs256|es256] [--seed-out FILE]
+//! ```
+//!
+//! - writes a synthetic seed (one tenant, one or two devices per user, keys
+//!   on every device) and starts `portal serve --seed` on a loopback port;
+//! - `rs256` (default): the server verifies RS256 tokens of an issuer given
+//!   inline (`PORTAL_ISSUER`, `PORTAL_AUDIENCE`, `PORTAL_JWKS`), as with
+//!   Entra ID; `es256`: the server is its own development identity provider
+//!   and shares its key with this generator through `PORTAL_DEV_KEY_FILE`;
+//! - mints every token in advance, then runs the load over `--connections`
+//!   keep-alive HTTP/1.1 connections (a minimal client on one thread, so the
+//!   server keeps as much of the two cores as possible);
+//! - checks every answer (200, the expected password), then reads
+//!   `GET /v1/audit-events?actor=<user>` for every user with an auditor token:
+//!   exactly one event, granted, for the disclosed device and key;
+//! - measures the raw verification rate of the same tokens on two threads,
+//!   and reports the server's throughput as a fraction of it.
+
+#[path = "../benches/support/synthetic.rs"]
+mod synthetic;
+
+use recovery_portal::devidp::{DEV_AUDIENCE, DevAlg, DevIdentityProvider};
+use recovery_portal::ports::{SystemClock, TokenVerifier};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const ISSUER: &str = "https://login.example.test/outage/v2.0";
+const AUDITOR: &str = "auditor";
+
+struct Args {
+    portal: PathBuf,
+    users: usize,
+    connections: usize,
+    repeat: usize,
+    es256: bool,
+    seed_out: Option<PathBuf>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--seed-out FILE]"
+    );
+    std::process::exit(2)
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        portal: PathBuf::from("target/release/portal"),
+        users: 10_000,
+        connections: 64,
+        repeat: 3,
+        es256: false,
+        seed_out: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| usage());
+        match k.as_str() {
+            "--portal" => a.portal = v().into(),
+            "--users" => a.users = v().parse().unwrap_or_else(|_| usage()),
+            "--connections" => a.connections = v().parse().unwrap_or_else(|_| usage()),
+            "--repeat" => a.repeat = v().parse().unwrap_or_else(|_| usage()),
+            "--alg" => a.es256 = v() == "es256",
+            "--seed-out" => a.seed_out = Some(v().into()),
+            _ => usage(),
+        }
+    }
+    a
+}
+
+/// A keep-alive HTTP/1.1 connection with just enough of a client.
+struct Conn {
+    addr: SocketAddr,
+    io: Option<BufReader<TcpStream>>,
+}
+
+impl Conn {
+    fn new(addr: SocketAddr) -> Self {
+        Self { addr, io: None }
+    }
+
+    async fn send(&mut self, req: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        let r = self.try_send(req).await;
+        if r.is_err() {
+            self.io = None;
+        }
+        r
+    }
+
+    async fn try_send(&mut self, req: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
+        if self.io.is_none() {
+            let s = TcpStream::connect(self.addr).await?;
+            s.set_nodelay(true)?;
+            self.io = Some(BufReader::new(s));
+        }
+        let io = self.io.as_mut().unwrap();
+        io.get_mut().write_all(req).await?;
+        let mut line = String::new();
+        io.read_line(&mut line).await?;
+        let status: u16 = line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut len = 0usize;
+        let mut close = false;
+        loop {
+            line.clear();
+            if io.read_line(&mut line).await? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().map_err(std::io::Error::other)?;
+                } else if k.eq_ignore_ascii_case("connection") && v.trim() == "close" {
+                    close = true;
+                }
+            }
+        }
+        let mut body = vec![0u8; len];
+        io.read_exact(&mut body).await?;
+        if close {
+            self.io = None;
+        }
+        Ok((status, body))
+    }
+}
+
+fn get(path: &str, token: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nhost: portal\r\nauthorization: Bearer {token}\r\nuser-agent: outage/1\r\naccept: application/json\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+fn post(path: &str, token: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: portal\r\nauthorization: Bearer {token}\r\nuser-agent: outage/1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// CPU seconds (user + system) a process used so far.
+fn cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ is 100 on Linux
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
+}
+
+/// Verifications per second of `tokens` on two threads (the server's cores).
+fn verify_rate(idp: &DevIdentityProvider, tokens: &[String]) -> f64 {
+    let verifier = Arc::new(idp.verifier(Arc::new(SystemClock)));
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for chunk in tokens.chunks(tokens.len().div_ceil(2)) {
+            let v = verifier.clone();
+            s.spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                for t in chunk {
+                    rt.block_on(v.verify(t)).expect("token verifies");
+                }
+            });
+        }
+    });
+    tokens.len() as f64 / start.elapsed().as_secs_f64()
+}
+
+struct Server {
+    child: Child,
+    startup: Duration,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(
+    a: &Args,
+    addr: SocketAddr,
+    seed: &std::path::Path,
+    env: &[(String, String)],
+    log: &std::path::Path,
+) -> Server {
+    let log = std::fs::File::create(log).expect("server log file");
+    let t0 = Instant::now();
+    let child = Command::new(&a.portal)
+        .args(["serve", "--addr", &addr.to_string(), "--seed"])
+        .arg(seed)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", a.portal.display()));
+    let mut server = Server {
+        child,
+        startup: Duration::ZERO,
+    };
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            break;
+        }
+        if let Ok(Some(st)) = server.child.try_wait() {
+            panic!("portal serve exited at start: {st}");
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "portal serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.startup = t0.elapsed();
+    server
+}
+
+#[derive(Default)]
+struct Load {
+    latencies_ms: Vec<f64>,
+    errors: Vec<String>,
+}
+
+async fn run_load(
+    addr: SocketAddr,
+    connections: usize,
+    tokens: Arc<Vec<String>>,
+    expected: Arc<Vec<synthetic::Expected>>,
+) -> (Load, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (next, tokens, expected) = (next.clone(), tokens.clone(), expected.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut out = Load::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= tokens.len() {
+                    break;
+                }
+                let (t, e) = (&tokens[i], &expected[i]);
+                let t0 = Instant::now();
+                let listed = conn.send(&get("/v1/devices", t)).await;
+                out.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                let device = match listed {
+                    Ok((200, body)) => serde_json::from_slice::<serde_json::Value>(&body)
+                        .ok()
+                        .and_then(|j| j["devices"][0]["device_id"].as_str().map(str::to_owned)),
+                    Ok((s, body)) => {
+                        out.errors.push(format!(
+                            "{}: list {s}: {}",
+                            e.user,
+                            String::from_utf8_lossy(&body)
+                        ));
+                        continue;
+                    }
+                    Err(err) => {
+                        out.errors.push(format!("{}: list: {err}", e.user));
+                        continue;
+                    }
+                };
+                let Some(device) = device else {
+                    out.errors.push(format!("{}: no device listed", e.user));
+                    continue;
+                };
+                let path = format!("/v1/devices/{device}/recovery-key");
+                let t0 = Instant::now();
+                let got = conn
+                    .send(&post(&path, t, r#"{"reason":"outage drill"}"#))
+                    .await;
+                out.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                match got {
+                    Ok((200, body)) => {
+                        let j: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or_default();
+                        if j["recovery_password"] != e.password.as_str()
+                            || j["key_id"] != e.key_id.as_str()
+                        {
+                            out.errors
+                                .push(format!("{}: wrong key disclosed: {j}", e.user));
+                        }
+                    }
+                    Ok((s, body)) => out.errors.push(format!(
+                        "{}: key {s}: {}",
+                        e.user,
+                        String::from_utf8_lossy(&body)
+                    )),
+                    Err(err) => out.errors.push(format!("{}: key: {err}", e.user)),
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Load::default();
+    for t in tasks {
+        let l = t.await.expect("load task");
+        all.latencies_ms.extend(l.latencies_ms);
+        all.errors.extend(l.errors);
+    }
+    (all, start.elapsed())
+}
+
+/// For every user: exactly one audit event, granted, for the disclosed key.
+async fn check_audit(
+    addr: SocketAddr,
+    connections: usize,
+    auditor: Arc<String>,
+    expected: Arc<Vec<synthetic::Expected>>,
+) -> (usize, Vec<String>) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (next, auditor, expected) = (next.clone(), auditor.clone(), expected.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let (mut granted, mut bad) = (0usize, Vec::new());
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= expected.len() {
+                    break;
+                }
+                let e = &expected[i];
+                let path = format!("/v1/audit-events?actor={}&limit=1000", e.user);
+                match conn.send(&get(&path, &auditor)).await {
+                    Ok((200, body)) => {
+                        let j: serde_json::Value =
+                            serde_json::from_slice(&body).unwrap_or_default();
+                        let events = j["events"].as_array().cloned().unwrap_or_default();
+                        let ok = events.len() == 1
+                            && events[0]["outcome"] == "granted"
+                            && events[0]["key_id"] == e.key_id.as_str()
+                            && events[0]["device_id"] == e.device_id.as_str();
+                        granted += events
+                            .iter()
+                            .filter(|ev| ev["outcome"] == "granted")
+                            .count();
+                        if !ok {
+                            bad.push(format!("{}: {}", e.user, j));
+                        }
+                    }
+                    Ok((s, body)) => bad.push(format!(
+                        "{}: audit {s}: {}",
+                        e.user,
+                        String::from_utf8_lossy(&body)
+                    )),
+                    Err(err) => bad.push(format!("{}: audit: {err}", e.user)),
+                }
+            }
+            (granted, bad)
+        }));
+    }
+    let (mut granted, mut bad) = (0, Vec::new());
+    for t in tasks {
+        let (g, b) = t.await.expect("audit task");
+        granted += g;
+        bad.extend(b);
+    }
+    (granted, bad)
+}
+
+fn main() {
+    let a = args();
+    assert!(
+        a.portal.is_file(),
+        "{} does not exist (cargo build --release --bin portal)",
+        a.portal.display()
+    );
+    let dir = std::env::temp_dir().join(format!("outage-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let t0 = Instant::now();
+    let (seed_json, expected) = synthetic::seed(a.users);
+    let seed_path = a.seed_out.clone().unwrap_or_else(|| dir.join("seed.json"));
+    std::fs::write(&seed_path, &seed_json).unwrap();
+    let devices = seed_json.matches("\"device_id\"").count();
+    let keys = seed_json.matches("\"recovery_password\"").count();
+    eprintln!(
+        "outage: seed {} ({} users, {devices} devices, {keys} keys, {:.1} MB) in {:.1?}",
+        seed_path.display(),
+        a.users,
+        seed_json.len() as f64 / 1e6,
+        t0.elapsed()
+    );
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let (idp, env) = if a.es256 {
+        let key = dir.join("dev-signing-key.p8");
+        let idp =
+            DevIdentityProvider::load_or_create(&key, &format!("http://{addr}"), DEV_AUDIENCE)
+                .unwrap();
+        (
+            idp,
+            vec![("PORTAL_DEV_KEY_FILE".to_owned(), key.display().to_string())],
+        )
+    } else {
+        let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, DEV_AUDIENCE);
+        let env = vec![
+            ("PORTAL_ISSUER".to_owned(), ISSUER.to_owned()),
+            ("PORTAL_AUDIENCE".to_owned(), DEV_AUDIENCE.to_owned()),
+            ("PORTAL_JWKS".to_owned(), idp.jwks_json()),
+        ];
+        (idp, env)
+    };
+
+    // Every token in advance, on both cores.
+    let t0 = Instant::now();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut tokens = vec![String::new(); a.users];
+    std::thread::scope(|s| {
+        let per = a.users.div_ceil(2).max(1);
+        for (n, chunk) in tokens.chunks_mut(per).enumerate() {
+            let (idp, expected) = (&idp, &expected);
+            s.spawn(move || {
+                for (j, t) in chunk.iter_mut().enumerate() {
+                    *t = idp.token(
+                        synthetic::TENANT,
+                        &expected[n * per + j].user,
+                        "RecoveryKey.Read",
+                        now,
+                        4 * 3600,
+                    );
+                }
+            });
+        }
+    });
+    let auditor = Arc::new(idp.token(
+        synthetic::TENANT,
+        AUDITOR,
+        "AuditLog.Read.All",
+        now,
+        4 * 3600,
+    ));
+    eprintln!(
+        "outage: minted {} tokens in {:.1?}",
+        tokens.len() + 1,
+        t0.elapsed()
+    );
+    let tokens = Arc::new(tokens);
+    let expected = Arc::new(expected);
+    let alg = if a.es256 { "ES256" } else { "RS256" };
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "| run | users | requests | connections | wall s | requests/s | p50 ms | p99 ms | max ms | errors | server CPU s | client CPU s | server peak RSS MiB | audit: users with exactly one granted event for the disclosed key | granted events | raw {alg} verifications/s (2 threads) | throughput / raw verification |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for run in 1..=a.repeat {
+        let rate_before = verify_rate(&idp, &tokens);
+        let server = start_server(
+            &a,
+            addr,
+            &seed_path,
+            &env,
+            &dir.join(format!("server-{run}.log")),
+        );
+        let pid = server.child.id();
+        let rss_idle = status_kib(pid, "VmRSS:");
+        let (cpu_server0, cpu_client0) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
+        let (load, wall) = rt.block_on(run_load(
+            addr,
+            a.connections,
+            tokens.clone(),
+            expected.clone(),
+        ));
+        let (cpu_server, cpu_client) = (
+            cpu_secs(&pid.to_string()) - cpu_server0,
+            cpu_secs("self") - cpu_client0,
+        );
+        let peak = status_kib(pid, "VmHWM:");
+        let (granted, bad) = rt.block_on(check_audit(
+            addr,
+            a.connections,
+            auditor.clone(),
+            expected.clone(),
+        ));
+        let startup = server.startup;
+        drop(server);
+        let rate_after = verify_rate(&idp, &tokens);
+        let rate = (rate_before + rate_after) / 2.0;
+        let mut lat = load.latencies_ms;
+        let n = lat.len();
+        let rps = n as f64 / wall.as_secs_f64();
+        for e in load.errors.iter().chain(&bad).take(5) {
+            eprintln!("outage: {e}");
+        }
+        eprintln!(
+            "outage: run {run}: server started in {:.2?} (RSS {:.1} MiB after import); raw verification {:.0}/s before, {:.0}/s after",
+            startup,
+            rss_idle as f64 / 1024.0,
+            rate_before,
+            rate_after
+        );
+        println!(
+            "| {run} | {} | {n} | {} | {:.2} | {rps:.0} | {:.2} | {:.2} | {:.2} | {} | {cpu_server:.2} | {cpu_client:.2} | {:.1} | {} / {} | {granted} | {rate:.0} | {:.2} |",
+            a.users,
+            a.connections,
+            wall.as_secs_f64(),
+            percentile(&mut lat, 50.0),
+            percentile(&mut lat, 99.0),
+            percentile(&mut lat, 100.0),
+            load.errors.len(),
+            peak as f64 / 1024.0,
+            a.users - bad.len(),
+            a.users,
+            rps / rate,
+        );
+        let _ = std::io::stdout().flush();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

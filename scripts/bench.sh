@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Performance benchmarks (issue 5). Not run by CI: they take minutes and their
+# figures depend on the machine. One command:
+#
+#   scripts/bench.sh                 # coldstart + requests + outage
+#   scripts/bench.sh coldstart       # or any of: coldstart requests outage profiles
+#
+# Environment: RUNS (cold starts per variant, default 30), USERS (outage,
+# default 10000), CONNECTIONS (outage, default 64), REPEAT (outage runs,
+# default 3).
+#
+# - coldstart: release builds of both functions and of bench/hello-lambda
+#   (the floor), spawned under the Lambda Runtime API emulator RUNS times
+#   each, interleaved; init, init + first invocation (401, bad signature),
+#   warm invocations, peak RSS, binary size; then a strace check that init
+#   makes no connection besides the runtime API. If cargo-lambda packages
+#   exist (target/lambda/<fn>/bootstrap.zip, scripts/package.sh), their
+#   bootstraps are measured too and smoke-tested (functions/*/tests/runtime.rs).
+# - requests: criterion, benches/requests.rs (per-request cost vs verifying
+#   the token alone).
+# - outage: examples/outage.rs against a release `portal serve`.
+# - profiles: the functions built with other release settings (opt-level s
+#   and z, thin LTO, aws-lc jitter entropy on) and the floor on Tokio's
+#   multi-threaded runtime, measured against the release build in one
+#   interleaved coldstart run. Slow (several LTO builds).
+#
+# Everything is written to target/bench/<UTC time>/ (summary.md plus raw
+# CSV and logs); BENCHMARKS.md records the figures and what they led to.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build exactly as scripts/package.sh builds the Lambda zips.
+export AWS_LC_SYS_NO_JITTER_ENTROPY=1
+RUNS="${RUNS:-30}"
+USERS="${USERS:-10000}"
+CONNECTIONS="${CONNECTIONS:-64}"
+REPEAT="${REPEAT:-3}"
+
+what=("$@")
+[ ${#what[@]} -gt 0 ] || what=(coldstart requests outage)
+
+out="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+summary="$out/summary.md"
+rel=target/release
+
+{
+    echo "# Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo '```'
+    echo "commit:  $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src functions bench Cargo.toml Cargo.lock || echo ' (+ uncommitted changes)')"
+    echo "machine: $(uname -srm); $(nproc) CPUs: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+    echo "memory:  $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
+    echo "rustc:   $(rustc -V)"
+    echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start; other builds share this machine)"
+    echo "command: scripts/bench.sh ${what[*]} (RUNS=$RUNS USERS=$USERS CONNECTIONS=$CONNECTIONS REPEAT=$REPEAT)"
+    echo '```'
+    echo
+} | tee "$summary"
+
+section() { printf '\n## %s\n\n' "$1" | tee -a "$summary"; }
+note() { echo "$*" | tee -a "$summary"; }
+
+# Executable packaged bootstraps (cargo-lambda zips for this machine's arch).
+bootstraps() {
+    local fn zip dir machine want
+    case "$(uname -m)" in x86_64) want=3e ;; aarch64) want=b7 ;; *) want=none ;; esac
+    for fn in list-devices get-recovery-key; do
+        zip="target/lambda/$fn/bootstrap.zip"
+        [ -f "$zip" ] || continue
+        dir="$out/bootstrap/$fn"
+        mkdir -p "$dir"
+        unzip -qo "$zip" -d "$dir"
+        machine="$(od -An -tx1 -j18 -N1 "$dir/bootstrap" | tr -d ' ')"
+        if [ "$machine" = "$want" ]; then
+            echo "$fn"
+        else
+            echo "bench.sh: $zip is not for $(uname -m); not measured" >&2
+        fi
+    done
+}
+
+coldstart_variants() {
+    local suffix="$1"
+    echo "hello$suffix=$rel/hello-lambda"
+    echo "list-devices$suffix=$rel/list-devices@embedded"
+    echo "get-recovery-key$suffix=$rel/get-recovery-key@embedded"
+    echo "list-devices/aws$suffix=$rel/list-devices@aws"
+    echo "get-recovery-key/aws$suffix=$rel/get-recovery-key@aws"
+}
+
+run_coldstart() {
+    section "Cold start (RUNS=$RUNS per variant, interleaved)"
+    cargo build --release -p list-devices -p get-recovery-key -p hello-lambda
+    cargo build --release -p recovery-portal --example coldstart
+    local variants=() fn
+    mapfile -t variants < <(coldstart_variants "")
+    local packaged=()
+    mapfile -t packaged < <(bootstraps)
+    for fn in "${packaged[@]}"; do
+        variants+=("$fn/bootstrap=$out/bootstrap/$fn/bootstrap@embedded")
+    done
+    note "Binaries: $(for b in hello-lambda list-devices get-recovery-key; do printf '%s %s bytes; ' "$b" "$(stat -c %s "$rel/$b")"; done)"
+    note
+    "$rel/examples/coldstart" --runs "$RUNS" --netcheck --raw "$out/coldstart.csv" "${variants[@]}" \
+        2> >(tee "$out/coldstart.log" >&2) | tee -a "$summary"
+    note
+    note "Raw samples: $out/coldstart.csv"
+    if [ ${#packaged[@]} -gt 0 ]; then
+        section "Smoke test of the packaged bootstraps"
+        PORTAL_SMOKE_BOOTSTRAP_DIR="$PWD/$out/bootstrap" \
+            cargo test -p list-devices -p get-recovery-key --test runtime 2>&1 | tee -a "$out/smoke.log" |
+            grep -E '^test |test result' | tee -a "$summary"
+    fi
+}
+
+run_requests() {
+    section "Per-request cost (criterion, benches/requests.rs)"
+    cargo bench -p recovery-portal --bench requests 2>&1 | tee "$out/requests.log" |
+        grep -E '^per_request/|time:|thrpt:' | tee -a "$summary"
+}
+
+run_outage() {
+    section "Outage simulation (USERS=$USERS, CONNECTIONS=$CONNECTIONS, REPEAT=$REPEAT)"
+    cargo build --release -p recovery-portal --bin portal --example outage
+    "$rel/examples/outage" --portal "$rel/portal" --users "$USERS" \
+        --connections "$CONNECTIONS" --repeat "$REPEAT" 2> >(tee "$out/outage.log" >&2) | tee -a "$summary"
+}
+
+# Release-profile experiments: each variant is a custom profile (its own
+# target/<profile>/ directory, so nothing else's cache is disturbed).
+run_profiles() {
+    section "Release profile experiments (RUNS=$RUNS per variant, interleaved)"
+    cargo build --release -p list-devices -p get-recovery-key -p hello-lambda
+    cargo build --release -p recovery-portal --example coldstart
+    local variants=() p
+    mapfile -t variants < <(coldstart_variants "" | grep -v /aws)
+    for p in opt-s opt-z thin-lto jitter mt; do
+        local cfg=(--config "profile.bench-$p.inherits=\"release\"")
+        case $p in
+            opt-s) cfg+=(--config "profile.bench-$p.opt-level=\"s\"") ;;
+            opt-z) cfg+=(--config "profile.bench-$p.opt-level=\"z\"") ;;
+            thin-lto) cfg+=(--config "profile.bench-$p.lto=\"thin\"" --config "profile.bench-$p.codegen-units=16") ;;
+            jitter | mt) ;;
+        esac
+        if [ "$p" = jitter ]; then
+            # aws-lc's jitter entropy source, as a build without the
+            # scripts/package.sh setting would have it.
+            env -u AWS_LC_SYS_NO_JITTER_ENTROPY cargo build "${cfg[@]}" --profile "bench-$p" \
+                -p list-devices -p get-recovery-key -p hello-lambda
+        elif [ "$p" = mt ]; then
+            # The runtime flavour's own cost, on the floor binary.
+            cargo build "${cfg[@]}" --profile "bench-$p" -p hello-lambda --features hello-lambda/multi-thread
+            variants+=("hello/$p=target/bench-$p/hello-lambda")
+            continue
+        else
+            cargo build "${cfg[@]}" --profile "bench-$p" -p list-devices -p get-recovery-key -p hello-lambda
+        fi
+        local d="target/bench-$p"
+        variants+=("hello/$p=$d/hello-lambda" "list-devices/$p=$d/list-devices@embedded" "get-recovery-key/$p=$d/get-recovery-key@embedded")
+    done
+    note "Sizes (bytes): $(for v in "${variants[@]}"; do p="${v#*=}"; p="${p%@*}"; printf '%s %s; ' "${v%%=*}" "$(stat -c %s "$p")"; done)"
+    note
+    "$rel/examples/coldstart" --runs "$RUNS" --raw "$out/profiles.csv" "${variants[@]}" \
+        2> >(tee "$out/profiles.log" >&2) | tee -a "$summary"
+}
+
+for w in "${what[@]}"; do
+    case "$w" in
+        coldstart) run_coldstart ;;
+        requests) run_requests ;;
+        outage) run_outage ;;
+        profiles) run_profiles ;;
+        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, profiles)" >&2; exit 2 ;;
+    esac
+done
+echo
+echo "bench.sh: results in $out/summary.md"
