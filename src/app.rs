@@ -64,8 +64,19 @@ pub async fn from_config(
             let seed = crate::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
             Ok(embedded(&seed, verifier, config.key_rate_limit).await.0)
         }
-        Backend::Aws { .. } => {
-            Err("PORTAL_BACKEND: the aws backend is not available in this build yet".into())
+        Backend::Aws {
+            table_prefix,
+            kms_key_id,
+        } => {
+            let (store, cipher) =
+                crate::aws::aws_backends(table_prefix, kms_key_id.as_deref()).await;
+            Ok(Portal {
+                store,
+                cipher,
+                clock: Arc::new(SystemClock),
+                verifier,
+                key_rate_limit: config.key_rate_limit,
+            })
         }
     }
 }

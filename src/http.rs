@@ -88,20 +88,29 @@ pub async fn handle(portal: &Portal, serves: Routes, mut req: ApiRequest) -> Api
     }
     let request_id = req.request_id.clone();
     let is_key_route = matches!(route(&req.path), Some((Route::RetrieveKey(_), ..)));
-    let mut resp = match dispatch(portal, serves, req).await {
+    let resp = match dispatch(portal, serves, req).await {
         Ok(r) => r,
         Err(e) => problem(&e, &request_id),
     };
+    with_standard_headers(resp, &request_id, is_key_route)
+}
+
+/// Headers every answer carries; `key_route` adds `Pragma: no-cache`.
+pub fn with_standard_headers(
+    mut resp: ApiResponse,
+    request_id: &str,
+    key_route: bool,
+) -> ApiResponse {
     let h = resp.headers_mut();
     h.insert(
         "x-content-type-options",
         HeaderValue::from_static("nosniff"),
     );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if is_key_route {
+    if key_route {
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
         h.insert("x-request-id", v);
     }
     resp

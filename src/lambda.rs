@@ -3,17 +3,36 @@
 //! init, and hand `handle` to `lambda_http::run`.
 
 use crate::app::{self, Portal};
+use crate::config::Backend;
+use crate::error::{ApiError, Unavailable};
 use crate::http::{self as api, ApiRequest, Routes};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Builds the portal from environment variables; the message names the
-/// variable at fault.
-pub async fn portal_from_env() -> Result<Portal, String> {
+/// Builds the portal for a function serving `routes` from environment
+/// variables; the message names the variable at fault.
+pub async fn portal_from_env(routes: Routes) -> Result<Portal, String> {
     let config = crate::config::Config::from_env().map_err(|e| e.to_string())?;
     let auth = config.require_auth().map_err(|e| e.to_string())?.clone();
+    if let Backend::Aws {
+        kms_key_id: None, ..
+    } = &config.backend
+        && routes != Routes::List
+    {
+        // Decrypting with an unpinned key would accept any key's ciphertext.
+        return Err(
+            "PORTAL_KMS_KEY_ID: is required to retrieve keys with PORTAL_BACKEND=aws".into(),
+        );
+    }
     app::from_config(&config, app::jwt_verifier(&auth)).await
 }
+
+/// Longest a request may take: below the function timeout (10 s by
+/// default), so a slow dependency ends in a 503 rather than a Lambda error.
+const REQUEST_BUDGET: Duration = Duration::from_secs(8);
+/// Kept free before the invocation deadline to send the answer.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(500);
 
 pub fn to_api_request(req: Request) -> ApiRequest {
     let (request_id, source_ip) = match req.request_context_ref() {
@@ -46,7 +65,29 @@ pub async fn handle(
     routes: Routes,
     req: Request,
 ) -> Result<Response<Body>, std::convert::Infallible> {
-    let resp = api::handle(portal, routes, to_api_request(req)).await;
+    let budget = req
+        .lambda_context_ref()
+        .and_then(|c| UNIX_EPOCH.checked_add(Duration::from_millis(c.deadline)))
+        .and_then(|d| d.duration_since(SystemTime::now()).ok())
+        .map(|left| left.saturating_sub(DEADLINE_MARGIN))
+        .unwrap_or(REQUEST_BUDGET)
+        .min(REQUEST_BUDGET);
+    let req = to_api_request(req);
+    let request_id = req.request_id.clone();
+    let resp = match tokio::time::timeout(budget, api::handle(portal, routes, req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            // Dropping the future abandons the request wherever it was: before
+            // the audit commit nothing was written, after it nothing is sent.
+            tracing::error!(%request_id, "request exceeded its time budget");
+            let e = ApiError::Unavailable(Unavailable::new("request", "time budget exceeded"));
+            api::with_standard_headers(
+                api::problem(&e, &request_id),
+                &request_id,
+                routes != Routes::List,
+            )
+        }
+    };
     let (parts, body) = resp.into_parts();
     let body = match String::from_utf8(body) {
         Ok(s) => Body::Text(s),

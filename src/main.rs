@@ -57,6 +57,103 @@ enum Command {
     },
     /// Validate a seed file without loading it anywhere.
     Validate { file: std::path::PathBuf },
+    /// Import a seed file into DynamoDB, sealing each key with KMS
+    /// (PORTAL_TABLE_PREFIX, PORTAL_KMS_KEY_ID and the usual AWS settings).
+    /// The whole file is validated first; an invalid file writes nothing.
+    Import { file: std::path::PathBuf },
+    /// DynamoDB tables for local and test use (production: Terraform).
+    Tables {
+        #[command(subcommand)]
+        command: TablesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TablesCommand {
+    /// Create `<PORTAL_TABLE_PREFIX>-devices`, `-audit` and `-rate_limits`
+    /// as src/aws/schema.rs defines them; existing tables are checked.
+    Create,
+}
+
+/// `(table prefix, KMS key id)` from the environment, as `PORTAL_BACKEND=aws` reads them.
+fn aws_settings() -> Result<(String, Option<String>), String> {
+    let c = Config::from_lookup(|k| match k {
+        "PORTAL_BACKEND" => Some("aws".into()),
+        _ => std::env::var(k).ok(),
+    })
+    .map_err(|e| e.to_string())?;
+    match c.backend {
+        Backend::Aws {
+            table_prefix,
+            kms_key_id,
+        } => Ok((table_prefix, kms_key_id)),
+        Backend::Embedded => Err("PORTAL_BACKEND: expected aws".into()),
+    }
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+fn progress(done: usize, total: usize) {
+    use std::io::{IsTerminal, Write};
+    let mut err = std::io::stderr();
+    if !err.is_terminal() || total == 0 {
+        return;
+    }
+    let width = 40;
+    let filled = done * width / total;
+    let _ = write!(
+        err,
+        "\r[{}{}] {done}/{total} devices",
+        "#".repeat(filled),
+        " ".repeat(width - filled)
+    );
+    if done == total {
+        let _ = writeln!(err);
+    }
+    let _ = err.flush();
+}
+
+async fn import(file: &std::path::Path) -> ExitCode {
+    let seed = match read_seed(file) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let (prefix, kms_key_id) = match aws_settings() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let Some(kms_key_id) = kms_key_id else {
+        return fail("PORTAL_KMS_KEY_ID: is required to import (keys are sealed with KMS)");
+    };
+    let (store, cipher) = recovery_portal::aws::aws_backends(&prefix, Some(&kms_key_id)).await;
+    match recovery_portal::import::import(&seed, cipher.as_ref(), store.as_ref(), &progress).await {
+        Ok(s) => {
+            println!(
+                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged)",
+                s.tenants, s.devices, s.keys, s.skipped
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!(
+            "import stopped: {e}. Re-running the same import is safe: unchanged devices are skipped"
+        )),
+    }
+}
+
+async fn create_tables() -> ExitCode {
+    let (prefix, _) = match aws_settings() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let client = recovery_portal::aws::dynamodb_client(recovery_portal::aws::sdk_config().await);
+    match recovery_portal::aws::create_tables(&client, &prefix).await {
+        Ok(tables) => {
+            for (name, status) in tables {
+                println!("{name}: {status:?}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
 }
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
@@ -111,6 +208,10 @@ async fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Command::Import { file } => import(&file).await,
+        Command::Tables {
+            command: TablesCommand::Create,
+        } => create_tables().await,
         Command::Validate { file } => match read_seed(&file) {
             Ok(s) => {
                 println!(
@@ -138,13 +239,15 @@ async fn serve(
     };
     match backend {
         Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
-        Some(BackendArg::Aws) if config.backend == Backend::Embedded => {
-            config.backend = Backend::Aws {
-                table_prefix: std::env::var("PORTAL_TABLE_PREFIX")
-                    .unwrap_or_else(|_| "recovery-portal".into()),
-                kms_key_id: std::env::var("PORTAL_KMS_KEY_ID").ok(),
+        Some(BackendArg::Aws) => match aws_settings() {
+            Ok((table_prefix, kms_key_id)) => {
+                config.backend = Backend::Aws {
+                    table_prefix,
+                    kms_key_id,
+                }
             }
-        }
+            Err(e) => return fail(e),
+        },
         _ => {}
     }
     let dev_mode = config.auth.is_none();

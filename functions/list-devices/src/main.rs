@@ -9,7 +9,7 @@ use recovery_portal::{lambda, telemetry};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     telemetry::init_lambda();
-    let portal = match lambda::portal_from_env().await {
+    let portal = match lambda::portal_from_env(Routes::List).await {
         Ok(p) => &*Box::leak(Box::new(p)),
         Err(e) => {
             // A bad configuration must stop the function at init, loudly.
