@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the
-# tests need into a project-local .venv (moto and checkov; cargo-lambda for
-# packaging), starts moto, builds the Lambda zips, runs the Rust tests (the
-# packaged bootstraps included), then checks the Terraform.
+# tests need into a project-local .venv (moto and checkov), starts moto, runs
+# the Rust tests (the function binaries under a Lambda Runtime API emulator
+# included), then checks the Terraform.
 #
-# SKIP_PACKAGE=1 skips the cargo-lambda release build (minutes on 2 cores);
-# the runtime smoke tests then run the workspace's own function binaries only.
+# `scripts/test.sh --package` also builds the Lambda zips with cargo-lambda
+# (a second, release build: about 10 minutes on 2 cores, so CI leaves it out)
+# and runs the same runtime smoke tests on the packaged bootstraps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 eval "$(scripts/moto.sh start)"
 trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
 
-if [ "${SKIP_PACKAGE:-0}" != 1 ]; then
+if [ "${1:-}" = --package ]; then
     # Package for this machine's architecture so the zips can run here.
     case "$(uname -m)" in
         aarch64 | arm64) arch=arm64 ;;
