@@ -3,12 +3,11 @@
 //! and every route of the API contract over HTTP.
 
 mod common_aws;
+mod support;
 
 use common_aws::{fresh_prefix, moto_config, moto_url};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 const PORTAL: &str = env!("CARGO_BIN_EXE_portal");
 
@@ -47,14 +46,6 @@ impl Env {
             String::from_utf8_lossy(&out.stdout).into(),
             String::from_utf8_lossy(&out.stderr).into(),
         )
-    }
-}
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -104,26 +95,12 @@ async fn import_then_serve_every_route_over_http() {
         "{out}"
     );
 
-    let mut child = Child(
-        env.cmd()
-            .args(["serve", "--backend", "aws", "--addr", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
+    let served = support::serve::spawn({
+        let mut c = env.cmd();
+        c.args(["serve", "--backend", "aws", "--addr", "127.0.0.1:0"]);
+        c
     });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server started");
-    let base = format!("http://{addr}");
+    let base = served.base.clone();
     let token = |user: &str, scope: &str| {
         let (ok, out, err) = env.run(&[
             "token", "--issuer", &base, "--tenant", "contoso", "--user", user, "--scope", scope,

@@ -1,9 +1,9 @@
 //! The `portal` binary as a newcomer uses it: `serve` with the demo data and
 //! its own dev identity provider, `token`, `validate`, and start-up errors.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+mod support;
+
+use std::process::Command;
 
 const PORTAL: &str = env!("CARGO_BIN_EXE_portal");
 
@@ -29,42 +29,21 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn serve_demo_data_with_tokens_from_portal_token() {
     let dir = temp_dir("serve");
     let key = dir.join("key.p8");
-    let mut child = Child(
-        portal(&key)
-            .args(["serve", "--addr", "127.0.0.1:0"])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut banner = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            banner.push_str(&line);
-            banner.push('\n');
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = tx.send((addr.trim().to_owned(), banner.clone()));
-            }
-        }
+    let served = support::serve::spawn({
+        let mut c = portal(&key);
+        c.args(["serve", "--addr", "127.0.0.1:0"]);
+        c
     });
-    let (addr, banner) = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("server announced its address");
-    assert!(banner.contains("LOCAL DEVELOPMENT MODE"), "{banner}");
-    let issuer = format!("http://{addr}");
+    assert!(
+        served.banner.contains("LOCAL DEVELOPMENT MODE"),
+        "{}",
+        served.banner
+    );
+    let issuer = served.base.clone();
     let token = |user: &str, scope: &str| {
         let out = portal(&key)
             .args([
