@@ -164,6 +164,61 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // The same with a verified-token cache in front of the verifier, the
+    // token already cached (a user's second request with one token).
+    let cached = app::Portal {
+        verifier: Arc::new(recovery_portal::token_cache::CachingVerifier::new(
+            verifier.clone(),
+            Arc::new(SystemClock),
+        )),
+        ..portal.clone()
+    };
+    for t in &tokens {
+        rt.block_on(cached.verifier.verify(t)).unwrap();
+    }
+    g.bench_function("cached_token_verify", |b| {
+        b.iter_batched(
+            || &tokens[pick() % USERS],
+            |t| rt.block_on(cached.verifier.verify(t)).unwrap(),
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("list_devices_cached_token", |b| {
+        b.iter_batched(
+            || {
+                let i = pick();
+                request(Method::GET, "/v1/devices".into(), &tokens[i % USERS], "", i)
+            },
+            |req| {
+                let r = rt.block_on(handle(&cached, Routes::List, req));
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.bench_function("retrieve_key_cached_token", |b| {
+        b.iter_batched(
+            || {
+                let i = pick();
+                let u = i % USERS;
+                let path = format!("/v1/devices/{}/recovery-key", expected[u].device_id);
+                request(
+                    Method::POST,
+                    path,
+                    &tokens[u],
+                    r#"{"reason":"Locked out after a firmware update"}"#,
+                    i,
+                )
+            },
+            |req| {
+                let r = rt.block_on(handle(&cached, Routes::Key, req));
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
     // What the function does per invocation: the API Gateway event parsed
     // into a request (lambda_http), the handler, and the response.
     g.bench_function("retrieve_key_from_apigw_event", |b| {
@@ -183,6 +238,39 @@ fn benches(c: &mut Criterion) {
             },
             BatchSize::SmallInput,
         )
+    });
+    g.finish();
+
+    // Inside the floor: the RS256 signature check as jsonwebtoken does it
+    // (the public key rebuilt from n and e on every call) and with the key
+    // parsed once.
+    use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents};
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwks: serde_json::Value = serde_json::from_str(&idp.jwks_json()).unwrap();
+    let n = b64.decode(jwks["keys"][0]["n"].as_str().unwrap()).unwrap();
+    let e = b64.decode(jwks["keys"][0]["e"].as_str().unwrap()).unwrap();
+    let (msg, sig) = tokens[0].rsplit_once('.').unwrap();
+    let sig = b64.decode(sig).unwrap();
+    let components = RsaPublicKeyComponents {
+        n: &n[..],
+        e: &e[..],
+    };
+    let parsed = components
+        .to_parsed_public_key(&RSA_PKCS1_2048_8192_SHA256)
+        .unwrap();
+    let mut g = c.benchmark_group("rs256_signature");
+    g.warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(3));
+    g.bench_function("key_from_components_per_call", |b| {
+        b.iter(|| {
+            components
+                .verify(&RSA_PKCS1_2048_8192_SHA256, msg.as_bytes(), &sig)
+                .unwrap()
+        })
+    });
+    g.bench_function("key_parsed_once", |b| {
+        b.iter(|| parsed.verify_sig(msg.as_bytes(), &sig).unwrap())
     });
     g.finish();
 }

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! cargo run --release --example coldstart -- [--runs N] [--warm N] [--netcheck] [--raw FILE] \
-//!     LABEL=PATH[@BACKEND] ...
+//!     LABEL=PATH[@BACKEND][,VAR=VALUE...] ...
 //! ```
 //!
 //! The first variant is the floor the others are compared with (a
@@ -15,12 +15,16 @@
 //! - init: spawn → first `GET /runtime/invocation/next`;
 //! - first: spawn → the first invocation's response (init + first invocation);
 //! - warm: median push → response of `--warm` more invocations;
+//! - CPU time and minor page faults of init + first invocation
+//!   (`/proc/<pid>/schedstat`, `/proc/<pid>/stat`): less sensitive than
+//!   wall time to other work on the machine;
 //! - peak RSS (`VmHWM`) after those.
 //!
 //! The event is `events/get-recovery-key.json` (`list-devices.json` for a
 //! binary named list-devices) with an invalid token: a 401 that touches no
 //! AWS service. BACKEND is `embedded` (default) or `aws`; with `aws`,
 //! `AWS_ENDPOINT_URL` points at a local listener that counts connections.
+//! `,VAR=VALUE` pairs add environment variables for that variant only.
 //!
 //! `--netcheck` then runs each non-floor variant once under
 //! `strace -f -e trace=connect` and reports every connection other than the
@@ -44,6 +48,8 @@ struct Variant {
     path: PathBuf,
     function: String,
     backend: Option<String>,
+    /// Variables added for this variant only (`,K=V` after the path).
+    extra_env: Vec<(String, String)>,
     /// The first and warm invocations' event.
     event: String,
     /// The same event with a token naming an unknown `kid` (netcheck only).
@@ -56,6 +62,26 @@ struct Sample {
     first_ms: f64,
     warm_ms: f64,
     rss_kib: u64,
+    /// CPU time (user + system) the process used for init + first invocation.
+    cpu_ms: f64,
+    /// Minor page faults during init + first invocation.
+    minflt: u64,
+}
+
+/// (CPU ms from `/proc/<pid>/schedstat`, minor faults from `/proc/<pid>/stat`).
+fn cpu_and_faults(pid: u32) -> (f64, u64) {
+    let cpu = std::fs::read_to_string(format!("/proc/{pid}/schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |ns| ns / 1e6);
+    let faults = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1.to_owned();
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0);
+    (cpu, faults)
 }
 
 fn usage() -> ! {
@@ -71,6 +97,14 @@ fn events_dir() -> PathBuf {
 
 fn variant(spec: &str, bad_token: &str, unknown_kid_token: &str) -> Variant {
     let (label, rest) = spec.split_once('=').unwrap_or_else(|| usage());
+    let mut parts = rest.split(',');
+    let rest = parts.next().unwrap_or_default();
+    let extra_env = parts
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or_else(|| usage());
+            (k.to_owned(), v.to_owned())
+        })
+        .collect();
     let (path, backend) = match rest.rsplit_once('@') {
         Some((p, b)) => (p, Some(b.to_owned())),
         None => (rest, None),
@@ -99,6 +133,7 @@ fn variant(spec: &str, bad_token: &str, unknown_kid_token: &str) -> Variant {
         path,
         function,
         backend,
+        extra_env,
         event: template.replace("{{TOKEN}}", bad_token),
         unknown_kid_event: template.replace("{{TOKEN}}", unknown_kid_token),
     }
@@ -136,15 +171,16 @@ struct Env {
 }
 
 impl Env {
-    fn pairs<'a>(&'a self, backend: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
-        let mut v = vec![
+    fn pairs<'a>(&'a self, v: &'a Variant) -> Vec<(&'a str, &'a str)> {
+        let backend = v.backend.as_deref();
+        let mut out = vec![
             ("PORTAL_ISSUER", ISSUER),
             ("PORTAL_AUDIENCE", AUDIENCE),
             ("PORTAL_JWKS", self.jwks.as_str()),
             ("PORTAL_BACKEND", backend.unwrap_or("embedded")),
         ];
         if backend == Some("aws") {
-            v.extend([
+            out.extend([
                 ("PORTAL_TABLE_PREFIX", "recovery-portal-bench"),
                 ("PORTAL_KMS_KEY_ID", "alias/recovery-portal-bench"),
                 ("AWS_ENDPOINT_URL", self.aws_endpoint.as_str()),
@@ -153,7 +189,8 @@ impl Env {
                 ("AWS_SESSION_TOKEN", "benchmark-session"),
             ]);
         }
-        v
+        out.extend(v.extra_env.iter().map(|(k, x)| (k.as_str(), x.as_str())));
+        out
     }
 }
 
@@ -174,9 +211,8 @@ fn expect_answer(v: &Variant, body: &[u8]) -> Result<(), String> {
 fn run_once(v: &Variant, env: &Env, warm: usize) -> Result<Sample, String> {
     let (addr, emu) = Emulator::start().map_err(|e| e.to_string())?;
     emu.push(v.event.clone());
-    let mut f =
-        FunctionProcess::spawn(&v.path, &v.function, addr, &env.pairs(v.backend.as_deref()))
-            .map_err(|e| format!("{}: {e}", v.path.display()))?;
+    let mut f = FunctionProcess::spawn(&v.path, &v.function, addr, &env.pairs(v))
+        .map_err(|e| format!("{}: {e}", v.path.display()))?;
     let fail = |f: &mut FunctionProcess, what: String| {
         f.kill();
         format!("{}: {what}; output:\n{}", v.label, f.output())
@@ -191,6 +227,9 @@ fn run_once(v: &Variant, env: &Env, warm: usize) -> Result<Sample, String> {
     if let Err(e) = expect_answer(v, &first.body) {
         return Err(fail(&mut f, e));
     }
+    // The process is now blocked in its next poll: its counters are those of
+    // init + first invocation.
+    let (cpu_ms, minflt) = cpu_and_faults(f.id());
     let mut warm_ms = Vec::new();
     for _ in 0..warm {
         let t0 = Instant::now();
@@ -207,6 +246,8 @@ fn run_once(v: &Variant, env: &Env, warm: usize) -> Result<Sample, String> {
         first_ms: ms(first.at - f.spawned_at),
         warm_ms: median(&mut warm_ms),
         rss_kib,
+        cpu_ms,
+        minflt,
     })
 }
 
@@ -276,12 +317,7 @@ fn netcheck(v: &Variant, env: &Env, aws: &FakeAws) -> Result<NetReport, String> 
     cmd.args(["-f", "-qq", "-e", "trace=connect", "-o"])
         .arg(&trace)
         .arg(&v.path);
-    FunctionProcess::prepare(
-        &mut cmd,
-        &v.function,
-        addr,
-        &env.pairs(v.backend.as_deref()),
-    );
+    FunctionProcess::prepare(&mut cmd, &v.function, addr, &env.pairs(v));
     let mut f = FunctionProcess::from_command(cmd).map_err(|e| format!("strace: {e}"))?;
     let done = |f: &mut FunctionProcess| {
         // Kill the traced function first: strace detaches from, not kills, it.
@@ -432,10 +468,12 @@ fn main() {
     let first = |s: &Sample| s.first_ms;
     let warm_f = |s: &Sample| s.warm_ms;
     let rss = |s: &Sample| s.rss_kib as f64;
+    let cpu = |s: &Sample| s.cpu_ms;
+    let faults = |s: &Sample| s.minflt as f64;
     println!(
-        "| variant | runs | init p50 ms | init p90 | init / floor | init+first p50 ms | p90 | init+first / floor | warm invoke p50 ms | peak RSS p50 MiB | binary MiB |"
+        "| variant | runs | init p50 ms | init p90 | init / floor | init+first p50 ms | p90 | init+first / floor | CPU ms init+first p50 | CPU / floor | minor faults p50 | warm invoke p50 ms | peak RSS p50 MiB | binary MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, v) in variants.iter().enumerate() {
         let size = std::fs::metadata(&v.path)
             .map(|m| m.len() as f64 / 1048576.0)
@@ -444,14 +482,14 @@ fn main() {
             && samples[i].is_empty()
         {
             println!(
-                "| {} | 0 | skipped: {} |||||||| {size:.2} |",
+                "| {} | 0 | skipped: {} ||||||||||| {size:.2} |",
                 v.label,
                 e.replace('|', "/")
             );
             continue;
         }
         println!(
-            "| {} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.3} | {:.1} | {size:.2} |",
+            "| {} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2}x | {:.0} | {:.3} | {:.1} | {size:.2} |",
             v.label,
             samples[i].len(),
             stats(i, init, 50.0),
@@ -460,6 +498,9 @@ fn main() {
             stats(i, first, 50.0),
             stats(i, first, 90.0),
             stats(i, first, 50.0) / stats(0, first, 50.0),
+            stats(i, cpu, 50.0),
+            stats(i, cpu, 50.0) / stats(0, cpu, 50.0),
+            stats(i, faults, 50.0),
             stats(i, warm_f, 50.0),
             stats(i, rss, 50.0) / 1024.0,
         );
@@ -468,13 +509,17 @@ fn main() {
     println!("Connections to the fake AWS endpoint during the timed runs: {aws_during_runs}");
     if let Some(path) = raw {
         let mut out = std::fs::File::create(&path).expect("raw file");
-        writeln!(out, "variant,run,init_ms,first_ms,warm_ms,peak_rss_kib").unwrap();
+        writeln!(
+            out,
+            "variant,run,init_ms,first_ms,warm_ms,peak_rss_kib,cpu_ms,minflt"
+        )
+        .unwrap();
         for (i, v) in variants.iter().enumerate() {
             for (n, s) in samples[i].iter().enumerate() {
                 writeln!(
                     out,
-                    "{},{n},{:.3},{:.3},{:.3},{}",
-                    v.label, s.init_ms, s.first_ms, s.warm_ms, s.rss_kib
+                    "{},{n},{:.3},{:.3},{:.3},{},{:.3},{}",
+                    v.label, s.init_ms, s.first_ms, s.warm_ms, s.rss_kib, s.cpu_ms, s.minflt
                 )
                 .unwrap();
             }

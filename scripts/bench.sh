@@ -71,6 +71,7 @@ bootstraps() {
         dir="$out/bootstrap/$fn"
         mkdir -p "$dir"
         unzip -qo "$zip" -d "$dir"
+        chmod +x "$dir/bootstrap"
         machine="$(od -An -tx1 -j18 -N1 "$dir/bootstrap" | tr -d ' ')"
         if [ "$machine" = "$want" ]; then
             echo "$fn"

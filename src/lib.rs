@@ -29,3 +29,4 @@ pub mod seed;
 #[cfg(feature = "cli")]
 pub mod server;
 pub mod telemetry;
+pub mod token_cache;

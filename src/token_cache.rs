@@ -1,0 +1,349 @@
+//! A verified-token cache: a `TokenVerifier` wrapper that remembers the
+//! callers of tokens its inner verifier accepted, so a token presented again
+//! (a user listing devices then retrieving a key, a helpdesk agent's
+//! lookups) skips the signature check.
+//!
+//! What it keeps safe:
+//! - keyed by the SHA-256 of the whole token: a token differing in any byte
+//!   (claims, header, signature) is a different entry, and no bearer token
+//!   is held in memory;
+//! - only successes are cached: every rejected token goes to the inner
+//!   verifier again, and garbage cannot fill the cache (an entry needs a
+//!   token the issuer signed);
+//! - an entry is served only while `now < exp` of its token (no leeway) and
+//!   for at most `max_age` after it was verified, so the cache never extends
+//!   a token's life and a key withdrawn from the JWKS stops working within
+//!   `max_age`;
+//! - one cache per inner verifier: a token accepted for one issuer or
+//!   audience is never served to a verifier with other settings;
+//! - bounded: at most `capacity` entries; when full, expired entries go
+//!   first, then the oldest.
+
+use crate::auth::Caller;
+use crate::error::AuthFailure;
+use crate::ports::{Clock, TokenVerifier};
+use async_trait::async_trait;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Default bound on entries (a few hundred bytes each).
+pub const DEFAULT_CAPACITY: usize = 10_000;
+/// Default longest time an entry is served after its verification.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(300);
+
+type Key = [u8; 32];
+
+struct Entry {
+    caller: Caller,
+    verified_at: Instant,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<Key, Entry>,
+    /// The keys of `map`, oldest first, for eviction.
+    order: VecDeque<Key>,
+}
+
+pub struct CachingVerifier {
+    inner: Arc<dyn TokenVerifier>,
+    clock: Arc<dyn Clock>,
+    capacity: usize,
+    max_age: Duration,
+    entries: Mutex<Entries>,
+}
+
+impl CachingVerifier {
+    /// Wraps `inner`; `clock` decides token expiry (give it the inner
+    /// verifier's clock).
+    pub fn new(inner: Arc<dyn TokenVerifier>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_limits(inner, clock, DEFAULT_CAPACITY, DEFAULT_MAX_AGE)
+    }
+
+    pub fn with_limits(
+        inner: Arc<dyn TokenVerifier>,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+        max_age: Duration,
+    ) -> Self {
+        Self {
+            inner,
+            clock,
+            capacity: capacity.max(1),
+            max_age,
+            entries: Mutex::new(Entries::default()),
+        }
+    }
+
+    /// Entries held (expired ones included until evicted).
+    pub fn len(&self) -> usize {
+        self.lock().map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fresh(&self, e: &Entry, now_unix: i64) -> bool {
+        now_unix < e.caller.expires_at && e.verified_at.elapsed() < self.max_age
+    }
+
+    fn insert(&self, key: Key, caller: &Caller, now_unix: i64) {
+        let mut st = self.lock();
+        if st.map.len() >= self.capacity {
+            // Expired entries first; if none, the oldest.
+            st.map.retain(|_, e| self.fresh(e, now_unix));
+            let Entries { map, order } = &mut *st;
+            order.retain(|k| map.contains_key(k));
+            while map.len() >= self.capacity {
+                match order.pop_front() {
+                    Some(k) => {
+                        map.remove(&k);
+                    }
+                    None => break,
+                }
+            }
+        }
+        let entry = Entry {
+            caller: caller.clone(),
+            verified_at: Instant::now(),
+        };
+        if st.map.insert(key, entry).is_none() {
+            st.order.push_back(key);
+        }
+    }
+}
+
+fn key_of(token: &str) -> Key {
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    let mut k = [0u8; 32];
+    k.copy_from_slice(d.as_ref());
+    k
+}
+
+#[async_trait]
+impl TokenVerifier for CachingVerifier {
+    async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
+        let key = key_of(token);
+        let now = self.clock.now().unix_timestamp();
+        if let Some(e) = self.lock().map.get(&key)
+            && self.fresh(e, now)
+        {
+            return Ok(e.caller.clone());
+        }
+        // A stale entry stays until it is overwritten or evicted, so the
+        // eviction order always lists exactly the entries held.
+        let caller = self.inner.verify(token).await?;
+        if now < caller.expires_at {
+            self.insert(key, &caller, now);
+        }
+        Ok(caller)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::devidp::{DevAlg, DevIdentityProvider};
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+    use time::OffsetDateTime;
+
+    const NOW: i64 = 1_767_225_600;
+
+    struct TestClock(AtomicI64);
+
+    impl Clock for TestClock {
+        fn now(&self) -> OffsetDateTime {
+            OffsetDateTime::from_unix_timestamp(self.0.load(Ordering::SeqCst)).unwrap()
+        }
+    }
+
+    /// Counts the calls that reach the real verifier.
+    struct Counting {
+        inner: crate::auth::JwtVerifier,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl TokenVerifier for Counting {
+        async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.verify(token).await
+        }
+    }
+
+    struct Setup {
+        idp: DevIdentityProvider,
+        clock: Arc<TestClock>,
+        counting: Arc<Counting>,
+        cache: CachingVerifier,
+    }
+
+    fn setup(audience: &str, capacity: usize, max_age: Duration) -> Setup {
+        let idp = DevIdentityProvider::generate(DevAlg::Es256, "https://issuer.test", audience);
+        let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
+        let counting = Arc::new(Counting {
+            inner: idp.verifier(clock.clone()),
+            calls: AtomicUsize::new(0),
+        });
+        let cache =
+            CachingVerifier::with_limits(counting.clone(), clock.clone(), capacity, max_age);
+        Setup {
+            idp,
+            clock,
+            counting,
+            cache,
+        }
+    }
+
+    impl Setup {
+        fn calls(&self) -> usize {
+            self.counting.calls.load(Ordering::SeqCst)
+        }
+        fn token(&self, user: &str, ttl: i64) -> String {
+            self.idp
+                .token("contoso", user, "RecoveryKey.Read", NOW, ttl)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_token_is_verified_once_and_gets_the_same_caller() {
+        let s = setup("api://a", 100, DEFAULT_MAX_AGE);
+        let t = s.token("alice", 600);
+        let first = s.cache.verify(&t).await.unwrap();
+        let second = s.cache.verify(&t).await.unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.user.as_str(), "alice");
+        assert_eq!(s.calls(), 1);
+        assert_eq!(s.cache.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn entries_expire_at_the_tokens_exp_without_leeway() {
+        let s = setup("api://a", 100, DEFAULT_MAX_AGE);
+        let t = s.token("alice", 100);
+        s.cache.verify(&t).await.unwrap();
+        s.clock.0.store(NOW + 99, Ordering::SeqCst);
+        s.cache.verify(&t).await.unwrap();
+        assert_eq!(s.calls(), 1, "served from the cache before exp");
+        // At exp the entry is no longer served: the verifier decides (it
+        // still allows its leeway)...
+        s.clock.0.store(NOW + 100, Ordering::SeqCst);
+        s.cache.verify(&t).await.unwrap();
+        assert_eq!(s.calls(), 2);
+        s.cache.verify(&t).await.unwrap();
+        assert_eq!(s.calls(), 3, "within the leeway nothing is cached");
+        // ...and past the leeway the token is refused, cache or not.
+        s.clock
+            .0
+            .store(NOW + 100 + crate::auth::LEEWAY_SECS + 1, Ordering::SeqCst);
+        assert_eq!(s.cache.verify(&t).await, Err(AuthFailure::Expired));
+        assert_eq!(s.cache.verify(&t).await, Err(AuthFailure::Expired));
+        assert_eq!(s.calls(), 5);
+    }
+
+    #[tokio::test]
+    async fn entries_are_served_for_at_most_max_age() {
+        let s = setup("api://a", 100, Duration::from_millis(50));
+        let t = s.token("alice", 3600);
+        s.cache.verify(&t).await.unwrap();
+        s.cache.verify(&t).await.unwrap();
+        assert_eq!(s.calls(), 1);
+        std::thread::sleep(Duration::from_millis(60));
+        s.cache.verify(&t).await.unwrap();
+        assert_eq!(s.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn failures_are_never_cached() {
+        let s = setup("api://a", 100, DEFAULT_MAX_AGE);
+        let t = s.token("alice", 600);
+        let mut forged = t.clone();
+        forged.pop();
+        forged.push(if t.ends_with('A') { 'B' } else { 'A' });
+        for _ in 0..3 {
+            assert!(s.cache.verify(&forged).await.is_err());
+            assert_eq!(
+                s.cache.verify("not.a.token").await,
+                Err(AuthFailure::Malformed)
+            );
+        }
+        assert_eq!(s.calls(), 6);
+        assert!(s.cache.is_empty());
+        // A cached token does not vouch for a token differing in one byte.
+        s.cache.verify(&t).await.unwrap();
+        assert!(s.cache.verify(&forged).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_token_cached_for_one_audience_is_refused_for_another() {
+        let a = setup("api://a", 100, DEFAULT_MAX_AGE);
+        // Same issuer key, another audience.
+        let clock = a.clock.clone();
+        let b_inner = {
+            let keys = crate::auth::KeySet::from_jwks_json(&a.idp.jwks_json()).unwrap();
+            crate::auth::JwtVerifier::new(
+                crate::auth::JwtSettings {
+                    issuer: "https://issuer.test".into(),
+                    audience: "api://b".into(),
+                    default_tenant: None,
+                },
+                keys,
+                crate::auth::JwksSource::Fixed,
+                clock.clone(),
+            )
+        };
+        let b = CachingVerifier::new(Arc::new(b_inner), clock);
+        let t = a.token("alice", 600);
+        a.cache.verify(&t).await.unwrap();
+        assert_eq!(b.verify(&t).await, Err(AuthFailure::Audience));
+        assert_eq!(b.verify(&t).await, Err(AuthFailure::Audience));
+        assert!(b.is_empty());
+        // A token for api://b (same user, same times) is not a's entry.
+        let tb = a.idp.sign(&serde_json::json!({
+            "iss": "https://issuer.test", "aud": "api://b", "iat": NOW, "nbf": NOW,
+            "exp": NOW + 600, "tid": "contoso", "oid": "alice", "scp": "RecoveryKey.Read"}));
+        assert_eq!(a.cache.verify(&tb).await, Err(AuthFailure::Audience));
+        assert!(b.verify(&tb).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded_and_evicts_expired_entries_first() {
+        let s = setup("api://a", 3, DEFAULT_MAX_AGE);
+        let short = s.token("short", 10);
+        s.cache.verify(&short).await.unwrap();
+        let long: Vec<String> = (0..2).map(|i| s.token(&format!("u{i}"), 3600)).collect();
+        for t in &long {
+            s.cache.verify(t).await.unwrap();
+        }
+        assert_eq!(s.cache.len(), 3);
+        s.clock.0.store(NOW + 20, Ordering::SeqCst);
+        // Full: the expired entry goes, the older live ones stay.
+        let newer = s.token("u2", 3600);
+        s.cache.verify(&newer).await.unwrap();
+        assert_eq!(s.cache.len(), 3);
+        let calls = s.calls();
+        for t in &long {
+            s.cache.verify(t).await.unwrap();
+        }
+        assert_eq!(s.calls(), calls, "live entries were kept");
+        // Full of live entries: the oldest goes.
+        for i in 3..50 {
+            s.cache
+                .verify(&s.token(&format!("u{i}"), 3600))
+                .await
+                .unwrap();
+            assert!(s.cache.len() <= 3);
+        }
+        let calls = s.calls();
+        s.cache.verify(&long[0]).await.unwrap();
+        assert_eq!(s.calls(), calls + 1, "the oldest entry was evicted");
+        let held = s.cache.len();
+        assert_eq!(s.cache.lock().order.len(), held);
+    }
+}
