@@ -17,13 +17,20 @@ pub struct Portal {
     pub key_rate_limit: u32,
 }
 
-/// The production verifier for a configured issuer.
+/// The production verifier for a configured issuer, behind a bounded cache
+/// of verified tokens (a user lists devices, then retrieves a key, with the
+/// same token; see `token_cache` for what the cache keeps safe).
 pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
-    Arc::new(JwtVerifier::new(
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let jwt = JwtVerifier::new(
         auth.settings(),
         auth.initial_keys(),
         auth.source(),
-        Arc::new(SystemClock),
+        clock.clone(),
+    );
+    Arc::new(crate::token_cache::CachingVerifier::new(
+        Arc::new(jwt),
+        clock,
     ))
 }
 
