@@ -20,7 +20,9 @@
 //!   `GET /v1/audit-events?actor=<user>` for every user with an auditor token:
 //!   exactly one event, granted, for the disclosed device and key;
 //! - measures the raw verification rate of the same tokens on two threads,
-//!   and reports the server's throughput as a fraction of it.
+//!   and reports the server's throughput as a fraction of it; since this
+//!   generator and other work share the two cores, also the CPU-time view:
+//!   server CPU per request against CPU per verification.
 
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
@@ -47,11 +49,15 @@ struct Args {
     repeat: usize,
     es256: bool,
     seed_out: Option<PathBuf>,
+    /// Token use per run: `same` (one token per user for both requests) and/or
+    /// `distinct` (a second token for the retrieval: no verified-token cache
+    /// hit, as when the two requests reach different Lambda functions).
+    modes: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--seed-out FILE]"
+        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--modes same,distinct] [--seed-out FILE]"
     );
     std::process::exit(2)
 }
@@ -64,6 +70,7 @@ fn args() -> Args {
         repeat: 3,
         es256: false,
         seed_out: None,
+        modes: vec!["same".into(), "distinct".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -75,6 +82,12 @@ fn args() -> Args {
             "--repeat" => a.repeat = v().parse().unwrap_or_else(|_| usage()),
             "--alg" => a.es256 = v() == "es256",
             "--seed-out" => a.seed_out = Some(v().into()),
+            "--modes" => {
+                a.modes = v().split(',').map(str::to_owned).collect();
+                if a.modes.iter().any(|m| m != "same" && m != "distinct") {
+                    usage()
+                }
+            }
             _ => usage(),
         }
     }
@@ -187,9 +200,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[rank.min(v.len()) - 1]
 }
 
-/// Verifications per second of `tokens` on two threads (the server's cores).
-fn verify_rate(idp: &DevIdentityProvider, tokens: &[String]) -> f64 {
+/// Verifications per second of `tokens` on two threads (the server's
+/// cores), and CPU µs per verification.
+fn verify_rate(idp: &DevIdentityProvider, tokens: &[String]) -> (f64, f64) {
     let verifier = Arc::new(idp.verifier(Arc::new(SystemClock)));
+    let cpu0 = cpu_secs("self");
     let start = Instant::now();
     std::thread::scope(|s| {
         for chunk in tokens.chunks(tokens.len().div_ceil(2)) {
@@ -204,7 +219,9 @@ fn verify_rate(idp: &DevIdentityProvider, tokens: &[String]) -> f64 {
             });
         }
     });
-    tokens.len() as f64 / start.elapsed().as_secs_f64()
+    let rate = tokens.len() as f64 / start.elapsed().as_secs_f64();
+    let cpu_us = (cpu_secs("self") - cpu0) * 1e6 / tokens.len() as f64;
+    (rate, cpu_us)
 }
 
 struct Server {
@@ -243,8 +260,10 @@ fn start_server(
         child,
         startup: Duration::ZERO,
     };
+    // Ready when it answers HTTP: the listener is bound before the seed is
+    // imported, so a TCP connect alone succeeds too early.
     loop {
-        if std::net::TcpStream::connect(addr).is_ok() {
+        if answers_http(addr) {
             break;
         }
         if let Ok(Some(st)) = server.child.try_wait() {
@@ -260,6 +279,22 @@ fn start_server(
     server
 }
 
+/// True once an unauthenticated request gets its 401.
+fn answers_http(addr: SocketAddr) -> bool {
+    use std::io::Read;
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(120)));
+    if s.write_all(b"GET /v1/devices HTTP/1.1\r\nhost: portal\r\nconnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && &head[9..12] == b"401"
+}
+
 #[derive(Default)]
 struct Load {
     latencies_ms: Vec<f64>,
@@ -270,13 +305,19 @@ async fn run_load(
     addr: SocketAddr,
     connections: usize,
     tokens: Arc<Vec<String>>,
+    key_tokens: Arc<Vec<String>>,
     expected: Arc<Vec<synthetic::Expected>>,
 ) -> (Load, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (next, tokens, expected) = (next.clone(), tokens.clone(), expected.clone());
+        let (next, tokens, key_tokens, expected) = (
+            next.clone(),
+            tokens.clone(),
+            key_tokens.clone(),
+            expected.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut conn = Conn::new(addr);
             let mut out = Load::default();
@@ -313,7 +354,7 @@ async fn run_load(
                 let path = format!("/v1/devices/{device}/recovery-key");
                 let t0 = Instant::now();
                 let got = conn
-                    .send(&post(&path, t, r#"{"reason":"outage drill"}"#))
+                    .send(&post(&path, &key_tokens[i], r#"{"reason":"outage drill"}"#))
                     .await;
                 out.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
                 match got {
@@ -453,27 +494,37 @@ fn main() {
         (idp, env)
     };
 
-    // Every token in advance, on both cores.
+    // Every token in advance, on both cores; the second set (for `distinct`)
+    // differs from the first in `iat` only.
     let t0 = Instant::now();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut tokens = vec![String::new(); a.users];
-    std::thread::scope(|s| {
-        let per = a.users.div_ceil(2).max(1);
-        for (n, chunk) in tokens.chunks_mut(per).enumerate() {
-            let (idp, expected) = (&idp, &expected);
-            s.spawn(move || {
-                for (j, t) in chunk.iter_mut().enumerate() {
-                    *t = idp.token(
-                        synthetic::TENANT,
-                        &expected[n * per + j].user,
-                        "RecoveryKey.Read",
-                        now,
-                        4 * 3600,
-                    );
-                }
-            });
-        }
-    });
+    let mint = |iat: i64| {
+        let mut tokens = vec![String::new(); a.users];
+        std::thread::scope(|s| {
+            let per = a.users.div_ceil(2).max(1);
+            for (n, chunk) in tokens.chunks_mut(per).enumerate() {
+                let (idp, expected) = (&idp, &expected);
+                s.spawn(move || {
+                    for (j, t) in chunk.iter_mut().enumerate() {
+                        *t = idp.token(
+                            synthetic::TENANT,
+                            &expected[n * per + j].user,
+                            "RecoveryKey.Read",
+                            iat,
+                            4 * 3600,
+                        );
+                    }
+                });
+            }
+        });
+        tokens
+    };
+    let tokens = Arc::new(mint(now));
+    let second = if a.modes.iter().any(|m| m == "distinct") {
+        Arc::new(mint(now - 1))
+    } else {
+        tokens.clone()
+    };
     let auditor = Arc::new(idp.token(
         synthetic::TENANT,
         AUDITOR,
@@ -483,10 +534,9 @@ fn main() {
     ));
     eprintln!(
         "outage: minted {} tokens in {:.1?}",
-        tokens.len() + 1,
+        tokens.len() + usize::from(!Arc::ptr_eq(&tokens, &second)) * second.len() + 1,
         t0.elapsed()
     );
-    let tokens = Arc::new(tokens);
     let expected = Arc::new(expected);
     let alg = if a.es256 { "ES256" } else { "RS256" };
 
@@ -495,17 +545,27 @@ fn main() {
         .build()
         .unwrap();
     println!(
-        "| run | users | requests | connections | wall s | requests/s | p50 ms | p99 ms | max ms | errors | server CPU s | client CPU s | server peak RSS MiB | audit: users with exactly one granted event for the disclosed key | granted events | raw {alg} verifications/s (2 threads) | throughput / raw verification |"
+        "| run | tokens | users | requests | connections | wall s | requests/s | p50 ms | p99 ms | max ms | errors | server CPU s | client CPU s | server peak RSS MiB | audit: users with exactly one granted event for the disclosed key | granted events | raw {alg} verifications/s (2 threads) | throughput / raw verification | server CPU µs per request | CPU µs per verification | verification CPU / request CPU |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for run in 1..=a.repeat {
+    println!(
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    let runs: Vec<(usize, &str)> = (1..=a.repeat)
+        .flat_map(|r| a.modes.iter().map(move |m| (r, m.as_str())))
+        .collect();
+    for (run, mode) in runs {
+        let key_tokens = if mode == "distinct" {
+            second.clone()
+        } else {
+            tokens.clone()
+        };
         let rate_before = verify_rate(&idp, &tokens);
         let server = start_server(
             &a,
             addr,
             &seed_path,
             &env,
-            &dir.join(format!("server-{run}.log")),
+            &dir.join(format!("server-{run}-{mode}.log")),
         );
         let pid = server.child.id();
         let rss_idle = status_kib(pid, "VmRSS:");
@@ -514,6 +574,7 @@ fn main() {
             addr,
             a.connections,
             tokens.clone(),
+            key_tokens,
             expected.clone(),
         ));
         let (cpu_server, cpu_client) = (
@@ -530,7 +591,8 @@ fn main() {
         let startup = server.startup;
         drop(server);
         let rate_after = verify_rate(&idp, &tokens);
-        let rate = (rate_before + rate_after) / 2.0;
+        let rate = (rate_before.0 + rate_after.0) / 2.0;
+        let verify_cpu_us = (rate_before.1 + rate_after.1) / 2.0;
         let mut lat = load.latencies_ms;
         let n = lat.len();
         let rps = n as f64 / wall.as_secs_f64();
@@ -538,14 +600,14 @@ fn main() {
             eprintln!("outage: {e}");
         }
         eprintln!(
-            "outage: run {run}: server started in {:.2?} (RSS {:.1} MiB after import); raw verification {:.0}/s before, {:.0}/s after",
+            "outage: run {run} ({mode}): server started in {:.2?} (RSS {:.1} MiB after import); raw verification {:.0}/s before, {:.0}/s after",
             startup,
             rss_idle as f64 / 1024.0,
-            rate_before,
-            rate_after
+            rate_before.0,
+            rate_after.0
         );
         println!(
-            "| {run} | {} | {n} | {} | {:.2} | {rps:.0} | {:.2} | {:.2} | {:.2} | {} | {cpu_server:.2} | {cpu_client:.2} | {:.1} | {} / {} | {granted} | {rate:.0} | {:.2} |",
+            "| {run} | {mode} | {} | {n} | {} | {:.2} | {rps:.0} | {:.2} | {:.2} | {:.2} | {} | {cpu_server:.2} | {cpu_client:.2} | {:.1} | {} / {} | {granted} | {rate:.0} | {:.2} | {:.1} | {verify_cpu_us:.1} | {:.2} |",
             a.users,
             a.connections,
             wall.as_secs_f64(),
@@ -557,6 +619,8 @@ fn main() {
             a.users - bad.len(),
             a.users,
             rps / rate,
+            cpu_server * 1e6 / n as f64,
+            verify_cpu_us / (cpu_server * 1e6 / n as f64),
         );
         let _ = std::io::stdout().flush();
     }
