@@ -88,6 +88,13 @@ coldstart_variants() {
     echo "get-recovery-key$suffix=$rel/get-recovery-key@embedded"
     echo "list-devices/aws$suffix=$rel/list-devices@aws"
     echo "get-recovery-key/aws$suffix=$rel/get-recovery-key@aws"
+    # The SDK loads the system trust store at client construction; here
+    # /etc/ssl/certs holds one PEM file per CA besides the bundle (Debian
+    # layout), unlike Lambda's Amazon Linux 2023. Also measured with the
+    # bundle file only.
+    mkdir -p "$out/empty-cert-dir"
+    echo "list-devices/aws+bundle-only$suffix=$rel/list-devices@aws,SSL_CERT_DIR=$out/empty-cert-dir"
+    echo "get-recovery-key/aws+bundle-only$suffix=$rel/get-recovery-key@aws,SSL_CERT_DIR=$out/empty-cert-dir"
 }
 
 run_coldstart() {
@@ -136,6 +143,8 @@ run_profiles() {
     cargo build --release -p recovery-portal --example coldstart
     local variants=() p
     mapfile -t variants < <(coldstart_variants "" | grep -v /aws)
+    # A profile changes the SDK's init the way it changes the rest: one AWS variant.
+    variants+=("get-recovery-key/aws=$rel/get-recovery-key@aws")
     for p in opt-s opt-z thin-lto jitter mt; do
         local cfg=(--config "profile.bench-$p.inherits=\"release\"")
         case $p in
@@ -158,7 +167,7 @@ run_profiles() {
             cargo build "${cfg[@]}" --profile "bench-$p" -p list-devices -p get-recovery-key -p hello-lambda
         fi
         local d="target/bench-$p"
-        variants+=("hello/$p=$d/hello-lambda" "list-devices/$p=$d/list-devices@embedded" "get-recovery-key/$p=$d/get-recovery-key@embedded")
+        variants+=("hello/$p=$d/hello-lambda" "list-devices/$p=$d/list-devices@embedded" "get-recovery-key/$p=$d/get-recovery-key@embedded" "get-recovery-key/aws/$p=$d/get-recovery-key@aws")
     done
     note "Sizes (bytes): $(for v in "${variants[@]}"; do p="${v#*=}"; p="${p%@*}"; printf '%s %s; ' "${v%%=*}" "$(stat -c %s "$p")"; done)"
     note
