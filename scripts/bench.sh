@@ -2,12 +2,12 @@
 # Performance benchmarks (issue 5). Not run by CI: they take minutes and their
 # figures depend on the machine. One command:
 #
-#   scripts/bench.sh                 # coldstart + requests + outage
-#   scripts/bench.sh coldstart       # or any of: coldstart requests outage profiles
+#   scripts/bench.sh                 # coldstart + requests + outage + aws
+#   scripts/bench.sh coldstart       # or any of: coldstart requests outage aws profiles
 #
 # Environment: RUNS (cold starts per variant, default 30), USERS (outage,
 # default 10000), CONNECTIONS (outage, default 64), REPEAT (outage runs,
-# default 3).
+# default 3), INVOCATIONS (aws, per route, default 30).
 #
 # - coldstart: release builds of both functions and of bench/hello-lambda
 #   (the floor), spawned under the Lambda Runtime API emulator RUNS times
@@ -19,6 +19,9 @@
 # - requests: criterion, benches/requests.rs (per-request cost vs verifying
 #   the token alone).
 # - outage: examples/outage.rs against a release `portal serve`.
+# - aws: examples/awspath.rs, both release function binaries with
+#   PORTAL_BACKEND=aws against moto (scripts/moto.sh), through a proxy that
+#   counts AWS calls per invocation; also their CPU time per invocation.
 # - profiles: the functions built with other release settings (opt-level s
 #   and z, thin LTO, aws-lc jitter entropy on) and the floor on Tokio's
 #   multi-threaded runtime, measured against the release build in one
@@ -37,7 +40,7 @@ CONNECTIONS="${CONNECTIONS:-64}"
 REPEAT="${REPEAT:-3}"
 
 what=("$@")
-[ ${#what[@]} -gt 0 ] || what=(coldstart requests outage)
+[ ${#what[@]} -gt 0 ] || what=(coldstart requests outage aws)
 
 out="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
@@ -135,6 +138,18 @@ run_outage() {
         --connections "$CONNECTIONS" --repeat "$REPEAT" 2> >(tee "$out/outage.log" >&2) | tee -a "$summary"
 }
 
+run_aws() {
+    section "AWS path against moto (examples/awspath.rs)"
+    cargo build --release -p list-devices -p get-recovery-key
+    cargo build --release -p recovery-portal --example awspath
+    local started=0
+    if ! scripts/moto.sh status >/dev/null 2>&1; then started=1; fi
+    eval "$(scripts/moto.sh start)"
+    "$rel/examples/awspath" --invocations "${INVOCATIONS:-30}" 2> >(tee "$out/awspath.log" >&2) | tee -a "$summary"
+    # Leave a moto server that was already running (other tests use it).
+    if [ "$started" = 1 ]; then scripts/moto.sh stop >/dev/null 2>&1 || true; fi
+}
+
 # Release-profile experiments: each variant is a custom profile (its own
 # target/<profile>/ directory, so nothing else's cache is disturbed).
 run_profiles() {
@@ -180,8 +195,9 @@ for w in "${what[@]}"; do
         coldstart) run_coldstart ;;
         requests) run_requests ;;
         outage) run_outage ;;
+        aws) run_aws ;;
         profiles) run_profiles ;;
-        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, profiles)" >&2; exit 2 ;;
+        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, aws, profiles)" >&2; exit 2 ;;
     esac
 done
 echo
