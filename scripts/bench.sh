@@ -91,13 +91,11 @@ coldstart_variants() {
     echo "get-recovery-key$suffix=$rel/get-recovery-key@embedded"
     echo "list-devices/aws$suffix=$rel/list-devices@aws"
     echo "get-recovery-key/aws$suffix=$rel/get-recovery-key@aws"
-    # The SDK loads the system trust store at client construction; here
-    # /etc/ssl/certs holds one PEM file per CA besides the bundle (Debian
-    # layout), unlike Lambda's Amazon Linux 2023. Also measured with the
-    # bundle file only.
-    mkdir -p "$out/empty-cert-dir"
-    echo "list-devices/aws+bundle-only$suffix=$rel/list-devices@aws,SSL_CERT_DIR=$out/empty-cert-dir"
-    echo "get-recovery-key/aws+bundle-only$suffix=$rel/get-recovery-key@aws,SSL_CERT_DIR=$out/empty-cert-dir"
+    # The SDK client trusts the compiled-in Amazon Trust Services roots
+    # (src/aws/tls.rs); for comparison, the platform's trust store as the
+    # SDK loads it by default (here /etc/ssl/certs: one PEM file per CA
+    # besides the bundle, Debian layout).
+    echo "get-recovery-key/aws+system-roots$suffix=$rel/get-recovery-key@aws,PORTAL_TLS_ROOTS=system"
 }
 
 run_coldstart() {

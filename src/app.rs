@@ -75,8 +75,9 @@ pub async fn from_config(
             table_prefix,
             kms_key_id,
         } => {
-            let (store, cipher) =
-                crate::aws::aws_backends(table_prefix, kms_key_id.as_deref()).await;
+            let (store, cipher) = crate::aws::aws_backends(table_prefix, kms_key_id.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
             Ok(Portal {
                 store,
                 cipher,

@@ -124,7 +124,11 @@ async fn import(file: &std::path::Path) -> ExitCode {
     let Some(kms_key_id) = kms_key_id else {
         return fail("PORTAL_KMS_KEY_ID: is required to import (keys are sealed with KMS)");
     };
-    let (store, cipher) = recovery_portal::aws::aws_backends(&prefix, Some(&kms_key_id)).await;
+    let (store, cipher) = match recovery_portal::aws::aws_backends(&prefix, Some(&kms_key_id)).await
+    {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
     match recovery_portal::import::import(&seed, cipher.as_ref(), store.as_ref(), &progress).await {
         Ok(s) => {
             println!(
@@ -144,7 +148,10 @@ async fn create_tables() -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let client = recovery_portal::aws::dynamodb_client(recovery_portal::aws::sdk_config().await);
+    let client = match recovery_portal::aws::sdk_config().await {
+        Ok(config) => recovery_portal::aws::dynamodb_client(config),
+        Err(e) => return fail(e),
+    };
     match recovery_portal::aws::create_tables(&client, &prefix).await {
         Ok(tables) => {
             for (name, status) in tables {

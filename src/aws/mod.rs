@@ -10,11 +10,13 @@ pub mod items;
 pub mod kms;
 pub mod schema;
 mod tables;
+pub mod tls;
 
 pub use dynamodb::DynamoStore;
 pub use kms::KmsCipher;
 pub use tables::{TableStatus, create_tables};
 
+use crate::config::ConfigError;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -51,9 +53,14 @@ pub fn retry_config() -> RetryConfig {
 /// `AWS_DEFAULT_REGION`) is set, as it always is on Lambda, the region is
 /// taken from it directly and the region chain is skipped; likewise for
 /// credentials in the environment. Does no network I/O when the region is
-/// set (credentials are resolved on first use).
-pub async fn load_sdk_config() -> SdkConfig {
+/// set (credentials are resolved on first use). The HTTPS client trusts
+/// the Amazon Trust Services roots only, unless `AWS_CA_BUNDLE` or
+/// `PORTAL_TLS_ROOTS=system` say otherwise ([`tls`]); a bad value of those
+/// is the error.
+pub async fn load_sdk_config() -> Result<SdkConfig, ConfigError> {
+    let roots = tls::TrustRoots::from_env()?;
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(roots.http_client())
         .timeout_config(timeout_config())
         .retry_config(retry_config());
     let env_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -75,14 +82,14 @@ pub async fn load_sdk_config() -> SdkConfig {
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         );
     }
-    loader.load().await
+    Ok(loader.load().await)
 }
 
 static SDK_CONFIG: tokio::sync::OnceCell<SdkConfig> = tokio::sync::OnceCell::const_new();
 
 /// The process-wide SDK configuration, loaded on first call.
-pub async fn sdk_config() -> &'static SdkConfig {
-    SDK_CONFIG.get_or_init(load_sdk_config).await
+pub async fn sdk_config() -> Result<&'static SdkConfig, ConfigError> {
+    SDK_CONFIG.get_or_try_init(load_sdk_config).await
 }
 
 /// A DynamoDB client for `config` (timeouts and retries as configured there).
@@ -116,8 +123,12 @@ pub fn backends_from_config(
 pub async fn aws_backends(
     table_prefix: &str,
     kms_key_id: Option<&str>,
-) -> (Arc<DynamoStore>, Arc<KmsCipher>) {
-    backends_from_config(sdk_config().await, table_prefix, kms_key_id)
+) -> Result<(Arc<DynamoStore>, Arc<KmsCipher>), ConfigError> {
+    Ok(backends_from_config(
+        sdk_config().await?,
+        table_prefix,
+        kms_key_id,
+    ))
 }
 
 /// A short, secret-free description of an SDK failure for logs and

@@ -1,0 +1,158 @@
+//! Which root CAs the SDK's HTTPS client trusts.
+//!
+//! By default only the Amazon Trust Services roots compiled into the binary:
+//! every AWS service endpoint this backend calls (DynamoDB, KMS, STS) has a
+//! certificate issued under them. Loading the platform's trust store instead
+//! costs several milliseconds of cold start (on Debian, one file per CA in
+//! `/etc/ssl/certs`; BENCHMARKS.md §1) and trusts ~150 CAs that never sign
+//! an AWS endpoint.
+//!
+//! Escape hatches, for endpoints that are not AWS's own (a TLS-inspecting
+//! proxy, a local emulator behind HTTPS): `AWS_CA_BUNDLE=<PEM file>` adds
+//! that file's certificates (the variable the AWS CLI and other SDKs read),
+//! and `PORTAL_TLS_ROOTS=system` adds the platform's trust store.
+
+use crate::config::ConfigError;
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+/// Amazon Root CA 1–4 and Starfield Services Root CA G2 (which cross-signs
+/// them for older clients), PEM.
+pub const AMAZON_TRUST_SERVICES_ROOTS: &str = include_str!("amazon-trust-services-roots.pem");
+
+/// The root CAs to trust, from the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustRoots {
+    /// Also the platform's trust store (`PORTAL_TLS_ROOTS=system`).
+    pub system: bool,
+    /// Extra PEM certificates (`AWS_CA_BUNDLE`), already checked.
+    pub extra_pem: Option<Vec<u8>>,
+}
+
+impl TrustRoots {
+    /// Reads `PORTAL_TLS_ROOTS` (`amazon`, the default, or `system`) and
+    /// `AWS_CA_BUNDLE`. A bad value or an unreadable or certificate-free
+    /// bundle is an error naming the variable, so it stops the process at
+    /// init rather than failing every request.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name| {
+            std::env::var(name)
+                .ok()
+                .filter(|v: &String| !v.trim().is_empty())
+        };
+        let system = match var("PORTAL_TLS_ROOTS").as_deref().map(str::trim) {
+            None | Some("amazon") => false,
+            Some("system") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    var: "PORTAL_TLS_ROOTS",
+                    problem: format!("must be `amazon` or `system`, not {other:?}"),
+                });
+            }
+        };
+        let extra_pem = match var("AWS_CA_BUNDLE") {
+            None => None,
+            Some(path) => {
+                let problem = |p: String| ConfigError {
+                    var: "AWS_CA_BUNDLE",
+                    problem: format!("{path}: {p}"),
+                };
+                let pem = std::fs::read(&path).map_err(|e| problem(e.to_string()))?;
+                check_pem(&pem).map_err(problem)?;
+                Some(pem)
+            }
+        };
+        Ok(Self { system, extra_pem })
+    }
+
+    /// The trust store for the SDK's HTTPS client.
+    pub fn trust_store(&self) -> TrustStore {
+        let mut store = TrustStore::empty()
+            .with_native_roots(self.system)
+            .with_pem_certificate(AMAZON_TRUST_SERVICES_ROOTS.as_bytes());
+        if let Some(pem) = &self.extra_pem {
+            store = store.with_pem_certificate(pem.clone());
+        }
+        store
+    }
+
+    /// The HTTPS client every SDK client shares (rustls on aws-lc, as the
+    /// SDK's default client, with this trust store). Builds no connector
+    /// yet: that happens when a client is constructed, once per process.
+    pub fn http_client(&self) -> SharedHttpClient {
+        let context = TlsContext::builder()
+            .with_trust_store(self.trust_store())
+            .build()
+            .expect("a TLS context without server-name overrides always builds");
+        aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(
+                tls::rustls_provider::CryptoMode::AwsLc,
+            ))
+            .tls_context(context)
+            .build_https()
+    }
+}
+
+/// Checks that `pem` holds at least one certificate and that each one is
+/// usable as a trust anchor (the SDK's connector panics on one that is not).
+pub fn check_pem(pem: &[u8]) -> Result<usize, String> {
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate".into());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, cert) in certs.into_iter().enumerate() {
+        roots
+            .add(cert)
+            .map_err(|e| format!("certificate {} is not usable as a root: {e}", i + 1))?;
+    }
+    Ok(roots.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_hex(der: &[u8]) -> String {
+        let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        d.as_ref().iter().map(|b| format!("{b:02X}")).collect()
+    }
+
+    #[test]
+    fn the_compiled_in_roots_are_exactly_amazon_trust_services() {
+        // SHA-256 fingerprints published at https://www.amazontrust.com/repository/
+        let expected = [
+            "8ECDE6884F3D87B1125BA31AC3FCB13D7016DE7F57CC904FE1CB97C6AE98196E", // Amazon Root CA 1
+            "1BA5B2AA8C65401A82960118F80BEC4F62304D83CEC4713A19C39C011EA46DB4", // Amazon Root CA 2
+            "18CE6CFE7BF14E60B2E347B8DFE868CB31D02EBB3ADA271569F50343B46DB3A4", // Amazon Root CA 3
+            "E35D28419ED02025CFA69038CD623962458DA5C695FBDEA3C22B0BFB25897092", // Amazon Root CA 4
+            "568D6905A2C88708A4B3025190EDCFEDB1974A606A13C6E5290FCB2AE63EDAB5", // Starfield Services G2
+        ];
+        let got: Vec<String> =
+            CertificateDer::pem_slice_iter(AMAZON_TRUST_SERVICES_ROOTS.as_bytes())
+                .map(|c| sha256_hex(c.unwrap().as_ref()))
+                .collect();
+        assert_eq!(got, expected);
+        assert_eq!(check_pem(AMAZON_TRUST_SERVICES_ROOTS.as_bytes()), Ok(5));
+    }
+
+    #[test]
+    fn a_bundle_without_certificates_or_with_a_broken_one_is_refused() {
+        assert!(check_pem(b"").unwrap_err().contains("no PEM certificate"));
+        assert!(
+            check_pem(b"just some text\n")
+                .unwrap_err()
+                .contains("no PEM certificate")
+        );
+        let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert!(
+            check_pem(broken.as_bytes())
+                .unwrap_err()
+                .contains("not usable as a root")
+        );
+    }
+}
