@@ -557,6 +557,90 @@ async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
     status(StatusCode::ACCEPTED, r#"{"status":"OK"}"#)
 }
 
+/// What the function crates' runtime smoke tests share
+/// (`functions/*/tests/runtime.rs`): which binaries to run, the `events/`
+/// files with a token filled in, and one invocation's answer.
+pub mod smoke {
+    use super::{Emulator, EmulatorHandle, FunctionProcess};
+    use crate::devidp::DevIdentityProvider;
+    use serde_json::Value;
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    pub const ISSUER: &str = "https://login.example.test/smoke/v2.0";
+    pub const AUDIENCE: &str = "api://recovery-portal-smoke";
+    pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+    /// `cargo_built` (the test's `CARGO_BIN_EXE_…`), and the packaged
+    /// bootstrap `$PORTAL_SMOKE_BOOTSTRAP_DIR/<function>/bootstrap` when that
+    /// variable is set (`scripts/test.sh --package`).
+    pub fn binaries(function: &str, cargo_built: &str) -> Vec<PathBuf> {
+        let mut v = vec![PathBuf::from(cargo_built)];
+        if let Some(dir) = std::env::var_os("PORTAL_SMOKE_BOOTSTRAP_DIR") {
+            let p = PathBuf::from(dir).join(function).join("bootstrap");
+            assert!(
+                p.is_file(),
+                "PORTAL_SMOKE_BOOTSTRAP_DIR is set but {} is missing",
+                p.display()
+            );
+            v.push(p);
+        }
+        v
+    }
+
+    /// The event file `events/<name>` with `{{TOKEN}}` replaced.
+    pub fn event(name: &str, token: &str) -> String {
+        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+            .replace("{{TOKEN}}", token)
+    }
+
+    /// Invokes once; returns (statusCode, headers, JSON body) of the API
+    /// Gateway v2 answer, and checks the function is still serving.
+    pub fn invoke(
+        emu: &EmulatorHandle,
+        f: &mut FunctionProcess,
+        event: String,
+    ) -> (u64, Value, Value) {
+        let id = emu.push(event);
+        let reply = emu
+            .wait_response(TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}; function output:\n{}", f.output()));
+        assert_eq!(reply.request_id, id);
+        let r = reply.json().expect("the answer is JSON");
+        let status = r["statusCode"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no statusCode: {r}"));
+        assert_eq!(r["isBase64Encoded"], false, "{r}");
+        let body: Value =
+            serde_json::from_str(r["body"].as_str().expect("a text body")).expect("JSON body");
+        assert!(f.is_running(), "the function must keep serving");
+        (status, r["headers"].clone(), body)
+    }
+
+    /// Starts `program` as `function` on the embedded backend with `idp`'s
+    /// keys inline, plus `extra` variables.
+    pub fn start(
+        program: &Path,
+        function: &str,
+        idp: &DevIdentityProvider,
+        extra: &[(&str, &str)],
+    ) -> (EmulatorHandle, FunctionProcess) {
+        let (addr, emu) = Emulator::start().unwrap();
+        let jwks = idp.jwks_json();
+        let mut env = vec![
+            ("PORTAL_BACKEND", "embedded"),
+            ("PORTAL_ISSUER", ISSUER),
+            ("PORTAL_AUDIENCE", AUDIENCE),
+            ("PORTAL_JWKS", jwks.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        let f = FunctionProcess::spawn(program, function, addr, &env).unwrap();
+        (emu, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,73 +5,22 @@
 //! cargo-lambda package) when that variable is set.
 
 use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
+use recovery_portal::lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
+use recovery_portal::lambda_emulator::{EmulatorHandle, FunctionProcess};
 use recovery_portal::model::RecoveryPassword;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 const FUNCTION: &str = "get-recovery-key";
-const ISSUER: &str = "https://login.example.test/smoke/v2.0";
-const AUDIENCE: &str = "api://recovery-portal-smoke";
-const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The binaries under test: cargo's build, and the packaged bootstrap if asked.
-fn binaries() -> Vec<PathBuf> {
-    let mut v = vec![PathBuf::from(env!("CARGO_BIN_EXE_get-recovery-key"))];
-    if let Some(dir) = std::env::var_os("PORTAL_SMOKE_BOOTSTRAP_DIR") {
-        let p = PathBuf::from(dir).join(FUNCTION).join("bootstrap");
-        assert!(
-            p.is_file(),
-            "PORTAL_SMOKE_BOOTSTRAP_DIR is set but {} is missing",
-            p.display()
-        );
-        v.push(p);
-    }
-    v
-}
-
-fn event(name: &str, token: &str) -> String {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{path}: {e}"))
-        .replace("{{TOKEN}}", token)
-}
-
-/// Invokes once; returns (statusCode, headers, JSON body) of the API Gateway v2 answer.
-fn invoke(emu: &EmulatorHandle, f: &mut FunctionProcess, event: String) -> (u64, Value, Value) {
-    let id = emu.push(event);
-    let reply = emu
-        .wait_response(TIMEOUT)
-        .unwrap_or_else(|e| panic!("{e}; function output:\n{}", f.output()));
-    assert_eq!(reply.request_id, id);
-    let r = reply.json().expect("the answer is JSON");
-    let status = r["statusCode"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no statusCode: {r}"));
-    assert_eq!(r["isBase64Encoded"], false, "{r}");
-    let body: Value =
-        serde_json::from_str(r["body"].as_str().expect("a text body")).expect("JSON body");
-    assert!(f.is_running(), "the function must keep serving");
-    (status, r["headers"].clone(), body)
+fn binaries() -> Vec<std::path::PathBuf> {
+    smoke::binaries(FUNCTION, env!("CARGO_BIN_EXE_get-recovery-key"))
 }
 
 fn start(
-    program: &Path,
+    program: &std::path::Path,
     idp: &DevIdentityProvider,
     extra: &[(&str, &str)],
 ) -> (EmulatorHandle, FunctionProcess) {
-    let (addr, emu) = Emulator::start().unwrap();
-    let jwks = idp.jwks_json();
-    let mut env = vec![
-        ("PORTAL_BACKEND", "embedded"),
-        ("PORTAL_ISSUER", ISSUER),
-        ("PORTAL_AUDIENCE", AUDIENCE),
-        ("PORTAL_JWKS", jwks.as_str()),
-    ];
-    env.extend_from_slice(extra);
-    let f = FunctionProcess::spawn(program, FUNCTION, addr, &env).unwrap();
-    (emu, f)
+    smoke::start(program, FUNCTION, idp, extra)
 }
 
 #[test]
