@@ -60,8 +60,18 @@ impl TrustRoots {
                     problem: format!("{path}: {p}"),
                 };
                 let pem = std::fs::read(&path).map_err(|e| problem(e.to_string()))?;
-                check_pem(&pem).map_err(problem)?;
-                Some(pem)
+                let usable = usable_roots(&pem).map_err(problem)?;
+                if usable.rejected > 0 {
+                    // As with the platform store: a bundle may carry a
+                    // certificate no TLS library here accepts as a root.
+                    tracing::warn!(
+                        path,
+                        rejected = usable.rejected,
+                        kept = usable.kept,
+                        "AWS_CA_BUNDLE: certificates skipped, not usable as roots"
+                    );
+                }
+                Some(usable.pem.into_bytes())
             }
         };
         Ok(Self { system, extra_pem })
@@ -95,22 +105,52 @@ impl TrustRoots {
     }
 }
 
-/// Checks that `pem` holds at least one certificate and that each one is
-/// usable as a trust anchor (the SDK's connector panics on one that is not).
-pub fn check_pem(pem: &[u8]) -> Result<usize, String> {
+/// The certificates of a PEM bundle that can serve as trust anchors.
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsableRoots {
+    /// Those certificates, PEM-encoded again (the SDK's connector panics on
+    /// a certificate it cannot use, so it only ever sees these).
+    pub pem: String,
+    pub kept: usize,
+    pub rejected: usize,
+}
+
+/// Parses `pem` and keeps the certificates usable as roots; an error when
+/// it is not PEM or none is usable.
+pub fn usable_roots(pem: &[u8]) -> Result<UsableRoots, String> {
+    use base64::Engine;
     let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
     if certs.is_empty() {
         return Err("holds no PEM certificate".into());
     }
-    let mut roots = rustls::RootCertStore::empty();
-    for (i, cert) in certs.into_iter().enumerate() {
-        roots
-            .add(cert)
-            .map_err(|e| format!("certificate {} is not usable as a root: {e}", i + 1))?;
+    let (mut out, mut kept, mut rejected) = (String::new(), 0, 0);
+    for cert in certs {
+        let mut one = rustls::RootCertStore::empty();
+        if one.add(cert.clone()).is_err() {
+            rejected += 1;
+            continue;
+        }
+        kept += 1;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
     }
-    Ok(roots.len())
+    if kept == 0 {
+        return Err(format!(
+            "none of its {rejected} certificates is usable as a root"
+        ));
+    }
+    Ok(UsableRoots {
+        pem: out,
+        kept,
+        rejected,
+    })
 }
 
 #[cfg(test)]
@@ -137,22 +177,36 @@ mod tests {
                 .map(|c| sha256_hex(c.unwrap().as_ref()))
                 .collect();
         assert_eq!(got, expected);
-        assert_eq!(check_pem(AMAZON_TRUST_SERVICES_ROOTS.as_bytes()), Ok(5));
+        let usable = usable_roots(AMAZON_TRUST_SERVICES_ROOTS.as_bytes()).unwrap();
+        assert_eq!((usable.kept, usable.rejected), (5, 0));
+        // Re-encoded, the same five certificates.
+        let again: Vec<String> = CertificateDer::pem_slice_iter(usable.pem.as_bytes())
+            .map(|c| sha256_hex(c.unwrap().as_ref()))
+            .collect();
+        assert_eq!(again, expected);
     }
 
     #[test]
-    fn a_bundle_without_certificates_or_with_a_broken_one_is_refused() {
-        assert!(check_pem(b"").unwrap_err().contains("no PEM certificate"));
+    fn unusable_certificates_are_skipped_and_a_bundle_without_any_is_refused() {
         assert!(
-            check_pem(b"just some text\n")
+            usable_roots(b"")
+                .unwrap_err()
+                .contains("no PEM certificate")
+        );
+        assert!(
+            usable_roots(b"just some text\n")
                 .unwrap_err()
                 .contains("no PEM certificate")
         );
         let broken = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         assert!(
-            check_pem(broken.as_bytes())
+            usable_roots(broken.as_bytes())
                 .unwrap_err()
-                .contains("not usable as a root")
+                .contains("none of its 1 certificates")
         );
+        let mixed = format!("{broken}{AMAZON_TRUST_SERVICES_ROOTS}");
+        let usable = usable_roots(mixed.as_bytes()).unwrap();
+        assert_eq!((usable.kept, usable.rejected), (5, 1));
+        assert!(!usable.pem.contains("AAAA\n"));
     }
 }
