@@ -11,7 +11,8 @@
 mod synthetic;
 
 use bytes::Bytes;
-use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
 use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::http::{ApiRequest, Routes, handle};
@@ -50,6 +51,28 @@ fn request(method: Method, path: String, token: &str, body: &'static str, id: us
         source_ip: Some("198.51.100.23".into()),
         request_id: format!("bench-{id:012}"),
     }
+}
+
+/// Benchmarks `routes` on `portal` with requests from `make`, each answered 200.
+fn bench_route(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    rt: &tokio::runtime::Runtime,
+    portal: &app::Portal,
+    routes: Routes,
+    make: &dyn Fn() -> ApiRequest,
+) {
+    g.bench_function(name, |b| {
+        b.iter_batched(
+            make,
+            |req| {
+                let r = rt.block_on(handle(portal, routes, req));
+                assert_eq!(r.status(), 200);
+                r
+            },
+            BatchSize::SmallInput,
+        )
+    });
 }
 
 fn benches(c: &mut Criterion) {
@@ -128,42 +151,39 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("list_devices", |b| {
-        b.iter_batched(
-            || {
-                let i = pick();
-                request(Method::GET, "/v1/devices".into(), &tokens[i % USERS], "", i)
-            },
-            |req| {
-                let r = rt.block_on(handle(&portal, Routes::List, req));
-                assert_eq!(r.status(), 200);
-                r
-            },
-            BatchSize::SmallInput,
+    // One request of each route, for a rotating user and a fresh request id.
+    let list_request = || {
+        let i = pick();
+        request(Method::GET, "/v1/devices".into(), &tokens[i % USERS], "", i)
+    };
+    let key_request = || {
+        let i = pick();
+        let u = i % USERS;
+        let path = format!("/v1/devices/{}/recovery-key", expected[u].device_id);
+        request(
+            Method::POST,
+            path,
+            &tokens[u],
+            r#"{"reason":"Locked out after a firmware update"}"#,
+            i,
         )
-    });
-    g.bench_function("retrieve_key", |b| {
-        b.iter_batched(
-            || {
-                let i = pick();
-                let u = i % USERS;
-                let path = format!("/v1/devices/{}/recovery-key", expected[u].device_id);
-                request(
-                    Method::POST,
-                    path,
-                    &tokens[u],
-                    r#"{"reason":"Locked out after a firmware update"}"#,
-                    i,
-                )
-            },
-            |req| {
-                let r = rt.block_on(handle(&portal, Routes::Key, req));
-                assert_eq!(r.status(), 200);
-                r
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    };
+    bench_route(
+        &mut g,
+        "list_devices",
+        &rt,
+        &portal,
+        Routes::List,
+        &list_request,
+    );
+    bench_route(
+        &mut g,
+        "retrieve_key",
+        &rt,
+        &portal,
+        Routes::Key,
+        &key_request,
+    );
     // The same with a verified-token cache in front of the verifier, the
     // token already cached (a user's second request with one token).
     let cached = app::Portal {
@@ -183,42 +203,22 @@ fn benches(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    g.bench_function("list_devices_cached_token", |b| {
-        b.iter_batched(
-            || {
-                let i = pick();
-                request(Method::GET, "/v1/devices".into(), &tokens[i % USERS], "", i)
-            },
-            |req| {
-                let r = rt.block_on(handle(&cached, Routes::List, req));
-                assert_eq!(r.status(), 200);
-                r
-            },
-            BatchSize::SmallInput,
-        )
-    });
-    g.bench_function("retrieve_key_cached_token", |b| {
-        b.iter_batched(
-            || {
-                let i = pick();
-                let u = i % USERS;
-                let path = format!("/v1/devices/{}/recovery-key", expected[u].device_id);
-                request(
-                    Method::POST,
-                    path,
-                    &tokens[u],
-                    r#"{"reason":"Locked out after a firmware update"}"#,
-                    i,
-                )
-            },
-            |req| {
-                let r = rt.block_on(handle(&cached, Routes::Key, req));
-                assert_eq!(r.status(), 200);
-                r
-            },
-            BatchSize::SmallInput,
-        )
-    });
+    bench_route(
+        &mut g,
+        "list_devices_cached_token",
+        &rt,
+        &cached,
+        Routes::List,
+        &list_request,
+    );
+    bench_route(
+        &mut g,
+        "retrieve_key_cached_token",
+        &rt,
+        &cached,
+        Routes::Key,
+        &key_request,
+    );
     // What the function does per invocation: the API Gateway event parsed
     // into a request (lambda_http), the handler, and the response.
     g.bench_function("retrieve_key_from_apigw_event", |b| {

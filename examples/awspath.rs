@@ -16,8 +16,11 @@
 //! latency says little about DynamoDB's; the call counts and the function's
 //! CPU are the figures that carry over).
 
+#[path = "../benches/support/stats.rs"]
+mod stats;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
+use stats::percentile;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
@@ -114,15 +117,6 @@ fn cpu_ns(pid: u32) -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
 }
 
 struct RouteResult {

@@ -30,6 +30,10 @@
 //! `strace -f -e trace=connect` and reports every connection other than the
 //! runtime API's, during init and during the first invocation.
 
+#[path = "../benches/support/stats.rs"]
+mod stats;
+use stats::percentile;
+
 use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
 use std::io::Write;
@@ -280,16 +284,6 @@ fn ms(d: Duration) -> f64 {
 
 fn median(v: &mut [f64]) -> f64 {
     percentile(v, 50.0)
-}
-
-/// Nearest-rank percentile.
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
 }
 
 /// What `netcheck` saw: connections other than the runtime API's.

@@ -24,8 +24,11 @@
 //!   generator and other work share the two cores, also the CPU-time view:
 //!   server CPU per request against CPU per verification.
 
+#[path = "../benches/support/stats.rs"]
+mod stats;
 #[path = "../benches/support/synthetic.rs"]
 mod synthetic;
+use stats::percentile;
 
 use recovery_portal::devidp::{DEV_AUDIENCE, DevAlg, DevIdentityProvider};
 use recovery_portal::ports::{SystemClock, TokenVerifier};
@@ -189,15 +192,6 @@ fn status_kib(pid: u32, field: &str) -> u64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
-}
-
-fn percentile(v: &mut [f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
-    v[rank.min(v.len()) - 1]
 }
 
 /// Verifications per second of `tokens` on two threads (the server's

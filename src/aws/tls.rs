@@ -125,14 +125,13 @@ pub fn usable_roots(pem: &[u8]) -> Result<UsableRoots, String> {
     if certs.is_empty() {
         return Err("holds no PEM certificate".into());
     }
-    let (mut out, mut kept, mut rejected) = (String::new(), 0, 0);
+    let mut roots = rustls::RootCertStore::empty();
+    let (mut out, mut rejected) = (String::new(), 0);
     for cert in certs {
-        let mut one = rustls::RootCertStore::empty();
-        if one.add(cert.clone()).is_err() {
+        if roots.add(cert.clone()).is_err() {
             rejected += 1;
             continue;
         }
-        kept += 1;
         let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
         out.push_str("-----BEGIN CERTIFICATE-----\n");
         for line in b64.as_bytes().chunks(64) {
@@ -141,6 +140,7 @@ pub fn usable_roots(pem: &[u8]) -> Result<UsableRoots, String> {
         }
         out.push_str("-----END CERTIFICATE-----\n");
     }
+    let kept = roots.len();
     if kept == 0 {
         return Err(format!(
             "none of its {rejected} certificates is usable as a root"
