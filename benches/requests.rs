@@ -14,10 +14,11 @@ use bytes::Bytes;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, header};
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::http::{ApiRequest, Routes, handle};
+use recovery_portal::api::{ApiRequest, Routes, handle};
+use recovery_portal::app;
+use recovery_portal::frontends::lambda;
 use recovery_portal::ports::{SystemClock, TokenVerifier};
-use recovery_portal::{app, lambda};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -58,7 +59,7 @@ fn bench_route(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     rt: &tokio::runtime::Runtime,
-    portal: &app::Portal,
+    portal: &recovery_portal::ports::Portal,
     routes: Routes,
     make: &dyn Fn() -> ApiRequest,
 ) {
@@ -89,7 +90,7 @@ fn benches(c: &mut Criterion) {
     let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
     let verifier: Arc<dyn TokenVerifier> = Arc::new(idp.verifier(Arc::new(SystemClock)));
     let (seed_json, expected) = synthetic::seed(USERS);
-    let seed = recovery_portal::seed::parse(&seed_json).unwrap();
+    let seed = recovery_portal::tools::seed::parse(&seed_json).unwrap();
     let (portal, _store) = rt.block_on(app::embedded(&seed, verifier.clone(), 10_000));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let tokens: Vec<String> = expected
@@ -186,11 +187,13 @@ fn benches(c: &mut Criterion) {
     );
     // The same with a verified-token cache in front of the verifier, the
     // token already cached (a user's second request with one token).
-    let cached = app::Portal {
-        verifier: Arc::new(recovery_portal::token_cache::CachingVerifier::new(
-            verifier.clone(),
-            Arc::new(SystemClock),
-        )),
+    let cached = recovery_portal::ports::Portal {
+        verifier: Arc::new(
+            recovery_portal::adapters::token_cache::CachingVerifier::new(
+                verifier.clone(),
+                Arc::new(SystemClock),
+            ),
+        ),
         ..portal.clone()
     };
     for t in &tokens {

@@ -24,9 +24,9 @@ use stats::percentile;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_dynamodb::config::Credentials;
-use recovery_portal::aws::{DynamoStore, KmsCipher};
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::lambda_emulator::{Emulator, FunctionProcess};
+use lambda_emulator::{Emulator, FunctionProcess};
+use recovery_portal::adapters::aws::{DynamoStore, KmsCipher};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -172,7 +172,7 @@ fn main() {
             .await;
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         let kms = aws_sdk_kms::Client::new(&sdk);
-        recovery_portal::aws::create_tables(&dynamodb, &prefix)
+        recovery_portal::adapters::aws::create_tables(&dynamodb, &prefix)
             .await
             .expect("create tables on moto");
         let key = kms
@@ -186,8 +186,8 @@ fn main() {
             .key_id;
         let store = DynamoStore::new(dynamodb, &prefix);
         let cipher = KmsCipher::new(kms, Some(key.clone()));
-        let seed = recovery_portal::seed::parse(&seed_json).unwrap();
-        recovery_portal::import::import(&seed, &cipher, &store, &|_, _| {})
+        let seed = recovery_portal::tools::seed::parse(&seed_json).unwrap();
+        recovery_portal::tools::import::import(&seed, &cipher, &store, &|_, _| {})
             .await
             .expect("import into moto");
         key

@@ -34,8 +34,8 @@
 mod stats;
 use stats::percentile;
 
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
+use lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

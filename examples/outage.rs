@@ -30,8 +30,8 @@ mod stats;
 mod synthetic;
 use stats::percentile;
 
-use recovery_portal::devidp::{DEV_AUDIENCE, DevAlg, DevIdentityProvider};
 use recovery_portal::ports::{SystemClock, TokenVerifier};
+use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevAlg, DevIdentityProvider};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
-# DynamoDB tables. src/aws/schema.rs is the single source of truth for names,
-# keys, indexes and projections; tests/infra.rs fails if these drift from it.
+# DynamoDB tables. src/adapters/aws/schema.rs is the single source of truth for names,
+# keys, indexes and projections; tests/infra/terraform.rs fails if these drift from it.
 #
 # All tables: on-demand capacity, point-in-time recovery, deletion protection
 # and SSE with the dedicated tables CMK (see kms.tf for why it is separate from

@@ -1,7 +1,7 @@
 # IAM: one execution role per function, least privilege, plus a managed
 # policy for the administrators who import recovery keys.
 #
-# Every policy is an aws_iam_policy_document so that tests/infra.rs can read
+# Every policy is an aws_iam_policy_document so that tests/infra/terraform.rs can read
 # the statements from the HCL and check the properties the design relies on.
 
 data "aws_iam_policy_document" "lambda_assume_role" {

@@ -6,7 +6,7 @@
 #   the devices table's `sealed` map). Only the get-recovery-key role may
 #   Decrypt, only the import policy may Encrypt, and both only with the
 #   encryption context the code binds to every key (tenant_id, device_id,
-#   key_id; see KMS_CONTEXT_KEYS in src/aws/schema.rs).
+#   key_id; see KMS_CONTEXT_KEYS in src/adapters/aws/schema.rs).
 #
 # - tables: DynamoDB server-side encryption of all three tables. It is a
 #   separate key so that table access never needs a KMS permission in an IAM

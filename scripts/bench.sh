@@ -92,7 +92,7 @@ coldstart_variants() {
     echo "list-devices/aws$suffix=$rel/list-devices@aws"
     echo "get-recovery-key/aws$suffix=$rel/get-recovery-key@aws"
     # The SDK client trusts the compiled-in Amazon Trust Services roots
-    # (src/aws/tls.rs); for comparison, the platform's trust store as the
+    # (src/adapters/aws/tls.rs); for comparison, the platform's trust store as the
     # SDK loads it by default (here /etc/ssl/certs: one PEM file per CA
     # besides the bundle, Debian layout).
     echo "get-recovery-key/aws+system-roots$suffix=$rel/get-recovery-key@aws,PORTAL_TLS_ROOTS=system"

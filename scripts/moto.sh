@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A local moto server (DynamoDB + KMS) for the AWS adapter tests (tests/aws_*.rs).
+# A local moto server (DynamoDB + KMS) for the AWS adapter tests (tests/aws/).
 #
 # Usage:
 #   source scripts/moto.sh start     # start (or reuse) moto; exports PORTAL_TEST_MOTO_URL

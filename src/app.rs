@@ -1,21 +1,11 @@
 //! The assembled application: ports wired to adapters, built once per process.
 
-use crate::auth::JwtVerifier;
+use crate::adapters::embedded::{LocalCipher, MemoryStore};
+use crate::adapters::jwt::JwtVerifier;
 use crate::config::{AuthConfig, Backend, Config};
-use crate::embedded::{LocalCipher, MemoryStore};
-use crate::ports::{Clock, KeyCipher, Store, SystemClock, TokenVerifier};
-use crate::seed::Seed;
+use crate::ports::{Clock, Portal, SystemClock, TokenVerifier};
+use crate::tools::seed::Seed;
 use std::sync::Arc;
-
-#[derive(Clone)]
-pub struct Portal {
-    pub store: Arc<dyn Store>,
-    pub cipher: Arc<dyn KeyCipher>,
-    pub clock: Arc<dyn Clock>,
-    pub verifier: Arc<dyn TokenVerifier>,
-    /// Keys disclosed to one caller per rolling hour.
-    pub key_rate_limit: u32,
-}
 
 /// The production verifier for a configured issuer, behind a bounded cache
 /// of verified tokens (a user lists devices, then retrieves a key, with the
@@ -28,7 +18,7 @@ pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
         auth.source(),
         clock.clone(),
     );
-    Arc::new(crate::token_cache::CachingVerifier::new(
+    Arc::new(crate::adapters::token_cache::CachingVerifier::new(
         Arc::new(jwt),
         clock,
     ))
@@ -42,7 +32,7 @@ pub async fn embedded(
 ) -> (Portal, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let cipher = Arc::new(LocalCipher::random());
-    crate::import::import(seed, cipher.as_ref(), store.as_ref(), &|_, _| {})
+    crate::tools::import::import(seed, cipher.as_ref(), store.as_ref(), &|_, _| {})
         .await
         .expect("the embedded store and cipher cannot fail");
     let portal = Portal {
@@ -66,18 +56,20 @@ pub async fn from_config(
             let text = match std::env::var("PORTAL_SEED_FILE") {
                 Ok(path) => std::fs::read_to_string(&path)
                     .map_err(|e| format!("PORTAL_SEED_FILE: {path}: {e}"))?,
-                Err(_) => crate::seed::DEMO_SEED.to_owned(),
+                Err(_) => crate::tools::seed::DEMO_SEED.to_owned(),
             };
-            let seed = crate::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
+            let seed =
+                crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
             Ok(embedded(&seed, verifier, config.key_rate_limit).await.0)
         }
         Backend::Aws {
             table_prefix,
             kms_key_id,
         } => {
-            let (store, cipher) = crate::aws::aws_backends(table_prefix, kms_key_id.as_deref())
-                .await
-                .map_err(|e| e.to_string())?;
+            let (store, cipher) =
+                crate::adapters::aws::aws_backends(table_prefix, kms_key_id.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?;
             Ok(Portal {
                 store,
                 cipher,

@@ -1,8 +1,8 @@
 //! Configuration from environment variables, validated once at start. A bad
 //! or missing value stops the process with a message naming the variable.
 
-use crate::auth::{JwksSource, JwtSettings, KeySet};
-use crate::ids::TenantId;
+use crate::adapters::jwt::{JwksSource, JwtSettings, KeySet};
+use crate::domain::ids::TenantId;
 
 pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
 

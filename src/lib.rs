@@ -1,32 +1,32 @@
 //! recovery-portal: the backend of a company portal's "Get recovery key" page.
 //!
-//! Ports and adapters: the domain (`auth`, `policy`, `devices`, `keys`,
-//! `audit`, `ratelimit`) depends only on the traits in `ports`; `embedded` and
-//! `aws` implement them; `http` maps requests and errors; `lambda` and
-//! `server` are the two front ends.
+//! Ports and adapters, one folder per layer:
+//!
+//! - [`domain`]: identifiers, the data model, the verified caller, policy,
+//!   audit events, rate limiting, device listing, key retrieval and the domain
+//!   errors.
+//! - [`ports`]: the traits the domain depends on (`Store`, `KeyCipher`,
+//!   `Clock`, `TokenVerifier`) and `Portal`, one implementation of each.
+//!   The ports speak in domain types; the domain's services (`devices`,
+//!   `keys`) take a `Portal`. Neither imports anything below.
+//! - [`adapters`]: the implementations: `embedded` (in-process store and
+//!   cipher), `jwt` (bearer tokens against the issuer's JWKS) with its
+//!   `token_cache`, and `aws` (DynamoDB, KMS).
+//! - [`api`]: requests to domain calls and domain errors to HTTP answers, the
+//!   one implementation of every route.
+//! - [`frontends`]: `lambda` and the local `server`, both around `api`.
+//! - [`tools`]: the seed format, the bulk import and (feature `dev-idp`) the
+//!   development identity provider.
+//!
+//! At the top: [`config`] (the environment), [`app`] (the composition root:
+//! adapters wired into a `Portal`) and [`telemetry`].
 
+pub mod adapters;
+pub mod api;
 pub mod app;
-pub mod audit;
-pub mod auth;
-pub mod aws;
 pub mod config;
-pub mod devices;
-pub mod devidp;
-pub mod embedded;
-pub mod error;
-pub mod http;
-pub mod ids;
-pub mod import;
-pub mod keys;
-pub mod lambda;
-#[cfg(feature = "cli")]
-pub mod lambda_emulator;
-pub mod model;
-pub mod policy;
+pub mod domain;
+pub mod frontends;
 pub mod ports;
-pub mod ratelimit;
-pub mod seed;
-#[cfg(feature = "cli")]
-pub mod server;
 pub mod telemetry;
-pub mod token_cache;
+pub mod tools;

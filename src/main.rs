@@ -3,8 +3,10 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use recovery_portal::config::{Backend, Config};
-use recovery_portal::devidp::{DEV_AUDIENCE, DevIdentityProvider};
-use recovery_portal::{app, seed, server, telemetry};
+use recovery_portal::frontends::server;
+use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevIdentityProvider};
+use recovery_portal::tools::seed;
+use recovery_portal::{app, telemetry};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,7 +73,7 @@ enum Command {
 #[derive(Subcommand)]
 enum TablesCommand {
     /// Create `<PORTAL_TABLE_PREFIX>-devices`, `-audit` and `-rate_limits`
-    /// as src/aws/schema.rs defines them; existing tables are checked.
+    /// as src/adapters/aws/schema.rs defines them; existing tables are checked.
     Create,
 }
 
@@ -124,12 +126,14 @@ async fn import(file: &std::path::Path) -> ExitCode {
     let Some(kms_key_id) = kms_key_id else {
         return fail("PORTAL_KMS_KEY_ID: is required to import (keys are sealed with KMS)");
     };
-    let (store, cipher) = match recovery_portal::aws::aws_backends(&prefix, Some(&kms_key_id)).await
+    let (store, cipher) =
+        match recovery_portal::adapters::aws::aws_backends(&prefix, Some(&kms_key_id)).await {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
+    match recovery_portal::tools::import::import(&seed, cipher.as_ref(), store.as_ref(), &progress)
+        .await
     {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    match recovery_portal::import::import(&seed, cipher.as_ref(), store.as_ref(), &progress).await {
         Ok(s) => {
             println!(
                 "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged)",
@@ -148,11 +152,11 @@ async fn create_tables() -> ExitCode {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let client = match recovery_portal::aws::sdk_config().await {
-        Ok(config) => recovery_portal::aws::dynamodb_client(config),
+    let client = match recovery_portal::adapters::aws::sdk_config().await {
+        Ok(config) => recovery_portal::adapters::aws::dynamodb_client(config),
         Err(e) => return fail(e),
     };
-    match recovery_portal::aws::create_tables(&client, &prefix).await {
+    match recovery_portal::adapters::aws::create_tables(&client, &prefix).await {
         Ok(tables) => {
             for (name, status) in tables {
                 println!("{name}: {status:?}");
@@ -201,8 +205,8 @@ async fn main() -> ExitCode {
                 Ok(i) => i,
                 Err(e) => return fail(e),
             };
-            if recovery_portal::ids::TenantId::parse(&tenant).is_err()
-                || recovery_portal::ids::UserId::parse(&user).is_err()
+            if recovery_portal::domain::ids::TenantId::parse(&tenant).is_err()
+                || recovery_portal::domain::ids::UserId::parse(&user).is_err()
             {
                 return fail(
                     "--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -",

@@ -2,14 +2,14 @@
 //! They back `portal serve`, the tests and the benchmarks, with the same
 //! semantics the DynamoDB and KMS adapters have.
 
-use crate::audit::{AuditEvent, AuditQuery, Outcome};
-use crate::error::Unavailable;
-use crate::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
-use crate::model::{
+use crate::domain::audit::{AuditEvent, AuditQuery, Outcome};
+use crate::domain::error::Unavailable;
+use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
 };
+use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use crate::ports::{CipherError, Commit, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store};
-use crate::ratelimit::{RateUpdate, RateWindow};
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -186,7 +186,7 @@ impl Store for MemoryStore {
             .filter(|e| &e.tenant_id == tenant && query.matches(e))
             .cloned()
             .collect();
-        crate::audit::newest_first(&mut v);
+        crate::domain::audit::newest_first(&mut v);
         v.truncate(query.limit);
         Ok(v)
     }

@@ -6,8 +6,9 @@
 //! document only); any `crit` header is refused since we implement no
 //! extension. Time checks use the injected `Clock` so they are testable.
 
-use crate::error::AuthFailure;
-use crate::ids::{TenantId, UserId};
+use crate::domain::caller::{Caller, Permissions};
+use crate::domain::error::AuthFailure;
+use crate::domain::ids::{TenantId, UserId};
 use crate::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use base64::Engine;
@@ -24,51 +25,6 @@ pub const LEEWAY_SECS: i64 = 60;
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 /// Longest accepted token: bounds the work an attacker can make us do.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-/// What a caller may do. Permission names are matched exactly.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Permissions {
-    /// `Devices.Read`: list own devices.
-    pub devices_read: bool,
-    /// `RecoveryKey.Read`: list own devices and get their keys.
-    pub key_read: bool,
-    /// `RecoveryKey.Read.All`: helpdesk, any device in the caller's tenant.
-    pub key_read_all: bool,
-    /// `AuditLog.Read.All`: read the tenant's audit events.
-    pub audit_read_all: bool,
-}
-
-impl Permissions {
-    pub const DEVICES_READ: &'static str = "Devices.Read";
-    pub const KEY_READ: &'static str = "RecoveryKey.Read";
-    pub const KEY_READ_ALL: &'static str = "RecoveryKey.Read.All";
-    pub const AUDIT_READ_ALL: &'static str = "AuditLog.Read.All";
-
-    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
-        let mut p = Self::default();
-        for n in names {
-            match n {
-                Self::DEVICES_READ => p.devices_read = true,
-                Self::KEY_READ => p.key_read = true,
-                Self::KEY_READ_ALL => p.key_read_all = true,
-                Self::AUDIT_READ_ALL => p.audit_read_all = true,
-                _ => {}
-            }
-        }
-        p
-    }
-}
-
-/// A verified caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    pub tenant: TenantId,
-    pub user: UserId,
-    pub permissions: Permissions,
-    /// The token's `exp` (unix seconds): a verified-token cache must not
-    /// outlive it.
-    pub expires_at: i64,
-}
 
 /// Verification settings, from configuration.
 #[derive(Debug, Clone)]

@@ -19,8 +19,8 @@
 //! - bounded: at most `capacity` entries; when full, expired entries go
 //!   first, then the oldest (down to 90 %, so eviction costs O(1) amortised).
 
-use crate::auth::Caller;
-use crate::error::AuthFailure;
+use crate::domain::caller::Caller;
+use crate::domain::error::AuthFailure;
 use crate::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
@@ -149,10 +149,10 @@ impl TokenVerifier for CachingVerifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dev-idp"))]
 mod tests {
     use super::*;
-    use crate::devidp::{DevAlg, DevIdentityProvider};
+    use crate::tools::devidp::{DevAlg, DevIdentityProvider};
     use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
     use time::OffsetDateTime;
 
@@ -168,7 +168,7 @@ mod tests {
 
     /// Counts the calls that reach the real verifier.
     struct Counting {
-        inner: crate::auth::JwtVerifier,
+        inner: crate::adapters::jwt::JwtVerifier,
         calls: AtomicUsize,
     }
 
@@ -242,9 +242,10 @@ mod tests {
         s.cache.verify(&t).await.unwrap();
         assert_eq!(s.calls(), 3, "within the leeway nothing is cached");
         // ...and past the leeway the token is refused, cache or not.
-        s.clock
-            .0
-            .store(NOW + 100 + crate::auth::LEEWAY_SECS + 1, Ordering::SeqCst);
+        s.clock.0.store(
+            NOW + 100 + crate::adapters::jwt::LEEWAY_SECS + 1,
+            Ordering::SeqCst,
+        );
         assert_eq!(s.cache.verify(&t).await, Err(AuthFailure::Expired));
         assert_eq!(s.cache.verify(&t).await, Err(AuthFailure::Expired));
         assert_eq!(s.calls(), 5);
@@ -289,15 +290,15 @@ mod tests {
         // Same issuer key, another audience.
         let clock = a.clock.clone();
         let b_inner = {
-            let keys = crate::auth::KeySet::from_jwks_json(&a.idp.jwks_json()).unwrap();
-            crate::auth::JwtVerifier::new(
-                crate::auth::JwtSettings {
+            let keys = crate::adapters::jwt::KeySet::from_jwks_json(&a.idp.jwks_json()).unwrap();
+            crate::adapters::jwt::JwtVerifier::new(
+                crate::adapters::jwt::JwtSettings {
                     issuer: "https://issuer.test".into(),
                     audience: "api://b".into(),
                     default_tenant: None,
                 },
                 keys,
-                crate::auth::JwksSource::Fixed,
+                crate::adapters::jwt::JwksSource::Fixed,
                 clock.clone(),
             )
         };

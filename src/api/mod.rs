@@ -4,15 +4,16 @@
 //! Lambda (`lambda.rs`), the local server (`server.rs`) and the tests all call
 //! `handle`, so there is exactly one implementation of each route.
 
-use crate::app::Portal;
-use crate::audit::{AuditEvent, AuditQuery};
-use crate::auth::{self, Caller};
-use crate::devices;
-use crate::error::{ApiError, AuthFailure};
-use crate::ids::{DeviceId, KeyIdPrefix, KeySelector, UserId};
-use crate::keys::{self, Attempt, RequestMeta, RetrievalRequest};
-use crate::model::{Device, Helpdesk};
-use crate::policy;
+use crate::adapters::jwt;
+use crate::domain::audit::{AuditEvent, AuditQuery};
+use crate::domain::caller::Caller;
+use crate::domain::devices;
+use crate::domain::error::{ApiError, AuthFailure};
+use crate::domain::ids::{DeviceId, KeyIdPrefix, KeySelector, UserId};
+use crate::domain::keys::{self, Attempt, RequestMeta, RetrievalRequest};
+use crate::domain::model::{Device, Helpdesk};
+use crate::domain::policy;
+use crate::ports::Portal;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -200,7 +201,7 @@ async fn dispatch(
             };
             let mut events = portal.store.audit_events(&caller.tenant, &query).await?;
             events.retain(|e| e.tenant_id == caller.tenant && query.matches(e));
-            crate::audit::newest_first(&mut events);
+            crate::domain::audit::newest_first(&mut events);
             events.truncate(query.limit);
             Ok(json_response(
                 StatusCode::OK,
@@ -327,7 +328,7 @@ async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, Ap
         ),
         _ => return Err(ApiError::Unauthenticated(AuthFailure::Malformed)),
     };
-    let token = auth::bearer_token(value).map_err(ApiError::Unauthenticated)?;
+    let token = jwt::bearer_token(value).map_err(ApiError::Unauthenticated)?;
     portal.verifier.verify(token).await.map_err(|f| {
         tracing::info!(reason = %f, "token rejected");
         ApiError::Unauthenticated(f)

@@ -1,7 +1,7 @@
 //! Audit events: one per key-retrieval attempt that authenticated, written
 //! before any key is decrypted, never updated or deleted.
 
-use crate::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 

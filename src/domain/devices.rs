@@ -1,12 +1,12 @@
 //! Device listing and the helpdesk's key-ID lookup: metadata only.
 
-use crate::app::Portal;
-use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::ids::{KeyIdPrefix, UserId};
-use crate::model::{Device, Helpdesk};
-use crate::policy;
+use crate::domain::caller::Caller;
+use crate::domain::error::ApiError;
+use crate::domain::ids::{KeyIdPrefix, UserId};
+use crate::domain::model::{Device, Helpdesk};
+use crate::domain::policy;
 use crate::ports::KeyLocation;
+use crate::ports::Portal;
 
 pub struct DeviceListing {
     pub devices: Vec<Device>,

@@ -1,8 +1,8 @@
 //! The one domain error type. Every failure a request can meet is a variant
-//! here; `http::problem` turns each into exactly one HTTP answer.
+//! here; `api::problem` turns each into exactly one HTTP answer.
 
-use crate::ids::KeyId;
-use crate::model::Helpdesk;
+use crate::domain::ids::KeyId;
+use crate::domain::model::Helpdesk;
 
 /// Why a token was not accepted. Only for logs and tests: clients get one
 /// generic 401 so the answer leaks nothing about the verifier.

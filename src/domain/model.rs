@@ -1,6 +1,6 @@
 //! Domain records: tenants, devices, key metadata, and the recovery password.
 
-use crate::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use zeroize::{Zeroize, Zeroizing};

@@ -1,11 +1,12 @@
 //! The Lambda front end: API Gateway HTTP API (payload 2.0) events in and
-//! out of `http::handle`. The function binaries build a `Portal` once, at
+//! out of `api::handle`. The function binaries build a `Portal` once, at
 //! init, and hand `handle` to `lambda_http::run`.
 
-use crate::app::{self, Portal};
+use crate::api::{self, ApiRequest, Routes};
+use crate::app;
 use crate::config::Backend;
-use crate::error::{ApiError, Unavailable};
-use crate::http::{self as api, ApiRequest, Routes};
+use crate::domain::error::{ApiError, Unavailable};
+use crate::ports::Portal;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,9 +1,9 @@
-//! The local server: the same `http::handle` as Lambda, behind axum, plus
+//! The local server: the same `api::handle` as Lambda, behind axum, plus
 //! the development identity provider's discovery and JWKS documents.
 
-use crate::app::Portal;
-use crate::devidp::DevIdentityProvider;
-use crate::http::{self as api, ApiRequest, MAX_BODY, Routes};
+use crate::api::{self, ApiRequest, MAX_BODY, Routes};
+use crate::ports::Portal;
+use crate::tools::devidp::DevIdentityProvider;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};

@@ -1,25 +1,28 @@
 //! The ports: small traits the domain depends on. Adapters (embedded
 //! in-process, DynamoDB, KMS, JWKS) implement them; handlers never know which.
 
-use crate::audit::{AuditEvent, AuditQuery};
-use crate::auth::Caller;
-use crate::error::{AuthFailure, Unavailable};
-use crate::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
-use crate::model::{
+mod portal;
+pub use portal::Portal;
+
+use crate::domain::audit::{AuditEvent, AuditQuery};
+use crate::domain::caller::Caller;
+use crate::domain::error::{AuthFailure, Unavailable};
+use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
 };
-use crate::ratelimit::{RateUpdate, RateWindow};
+use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
 /// One row of a helpdesk key-ID lookup: metadata only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyLocation {
-    pub key_id: crate::ids::KeyId,
+    pub key_id: crate::domain::ids::KeyId,
     pub device_id: DeviceId,
     pub display_name: String,
     pub owner: UserId,
-    pub volume_type: crate::model::VolumeType,
+    pub volume_type: crate::domain::model::VolumeType,
     pub created_at: OffsetDateTime,
 }
 

@@ -1,7 +1,7 @@
 //! A development identity provider: signs tokens for `portal serve` when no
 //! real issuer is configured, and for tests and benchmarks. Local use only.
 
-use crate::auth::{JwksSource, JwtSettings, JwtVerifier, KeySet};
+use crate::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySet};
 use crate::ports::Clock;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;

@@ -2,11 +2,11 @@
 //! bound to its (tenant, device, key ID), skips devices whose stored
 //! fingerprint matches, and writes the rest.
 
-use crate::error::Unavailable;
-use crate::ids::{DeviceId, TenantId};
-use crate::model::{KeyContext, SealedDevice};
+use crate::domain::error::Unavailable;
+use crate::domain::ids::{DeviceId, TenantId};
+use crate::domain::model::{KeyContext, SealedDevice};
 use crate::ports::{CipherError, ImportDevice, ImportStore, KeyCipher};
-use crate::seed::{Seed, SeedDevice};
+use crate::tools::seed::{Seed, SeedDevice};
 use aws_lc_rs::digest;
 use futures_util::{StreamExt, TryStreamExt, stream};
 

@@ -8,8 +8,8 @@
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
 //! ```
 
-use crate::ids::{DeviceId, KeyId, TenantId, UserId};
-use crate::model::{
+use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::domain::model::{
     Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, Tenant, TenantPolicy, VolumeType,
 };
 use serde::Deserialize;

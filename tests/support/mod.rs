@@ -1,1 +1,6 @@
+//! The helpers the test binaries share, included by each as
+//! `#[path = "../support/mod.rs"] mod support;`.
+
+pub mod aws;
+pub mod common;
 pub mod serve;

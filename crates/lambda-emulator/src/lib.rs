@@ -15,7 +15,7 @@
 //! with the moment it spawned the function.
 //!
 //! ```no_run
-//! use recovery_portal::lambda_emulator::{Emulator, FunctionProcess};
+//! use lambda_emulator::{Emulator, FunctionProcess};
 //! use std::path::Path;
 //! use std::time::Duration;
 //!
@@ -562,7 +562,7 @@ async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 /// files with a token filled in, and one invocation's answer.
 pub mod smoke {
     use super::{Emulator, EmulatorHandle, FunctionProcess};
-    use crate::devidp::DevIdentityProvider;
+    use recovery_portal::tools::devidp::DevIdentityProvider;
     use serde_json::Value;
     use std::path::{Path, PathBuf};
     use std::time::Duration;
@@ -590,7 +590,7 @@ pub mod smoke {
 
     /// The event file `events/<name>` with `{{TOKEN}}` replaced.
     pub fn event(name: &str, token: &str) -> String {
-        let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
         std::fs::read_to_string(&path)
             .unwrap_or_else(|e| panic!("{path}: {e}"))
             .replace("{{TOKEN}}", token)

@@ -4,10 +4,10 @@
 //! Also runs `$PORTAL_SMOKE_BOOTSTRAP_DIR/get-recovery-key/bootstrap` (the
 //! cargo-lambda package) when that variable is set.
 
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
-use recovery_portal::lambda_emulator::{EmulatorHandle, FunctionProcess};
-use recovery_portal::model::RecoveryPassword;
+use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
+use lambda_emulator::{EmulatorHandle, FunctionProcess};
+use recovery_portal::domain::model::RecoveryPassword;
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "get-recovery-key";
 

@@ -3,8 +3,9 @@
 //! Builds its adapters once, at init, then serves events with the library's
 //! one implementation of its routes.
 
-use recovery_portal::http::Routes;
-use recovery_portal::{lambda, telemetry};
+use recovery_portal::api::Routes;
+use recovery_portal::frontends::lambda;
+use recovery_portal::telemetry;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {

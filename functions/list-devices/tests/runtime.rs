@@ -4,9 +4,9 @@
 //! Also runs `$PORTAL_SMOKE_BOOTSTRAP_DIR/list-devices/bootstrap` (the
 //! cargo-lambda package) when that variable is set.
 
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
-use recovery_portal::lambda_emulator::{EmulatorHandle, FunctionProcess};
+use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
+use lambda_emulator::{EmulatorHandle, FunctionProcess};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "list-devices";
 

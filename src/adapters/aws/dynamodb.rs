@@ -17,12 +17,12 @@ use super::schema::{
     AUDIT, AUDIT_BY_ACTOR, AUDIT_BY_DEVICE, AUDIT_BY_TIME, AUDIT_TIME_SHARDS, BY_KEY, BY_OWNER,
     DEVICES, RATE_LIMITS, table_name,
 };
-use crate::audit::{AuditEvent, AuditQuery, newest_first};
-use crate::error::Unavailable;
-use crate::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
-use crate::model::{Device, SealedDevice, Tenant, TenantPolicy};
+use crate::domain::audit::{AuditEvent, AuditQuery, newest_first};
+use crate::domain::error::Unavailable;
+use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use crate::domain::model::{Device, SealedDevice, Tenant, TenantPolicy};
+use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use crate::ports::{Commit, ImportDevice, ImportStore, KeyLocation, Store};
-use crate::ratelimit::{RateUpdate, RateWindow};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};

@@ -6,14 +6,14 @@
 //! `ts` in the audit table is UTC with exactly six fractional digits, so it
 //! sorts lexicographically in time order.
 
-use crate::audit::{AuditEvent, Outcome};
-use crate::error::Unavailable;
-use crate::ids::{DeviceId, KeyId, TenantId, UserId};
-use crate::model::{
+use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::error::Unavailable;
+use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::domain::model::{
     Device, Helpdesk, KeyMeta, ManagedBy, SealedDevice, SealedKey, Tenant, TenantPolicy, VolumeType,
 };
+use crate::domain::ratelimit::RateWindow;
 use crate::ports::{ImportDevice, KeyLocation};
-use crate::ratelimit::RateWindow;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;

@@ -1,7 +1,7 @@
 //! DynamoDB table and index definitions: the single source of truth.
 //!
 //! `portal tables create`, the DynamoDB adapter and the Terraform checks in
-//! `tests/infra.rs` all read these constants, so the deployed tables cannot
+//! `tests/infra/terraform.rs` all read these constants, so the deployed tables cannot
 //! drift from what the code queries.
 //!
 //! Every partition key starts with the tenant id, so no key condition can

@@ -8,7 +8,7 @@
 
 use super::describe_sdk_error;
 use super::schema::{ALL_TABLES, IndexDef, Projection, TableDef, table_name};
-use crate::error::Unavailable;
+use crate::domain::error::Unavailable;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
@@ -147,7 +147,7 @@ fn check_schema(name: &str, def: &TableDef, t: &TableDescription) -> Result<(), 
     let want = |h: &str, r: Option<&str>| (Some(h.to_owned()), r.map(str::to_owned));
     if keys(t.key_schema()) != want(def.hash, def.range) {
         return Err(err(format!(
-            "table {name} exists with another key schema than src/aws/schema.rs defines"
+            "table {name} exists with another key schema than src/adapters/aws/schema.rs defines"
         )));
     }
     for ix in def.indexes {
@@ -159,13 +159,13 @@ fn check_schema(name: &str, def: &TableDef, t: &TableDescription) -> Result<(), 
             Some(g) if keys(g.key_schema()) == want(ix.hash, ix.range) => {}
             Some(_) => {
                 return Err(err(format!(
-                    "table {name}: index {} has another key schema than src/aws/schema.rs defines",
+                    "table {name}: index {} has another key schema than src/adapters/aws/schema.rs defines",
                     ix.name
                 )));
             }
             None => {
                 return Err(err(format!(
-                    "table {name} exists without the index {} (src/aws/schema.rs)",
+                    "table {name} exists without the index {} (src/adapters/aws/schema.rs)",
                     ix.name
                 )));
             }

@@ -1,20 +1,20 @@
 //! The AWS adapters end to end on moto (real DynamoDB and KMS wire
-//! protocols): requests through `http::handle`, the number of AWS calls per
+//! protocols): requests through `api::handle`, the number of AWS calls per
 //! request, ciphertext binding, import idempotency and table creation.
 //!
 //! Needs `PORTAL_TEST_MOTO_URL` (see scripts/moto.sh); fails without it.
 
-mod common_aws;
+use crate::support::aws as common_aws;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use common_aws::{call, device, key, moto_env, password, portal, seed_json};
-use recovery_portal::aws::items;
-use recovery_portal::aws::{TableStatus, create_tables};
-use recovery_portal::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId};
-use recovery_portal::import::import;
-use recovery_portal::model::KeyContext;
+use recovery_portal::adapters::aws::items;
+use recovery_portal::adapters::aws::{TableStatus, create_tables};
+use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId};
+use recovery_portal::domain::model::KeyContext;
 use recovery_portal::ports::{CipherError, KeyCipher, Store};
-use recovery_portal::seed::parse;
+use recovery_portal::tools::import::import;
+use recovery_portal::tools::seed::parse;
 
 const KA: &str = "AAAA0001-5B6A-4798-8A9B-0C1D2E3F4A01";
 const KB: &str = "BBBB0002-5B6A-4798-8A9B-0C1D2E3F4A02";
@@ -45,7 +45,7 @@ fn two_devices() -> String {
     ])
 }
 
-fn status(resp: &recovery_portal::http::ApiResponse) -> u16 {
+fn status(resp: &recovery_portal::api::ApiResponse) -> u16 {
     resp.status().as_u16()
 }
 
@@ -104,7 +104,7 @@ async fn a_ciphertext_copied_to_another_device_does_not_decrypt() {
         device: d("PC-B"),
         key_id: KeyId::parse(KB).unwrap(),
     };
-    let swapped = recovery_portal::model::SealedKey(raw.as_ref().to_vec());
+    let swapped = recovery_portal::domain::model::SealedKey(raw.as_ref().to_vec());
     assert!(matches!(
         env.cipher.open(&ctx_b, &swapped).await,
         Err(CipherError::Rejected(_))
@@ -223,7 +223,7 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     assert_eq!(body["events"].as_array().unwrap().len(), 1);
     assert_eq!(
         env.calls.take().len(),
-        recovery_portal::aws::schema::AUDIT_TIME_SHARDS as usize
+        recovery_portal::adapters::aws::schema::AUDIT_TIME_SHARDS as usize
     );
 
     // No token, a bad token, a missing permission: no AWS call at all.
@@ -478,16 +478,16 @@ async fn create_tables_is_idempotent_and_matches_the_schema() {
     let created = create_tables(&env.dynamodb, &fresh).await.unwrap();
     assert_eq!(
         created,
-        recovery_portal::aws::schema::ALL_TABLES
+        recovery_portal::adapters::aws::schema::ALL_TABLES
             .iter()
             .map(|t| (
-                recovery_portal::aws::schema::table_name(&fresh, t),
+                recovery_portal::adapters::aws::schema::table_name(&fresh, t),
                 TableStatus::Created
             ))
             .collect::<Vec<_>>()
     );
-    for def in recovery_portal::aws::schema::ALL_TABLES {
-        let name = recovery_portal::aws::schema::table_name(&fresh, &def);
+    for def in recovery_portal::adapters::aws::schema::ALL_TABLES {
+        let name = recovery_portal::adapters::aws::schema::table_name(&fresh, &def);
         let desc = env
             .dynamodb
             .describe_table()
@@ -514,10 +514,10 @@ async fn create_tables_is_idempotent_and_matches_the_schema() {
                 .unwrap();
             let p = g.projection().unwrap();
             match ix.projection {
-                recovery_portal::aws::schema::Projection::All => {
+                recovery_portal::adapters::aws::schema::Projection::All => {
                     assert_eq!(p.projection_type().unwrap().as_str(), "ALL")
                 }
-                recovery_portal::aws::schema::Projection::Include(attrs) => {
+                recovery_portal::adapters::aws::schema::Projection::Include(attrs) => {
                     assert_eq!(p.projection_type().unwrap().as_str(), "INCLUDE");
                     let mut a: Vec<&str> =
                         p.non_key_attributes().iter().map(String::as_str).collect();
@@ -541,8 +541,8 @@ async fn create_tables_is_idempotent_and_matches_the_schema() {
         }
     }
     // The device table projects no ciphertext into its indexes.
-    for ix in recovery_portal::aws::schema::DEVICES.indexes {
-        if let recovery_portal::aws::schema::Projection::Include(attrs) = ix.projection {
+    for ix in recovery_portal::adapters::aws::schema::DEVICES.indexes {
+        if let recovery_portal::adapters::aws::schema::Projection::Include(attrs) = ix.projection {
             assert!(!attrs.contains(&"sealed") && !attrs.contains(&"fingerprint"));
         }
     }

@@ -2,8 +2,8 @@
 //! of the demo seed into moto (DynamoDB + KMS), `portal serve --backend aws`,
 //! and every route of the API contract over HTTP.
 
-mod common_aws;
-mod support;
+use crate::support;
+use crate::support::aws as common_aws;
 
 use common_aws::{fresh_prefix, moto_config, moto_url};
 use serde_json::Value;
@@ -68,7 +68,7 @@ async fn import_then_serve_every_route_over_http() {
         key_file: dir.join("dev.p8"),
     };
     let seed = dir.join("seed.json");
-    std::fs::write(&seed, recovery_portal::seed::DEMO_SEED).unwrap();
+    std::fs::write(&seed, recovery_portal::tools::seed::DEMO_SEED).unwrap();
 
     let (ok, out, err) = env.run(&["tables", "create"]);
     assert!(ok, "{out}{err}");
@@ -77,7 +77,7 @@ async fn import_then_serve_every_route_over_http() {
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
-        recovery_portal::seed::DEMO_SEED.replacen("\"alice\"", "\"al ice\"", 1),
+        recovery_portal::tools::seed::DEMO_SEED.replacen("\"alice\"", "\"al ice\"", 1),
     )
     .unwrap();
     let (ok, _, err) = env.run(&["import", bad.to_str().unwrap()]);
@@ -152,8 +152,10 @@ async fn import_then_serve_every_route_over_http() {
     let j: Value = r.json().await.unwrap();
     assert_eq!(j["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E");
     assert!(
-        recovery_portal::model::RecoveryPassword::parse(j["recovery_password"].as_str().unwrap())
-            .is_ok()
+        recovery_portal::domain::model::RecoveryPassword::parse(
+            j["recovery_password"].as_str().unwrap()
+        )
+        .is_ok()
     );
 
     let r = http

@@ -5,15 +5,15 @@
 //! The moto half needs `PORTAL_TEST_MOTO_URL` (see scripts/moto.sh) and fails
 //! when it is not set.
 
-mod common_aws;
+use crate::support::aws as common_aws;
 
 use common_aws::{device, key, moto_env, password, seed_json};
-use recovery_portal::audit::{AuditEvent, AuditQuery, Outcome};
-use recovery_portal::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
-use recovery_portal::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
+use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::domain::audit::{AuditEvent, AuditQuery, Outcome};
+use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
+use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
+use recovery_portal::domain::ratelimit::{self, RateWindow};
 use recovery_portal::ports::{CipherError, Commit, ImportStore, KeyCipher, Store};
-use recovery_portal::ratelimit::{self, RateWindow};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -38,7 +38,7 @@ fn k(s: &str) -> KeyId {
     KeyId::parse(s).unwrap()
 }
 
-fn contract_seed() -> recovery_portal::seed::Seed {
+fn contract_seed() -> recovery_portal::tools::seed::Seed {
     let json = seed_json(vec![
         device(
             "t1",
@@ -68,7 +68,7 @@ fn contract_seed() -> recovery_portal::seed::Seed {
             vec![key(K5, "removable_data", 5, "2024-07-02T00:00:00Z")],
         ),
     ]);
-    recovery_portal::seed::parse(&json).expect("contract seed")
+    recovery_portal::tools::seed::parse(&json).expect("contract seed")
 }
 
 fn event(
@@ -103,7 +103,7 @@ fn event(
 /// Everything the store ports promise, asserted identically on any backend.
 async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dyn KeyCipher) {
     let seed = contract_seed();
-    let summary = recovery_portal::import::import(&seed, cipher, import, &|_, _| {})
+    let summary = recovery_portal::tools::import::import(&seed, cipher, import, &|_, _| {})
         .await
         .expect("import");
     assert_eq!(summary.devices, 4);
@@ -427,13 +427,13 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .map(|x| {
             (
                 (x.device.tenant.clone(), x.device.device_id.clone()),
-                recovery_portal::import::fingerprint(x),
+                recovery_portal::tools::import::fingerprint(x),
             )
         })
         .collect();
     assert_eq!(fps, want);
     // And so importing the same seed again writes nothing.
-    let again = recovery_portal::import::import(&seed, cipher, import, &|_, _| {})
+    let again = recovery_portal::tools::import::import(&seed, cipher, import, &|_, _| {})
         .await
         .unwrap();
     assert_eq!((again.devices, again.keys, again.skipped), (0, 0, 4));

@@ -1,7 +1,7 @@
 //! The `portal` binary as a newcomer uses it: `serve` with the demo data and
 //! its own dev identity provider, `token`, `validate`, and start-up errors.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 
@@ -145,7 +145,7 @@ fn validate_reports_record_and_field_and_loads_nothing() {
     let dir = temp_dir("validate");
     let key = dir.join("key.p8");
     let good = dir.join("good.json");
-    std::fs::write(&good, recovery_portal::seed::DEMO_SEED).unwrap();
+    std::fs::write(&good, recovery_portal::tools::seed::DEMO_SEED).unwrap();
     let out = portal(&key)
         .args(["validate", good.to_str().unwrap()])
         .output()
@@ -155,7 +155,7 @@ fn validate_reports_record_and_field_and_loads_nothing() {
     let bad = dir.join("bad.json");
     std::fs::write(
         &bad,
-        recovery_portal::seed::DEMO_SEED.replacen("\"fixed_data\"", "\"floppy\"", 1),
+        recovery_portal::tools::seed::DEMO_SEED.replacen("\"fixed_data\"", "\"floppy\"", 1),
     )
     .unwrap();
     let out = portal(&key)

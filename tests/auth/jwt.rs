@@ -1,16 +1,16 @@
 //! Token verification: algorithms, headers, claims, time, tenants,
 //! permissions, and JWKS refresh against a real HTTP JWKS endpoint.
 
-mod common;
+use crate::support::common;
 
 use axum::Router;
 use axum::routing::get;
 use common::*;
-use recovery_portal::auth::{JwksSource, JwtSettings, JwtVerifier, KeySet};
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::error::AuthFailure;
-use recovery_portal::ids::TenantId;
+use recovery_portal::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySet};
+use recovery_portal::domain::error::AuthFailure;
+use recovery_portal::domain::ids::TenantId;
 use recovery_portal::ports::TokenVerifier;
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! The API contract over real sockets: every route, every status path, the
 //! decision order, tenant isolation, the rate limit and the audit trail.
 
-mod common;
+use crate::support::common;
 
 use common::*;
 use serde_json::{Value, json};
@@ -319,7 +319,7 @@ async fn concurrent_retrievals_never_exceed_the_limit() {
         .memory
         .audit_log()
         .into_iter()
-        .filter(|e| e.outcome == recovery_portal::audit::Outcome::Granted)
+        .filter(|e| e.outcome == recovery_portal::domain::audit::Outcome::Granted)
         .count();
     assert_eq!(granted, 5);
 }
@@ -549,7 +549,7 @@ async fn bad_input_gets_clear_4xx_problems() {
         .memory
         .audit_log()
         .iter()
-        .filter(|e| e.outcome == recovery_portal::audit::Outcome::Granted)
+        .filter(|e| e.outcome == recovery_portal::domain::audit::Outcome::Granted)
         .count();
     assert_eq!(grants, 2);
 }
@@ -587,11 +587,11 @@ async fn a_ciphertext_that_does_not_open_is_a_500_without_the_key() {
     // was replaced or corrupted. Audited as granted, yet nothing disclosed.
     let h = Harness::new(&test_seed(), 10).await;
     let mut portal = h.portal.clone();
-    portal.cipher = std::sync::Arc::new(recovery_portal::embedded::LocalCipher::random());
-    let resp = recovery_portal::http::handle(
+    portal.cipher = std::sync::Arc::new(recovery_portal::adapters::embedded::LocalCipher::random());
+    let resp = recovery_portal::api::handle(
         &portal,
-        recovery_portal::http::Routes::Key,
-        recovery_portal::http::ApiRequest {
+        recovery_portal::api::Routes::Key,
+        recovery_portal::api::ApiRequest {
             method: http::Method::POST,
             path: "/v1/devices/PC-ALICE/recovery-key".into(),
             query: None,

@@ -4,7 +4,7 @@
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use recovery_portal::aws::tls::TrustRoots;
+use recovery_portal::adapters::aws::tls::TrustRoots;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! No recovery password or bearer token ever reaches a log line, at any
 //! level, from our code or from the libraries below it.
 
-mod common;
+use crate::support::common;
 
 use common::*;
 use std::io::Write;

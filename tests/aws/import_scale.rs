@@ -1,8 +1,8 @@
 //! `portal import` must handle 100,000 devices: the whole file is parsed and
 //! validated, sealed and loaded, and a second run skips every device.
 
-use recovery_portal::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::ids::{DeviceId, TenantId};
+use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::domain::ids::{DeviceId, TenantId};
 use recovery_portal::ports::ImportStore;
 use std::fmt::Write;
 
@@ -35,7 +35,7 @@ fn big_seed() -> String {
 #[tokio::test]
 async fn imports_100k_devices_and_reimports_nothing() {
     let text = big_seed();
-    let seed = recovery_portal::seed::parse(&text).expect("valid");
+    let seed = recovery_portal::tools::seed::parse(&text).expect("valid");
     assert_eq!(seed.devices.len(), DEVICES);
     let store = MemoryStore::new();
     let cipher = LocalCipher::random();
@@ -44,7 +44,7 @@ async fn imports_100k_devices_and_reimports_nothing() {
         assert!(done <= total && total == DEVICES);
         calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     };
-    let s = recovery_portal::import::import(&seed, &cipher, &store, &progress)
+    let s = recovery_portal::tools::import::import(&seed, &cipher, &store, &progress)
         .await
         .unwrap();
     assert_eq!((s.devices, s.keys, s.skipped), (DEVICES, DEVICES, 0));
@@ -52,7 +52,7 @@ async fn imports_100k_devices_and_reimports_nothing() {
         calls.load(std::sync::atomic::Ordering::Relaxed) > 100,
         "progress is reported per chunk"
     );
-    let again = recovery_portal::import::import(&seed, &cipher, &store, &|_, _| {})
+    let again = recovery_portal::tools::import::import(&seed, &cipher, &store, &|_, _| {})
         .await
         .unwrap();
     assert_eq!((again.devices, again.keys, again.skipped), (0, 0, DEVICES));
@@ -68,7 +68,9 @@ async fn imports_100k_devices_and_reimports_nothing() {
         r#""device_id":"PC 077777""#,
         1,
     );
-    let e = recovery_portal::seed::parse(&bad).err().expect("invalid");
+    let e = recovery_portal::tools::seed::parse(&bad)
+        .err()
+        .expect("invalid");
     assert_eq!(e.0.len(), 1);
     assert!(
         e.0[0].starts_with(r#"devices[77777] (device_id "PC 077777").device_id"#),

@@ -24,7 +24,7 @@
 //! assert that the matching check notices each of them.
 
 #[allow(dead_code)]
-#[path = "../src/aws/schema.rs"]
+#[path = "../../src/adapters/aws/schema.rs"]
 mod schema;
 
 use hcl::{Block, Body, Expression};

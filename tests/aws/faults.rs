@@ -3,7 +3,7 @@
 //! The clients are the real SDK clients with the production retry policy;
 //! only the HTTP exchange is replaced. No moto needed.
 
-mod common_aws;
+use crate::support::aws as common_aws;
 
 use aws_sdk_dynamodb::operation::batch_get_item::BatchGetItemOutput;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsOutput;
@@ -14,8 +14,8 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use common_aws::{call, device, key, password, portal, seed_json};
-use recovery_portal::aws::{DynamoStore, KmsCipher, items};
-use recovery_portal::model::{SealedDevice, SealedKey};
+use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, items};
+use recovery_portal::domain::model::{SealedDevice, SealedKey};
 use recovery_portal::ports::ImportDevice;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +32,7 @@ fn interceptor(rules: &[&Rule]) -> MockResponseInterceptor {
 
 /// The production retry policy, with a short first back-off to keep the test fast.
 fn retry() -> aws_config::retry::RetryConfig {
-    recovery_portal::aws::retry_config().with_initial_backoff(Duration::from_millis(5))
+    recovery_portal::adapters::aws::retry_config().with_initial_backoff(Duration::from_millis(5))
 }
 
 fn dynamodb(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
@@ -45,7 +45,7 @@ fn dynamodb(rules: &[&Rule]) -> aws_sdk_dynamodb::Client {
         .http_client(create_mock_http_client())
         .interceptor(interceptor(rules))
         .retry_config(retry())
-        .timeout_config(recovery_portal::aws::timeout_config())
+        .timeout_config(recovery_portal::adapters::aws::timeout_config())
         .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
@@ -60,7 +60,7 @@ fn kms(rules: &[&Rule]) -> aws_sdk_kms::Client {
         .http_client(create_mock_http_client())
         .interceptor(interceptor(rules))
         .retry_config(retry())
-        .timeout_config(recovery_portal::aws::timeout_config())
+        .timeout_config(recovery_portal::adapters::aws::timeout_config())
         .build();
     aws_sdk_kms::Client::from_conf(conf)
 }
@@ -68,7 +68,7 @@ fn kms(rules: &[&Rule]) -> aws_sdk_kms::Client {
 /// The stored device item a `BatchGetItem` returns (its ciphertext is a
 /// placeholder: these tests mock `Decrypt`).
 fn device_item() -> items::Item {
-    let seed = recovery_portal::seed::parse(&seed_json(vec![device(
+    let seed = recovery_portal::tools::seed::parse(&seed_json(vec![device(
         "t1",
         "PC-1",
         "u1",
@@ -117,14 +117,14 @@ fn json_error(status: u16, body: &'static str) -> HttpResponse {
 fn portal_on(
     dynamo: aws_sdk_dynamodb::Client,
     kms: aws_sdk_kms::Client,
-) -> recovery_portal::app::Portal {
+) -> recovery_portal::ports::Portal {
     portal(
         Arc::new(DynamoStore::new(dynamo, PREFIX)),
         Arc::new(KmsCipher::new(kms, Some("alias/recovery-keys".into()))),
     )
 }
 
-async fn retrieve(p: &recovery_portal::app::Portal) -> (u16, Option<String>, serde_json::Value) {
+async fn retrieve(p: &recovery_portal::ports::Portal) -> (u16, Option<String>, serde_json::Value) {
     let (resp, body) = call(
         p,
         "POST",
@@ -174,7 +174,7 @@ async fn a_failed_audit_write_is_a_503_and_nothing_is_decrypted() {
     assert!(body.get("recovery_password").is_none(), "{body}");
     assert_eq!(
         put.num_calls(),
-        recovery_portal::aws::MAX_ATTEMPTS as usize,
+        recovery_portal::adapters::aws::MAX_ATTEMPTS as usize,
         "the write is retried, boundedly"
     );
     assert_eq!(
@@ -219,7 +219,10 @@ async fn kms_throttling_is_a_503() {
     assert_eq!(status, 503, "{body}");
     assert!(retry_after.is_some());
     assert!(body.get("recovery_password").is_none(), "{body}");
-    assert_eq!(dec.num_calls(), recovery_portal::aws::MAX_ATTEMPTS as usize);
+    assert_eq!(
+        dec.num_calls(),
+        recovery_portal::adapters::aws::MAX_ATTEMPTS as usize
+    );
 }
 
 /// KMS refusing the ciphertext (wrong context, tampered) is not retried and
@@ -256,6 +259,9 @@ async fn a_failed_read_is_a_503() {
     let (status, retry_after, body) = retrieve(&p).await;
     assert_eq!(status, 503, "{body}");
     assert!(retry_after.is_some());
-    assert_eq!(get.num_calls(), recovery_portal::aws::MAX_ATTEMPTS as usize);
+    assert_eq!(
+        get.num_calls(),
+        recovery_portal::adapters::aws::MAX_ATTEMPTS as usize
+    );
     assert_eq!((put.num_calls(), dec.num_calls()), (0, 0));
 }

@@ -1,12 +1,14 @@
 //! Every file in `events/` (API Gateway HTTP API, payload 2.0) dispatched
 //! through the Lambda handler exactly as the function binaries do.
 
-mod common;
+use crate::support::common;
 
 use common::{AUDIENCE, ISSUER};
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::http::Routes;
-use recovery_portal::{app, lambda, seed};
+use recovery_portal::api::Routes;
+use recovery_portal::app;
+use recovery_portal::frontends::lambda;
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
+use recovery_portal::tools::seed;
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ fn load(name: &str, token: &str) -> lambda_http::Request {
 }
 
 async fn call(
-    portal: &app::Portal,
+    portal: &recovery_portal::ports::Portal,
     routes: Routes,
     req: lambda_http::Request,
 ) -> (u16, Value, http::HeaderMap) {
@@ -58,8 +60,10 @@ async fn each_event_reaches_its_route_through_the_lambda_handler() {
     assert_eq!(j["device_id"], "DESKTOP-7Q2M4K1");
     assert_eq!(j["display_seconds"], 300);
     assert!(
-        recovery_portal::model::RecoveryPassword::parse(j["recovery_password"].as_str().unwrap())
-            .is_ok()
+        recovery_portal::domain::model::RecoveryPassword::parse(
+            j["recovery_password"].as_str().unwrap()
+        )
+        .is_ok()
     );
     assert_eq!(h["cache-control"], "no-store");
     // The gateway's request id and source IP reach the audit trail.

@@ -14,12 +14,12 @@ use aws_smithy_runtime_api::client::interceptors::context::{
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
-use recovery_portal::app::Portal;
-use recovery_portal::auth::{Caller, Permissions};
-use recovery_portal::aws::{DynamoStore, KmsCipher};
-use recovery_portal::error::AuthFailure;
-use recovery_portal::http::{self, ApiRequest, ApiResponse, Routes};
-use recovery_portal::ids::{TenantId, UserId};
+use recovery_portal::adapters::aws::{DynamoStore, KmsCipher};
+use recovery_portal::api::{self, ApiRequest, ApiResponse, Routes};
+use recovery_portal::domain::caller::{Caller, Permissions};
+use recovery_portal::domain::error::AuthFailure;
+use recovery_portal::domain::ids::{TenantId, UserId};
+use recovery_portal::ports::Portal;
 use recovery_portal::ports::{KeyCipher, Store, SystemClock, TokenVerifier};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,7 +47,7 @@ pub async fn moto_config() -> SdkConfig {
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
         .endpoint_url(moto_url())
-        .retry_config(recovery_portal::aws::retry_config())
+        .retry_config(recovery_portal::adapters::aws::retry_config())
         .timeout_config(
             aws_config::timeout::TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(5))
@@ -143,7 +143,7 @@ pub async fn moto_env() -> MotoEnv {
             .interceptor(calls.clone())
             .build(),
     );
-    recovery_portal::aws::create_tables(&dynamodb, &prefix)
+    recovery_portal::adapters::aws::create_tables(&dynamodb, &prefix)
         .await
         .unwrap_or_else(|e| panic!("creating tables on moto at {} failed (is moto running? scripts/moto.sh status): {e}", moto_url()));
     let kms_key_id = kms
@@ -281,7 +281,7 @@ pub async fn call(
         source_ip: Some("192.0.2.10".into()),
         request_id: format!("req-{}", uuid::Uuid::new_v4().simple()),
     };
-    let resp = http::handle(portal, Routes::All, req).await;
+    let resp = api::handle(portal, Routes::All, req).await;
     let json = serde_json::from_slice(resp.body()).unwrap_or(serde_json::Value::Null);
     (resp, json)
 }

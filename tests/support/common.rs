@@ -4,17 +4,17 @@
 #![allow(dead_code)]
 
 use async_trait::async_trait;
-use recovery_portal::app::Portal;
-use recovery_portal::audit::{AuditEvent, AuditQuery};
-use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::error::Unavailable;
-use recovery_portal::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
-use recovery_portal::model::{
+use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::domain::audit::{AuditEvent, AuditQuery};
+use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
+use recovery_portal::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
 };
+use recovery_portal::domain::ratelimit::{RateUpdate, RateWindow};
+use recovery_portal::ports::Portal;
 use recovery_portal::ports::{CipherError, Clock, Commit, KeyCipher, KeyLocation, Store};
-use recovery_portal::ratelimit::{RateUpdate, RateWindow};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -148,8 +148,8 @@ impl Harness {
             inner: LocalCipher::random(),
             opens: AtomicUsize::new(0),
         });
-        let seed = recovery_portal::seed::parse(seed_json).expect("test seed is valid");
-        recovery_portal::import::import(&seed, cipher.as_ref(), memory.as_ref(), &|_, _| {})
+        let seed = recovery_portal::tools::seed::parse(seed_json).expect("test seed is valid");
+        recovery_portal::tools::import::import(&seed, cipher.as_ref(), memory.as_ref(), &|_, _| {})
             .await
             .unwrap();
         let store = Arc::new(FlakyStore {
@@ -189,7 +189,7 @@ impl Harness {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let portal = self.portal.clone();
         tokio::spawn(async move {
-            recovery_portal::server::serve(listener, portal, None, async {
+            recovery_portal::frontends::server::serve(listener, portal, None, async {
                 let _ = rx.await;
             })
             .await

@@ -1,0 +1,6 @@
+//! Implementations of the ports.
+
+pub mod aws;
+pub mod embedded;
+pub mod jwt;
+pub mod token_cache;

@@ -1,0 +1,49 @@
+//! The verified caller and the permissions a token grants: what the domain
+//! knows of authentication, whichever verifier produced it.
+
+use crate::domain::ids::{TenantId, UserId};
+
+/// What a caller may do. Permission names are matched exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Permissions {
+    /// `Devices.Read`: list own devices.
+    pub devices_read: bool,
+    /// `RecoveryKey.Read`: list own devices and get their keys.
+    pub key_read: bool,
+    /// `RecoveryKey.Read.All`: helpdesk, any device in the caller's tenant.
+    pub key_read_all: bool,
+    /// `AuditLog.Read.All`: read the tenant's audit events.
+    pub audit_read_all: bool,
+}
+
+impl Permissions {
+    pub const DEVICES_READ: &'static str = "Devices.Read";
+    pub const KEY_READ: &'static str = "RecoveryKey.Read";
+    pub const KEY_READ_ALL: &'static str = "RecoveryKey.Read.All";
+    pub const AUDIT_READ_ALL: &'static str = "AuditLog.Read.All";
+
+    pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut p = Self::default();
+        for n in names {
+            match n {
+                Self::DEVICES_READ => p.devices_read = true,
+                Self::KEY_READ => p.key_read = true,
+                Self::KEY_READ_ALL => p.key_read_all = true,
+                Self::AUDIT_READ_ALL => p.audit_read_all = true,
+                _ => {}
+            }
+        }
+        p
+    }
+}
+
+/// A verified caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub permissions: Permissions,
+    /// The token's `exp` (unix seconds): a verified-token cache must not
+    /// outlive it.
+    pub expires_at: i64,
+}

@@ -1,0 +1,11 @@
+//! The domain: the rules of the portal, on the ports only.
+
+pub mod audit;
+pub mod caller;
+pub mod devices;
+pub mod error;
+pub mod ids;
+pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod ratelimit;

@@ -1,0 +1,6 @@
+//! Data loading and development tooling.
+
+#[cfg(feature = "dev-idp")]
+pub mod devidp;
+pub mod import;
+pub mod seed;

@@ -1,0 +1,9 @@
+//! The API: routes over real sockets, the `events/` files through the Lambda
+//! handler, and what reaches the logs.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod events;
+mod logs;
+mod routes;

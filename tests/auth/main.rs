@@ -1,0 +1,6 @@
+//! Authentication: bearer tokens and the JWT verifier.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod jwt;

@@ -1,0 +1,13 @@
+//! The AWS adapters and the data paths into them: the port contract on both
+//! backends, moto end to end, fault injection, the trust store and import at
+//! scale.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod contract;
+mod e2e;
+mod faults;
+mod import_scale;
+mod moto;
+mod tls;

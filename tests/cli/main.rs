@@ -1,0 +1,6 @@
+//! The `portal` command line.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod portal;

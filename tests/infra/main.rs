@@ -1,0 +1,5 @@
+//! The deployment: Terraform against the code, and what the function
+//! binaries are built from.
+
+mod binaries;
+mod terraform;
