@@ -246,7 +246,9 @@ pub fn check_fetch_url(raw: &str) -> Result<reqwest::Url, String> {
         _ => false,
     };
     if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
-        return Err("must be an https:// URL (plain http:// only to localhost, 127.0.0.1 or [::1])".into());
+        return Err(
+            "must be an https:// URL (plain http:// only to localhost, 127.0.0.1 or [::1])".into(),
+        );
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not carry credentials".into());

@@ -452,7 +452,13 @@ async fn claims_of_the_wrong_type_are_refused_even_when_null() {
         ("nbf", json!(null)),
     ];
     for field in ["oid", "sub", "tid"] {
-        for value in [json!(null), json!(42), json!(true), json!(["alice"]), json!({"id": "alice"})] {
+        for value in [
+            json!(null),
+            json!(42),
+            json!(true),
+            json!(["alice"]),
+            json!({"id": "alice"}),
+        ] {
             bad.push((field, value));
         }
     }
@@ -537,7 +543,10 @@ async fn only_jwt_and_at_jwt_token_types_are_accepted() {
         json!(5),
         json!(["JWT"]),
     ] {
-        assert!(v.verify(&with_typ(Some(bad.clone()))).await.is_err(), "{bad}");
+        assert!(
+            v.verify(&with_typ(Some(bad.clone()))).await.is_err(),
+            "{bad}"
+        );
     }
 }
 
@@ -627,6 +636,31 @@ async fn keys_are_refetched_after_the_max_age_and_a_failed_refresh_keeps_the_old
 }
 
 #[tokio::test]
+async fn while_the_issuer_is_down_old_keys_serve_one_more_max_age_then_tokens_cannot_be_checked() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let srv = jwks_server(a.jwks_json()).await;
+    let clock = TestClock::at(NOW);
+    let v = url_verifier(&srv, clock.clone());
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    srv.keys(Answer::Status(500));
+    // Just before twice the max age, the old keys still verify...
+    clock.advance(2 * 3600 - 1);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    // ...then nothing can be checked until the issuer answers.
+    clock.advance(1);
+    let err = v.verify(&token_at(&a, &clock, 600)).await.unwrap_err();
+    assert!(
+        matches!(err, AuthFailure::IssuerUnavailable { retry_after_secs } if (1..=30).contains(&retry_after_secs)),
+        "{err:?}"
+    );
+    // Decidable without keys: still a sign-in error.
+    assert_eq!(v.verify("a.b").await, Err(AuthFailure::Malformed));
+    srv.keys(Answer::Serve);
+    clock.advance(30);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+}
+
+#[tokio::test]
 async fn a_cached_token_signed_by_a_withdrawn_key_stops_being_served() {
     let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let b = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
@@ -693,7 +727,10 @@ fn assert_outage(r: &Reply, what: &str) {
         j["detail"].as_str().unwrap().contains("again"),
         "{what}: {j}"
     );
-    assert!(r.header("www-authenticate").is_none(), "{what}: not a sign-in error");
+    assert!(
+        r.header("www-authenticate").is_none(),
+        "{what}: not a sign-in error"
+    );
 }
 
 fn closed_port_url() -> String {
@@ -707,11 +744,27 @@ async fn an_unreachable_identity_provider_is_a_503_with_retry_after_not_a_401() 
         ("JWKS 500", None, Some(Answer::Status(500))),
         ("JWKS 503", None, Some(Answer::Status(503))),
         ("JWKS not JSON", None, Some(Answer::Body("<html>".into()))),
-        ("JWKS of the wrong shape", None, Some(Answer::Body(r#"{"keys":"x"}"#.into()))),
-        ("JWKS without usable keys", None, Some(Answer::Body(r#"{"keys":[]}"#.into()))),
+        (
+            "JWKS of the wrong shape",
+            None,
+            Some(Answer::Body(r#"{"keys":"x"}"#.into())),
+        ),
+        (
+            "JWKS without usable keys",
+            None,
+            Some(Answer::Body(r#"{"keys":[]}"#.into())),
+        ),
         ("discovery 502", Some(Answer::Status(502)), None),
-        ("discovery not JSON", Some(Answer::Body("garbage".into())), None),
-        ("discovery without jwks_uri", Some(Answer::Body("{}".into())), None),
+        (
+            "discovery not JSON",
+            Some(Answer::Body("garbage".into())),
+            None,
+        ),
+        (
+            "discovery without jwks_uri",
+            Some(Answer::Body("{}".into())),
+            None,
+        ),
         ("refused", None, None),
     ];
     for (what, discovery, keys) in cases {
@@ -818,7 +871,10 @@ async fn an_unknown_kid_is_401_when_the_refetch_succeeds_and_503_when_it_fails()
     assert_eq!(srv.fetches(), 3);
     assert_eq!(server.get("/v1/devices", &token).await.status, 200);
     // Malformed tokens need no keys: still 401.
-    server.get("/v1/devices", "not-a-token").await.assert_problem(401);
+    server
+        .get("/v1/devices", "not-a-token")
+        .await
+        .assert_problem(401);
 }
 
 #[tokio::test]
@@ -843,9 +899,10 @@ async fn a_discovery_document_for_another_issuer_or_with_a_plain_http_jwks_uri_i
         let (h, server) = portal_with_idp(JwksSource::Discovery(srv.base.clone())).await;
         *srv.doc.lock().unwrap() = h.idp.jwks_json();
         srv.discovery(Answer::Body(doc.to_string()));
-        let before = srv.fetches();
+        let (before, discoveries) = (srv.fetches(), srv.discovery_fetches());
         let token = h.token("contoso", "alice", "RecoveryKey.Read");
         assert_outage(&server.get("/v1/devices", &token).await, what);
+        assert_eq!(srv.discovery_fetches(), discoveries + 1, "{what}");
         assert_eq!(srv.fetches(), before, "{what}: keys were fetched");
     }
 }
@@ -908,7 +965,8 @@ async fn portal_jwks_max_age_sets_how_long_fetched_keys_are_used() {
     })
     .unwrap();
     let clock = TestClock::at(NOW);
-    let v = recovery_portal::app::jwt_verifier_with_clock(config.auth.as_ref().unwrap(), clock.clone());
+    let v =
+        recovery_portal::app::jwt_verifier_with_clock(config.auth.as_ref().unwrap(), clock.clone());
     // Behind the production token cache.
     let ta = token_at(&a, &clock, 3600);
     v.verify(&ta).await.unwrap();
@@ -920,4 +978,264 @@ async fn portal_jwks_max_age_sets_how_long_fetched_keys_are_used() {
     assert_eq!(v.verify(&ta).await, Err(AuthFailure::UnknownKey));
     assert_eq!(srv.fetches(), 2);
     v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+}
+
+/// Property tests of header and claims parsing: arbitrary JSON never
+/// panics, and a token is accepted exactly when every field we read has
+/// its type and value.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use recovery_portal::ids::UserId;
+    use std::sync::OnceLock;
+
+    /// Stands for the signing key's `kid` in generated headers.
+    const KID: &str = "<the signing key's kid>";
+    const WORDS: &[&str] = &[
+        "ES256",
+        "RS256",
+        "HS256",
+        "none",
+        "JWT",
+        "at+jwt",
+        "id+jwt",
+        "",
+        ISSUER,
+        AUDIENCE,
+        "contoso",
+        "alice",
+        "a/b",
+        "RecoveryKey.Read",
+        "access",
+        "id",
+        KID,
+    ];
+
+    struct Fixture {
+        rt: tokio::runtime::Runtime,
+        idp: DevIdentityProvider,
+        verifier: JwtVerifier,
+    }
+
+    fn fixture() -> &'static Fixture {
+        static F: OnceLock<Fixture> = OnceLock::new();
+        F.get_or_init(|| {
+            let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+            let verifier = verifier(&idp, None);
+            Fixture {
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap(),
+                idp,
+                verifier,
+            }
+        })
+    }
+
+    impl Fixture {
+        fn verify(&self, token: &str) -> Result<recovery_portal::auth::Caller, AuthFailure> {
+            self.rt.block_on(self.verifier.verify(token))
+        }
+        /// `v` with the `KID` placeholder replaced by the real kid.
+        fn real(&self, v: Value) -> Value {
+            if v == json!(KID) {
+                json!(self.idp.kid)
+            } else {
+                v
+            }
+        }
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (NOW - 200..NOW + 200).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[ -~]{0,10}".prop_map(Value::String),
+            prop::sample::select(WORDS).prop_map(Value::from),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{1,4}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Absent, one of `likely`, or anything.
+    fn field(likely: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            2 => Just(None),
+            4 => prop::sample::select(likely).prop_map(|s| Some(json!(s))),
+            2 => any_json().prop_map(Some),
+        ]
+    }
+
+    fn typ_ok(typ: Option<&Value>) -> bool {
+        match typ {
+            None => true,
+            Some(Value::String(t)) => {
+                let t = t.to_ascii_lowercase();
+                ["jwt", "at+jwt", "application/jwt", "application/at+jwt"].contains(&t.as_str())
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// The acceptance rule, written from the README's security model:
+    /// `Some((tenant, user, exp))` if these claims must be accepted.
+    fn expected(c: &serde_json::Map<String, Value>) -> Option<(String, String, i64)> {
+        let now = NOW as f64;
+        let get = |k: &str| c.get(k);
+        let string = |k: &str| match get(k) {
+            None => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let strings = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        (get("iss")? == &json!(ISSUER)).then_some(())?;
+        match get("aud")? {
+            Value::String(a) if a == AUDIENCE => {}
+            Value::Array(a) if strings(get("aud")?) && a.contains(&json!(AUDIENCE)) => {}
+            _ => return None,
+        }
+        let exp = get("exp")?.as_f64()?;
+        (exp + 60.0 >= now).then_some(())?;
+        if let Some(nbf) = get("nbf") {
+            (nbf.as_f64()? - 60.0 <= now).then_some(())?;
+        }
+        if let Some(iat) = get("iat") {
+            iat.as_f64()?;
+        }
+        if let Some(scp) = get("scp") {
+            (scp.is_string() || strings(scp)).then_some(())?;
+        }
+        if let Some(roles) = get("roles") {
+            strings(roles).then_some(())?;
+        }
+        string("scope")?;
+        if let Some(u) = string("token_use")? {
+            (u == "access").then_some(())?;
+        }
+        let tenant = string("tid")??;
+        TenantId::parse(&tenant).ok()?;
+        let (oid, sub) = (string("oid")?, string("sub")?);
+        let user = oid.or(sub)?;
+        UserId::parse(&user).ok()?;
+        Some((tenant, user, exp as i64))
+    }
+
+    const CLAIMS: &[&str] = &[
+        "iss",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "tid",
+        "oid",
+        "sub",
+        "scp",
+        "scope",
+        "roles",
+        "token_use",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_header_is_accepted_exactly_when_alg_kid_typ_and_crit_are_right(
+            alg in field(&["ES256", "RS256", "none", "HS256", "es256"]),
+            kid in field(&[KID, "other", ""]),
+            typ in field(&["JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt", "id+jwt", "JWS", ""]),
+            crit in prop_oneof![4 => Just(None), 1 => any_json().prop_map(Some)],
+        ) {
+            let f = fixture();
+            let mut h = serde_json::Map::new();
+            for (name, value) in [("alg", alg), ("kid", kid), ("typ", typ), ("crit", crit)] {
+                if let Some(v) = value {
+                    h.insert(name.into(), f.real(v));
+                }
+            }
+            let token = f.idp.sign_raw(&Value::Object(h.clone()), &claims(json!({})));
+            let got = f.verify(&token);
+            let want = h.get("alg") == Some(&json!("ES256"))
+                && h.get("kid") == Some(&json!(f.idp.kid))
+                && !h.contains_key("crit")
+                && typ_ok(h.get("typ"));
+            prop_assert_eq!(got.is_ok(), want, "{:?} -> {:?}", h, got);
+        }
+
+        #[test]
+        fn extra_header_fields_never_make_a_bad_header_good(
+            extra in prop::collection::vec(
+                (prop::sample::select(&["jku", "x5u", "jwk", "x5c", "cty", "zip", "b64", "typ", "crit", "alg", "kid", "enc"][..]),
+                 any_json()),
+                0..5),
+        ) {
+            let f = fixture();
+            let mut h = serde_json::Map::new();
+            h.insert("alg".into(), json!("ES256"));
+            h.insert("kid".into(), json!(f.idp.kid));
+            for (name, value) in extra {
+                h.insert(name.into(), f.real(value));
+            }
+            let token = f.idp.sign_raw(&Value::Object(h.clone()), &claims(json!({})));
+            if f.verify(&token).is_ok() {
+                prop_assert_eq!(h.get("alg"), Some(&json!("ES256")));
+                prop_assert_eq!(h.get("kid"), Some(&json!(f.idp.kid)));
+                prop_assert!(!h.contains_key("crit"));
+                prop_assert!(typ_ok(h.get("typ")), "{:?}", h);
+            }
+        }
+
+        #[test]
+        fn claims_are_accepted_exactly_when_each_claim_read_is_well_typed_and_right(
+            changes in prop::collection::vec(
+                (prop::sample::select(CLAIMS), prop_oneof![1 => Just(None), 4 => any_json().prop_map(Some)]),
+                0..4),
+        ) {
+            let f = fixture();
+            let mut c = claims(json!({"iat": NOW, "sub": "bob"}));
+            let m = c.as_object_mut().unwrap();
+            for (name, value) in changes {
+                match value {
+                    Some(v) => m.insert(name.into(), v),
+                    None => m.remove(name),
+                };
+            }
+            let want = expected(m);
+            let got = f.verify(&f.idp.sign(&c));
+            match (&got, &want) {
+                (Ok(caller), Some((tenant, user, exp))) => {
+                    prop_assert_eq!(caller.tenant.as_str(), tenant);
+                    prop_assert_eq!(caller.user.as_str(), user);
+                    prop_assert_eq!(caller.expires_at, *exp);
+                }
+                (Err(_), None) => {}
+                _ => prop_assert!(false, "{} -> {:?}, expected {:?}", c, got, want),
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_and_unsigned_json_are_never_accepted(
+            raw in any::<String>(),
+            header in any_json(),
+            body in any_json(),
+            sig in "[A-Za-z0-9_-]{0,90}",
+        ) {
+            let f = fixture();
+            prop_assert!(f.verify(&raw).is_err());
+            let token = format!("{}.{}.{sig}", b64(header.to_string().as_bytes()), b64(body.to_string().as_bytes()));
+            prop_assert!(f.verify(&token).is_err());
+        }
+    }
 }
