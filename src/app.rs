@@ -11,13 +11,19 @@ use std::sync::Arc;
 /// of verified tokens (a user lists devices, then retrieves a key, with the
 /// same token; see `token_cache` for what the cache keeps safe).
 pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    jwt_verifier_with_clock(auth, Arc::new(SystemClock))
+}
+
+/// `jwt_verifier` on another clock (tests drive the JWKS max age with it).
+pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<dyn TokenVerifier> {
     let jwt = JwtVerifier::new(
         auth.settings(),
         auth.initial_keys(),
         auth.source(),
         clock.clone(),
-    );
+    )
+    .with_max_age(auth.jwks_max_age)
+    .with_http_client(auth.jwks_client.clone());
     Arc::new(crate::adapters::token_cache::CachingVerifier::new(
         Arc::new(jwt),
         clock,

@@ -3,6 +3,7 @@
 
 use crate::adapters::jwt::{JwksSource, JwtSettings, KeySet};
 use crate::domain::ids::TenantId;
+use std::time::Duration;
 
 pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
 
@@ -41,6 +42,12 @@ pub struct AuthConfig {
     pub jwks: Option<String>,
     pub jwks_url: Option<String>,
     pub default_tenant: Option<TenantId>,
+    /// How long fetched keys are used before they are fetched again
+    /// (`PORTAL_JWKS_MAX_AGE`); inline keys never expire.
+    pub jwks_max_age: Duration,
+    /// Fetches discovery documents and keys; built here so that a platform
+    /// that cannot provide it stops the process at start.
+    pub jwks_client: reqwest::Client,
 }
 
 impl AuthConfig {
@@ -91,10 +98,10 @@ impl Config {
         let auth = match get("PORTAL_ISSUER") {
             None => None,
             Some(issuer) => {
-                if !(issuer.starts_with("https://") || issuer.starts_with("http://")) {
+                if let Err(e) = crate::adapters::jwt::check_fetch_url(&issuer) {
                     return Err(err(
                         "PORTAL_ISSUER",
-                        "must be an http(s) URL, e.g. https://login.microsoftonline.com/<tenant>/v2.0",
+                        format!("{e}, e.g. https://login.microsoftonline.com/<tenant>/v2.0"),
                     ));
                 }
                 let audience = get("PORTAL_AUDIENCE").ok_or_else(|| {
@@ -111,28 +118,59 @@ impl Config {
                     }
                 }
                 let jwks_url = get("PORTAL_JWKS_URL");
-                if let Some(u) = &jwks_url
-                    && !u.starts_with("https://")
-                    && !u.starts_with("http://")
-                {
-                    return Err(err("PORTAL_JWKS_URL", "must be an http(s) URL"));
+                if let Some(u) = &jwks_url {
+                    crate::adapters::jwt::check_fetch_url(u).map_err(|e| err("PORTAL_JWKS_URL", e))?;
                 }
+                let jwks_max_age = match get("PORTAL_JWKS_MAX_AGE") {
+                    None => crate::adapters::jwt::DEFAULT_JWKS_MAX_AGE,
+                    Some(v) => v
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|n| crate::adapters::jwt::JWKS_MAX_AGE_SECS.contains(n))
+                        .map(Duration::from_secs)
+                        .ok_or_else(|| {
+                            let r = crate::adapters::jwt::JWKS_MAX_AGE_SECS;
+                            err(
+                                "PORTAL_JWKS_MAX_AGE",
+                                format!(
+                                    "must be a whole number of seconds from {} to {}, got {v:?}",
+                                    r.start(),
+                                    r.end()
+                                ),
+                            )
+                        })?,
+                };
                 let default_tenant = get("PORTAL_DEFAULT_TENANT")
                     .map(|t| {
                         TenantId::parse(&t).map_err(|e| err("PORTAL_DEFAULT_TENANT", e.to_string()))
                     })
                     .transpose()?;
+                let jwks_client = crate::adapters::jwt::jwks_http_client().map_err(|e| {
+                    let var = if jwks_url.is_some() {
+                        "PORTAL_JWKS_URL"
+                    } else {
+                        "PORTAL_ISSUER"
+                    };
+                    err(var, e)
+                })?;
                 Some(AuthConfig {
                     issuer,
                     audience,
                     jwks,
                     jwks_url,
                     default_tenant,
+                    jwks_max_age,
+                    jwks_client,
                 })
             }
         };
         if auth.is_none() {
-            for var in ["PORTAL_AUDIENCE", "PORTAL_JWKS", "PORTAL_JWKS_URL"] {
+            for var in [
+                "PORTAL_AUDIENCE",
+                "PORTAL_JWKS",
+                "PORTAL_JWKS_URL",
+                "PORTAL_JWKS_MAX_AGE",
+            ] {
                 if get(var).is_some() {
                     return Err(ConfigError {
                         var: "PORTAL_ISSUER",
@@ -228,6 +266,11 @@ mod tests {
             ("PORTAL_KEY_RATE_LIMIT", "0"),
             ("PORTAL_KEY_RATE_LIMIT", "ten"),
             ("PORTAL_BACKEND", "s3"),
+            ("PORTAL_JWKS_URL", "http://keys.example.test/jwks"),
+            ("PORTAL_JWKS_MAX_AGE", "59"),
+            ("PORTAL_JWKS_MAX_AGE", "86401"),
+            ("PORTAL_JWKS_MAX_AGE", "1h"),
+            ("PORTAL_JWKS_MAX_AGE", "-5"),
         ] {
             let mut v = base.to_vec();
             v.push((var, val));
@@ -235,6 +278,26 @@ mod tests {
         }
         assert_eq!(
             cfg(&[("PORTAL_AUDIENCE", "a")]).unwrap_err().var,
+            "PORTAL_ISSUER"
+        );
+    }
+
+    #[test]
+    fn jwks_max_age() {
+        let base = [("PORTAL_ISSUER", "https://x"), ("PORTAL_AUDIENCE", "a")];
+        let age = |v: Option<&str>| {
+            let mut pairs = base.to_vec();
+            pairs.extend(v.map(|v| ("PORTAL_JWKS_MAX_AGE", v)));
+            cfg(&pairs).map(|c| c.auth.unwrap().jwks_max_age.as_secs())
+        };
+        assert_eq!(age(None), Ok(3600));
+        assert_eq!(age(Some("60")), Ok(60));
+        assert_eq!(age(Some("86400")), Ok(86400));
+        let e = age(Some("30")).unwrap_err();
+        assert_eq!(e.var, "PORTAL_JWKS_MAX_AGE");
+        assert!(e.problem.contains("60 to 86400"), "{e}");
+        assert_eq!(
+            cfg(&[("PORTAL_JWKS_MAX_AGE", "600")]).unwrap_err().var,
             "PORTAL_ISSUER"
         );
     }
@@ -254,5 +317,42 @@ mod tests {
                 kms_key_id: None
             }
         );
+    }
+
+    #[test]
+    fn issuer_and_jwks_url_must_be_https_except_on_loopback() {
+        for var in ["PORTAL_ISSUER", "PORTAL_JWKS_URL"] {
+            let with = |value: &str| {
+                let mut v = vec![("PORTAL_ISSUER", "https://login.example.test/t/v2.0")];
+                v.push(("PORTAL_AUDIENCE", "api://a"));
+                v.retain(|(k, _)| *k != var);
+                v.push((var, value));
+                cfg(&v)
+            };
+            for bad in [
+                "http://login.example.test/t/v2.0",
+                "http://127.0.0.1.evil.example/",
+                "http://localhost.evil.example/",
+                "http://evil.example/?x=http://127.0.0.1",
+                "http://user@evil.example/",
+                "http://10.0.0.1/",
+                "http://0.0.0.0:8080/",
+                "ftp://127.0.0.1/",
+                "https:/login.example.test",
+                "https://",
+                "login.example.test",
+            ] {
+                assert_eq!(with(bad).unwrap_err().var, var, "{var}={bad}");
+            }
+            for good in [
+                "https://login.example.test/t/v2.0",
+                "http://127.0.0.1:8080",
+                "http://127.0.0.1:8080/realms/x",
+                "http://localhost:9000/x",
+                "http://[::1]:9000",
+            ] {
+                assert!(with(good).is_ok(), "{var}={good}");
+            }
+        }
     }
 }

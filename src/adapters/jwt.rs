@@ -4,7 +4,18 @@
 //! Only RS256 and ES256 are accepted; `jku`, `x5u` and `jwk` headers are never
 //! followed (the keys come from configuration or the issuer's discovery
 //! document only); any `crit` header is refused since we implement no
-//! extension. Time checks use the injected `Clock` so they are testable.
+//! extension; `typ`, when present, must say JWT or access token. Every claim
+//! we read is typed: a claim of the wrong JSON type, `null` included, rejects
+//! the token. Time checks and the JWKS refresh schedule use the injected
+//! `Clock` so they are testable.
+//!
+//! Fetched keys live for `PORTAL_JWKS_MAX_AGE`; then the next request
+//! refetches them, so a key the issuer withdrew stops verifying. While the
+//! issuer cannot be reached the old keys are kept for one more max age;
+//! a token that cannot be checked meanwhile (no usable keys, or an unknown
+//! `kid` that a refresh could not look up) is an outage
+//! (`AuthFailure::IssuerUnavailable`, 503), not a sign-in error. One fetch is
+//! in flight at a time and failures back off.
 
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::AuthFailure;
@@ -14,15 +25,31 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+use time::OffsetDateTime;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 60;
-/// An unknown `kid` triggers at most one JWKS refresh per this interval.
+/// After a successful fetch, an unknown `kid` triggers another at most once
+/// per this interval (anyone can send tokens with made-up `kid`s).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
+/// Default lifetime of fetched keys (`PORTAL_JWKS_MAX_AGE`).
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// Accepted `PORTAL_JWKS_MAX_AGE` values, in seconds.
+pub const JWKS_MAX_AGE_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+/// The wait after a failed fetch; it doubles with each further failure, up
+/// to `REFRESH_INTERVAL`.
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+/// Whole fetch (discovery and JWKS each), and connecting: below the
+/// functions' request budget, so an outage answers 503 in time.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest discovery or JWKS document read.
+const MAX_DOCUMENT: usize = 512 * 1024;
 /// Longest accepted token: bounds the work an attacker can make us do.
 const MAX_TOKEN_LEN: usize = 16 * 1024;
 
@@ -34,7 +61,8 @@ pub struct JwtSettings {
     pub default_tenant: Option<TenantId>,
 }
 
-/// Where fresh keys come from when a token names an unknown `kid`.
+/// Where fresh keys come from: when a token names an unknown `kid`, and
+/// when fetched keys reach their max age.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwksSource {
     /// Never refreshed (tests, the local development identity provider).
@@ -50,10 +78,18 @@ enum Family {
     Ec,
 }
 
+struct Key {
+    family: Family,
+    decoding: DecodingKey,
+    /// The key's public parameters as published: tells a replaced key from
+    /// a kept one.
+    material: String,
+}
+
 /// Parsed signing keys by `kid`.
 #[derive(Default)]
 pub struct KeySet {
-    keys: HashMap<String, (Family, DecodingKey)>,
+    keys: HashMap<String, Key>,
 }
 
 impl KeySet {
@@ -93,7 +129,7 @@ impl KeySet {
                     (Some(n), Some(e)) if rsa_bits(&n) >= 2048 => {
                         DecodingKey::from_rsa_components(&n, &e)
                             .ok()
-                            .map(|d| (Family::Rsa, d))
+                            .map(|d| (Family::Rsa, d, format!("RSA {n} {e}")))
                     }
                     _ => None,
                 },
@@ -101,14 +137,21 @@ impl KeySet {
                     match (k.x, k.y) {
                         (Some(x), Some(y)) => DecodingKey::from_ec_components(&x, &y)
                             .ok()
-                            .map(|d| (Family::Ec, d)),
+                            .map(|d| (Family::Ec, d, format!("EC {x} {y}"))),
                         _ => None,
                     }
                 }
                 _ => None,
             };
-            if let Some(p) = parsed {
-                keys.insert(kid, p);
+            if let Some((family, decoding, material)) = parsed {
+                keys.insert(
+                    kid,
+                    Key {
+                        family,
+                        decoding,
+                        material,
+                    },
+                );
             }
         }
         Ok(Self { keys })
@@ -121,6 +164,15 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Whether some key of `old` is missing from this set or was replaced.
+    fn withdraws_any_of(&self, old: &KeySet) -> bool {
+        old.keys.iter().any(|(kid, k)| {
+            self.keys
+                .get(kid)
+                .is_none_or(|new| new.material != k.material)
+        })
+    }
 }
 
 fn rsa_bits(n_b64: &str) -> usize {
@@ -130,33 +182,123 @@ fn rsa_bits(n_b64: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Whether `raw` may be fetched for keys or discovery: `https://`, or
+/// `http://` to this host only (127.0.0.0/8, `[::1]`, `localhost`), which
+/// tests and local identity providers use. Never credentials in the URL.
+pub fn check_fetch_url(raw: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
+    let loopback = match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    };
+    let scheme_ok = match url.scheme() {
+        "https" => raw.starts_with("https://"),
+        "http" => raw.starts_with("http://") && loopback,
+        _ => false,
+    };
+    if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
+        return Err(
+            "must be an https:// URL (plain http:// only to localhost, 127.0.0.1 or [::1])".into(),
+        );
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not carry credentials".into());
+    }
+    Ok(url)
+}
+
+/// The HTTP client that fetches discovery documents and JWKS: short
+/// timeouts, no redirects. Built at start (configuration), so a platform
+/// that cannot provide it (e.g. no CA certificates) stops the process there
+/// rather than at the first token.
+pub fn jwks_http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| {
+            use std::error::Error;
+            let mut msg = e.to_string();
+            let mut src = e.source();
+            while let Some(s) = src {
+                msg = format!("{msg}: {s}");
+                src = s.source();
+            }
+            format!("cannot build the HTTP client that fetches the issuer's signing keys: {msg}")
+        })
+}
+
+/// A claim or header that may be absent but, when present, must have its
+/// type: `null` is not "absent".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The claims we read. Typed, so a claim of the wrong JSON type fails
 /// deserialisation and rejects the token.
 #[derive(Deserialize)]
 struct Claims {
     iss: String,
-    aud: OneOrMany,
+    aud: Audience,
     exp: f64,
+    #[serde(default, deserialize_with = "present")]
     nbf: Option<f64>,
+    /// Read only for its type.
+    #[serde(default, deserialize_with = "present")]
+    #[allow(dead_code)]
+    iat: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     tid: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     oid: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     sub: Option<String>,
-    scp: Option<OneOrMany>,
+    #[serde(default, deserialize_with = "present")]
+    scp: Option<Scopes>,
+    #[serde(default, deserialize_with = "present")]
     scope: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     roles: Option<Vec<String>>,
+    /// Cognito: `access` or `id`.
+    #[serde(default, deserialize_with = "present")]
+    token_use: Option<String>,
 }
 
+/// `aud`: one value, or an array of values. A string is never split.
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum OneOrMany {
+enum Audience {
     One(String),
     Many(Vec<String>),
 }
 
-impl OneOrMany {
+impl Audience {
+    fn contains(&self, audience: &str) -> bool {
+        match self {
+            Self::One(a) => a == audience,
+            Self::Many(v) => v.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// `scp`: space-separated names (Entra), or an array of names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scopes {
+    Spaced(String),
+    Many(Vec<String>),
+}
+
+impl Scopes {
     fn items(&self) -> Vec<&str> {
         match self {
-            Self::One(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
+            Self::Spaced(s) => s.split(' ').filter(|s| !s.is_empty()).collect(),
             Self::Many(v) => v.iter().map(String::as_str).collect(),
         }
     }
@@ -165,22 +307,90 @@ impl OneOrMany {
 #[derive(Deserialize)]
 struct RawHeader {
     alg: String,
+    #[serde(default, deserialize_with = "present")]
     kid: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    typ: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
 }
 
-/// The production verifier: JWKS from configuration, refreshed on an
-/// unknown `kid` at most once per `REFRESH_INTERVAL`.
+impl RawHeader {
+    fn algorithm(&self) -> Result<(Algorithm, Family), AuthFailure> {
+        match self.alg.as_str() {
+            "RS256" => Ok((Algorithm::RS256, Family::Rsa)),
+            "ES256" => Ok((Algorithm::ES256, Family::Ec)),
+            _ => Err(AuthFailure::Algorithm),
+        }
+    }
+}
+
+/// `typ` values of a JWT access token (RFC 7519, RFC 9068), compared
+/// case-insensitively, with or without the `application/` prefix
+/// (RFC 7515 §4.1.9).
+fn acceptable_typ(typ: &str) -> bool {
+    let t = typ.to_ascii_lowercase();
+    let t = t.strip_prefix("application/").unwrap_or(&t);
+    t == "jwt" || t == "at+jwt"
+}
+
+/// The keys in use.
+struct Keys {
+    set: Arc<KeySet>,
+    /// When `set` was fetched; `None` for configured keys (inline or
+    /// fixed), which never expire.
+    fetched_at: Option<OffsetDateTime>,
+    /// Changes whenever a refresh withdraws or replaces a key: a cache of
+    /// verified tokens drops what it verified before.
+    generation: u64,
+}
+
+/// The fetch schedule, under the lock that keeps one fetch in flight.
+#[derive(Default)]
+struct FetchState {
+    /// No fetch before this (the back-off after a failure, or
+    /// `REFRESH_INTERVAL` after a success).
+    not_before: Option<OffsetDateTime>,
+    failures: u32,
+}
+
+/// What the last fetch came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Refresh {
+    /// It succeeded: the keys are the issuer's current ones.
+    Current,
+    /// It failed; the next attempt is allowed in this many seconds.
+    Failed { retry_after_secs: u64 },
+    /// Fixed keys: nothing to fetch.
+    Fixed,
+}
+
+enum FetchError {
+    /// Refused, timed out, 5xx, malformed, no usable keys.
+    Unreachable(String),
+    /// The issuer's documents contradict the configuration.
+    Misconfigured(String),
+}
+
+/// The production verifier: configured keys, or keys fetched from the
+/// issuer and refetched after `max_age` or on an unknown `kid`.
 pub struct JwtVerifier {
     settings: JwtSettings,
     source: JwksSource,
-    keys: RwLock<Arc<KeySet>>,
-    refresh: tokio::sync::Mutex<Option<Instant>>,
+    max_age: Duration,
+    keys: RwLock<Keys>,
+    fetch: tokio::sync::Mutex<FetchState>,
+    /// Fetches completed: a request that waited for the fetch lock learns
+    /// whether a fetch finished meanwhile, and uses its result.
+    fetches_done: AtomicU64,
     clock: Arc<dyn Clock>,
-    http: std::sync::OnceLock<reqwest::Client>,
+    http: OnceLock<Result<reqwest::Client, String>>,
 }
 
 impl JwtVerifier {
+    /// `initial` keys (inline, or fixed) never expire; with a remote
+    /// `source`, an empty `initial` is fetched on first use. Fetched keys
+    /// live `DEFAULT_JWKS_MAX_AGE` unless `with_max_age` says otherwise.
     pub fn new(
         settings: JwtSettings,
         initial: KeySet,
@@ -190,95 +400,185 @@ impl JwtVerifier {
         Self {
             settings,
             source,
-            keys: RwLock::new(Arc::new(initial)),
-            refresh: tokio::sync::Mutex::new(None),
+            max_age: DEFAULT_JWKS_MAX_AGE,
+            keys: RwLock::new(Keys {
+                set: Arc::new(initial),
+                fetched_at: None,
+                generation: 0,
+            }),
+            fetch: tokio::sync::Mutex::new(FetchState::default()),
+            fetches_done: AtomicU64::new(0),
             clock,
-            http: std::sync::OnceLock::new(),
+            http: OnceLock::new(),
         }
+    }
+
+    /// How long fetched keys are used before they are fetched again.
+    pub fn with_max_age(mut self, max_age: Duration) -> Self {
+        self.max_age = max_age;
+        self
+    }
+
+    /// The client to fetch with (from configuration, built at start);
+    /// without one, `jwks_http_client` is built on the first fetch.
+    pub fn with_http_client(self, client: reqwest::Client) -> Self {
+        let _ = self.http.set(Ok(client));
+        self
+    }
+
+    fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, Keys> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner())
     }
 
     fn current_keys(&self) -> Arc<KeySet> {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.read_keys().set.clone()
     }
 
-    /// Fetches the JWKS again unless it was tried less than
-    /// `REFRESH_INTERVAL` ago; concurrent callers share one fetch.
-    async fn refresh_keys(&self) {
-        let url_or_discovery = match &self.source {
-            JwksSource::Fixed => return,
-            other => other.clone(),
+    /// The keys, unless they are due for a refresh (or none were fetched
+    /// yet from a remote source).
+    fn fresh_keys(&self) -> Option<Arc<KeySet>> {
+        let k = self.read_keys();
+        let fresh = match k.fetched_at {
+            None => !k.set.is_empty() || self.source == JwksSource::Fixed,
+            Some(t) => self.clock.now() < t + self.max_age,
         };
-        let mut last = self.refresh.lock().await;
-        if last.is_some_and(|t| t.elapsed() < REFRESH_INTERVAL) {
-            return;
+        fresh.then(|| k.set.clone())
+    }
+
+    /// Keys to check a token with: fresh ones, refreshed ones, or, while
+    /// the issuer cannot be reached, the old ones for one more max age.
+    async fn usable_keys(&self) -> Result<Arc<KeySet>, AuthFailure> {
+        if let Some(set) = self.fresh_keys() {
+            return Ok(set);
         }
-        *last = Some(Instant::now());
-        match self.fetch(&url_or_discovery).await {
-            Ok(set) if !set.is_empty() => {
-                tracing::info!(keys = set.len(), "refreshed JWKS");
-                *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
-            }
-            Ok(_) => {
-                tracing::warn!("JWKS refresh returned no usable signing keys; keeping the old set")
-            }
-            Err(e) => tracing::warn!(error = %e, "JWKS refresh failed"),
+        let outcome = self.refresh().await;
+        if let Some(set) = self.fresh_keys() {
+            return Ok(set);
+        }
+        let k = self.read_keys();
+        match outcome {
+            Refresh::Failed { retry_after_secs } => match k.fetched_at {
+                Some(t) if self.clock.now() < t + self.max_age * 2 && !k.set.is_empty() => {
+                    Ok(k.set.clone())
+                }
+                _ => Err(AuthFailure::IssuerUnavailable { retry_after_secs }),
+            },
+            Refresh::Current | Refresh::Fixed => Ok(k.set.clone()),
         }
     }
 
-    async fn fetch(&self, source: &JwksSource) -> Result<KeySet, String> {
-        let http = self.http.get_or_init(|| {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .connect_timeout(Duration::from_secs(2))
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
+    /// Fetches the keys unless a fetch is not due yet (back-off, or a
+    /// recent success); concurrent callers wait for one fetch and share its
+    /// result.
+    async fn refresh(&self) -> Refresh {
+        if self.source == JwksSource::Fixed {
+            return Refresh::Fixed;
+        }
+        let seen = self.fetches_done.load(Ordering::SeqCst);
+        let mut st = self.fetch.lock().await;
+        let now = self.clock.now();
+        let finished_meanwhile = self.fetches_done.load(Ordering::SeqCst) != seen;
+        if !finished_meanwhile && st.not_before.is_none_or(|t| now >= t) {
+            let result = self.fetch_keys().await;
+            let now = self.clock.now();
+            match result {
+                Ok(set) => {
+                    tracing::info!(keys = set.len(), "fetched the issuer's signing keys");
+                    let mut k = self.keys.write().unwrap_or_else(|e| e.into_inner());
+                    if set.withdraws_any_of(&k.set) {
+                        k.generation += 1;
+                    }
+                    k.set = Arc::new(set);
+                    k.fetched_at = Some(now);
+                    st.failures = 0;
+                    st.not_before = Some(now + REFRESH_INTERVAL);
+                }
+                Err(e) => {
+                    st.failures = st.failures.saturating_add(1);
+                    let backoff = FIRST_BACKOFF
+                        .saturating_mul(1 << st.failures.min(16).saturating_sub(1))
+                        .min(REFRESH_INTERVAL);
+                    st.not_before = Some(now + backoff);
+                    let retry_in_secs = backoff.as_secs();
+                    match e {
+                        FetchError::Unreachable(e) => tracing::warn!(
+                            error = %e, failures = st.failures, retry_in_secs,
+                            "cannot fetch the issuer's signing keys; keeping the current ones"
+                        ),
+                        FetchError::Misconfigured(e) => tracing::error!(
+                            error = %e, failures = st.failures, retry_in_secs,
+                            "the issuer's documents do not match the configuration; keeping the current keys"
+                        ),
+                    }
+                }
+            }
+            self.fetches_done.fetch_add(1, Ordering::SeqCst);
+        }
+        if st.failures == 0 {
+            return Refresh::Current;
+        }
+        let wait = st.not_before.map_or(0, |t| {
+            let secs = (t - self.clock.now()).as_seconds_f64().ceil();
+            if secs > 0.0 { secs as u64 } else { 0 }
         });
-        let url = match source {
+        Refresh::Failed {
+            retry_after_secs: wait.clamp(1, REFRESH_INTERVAL.as_secs()),
+        }
+    }
+
+    async fn fetch_keys(&self) -> Result<KeySet, FetchError> {
+        use FetchError::{Misconfigured, Unreachable};
+        let http = self
+            .http
+            .get_or_init(jwks_http_client)
+            .as_ref()
+            .map_err(|e| Misconfigured(e.clone()))?;
+        let url = match &self.source {
             JwksSource::Url(u) => u.clone(),
             JwksSource::Discovery(issuer) => {
                 #[derive(Deserialize)]
                 struct Discovery {
+                    issuer: String,
                     jwks_uri: String,
                 }
                 let d = format!(
                     "{}/.well-known/openid-configuration",
                     issuer.trim_end_matches('/')
                 );
-                let doc: Discovery = http
-                    .get(&d)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                check_fetch_url(&d).map_err(|e| Misconfigured(format!("issuer {issuer:?} {e}")))?;
+                let doc: Discovery = serde_json::from_slice(&get(http, &d).await?)
+                    .map_err(|e| Unreachable(format!("{d}: not a discovery document: {e}")))?;
+                // OpenID Connect Discovery §4.3: the document must be the
+                // configured issuer's own.
+                if doc.issuer != *issuer {
+                    return Err(Misconfigured(format!(
+                        "{d} names issuer {:?}, not PORTAL_ISSUER {issuer:?}",
+                        doc.issuer
+                    )));
+                }
                 doc.jwks_uri
             }
-            JwksSource::Fixed => return Err("no JWKS source".into()),
+            JwksSource::Fixed => return Err(Misconfigured("no JWKS source".into())),
         };
-        let body = http
-            .get(&url)
-            .send()
-            .await
-            .and_then(|r| r.error_for_status())
-            .map_err(|e| e.to_string())?
-            .text()
-            .await
-            .map_err(|e| e.to_string())?;
-        KeySet::from_jwks_json(&body)
+        check_fetch_url(&url).map_err(|e| Misconfigured(format!("JWKS URL {url:?} {e}")))?;
+        let body = get(http, &url).await?;
+        let set = std::str::from_utf8(&body)
+            .map_err(|e| e.to_string())
+            .and_then(KeySet::from_jwks_json)
+            .map_err(|e| Unreachable(format!("{url}: {e}")))?;
+        if set.is_empty() {
+            return Err(Unreachable(format!(
+                "{url}: no RS256 or ES256 signing key with a kid"
+            )));
+        }
+        Ok(set)
     }
 
     fn check(&self, token: &str, header: &RawHeader, keys: &KeySet) -> Result<Caller, AuthFailure> {
-        let (alg, family) = match header.alg.as_str() {
-            "RS256" => (Algorithm::RS256, Family::Rsa),
-            "ES256" => (Algorithm::ES256, Family::Ec),
-            _ => return Err(AuthFailure::Algorithm),
-        };
+        let (alg, family) = header.algorithm()?;
         let kid = header.kid.as_deref().ok_or(AuthFailure::UnknownKey)?;
-        let (key_family, key) = keys.keys.get(kid).ok_or(AuthFailure::UnknownKey)?;
-        if *key_family != family {
+        let key = keys.keys.get(kid).ok_or(AuthFailure::UnknownKey)?;
+        if key.family != family {
             return Err(AuthFailure::Algorithm);
         }
         // Signature only: the library's time checks use the system clock and
@@ -288,7 +588,7 @@ impl JwtVerifier {
         v.validate_exp = false;
         v.validate_nbf = false;
         v.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &v).map_err(|e| {
+        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) => {
@@ -303,8 +603,12 @@ impl JwtVerifier {
         if c.iss != self.settings.issuer {
             return Err(AuthFailure::Issuer);
         }
-        if !c.aud.items().contains(&self.settings.audience.as_str()) {
+        if !c.aud.contains(&self.settings.audience) {
             return Err(AuthFailure::Audience);
+        }
+        // Cognito marks its ID tokens; only access tokens grant access.
+        if c.token_use.as_deref().is_some_and(|u| u != "access") {
+            return Err(AuthFailure::TokenType);
         }
         let now = self.clock.now().unix_timestamp() as f64;
         if !c.exp.is_finite() || c.exp + (LEEWAY_SECS as f64) < now {
@@ -323,6 +627,7 @@ impl JwtVerifier {
                 .clone()
                 .ok_or(AuthFailure::NoTenant)?,
         };
+        // `sub` stands in only for an absent `oid` (a null one was refused).
         let user = c
             .oid
             .as_deref()
@@ -348,6 +653,26 @@ impl JwtVerifier {
     }
 }
 
+/// GETs `url`, reading at most `MAX_DOCUMENT` bytes of a 2xx answer.
+async fn get(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
+    let fail = |e: String| FetchError::Unreachable(format!("{url}: {e}"));
+    let mut resp = http
+        .get(url)
+        .send()
+        .await
+        .and_then(|r| r.error_for_status())
+        .map_err(|e| fail(e.to_string()))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| fail(e.to_string()))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT {
+            return Err(fail(format!("document over {MAX_DOCUMENT} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Splits and decodes the header, refusing what no key could make valid.
 fn parse_header(token: &str) -> Result<RawHeader, AuthFailure> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthFailure::Malformed);
@@ -365,22 +690,45 @@ fn parse_header(token: &str) -> Result<RawHeader, AuthFailure> {
     if header.crit.is_some() {
         return Err(AuthFailure::Critical);
     }
+    if header.typ.as_deref().is_some_and(|t| !acceptable_typ(t)) {
+        return Err(AuthFailure::TokenType);
+    }
+    header.algorithm()?;
+    if header.kid.is_none() {
+        return Err(AuthFailure::UnknownKey);
+    }
     Ok(header)
 }
 
 #[async_trait]
 impl TokenVerifier for JwtVerifier {
     async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
+        // Everything decidable without keys first: a malformed token is a
+        // sign-in error even while the issuer is down.
         let header = parse_header(token)?;
-        let keys = self.current_keys();
+        let keys = self.usable_keys().await?;
         match self.check(token, &header, &keys) {
-            Err(AuthFailure::UnknownKey) if header.kid.is_some() => {
+            Err(AuthFailure::UnknownKey) => {
                 // The issuer may have rotated its keys: refresh (or wait for a
-                // concurrent refresh) and look once more.
-                self.refresh_keys().await;
-                self.check(token, &header, &self.current_keys())
+                // concurrent refresh) and look once more. If the issuer cannot
+                // be asked, the token cannot be checked.
+                let outcome = self.refresh().await;
+                match (self.check(token, &header, &self.current_keys()), outcome) {
+                    (Err(AuthFailure::UnknownKey), Refresh::Failed { retry_after_secs }) => {
+                        Err(AuthFailure::IssuerUnavailable { retry_after_secs })
+                    }
+                    (result, _) => result,
+                }
             }
             other => other,
+        }
+    }
+
+    fn key_generation(&self) -> Option<u64> {
+        let k = self.read_keys();
+        match k.fetched_at {
+            Some(t) if self.clock.now() >= t + self.max_age => None,
+            _ => Some(k.generation),
         }
     }
 }

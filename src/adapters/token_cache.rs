@@ -10,10 +10,13 @@
 //! - only successes are cached: every rejected token goes to the inner
 //!   verifier again, and garbage cannot fill the cache (an entry needs a
 //!   token the issuer signed);
-//! - an entry is served only while `now < exp` of its token (no leeway) and
-//!   for at most `max_age` after it was verified, so the cache never extends
-//!   a token's life and a key withdrawn from the JWKS stops working within
-//!   `max_age`;
+//! - an entry is served only while `now < exp` of its token (no leeway),
+//!   for at most `max_age` after it was verified (both on the injected
+//!   clock), and only while the inner verifier's keys are those it was
+//!   verified with (`TokenVerifier::key_generation`): when the JWKS is due
+//!   for a refresh nothing is served from the cache, and once a refresh
+//!   withdraws a key every entry verified before is verified again, so a
+//!   withdrawn key stops working here when it stops working there;
 //! - one cache per inner verifier: a token accepted for one issuer or
 //!   audience is never served to a verifier with other settings;
 //! - bounded: at most `capacity` entries; when full, expired entries go
@@ -25,7 +28,8 @@ use crate::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use time::OffsetDateTime;
 
 /// Default bound on entries (a few hundred bytes each).
 pub const DEFAULT_CAPACITY: usize = 10_000;
@@ -36,7 +40,9 @@ type Key = [u8; 32];
 
 struct Entry {
     caller: Caller,
-    verified_at: Instant,
+    verified_at: OffsetDateTime,
+    /// The inner verifier's key generation it was verified under.
+    generation: u64,
 }
 
 #[derive(Default)]
@@ -89,17 +95,20 @@ impl CachingVerifier {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn fresh(&self, e: &Entry, now_unix: i64) -> bool {
-        now_unix < e.caller.expires_at && e.verified_at.elapsed() < self.max_age
+    /// Whether `e` may be served at `now` under key generation `generation`.
+    fn fresh(&self, e: &Entry, now: OffsetDateTime, generation: u64) -> bool {
+        e.generation == generation
+            && now.unix_timestamp() < e.caller.expires_at
+            && now - e.verified_at < self.max_age
     }
 
-    fn insert(&self, key: Key, caller: &Caller, now_unix: i64) {
+    fn insert(&self, key: Key, caller: &Caller, now: OffsetDateTime, generation: u64) {
         let mut st = self.lock();
         if st.map.len() >= self.capacity {
             // Expired entries first, then the oldest, down to 90 % of the
             // capacity: a full sweep frees at least a tenth of the cache, so
             // its O(n) cost is paid at most once per n/10 insertions.
-            st.map.retain(|_, e| self.fresh(e, now_unix));
+            st.map.retain(|_, e| self.fresh(e, now, generation));
             let Entries { map, order } = &mut *st;
             order.retain(|k| map.contains_key(k));
             let low = self.capacity - (self.capacity / 10).max(1);
@@ -114,7 +123,8 @@ impl CachingVerifier {
         }
         let entry = Entry {
             caller: caller.clone(),
-            verified_at: Instant::now(),
+            verified_at: now,
+            generation,
         };
         if st.map.insert(key, entry).is_none() {
             st.order.push_back(key);
@@ -133,17 +143,24 @@ fn key_of(token: &str) -> Key {
 impl TokenVerifier for CachingVerifier {
     async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
         let key = key_of(token);
-        let now = self.clock.now().unix_timestamp();
-        if let Some(e) = self.lock().map.get(&key)
-            && self.fresh(e, now)
+        let now = self.clock.now();
+        let generation = self.inner.key_generation();
+        if let Some(g) = generation
+            && let Some(e) = self.lock().map.get(&key)
+            && self.fresh(e, now, g)
         {
             return Ok(e.caller.clone());
         }
         // A stale entry stays until it is overwritten or evicted, so the
         // eviction order always lists exactly the entries held.
         let caller = self.inner.verify(token).await?;
-        if now < caller.expires_at {
-            self.insert(key, &caller, now);
+        // Cached only if the keys did not change during the verification:
+        // the entry must not outlive the key that signed it.
+        if let Some(g) = generation
+            && self.inner.key_generation() == Some(g)
+            && now.unix_timestamp() < caller.expires_at
+        {
+            self.insert(key, &caller, now, g);
         }
         Ok(caller)
     }
@@ -253,14 +270,64 @@ mod tests {
 
     #[tokio::test]
     async fn entries_are_served_for_at_most_max_age() {
-        let s = setup("api://a", 100, Duration::from_millis(50));
+        let s = setup("api://a", 100, Duration::from_secs(50));
         let t = s.token("alice", 3600);
         s.cache.verify(&t).await.unwrap();
+        s.clock.0.store(NOW + 49, Ordering::SeqCst);
         s.cache.verify(&t).await.unwrap();
         assert_eq!(s.calls(), 1);
-        std::thread::sleep(Duration::from_millis(60));
+        s.clock.0.store(NOW + 50, Ordering::SeqCst);
         s.cache.verify(&t).await.unwrap();
         assert_eq!(s.calls(), 2);
+    }
+
+    /// A verifier whose key generation the test sets.
+    struct Rotating {
+        inner: crate::adapters::jwt::JwtVerifier,
+        generation: std::sync::Mutex<Option<u64>>,
+        calls: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl TokenVerifier for Rotating {
+        async fn verify(&self, token: &str) -> Result<Caller, AuthFailure> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            self.inner.verify(token).await
+        }
+        fn key_generation(&self) -> Option<u64> {
+            *self.generation.lock().unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn entries_are_served_only_under_the_keys_they_were_verified_with() {
+        let idp = DevIdentityProvider::generate(DevAlg::Es256, "https://issuer.test", "api://a");
+        let clock = Arc::new(TestClock(AtomicI64::new(NOW)));
+        let inner = Arc::new(Rotating {
+            inner: idp.verifier(clock.clone()),
+            generation: std::sync::Mutex::new(Some(7)),
+            calls: AtomicUsize::new(0),
+        });
+        let cache = CachingVerifier::new(inner.clone(), clock.clone());
+        let calls = || inner.calls.load(Ordering::SeqCst);
+        let t = idp.token("contoso", "alice", "RecoveryKey.Read", NOW, 3600);
+        cache.verify(&t).await.unwrap();
+        cache.verify(&t).await.unwrap();
+        assert_eq!(calls(), 1);
+        // Keys due for a refresh: nothing is served, nothing is stored.
+        *inner.generation.lock().unwrap() = None;
+        cache.verify(&t).await.unwrap();
+        cache.verify(&t).await.unwrap();
+        assert_eq!(calls(), 3);
+        // Refreshed without a withdrawal: the entry is good again.
+        *inner.generation.lock().unwrap() = Some(7);
+        cache.verify(&t).await.unwrap();
+        assert_eq!(calls(), 3);
+        // A key was withdrawn: verified again, then cached under the new keys.
+        *inner.generation.lock().unwrap() = Some(8);
+        cache.verify(&t).await.unwrap();
+        cache.verify(&t).await.unwrap();
+        assert_eq!(calls(), 4);
     }
 
     #[tokio::test]

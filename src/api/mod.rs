@@ -331,7 +331,7 @@ async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, Ap
     let token = jwt::bearer_token(value).map_err(ApiError::Unauthenticated)?;
     portal.verifier.verify(token).await.map_err(|f| {
         tracing::info!(reason = %f, "token rejected");
-        ApiError::Unauthenticated(f)
+        ApiError::from(f)
     })
 }
 
@@ -446,6 +446,11 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             };
             headers.push((header::WWW_AUTHENTICATE, challenge));
             (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", "Sign in to the company portal again, then retry.".to_owned())
+        }
+        ApiError::IdentityProviderUnavailable { retry_after_secs } => {
+            headers.push((header::RETRY_AFTER, retry_after_secs.to_string()));
+            extra.insert("retry_after".into(), json!(retry_after_secs));
+            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-unavailable", "Sign-in service unreachable", format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
         }
         ApiError::InsufficientScope { needed } => {
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_scope", scope="{needed}""#)));

@@ -5,7 +5,8 @@ use crate::domain::ids::KeyId;
 use crate::domain::model::Helpdesk;
 
 /// Why a token was not accepted. Only for logs and tests: clients get one
-/// generic 401 so the answer leaks nothing about the verifier.
+/// generic 401 so the answer leaks nothing about the verifier, except for
+/// `IssuerUnavailable`, an outage (503) rather than a sign-in error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthFailure {
     #[error("no bearer token")]
@@ -32,6 +33,14 @@ pub enum AuthFailure {
     Claims(&'static str),
     #[error("no tenant")]
     NoTenant,
+    /// `typ` or `token_use` says this is not an access token (e.g. an ID token).
+    #[error("not an access token")]
+    TokenType,
+    /// The token could not be checked: the issuer's keys could not be
+    /// fetched (refused, timed out, 5xx, malformed, or contradicting the
+    /// configuration).
+    #[error("identity provider unavailable")]
+    IssuerUnavailable { retry_after_secs: u64 },
 }
 
 /// A failure of a backing service (store or cipher) after its own retries.
@@ -55,6 +64,10 @@ impl Unavailable {
 pub enum ApiError {
     #[error("unauthenticated: {0}")]
     Unauthenticated(AuthFailure),
+    /// The token could not be checked because the identity provider cannot
+    /// be reached: retry, do not sign in again.
+    #[error("identity provider unavailable")]
+    IdentityProviderUnavailable { retry_after_secs: u64 },
     /// The token is valid but lacks the permission the route needs.
     #[error("missing permission {needed}")]
     InsufficientScope { needed: &'static str },
@@ -87,4 +100,15 @@ pub enum ApiError {
     /// integrity check). Never caused by client input.
     #[error("internal: {0}")]
     Internal(String),
+}
+
+impl From<AuthFailure> for ApiError {
+    fn from(f: AuthFailure) -> Self {
+        match f {
+            AuthFailure::IssuerUnavailable { retry_after_secs } => {
+                Self::IdentityProviderUnavailable { retry_after_secs }
+            }
+            other => Self::Unauthenticated(other),
+        }
+    }
 }

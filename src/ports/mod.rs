@@ -147,4 +147,13 @@ impl Clock for SystemClock {
 #[async_trait]
 pub trait TokenVerifier: Send + Sync {
     async fn verify(&self, token: &str) -> Result<Caller, AuthFailure>;
+
+    /// Identifies the signing keys behind `verify`'s answers, for caches of
+    /// verified tokens: a cached caller may be served only while this is
+    /// `Some` and equal to its value when that caller was verified. It
+    /// changes when a key is withdrawn; `None` while the keys are due for a
+    /// refresh (nothing may be served from a cache then).
+    fn key_generation(&self) -> Option<u64> {
+        Some(0)
+    }
 }

@@ -11,6 +11,7 @@ use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::TenantId;
 use recovery_portal::ports::TokenVerifier;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
+use recovery_portal::adapters::token_cache::CachingVerifier;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -230,24 +231,73 @@ async fn rejects_none_hmac_mismatched_families_crit_and_garbage() {
     }
 }
 
-/// A JWKS endpoint whose document can change, counting fetches, plus an
-/// "attacker" endpoint that must never be contacted.
+/// How the fake identity provider answers an endpoint.
+#[derive(Clone, Debug)]
+enum Answer {
+    /// The normal document.
+    Serve,
+    /// This body with status 200.
+    Body(String),
+    Status(u16),
+    /// Never answers within the verifier's timeout.
+    Hang,
+}
+
+/// A fake identity provider on a real loopback socket: a discovery document
+/// and a JWKS endpoint, each switchable between serving, failing and
+/// hanging, counting fetches; plus an "attacker" endpoint that must never be
+/// contacted.
 struct JwksServer {
     base: String,
     doc: Arc<Mutex<String>>,
+    keys_answer: Arc<Mutex<Answer>>,
+    discovery_answer: Arc<Mutex<Answer>>,
     fetches: Arc<AtomicUsize>,
+    discovery_fetches: Arc<AtomicUsize>,
     attacker_hits: Arc<AtomicUsize>,
+}
+
+impl JwksServer {
+    fn keys(&self, a: Answer) {
+        *self.keys_answer.lock().unwrap() = a;
+    }
+    fn discovery(&self, a: Answer) {
+        *self.discovery_answer.lock().unwrap() = a;
+    }
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+    fn discovery_fetches(&self) -> usize {
+        self.discovery_fetches.load(Ordering::SeqCst)
+    }
+}
+
+async fn answer(a: Answer, normal: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match a {
+        Answer::Serve => normal.into_response(),
+        Answer::Body(b) => b.into_response(),
+        Answer::Status(s) => axum::http::StatusCode::from_u16(s).unwrap().into_response(),
+        Answer::Hang => {
+            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            normal.into_response()
+        }
+    }
 }
 
 async fn jwks_server(initial: String) -> JwksServer {
     let doc = Arc::new(Mutex::new(initial));
+    let keys_answer = Arc::new(Mutex::new(Answer::Serve));
+    let discovery_answer = Arc::new(Mutex::new(Answer::Serve));
     let fetches = Arc::new(AtomicUsize::new(0));
+    let discovery_fetches = Arc::new(AtomicUsize::new(0));
     let attacker_hits = Arc::new(AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let (d, f, a, b) = (
-        doc.clone(),
-        fetches.clone(),
+    let (d, ka, f) = (doc.clone(), keys_answer.clone(), fetches.clone());
+    let (da, df, a, b) = (
+        discovery_answer.clone(),
+        discovery_fetches.clone(),
         attacker_hits.clone(),
         base.clone(),
     );
@@ -255,16 +305,19 @@ async fn jwks_server(initial: String) -> JwksServer {
         .route(
             "/.well-known/openid-configuration",
             get(move || {
-                let b = b.clone();
-                async move { json!({"issuer": b, "jwks_uri": format!("{b}/keys")}).to_string() }
+                df.fetch_add(1, Ordering::SeqCst);
+                let normal = json!({"issuer": b, "jwks_uri": format!("{b}/keys")}).to_string();
+                let a = da.lock().unwrap().clone();
+                answer(a, normal)
             }),
         )
         .route(
             "/keys",
             get(move || {
                 f.fetch_add(1, Ordering::SeqCst);
-                let d = d.lock().unwrap().clone();
-                async move { d }
+                let normal = d.lock().unwrap().clone();
+                let a = ka.lock().unwrap().clone();
+                answer(a, normal)
             }),
         )
         .route(
@@ -278,7 +331,10 @@ async fn jwks_server(initial: String) -> JwksServer {
     JwksServer {
         base,
         doc,
+        keys_answer,
+        discovery_answer,
         fetches,
+        discovery_fetches,
         attacker_hits,
     }
 }
@@ -350,4 +406,836 @@ async fn discovery_finds_the_jwks_and_jku_headers_are_never_followed() {
     let t = attacker.sign_raw(&header, &claims(json!({})));
     assert!(v.verify(&t).await.is_err());
     assert_eq!(srv.attacker_hits.load(Ordering::SeqCst), 0);
+}
+
+/// `claims` with `field` set to `value` as is (JSON null included: the
+/// `claims` helper treats null as "remove").
+fn claims_with(field: &str, value: Value) -> Value {
+    let mut c = claims(json!({}));
+    c[field] = value;
+    c
+}
+
+#[tokio::test]
+async fn a_string_aud_is_one_value_never_split_on_spaces() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, None);
+    for aud in [
+        format!("api://evil {AUDIENCE}"),
+        format!("{AUDIENCE} api://evil"),
+        format!(" {AUDIENCE}"),
+        format!("{AUDIENCE} "),
+    ] {
+        assert_eq!(
+            v.verify(&idp.sign(&claims(json!({ "aud": aud })))).await,
+            Err(AuthFailure::Audience),
+            "{aud:?}"
+        );
+    }
+    // An array member is one value too.
+    assert_eq!(
+        v.verify(&idp.sign(&claims(json!({"aud": [format!("api://evil {AUDIENCE}")]}))))
+            .await,
+        Err(AuthFailure::Audience)
+    );
+    assert!(v.verify(&idp.sign(&claims(json!({})))).await.is_ok());
+}
+
+#[tokio::test]
+async fn claims_of_the_wrong_type_are_refused_even_when_null() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, Some("default-tenant"));
+    let mut bad = vec![
+        ("iat", json!("yesterday")),
+        ("iat", json!(null)),
+        ("iat", json!([NOW])),
+        ("nbf", json!(null)),
+    ];
+    for field in ["oid", "sub", "tid"] {
+        for value in [
+            json!(null),
+            json!(42),
+            json!(true),
+            json!(["alice"]),
+            json!({"id": "alice"}),
+        ] {
+            bad.push((field, value));
+        }
+    }
+    for field in ["scp", "scope", "roles"] {
+        bad.push((field, json!(null)));
+    }
+    for (field, value) in bad {
+        let t = idp.sign(&claims_with(field, value.clone()));
+        assert!(
+            matches!(v.verify(&t).await, Err(AuthFailure::Claims(_))),
+            "{field}: {value}"
+        );
+    }
+    // `"oid": null` must not fall back to `sub`.
+    let mut c = claims(json!({"sub": "someone-else"}));
+    c["oid"] = Value::Null;
+    assert!(v.verify(&idp.sign(&c)).await.is_err());
+    // Well-typed values still pass.
+    for (field, value) in [
+        ("iat", json!(NOW)),
+        ("iat", json!(NOW as f64 + 0.5)),
+        ("sub", json!("alice-sub")),
+    ] {
+        assert!(
+            v.verify(&idp.sign(&claims_with(field, value.clone())))
+                .await
+                .is_ok(),
+            "{field}: {value}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn any_crit_header_is_refused_whatever_its_type() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, None);
+    for crit in [
+        json!(null),
+        json!([]),
+        json!("exp"),
+        json!(7),
+        json!({"exp": true}),
+        json!(["exp"]),
+    ] {
+        let t = idp.sign_raw(
+            &json!({"alg": "ES256", "kid": idp.kid, "crit": crit}),
+            &claims(json!({})),
+        );
+        assert_eq!(v.verify(&t).await, Err(AuthFailure::Critical), "{crit}");
+    }
+}
+
+#[tokio::test]
+async fn only_jwt_and_at_jwt_token_types_are_accepted() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, None);
+    let with_typ = |typ: Option<Value>| {
+        let mut h = json!({"alg": "ES256", "kid": idp.kid});
+        if let Some(t) = typ {
+            h["typ"] = t;
+        }
+        idp.sign_raw(&h, &claims(json!({})))
+    };
+    for ok in [
+        None,
+        Some(json!("JWT")),
+        Some(json!("jwt")),
+        Some(json!("at+jwt")),
+        Some(json!("AT+JWT")),
+        Some(json!("application/at+jwt")),
+    ] {
+        assert!(v.verify(&with_typ(ok.clone())).await.is_ok(), "{ok:?}");
+    }
+    for bad in [
+        json!("id+jwt"),
+        json!("JWS"),
+        json!("logout+jwt"),
+        json!("JOSE"),
+        json!("dpop+jwt"),
+        json!(""),
+        json!(null),
+        json!(5),
+        json!(["JWT"]),
+    ] {
+        assert!(
+            v.verify(&with_typ(Some(bad.clone()))).await.is_err(),
+            "{bad}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn cognito_style_id_tokens_are_refused_by_token_use() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, None);
+    assert!(
+        v.verify(&idp.sign(&claims(json!({"token_use": "access"}))))
+            .await
+            .is_ok()
+    );
+    for bad in [json!("id"), json!("ID"), json!(null), json!(1)] {
+        assert!(
+            v.verify(&idp.sign(&claims_with("token_use", bad.clone())))
+                .await
+                .is_err(),
+            "{bad}"
+        );
+    }
+}
+
+fn settings() -> JwtSettings {
+    JwtSettings {
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
+        default_tenant: None,
+    }
+}
+
+/// A verifier that fetches its keys from `srv`'s JWKS URL (none inline).
+fn url_verifier(srv: &JwksServer, clock: Arc<TestClock>) -> JwtVerifier {
+    JwtVerifier::new(
+        settings(),
+        KeySet::default(),
+        JwksSource::Url(format!("{}/keys", srv.base)),
+        clock,
+    )
+}
+
+fn token_at(idp: &DevIdentityProvider, clock: &TestClock, ttl: i64) -> String {
+    idp.token("contoso", "alice", "RecoveryKey.Read", clock.unix(), ttl)
+}
+
+#[tokio::test]
+async fn keys_are_refetched_after_the_max_age_and_a_failed_refresh_keeps_the_old_keys() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let b = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
+    let srv = jwks_server(a.jwks_json()).await;
+    let clock = TestClock::at(NOW);
+    let v = url_verifier(&srv, clock.clone());
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    assert_eq!(srv.fetches(), 1, "no keys yet: fetched on first use");
+    // The issuer withdraws key A.
+    *srv.doc.lock().unwrap() = b.jwks_json();
+    // First interval (default max age 3600 s): A is still trusted, no fetch.
+    clock.advance(3599);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    assert_eq!(srv.fetches(), 1);
+    // At the max age the keys are refetched: A no longer verifies, B does.
+    clock.advance(1);
+    assert_eq!(
+        v.verify(&token_at(&a, &clock, 600)).await,
+        Err(AuthFailure::UnknownKey)
+    );
+    assert_eq!(srv.fetches(), 2);
+    v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+    assert_eq!(srv.fetches(), 2, "fresh keys: no second fetch");
+    // Second interval: the refresh fails and the old keys (B) are kept.
+    srv.keys(Answer::Status(500));
+    clock.advance(3600);
+    v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+    assert_eq!(srv.fetches(), 3);
+    // The failed refresh is retried after a back-off, not on every request.
+    v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+    assert_eq!(srv.fetches(), 3);
+    // Once the issuer answers again, its current set replaces the old one.
+    srv.keys(Answer::Serve);
+    *srv.doc.lock().unwrap() = a.jwks_json();
+    clock.advance(60);
+    assert_eq!(
+        v.verify(&token_at(&b, &clock, 600)).await,
+        Err(AuthFailure::UnknownKey)
+    );
+    assert_eq!(srv.fetches(), 4);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+}
+
+#[tokio::test]
+async fn while_the_issuer_is_down_old_keys_serve_one_more_max_age_then_tokens_cannot_be_checked() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let srv = jwks_server(a.jwks_json()).await;
+    let clock = TestClock::at(NOW);
+    let v = url_verifier(&srv, clock.clone());
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    srv.keys(Answer::Status(500));
+    // Just before twice the max age, the old keys still verify...
+    clock.advance(2 * 3600 - 1);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    // ...then nothing can be checked until the issuer answers.
+    clock.advance(1);
+    let err = v.verify(&token_at(&a, &clock, 600)).await.unwrap_err();
+    assert!(
+        matches!(err, AuthFailure::IssuerUnavailable { retry_after_secs } if (1..=30).contains(&retry_after_secs)),
+        "{err:?}"
+    );
+    // Decidable without keys: still a sign-in error.
+    assert_eq!(v.verify("a.b").await, Err(AuthFailure::Malformed));
+    srv.keys(Answer::Serve);
+    clock.advance(30);
+    v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cached_token_signed_by_a_withdrawn_key_stops_being_served() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let b = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let srv = jwks_server(a.jwks_json()).await;
+    let clock = TestClock::at(NOW);
+    let cache = CachingVerifier::new(Arc::new(url_verifier(&srv, clock.clone())), clock.clone());
+    let long_lived = token_at(&a, &clock, 4 * 3600);
+    cache.verify(&long_lived).await.unwrap();
+    assert_eq!(cache.len(), 1);
+    *srv.doc.lock().unwrap() = b.jwks_json();
+    clock.advance(3600);
+    assert_eq!(
+        cache.verify(&long_lived).await,
+        Err(AuthFailure::UnknownKey)
+    );
+    assert_eq!(
+        cache.verify(&long_lived).await,
+        Err(AuthFailure::UnknownKey)
+    );
+    cache.verify(&token_at(&b, &clock, 600)).await.unwrap();
+}
+
+#[tokio::test]
+async fn inline_keys_never_expire() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let b = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let srv = jwks_server(b.jwks_json()).await;
+    srv.keys(Answer::Status(500));
+    let clock = TestClock::at(NOW);
+    // As with PORTAL_JWKS: the inline set, and a source for unknown kids.
+    let v = JwtVerifier::new(
+        settings(),
+        KeySet::from_jwks_json(&a.jwks_json()).unwrap(),
+        JwksSource::Url(format!("{}/keys", srv.base)),
+        clock.clone(),
+    );
+    for _ in 0..3 {
+        clock.advance(30 * 86_400);
+        v.verify(&token_at(&a, &clock, 600)).await.unwrap();
+    }
+    assert_eq!(srv.fetches(), 0);
+}
+
+/// A portal on a real socket whose verifier (behind the token cache)
+/// discovers its keys from `source`, on the harness's clock.
+async fn portal_with_idp(source: JwksSource) -> (Harness, Server) {
+    let mut h = Harness::new(&test_seed(), 10).await;
+    let jwt = JwtVerifier::new(settings(), KeySet::default(), source, h.clock.clone());
+    h.portal.verifier = Arc::new(CachingVerifier::new(Arc::new(jwt), h.clock.clone()));
+    let server = h.serve().await;
+    (h, server)
+}
+
+fn assert_outage(r: &Reply, what: &str) {
+    assert_eq!(r.status, 503, "{what}: {}", r.text);
+    let j = r.assert_problem(503);
+    let retry: u64 = r
+        .header("retry-after")
+        .unwrap_or_else(|| panic!("{what}: no Retry-After"))
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{what}: Retry-After {retry}");
+    assert!(
+        j["detail"].as_str().unwrap().contains("again"),
+        "{what}: {j}"
+    );
+    assert!(
+        r.header("www-authenticate").is_none(),
+        "{what}: not a sign-in error"
+    );
+}
+
+fn closed_port_url() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", l.local_addr().unwrap())
+}
+
+#[tokio::test]
+async fn an_unreachable_identity_provider_is_a_503_with_retry_after_not_a_401() {
+    let cases: Vec<(&str, Option<Answer>, Option<Answer>)> = vec![
+        ("JWKS 500", None, Some(Answer::Status(500))),
+        ("JWKS 503", None, Some(Answer::Status(503))),
+        ("JWKS not JSON", None, Some(Answer::Body("<html>".into()))),
+        (
+            "JWKS of the wrong shape",
+            None,
+            Some(Answer::Body(r#"{"keys":"x"}"#.into())),
+        ),
+        (
+            "JWKS without usable keys",
+            None,
+            Some(Answer::Body(r#"{"keys":[]}"#.into())),
+        ),
+        ("discovery 502", Some(Answer::Status(502)), None),
+        (
+            "discovery not JSON",
+            Some(Answer::Body("garbage".into())),
+            None,
+        ),
+        (
+            "discovery without jwks_uri",
+            Some(Answer::Body("{}".into())),
+            None,
+        ),
+        ("refused", None, None),
+    ];
+    for (what, discovery, keys) in cases {
+        let srv = jwks_server(String::new()).await;
+        let source = if what == "refused" {
+            JwksSource::Discovery(closed_port_url())
+        } else {
+            JwksSource::Discovery(srv.base.clone())
+        };
+        let (h, server) = portal_with_idp(source).await;
+        *srv.doc.lock().unwrap() = h.idp.jwks_json();
+        if let Some(a) = discovery {
+            srv.discovery(a);
+        }
+        if let Some(a) = keys {
+            srv.keys(a);
+        }
+        let token = h.token("contoso", "alice", "RecoveryKey.Read");
+        let r = server.get("/v1/devices", &token).await;
+        assert_outage(&r, what);
+        let r = server.post_key("PC-ALICE", &token, None).await;
+        assert_outage(&r, what);
+        assert_eq!(h.opens(), 0);
+        if what == "refused" {
+            continue;
+        }
+        // The failure was not cached: once the issuer answers, the same
+        // token is accepted.
+        srv.discovery(Answer::Serve);
+        srv.keys(Answer::Serve);
+        h.clock.advance(60);
+        let r = server.get("/v1/devices", &token).await;
+        assert_eq!(r.status, 200, "{what}: {}", r.text);
+    }
+}
+
+#[tokio::test]
+async fn one_fetch_in_flight_and_a_back_off_while_the_identity_provider_is_down() {
+    let srv = jwks_server(String::new()).await;
+    let (h, server) = portal_with_idp(JwksSource::Url(format!("{}/keys", srv.base))).await;
+    *srv.doc.lock().unwrap() = h.idp.jwks_json();
+    srv.keys(Answer::Hang);
+    let token = h.token("contoso", "alice", "RecoveryKey.Read");
+    let server = Arc::new(server);
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..12 {
+        let (server, token) = (server.clone(), token.clone());
+        tasks.push(tokio::spawn(async move {
+            server.get("/v1/devices", &token).await
+        }));
+    }
+    for t in tasks {
+        assert_outage(&t.await.unwrap(), "hanging JWKS");
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(8));
+    assert_eq!(srv.fetches(), 1, "concurrent requests share one fetch");
+    // Within the back-off no request reaches the identity provider.
+    srv.keys(Answer::Status(500));
+    for _ in 0..5 {
+        assert_outage(&server.get("/v1/devices", &token).await, "back-off");
+    }
+    assert_eq!(srv.fetches(), 1);
+    // The back-off grows with each failure.
+    let mut waited = Vec::new();
+    for _ in 0..4 {
+        let before = srv.fetches();
+        let mut secs = 0;
+        while srv.fetches() == before {
+            h.clock.advance(1);
+            secs += 1;
+            assert_outage(&server.get("/v1/devices", &token).await, "retry");
+            assert!(secs <= 60);
+        }
+        waited.push(secs);
+    }
+    assert!(waited.windows(2).all(|w| w[0] <= w[1]), "{waited:?}");
+    assert!(waited[3] > waited[0], "{waited:?}");
+    // Recovered: served again.
+    srv.keys(Answer::Serve);
+    h.clock.advance(60);
+    assert_eq!(server.get("/v1/devices", &token).await.status, 200);
+}
+
+#[tokio::test]
+async fn an_unknown_kid_is_401_when_the_refetch_succeeds_and_503_when_it_fails() {
+    let srv = jwks_server(String::new()).await;
+    let (h, server) = portal_with_idp(JwksSource::Url(format!("{}/keys", srv.base))).await;
+    *srv.doc.lock().unwrap() = h.idp.jwks_json();
+    let token = h.token("contoso", "alice", "RecoveryKey.Read");
+    assert_eq!(server.get("/v1/devices", &token).await.status, 200);
+    let stranger = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let unknown = stranger.token("contoso", "alice", "RecoveryKey.Read", h.clock.unix(), 3600);
+    // The issuer answers and does not know the key: a sign-in error.
+    h.clock.advance(31);
+    let r = server.get("/v1/devices", &unknown).await;
+    r.assert_problem(401);
+    assert_eq!(srv.fetches(), 2, "the unknown kid was looked up");
+    // The issuer is down: the key might be a new one, so it is an outage;
+    // tokens under the known key are still served.
+    srv.keys(Answer::Status(500));
+    h.clock.advance(31);
+    assert_outage(&server.get("/v1/devices", &unknown).await, "unknown kid");
+    assert_eq!(srv.fetches(), 3);
+    assert_eq!(server.get("/v1/devices", &token).await.status, 200);
+    // Malformed tokens need no keys: still 401.
+    server
+        .get("/v1/devices", "not-a-token")
+        .await
+        .assert_problem(401);
+}
+
+#[tokio::test]
+async fn a_discovery_document_for_another_issuer_or_with_a_plain_http_jwks_uri_is_not_used() {
+    let srv = jwks_server(String::new()).await;
+    let port = srv.base.rsplit(':').next().unwrap().to_owned();
+    for (what, doc) in [
+        (
+            "another issuer",
+            json!({"issuer": "https://evil.example", "jwks_uri": format!("{}/keys", srv.base)}),
+        ),
+        (
+            "issuer with a trailing slash",
+            json!({"issuer": format!("{}/", srv.base), "jwks_uri": format!("{}/keys", srv.base)}),
+        ),
+        (
+            "plain http jwks_uri",
+            // 0.0.0.0 reaches this host on Linux, yet is not a loopback name.
+            json!({"issuer": srv.base, "jwks_uri": format!("http://0.0.0.0:{port}/keys")}),
+        ),
+    ] {
+        let (h, server) = portal_with_idp(JwksSource::Discovery(srv.base.clone())).await;
+        *srv.doc.lock().unwrap() = h.idp.jwks_json();
+        srv.discovery(Answer::Body(doc.to_string()));
+        let (before, discoveries) = (srv.fetches(), srv.discovery_fetches());
+        let token = h.token("contoso", "alice", "RecoveryKey.Read");
+        assert_outage(&server.get("/v1/devices", &token).await, what);
+        assert_eq!(srv.discovery_fetches(), discoveries + 1, "{what}");
+        assert_eq!(srv.fetches(), before, "{what}: keys were fetched");
+    }
+}
+
+#[tokio::test]
+async fn without_ca_certificates_the_process_fails_at_start_not_at_the_first_token() {
+    // The key-fetching client trusts the platform's CA store: with none,
+    // it cannot be built, and `portal serve` must say so at start.
+    let dir = std::env::temp_dir().join(format!("portal-auth-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PORTAL_DEV_KEY_FILE", dir.join("key.p8"))
+        .env("PORTAL_ISSUER", ISSUER)
+        .env("PORTAL_AUDIENCE", AUDIENCE)
+        .env("PORTAL_BACKEND", "embedded")
+        .env("SSL_CERT_FILE", dir.join("empty.pem"))
+        .env("SSL_CERT_DIR", dir.join("certs"))
+        .env_remove("PORTAL_JWKS")
+        .env_remove("PORTAL_JWKS_URL")
+        .env_remove("PORTAL_JWKS_MAX_AGE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    if status.is_none() {
+        child.kill().unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(status.is_some(), "still serving: {stderr}");
+    assert!(!out.status.success());
+    assert!(stderr.contains("PORTAL_ISSUER"), "{stderr}");
+    assert!(stderr.contains("HTTP client"), "{stderr}");
+}
+
+#[tokio::test]
+async fn portal_jwks_max_age_sets_how_long_fetched_keys_are_used() {
+    let a = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let b = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let srv = jwks_server(a.jwks_json()).await;
+    let jwks_url = format!("{}/keys", srv.base);
+    let config = recovery_portal::config::Config::from_lookup(|k| match k {
+        "PORTAL_ISSUER" => Some(ISSUER.to_owned()),
+        "PORTAL_AUDIENCE" => Some(AUDIENCE.to_owned()),
+        "PORTAL_JWKS_URL" => Some(jwks_url.clone()),
+        "PORTAL_JWKS_MAX_AGE" => Some("60".to_owned()),
+        _ => None,
+    })
+    .unwrap();
+    let clock = TestClock::at(NOW);
+    let v =
+        recovery_portal::app::jwt_verifier_with_clock(config.auth.as_ref().unwrap(), clock.clone());
+    // Behind the production token cache.
+    let ta = token_at(&a, &clock, 3600);
+    v.verify(&ta).await.unwrap();
+    *srv.doc.lock().unwrap() = b.jwks_json();
+    clock.advance(59);
+    v.verify(&ta).await.unwrap();
+    assert_eq!(srv.fetches(), 1);
+    clock.advance(1);
+    assert_eq!(v.verify(&ta).await, Err(AuthFailure::UnknownKey));
+    assert_eq!(srv.fetches(), 2);
+    v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+}
+
+/// Property tests of header and claims parsing: arbitrary JSON never
+/// panics, and a token is accepted exactly when every field we read has
+/// its type and value.
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+    use recovery_portal::domain::ids::UserId;
+    use std::sync::OnceLock;
+
+    /// Stands for the signing key's `kid` in generated headers.
+    const KID: &str = "<the signing key's kid>";
+    const WORDS: &[&str] = &[
+        "ES256",
+        "RS256",
+        "HS256",
+        "none",
+        "JWT",
+        "at+jwt",
+        "id+jwt",
+        "",
+        ISSUER,
+        AUDIENCE,
+        "contoso",
+        "alice",
+        "a/b",
+        "RecoveryKey.Read",
+        "access",
+        "id",
+        KID,
+    ];
+
+    struct Fixture {
+        rt: tokio::runtime::Runtime,
+        idp: DevIdentityProvider,
+        verifier: JwtVerifier,
+    }
+
+    fn fixture() -> &'static Fixture {
+        static F: OnceLock<Fixture> = OnceLock::new();
+        F.get_or_init(|| {
+            let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+            let verifier = verifier(&idp, None);
+            Fixture {
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap(),
+                idp,
+                verifier,
+            }
+        })
+    }
+
+    impl Fixture {
+        fn verify(&self, token: &str) -> Result<recovery_portal::domain::caller::Caller, AuthFailure> {
+            self.rt.block_on(self.verifier.verify(token))
+        }
+        /// `v` with the `KID` placeholder replaced by the real kid.
+        fn real(&self, v: Value) -> Value {
+            if v == json!(KID) {
+                json!(self.idp.kid)
+            } else {
+                v
+            }
+        }
+    }
+
+    fn leaf() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            (NOW - 200..NOW + 200).prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("JSON numbers are finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "[ -~]{0,10}".prop_map(Value::String),
+            prop::sample::select(WORDS).prop_map(Value::from),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        leaf().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec(("[a-z]{1,4}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Absent, one of `likely`, or anything.
+    fn field(likely: &'static [&'static str]) -> impl Strategy<Value = Option<Value>> {
+        prop_oneof![
+            2 => Just(None),
+            4 => prop::sample::select(likely).prop_map(|s| Some(json!(s))),
+            2 => any_json().prop_map(Some),
+        ]
+    }
+
+    fn typ_ok(typ: Option<&Value>) -> bool {
+        match typ {
+            None => true,
+            Some(Value::String(t)) => {
+                let t = t.to_ascii_lowercase();
+                ["jwt", "at+jwt", "application/jwt", "application/at+jwt"].contains(&t.as_str())
+            }
+            Some(_) => false,
+        }
+    }
+
+    /// The acceptance rule, written from the README's security model:
+    /// `Some((tenant, user, exp))` if these claims must be accepted.
+    fn expected(c: &serde_json::Map<String, Value>) -> Option<(String, String, i64)> {
+        let now = NOW as f64;
+        let get = |k: &str| c.get(k);
+        let string = |k: &str| match get(k) {
+            None => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let strings = |v: &Value| v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        (get("iss")? == &json!(ISSUER)).then_some(())?;
+        match get("aud")? {
+            Value::String(a) if a == AUDIENCE => {}
+            Value::Array(a) if strings(get("aud")?) && a.contains(&json!(AUDIENCE)) => {}
+            _ => return None,
+        }
+        let exp = get("exp")?.as_f64()?;
+        (exp + 60.0 >= now).then_some(())?;
+        if let Some(nbf) = get("nbf") {
+            (nbf.as_f64()? - 60.0 <= now).then_some(())?;
+        }
+        if let Some(iat) = get("iat") {
+            iat.as_f64()?;
+        }
+        if let Some(scp) = get("scp") {
+            (scp.is_string() || strings(scp)).then_some(())?;
+        }
+        if let Some(roles) = get("roles") {
+            strings(roles).then_some(())?;
+        }
+        string("scope")?;
+        if let Some(u) = string("token_use")? {
+            (u == "access").then_some(())?;
+        }
+        let tenant = string("tid")??;
+        TenantId::parse(&tenant).ok()?;
+        let (oid, sub) = (string("oid")?, string("sub")?);
+        let user = oid.or(sub)?;
+        UserId::parse(&user).ok()?;
+        Some((tenant, user, exp as i64))
+    }
+
+    const CLAIMS: &[&str] = &[
+        "iss",
+        "aud",
+        "exp",
+        "nbf",
+        "iat",
+        "tid",
+        "oid",
+        "sub",
+        "scp",
+        "scope",
+        "roles",
+        "token_use",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn a_header_is_accepted_exactly_when_alg_kid_typ_and_crit_are_right(
+            alg in field(&["ES256", "RS256", "none", "HS256", "es256"]),
+            kid in field(&[KID, "other", ""]),
+            typ in field(&["JWT", "jwt", "at+jwt", "AT+JWT", "application/at+jwt", "id+jwt", "JWS", ""]),
+            crit in prop_oneof![4 => Just(None), 1 => any_json().prop_map(Some)],
+        ) {
+            let f = fixture();
+            let mut h = serde_json::Map::new();
+            for (name, value) in [("alg", alg), ("kid", kid), ("typ", typ), ("crit", crit)] {
+                if let Some(v) = value {
+                    h.insert(name.into(), f.real(v));
+                }
+            }
+            let token = f.idp.sign_raw(&Value::Object(h.clone()), &claims(json!({})));
+            let got = f.verify(&token);
+            let want = h.get("alg") == Some(&json!("ES256"))
+                && h.get("kid") == Some(&json!(f.idp.kid))
+                && !h.contains_key("crit")
+                && typ_ok(h.get("typ"));
+            prop_assert_eq!(got.is_ok(), want, "{:?} -> {:?}", h, got);
+        }
+
+        #[test]
+        fn extra_header_fields_never_make_a_bad_header_good(
+            extra in prop::collection::vec(
+                (prop::sample::select(&["jku", "x5u", "jwk", "x5c", "cty", "zip", "b64", "typ", "crit", "alg", "kid", "enc"][..]),
+                 any_json()),
+                0..5),
+        ) {
+            let f = fixture();
+            let mut h = serde_json::Map::new();
+            h.insert("alg".into(), json!("ES256"));
+            h.insert("kid".into(), json!(f.idp.kid));
+            for (name, value) in extra {
+                h.insert(name.into(), f.real(value));
+            }
+            let token = f.idp.sign_raw(&Value::Object(h.clone()), &claims(json!({})));
+            if f.verify(&token).is_ok() {
+                prop_assert_eq!(h.get("alg"), Some(&json!("ES256")));
+                prop_assert_eq!(h.get("kid"), Some(&json!(f.idp.kid)));
+                prop_assert!(!h.contains_key("crit"));
+                prop_assert!(typ_ok(h.get("typ")), "{:?}", h);
+            }
+        }
+
+        #[test]
+        fn claims_are_accepted_exactly_when_each_claim_read_is_well_typed_and_right(
+            changes in prop::collection::vec(
+                (prop::sample::select(CLAIMS), prop_oneof![1 => Just(None), 4 => any_json().prop_map(Some)]),
+                0..4),
+        ) {
+            let f = fixture();
+            let mut c = claims(json!({"iat": NOW, "sub": "bob"}));
+            let m = c.as_object_mut().unwrap();
+            for (name, value) in changes {
+                match value {
+                    Some(v) => m.insert(name.into(), v),
+                    None => m.remove(name),
+                };
+            }
+            let want = expected(m);
+            let got = f.verify(&f.idp.sign(&c));
+            match (&got, &want) {
+                (Ok(caller), Some((tenant, user, exp))) => {
+                    prop_assert_eq!(caller.tenant.as_str(), tenant);
+                    prop_assert_eq!(caller.user.as_str(), user);
+                    prop_assert_eq!(caller.expires_at, *exp);
+                }
+                (Err(_), None) => {}
+                _ => prop_assert!(false, "{} -> {:?}, expected {:?}", c, got, want),
+            }
+        }
+
+        #[test]
+        fn arbitrary_strings_and_unsigned_json_are_never_accepted(
+            raw in any::<String>(),
+            header in any_json(),
+            body in any_json(),
+            sig in "[A-Za-z0-9_-]{0,90}",
+        ) {
+            let f = fixture();
+            prop_assert!(f.verify(&raw).is_err());
+            let token = format!("{}.{}.{sig}", b64(header.to_string().as_bytes()), b64(body.to_string().as_bytes()));
+            prop_assert!(f.verify(&token).is_err());
+        }
+    }
 }
