@@ -106,16 +106,26 @@ fn demo_passwords() -> Vec<String> {
         .collect()
 }
 
-/// The forms a password could take in a log line: as shown, its digits, and
-/// base64 of either (KMS carries the plaintext base64-encoded in JSON).
+/// The forms a password could take in a log line: as shown, its digits,
+/// base64 of either (KMS carries the plaintext base64-encoded in JSON), and
+/// each of those as a `Debug` byte list (`[48, 51, 56, ...]`), the way the
+/// SDK prints a body it holds as bytes.
 fn secret_forms(pw: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let digits = pw.replace('-', "");
-    let mut v = vec![pw.to_owned(), digits.clone()];
-    for s in [pw, digits.as_str()] {
-        let e = b64.encode(s);
-        // A prefix, so a line that breaks or truncates it still counts.
-        v.push(e[..24].to_owned());
+    let mut v = Vec::new();
+    for s in [pw.to_owned(), digits.clone()] {
+        let e = b64.encode(&s);
+        // Prefixes, so a line that breaks or truncates them still counts.
+        for form in [s.clone(), e[..24].to_owned()] {
+            let bytes = form.as_bytes()[..16]
+                .iter()
+                .map(u8::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            v.push(form);
+            v.push(bytes);
+        }
     }
     v
 }
@@ -142,7 +152,8 @@ fn assert_no_secrets(logs: &str, what: &str, tokens: &[String]) {
 /// The AWS path at the most verbose levels: `portal import` seals each key
 /// with KMS `Encrypt` (the plaintext is in the request body) and `portal
 /// serve --backend aws` opens it with `Decrypt` (the plaintext is in the
-/// response body). Whatever `RUST_LOG` says, neither body is printed.
+/// response body). Whatever `RUST_LOG` says, and even with the SDK's own
+/// body-logging switches on, neither body is printed.
 #[tokio::test]
 async fn aws_bodies_never_reach_the_logs_at_trace() {
     let kms = aws_sdk_kms::Client::new(&common_aws::moto_config().await);
@@ -187,7 +198,12 @@ async fn aws_bodies_never_reach_the_logs_at_trace() {
                 .env("PORTAL_TABLE_PREFIX", &prefix)
                 .env("PORTAL_KMS_KEY_ID", &kms_key)
                 .env("PORTAL_DEV_KEY_FILE", dir.join("dev.p8"))
-                .env("RUST_LOG", rust_log);
+                .env("RUST_LOG", rust_log)
+                // The SDK's own switches that print the bodies it otherwise
+                // redacts: the signed request (KMS `Encrypt` holds the
+                // plaintext) and sensitive responses (`Decrypt`'s plaintext).
+                .env("LOG_SIGNABLE_BODY", "true")
+                .env("LOG_SENSITIVE_BODIES", "true");
             c
         };
         let run = |args: &[&str]| {
