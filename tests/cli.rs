@@ -236,7 +236,10 @@ fn a_dev_signing_key_readable_by_others_is_refused() {
             status.is_some_and(|s| !s.success()),
             "{loose:o}: serve refuses it too: {status:?} {err}"
         );
-        assert!(err.contains("readable by group or others"), "{loose:o}: {err}");
+        assert!(
+            err.contains("readable by group or others"),
+            "{loose:o}: {err}"
+        );
     }
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     assert!(token().status.success());

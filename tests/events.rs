@@ -148,7 +148,10 @@ async fn demo() -> (
 
 /// `events/get-recovery-key.json` for `token`, changed by `edit`.
 fn key_event(token: &str, edit: impl FnOnce(&mut Value)) -> lambda_http::Request {
-    let path = format!("{}/events/get-recovery-key.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/events/get-recovery-key.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("{{TOKEN}}", token);
@@ -228,7 +231,9 @@ async fn size_media_type_and_method_errors_through_the_lambda_adapter() {
     let (s, j, h) = call(
         &portal,
         Routes::Key,
-        key_event(&alice, |v| v["requestContext"]["http"]["method"] = json!("GET")),
+        key_event(&alice, |v| {
+            v["requestContext"]["http"]["method"] = json!("GET")
+        }),
     )
     .await;
     assert_eq!((s, j["status"].as_u64()), (405, Some(405)), "{j}");
@@ -260,8 +265,7 @@ impl recovery_portal::ports::KeyCipher for SlowCipher {
         &self,
         ctx: &recovery_portal::model::KeyContext,
         sealed: &recovery_portal::model::SealedKey,
-    ) -> Result<recovery_portal::model::RecoveryPassword, recovery_portal::ports::CipherError>
-    {
+    ) -> Result<recovery_portal::model::RecoveryPassword, recovery_portal::ports::CipherError> {
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         self.0.open(ctx, sealed).await
     }

@@ -52,22 +52,22 @@ async fn reason_rejects_control_and_bidirectional_characters() {
     let s = h.serve().await;
     let alice = h.token("contoso", "alice", OWNER);
     for bad in [
-        "ticket \u{202E}1174",     // right-to-left override
-        "ticket \u{202A}4711",     // left-to-right embedding
-        "ticket \u{202B}4711",     // right-to-left embedding
-        "ticket \u{202C}4711",     // pop directional formatting
-        "ticket \u{202D}4711",     // left-to-right override
-        "ticket \u{2066}4711",     // left-to-right isolate
-        "ticket \u{2067}4711",     // right-to-left isolate
-        "ticket \u{2068}4711",     // first strong isolate
-        "ticket \u{2069}4711",     // pop directional isolate
-        "ticket \u{200E}4711",     // left-to-right mark
-        "ticket \u{200F}4711",     // right-to-left mark
-        "ticket \u{061C}4711",     // Arabic letter mark
-        "ticket\u{2028}4711",      // line separator
-        "ticket\u{2029}4711",      // paragraph separator
-        "ticket\u{0085}4711",      // next line (C1 control)
-        "ticket\u{0007}4711",      // bell
+        "ticket \u{202E}1174", // right-to-left override
+        "ticket \u{202A}4711", // left-to-right embedding
+        "ticket \u{202B}4711", // right-to-left embedding
+        "ticket \u{202C}4711", // pop directional formatting
+        "ticket \u{202D}4711", // left-to-right override
+        "ticket \u{2066}4711", // left-to-right isolate
+        "ticket \u{2067}4711", // right-to-left isolate
+        "ticket \u{2068}4711", // first strong isolate
+        "ticket \u{2069}4711", // pop directional isolate
+        "ticket \u{200E}4711", // left-to-right mark
+        "ticket \u{200F}4711", // right-to-left mark
+        "ticket \u{061C}4711", // Arabic letter mark
+        "ticket\u{2028}4711",  // line separator
+        "ticket\u{2029}4711",  // paragraph separator
+        "ticket\u{0085}4711",  // next line (C1 control)
+        "ticket\u{0007}4711",  // bell
     ] {
         let body = serde_json::json!({ "reason": bad }).to_string();
         let j = s
@@ -87,7 +87,12 @@ async fn reason_rejects_control_and_bidirectional_characters() {
         && e.reason == "invalid_request"
         && e.justification.is_none()));
     // Ordinary text in any script is fine.
-    for good in ["Ticket 4711: lost PIN", "رمز الاسترداد", "回復キー", "ÄÖÜ – é"] {
+    for good in [
+        "Ticket 4711: lost PIN",
+        "رمز الاسترداد",
+        "回復キー",
+        "ÄÖÜ – é",
+    ] {
         let body = serde_json::json!({ "reason": good }).to_string();
         let r = s.post_key("PC-ALICE", &alice, Some(&body)).await;
         assert_eq!(r.status, 200, "{good:?}: {}", r.text);
@@ -184,7 +189,11 @@ fn announces_close(head: &str) -> bool {
 /// and the second answer's status, or None when the first answer announced
 /// `Connection: close` (and the server then closed). A connection that breaks
 /// without that announcement fails the test.
-async fn second_request_after(h: &Harness, first: Vec<u8>, expect_first: u16) -> (String, Option<u16>) {
+async fn second_request_after(
+    h: &Harness,
+    first: Vec<u8>,
+    expect_first: u16,
+) -> (String, Option<u16>) {
     let s = h.serve().await;
     let token = h.token("contoso", "alice", OWNER);
     let addr = s.addr;
@@ -242,8 +251,7 @@ async fn a_huge_declared_body_is_answered_with_connection_close() {
     let h = Harness::new(&test_seed(), 100).await;
     // 10 MB declared, a little of it sent: the server answers 413 at once and
     // says it will close, rather than reading megabytes.
-    let (head, second) =
-        second_request_after(&h, post(&h_token(&h), 6000, 10_000_000), 413).await;
+    let (head, second) = second_request_after(&h, post(&h_token(&h), 6000, 10_000_000), 413).await;
     assert!(announces_close(&head), "{head}");
     assert_eq!(second, None);
 }

@@ -387,13 +387,37 @@ struct Who {
 }
 
 const CALLERS: [Who; 6] = [
-    Who { tenant: "contoso", user: "alice", scopes: "RecoveryKey.Read" },
-    Who { tenant: "contoso", user: "bob", scopes: "Devices.Read" },
-    Who { tenant: "contoso", user: "agent", scopes: "RecoveryKey.Read.All AuditLog.Read.All" },
-    Who { tenant: "contoso", user: "auditor", scopes: "AuditLog.Read.All" },
+    Who {
+        tenant: "contoso",
+        user: "alice",
+        scopes: "RecoveryKey.Read",
+    },
+    Who {
+        tenant: "contoso",
+        user: "bob",
+        scopes: "Devices.Read",
+    },
+    Who {
+        tenant: "contoso",
+        user: "agent",
+        scopes: "RecoveryKey.Read.All AuditLog.Read.All",
+    },
+    Who {
+        tenant: "contoso",
+        user: "auditor",
+        scopes: "AuditLog.Read.All",
+    },
     // Self-service is off in fabrikam: its owners never see keys themselves.
-    Who { tenant: "fabrikam", user: "carol", scopes: "RecoveryKey.Read" },
-    Who { tenant: "fabrikam", user: "desk", scopes: "RecoveryKey.Read.All" },
+    Who {
+        tenant: "fabrikam",
+        user: "carol",
+        scopes: "RecoveryKey.Read",
+    },
+    Who {
+        tenant: "fabrikam",
+        user: "desk",
+        scopes: "RecoveryKey.Read.All",
+    },
 ];
 
 impl Who {
@@ -430,8 +454,13 @@ struct Gen {
 fn device_segment() -> impl Strategy<Value = String> {
     prop_oneof![
         prop::sample::select(vec![
-            "DESKTOP-7Q2M4K1", "DESKTOP-3H8N2P5", "ALICE-HOME-PC", "LAPTOP-9X4B7C2",
-            "DESKTOP-5K1L9M3", "FAB-LT-0042", "desktop-7q2m4k1",
+            "DESKTOP-7Q2M4K1",
+            "DESKTOP-3H8N2P5",
+            "ALICE-HOME-PC",
+            "LAPTOP-9X4B7C2",
+            "DESKTOP-5K1L9M3",
+            "FAB-LT-0042",
+            "desktop-7q2m4k1",
         ])
         .prop_map(str::to_owned),
         any::<String>(),
@@ -497,7 +526,51 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// A request either arbitrary in every part, or close to a real one (a key
+/// retrieval by a known caller for a known device, with a JSON body or none),
+/// so that grants happen and the leak check has something to check.
 fn request() -> impl Strategy<Value = Gen> {
+    prop_oneof![1 => arbitrary_request(), 1 => plausible_request()]
+}
+
+fn plausible_request() -> impl Strategy<Value = Gen> {
+    let device = prop::sample::select(vec![
+        "DESKTOP-7Q2M4K1",
+        "DESKTOP-3H8N2P5",
+        "ALICE-HOME-PC",
+        "LAPTOP-9X4B7C2",
+        "DESKTOP-5K1L9M3",
+        "FAB-LT-0042",
+    ]);
+    let json_body = body().prop_filter("JSON or nothing", |b| {
+        b.is_empty() || serde_json::from_slice::<Value>(b).is_ok()
+    });
+    (
+        device,
+        0..CALLERS.len(),
+        json_body,
+        prop_oneof![4 => Just(None), 1 => query()],
+        prop_oneof![Just(None), "[a-z0-9.-]{8,20}".prop_map(Some)],
+    )
+        .prop_map(|(device, caller, body, query, request_id)| {
+            let mut headers = vec![("content-type".to_owned(), b"application/json".to_vec())];
+            if let Some(id) = request_id {
+                headers.push(("x-request-id".to_owned(), id.into_bytes()));
+            }
+            Gen {
+                method: "POST".into(),
+                path: format!("/v1/devices/{device}/recovery-key"),
+                query,
+                auth: Auth::Caller(caller),
+                headers,
+                body,
+                source_ip: Some("192.0.2.7".into()),
+                request_id: "gateway-id".into(),
+            }
+        })
+}
+
+fn arbitrary_request() -> impl Strategy<Value = Gen> {
     let method = prop_oneof![
         4 => Just("POST".to_owned()),
         4 => Just("GET".to_owned()),
@@ -536,16 +609,18 @@ fn request() -> impl Strategy<Value = Gen> {
         prop_oneof![Just(None), any::<String>().prop_map(Some)],
         any::<String>(),
     )
-        .prop_map(|(method, path, query, auth, headers, body, source_ip, request_id)| Gen {
-            method,
-            path,
-            query,
-            auth,
-            headers,
-            body,
-            source_ip,
-            request_id,
-        })
+        .prop_map(
+            |(method, path, query, auth, headers, body, source_ip, request_id)| Gen {
+                method,
+                path,
+                query,
+                auth,
+                headers,
+                body,
+                source_ip,
+                request_id,
+            },
+        )
 }
 
 struct Demo {
@@ -560,7 +635,11 @@ fn demo() -> Demo {
         .enable_all()
         .build()
         .unwrap();
-    let idp = DevIdentityProvider::generate(DevAlg::Es256, "https://idp.example.test/v2.0", "api://portal");
+    let idp = DevIdentityProvider::generate(
+        DevAlg::Es256,
+        "https://idp.example.test/v2.0",
+        "api://portal",
+    );
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let tokens = CALLERS
         .iter()
@@ -615,7 +694,11 @@ fn to_request(g: &Gen, tokens: &[String]) -> Option<ApiRequest> {
 /// Which caller the request authenticates as, if any: only a request whose
 /// one Authorization header is that caller's token.
 fn caller_of(req: &ApiRequest, tokens: &[String]) -> Option<usize> {
-    let all: Vec<_> = req.headers.get_all(http::header::AUTHORIZATION).iter().collect();
+    let all: Vec<_> = req
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .collect();
     let [one] = all.as_slice() else { return None };
     let t = one.to_str().ok()?.strip_prefix("Bearer ")?;
     tokens.iter().position(|x| x == t)
@@ -625,6 +708,8 @@ fn caller_of(req: &ApiRequest, tokens: &[String]) -> Option<usize> {
 fn arbitrary_requests_never_panic_never_5xx_and_never_leak_a_key() {
     let demo = demo();
     let mut runner = TestRunner::new(cases(384));
+    // The leak check below must see real disclosures, not only refusals.
+    let disclosed = std::sync::atomic::AtomicUsize::new(0);
     runner
         .run(&request(), |g| {
             let Some(req) = to_request(&g, &demo.tokens) else {
@@ -641,23 +726,34 @@ fn arbitrary_requests_never_panic_never_5xx_and_never_leak_a_key() {
             // Every answer is JSON.
             prop_assert!(serde_json::from_str::<Value>(&body).is_ok(), "{}", body);
             for k in &demo.keys {
-                let shown = body.contains(&k.password) || body.contains(&k.password.replace('-', ""));
+                let shown =
+                    body.contains(&k.password) || body.contains(&k.password.replace('-', ""));
                 if !shown {
                     continue;
                 }
+                disclosed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let who = caller.map(|i| &CALLERS[i]);
                 prop_assert!(
                     status == 200
                         && who.is_some_and(|w| w.may_see(k))
                         && path == format!("/v1/devices/{}/recovery-key", k.device)
-                        && serde_json::from_str::<Value>(&body).unwrap()["recovery_password"] == k.password.as_str(),
+                        && serde_json::from_str::<Value>(&body).unwrap()["recovery_password"]
+                            == k.password.as_str(),
                     "{}'s key of {} shown to {:?} for {:?}: {}",
-                    k.owner, k.device, who, g, body
+                    k.owner,
+                    k.device,
+                    who,
+                    g,
+                    body
                 );
             }
             Ok(())
         })
         .unwrap();
+    assert!(
+        disclosed.into_inner() > 0,
+        "no generated request was granted a key"
+    );
 }
 
 #[test]
@@ -681,9 +777,17 @@ fn any_query_string_is_answered_200_or_400() {
                 source_ip: None,
                 request_id: "prop-query".into(),
             };
-            let resp = demo.rt.block_on(api::handle(&demo.portal, Routes::All, req));
+            let resp = demo
+                .rt
+                .block_on(api::handle(&demo.portal, Routes::All, req));
             let status = resp.status().as_u16();
-            prop_assert!(status == 200 || status == 400, "{} {}?{:?}", status, path, query);
+            prop_assert!(
+                status == 200 || status == 400,
+                "{} {}?{:?}",
+                status,
+                path,
+                query
+            );
             Ok(())
         })
         .unwrap();

@@ -100,10 +100,7 @@ fn a_bad_configuration_stops_the_function_at_init() {
             let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
             assert!(!status.success(), "{var}={value:?}: {status:?}");
             let out = f.output();
-            assert!(
-                out.contains(var),
-                "the message names the variable: {out}"
-            );
+            assert!(out.contains(var), "the message names the variable: {out}");
             assert!(
                 emu.first_next_at().is_none(),
                 "{var}={value:?}: no invocation was polled for"
@@ -126,6 +123,10 @@ fn trace_logging_shows_no_token_and_no_key() {
             let (s, _, j) = invoke(&emu, &mut f, event("get-recovery-key.json", &alice));
             assert_eq!(s, 200, "{j}");
             assert_eq!(j["recovery_password"], DEMO_PASSWORD);
+            // Once it polls for the next event it has finished this one;
+            // stopping it then collects all it wrote.
+            assert!(emu.wait_next(2, TIMEOUT).is_some());
+            f.kill();
             let log = f.output();
             assert!(
                 log.contains("recovery key disclosed"),

@@ -107,10 +107,7 @@ fn a_bad_configuration_stops_the_function_at_init() {
             let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
             assert!(!status.success(), "{var}={value:?}: {status:?}");
             let out = f.output();
-            assert!(
-                out.contains(var),
-                "the message names the variable: {out}"
-            );
+            assert!(out.contains(var), "the message names the variable: {out}");
             assert!(
                 emu.first_next_at().is_none(),
                 "{var}={value:?}: no invocation was polled for"
