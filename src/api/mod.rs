@@ -26,7 +26,8 @@ pub const MAX_BODY: usize = 4 * 1024;
 pub const MAX_REASON_CHARS: usize = 200;
 
 /// A request as every front end (API Gateway, local server) delivers it.
-#[derive(Debug, Clone)]
+/// Its `Debug` form leaves out the bearer token (see below).
+#[derive(Clone)]
 pub struct ApiRequest {
     pub method: Method,
     pub path: String,
@@ -37,6 +38,44 @@ pub struct ApiRequest {
     /// The front end's request id (API Gateway's, or a fresh one locally);
     /// a valid client `X-Request-Id` takes precedence so retries keep it.
     pub request_id: String,
+}
+
+/// Debug output may end up in a log: the `Authorization` (and any cookie)
+/// value is shown as `<redacted>`, and the body only by its length.
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Headers<'a>(&'a HeaderMap);
+        impl std::fmt::Debug for Headers<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let secret = |n: &header::HeaderName| {
+                    [
+                        header::AUTHORIZATION,
+                        header::COOKIE,
+                        header::PROXY_AUTHORIZATION,
+                    ]
+                    .contains(n)
+                };
+                let mut m = f.debug_map();
+                for (n, v) in self.0 {
+                    if secret(n) {
+                        m.entry(n, &"<redacted>");
+                    } else {
+                        m.entry(n, v);
+                    }
+                }
+                m.finish()
+            }
+        }
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query)
+            .field("headers", &Headers(&self.headers))
+            .field("body_len", &self.body.len())
+            .field("source_ip", &self.source_ip)
+            .field("request_id", &self.request_id)
+            .finish()
+    }
 }
 
 pub type ApiResponse = Response<Vec<u8>>;
@@ -236,6 +275,13 @@ async fn retrieve_key(
                 .await);
         }
     };
+    // This route takes no query parameters: a stray one is refused (and
+    // audited like any other bad input) rather than silently ignored.
+    if let Err(e) = Query::parse(req.query.as_deref(), &[]) {
+        return Err(attempt(Some(&device_id))
+            .deny(None, "invalid_request", e)
+            .await);
+    }
     let (key, justification) = match parse_key_body(&req.headers, &req.body) {
         Ok(v) => v,
         Err(e) => {
@@ -305,13 +351,31 @@ fn parse_key_body(
         })
         .transpose()?;
     if let Some(r) = &b.reason
-        && (r.chars().count() > MAX_REASON_CHARS || r.chars().any(char::is_control))
+        && (r.chars().count() > MAX_REASON_CHARS || r.chars().any(hidden_char))
     {
         return Err(ApiError::BadRequest(format!(
-            "reason must be at most {MAX_REASON_CHARS} characters with no control characters"
+            "reason must be at most {MAX_REASON_CHARS} characters with no control, line-separator or text-direction characters"
         )));
     }
     Ok((key, b.reason.filter(|r| !r.trim().is_empty())))
+}
+
+/// Characters that would let a `reason` rewrite how an audit line reads:
+/// controls, line and paragraph separators, and the bidirectional marks,
+/// embeddings, overrides and isolates (an auditor's screen would show
+/// "ticket 1174" for "ticket \u{202E}4711").
+fn hidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
 }
 
 async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -343,10 +407,14 @@ impl Query {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
-                return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {k:?}; allowed: {}",
-                    allowed.join(", ")
-                )));
+                return Err(ApiError::BadRequest(if allowed.is_empty() {
+                    format!("unknown query parameter {k:?}; this route takes none")
+                } else {
+                    format!(
+                        "unknown query parameter {k:?}; allowed: {}",
+                        allowed.join(", ")
+                    )
+                }));
             }
             if out.iter().any(|(x, _)| x == &k) {
                 return Err(ApiError::BadRequest(format!(

@@ -14,8 +14,26 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Builds the portal for a function serving `routes` from environment
 /// variables; the message names the variable at fault.
 pub async fn portal_from_env(routes: Routes) -> Result<Portal, String> {
-    let config = crate::config::Config::from_env().map_err(|e| e.to_string())?;
+    let config = config_from_lookup(routes, |k| std::env::var(k).ok())?;
     let auth = config.require_auth().map_err(|e| e.to_string())?.clone();
+    app::from_config(&config, app::jwt_verifier(&auth)).await
+}
+
+/// The configuration a function serving `routes` accepts: stricter than the
+/// local server's, since a function must never serve the embedded demo data
+/// by default nor decrypt with an unpinned key.
+pub fn config_from_lookup(
+    routes: Routes,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<crate::config::Config, String> {
+    if lookup("PORTAL_BACKEND").is_none_or(|v| v.trim().is_empty()) {
+        return Err(
+            "PORTAL_BACKEND: is required in Lambda: set `aws` (or `embedded` for a demo on built-in data)"
+                .into(),
+        );
+    }
+    let config = crate::config::Config::from_lookup(lookup).map_err(|e| e.to_string())?;
+    config.require_auth().map_err(|e| e.to_string())?;
     if let Backend::Aws {
         kms_key_id: None, ..
     } = &config.backend
@@ -26,7 +44,7 @@ pub async fn portal_from_env(routes: Routes) -> Result<Portal, String> {
             "PORTAL_KMS_KEY_ID: is required to retrieve keys with PORTAL_BACKEND=aws".into(),
         );
     }
-    app::from_config(&config, app::jwt_verifier(&auth)).await
+    Ok(config)
 }
 
 /// Longest a request may take: below the function timeout (10 s by
@@ -95,4 +113,57 @@ pub async fn handle(
         Err(e) => Body::Binary(e.into_bytes()),
     };
     Ok(Response::from_parts(parts, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn check(routes: Routes, pairs: &[(&str, &str)]) -> Result<crate::config::Config, String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config_from_lookup(routes, |k| m.get(k).cloned())
+    }
+
+    const AUTH: [(&str, &str); 2] = [
+        ("PORTAL_ISSUER", "https://login.example/v2.0"),
+        ("PORTAL_AUDIENCE", "api://portal"),
+    ];
+
+    #[test]
+    fn a_function_needs_an_explicit_backend() {
+        for routes in [Routes::List, Routes::Key] {
+            for unset in [None, Some(""), Some("  ")] {
+                let mut env = AUTH.to_vec();
+                if let Some(v) = unset {
+                    env.push(("PORTAL_BACKEND", v));
+                }
+                let e = check(routes, &env).unwrap_err();
+                assert!(e.starts_with("PORTAL_BACKEND: is required"), "{e}");
+            }
+            let mut env = AUTH.to_vec();
+            env.push(("PORTAL_BACKEND", "embedded"));
+            assert_eq!(check(routes, &env).unwrap().backend, Backend::Embedded);
+        }
+        let mut env = AUTH.to_vec();
+        env.extend([("PORTAL_BACKEND", "aws"), ("PORTAL_KMS_KEY_ID", "alias/k")]);
+        assert!(matches!(
+            check(Routes::Key, &env).unwrap().backend,
+            Backend::Aws { .. }
+        ));
+        // The other rules still hold.
+        let e = check(Routes::Key, &[("PORTAL_BACKEND", "embedded")]).unwrap_err();
+        assert!(e.starts_with("PORTAL_ISSUER"), "{e}");
+        let mut env = AUTH.to_vec();
+        env.push(("PORTAL_BACKEND", "aws"));
+        assert!(
+            check(Routes::Key, &env)
+                .unwrap_err()
+                .starts_with("PORTAL_KMS_KEY_ID")
+        );
+        assert!(check(Routes::List, &env).is_ok());
+    }
 }

@@ -94,10 +94,19 @@ impl DevIdentityProvider {
 
     /// Loads the ES256 key at `path`, creating it (mode 0600) if missing, so
     /// `portal token` and `portal serve` agree across processes.
+    /// An existing file others can read or write is refused: whoever reads
+    /// it can mint tokens the local server accepts.
     pub fn load_or_create(path: &Path, issuer: &str, audience: &str) -> Result<Self, String> {
-        match std::fs::read(path) {
-            Ok(der) => Self::from_es256_pkcs8(&der, issuer, audience)
-                .map_err(|e| format!("{}: {e}", path.display())),
+        match std::fs::File::open(path) {
+            Ok(mut file) => {
+                use std::io::Read;
+                check_private(path, &file)?;
+                let mut der = Vec::new();
+                file.read_to_end(&mut der)
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                Self::from_es256_pkcs8(&der, issuer, audience)
+                    .map_err(|e| format!("{}: {e}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let pkcs8 = EcdsaKeyPair::generate_pkcs8(
                     &ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -195,6 +204,36 @@ impl DevIdentityProvider {
             clock,
         )
     }
+}
+
+/// Refuses a key file with any group or other permission bit (checked on
+/// the open handle, so the file read is the file checked).
+#[cfg(unix)]
+fn check_private(path: &Path, file: &std::fs::File) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .permissions()
+        .mode()
+        & 0o777;
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let what = if mode & 0o044 != 0 {
+        "readable"
+    } else {
+        "writable"
+    };
+    Err(format!(
+        "{p}: the dev signing key is {what} by group or others (mode {mode:04o}); whoever can read it can sign tokens the local server accepts. Run `chmod 600 {p}`, or delete the file to have a new key made",
+        p = path.display()
+    ))
+}
+
+#[cfg(not(unix))]
+fn check_private(_path: &Path, _file: &std::fs::File) -> Result<(), String> {
+    Ok(())
 }
 
 #[cfg(unix)]

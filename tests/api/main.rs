@@ -5,5 +5,7 @@
 mod support;
 
 mod events;
+mod hygiene;
+mod proptests;
 mod logs;
 mod routes;

@@ -79,6 +79,12 @@ async fn serve_demo_data_with_tokens_from_portal_token() {
     assert_eq!(r.status(), 200);
     let j: serde_json::Value = r.json().await.unwrap();
     assert_eq!(j["volume_type"], "operating_system");
+    // The demo seed's newest operating-system key of that device, exactly.
+    assert_eq!(j["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E");
+    assert_eq!(
+        j["recovery_password"],
+        "038258-286682-604857-317823-647658-401093-009361-230186"
+    );
     // The dev identity provider publishes discovery and JWKS documents.
     let d: serde_json::Value = client
         .get(format!("{issuer}/.well-known/openid-configuration"))
@@ -105,6 +111,11 @@ async fn serve_demo_data_with_tokens_from_portal_token() {
         ])
         .output()
         .unwrap();
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
     let forged = String::from_utf8(other.stdout).unwrap();
     let r = client
         .get(format!("{issuer}/v1/devices"))
@@ -137,6 +148,7 @@ fn start_up_errors_name_the_problem() {
         .env("PORTAL_ISSUER", "https://issuer.example")
         .output()
         .unwrap();
+    assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORTAL_AUDIENCE"));
 }
 
@@ -179,4 +191,82 @@ fn validate_reports_record_and_field_and_loads_nothing() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "an invalid seed stops the server");
+}
+
+/// A dev signing key others can read lets them mint tokens the local server
+/// accepts: such a file is refused, with the fix in the message.
+#[cfg(unix)]
+#[test]
+fn a_dev_signing_key_readable_by_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = temp_dir("keymode");
+    let key = dir.join("key.p8");
+    let token = || {
+        portal(&key)
+            .args(["token", "--tenant", "contoso", "--user", "alice"])
+            .output()
+            .unwrap()
+    };
+    let out = token();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "created private");
+    for loose in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(loose)).unwrap();
+        let out = token();
+        assert!(!out.status.success(), "{loose:o}");
+        assert!(out.stdout.is_empty(), "{loose:o}: no token printed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(key.to_str().unwrap())
+                && err.contains("readable by group or others")
+                && err.contains("chmod 600"),
+            "{loose:o}: {err}"
+        );
+        let (status, err) = exits_within({
+            let mut c = portal(&key);
+            c.args(["serve", "--addr", "127.0.0.1:0"]);
+            c
+        });
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{loose:o}: serve refuses it too: {status:?} {err}"
+        );
+        assert!(
+            err.contains("readable by group or others"),
+            "{loose:o}: {err}"
+        );
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(token().status.success());
+}
+
+/// Runs `cmd` for at most 30 s: its exit status (None if it was still
+/// running and got killed) and its stderr.
+fn exits_within(mut cmd: Command) -> (Option<std::process::ExitStatus>, String) {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut err);
+    (status, err)
 }

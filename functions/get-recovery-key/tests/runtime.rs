@@ -6,10 +6,11 @@
 
 use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
 use lambda_emulator::{EmulatorHandle, FunctionProcess};
-use recovery_portal::domain::model::RecoveryPassword;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "get-recovery-key";
+/// The demo seed's key 3B8FAA18-37F8-488B-97FC-695A07A0CA6E (src/demo-seed.json).
+const DEMO_PASSWORD: &str = "038258-286682-604857-317823-647658-401093-009361-230186";
 
 fn binaries() -> Vec<std::path::PathBuf> {
     smoke::binaries(FUNCTION, env!("CARGO_BIN_EXE_get-recovery-key"))
@@ -50,13 +51,12 @@ fn serves_its_events_as_a_lambda_process() {
         assert_eq!(j["device_id"], "DESKTOP-7Q2M4K1");
         assert_eq!(j["display_seconds"], 300);
         assert_eq!(j["volume_type"], "operating_system");
+        // The newest operating-system key of that device in the demo seed.
+        assert_eq!(j["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E");
         let pw = j["recovery_password"]
             .as_str()
             .expect("a recovery password");
-        assert!(
-            RecoveryPassword::parse(pw).is_ok(),
-            "not a valid recovery password: {pw}"
-        );
+        assert_eq!(pw, DEMO_PASSWORD);
 
         // A forged or expired token: a 401 problem, nothing disclosed.
         for bad in [
@@ -93,17 +93,56 @@ fn serves_its_events_as_a_lambda_process() {
 fn a_bad_configuration_stops_the_function_at_init() {
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     for program in binaries() {
-        let (emu, mut f) = start(&program, &idp, &[("PORTAL_KEY_RATE_LIMIT", "0")]);
-        let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
-        assert!(!status.success(), "{status:?}");
-        let out = f.output();
-        assert!(
-            out.contains("PORTAL_KEY_RATE_LIMIT"),
-            "the message names the variable: {out}"
-        );
-        assert!(
-            emu.first_next_at().is_none(),
-            "no invocation was polled for"
-        );
+        // A bad value, and PORTAL_BACKEND left unset (empty counts as unset):
+        // a function never falls back to the embedded demo data.
+        for (var, value) in [("PORTAL_KEY_RATE_LIMIT", "0"), ("PORTAL_BACKEND", "")] {
+            let (emu, mut f) = start(&program, &idp, &[(var, value)]);
+            let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
+            assert!(!status.success(), "{var}={value:?}: {status:?}");
+            let out = f.output();
+            assert!(out.contains(var), "the message names the variable: {out}");
+            assert!(
+                emu.first_next_at().is_none(),
+                "{var}={value:?}: no invocation was polled for"
+            );
+        }
+    }
+}
+
+/// At the most verbose log level the runtime client and the libraries below
+/// it would print the raw event (with its bearer token) and more; the
+/// function's logging caps them, so neither the token nor the key appears.
+#[test]
+fn trace_logging_shows_no_token_and_no_key() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let alice = idp.token("contoso", "alice", "RecoveryKey.Read", now, 600);
+    for program in binaries() {
+        for (var, level) in [("RUST_LOG", "trace"), ("AWS_LAMBDA_LOG_LEVEL", "TRACE")] {
+            let (emu, mut f) = start(&program, &idp, &[(var, level)]);
+            let (s, _, j) = invoke(&emu, &mut f, event("get-recovery-key.json", &alice));
+            assert_eq!(s, 200, "{j}");
+            assert_eq!(j["recovery_password"], DEMO_PASSWORD);
+            // Once it polls for the next event it has finished this one;
+            // stopping it then collects all it wrote.
+            assert!(emu.wait_next(2, TIMEOUT).is_some());
+            f.kill();
+            let log = f.output();
+            assert!(
+                log.contains("recovery key disclosed"),
+                "{var}={level}: the capture works: {log}"
+            );
+            for secret in [
+                DEMO_PASSWORD,
+                &DEMO_PASSWORD.replace('-', ""),
+                alice.rsplit('.').next().unwrap(),
+                alice.split('.').nth(1).unwrap(),
+            ] {
+                assert!(
+                    !log.contains(secret),
+                    "{var}={level}: {secret} reached the logs"
+                );
+            }
+        }
     }
 }

@@ -100,17 +100,18 @@ fn serves_its_events_as_a_lambda_process() {
 fn a_bad_configuration_stops_the_function_at_init() {
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     for program in binaries() {
-        let (emu, mut f) = start(&program, &idp, &[("PORTAL_KEY_RATE_LIMIT", "0")]);
-        let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
-        assert!(!status.success(), "{status:?}");
-        let out = f.output();
-        assert!(
-            out.contains("PORTAL_KEY_RATE_LIMIT"),
-            "the message names the variable: {out}"
-        );
-        assert!(
-            emu.first_next_at().is_none(),
-            "no invocation was polled for"
-        );
+        // A bad value, and PORTAL_BACKEND left unset (empty counts as unset):
+        // a function never falls back to the embedded demo data.
+        for (var, value) in [("PORTAL_KEY_RATE_LIMIT", "0"), ("PORTAL_BACKEND", "")] {
+            let (emu, mut f) = start(&program, &idp, &[(var, value)]);
+            let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
+            assert!(!status.success(), "{var}={value:?}: {status:?}");
+            let out = f.output();
+            assert!(out.contains(var), "the message names the variable: {out}");
+            assert!(
+                emu.first_next_at().is_none(),
+                "{var}={value:?}: no invocation was polled for"
+            );
+        }
     }
 }
