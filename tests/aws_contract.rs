@@ -140,10 +140,16 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
     let (devices, policy) = store.list_devices(&t("t2"), &u("u1")).await.unwrap();
     assert!(devices.is_empty());
     assert_eq!(policy, policy_t2);
-    // An unknown tenant behaves as self-service without helpdesk details.
+    // An unknown tenant has no self-service and no helpdesk details.
     let (devices, policy) = store.list_devices(&t("t3"), &u("u1")).await.unwrap();
     assert!(devices.is_empty());
-    assert_eq!(policy, TenantPolicy::default());
+    assert_eq!(
+        policy,
+        TenantPolicy {
+            self_service: false,
+            helpdesk: None
+        }
+    );
 
     // --- find_keys: prefix lookup within the tenant.
     let ids = |v: Vec<recovery_portal::ports::KeyLocation>| {
@@ -501,11 +507,165 @@ async fn cipher_contract(cipher: &dyn KeyCipher) {
     ));
 }
 
+const K6: &str = "6A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A60";
+const K7: &str = "7A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A70";
+const K8: &str = "8A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A80";
+
+/// The tenant item is the one source of a tenant's policy: a tenant-only
+/// import reaches every existing device at once, and a device whose tenant
+/// has no item is never self-service.
+async fn tenant_policy_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dyn KeyCipher) {
+    let with = |self_service: bool, devices: Vec<serde_json::Value>| {
+        let json = serde_json::json!({
+            "tenants": [{"tenant_id": "t5", "self_service": self_service,
+                         "helpdesk": {"name": if self_service { "T5 IT" } else { "T5 Desk" }}}],
+            "devices": devices,
+        });
+        recovery_portal::seed::parse(&json.to_string()).unwrap()
+    };
+    let on = with(
+        true,
+        vec![device(
+            "t5",
+            "PC-5",
+            "u5",
+            vec![key(K6, "operating_system", 6, "2024-05-15T09:30:00Z")],
+        )],
+    );
+    recovery_portal::import::import(&on, cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    let (dev, _) = store
+        .load_for_disclosure(&t("t5"), &d("PC-5"), &u("u5"))
+        .await
+        .unwrap();
+    assert!(dev.expect("t5/PC-5").policy.self_service);
+
+    // The tenant alone, self-service off: the existing device follows.
+    let off = with(false, vec![]);
+    let summary = recovery_portal::import::import(&off, cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.tenants, summary.devices), (1, 0));
+    let want = TenantPolicy {
+        self_service: false,
+        helpdesk: Some(recovery_portal::model::Helpdesk {
+            name: Some("T5 Desk".into()),
+            ..Default::default()
+        }),
+    };
+    let (dev, _) = store
+        .load_for_disclosure(&t("t5"), &d("PC-5"), &u("u5"))
+        .await
+        .unwrap();
+    assert_eq!(dev.expect("t5/PC-5").policy, want);
+    let (devices, policy) = store.list_devices(&t("t5"), &u("u5")).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(policy, want);
+
+    // A device written without its tenant (say, an import that stopped
+    // after the devices of a tenant that was never loaded): no self-service,
+    // whatever the device record says.
+    let orphan = with(
+        true,
+        vec![device(
+            "t5",
+            "PC-6",
+            "u6",
+            vec![key(K7, "operating_system", 7, "2024-05-15T09:30:00Z")],
+        )],
+    );
+    let sd = &orphan.devices[0];
+    let mut dev = sd.device.clone();
+    dev.tenant = t("t6");
+    let ctx = KeyContext {
+        tenant: t("t6"),
+        device: d("PC-6"),
+        key_id: k(K7),
+    };
+    let sealed = cipher.seal(&ctx, &sd.passwords[0].1).await.unwrap();
+    import
+        .put_devices(&[recovery_portal::ports::ImportDevice {
+            sealed: recovery_portal::model::SealedDevice {
+                device: dev,
+                policy: TenantPolicy {
+                    self_service: true,
+                    helpdesk: None,
+                },
+                sealed: vec![(k(K7), sealed)],
+            },
+            fingerprint: "orphan".into(),
+        }])
+        .await
+        .unwrap();
+    let (dev, _) = store
+        .load_for_disclosure(&t("t6"), &d("PC-6"), &u("u6"))
+        .await
+        .unwrap();
+    let dev = dev.expect("t6/PC-6 is stored");
+    assert!(!dev.policy.self_service, "{:?}", dev.policy);
+    let (devices, policy) = store.list_devices(&t("t6"), &u("u6")).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(!policy.self_service, "{policy:?}");
+}
+
+/// A re-import that moves a device to another owner records the change in
+/// the audit trail, under the importer's identity.
+async fn ownership_change_contract(
+    store: &dyn Store,
+    import: &dyn ImportStore,
+    cipher: &dyn KeyCipher,
+) {
+    let owned_by = |owner: &str| {
+        let json = serde_json::json!({
+            "tenants": [{"tenant_id": "t7", "self_service": true}],
+            "devices": [device(
+                "t7",
+                "PC-7",
+                owner,
+                vec![key(K8, "operating_system", 8, "2024-05-15T09:30:00Z")],
+            )],
+        });
+        recovery_portal::seed::parse(&json.to_string()).unwrap()
+    };
+    let q = AuditQuery {
+        device_id: Some(d("PC-7")),
+        actor: None,
+        limit: 100,
+    };
+    recovery_portal::import::import(&owned_by("u7"), cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    assert!(store.audit_events(&t("t7"), &q).await.unwrap().is_empty());
+    recovery_portal::import::import(&owned_by("u8"), cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    let events = store.audit_events(&t("t7"), &q).await.unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.reason, "owner_changed");
+    assert!(e.actor.as_str().starts_with("import:"), "{e:?}");
+    assert_eq!(e.device_id, Some(d("PC-7")));
+    assert_eq!(e.justification.as_deref(), Some("owner u7 -> u8"));
+    // The same file again changes nothing and records nothing.
+    recovery_portal::import::import(&owned_by("u8"), cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(store.audit_events(&t("t7"), &q).await.unwrap().len(), 1);
+    let (dev, _) = store
+        .load_for_disclosure(&t("t7"), &d("PC-7"), &u("u8"))
+        .await
+        .unwrap();
+    assert_eq!(dev.unwrap().device.owner, u("u8"));
+}
+
 #[tokio::test]
 async fn embedded_backends_keep_the_contract() {
     let store = MemoryStore::new();
     let cipher = LocalCipher::random();
     store_contract(&store, &store, &cipher).await;
+    tenant_policy_contract(&store, &store, &cipher).await;
+    ownership_change_contract(&store, &store, &cipher).await;
     cipher_contract(&cipher).await;
 }
 
@@ -513,5 +673,7 @@ async fn embedded_backends_keep_the_contract() {
 async fn aws_backends_on_moto_keep_the_contract() {
     let env = moto_env().await;
     store_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
+    tenant_policy_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
+    ownership_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
     cipher_contract(env.cipher.as_ref()).await;
 }

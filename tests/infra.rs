@@ -1177,6 +1177,40 @@ fn check_audit_append_only(cfg: &Config) -> Vec<String> {
     errors
 }
 
+/// The list function writes no audit event (only key retrievals are
+/// audited, by the get-recovery-key function), so its role may not write
+/// the audit table in any way.
+fn check_list_role_cannot_write_audit(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "list_devices") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLInsert",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    ];
+    let mut errors = Vec::new();
+    for st in &statements {
+        if !statement_covers(st, Target::Table("audit")) {
+            continue;
+        }
+        for action in writes {
+            if grants(st, action) {
+                errors.push(format!(
+                    "list-devices role aws_iam_role.{role}: {} allows {action} on the audit table",
+                    st.origin
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// (f) The list role never reaches the devices base table (device items hold
 /// ciphertext) except `GetItem` restricted to tenant items (`pk = T#...`),
 /// and only queries the devices indexes.
@@ -1335,6 +1369,14 @@ fn tables_match_the_schema() {
 #[test]
 fn audit_events_are_append_only() {
     assert_clean("audit", check_audit_append_only(&Config::load()));
+}
+
+#[test]
+fn list_role_cannot_write_audit_events() {
+    assert_clean(
+        "list role audit",
+        check_list_role_cannot_write_audit(&Config::load()),
+    );
 }
 
 #[test]

@@ -69,10 +69,12 @@ impl KeyCipher for CountingCipher {
     }
 }
 
-/// The embedded store, with switchable audit-write failures.
+/// The embedded store, with switchable audit-write and read failures.
 pub struct FlakyStore {
     pub inner: Arc<MemoryStore>,
     pub fail_audit: AtomicBool,
+    /// Makes `load_for_disclosure` fail (a store outage before any write).
+    pub fail_load: AtomicBool,
 }
 
 #[async_trait]
@@ -97,6 +99,9 @@ impl Store for FlakyStore {
         d: &DeviceId,
         a: &UserId,
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        if self.fail_load.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("store", "injected read failure"));
+        }
         self.inner.load_for_disclosure(t, d, a).await
     }
     async fn commit_disclosure(
@@ -155,6 +160,7 @@ impl Harness {
         let store = Arc::new(FlakyStore {
             inner: memory.clone(),
             fail_audit: AtomicBool::new(false),
+            fail_load: AtomicBool::new(false),
         });
         let portal = Portal {
             store: store.clone(),
