@@ -478,7 +478,9 @@ async fn post_as(
         .header("x-request-id", request_id)
         .header("user-agent", user_agent);
     if let Some(b) = body {
-        rb = rb.header("content-type", "application/json").body(b.to_owned());
+        rb = rb
+            .header("content-type", "application/json")
+            .body(b.to_owned());
     }
     let r = rb.send().await.expect("request");
     Reply {
@@ -573,6 +575,7 @@ async fn the_same_request_retried_after_a_denial_or_failure_is_a_new_attempt() {
 
     // A store outage (503), then the same request again.
     h.clock.advance(3600);
+    let t = h.token("contoso", "alice", OWNER);
     const ID2: &str = "retry-0003-abcdef";
     h.store.fail_load.store(true, Ordering::SeqCst);
     let r = post_as(&s, &t, "PC-ALICE", ID2, "ua/1", None).await;
@@ -583,7 +586,10 @@ async fn the_same_request_retried_after_a_denial_or_failure_is_a_new_attempt() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         events_of(&h, ID2),
-        [pair("denied", "store_unavailable"), pair("granted", "owner")]
+        [
+            pair("denied", "store_unavailable"),
+            pair("granted", "owner")
+        ]
     );
 }
 
@@ -608,7 +614,15 @@ async fn a_granted_request_replays_only_briefly_and_only_when_identical() {
     assert_eq!(events_of(&h, ID), [pair("granted", "owner")]);
     // Another reason (or user agent) is not a replay: a new attempt with
     // its own event and its own slot.
-    let r = post_as(&s, &t, "PC-ALICE", ID, "ua/1", Some(r#"{"reason":"other"}"#)).await;
+    let r = post_as(
+        &s,
+        &t,
+        "PC-ALICE",
+        ID,
+        "ua/1",
+        Some(r#"{"reason":"other"}"#),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let r = post_as(&s, &t, "PC-ALICE", ID, "ua/2", body).await;
     assert_eq!(r.status, 200, "{}", r.text);
@@ -636,6 +650,7 @@ async fn a_granted_request_replays_only_briefly_and_only_when_identical() {
     // And once a slot frees up (an hour after the first grant), granted
     // again with a new event.
     h.clock.advance(3600);
+    let t = h.token("contoso", "alice", OWNER);
     let r = post_as(&s, &t, "PC-ALICE", ID, "ua/2", body).await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
@@ -657,7 +672,15 @@ async fn denied_events_per_caller_are_capped_per_hour() {
     // A token without this API's permissions cannot flood the trail.
     let mallory = h.token("contoso", "mallory", "User.Read");
     for i in 0..150 {
-        let r = post_as(&s, &mallory, "PC-ALICE", &format!("flood-{i:06}"), "ua/1", None).await;
+        let r = post_as(
+            &s,
+            &mallory,
+            "PC-ALICE",
+            &format!("flood-{i:06}"),
+            "ua/1",
+            None,
+        )
+        .await;
         r.assert_problem(403);
     }
     let mine = |h: &Harness, who: &str| {
@@ -678,12 +701,20 @@ async fn denied_events_per_caller_are_capped_per_hour() {
     assert_eq!(stored[100].reason, "denials_capped");
     assert_eq!(stored[100].outcome.as_str(), "denied");
     // Others are not affected.
-    post_as(&s, &h.token("contoso", "bob", OWNER), "PC-ALICE", "bob-0001-abcdef", "ua/1", None)
-        .await
-        .assert_problem(404);
+    post_as(
+        &s,
+        &h.token("contoso", "bob", OWNER),
+        "PC-ALICE",
+        "bob-0001-abcdef",
+        "ua/1",
+        None,
+    )
+    .await
+    .assert_problem(404);
     assert_eq!(mine(&h, "bob").len(), 1);
     // The next hour, mallory's denials are recorded again.
     h.clock.advance(3600);
+    let mallory = h.token("contoso", "mallory", "User.Read");
     post_as(&s, &mallory, "PC-ALICE", "flood-next-hour", "ua/1", None)
         .await
         .assert_problem(403);
@@ -699,7 +730,11 @@ async fn audit_events_page_with_a_cursor_and_a_time_range() {
     let bob = h.token("contoso", "bob", OWNER);
     // Seven events, one a minute: alice (5) and bob (2), from NOW on.
     for i in 0..7 {
-        let (t, dev) = if i % 3 == 2 { (&bob, "PC-BOB") } else { (&alice, "PC-ALICE") };
+        let (t, dev) = if i % 3 == 2 {
+            (&bob, "PC-BOB")
+        } else {
+            (&alice, "PC-ALICE")
+        };
         let r = post_as(&s, t, dev, &format!("page-{i:06}-x"), "ua/1", None).await;
         assert_eq!(r.status, 200, "{}", r.text);
         h.clock.advance(60);
@@ -750,7 +785,10 @@ async fn audit_events_page_with_a_cursor_and_a_time_range() {
         )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
-    assert_eq!(ids(&r.json()), ["page-000004-x", "page-000003-x", "page-000002-x"]);
+    assert_eq!(
+        ids(&r.json()),
+        ["page-000004-x", "page-000003-x", "page-000002-x"]
+    );
     // Combined with actor, limit and a cursor.
     let r = s
         .get(
@@ -763,7 +801,10 @@ async fn audit_events_page_with_a_cursor_and_a_time_range() {
     let c = j["next"].as_str().expect("more pages");
     let r = s
         .get(
-            &format!("/v1/audit-events?actor=alice&since={}&limit=2&cursor={c}", at(60)),
+            &format!(
+                "/v1/audit-events?actor=alice&since={}&limit=2&cursor={c}",
+                at(60)
+            ),
             &auditor,
         )
         .await;

@@ -953,7 +953,8 @@ fn check_key_policies(cfg: &Config) -> Vec<String> {
     errors
 }
 
-/// The import policy can seal keys (Encrypt, with the context) but never decrypt.
+/// The import policy can seal keys (Encrypt, with the context) but never
+/// decrypt, and can record ownership changes in the audit trail.
 fn check_import_policy(cfg: &Config) -> Vec<String> {
     let statements = match managed_policy_statements(cfg, "aws_iam_policy.import.arn") {
         Ok(s) => s,
@@ -982,6 +983,16 @@ fn check_import_policy(cfg: &Config) -> Vec<String> {
     }
     if encrypt == 0 {
         errors.push("the import policy cannot kms:Encrypt recovery keys".into());
+    }
+    // `portal import` records ownership changes in the audit trail.
+    if !statements
+        .iter()
+        .any(|st| grants(st, "dynamodb:PutItem") && statement_covers(st, Target::Table("audit")))
+    {
+        errors.push(
+            "the import policy cannot dynamodb:PutItem on the audit table (ownership changes are audited)"
+                .into(),
+        );
     }
     errors
 }
@@ -1730,15 +1741,15 @@ const MUTATIONS: &[Mutation] = &[
         "key role may update audit events",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        1,
+        0,
         "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
         check_audit_append_only,
     ),
     m(
-        "list role may update and delete audit events (dynamodb:*)",
+        "import policy may update and delete audit events (dynamodb:*)",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
+        1,
         "actions   = [\"dynamodb:*\"]\n    resources = [aws_dynamodb_table.audit.arn]",
         check_audit_append_only,
     ),
@@ -1746,7 +1757,7 @@ const MUTATIONS: &[Mutation] = &[
         "key role may update audit events (written-out ARN)",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        1,
+        0,
         "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [\"arn:aws:dynamodb:eu-west-1:123456789012:table/recovery-portal-audit\"]",
         check_audit_append_only,
     ),
@@ -1757,6 +1768,32 @@ const MUTATIONS: &[Mutation] = &[
         0,
         "resources = [aws_dynamodb_table.devices.arn, \"${aws_dynamodb_table.audit.arn}*\"]\n  }\n\n  statement {\n    sid     = \"DescribeTables\"",
         check_audit_append_only,
+    ),
+    // the list role writes no audit event
+    m(
+        "list role may append audit events",
+        "iam.tf",
+        "  # No write to the audit table: this function only reads the trail.",
+        0,
+        "  statement {\n    sid       = \"AppendAuditEvents\"\n    actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]\n  }",
+        check_list_role_cannot_write_audit,
+    ),
+    m(
+        "list role may write audit events (wildcard action and resource)",
+        "iam.tf",
+        "actions = [\"dynamodb:Query\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}/index/by_time\",",
+        0,
+        "actions = [\"dynamodb:*\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}*\",",
+        check_list_role_cannot_write_audit,
+    ),
+    // the import policy records ownership changes
+    m(
+        "import policy cannot record ownership changes",
+        "iam.tf",
+        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:PutItem\"]",
+        0,
+        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:GetItem\"]",
+        check_import_policy,
     ),
     // (f) list role and the devices base table
     m(

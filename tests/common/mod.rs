@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use recovery_portal::app::Portal;
-use recovery_portal::audit::{AuditEvent, AuditQuery};
+use recovery_portal::audit::{AuditEvent, AuditPage, AuditQuery};
 use recovery_portal::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::error::Unavailable;
@@ -13,7 +13,7 @@ use recovery_portal::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
 };
-use recovery_portal::ports::{CipherError, Clock, Commit, KeyCipher, KeyLocation, Store};
+use recovery_portal::ports::{CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store};
 use recovery_portal::ratelimit::{RateUpdate, RateWindow};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -114,17 +114,19 @@ impl Store for FlakyStore {
         }
         self.inner.commit_disclosure(e, r).await
     }
-    async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
+    async fn append_denied(&self, e: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
             return Err(Unavailable::new("audit", "injected failure"));
         }
-        self.inner.append_audit(e).await
+        self.inner.append_denied(e, cap).await
     }
-    async fn audit_events(
-        &self,
-        t: &TenantId,
-        q: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, Unavailable> {
+    async fn append_cap_marker(&self, e: &AuditEvent) -> Result<bool, Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.append_cap_marker(e).await
+    }
+    async fn audit_events(&self, t: &TenantId, q: &AuditQuery) -> Result<AuditPage, Unavailable> {
         self.inner.audit_events(t, q).await
     }
 }
