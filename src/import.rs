@@ -192,3 +192,43 @@ pub async fn import_as(
     }
     Ok(summary)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(self_service: bool, owner: &str) -> Seed {
+        crate::seed::parse(&format!(
+            r#"{{"tenants":[{{"tenant_id":"contoso","self_service":{self_service}}}],
+               "devices":[{{"tenant_id":"contoso","device_id":"PC-1","owner":"{owner}",
+                 "display_name":"Alice's laptop","os":"Windows 11","managed_by":"organization",
+                 "recovery_keys":[{{"key_id":"1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b",
+                   "volume_type":"operating_system",
+                   "recovery_password":"038258-286682-604857-317823-647658-401093-009361-230186",
+                   "created_at":"2024-05-15T09:30:00Z"}}]}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn fingerprints_are_sha256_of_the_documented_fields() {
+        // SHA-256 of "contoso\0PC-1\0alice\0Alice's laptop\0Windows 11\0organization\0"
+        // then, per key, the canonical key ID, the volume type, created_at in
+        // Unix nanoseconds (i128 big-endian), the password and "\0"; computed
+        // outside this code (Python's hashlib).
+        let s = seed(true, "alice");
+        assert_eq!(
+            fingerprint(&s.devices[0]),
+            "465f43973ecdb930f5ef9a3c54942163dafec2910b3f07aee216efb6d7d0537b"
+        );
+        // The tenant's policy is not part of it; the owner is.
+        assert_eq!(
+            fingerprint(&seed(false, "alice").devices[0]),
+            fingerprint(&s.devices[0])
+        );
+        assert_ne!(
+            fingerprint(&seed(true, "bob").devices[0]),
+            fingerprint(&s.devices[0])
+        );
+    }
+}

@@ -278,17 +278,21 @@ pub async fn retrieve(
             Ok(Commit::Written) => {}
             Ok(Commit::RateConflict) => continue,
             Err(e) => {
-                // Fail closed: no durable audit, no key.
+                // Fail closed: no durable audit, no key. The attempt is
+                // still recorded, if the trail takes a write at all.
                 tracing::error!(error = %e, request_id = %meta.request_id, "audit write failed; key withheld");
-                return Err(ApiError::Unavailable(e));
+                return Err(attempt
+                    .deny(Some(meta_key.key_id), "audit_unavailable", e.into())
+                    .await);
             }
         }
         return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;
     }
-    Err(ApiError::Unavailable(crate::error::Unavailable::new(
+    let e = crate::error::Unavailable::new(
         "rate limit",
         "too many concurrent retrievals by this caller",
-    )))
+    );
+    Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
 }
 
 async fn decrypt(

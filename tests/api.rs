@@ -2,9 +2,13 @@
 //! decision order, tenant isolation, the rate limit and the audit trail.
 
 mod common;
+#[path = "support/racing.rs"]
+mod racing;
 
 use common::*;
+use racing::RacingStore;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const OWNER: &str = "RecoveryKey.Read";
@@ -293,35 +297,88 @@ async fn rate_limit_counts_disclosures_per_caller_per_rolling_hour() {
     assert_eq!(denied.len(), 1);
 }
 
-#[tokio::test]
-async fn concurrent_retrievals_never_exceed_the_limit() {
-    let h = Harness::new(&test_seed(), 5).await;
-    let s = std::sync::Arc::new(h.serve().await);
+/// Eight retrievals by one caller on a multi-threaded runtime, all holding
+/// the same rate window when they write (the store pauses each between its
+/// read and its write until all eight have read): the version check refuses
+/// seven writes, the retry loop settles them, and exactly the limit (3) is
+/// disclosed, each disclosure with its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retrievals_collide_and_never_exceed_the_limit() {
+    const N: usize = 8;
+    let h = Harness::new(&test_seed(), 3).await;
+    let racing = Arc::new(RacingStore::barrier(h.store.clone(), N));
+    let mut portal = h.portal.clone();
+    portal.store = racing.clone();
+    let s = Arc::new(serve_portal(portal).await);
     let t = h.token("contoso", "alice", OWNER);
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (s, t) = (s.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
-            s.post_key("PC-ALICE", &t, None).await.status
-        }));
-    }
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                post_as(
+                    &s,
+                    &t,
+                    "PC-ALICE",
+                    &format!("race-{i:04}-abcdef"),
+                    "ua/1",
+                    None,
+                )
+                .await
+            })
+        })
+        .collect();
     let mut codes = Vec::new();
     for task in tasks {
-        codes.push(task.await.unwrap());
+        let r = task.await.unwrap();
+        match r.status {
+            200 => assert_eq!(r.json()["recovery_password"], password(2)),
+            429 | 503 => assert!(r.header("retry-after").is_some(), "{}", r.text),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+        codes.push(r.status);
     }
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 3, "{codes:?}");
     assert!(
-        codes.iter().all(|&c| c == 200 || c == 429 || c == 503),
-        "{codes:?}"
+        RacingStore::count(&racing.conflicts) >= N - 1,
+        "all {N} read one window: at least {} writes conflict, saw {}",
+        N - 1,
+        RacingStore::count(&racing.conflicts)
     );
-    assert_eq!(h.opens(), 5);
-    let granted = h
-        .memory
-        .audit_log()
-        .into_iter()
-        .filter(|e| e.outcome == recovery_portal::audit::Outcome::Granted)
+    assert_eq!(h.opens(), 3);
+    let log = h.memory.audit_log();
+    let granted = log
+        .iter()
+        .filter(|e| e.outcome.as_str() == "granted")
         .count();
-    assert_eq!(granted, 5);
+    assert_eq!(granted, 3);
+    // Every attempt left a trace: 3 grants and a denial for each other one.
+    assert_eq!(log.len(), N, "{log:?}");
+}
+
+/// A retrieval overtaken by another disclosure of the same caller between
+/// its read and its write, on every attempt: after the 3 attempts the
+/// contract allows, a 503 with Retry-After, nothing decrypted, and a denied
+/// event for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrieval_overtaken_on_every_attempt_is_a_503_after_three_attempts() {
+    let h = Harness::new(&test_seed(), 10).await;
+    let racing = Arc::new(RacingStore::competitor(h.store.clone(), h.clock.clone()));
+    let mut portal = h.portal.clone();
+    portal.store = racing.clone();
+    let s = serve_portal(portal).await;
+    let t = h.token("contoso", "alice", OWNER);
+    let r = post_as(&s, &t, "PC-ALICE", "overtaken-0001", "ua/1", None).await;
+    r.assert_problem(503);
+    assert!(r.header("retry-after").is_some());
+    assert!(!r.text.contains(&password(2)));
+    assert_eq!(RacingStore::count(&racing.loads), 3);
+    assert_eq!(RacingStore::count(&racing.commits), 3);
+    assert_eq!(RacingStore::count(&racing.conflicts), 3);
+    assert_eq!(h.opens(), 0);
+    assert_eq!(
+        events_of(&h, "overtaken-0001"),
+        [pair("denied", "concurrent_retrievals")]
+    );
 }
 
 #[tokio::test]

@@ -192,25 +192,29 @@ impl Harness {
 
     /// Starts the local server on an ephemeral port.
     pub async fn serve(&self) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let portal = self.portal.clone();
-        tokio::spawn(async move {
-            recovery_portal::server::serve(listener, portal, None, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            addr,
-            client: reqwest::Client::builder()
-                .user_agent("portal-tests/1")
-                .build()
-                .unwrap(),
-            _stop: tx,
-        }
+        serve_portal(self.portal.clone()).await
+    }
+}
+
+/// Starts the local server for `portal` on an ephemeral port.
+pub async fn serve_portal(portal: Portal) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        recovery_portal::server::serve(listener, portal, None, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Server {
+        addr,
+        client: reqwest::Client::builder()
+            .user_agent("portal-tests/1")
+            .build()
+            .unwrap(),
+        _stop: tx,
     }
 }
 
