@@ -97,8 +97,12 @@ enum AuditCommand {
         until: Option<String>,
         #[arg(long)]
         device_id: Option<String>,
+        /// A user id, or `import:<name>` for an importer.
         #[arg(long)]
         actor: Option<String>,
+        /// Events per store read (1–1000).
+        #[arg(long, default_value_t = 1000)]
+        page_size: usize,
     },
 }
 
@@ -215,6 +219,7 @@ async fn audit_export(
     until: Option<&str>,
     device_id: Option<&str>,
     actor: Option<&str>,
+    page_size: usize,
 ) -> ExitCode {
     use recovery_portal::audit::AuditQuery;
     use recovery_portal::ids::{DeviceId, TenantId, UserId};
@@ -236,8 +241,14 @@ async fn audit_export(
                 .map(|a| UserId::parse_actor(a).map_err(|e| format!("--actor {e}")))
                 .transpose()?,
             after: None,
-            limit: AuditQuery::MAX_LIMIT,
+            limit: page_size,
         };
+        if !(1..=AuditQuery::MAX_LIMIT).contains(&page_size) {
+            return Err(format!(
+                "--page-size must be from 1 to {}",
+                AuditQuery::MAX_LIMIT
+            ));
+        }
         if query.is_empty_range() {
             return Err("--since must be earlier than --until".into());
         }
@@ -265,7 +276,7 @@ async fn audit_export(
             Err(e) => {
                 let _ = out.flush();
                 return fail(format!(
-                    "audit export stopped after {written} events: {e}. Nothing is lost: export again (the same range) or from the time of the last event written"
+                    "audit export stopped after {written} events: {e}. Export the same range again (events are written newest first)"
                 ));
             }
         };
@@ -374,6 +385,7 @@ async fn main() -> ExitCode {
                     until,
                     device_id,
                     actor,
+                    page_size,
                 },
         } => {
             audit_export(
@@ -382,6 +394,7 @@ async fn main() -> ExitCode {
                 until.as_deref(),
                 device_id.as_deref(),
                 actor.as_deref(),
+                page_size,
             )
             .await
         }
