@@ -278,12 +278,18 @@ pub async fn retrieve(
             Ok(Commit::Written) => {}
             Ok(Commit::RateConflict) => continue,
             Err(e) => {
-                // Fail closed: no durable audit, no key. The attempt is
-                // still recorded, if the trail takes a write at all.
-                tracing::error!(error = %e, request_id = %meta.request_id, "audit write failed; key withheld");
-                return Err(attempt
-                    .deny(Some(meta_key.key_id), "audit_unavailable", e.into())
-                    .await);
+                // Fail closed: no durable audit, no key. The trail is what
+                // failed, so this attempt's trace is the log line: a second
+                // write would most likely fail too, after as long a wait.
+                tracing::error!(
+                    error = %e,
+                    request_id = %meta.request_id,
+                    tenant = %caller.tenant,
+                    actor = %caller.user,
+                    device = %device_id,
+                    "audit write failed; key withheld"
+                );
+                return Err(ApiError::Unavailable(e));
             }
         }
         return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;

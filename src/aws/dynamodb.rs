@@ -425,21 +425,16 @@ impl DynamoStore {
             .set_transact_items(Some(writes))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(Ok(())),
-            Err(SdkError::ServiceError(se))
-                if matches!(
-                    se.err(),
-                    TransactWriteItemsError::TransactionCanceledException(_)
-                ) =>
-            {
-                let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() else {
-                    unreachable!()
-                };
-                Ok(Err(Cancelled(tc.cancellation_reasons().to_vec())))
-            }
-            Err(e) => Err(unavailable(op, &e)),
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(e) => e,
+        };
+        if let SdkError::ServiceError(se) = &err
+            && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
+        {
+            return Ok(Err(Cancelled(tc.cancellation_reasons().to_vec())));
         }
+        Err(unavailable(op, &err))
     }
 
     async fn query_audit_index(
