@@ -996,3 +996,63 @@ async fn an_import_stopped_by_dynamodb_loads_nothing_and_the_rerun_completes() {
     assert_eq!(pointers.len(), 1);
     assert_nothing_loaded_then_rerun(&env).await;
 }
+
+/// The request-id rule on DynamoDB (grants kept in the rate-limit item): an
+/// identical retry of a grant is served again without a new event or slot;
+/// the same id for another device is a 400 with a denied event of its own.
+#[tokio::test]
+async fn request_ids_on_dynamodb_replay_identical_grants_and_refuse_reuse() {
+    let env = moto_env().await;
+    import(
+        &parse(&two_devices()).unwrap(),
+        env.cipher.as_ref(),
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let p = portal(env.store.clone(), env.cipher.clone());
+    let send = |device: &str| {
+        let mut headers = ::http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "Bearer t1|u1|RecoveryKey.Read".parse().unwrap(),
+        );
+        headers.insert("x-request-id", "client-retry-0001".parse().unwrap());
+        headers.insert("user-agent", "moto-test/1".parse().unwrap());
+        recovery_portal::http::ApiRequest {
+            method: ::http::Method::POST,
+            path: format!("/v1/devices/{device}/recovery-key"),
+            query: None,
+            headers,
+            body: Default::default(),
+            source_ip: Some("192.0.2.10".into()),
+            request_id: format!("gw-{}", uuid::Uuid::new_v4().simple()),
+        }
+    };
+    let routes = recovery_portal::http::Routes::All;
+    for _ in 0..2 {
+        let resp = recovery_portal::http::handle(&p, routes, send("PC-A")).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["recovery_password"], password(10));
+    }
+    let resp = recovery_portal::http::handle(&p, routes, send("PC-B")).await;
+    assert_eq!(resp.status(), 400);
+    let events = events_of(&env.store, "t1", "u1").await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("denied", "request_id_reused"), ("granted", "owner")]
+    );
+    assert!(events.iter().all(|e| e.request_id == "client-retry-0001"));
+    let (_, window) = env
+        .store
+        .load_for_disclosure(&t("t1"), &d("PC-A"), &u("u1"))
+        .await
+        .unwrap();
+    assert_eq!(window.recent.len(), 1, "the replay took no slot");
+}
