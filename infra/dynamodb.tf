@@ -89,7 +89,8 @@ resource "aws_dynamodb_table" "devices" {
   }
 }
 
-# Append-only audit events.
+# Append-only audit events: pk = <tenant>#<actor>#<request-id>#<event-id>,
+# one item per event (every attempt of a request is an event of its own).
 resource "aws_dynamodb_table" "audit" {
   name                        = "${var.name_prefix}-audit"
   billing_mode                = "PAY_PER_REQUEST"
@@ -152,7 +153,9 @@ resource "aws_dynamodb_table" "audit" {
   }
 }
 
-# Per-caller disclosure windows; stale items expire through TTL.
+# Per-caller disclosure windows (with the grants an identical retry may
+# replay) and per-caller hourly counts of denied events; stale items expire
+# through TTL.
 resource "aws_dynamodb_table" "rate_limits" {
   name                        = "${var.name_prefix}-rate_limits"
   billing_mode                = "PAY_PER_REQUEST"

@@ -21,7 +21,7 @@ data "aws_iam_policy_document" "lambda_assume_role" {
 # list-devices
 # ---------------------------------------------------------------------------
 #
-# Lists devices, recovery-key metadata and audit events. It never sees
+# Lists devices, recovery-key metadata and audit events (read only). It never sees
 # ciphertext: device items in the devices table carry the sealed keys, so the
 # role may query the by_owner / by_key indexes (which project no ciphertext)
 # but not the table. It has no KMS permission of any kind: the tables are
@@ -88,14 +88,9 @@ data "aws_iam_policy_document" "list_devices" {
     ]
   }
 
-  # Denied attempts are audited too. Audit events are append-only: PutItem
-  # (the code writes with attribute_not_exists(pk)), never Update/Delete.
-  statement {
-    sid       = "AppendAuditEvents"
-    effect    = "Allow"
-    actions   = ["dynamodb:PutItem"]
-    resources = [aws_dynamodb_table.audit.arn]
-  }
+  # No write to the audit table: this function only reads the trail.
+  # The attempts that are audited (key retrievals, granted or denied) are
+  # all served by get-recovery-key.
 }
 
 resource "aws_iam_role_policy" "list_devices" {
@@ -114,9 +109,11 @@ resource "aws_iam_role_policy_attachment" "list_devices_xray" {
 # get-recovery-key
 # ---------------------------------------------------------------------------
 #
-# Reads the tenant and device items (BatchGetItem) and the caller's rate-limit
-# window, then records the disclosure and the new window in one
-# TransactWriteItems (audit Put + rate-limit Update). DynamoDB authorizes a
+# Reads the tenant and device items and the caller's rate-limit window (one
+# BatchGetItem), then records the disclosure and the new window in one
+# TransactWriteItems (audit Put + rate-limit Update). A denied attempt is one
+# TransactWriteItems too: its audit Put and the caller's hourly count of
+# denied events (an item of the rate-limits table). DynamoDB authorizes a
 # transaction by its per-item actions, so no TransactWriteItems action exists
 # to grant. Finally it decrypts the sealed key with the recovery-key CMK.
 
@@ -201,8 +198,9 @@ resource "aws_iam_role_policy_attachment" "get_recovery_key_xray" {
 # Attach to the user or role that runs `portal import`. It seals keys with the
 # recovery-key CMK (Encrypt only, never Decrypt: importers cannot read keys
 # back) and writes tenant, device and key-pointer items; the reads let it skip
-# devices whose stored fingerprint is unchanged. Table SSE needs no KMS
-# permission here (tables CMK, see kms.tf).
+# devices whose stored fingerprint is unchanged. A device moved to another
+# owner is recorded in the audit trail (PutItem only: append-only). Table SSE
+# needs no KMS permission here (tables CMK, see kms.tf).
 
 resource "aws_iam_policy" "import" {
   name        = "${var.name_prefix}-import"
@@ -251,5 +249,13 @@ data "aws_iam_policy_document" "import" {
       aws_dynamodb_table.audit.arn,
       aws_dynamodb_table.rate_limits.arn,
     ]
+  }
+
+  # Ownership changes are audited under the importer's name. Append-only:
+  # PutItem with attribute_not_exists(pk), never Update/Delete.
+  statement {
+    sid       = "RecordOwnershipChanges"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
   }
 }

@@ -2,14 +2,17 @@
 //! They back `portal serve`, the tests and the benchmarks, with the same
 //! semantics the DynamoDB and KMS adapters have.
 
-use crate::domain::audit::{AuditEvent, AuditQuery, Outcome};
+use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
 };
+use crate::ports::{
+    CipherError, Commit, Denial, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store,
+    StoredDevice,
+};
 use crate::domain::ratelimit::{RateUpdate, RateWindow};
-use crate::ports::{CipherError, Commit, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store};
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
@@ -22,9 +25,11 @@ struct State {
     devices: BTreeMap<(TenantId, DeviceId), ImportDevice>,
     /// Owner index, as the DynamoDB `by_owner` index.
     by_owner: HashMap<(TenantId, UserId), BTreeSet<DeviceId>>,
-    /// Append-only, keyed like the DynamoDB table: (tenant, actor, request id).
+    /// Append-only; every event is a record of its own.
     audit: Vec<AuditEvent>,
-    audit_keys: HashMap<(TenantId, UserId, String), usize>,
+    /// Denied events stored per (tenant, actor, clock hour), and whether
+    /// that hour's cap marker is stored.
+    denials: HashMap<(TenantId, UserId, i64), (u32, bool)>,
     rate: HashMap<(TenantId, UserId), RateWindow>,
 }
 
@@ -53,23 +58,19 @@ impl MemoryStore {
         self.state().audit.clone()
     }
 
+    /// The tenant record's policy; no record: `TenantPolicy::default()`
+    /// (no self-service).
     fn policy(st: &State, tenant: &TenantId) -> TenantPolicy {
         st.tenants.get(tenant).cloned().unwrap_or_default()
     }
 }
 
-fn append(st: &mut State, event: &AuditEvent) -> Option<usize> {
-    let key = (
+fn denial_key(event: &AuditEvent) -> (TenantId, UserId, i64) {
+    (
         event.tenant_id.clone(),
         event.actor.clone(),
-        event.request_id.clone(),
-    );
-    if let Some(&i) = st.audit_keys.get(&key) {
-        return Some(i);
-    }
-    st.audit_keys.insert(key, st.audit.len());
-    st.audit.push(event.clone());
-    None
+        hour_of(event.time),
+    )
 }
 
 #[async_trait]
@@ -143,70 +144,80 @@ impl Store for MemoryStore {
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
         let mut st = self.state();
-        let key = (
-            event.tenant_id.clone(),
-            event.actor.clone(),
-            event.request_id.clone(),
-        );
-        if let Some(&i) = st.audit_keys.get(&key) {
-            let old = &st.audit[i];
-            let same = old.outcome == Outcome::Granted
-                && old.device_id == event.device_id
-                && old.key_id == event.key_id;
-            return Ok(if same {
-                Commit::Duplicate
-            } else {
-                Commit::RequestIdReused
-            });
-        }
         let rk = (event.tenant_id.clone(), event.actor.clone());
         let current = st.rate.get(&rk).map(|w| w.version).unwrap_or(0);
         if current != rate.expected_version {
             return Ok(Commit::RateConflict);
         }
         st.rate.insert(rk, rate.window.clone());
-        append(&mut st, event);
+        st.audit.push(event.clone());
         Ok(Commit::Written)
     }
 
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
-        append(&mut self.state(), event);
-        Ok(())
+    async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
+        let mut st = self.state();
+        let (count, marked) = st.denials.entry(denial_key(event)).or_default();
+        if *count >= cap {
+            return Ok(Denial::OverCap { marked: *marked });
+        }
+        *count += 1;
+        st.audit.push(event.clone());
+        Ok(Denial::Stored)
+    }
+
+    async fn append_cap_marker(&self, marker: &AuditEvent) -> Result<bool, Unavailable> {
+        let mut st = self.state();
+        let (_, marked) = st.denials.entry(denial_key(marker)).or_default();
+        if *marked {
+            return Ok(false);
+        }
+        *marked = true;
+        st.audit.push(marker.clone());
+        Ok(true)
     }
 
     async fn audit_events(
         &self,
         tenant: &TenantId,
         query: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, Unavailable> {
+    ) -> Result<AuditPage, Unavailable> {
         let st = self.state();
-        let mut v: Vec<AuditEvent> = st
+        let candidates = st
             .audit
             .iter()
             .filter(|e| &e.tenant_id == tenant && query.matches(e))
             .cloned()
             .collect();
-        crate::domain::audit::newest_first(&mut v);
-        v.truncate(query.limit);
-        Ok(v)
+        Ok(crate::domain::audit::page(candidates, tenant, query))
     }
 }
 
 #[async_trait]
 impl ImportStore for MemoryStore {
-    async fn fingerprints(
+    async fn stored_devices(
         &self,
         devices: &[(TenantId, DeviceId)],
-    ) -> Result<HashMap<(TenantId, DeviceId), String>, Unavailable> {
+    ) -> Result<HashMap<(TenantId, DeviceId), StoredDevice>, Unavailable> {
         let st = self.state();
         Ok(devices
             .iter()
             .filter_map(|k| {
-                st.devices
-                    .get(k)
-                    .map(|d| (k.clone(), d.fingerprint.clone()))
+                st.devices.get(k).map(|d| {
+                    (
+                        k.clone(),
+                        StoredDevice {
+                            fingerprint: Some(d.fingerprint.clone()),
+                            owner: d.sealed.device.owner.clone(),
+                        },
+                    )
+                })
             })
             .collect())
+    }
+
+    async fn append_import_events(&self, events: &[AuditEvent]) -> Result<(), Unavailable> {
+        self.state().audit.extend(events.iter().cloned());
+        Ok(())
     }
 
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {

@@ -66,6 +66,29 @@ opaque_id!(
     UserId
 );
 
+impl UserId {
+    /// The audit actor of a `portal import` run by `name` (an OS user or
+    /// `--actor`): `import:<name>`. A token's user id cannot contain `:`, so
+    /// no caller can pose as an importer in the audit trail.
+    pub fn importer(name: &str) -> Result<Self, IdError> {
+        if is_opaque(name) {
+            Ok(Self(format!("{IMPORTER_PREFIX}{name}")))
+        } else {
+            Err(IdError::Opaque)
+        }
+    }
+
+    /// A user id or an importer (`import:<name>`), as audit events name their actor.
+    pub fn parse_actor(s: &str) -> Result<Self, IdError> {
+        match s.strip_prefix(IMPORTER_PREFIX) {
+            Some(name) => Self::importer(name),
+            None => Self::parse(s),
+        }
+    }
+}
+
+const IMPORTER_PREFIX: &str = "import:";
+
 /// A BitLocker key protector ID: a GUID, kept as 16 bytes and printed in the
 /// canonical upper-case form shown on the recovery screen.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,6 +206,18 @@ mod tests {
         }
         for bad in ["", "a b", "a/b", "é", "a#b", &"x".repeat(129)] {
             assert_eq!(DeviceId::parse(bad), Err(IdError::Opaque), "{bad}");
+        }
+    }
+
+    #[test]
+    fn importers_are_actors_no_token_can_name() {
+        let admin = UserId::importer("admin").unwrap();
+        assert_eq!(admin.as_str(), "import:admin");
+        assert_eq!(UserId::parse_actor("import:admin"), Ok(admin));
+        assert_eq!(UserId::parse("import:admin"), Err(IdError::Opaque));
+        assert_eq!(UserId::parse_actor("alice"), UserId::parse("alice"));
+        for bad in ["import:", "import:a b", "import:import:x", "x:y"] {
+            assert!(UserId::parse_actor(bad).is_err(), "{bad}");
         }
     }
 

@@ -4,8 +4,24 @@
 //! the caller of `retrieve`) → permission → load the device in the caller's
 //! tenant → ownership and tenant policy → rate limit → write the audit event
 //! durably → decrypt → respond. A failed audit write discloses nothing.
+//!
+//! Request ids (`X-Request-Id`, else the gateway's id). Every attempt is
+//! recorded as an event of its own; a request id only correlates. One
+//! exception keeps client retries idempotent: within
+//! [`ratelimit::REPLAY_WINDOW_SECS`] (5 minutes) of a granted request, a
+//! request by the same caller with the same id is
+//! - served again from that grant, with no new event and no rate-limit
+//!   slot, when it is identical (device, key, reason, source IP, user agent);
+//! - refused with 400 (and a denied event) when it asks for another device
+//!   or key;
+//! - otherwise (another reason, IP or user agent) a new attempt with its own
+//!   event and slot.
+//!
+//! Denied attempts, failed ones and grants older than the window never bind
+//! an id: a retry after a 429 or a 503 is simply a new attempt.
 
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::ports::Portal;
+use crate::domain::audit::{AuditEvent, DENIALS_CAPPED, DENIED_EVENTS_PER_HOUR, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeySelector};
@@ -13,16 +29,16 @@ use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
 use crate::domain::policy::{self, Access};
-use crate::domain::ratelimit;
-use crate::ports::Portal;
-use crate::ports::{CipherError, Commit};
+use crate::ports::{CipherError, Commit, Denial};
+use crate::domain::ratelimit::{self, Grant, RateWindow};
+use aws_lc_rs::digest;
 use time::OffsetDateTime;
 
 /// How long the portal shows a key (the seed document's five minutes).
 pub const DISPLAY_SECONDS: u32 = 300;
 /// Attempts when a concurrent disclosure by the same caller changed the
 /// rate window between our read and our conditional write.
-const COMMIT_ATTEMPTS: usize = 3;
+pub const COMMIT_ATTEMPTS: usize = 3;
 
 /// Facts about the HTTP request that the audit trail records.
 #[derive(Debug, Clone, Default)]
@@ -57,8 +73,8 @@ pub struct Attempt<'a> {
 }
 
 impl Attempt<'_> {
-    /// The audit event for this attempt; every event of one request shares
-    /// its request id, so a retried request cannot add a second one.
+    /// The audit event for this attempt: an event of its own (a fresh event
+    /// id), carrying the request id for correlation.
     pub fn event(&self, key_id: Option<KeyId>, outcome: Outcome, reason: &str) -> AuditEvent {
         AuditEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
@@ -78,12 +94,100 @@ impl Attempt<'_> {
 
     /// Records a denied attempt. Best effort: a denial discloses nothing, so
     /// a failed write must not turn a 4xx into a 5xx; it is logged instead.
+    /// Beyond [`DENIED_EVENTS_PER_HOUR`] for this caller in this clock hour
+    /// the attempt is logged, not stored, and one marker event says so.
     pub async fn deny(&self, key_id: Option<KeyId>, reason: &str, error: ApiError) -> ApiError {
+        let store = &self.portal.store;
         let event = self.event(key_id, Outcome::Denied, reason);
-        if let Err(e) = self.portal.store.append_audit(&event).await {
-            tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a denied attempt");
+        match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
+            Ok(Denial::Stored) => {}
+            Ok(Denial::OverCap { marked }) => {
+                tracing::warn!(
+                    request_id = %self.meta.request_id,
+                    tenant = %event.tenant_id,
+                    actor = %event.actor,
+                    device = event.device_id.as_ref().map(|d| d.as_str()),
+                    source_ip = event.source_ip.as_deref(),
+                    reason,
+                    cap = DENIED_EVENTS_PER_HOUR,
+                    "denied attempt logged, not stored: this caller reached the hourly cap of denied audit events"
+                );
+                if !marked {
+                    let mut marker = self.event(None, Outcome::Denied, DENIALS_CAPPED);
+                    marker.device_id = None;
+                    marker.time = event.time;
+                    marker.justification = Some(format!(
+                        "{DENIED_EVENTS_PER_HOUR} denied attempts stored this hour; further denials of this caller until the hour ends are logged only"
+                    ));
+                    if let Err(e) = store.append_cap_marker(&marker).await {
+                        tracing::error!(error = %e, request_id = %self.meta.request_id, "could not store the denial-cap marker");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a denied attempt");
+            }
         }
         error
+    }
+
+    /// Digest of what the audit event records about the request besides
+    /// device and key: a replay must match it exactly.
+    fn digest(&self) -> String {
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        for part in [
+            self.justification,
+            self.meta.source_ip.as_deref(),
+            self.meta.user_agent.as_deref(),
+        ] {
+            // Presence, length and bytes: unambiguous for any contents.
+            match part {
+                None => ctx.update(b"-"),
+                Some(v) => {
+                    ctx.update(format!("+{}:", v.len()).as_bytes());
+                    ctx.update(v.as_bytes());
+                }
+            }
+        }
+        ctx.finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What a request id means for this attempt (see the module docs).
+enum Replay {
+    /// An identical request was granted within the replay window.
+    Serve,
+    /// The id was granted within the window for another device or key.
+    Reused,
+    New,
+}
+
+fn replay(
+    window: &RateWindow,
+    request_id: &str,
+    device: &DeviceId,
+    key: KeyId,
+    digest: &str,
+    now: OffsetDateTime,
+) -> Replay {
+    let mut seen = false;
+    let mut same_target = false;
+    for g in window.replayable(request_id, now) {
+        seen = true;
+        if &g.device_id == device && g.key_id == key {
+            if g.digest == digest {
+                return Replay::Serve;
+            }
+            same_target = true;
+        }
+    }
+    match (seen, same_target) {
+        (true, false) => Replay::Reused,
+        _ => Replay::New,
     }
 }
 
@@ -129,7 +233,33 @@ pub async fn retrieve(
             Ok(v) => v,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
-        let update = match ratelimit::admit(&window, portal.clock.now(), portal.key_rate_limit) {
+        let now = portal.clock.now();
+        let digest = attempt.digest();
+        match replay(
+            &window,
+            &meta.request_id,
+            device_id,
+            meta_key.key_id,
+            &digest,
+            now,
+        ) {
+            Replay::Serve => {
+                // Its granted event is durable (written with the grant this
+                // window holds): the same key again, nothing new to record.
+                tracing::info!(request_id = %meta.request_id, "identical retry of a granted request: served from its audit event");
+                return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;
+            }
+            Replay::Reused => {
+                let e = ApiError::BadRequest(
+                    "this X-Request-Id was already used for another request; send a new one".into(),
+                );
+                return Err(attempt
+                    .deny(Some(meta_key.key_id), "request_id_reused", e)
+                    .await);
+            }
+            Replay::New => {}
+        }
+        let mut update = match ratelimit::admit(&window, now, portal.key_rate_limit) {
             Ok(u) => u,
             Err(retry_after_secs) => {
                 let e = ApiError::RateLimited { retry_after_secs };
@@ -137,28 +267,38 @@ pub async fn retrieve(
             }
         };
         let event = attempt.event(Some(meta_key.key_id), Outcome::Granted, access.as_str());
+        update.record(Grant {
+            request_id: meta.request_id.clone(),
+            at: event.time.unix_timestamp(),
+            device_id: device_id.clone(),
+            key_id: meta_key.key_id,
+            digest,
+        });
         match portal.store.commit_disclosure(&event, &update).await {
-            Ok(Commit::Written | Commit::Duplicate) => {}
+            Ok(Commit::Written) => {}
             Ok(Commit::RateConflict) => continue,
-            Ok(Commit::RequestIdReused) => {
-                return Err(ApiError::BadRequest(
-                    "this X-Request-Id was already used for another request; send a new one".into(),
-                ));
-            }
             Err(e) => {
-                // Fail closed: no durable audit, no key.
-                tracing::error!(error = %e, request_id = %meta.request_id, "audit write failed; key withheld");
+                // Fail closed: no durable audit, no key. The trail is what
+                // failed, so this attempt's trace is the log line: a second
+                // write would most likely fail too, after as long a wait.
+                tracing::error!(
+                    error = %e,
+                    request_id = %meta.request_id,
+                    tenant = %caller.tenant,
+                    actor = %caller.user,
+                    device = %device_id,
+                    "audit write failed; key withheld"
+                );
                 return Err(ApiError::Unavailable(e));
             }
         }
         return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;
     }
-    Err(ApiError::Unavailable(
-        crate::domain::error::Unavailable::new(
-            "rate limit",
-            "too many concurrent retrievals by this caller",
-        ),
-    ))
+    let e = crate::domain::error::Unavailable::new(
+        "rate limit",
+        "too many concurrent retrievals by this caller",
+    );
+    Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
 }
 
 async fn decrypt(

@@ -77,10 +77,11 @@ pub struct TenantPolicy {
 }
 
 impl Default for TenantPolicy {
-    /// A tenant with no record behaves as self-service with no helpdesk details.
+    /// A tenant with no record: no self-service (never on by default) and no
+    /// helpdesk details.
     fn default() -> Self {
         Self {
-            self_service: true,
+            self_service: false,
             helpdesk: None,
         }
     }
@@ -126,6 +127,8 @@ impl std::fmt::Debug for SealedKey {
 #[derive(Debug, Clone)]
 pub struct SealedDevice {
     pub device: Device,
+    /// The tenant's policy: read from the tenant record by the stores, never
+    /// stored with the device.
     pub policy: TenantPolicy,
     pub sealed: Vec<(KeyId, SealedKey)>,
 }

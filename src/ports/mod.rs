@@ -4,7 +4,7 @@
 mod portal;
 pub use portal::Portal;
 
-use crate::domain::audit::{AuditEvent, AuditQuery};
+use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery};
 use crate::domain::caller::Caller;
 use crate::domain::error::{AuthFailure, Unavailable};
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
@@ -31,21 +31,26 @@ pub struct KeyLocation {
 pub enum Commit {
     /// Both written, atomically.
     Written,
-    /// A granted event with this (tenant, actor, request id) already exists
-    /// for the same device and key: a client retry. Nothing was written; the
-    /// earlier event stands for this disclosure.
-    Duplicate,
-    /// The request id was already used by this caller for another device,
-    /// key or outcome. Nothing was written and nothing may be disclosed.
-    RequestIdReused,
     /// The rate window changed since it was read (a concurrent disclosure by
     /// the same caller). Nothing was written; read again and retry.
     RateConflict,
 }
 
+/// What became of a denied event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denial {
+    /// Stored.
+    Stored,
+    /// The caller already has the capped number of denied events in the
+    /// event's clock hour: nothing was stored. `marked`: the hour's marker
+    /// event is known to be stored already.
+    OverCap { marked: bool },
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
-    /// A user's devices (metadata only) and their tenant's policy.
+    /// A user's devices (metadata only) and their tenant's policy, read from
+    /// the tenant record (no record: no self-service).
     async fn list_devices(
         &self,
         tenant: &TenantId,
@@ -59,8 +64,10 @@ pub trait Store: Send + Sync {
         prefix: &KeyIdPrefix,
     ) -> Result<Vec<KeyLocation>, Unavailable>;
 
-    /// The device with its sealed keys (None if it is not in this tenant), and
-    /// the caller's rate window: everything retrieval needs, in one read.
+    /// The device with its sealed keys (None if it is not in this tenant),
+    /// its tenant's policy as the tenant record holds it (no record: no
+    /// self-service), and the caller's rate window: everything retrieval
+    /// needs, in one read.
     async fn load_for_disclosure(
         &self,
         tenant: &TenantId,
@@ -69,21 +76,28 @@ pub trait Store: Send + Sync {
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable>;
 
     /// Append a granted event and take a rate-limit slot, both or neither.
+    /// Every event is its own record: events are keyed by their event id.
     async fn commit_disclosure(
         &self,
         event: &AuditEvent,
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable>;
 
-    /// Append a denied event (idempotent on tenant, actor and request id).
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable>;
+    /// Append a denied event unless its actor already has `cap` denied
+    /// events stored in the event's clock hour (`audit::hour_of`).
+    async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable>;
 
-    /// The tenant's events, newest first.
+    /// Append the marker saying the actor reached the cap, unless that
+    /// actor's marker for the event's clock hour is stored already. True when
+    /// it was written now.
+    async fn append_cap_marker(&self, marker: &AuditEvent) -> Result<bool, Unavailable>;
+
+    /// One page of the tenant's events matching `query`, newest first.
     async fn audit_events(
         &self,
         tenant: &TenantId,
         query: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, Unavailable>;
+    ) -> Result<AuditPage, Unavailable>;
 }
 
 /// A device ready to store: its sealed keys and a fingerprint of everything
@@ -94,17 +108,27 @@ pub struct ImportDevice {
     pub fingerprint: String,
 }
 
+/// What a re-import compares with: a device as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDevice {
+    /// The fingerprint of the last import that wrote it, if any.
+    pub fingerprint: Option<String>,
+    pub owner: UserId,
+}
+
 /// The write side used by `portal import` and the embedded demo data.
 #[async_trait]
 pub trait ImportStore: Send + Sync {
-    /// Stored fingerprints of these devices (absent ones are left out).
-    async fn fingerprints(
+    /// These devices as stored (absent ones are left out).
+    async fn stored_devices(
         &self,
         devices: &[(TenantId, DeviceId)],
-    ) -> Result<std::collections::HashMap<(TenantId, DeviceId), String>, Unavailable>;
+    ) -> Result<std::collections::HashMap<(TenantId, DeviceId), StoredDevice>, Unavailable>;
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable>;
     /// Create or replace devices, their keys and their key-ID index entries.
     async fn put_devices(&self, devices: &[ImportDevice]) -> Result<(), Unavailable>;
+    /// Append audit events of the import itself (ownership changes).
+    async fn append_import_events(&self, events: &[AuditEvent]) -> Result<(), Unavailable>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

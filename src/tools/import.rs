@@ -1,14 +1,26 @@
 //! Loading a validated seed into a store: seals each key with the cipher
 //! bound to its (tenant, device, key ID), skips devices whose stored
 //! fingerprint matches, and writes the rest.
+//!
+//! Owner is not part of the encryption context, so moving a device to
+//! another owner is recorded in the audit trail, under the importer's
+//! identity (`import:<name>`), before the device is rewritten.
 
+use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
-use crate::domain::ids::{DeviceId, TenantId};
+use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::domain::model::{KeyContext, SealedDevice};
 use crate::ports::{CipherError, ImportDevice, ImportStore, KeyCipher};
 use crate::tools::seed::{Seed, SeedDevice};
 use aws_lc_rs::digest;
 use futures_util::{StreamExt, TryStreamExt, stream};
+
+/// The importer recorded by [`import`], which does not say who runs it
+/// (the demo data, tests); `portal import` names the person.
+pub const UNATTRIBUTED: &str = "unattributed";
+
+/// Reason of the audit event for a device moved to another owner.
+pub const OWNER_CHANGED: &str = "owner_changed";
 
 /// Devices per store round (fingerprint read + write).
 const CHUNK: usize = 500;
@@ -24,6 +36,8 @@ pub struct ImportSummary {
     pub keys: usize,
     /// Devices left as they were because nothing about them changed.
     pub skipped: usize,
+    /// Devices moved to another owner (each recorded in the audit trail).
+    pub owner_changes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -35,13 +49,13 @@ pub enum ImportError {
 }
 
 /// Fingerprint of everything imported for a device, passwords included, so a
-/// changed key (or tenant setting, which is copied onto device items) is
-/// rewritten and an unchanged one is not. A SHA-256 over a 128-bit-entropy
-/// secret reveals nothing practical about it.
+/// changed key is rewritten and an unchanged one is not. The tenant's policy
+/// is not part of it: it lives on the tenant record only, so changing it
+/// rewrites no device. A SHA-256 over a 128-bit-entropy secret reveals
+/// nothing practical about it.
 pub fn fingerprint(d: &SeedDevice) -> String {
     let mut ctx = digest::Context::new(&digest::SHA256);
     let dev = &d.device;
-    let h = d.policy.helpdesk.clone().unwrap_or_default();
     for part in [
         dev.tenant.as_str(),
         dev.device_id.as_str(),
@@ -49,11 +63,6 @@ pub fn fingerprint(d: &SeedDevice) -> String {
         &dev.display_name,
         &dev.os,
         dev.managed_by.as_str(),
-        if d.policy.self_service { "1" } else { "0" },
-        h.name.as_deref().unwrap_or("\u{1}"),
-        h.email.as_deref().unwrap_or("\u{1}"),
-        h.phone.as_deref().unwrap_or("\u{1}"),
-        h.url.as_deref().unwrap_or("\u{1}"),
     ] {
         ctx.update(part.as_bytes());
         ctx.update(b"\0");
@@ -96,13 +105,48 @@ async fn seal_device(
     })
 }
 
-/// Imports a validated seed. `progress(done, total)` is called after each chunk.
+/// Imports a validated seed, recording ownership changes as made by
+/// [`UNATTRIBUTED`]. `progress(done, total)` is called after each chunk.
 pub async fn import(
     seed: &Seed,
     cipher: &dyn KeyCipher,
     store: &dyn ImportStore,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<ImportSummary, ImportError> {
+    let importer = UserId::importer(UNATTRIBUTED).expect("a valid name");
+    import_as(seed, cipher, store, &importer, progress).await
+}
+
+/// The audit event of a device moved from `old` to its new owner.
+fn owner_change(importer: &UserId, run: &str, d: &SeedDevice, old: &UserId) -> AuditEvent {
+    AuditEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        time: time::OffsetDateTime::now_utc(),
+        tenant_id: d.device.tenant.clone(),
+        actor: importer.clone(),
+        device_id: Some(d.device.device_id.clone()),
+        key_id: None,
+        outcome: Outcome::Changed,
+        reason: OWNER_CHANGED.into(),
+        justification: Some(format!("owner {old} -> {}", d.device.owner)),
+        source_ip: None,
+        user_agent: Some(format!("portal-import/{}", env!("CARGO_PKG_VERSION"))),
+        request_id: run.to_owned(),
+    }
+}
+
+/// Imports a validated seed as `importer` (`UserId::importer`): a device
+/// moved to another owner gets an audit event by that actor, stored before
+/// the device is rewritten (if it cannot be stored, the device is not).
+pub async fn import_as(
+    seed: &Seed,
+    cipher: &dyn KeyCipher,
+    store: &dyn ImportStore,
+    importer: &UserId,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ImportSummary, ImportError> {
+    // One id for every event of this run, to find them together.
+    let run = format!("import-{}", uuid::Uuid::new_v4().simple());
     store.put_tenants(&seed.tenants).await?;
     let mut summary = ImportSummary {
         tenants: seed.tenants.len(),
@@ -115,24 +159,76 @@ pub async fn import(
             .iter()
             .map(|d| (d.device.tenant.clone(), d.device.device_id.clone()))
             .collect();
-        let stored = store.fingerprints(&ids).await?;
-        let changed: Vec<(&SeedDevice, String)> = chunk
-            .iter()
-            .zip(&ids)
-            .map(|(d, id)| (d, fingerprint(d), id))
-            .filter(|(_, fp, id)| stored.get(*id) != Some(fp))
-            .map(|(d, fp, _)| (d, fp))
-            .collect();
+        let stored = store.stored_devices(&ids).await?;
+        let mut moved = Vec::new();
+        let mut changed: Vec<(&SeedDevice, String)> = Vec::new();
+        for (d, id) in chunk.iter().zip(&ids) {
+            let fp = fingerprint(d);
+            let old = stored.get(id);
+            if old.and_then(|o| o.fingerprint.as_ref()) == Some(&fp) {
+                continue;
+            }
+            if let Some(old) = old.filter(|o| o.owner != d.device.owner) {
+                moved.push(owner_change(importer, &run, d, &old.owner));
+            }
+            changed.push((d, fp));
+        }
         summary.skipped += chunk.len() - changed.len();
         let sealed: Vec<ImportDevice> = stream::iter(changed)
             .map(|(d, fp)| seal_device(cipher, d, fp))
             .buffered(SEAL_CONCURRENCY)
             .try_collect()
             .await?;
+        // Sealed first (a sealing failure changes nothing), then the record
+        // of who moved which device, then the devices themselves.
+        if !moved.is_empty() {
+            store.append_import_events(&moved).await?;
+            summary.owner_changes += moved.len();
+        }
         store.put_devices(&sealed).await?;
         summary.devices += sealed.len();
         summary.keys += sealed.iter().map(|d| d.sealed.sealed.len()).sum::<usize>();
         progress((n * CHUNK + chunk.len()).min(total), total);
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed(self_service: bool, owner: &str) -> Seed {
+        crate::tools::seed::parse(&format!(
+            r#"{{"tenants":[{{"tenant_id":"contoso","self_service":{self_service}}}],
+               "devices":[{{"tenant_id":"contoso","device_id":"PC-1","owner":"{owner}",
+                 "display_name":"Alice's laptop","os":"Windows 11","managed_by":"organization",
+                 "recovery_keys":[{{"key_id":"1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b",
+                   "volume_type":"operating_system",
+                   "recovery_password":"038258-286682-604857-317823-647658-401093-009361-230186",
+                   "created_at":"2024-05-15T09:30:00Z"}}]}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn fingerprints_are_sha256_of_the_documented_fields() {
+        // SHA-256 of "contoso\0PC-1\0alice\0Alice's laptop\0Windows 11\0organization\0"
+        // then, per key, the canonical key ID, the volume type, created_at in
+        // Unix nanoseconds (i128 big-endian), the password and "\0"; computed
+        // outside this code (Python's hashlib).
+        let s = seed(true, "alice");
+        assert_eq!(
+            fingerprint(&s.devices[0]),
+            "465f43973ecdb930f5ef9a3c54942163dafec2910b3f07aee216efb6d7d0537b"
+        );
+        // The tenant's policy is not part of it; the owner is.
+        assert_eq!(
+            fingerprint(&seed(false, "alice").devices[0]),
+            fingerprint(&s.devices[0])
+        );
+        assert_ne!(
+            fingerprint(&seed(true, "bob").devices[0]),
+            fingerprint(&s.devices[0])
+        );
+    }
 }

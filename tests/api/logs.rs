@@ -213,7 +213,7 @@ async fn aws_bodies_never_reach_the_logs_at_trace() {
             (String::from_utf8(out.stdout).unwrap(), stderr)
         };
         run(&["tables", "create"]);
-        let (out, import_log) = run(&["import", seed.to_str().unwrap()]);
+        let (out, import_log) = run(&["import", seed.to_str().unwrap(), "--actor", "log-test"]);
         assert!(out.contains("7 keys written"), "{out}");
         assert_no_secrets(&import_log, "portal import", &[]);
 

@@ -2,9 +2,12 @@
 //! decision order, tenant isolation, the rate limit and the audit trail.
 
 use crate::support::common;
+use crate::support::racing;
 
 use common::*;
+use racing::RacingStore;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 const OWNER: &str = "RecoveryKey.Read";
@@ -293,35 +296,88 @@ async fn rate_limit_counts_disclosures_per_caller_per_rolling_hour() {
     assert_eq!(denied.len(), 1);
 }
 
-#[tokio::test]
-async fn concurrent_retrievals_never_exceed_the_limit() {
-    let h = Harness::new(&test_seed(), 5).await;
-    let s = std::sync::Arc::new(h.serve().await);
+/// Eight retrievals by one caller on a multi-threaded runtime, all holding
+/// the same rate window when they write (the store pauses each between its
+/// read and its write until all eight have read): the version check refuses
+/// seven writes, the retry loop settles them, and exactly the limit (3) is
+/// disclosed, each disclosure with its event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retrievals_collide_and_never_exceed_the_limit() {
+    const N: usize = 8;
+    let h = Harness::new(&test_seed(), 3).await;
+    let racing = Arc::new(RacingStore::barrier(h.store.clone(), N));
+    let mut portal = h.portal.clone();
+    portal.store = racing.clone();
+    let s = Arc::new(serve_portal(portal).await);
     let t = h.token("contoso", "alice", OWNER);
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (s, t) = (s.clone(), t.clone());
-        tasks.push(tokio::spawn(async move {
-            s.post_key("PC-ALICE", &t, None).await.status
-        }));
-    }
+    let tasks: Vec<_> = (0..N)
+        .map(|i| {
+            let (s, t) = (s.clone(), t.clone());
+            tokio::spawn(async move {
+                post_as(
+                    &s,
+                    &t,
+                    "PC-ALICE",
+                    &format!("race-{i:04}-abcdef"),
+                    "ua/1",
+                    None,
+                )
+                .await
+            })
+        })
+        .collect();
     let mut codes = Vec::new();
     for task in tasks {
-        codes.push(task.await.unwrap());
+        let r = task.await.unwrap();
+        match r.status {
+            200 => assert_eq!(r.json()["recovery_password"], password(2)),
+            429 | 503 => assert!(r.header("retry-after").is_some(), "{}", r.text),
+            other => panic!("unexpected {other}: {}", r.text),
+        }
+        codes.push(r.status);
     }
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 3, "{codes:?}");
     assert!(
-        codes.iter().all(|&c| c == 200 || c == 429 || c == 503),
-        "{codes:?}"
+        RacingStore::count(&racing.conflicts) >= N - 1,
+        "all {N} read one window: at least {} writes conflict, saw {}",
+        N - 1,
+        RacingStore::count(&racing.conflicts)
     );
-    assert_eq!(h.opens(), 5);
-    let granted = h
-        .memory
-        .audit_log()
-        .into_iter()
-        .filter(|e| e.outcome == recovery_portal::domain::audit::Outcome::Granted)
+    assert_eq!(h.opens(), 3);
+    let log = h.memory.audit_log();
+    let granted = log
+        .iter()
+        .filter(|e| e.outcome.as_str() == "granted")
         .count();
-    assert_eq!(granted, 5);
+    assert_eq!(granted, 3);
+    // Every attempt left a trace: 3 grants and a denial for each other one.
+    assert_eq!(log.len(), N, "{log:?}");
+}
+
+/// A retrieval overtaken by another disclosure of the same caller between
+/// its read and its write, on every attempt: after the 3 attempts the
+/// contract allows, a 503 with Retry-After, nothing decrypted, and a denied
+/// event for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrieval_overtaken_on_every_attempt_is_a_503_after_three_attempts() {
+    let h = Harness::new(&test_seed(), 10).await;
+    let racing = Arc::new(RacingStore::competitor(h.store.clone(), h.clock.clone()));
+    let mut portal = h.portal.clone();
+    portal.store = racing.clone();
+    let s = serve_portal(portal).await;
+    let t = h.token("contoso", "alice", OWNER);
+    let r = post_as(&s, &t, "PC-ALICE", "overtaken-0001", "ua/1", None).await;
+    r.assert_problem(503);
+    assert!(r.header("retry-after").is_some());
+    assert!(!r.text.contains(&password(2)));
+    assert_eq!(RacingStore::count(&racing.loads), 3);
+    assert_eq!(RacingStore::count(&racing.commits), 3);
+    assert_eq!(RacingStore::count(&racing.conflicts), 3);
+    assert_eq!(h.opens(), 0);
+    assert_eq!(
+        events_of(&h, "overtaken-0001"),
+        [pair("denied", "concurrent_retrievals")]
+    );
 }
 
 #[tokio::test]
@@ -462,26 +518,383 @@ async fn every_authenticated_attempt_is_audited_and_readable_by_auditors() {
     assert_eq!(r.json()["events"].as_array().unwrap().len(), 1);
 }
 
+/// A key retrieval with a chosen `X-Request-Id`, user agent and body.
+async fn post_as(
+    s: &Server,
+    token: &str,
+    device: &str,
+    request_id: &str,
+    user_agent: &str,
+    body: Option<&str>,
+) -> Reply {
+    let mut rb = s
+        .client
+        .post(s.url(&format!("/v1/devices/{device}/recovery-key")))
+        .bearer_auth(token)
+        .header("x-request-id", request_id)
+        .header("user-agent", user_agent);
+    if let Some(b) = body {
+        rb = rb
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let r = rb.send().await.expect("request");
+    Reply {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        text: r.text().await.unwrap(),
+    }
+}
+
+/// The audit events of one request id, oldest first, as (outcome, reason).
+fn events_of(h: &Harness, request_id: &str) -> Vec<(String, String)> {
+    h.memory
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.request_id == request_id)
+        .map(|e| (e.outcome.as_str().to_owned(), e.reason))
+        .collect()
+}
+
+fn pair(outcome: &str, reason: &str) -> (String, String) {
+    (outcome.to_owned(), reason.to_owned())
+}
+
 #[tokio::test]
-async fn a_retried_request_id_adds_no_second_event_and_cannot_be_reused_elsewhere() {
+async fn a_request_id_reused_for_another_request_is_refused_and_each_attempt_is_audited() {
     let (h, s) = setup().await;
     let t = h.token("contoso", "alice", OWNER);
-    let send = |device: &'static str| {
-        s.client
-            .post(s.url(&format!("/v1/devices/{device}/recovery-key")))
-            .bearer_auth(&t)
-            .header("x-request-id", "retry-0001-abcdef")
-            .send()
+    const ID: &str = "reuse-0001-abcdef";
+    let r = post_as(&s, &t, "PC-ALICE", ID, "ua/1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-request-id"), Some(ID));
+    // Another user's device under the granted request id: the usual 404,
+    // and a denied event of its own.
+    post_as(&s, &t, "PC-BOB", ID, "ua/1", None)
+        .await
+        .assert_problem(404);
+    // Another own device under the same id: 400, and audited too.
+    let j = post_as(&s, &t, "PC-ALICE-2", ID, "ua/1", None)
+        .await
+        .assert_problem(400);
+    assert!(
+        j["detail"].as_str().unwrap().contains("X-Request-Id"),
+        "{j}"
+    );
+    // Another key of the same device: 400 as well.
+    post_as(
+        &s,
+        &t,
+        "PC-ALICE",
+        ID,
+        "ua/1",
+        Some(r#"{"key_id":"22222222-bbbb-4bbb-8bbb-000000000003"}"#),
+    )
+    .await
+    .assert_problem(400);
+    assert_eq!(
+        events_of(&h, ID),
+        [
+            pair("granted", "owner"),
+            pair("denied", "not_owner"),
+            pair("denied", "request_id_reused"),
+            pair("denied", "request_id_reused"),
+        ]
+    );
+    assert_eq!(h.opens(), 1);
+}
+
+#[tokio::test]
+async fn the_same_request_retried_after_a_denial_or_failure_is_a_new_attempt() {
+    let h = Harness::new(&test_seed(), 1).await;
+    let s = h.serve().await;
+    let t = h.token("contoso", "alice", OWNER);
+    assert_eq!(
+        post_as(&s, &t, "PC-ALICE", "first-0001-abcdef", "ua/1", None)
+            .await
+            .status,
+        200
+    );
+    // Rate-limited, then retried with the same id once Retry-After passed.
+    const ID: &str = "retry-0002-abcdef";
+    let r = post_as(&s, &t, "PC-ALICE-2", ID, "ua/1", None).await;
+    r.assert_problem(429);
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    h.clock.advance(wait);
+    let r = post_as(&s, &t, "PC-ALICE-2", ID, "ua/1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["recovery_password"], password(4));
+    assert_eq!(
+        events_of(&h, ID),
+        [pair("denied", "rate_limited"), pair("granted", "owner")]
+    );
+
+    // A store outage (503), then the same request again.
+    h.clock.advance(3600);
+    let t = h.token("contoso", "alice", OWNER);
+    const ID2: &str = "retry-0003-abcdef";
+    h.store.fail_load.store(true, Ordering::SeqCst);
+    let r = post_as(&s, &t, "PC-ALICE", ID2, "ua/1", None).await;
+    r.assert_problem(503);
+    assert!(r.header("retry-after").is_some());
+    h.store.fail_load.store(false, Ordering::SeqCst);
+    let r = post_as(&s, &t, "PC-ALICE", ID2, "ua/1", None).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        events_of(&h, ID2),
+        [
+            pair("denied", "store_unavailable"),
+            pair("granted", "owner")
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_granted_request_replays_only_briefly_and_only_when_identical() {
+    let h = Harness::new(&test_seed(), 3).await;
+    let s = h.serve().await;
+    let t = h.token("contoso", "alice", OWNER);
+    const ID: &str = "replay-0001-abcdef";
+    let body = Some(r#"{"reason":"locked out"}"#);
+    let first = post_as(&s, &t, "PC-ALICE", ID, "ua/1", body).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.json()["recovery_password"], password(2));
+    // An identical retry within the replay window (300 s): the same key,
+    // no second event, no second rate-limit slot.
+    for _ in 0..4 {
+        h.clock.advance(60);
+        let r = post_as(&s, &t, "PC-ALICE", ID, "ua/1", body).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        assert_eq!(r.json()["recovery_password"], password(2));
+    }
+    assert_eq!(events_of(&h, ID), [pair("granted", "owner")]);
+    // Another reason (or user agent) is not a replay: a new attempt with
+    // its own event and its own slot.
+    let r = post_as(
+        &s,
+        &t,
+        "PC-ALICE",
+        ID,
+        "ua/1",
+        Some(r#"{"reason":"other"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let r = post_as(&s, &t, "PC-ALICE", ID, "ua/2", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let events: Vec<_> = h
+        .memory
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.request_id == ID)
+        .collect();
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(events[1].justification.as_deref(), Some("other"));
+    assert_eq!(events[2].user_agent.as_deref(), Some("ua/2"));
+    // Three slots used: the window (limit 3) is full, so a new request is
+    // refused, while an identical replay of the newest grant is still served.
+    post_as(&s, &t, "PC-ALICE-2", "fresh-0001-abcdef", "ua/1", None)
+        .await
+        .assert_problem(429);
+    let r = post_as(&s, &t, "PC-ALICE", ID, "ua/2", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // After the replay window the id is a new request: rate-limited now.
+    h.clock.advance(301);
+    post_as(&s, &t, "PC-ALICE", ID, "ua/2", body)
+        .await
+        .assert_problem(429);
+    // And once a slot frees up (an hour after the first grant), granted
+    // again with a new event.
+    h.clock.advance(3600);
+    let t = h.token("contoso", "alice", OWNER);
+    let r = post_as(&s, &t, "PC-ALICE", ID, "ua/2", body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        events_of(&h, ID),
+        [
+            pair("granted", "owner"),
+            pair("granted", "owner"),
+            pair("granted", "owner"),
+            pair("denied", "rate_limited"),
+            pair("granted", "owner"),
+        ]
+    );
+    assert_eq!(h.opens(), 1 + 4 + 2 + 1 + 1);
+}
+
+#[tokio::test]
+async fn denied_events_per_caller_are_capped_per_hour() {
+    let (h, s) = setup().await;
+    // A token without this API's permissions cannot flood the trail.
+    let mallory = h.token("contoso", "mallory", "User.Read");
+    for i in 0..150 {
+        let r = post_as(
+            &s,
+            &mallory,
+            "PC-ALICE",
+            &format!("flood-{i:06}"),
+            "ua/1",
+            None,
+        )
+        .await;
+        r.assert_problem(403);
+    }
+    let mine = |h: &Harness, who: &str| {
+        h.memory
+            .audit_log()
+            .into_iter()
+            .filter(|e| e.actor.as_str() == who)
+            .collect::<Vec<_>>()
     };
-    let a = send("PC-ALICE").await.unwrap();
-    assert_eq!(a.status(), 200);
-    assert_eq!(a.headers()["x-request-id"], "retry-0001-abcdef");
-    assert_eq!(send("PC-ALICE").await.unwrap().status(), 200);
-    assert_eq!(h.memory.audit_len(), 1);
-    let other = send("PC-ALICE-2").await.unwrap();
-    assert_eq!(other.status(), 400);
-    assert_eq!(h.memory.audit_len(), 1);
-    assert_eq!(h.opens(), 2);
+    let stored = mine(&h, "mallory");
+    // 100 denied events per caller per clock hour, then one marker event.
+    assert_eq!(stored.len(), 101, "{}", stored.len());
+    assert!(
+        stored[..100]
+            .iter()
+            .all(|e| e.reason == "insufficient_scope")
+    );
+    assert_eq!(stored[100].reason, "denials_capped");
+    assert_eq!(stored[100].outcome.as_str(), "denied");
+    // Others are not affected.
+    post_as(
+        &s,
+        &h.token("contoso", "bob", OWNER),
+        "PC-ALICE",
+        "bob-0001-abcdef",
+        "ua/1",
+        None,
+    )
+    .await
+    .assert_problem(404);
+    assert_eq!(mine(&h, "bob").len(), 1);
+    // The next hour, mallory's denials are recorded again.
+    h.clock.advance(3600);
+    let mallory = h.token("contoso", "mallory", "User.Read");
+    post_as(&s, &mallory, "PC-ALICE", "flood-next-hour", "ua/1", None)
+        .await
+        .assert_problem(403);
+    assert_eq!(mine(&h, "mallory").len(), 102);
+    assert_eq!(h.opens(), 0);
+}
+
+#[tokio::test]
+async fn audit_events_page_with_a_cursor_and_a_time_range() {
+    let h = Harness::new(&test_seed(), 100).await;
+    let s = h.serve().await;
+    let alice = h.token("contoso", "alice", OWNER);
+    let bob = h.token("contoso", "bob", OWNER);
+    // Seven events, one a minute: alice (5) and bob (2), from NOW on.
+    for i in 0..7 {
+        let (t, dev) = if i % 3 == 2 {
+            (&bob, "PC-BOB")
+        } else {
+            (&alice, "PC-ALICE")
+        };
+        let r = post_as(&s, t, dev, &format!("page-{i:06}-x"), "ua/1", None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        h.clock.advance(60);
+    }
+    let auditor = h.token("contoso", "auditor", AUDITOR);
+    let ids = |j: &Value| -> Vec<String> {
+        j["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["request_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let all = s.get("/v1/audit-events", &auditor).await.json();
+    assert_eq!(all["next"], Value::Null);
+    let newest_first: Vec<String> = (0..7).rev().map(|i| format!("page-{i:06}-x")).collect();
+    assert_eq!(ids(&all), newest_first);
+
+    // Pages of 3: 3 + 3 + 1, `next` null on the last page.
+    let mut got = Vec::new();
+    let mut path = "/v1/audit-events?limit=3".to_owned();
+    let mut pages = 0;
+    loop {
+        let r = s.get(&path, &auditor).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        let j = r.json();
+        pages += 1;
+        got.extend(ids(&j));
+        match j["next"].as_str() {
+            Some(c) => path = format!("/v1/audit-events?limit=3&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(got, newest_first);
+
+    // A time range: since inclusive, until exclusive (events at NOW + 60 i).
+    let at = |secs: i64| {
+        time::OffsetDateTime::from_unix_timestamp(NOW + secs)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let r = s
+        .get(
+            &format!("/v1/audit-events?since={}&until={}", at(120), at(300)),
+            &auditor,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        ids(&r.json()),
+        ["page-000004-x", "page-000003-x", "page-000002-x"]
+    );
+    // Combined with actor, limit and a cursor.
+    let r = s
+        .get(
+            &format!("/v1/audit-events?actor=alice&since={}&limit=2", at(60)),
+            &auditor,
+        )
+        .await;
+    let j = r.json();
+    assert_eq!(ids(&j), ["page-000006-x", "page-000004-x"]);
+    let c = j["next"].as_str().expect("more pages");
+    let r = s
+        .get(
+            &format!(
+                "/v1/audit-events?actor=alice&since={}&limit=2&cursor={c}",
+                at(60)
+            ),
+            &auditor,
+        )
+        .await;
+    let j = r.json();
+    assert_eq!(ids(&j), ["page-000003-x", "page-000001-x"]);
+    assert_eq!(j["next"], Value::Null);
+    // And with device_id.
+    let r = s
+        .get(
+            &format!("/v1/audit-events?device_id=PC-BOB&until={}", at(300)),
+            &auditor,
+        )
+        .await;
+    assert_eq!(ids(&r.json()), ["page-000002-x"]);
+
+    for bad in [
+        "cursor=not-a-cursor".to_owned(),
+        "cursor=".to_owned(),
+        "since=yesterday".to_owned(),
+        "until=2026-01-01".to_owned(),
+        format!("since={}&until={}", at(300), at(300)),
+        format!("since={}&until={}", at(300), at(120)),
+    ] {
+        let r = s.get(&format!("/v1/audit-events?{bad}"), &auditor).await;
+        r.assert_problem(400);
+    }
+    // A cursor is no way into another tenant: it only says "older than".
+    let fab = h.token("fabrikam", "auditor", AUDITOR);
+    let c = s.get("/v1/audit-events?limit=1", &auditor).await.json()["next"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = s.get(&format!("/v1/audit-events?cursor={c}"), &fab).await;
+    assert_eq!(ids(&r.json()), Vec::<String>::new());
 }
 
 #[tokio::test]

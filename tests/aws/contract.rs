@@ -8,12 +8,14 @@
 use crate::support::aws as common_aws;
 
 use common_aws::{device, key, moto_env, password, seed_json};
+use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::domain::audit::{AuditEvent, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::domain::ratelimit::{self, RateWindow};
-use recovery_portal::ports::{CipherError, Commit, ImportStore, KeyCipher, Store};
+use recovery_portal::ports::{
+    CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
+};
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -140,10 +142,16 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
     let (devices, policy) = store.list_devices(&t("t2"), &u("u1")).await.unwrap();
     assert!(devices.is_empty());
     assert_eq!(policy, policy_t2);
-    // An unknown tenant behaves as self-service without helpdesk details.
+    // An unknown tenant has no self-service and no helpdesk details.
     let (devices, policy) = store.list_devices(&t("t3"), &u("u1")).await.unwrap();
     assert!(devices.is_empty());
-    assert_eq!(policy, TenantPolicy::default());
+    assert_eq!(
+        policy,
+        TenantPolicy {
+            self_service: false,
+            helpdesk: None
+        }
+    );
 
     // --- find_keys: prefix lookup within the tenant.
     let ids = |v: Vec<recovery_portal::ports::KeyLocation>| {
@@ -230,7 +238,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .unwrap();
     assert!(missing.is_none(), "t2's PC-9 must not be visible from t1");
 
-    // --- commit_disclosure: written, duplicate, reused request id, conflict.
+    // --- commit_disclosure: written, or refused for a stale rate window.
     let base: i128 = 1_750_000_000_000_000_000;
     let sec: i128 = 1_000_000_000;
     let e1 = event(
@@ -242,36 +250,28 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         Outcome::Granted,
         base,
     );
-    let u1 = ratelimit::admit(&window, e1.time, 10).unwrap();
+    let mut u1 = ratelimit::admit(&window, e1.time, 10).unwrap();
+    let grant = Grant {
+        request_id: "req-1".into(),
+        at: e1.time.unix_timestamp(),
+        device_id: d("PC-1"),
+        key_id: k(K1),
+        digest: "0123abcd".into(),
+    };
+    u1.record(grant.clone());
     assert_eq!(
         store.commit_disclosure(&e1, &u1).await.unwrap(),
         Commit::Written
     );
-    // The same request again (a client retry): new event id, same device and key.
+    // The same write again (a retry with the window read before): the
+    // window moved on, so nothing is written.
     let retry = AuditEvent {
         event_id: uuid::Uuid::new_v4().to_string(),
         ..e1.clone()
     };
     assert_eq!(
         store.commit_disclosure(&retry, &u1).await.unwrap(),
-        Commit::Duplicate
-    );
-    let reused = AuditEvent {
-        key_id: Some(k(K2)),
-        ..retry.clone()
-    };
-    assert_eq!(
-        store.commit_disclosure(&reused, &u1).await.unwrap(),
-        Commit::RequestIdReused
-    );
-    let reused_device = AuditEvent {
-        device_id: Some(d("PC-2")),
-        key_id: Some(k(K3)),
-        ..retry.clone()
-    };
-    assert_eq!(
-        store.commit_disclosure(&reused_device, &u1).await.unwrap(),
-        Commit::RequestIdReused
+        Commit::RateConflict
     );
     // A new request with the window read before e1 was committed.
     let e2 = event(
@@ -294,6 +294,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .unwrap();
     assert_eq!(window.version, 1);
     assert_eq!(window.recent, vec![(base / sec) as i64]);
+    assert_eq!(window.grants, vec![grant.clone()], "grants round-trip");
     let fresh = ratelimit::admit(&window, e2.time, 10).unwrap();
     assert_eq!(
         store.commit_disclosure(&e2, &fresh).await.unwrap(),
@@ -305,6 +306,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .unwrap();
     assert_eq!(window.version, 2);
     assert_eq!(window.recent.len(), 2);
+    assert_eq!(window.grants, vec![grant], "kept for the replay window");
     // Another caller's window is separate, and so is the same user in another tenant.
     let (_, w) = store
         .load_for_disclosure(&t("t1"), &d("PC-1"), &u("helpdesk-1"))
@@ -332,7 +334,8 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         Commit::Written
     );
 
-    // --- append_audit: idempotent on (tenant, actor, request id).
+    // --- append_denied: a record per attempt, at most `cap` per actor and
+    // clock hour, then one marker.
     let e3 = event(
         "t1",
         "u2",
@@ -342,77 +345,79 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         Outcome::Denied,
         base + 3 * sec,
     );
-    store.append_audit(&e3).await.unwrap();
-    let e3_again = AuditEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        ..e3.clone()
-    };
-    store.append_audit(&e3_again).await.unwrap();
-    // A denied event after a granted one of the same request changes nothing.
-    let late = AuditEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
-        outcome: Outcome::Denied,
-        ..e1.clone()
-    };
-    store.append_audit(&late).await.unwrap();
+    assert_eq!(store.append_denied(&e3, 100).await.unwrap(), Denial::Stored);
+    denial_cap_contract(store, base).await;
 
     // --- audit_events: filters, newest first, limit, tenant isolation.
     let q = |device: Option<&str>, actor: Option<&str>, limit: usize| AuditQuery {
         device_id: device.map(d),
         actor: actor.map(u),
         limit,
+        ..Default::default()
     };
-    let all = store
-        .audit_events(&t("t1"), &q(None, None, 100))
-        .await
-        .unwrap();
+    let events = |p: AuditPage| p.events;
+    let all = events(
+        store
+            .audit_events(&t("t1"), &q(None, None, 100))
+            .await
+            .unwrap(),
+    );
     assert_eq!(all, vec![e3.clone(), e2.clone(), e1.clone()]);
     let newest = store
         .audit_events(&t("t1"), &q(None, None, 1))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(newest, vec![e3.clone()]);
     let by_device = store
         .audit_events(&t("t1"), &q(Some("PC-1"), None, 100))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(by_device, vec![e3.clone(), e1.clone()]);
     let by_actor = store
         .audit_events(&t("t1"), &q(None, Some("u1"), 100))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(by_actor, vec![e2.clone(), e1.clone()]);
     let by_both = store
         .audit_events(&t("t1"), &q(Some("PC-1"), Some("u1"), 100))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(by_both, vec![e1.clone()]);
     // The newest PC-1 event is u2's: the filter drops it and the query must
     // read on (paginate) to fill the limit.
     let filtered_limited = store
         .audit_events(&t("t1"), &q(Some("PC-1"), Some("u1"), 1))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(filtered_limited, vec![e1.clone()]);
     let limited = store
         .audit_events(&t("t1"), &q(Some("PC-1"), None, 1))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(limited, vec![e3.clone()]);
     let t2_events = store
         .audit_events(&t("t2"), &q(None, None, 100))
         .await
-        .unwrap();
+        .unwrap()
+        .events;
     assert_eq!(t2_events, vec![e_t2.clone()]);
     assert!(
         store
             .audit_events(&t("t2"), &q(Some("PC-2"), None, 100))
             .await
             .unwrap()
+            .events
             .is_empty()
     );
+    paging_contract(store).await;
 
-    // --- fingerprints: what a re-import compares; absent devices left out.
+    // --- stored_devices: what a re-import compares; absent devices left out.
     let mut ids: Vec<(TenantId, DeviceId)> = seed
         .devices
         .iter()
@@ -420,14 +425,17 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .collect();
     ids.push((t("t1"), d("PC-404")));
     ids.push((t("t3"), d("PC-1")));
-    let fps = import.fingerprints(&ids).await.unwrap();
-    let want: HashMap<(TenantId, DeviceId), String> = seed
+    let fps = import.stored_devices(&ids).await.unwrap();
+    let want: HashMap<(TenantId, DeviceId), StoredDevice> = seed
         .devices
         .iter()
         .map(|x| {
             (
                 (x.device.tenant.clone(), x.device.device_id.clone()),
-                recovery_portal::tools::import::fingerprint(x),
+                StoredDevice {
+                    fingerprint: Some(recovery_portal::tools::import::fingerprint(x)),
+                    owner: x.device.owner.clone(),
+                },
             )
         })
         .collect();
@@ -501,11 +509,436 @@ async fn cipher_contract(cipher: &dyn KeyCipher) {
     ));
 }
 
+/// Denied events: each attempt is a record of its own (the same request id
+/// twice is two records); at most `cap` per actor and clock hour; then the
+/// hour's marker, once.
+async fn denial_cap_contract(store: &dyn Store, base: i128) {
+    let sec: i128 = 1_000_000_000;
+    // An hour boundary: `base` is 2025-06-15T15:06:40Z.
+    let hour_start = base - (base % (3600 * sec));
+    let denied = |actor: &str, request_id: &str, at: i128| {
+        event(
+            "t4",
+            actor,
+            request_id,
+            "PC-4",
+            None,
+            Outcome::Denied,
+            hour_start + at,
+        )
+    };
+    let cap = 3;
+    let mut stored = Vec::new();
+    for i in 0..cap {
+        // The same request id each time: three attempts, three records.
+        let e = denied("flood", "same-id", i * sec);
+        assert_eq!(store.append_denied(&e, 3).await.unwrap(), Denial::Stored);
+        stored.push(e);
+    }
+    let over = denied("flood", "same-id", 10 * sec);
+    assert_eq!(
+        store.append_denied(&over, 3).await.unwrap(),
+        Denial::OverCap { marked: false }
+    );
+    let marker = AuditEvent {
+        reason: "denials_capped".into(),
+        device_id: None,
+        ..denied("flood", "same-id", 10 * sec)
+    };
+    assert!(store.append_cap_marker(&marker).await.unwrap());
+    let again = AuditEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        ..marker.clone()
+    };
+    assert!(
+        !store.append_cap_marker(&again).await.unwrap(),
+        "one marker per hour"
+    );
+    assert_eq!(
+        store
+            .append_denied(&denied("flood", "other-id", 3599 * sec), 3)
+            .await
+            .unwrap(),
+        Denial::OverCap { marked: true }
+    );
+    // Another actor has a cap of its own; the next hour starts afresh.
+    let other = denied("quiet", "q-1", 20 * sec);
+    assert_eq!(
+        store.append_denied(&other, 3).await.unwrap(),
+        Denial::Stored
+    );
+    let next_hour = denied("flood", "same-id", 3600 * sec);
+    assert_eq!(
+        store.append_denied(&next_hour, 3).await.unwrap(),
+        Denial::Stored
+    );
+
+    let mut want = vec![next_hour, other, marker];
+    want.extend(stored.into_iter().rev());
+    let page = store
+        .audit_events(&t("t4"), &AuditQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(page.events, want);
+    assert_eq!(page.next, None);
+}
+
+/// Paging through the trail: `limit`, `cursor`, `since`/`until` and the
+/// filters together, in one total order (time at microsecond precision,
+/// then event id), on every index the query can use.
+async fn paging_contract(store: &dyn Store) {
+    let base: i128 = 1_760_000_000_000_000_000;
+    let sec: i128 = 1_000_000_000;
+    let mut all = Vec::new();
+    for i in 0..23i128 {
+        let (actor, device) = match i % 3 {
+            0 => ("pa", "PC-A"),
+            1 => ("pb", "PC-A"),
+            _ => ("pa", "PC-B"),
+        };
+        let mut e = event(
+            "t8",
+            actor,
+            &format!("p-{i}"),
+            device,
+            None,
+            Outcome::Denied,
+            base + i * sec,
+        );
+        e.event_id = format!("ev-{i:02}");
+        all.push(e);
+    }
+    // Two more in one microsecond (other nanoseconds): the event id orders
+    // them, "ev-tie-b" after "ev-tie-a" whatever their nanoseconds.
+    for (id, nanos) in [("ev-tie-a", 900), ("ev-tie-b", 100)] {
+        let mut e = event(
+            "t8",
+            "pa",
+            id,
+            "PC-A",
+            None,
+            Outcome::Denied,
+            base + 5 * sec + 500_000 + nanos,
+        );
+        e.event_id = id.into();
+        all.push(e);
+    }
+    for e in &all {
+        assert_eq!(store.append_denied(e, 1000).await.unwrap(), Denial::Stored);
+    }
+    // The expected order, written out: ev-22 … ev-06, ev-tie-b, ev-tie-a, ev-05 … ev-00.
+    let mut newest_first: Vec<String> = (6..23).rev().map(|i| format!("ev-{i:02}")).collect();
+    newest_first.extend(["ev-tie-b".to_owned(), "ev-tie-a".to_owned()]);
+    newest_first.extend((0..6).rev().map(|i| format!("ev-{i:02}")));
+    let at = |i: i128| OffsetDateTime::from_unix_timestamp_nanos(base + i * sec).unwrap();
+
+    let walk = |query: AuditQuery| async move {
+        let mut q = query;
+        let mut ids = Vec::new();
+        let mut pages = 0;
+        loop {
+            let page = store.audit_events(&t("t8"), &q).await.unwrap();
+            pages += 1;
+            assert!(page.events.len() <= q.limit);
+            if page.next.is_some() {
+                assert_eq!(page.events.len(), q.limit, "only the last page is short");
+            }
+            ids.extend(page.events.iter().map(|e| e.event_id.clone()));
+            match page.next {
+                Some(c) => {
+                    // Cursors survive their text form.
+                    q.after = Some(AuditCursor::decode(&c.encode()).unwrap());
+                }
+                None => break,
+            }
+        }
+        (ids, pages)
+    };
+    let only = |f: &dyn Fn(&AuditEvent) -> bool| -> Vec<String> {
+        let mut sorted = all.clone();
+        sorted.retain(|e| f(e));
+        newest_first
+            .iter()
+            .filter(|id| sorted.iter().any(|e| &e.event_id == *id))
+            .cloned()
+            .collect()
+    };
+
+    // The whole tenant (the time shards, merged), 25 events in pages of 4.
+    let (ids, pages) = walk(AuditQuery {
+        limit: 4,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids, newest_first);
+    assert_eq!(pages, 7);
+    // Exactly one page's worth: no empty page after it.
+    let (ids, pages) = walk(AuditQuery {
+        limit: 25,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((ids.len(), pages), (25, 1));
+    // A time range: since inclusive, until exclusive.
+    let (ids, _) = walk(AuditQuery {
+        since: Some(at(5)),
+        until: Some(at(9)),
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        ids,
+        ["ev-08", "ev-07", "ev-06", "ev-tie-b", "ev-tie-a", "ev-05"]
+    );
+    // By device (by_device), by actor (by_actor), and both (a filter on
+    // by_device), each with a range and small pages.
+    let (ids, _) = walk(AuditQuery {
+        device_id: Some(d("PC-A")),
+        since: Some(at(3)),
+        limit: 3,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        ids,
+        only(&|e| e.device_id == Some(d("PC-A")) && e.time >= at(3))
+    );
+    let (ids, _) = walk(AuditQuery {
+        actor: Some(u("pb")),
+        until: Some(at(20)),
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(ids, only(&|e| e.actor == u("pb") && e.time < at(20)));
+    assert_eq!(ids.len(), 7);
+    let (ids, _) = walk(AuditQuery {
+        device_id: Some(d("PC-A")),
+        actor: Some(u("pa")),
+        limit: 2,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        ids,
+        only(&|e| e.device_id == Some(d("PC-A")) && e.actor == u("pa"))
+    );
+    assert_eq!(ids.len(), 10);
+    // A range with nothing in it, and a cursor past the oldest event.
+    let (ids, pages) = walk(AuditQuery {
+        since: at(100).into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((ids.len(), pages), (0, 1));
+    let oldest = all.iter().find(|e| e.event_id == "ev-00").unwrap();
+    let past = AuditQuery {
+        after: Some(AuditCursor(recovery_portal::domain::audit::Position::of(oldest))),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.audit_events(&t("t8"), &past).await.unwrap().events,
+        vec![]
+    );
+}
+
+const K6: &str = "6A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A60";
+const K7: &str = "7A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A70";
+const K8: &str = "8A2E3D4C-5B6A-4798-8A9B-0C1D2E3F4A80";
+
+/// The tenant item is the one source of a tenant's policy: a tenant-only
+/// import reaches every existing device at once, and a device whose tenant
+/// has no item is never self-service.
+async fn tenant_policy_contract(
+    store: &dyn Store,
+    import: &dyn ImportStore,
+    cipher: &dyn KeyCipher,
+) {
+    let with = |self_service: bool, devices: Vec<serde_json::Value>| {
+        let json = serde_json::json!({
+            "tenants": [{"tenant_id": "t5", "self_service": self_service,
+                         "helpdesk": {"name": if self_service { "T5 IT" } else { "T5 Desk" }}}],
+            "devices": devices,
+        });
+        recovery_portal::tools::seed::parse(&json.to_string()).unwrap()
+    };
+    let on = with(
+        true,
+        vec![device(
+            "t5",
+            "PC-5",
+            "u5",
+            vec![key(K6, "operating_system", 6, "2024-05-15T09:30:00Z")],
+        )],
+    );
+    recovery_portal::tools::import::import(&on, cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    let (dev, _) = store
+        .load_for_disclosure(&t("t5"), &d("PC-5"), &u("u5"))
+        .await
+        .unwrap();
+    assert!(dev.expect("t5/PC-5").policy.self_service);
+
+    // The tenant alone, self-service off: the existing device follows.
+    let off = with(false, vec![]);
+    let summary = recovery_portal::tools::import::import(&off, cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((summary.tenants, summary.devices), (1, 0));
+    let want = TenantPolicy {
+        self_service: false,
+        helpdesk: Some(recovery_portal::domain::model::Helpdesk {
+            name: Some("T5 Desk".into()),
+            ..Default::default()
+        }),
+    };
+    let (dev, _) = store
+        .load_for_disclosure(&t("t5"), &d("PC-5"), &u("u5"))
+        .await
+        .unwrap();
+    assert_eq!(dev.expect("t5/PC-5").policy, want);
+    let (devices, policy) = store.list_devices(&t("t5"), &u("u5")).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert_eq!(policy, want);
+
+    // A device written without its tenant (say, an import that stopped
+    // after the devices of a tenant that was never loaded): no self-service,
+    // whatever the device record says.
+    let orphan = with(
+        true,
+        vec![device(
+            "t5",
+            "PC-6",
+            "u6",
+            vec![key(K7, "operating_system", 7, "2024-05-15T09:30:00Z")],
+        )],
+    );
+    let sd = &orphan.devices[0];
+    let mut dev = sd.device.clone();
+    dev.tenant = t("t6");
+    let ctx = KeyContext {
+        tenant: t("t6"),
+        device: d("PC-6"),
+        key_id: k(K7),
+    };
+    let sealed = cipher.seal(&ctx, &sd.passwords[0].1).await.unwrap();
+    import
+        .put_devices(&[recovery_portal::ports::ImportDevice {
+            sealed: recovery_portal::domain::model::SealedDevice {
+                device: dev,
+                policy: TenantPolicy {
+                    self_service: true,
+                    helpdesk: None,
+                },
+                sealed: vec![(k(K7), sealed)],
+            },
+            fingerprint: "orphan".into(),
+        }])
+        .await
+        .unwrap();
+    let (dev, _) = store
+        .load_for_disclosure(&t("t6"), &d("PC-6"), &u("u6"))
+        .await
+        .unwrap();
+    let dev = dev.expect("t6/PC-6 is stored");
+    assert!(!dev.policy.self_service, "{:?}", dev.policy);
+    let (devices, policy) = store.list_devices(&t("t6"), &u("u6")).await.unwrap();
+    assert_eq!(devices.len(), 1);
+    assert!(!policy.self_service, "{policy:?}");
+}
+
+/// A re-import that moves a device to another owner records the change in
+/// the audit trail, under the importer's identity.
+async fn ownership_change_contract(
+    store: &dyn Store,
+    import: &dyn ImportStore,
+    cipher: &dyn KeyCipher,
+) {
+    let owned_by = |owner: &str| {
+        let json = serde_json::json!({
+            "tenants": [{"tenant_id": "t7", "self_service": true}],
+            "devices": [device(
+                "t7",
+                "PC-7",
+                owner,
+                vec![key(K8, "operating_system", 8, "2024-05-15T09:30:00Z")],
+            )],
+        });
+        recovery_portal::tools::seed::parse(&json.to_string()).unwrap()
+    };
+    let q = AuditQuery {
+        device_id: Some(d("PC-7")),
+        ..Default::default()
+    };
+    let admin = UserId::importer("admin").unwrap();
+    let run = |owner: &str| {
+        let seed = owned_by(owner);
+        let admin = admin.clone();
+        async move {
+            recovery_portal::tools::import::import_as(&seed, cipher, import, &admin, &|_, _| {})
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        run("u7").await.owner_changes,
+        0,
+        "a new device moves nowhere"
+    );
+    assert!(
+        store
+            .audit_events(&t("t7"), &q)
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    let moved = run("u8").await;
+    assert_eq!((moved.devices, moved.owner_changes), (1, 1));
+    let events = store.audit_events(&t("t7"), &q).await.unwrap().events;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!(e.reason, "owner_changed");
+    assert_eq!(e.outcome, Outcome::Changed);
+    assert_eq!(e.actor.as_str(), "import:admin");
+    assert_eq!(e.device_id, Some(d("PC-7")));
+    assert_eq!(e.key_id, None);
+    assert_eq!(e.justification.as_deref(), Some("owner u7 -> u8"));
+    // The importer's events are found by actor too.
+    let by_importer = AuditQuery {
+        actor: Some(UserId::parse_actor("import:admin").unwrap()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .audit_events(&t("t7"), &by_importer)
+            .await
+            .unwrap()
+            .events,
+        events
+    );
+    // The same file again changes nothing and records nothing.
+    assert_eq!(run("u8").await.skipped, 1);
+    assert_eq!(
+        store.audit_events(&t("t7"), &q).await.unwrap().events.len(),
+        1
+    );
+    let (dev, _) = store
+        .load_for_disclosure(&t("t7"), &d("PC-7"), &u("u8"))
+        .await
+        .unwrap();
+    assert_eq!(dev.unwrap().device.owner, u("u8"));
+}
+
 #[tokio::test]
 async fn embedded_backends_keep_the_contract() {
     let store = MemoryStore::new();
     let cipher = LocalCipher::random();
     store_contract(&store, &store, &cipher).await;
+    tenant_policy_contract(&store, &store, &cipher).await;
+    ownership_change_contract(&store, &store, &cipher).await;
     cipher_contract(&cipher).await;
 }
 
@@ -513,5 +946,7 @@ async fn embedded_backends_keep_the_contract() {
 async fn aws_backends_on_moto_keep_the_contract() {
     let env = moto_env().await;
     store_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
+    tenant_policy_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
+    ownership_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
     cipher_contract(env.cipher.as_ref()).await;
 }

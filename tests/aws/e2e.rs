@@ -80,16 +80,17 @@ async fn import_then_serve_every_route_over_http() {
         recovery_portal::tools::seed::DEMO_SEED.replacen("\"alice\"", "\"al ice\"", 1),
     )
     .unwrap();
-    let (ok, _, err) = env.run(&["import", bad.to_str().unwrap()]);
+    let seed_arg = seed.to_str().unwrap();
+    let (ok, _, err) = env.run(&["import", bad.to_str().unwrap(), "--actor", "e2e-admin"]);
     assert!(!ok && err.contains("owner"), "{err}");
     // ...a valid one loads, and loading it again changes nothing.
-    let (ok, out, err) = env.run(&["import", seed.to_str().unwrap()]);
+    let (ok, out, err) = env.run(&["import", seed_arg, "--actor", "e2e-admin"]);
     assert!(ok, "{err}");
     assert!(
         out.contains("6 devices written, 7 keys written, 0 devices skipped"),
         "{out}"
     );
-    let (ok, out, _) = env.run(&["import", seed.to_str().unwrap()]);
+    let (ok, out, _) = env.run(&["import", seed_arg, "--actor", "e2e-admin"]);
     assert!(
         ok && out.contains("0 devices written, 0 keys written, 6 devices skipped"),
         "{out}"
@@ -199,11 +200,117 @@ async fn import_then_serve_every_route_over_http() {
     assert_eq!(events[0]["reason"], "not_owner");
     let (s, j) = get(
         format!("{base}/v1/audit-events?device_id=DESKTOP-7Q2M4K1"),
-        auditor,
+        auditor.clone(),
     )
     .await;
     assert_eq!((s, j["events"].as_array().unwrap().len()), (200, 1));
 
     let (s, _) = get(format!("{base}/v1/audit-events"), alice).await;
     assert_eq!(s, 403);
+
+    // A device moved to another owner by an import is audited under the
+    // importer's name.
+    let moved = dir.join("moved.json");
+    let text =
+        recovery_portal::tools::seed::DEMO_SEED.replacen("\"owner\": \"alice\"", "\"owner\": \"bob\"", 1);
+    assert_ne!(
+        text,
+        recovery_portal::tools::seed::DEMO_SEED,
+        "the demo seed's first owner is alice"
+    );
+    std::fs::write(&moved, text).unwrap();
+    let (ok, out, err) = env.run(&["import", moved.to_str().unwrap(), "--actor", "e2e-admin"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("1 devices written")
+            && out.contains("1 owner changes audited as import:e2e-admin"),
+        "{out}"
+    );
+
+    // `portal audit export`: JSON Lines of the same events the API pages
+    // through (4 now), in pages of 3, with exit status 0 and no progress
+    // output off a terminal.
+    let (s, j) = get(format!("{base}/v1/audit-events"), auditor.clone()).await;
+    assert_eq!(s, 200);
+    let api_events = j["events"].as_array().unwrap().clone();
+    assert_eq!(api_events.len(), 4, "{api_events:?}");
+    let out = env
+        .cmd()
+        .args([
+            "audit",
+            "export",
+            "--tenant",
+            "contoso",
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--page-size",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("exported"),
+        "no progress off a terminal"
+    );
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines, api_events);
+    assert_eq!(lines[0]["outcome"], "changed");
+    assert_eq!(lines[0]["actor"], "import:e2e-admin");
+    assert_eq!(lines[0]["reason"], "owner_changed");
+    // Filters and a time range: the importer's event only; nothing before
+    // the first event.
+    let (ok, out, err) = env.run(&[
+        "audit",
+        "export",
+        "--tenant",
+        "contoso",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--actor",
+        "import:e2e-admin",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (ok, out, err) = env.run(&[
+        "audit",
+        "export",
+        "--tenant",
+        "contoso",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2000-01-02T00:00:00Z",
+    ]);
+    assert!(ok && out.is_empty(), "{out}{err}");
+    // A store that cannot be read: exit status 1 and a message, no output.
+    let out = env
+        .cmd()
+        .env("PORTAL_TABLE_PREFIX", "no-such-prefix")
+        .args([
+            "audit",
+            "export",
+            "--tenant",
+            "contoso",
+            "--since",
+            "2000-01-01T00:00:00Z",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("audit export stopped after 0 events"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -60,7 +60,7 @@ async fn imports_100k_devices_and_reimports_nothing() {
         TenantId::parse("big").unwrap(),
         DeviceId::parse("PC-099999").unwrap(),
     );
-    assert!(store.fingerprints(&[last]).await.unwrap().len() == 1);
+    assert!(store.stored_devices(&[last]).await.unwrap().len() == 1);
 
     // One bad record anywhere: nothing is loaded, and the error names it.
     let bad = text.replacen(

@@ -5,16 +5,29 @@
 //! Needs `PORTAL_TEST_MOTO_URL` (see scripts/moto.sh); fails without it.
 
 use crate::support::aws as common_aws;
+use crate::support::racing;
 
+use async_trait::async_trait;
 use aws_sdk_dynamodb::types::AttributeValue;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 use common_aws::{call, device, key, moto_env, password, portal, seed_json};
+use racing::RacingStore;
+use recovery_portal::domain::audit::{AuditQuery, Outcome};
 use recovery_portal::adapters::aws::items;
-use recovery_portal::adapters::aws::{TableStatus, create_tables};
-use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId};
-use recovery_portal::domain::model::KeyContext;
-use recovery_portal::ports::{CipherError, KeyCipher, Store};
+use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, TableStatus, create_tables};
+use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::tools::import::import;
+use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey};
+use recovery_portal::ports::{CipherError, ImportStore, KeyCipher, Store, SystemClock};
 use recovery_portal::tools::seed::parse;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const KA: &str = "AAAA0001-5B6A-4798-8A9B-0C1D2E3F4A01";
 const KB: &str = "BBBB0002-5B6A-4798-8A9B-0C1D2E3F4A02";
@@ -151,20 +164,32 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     let p = portal(env.store.clone(), env.cipher.clone());
     env.calls.reset();
 
-    // List own devices: one Query on by_owner.
+    // List own devices: one Query on by_owner and, concurrently, the tenant
+    // item (the policy's one source).
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
     let (resp, body) = call(&p, "GET", "/v1/devices", Some("t1|u1|Devices.Read"), "").await;
     assert_eq!(status(&resp), 200, "{body}");
     assert_eq!(body["devices"].as_array().unwrap().len(), 2);
     assert_eq!(body["helpdesk"]["name"], "T1 IT");
-    assert_eq!(env.calls.take(), ["DynamoDB.Query"]);
+    assert_eq!(
+        sorted(env.calls.take()),
+        ["DynamoDB.GetItem", "DynamoDB.Query"]
+    );
 
-    // No devices: the Query, then the tenant item for the helpdesk.
+    // No devices: the same two calls; the tenant item gives the helpdesk.
     let (resp, body) = call(&p, "GET", "/v1/devices", Some("t1|nobody|Devices.Read"), "").await;
     assert_eq!(status(&resp), 200, "{body}");
     assert_eq!(body["helpdesk"]["name"], "T1 IT");
-    assert_eq!(env.calls.take(), ["DynamoDB.Query", "DynamoDB.GetItem"]);
+    assert_eq!(
+        sorted(env.calls.take()),
+        ["DynamoDB.GetItem", "DynamoDB.Query"]
+    );
 
-    // Key retrieval: one read, one transactional write, one decrypt.
+    // Key retrieval: one read (device, tenant and rate window), one
+    // transactional write, one decrypt.
     let (resp, body) = call(
         &p,
         "POST",
@@ -222,8 +247,9 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     assert_eq!(status(&resp), 200, "{body}");
     assert_eq!(body["events"].as_array().unwrap().len(), 1);
     assert_eq!(
-        env.calls.take().len(),
-        recovery_portal::adapters::aws::schema::AUDIT_TIME_SHARDS as usize
+        env.calls.take(),
+        ["DynamoDB.Query"; 8],
+        "one per time shard"
     );
 
     // No token, a bad token, a missing permission: no AWS call at all.
@@ -262,7 +288,8 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     }
 
     // A key retrieval without the permission reads nothing and decrypts
-    // nothing; by design its one call is the audit record of the denial.
+    // nothing; by design its one call is the audit record of the denial
+    // (the event and the caller's hourly denial count, in one transaction).
     let (resp, body) = call(
         &p,
         "POST",
@@ -272,8 +299,8 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     )
     .await;
     assert_eq!(status(&resp), 403, "{body}");
-    assert_eq!(env.calls.take(), ["DynamoDB.PutItem"]);
-    assert_eq!(env.calls.attempts(), 1 + 2 + 3 + 1 + 1 + 8 + 1);
+    assert_eq!(env.calls.take(), ["DynamoDB.TransactWriteItems"]);
+    assert_eq!(env.calls.attempts(), 2 + 2 + 3 + 1 + 1 + 8 + 1);
 }
 
 /// Re-importing writes only what changed, and a device's key set is
@@ -580,4 +607,451 @@ async fn create_tables_refuses_a_table_with_another_layout() {
             && err.to_string().contains("key schema"),
         "{err}"
     );
+}
+
+fn u(s: &str) -> UserId {
+    UserId::parse(s).unwrap()
+}
+
+async fn events_of(
+    store: &DynamoStore,
+    tenant: &str,
+    actor: &str,
+) -> Vec<recovery_portal::domain::audit::AuditEvent> {
+    store
+        .audit_events(
+            &t(tenant),
+            &AuditQuery {
+                actor: Some(u(actor)),
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .events
+}
+
+/// The concurrent scenario of tests/api.rs on DynamoDB: six retrievals by
+/// one caller on a multi-threaded runtime all read the same rate window
+/// (the store holds each after its read until all six have read); the
+/// conditional write (ConditionalCheckFailed, or TransactionConflict when
+/// two transactions meet) refuses the stale ones and the retry loop settles
+/// them: exactly the limit (3) is disclosed and decrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retrievals_on_dynamodb_never_exceed_the_limit() {
+    const N: usize = 6;
+    let env = moto_env().await;
+    import(
+        &parse(&two_devices()).unwrap(),
+        env.cipher.as_ref(),
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let racing = Arc::new(RacingStore::barrier(env.store.clone(), N));
+    let mut p = portal(racing.clone(), env.cipher.clone());
+    p.key_rate_limit = 3;
+    env.calls.reset();
+    let tasks: Vec<_> = (0..N)
+        .map(|_| {
+            let p = p.clone();
+            tokio::spawn(async move {
+                call(
+                    &p,
+                    "POST",
+                    "/v1/devices/PC-A/recovery-key",
+                    Some("t1|u1|RecoveryKey.Read"),
+                    "",
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for task in tasks {
+        let (resp, body) = task.await.unwrap();
+        match status(&resp) {
+            200 => assert_eq!(body["recovery_password"], password(10)),
+            429 | 503 => assert!(resp.headers().contains_key("retry-after"), "{body}"),
+            other => panic!("unexpected {other}: {body}"),
+        }
+        codes.push(status(&resp));
+    }
+    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 3, "{codes:?}");
+    assert!(
+        RacingStore::count(&racing.conflicts) >= N - 1,
+        "{} conflicts",
+        RacingStore::count(&racing.conflicts)
+    );
+    let decrypts = env
+        .calls
+        .take()
+        .iter()
+        .filter(|o| *o == "KMS.Decrypt")
+        .count();
+    assert_eq!(decrypts, 3);
+    let events = events_of(&env.store, "t1", "u1").await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Granted)
+            .count(),
+        3
+    );
+    assert_eq!(events.len(), N, "every attempt left a trace: {events:?}");
+}
+
+/// Overtaken by another disclosure of the same caller on each of its 3
+/// attempts: 503 with Retry-After, no Decrypt, and a denied event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retrieval_overtaken_on_every_attempt_on_dynamodb_is_a_503() {
+    let env = moto_env().await;
+    import(
+        &parse(&two_devices()).unwrap(),
+        env.cipher.as_ref(),
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let racing = Arc::new(RacingStore::competitor(
+        env.store.clone(),
+        Arc::new(SystemClock),
+    ));
+    let p = portal(racing.clone(), env.cipher.clone());
+    env.calls.reset();
+    let (resp, body) = call(
+        &p,
+        "POST",
+        "/v1/devices/PC-A/recovery-key",
+        Some("t1|u1|RecoveryKey.Read"),
+        "",
+    )
+    .await;
+    assert_eq!(status(&resp), 503, "{body}");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(
+        (
+            RacingStore::count(&racing.loads),
+            RacingStore::count(&racing.commits),
+            RacingStore::count(&racing.conflicts)
+        ),
+        (3, 3, 3)
+    );
+    assert!(!env.calls.take().iter().any(|o| o == "KMS.Decrypt"));
+    let events = events_of(&env.store, "t1", "u1").await;
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| e.outcome == Outcome::Denied)
+        .map(|e| e.reason.as_str())
+        .collect();
+    assert_eq!(denied, ["concurrent_retrievals"]);
+    assert_eq!(events.len(), 4, "3 competing grants and the denial");
+}
+
+/// KMS key pinning: a ciphertext sealed under another KMS key (with the
+/// right encryption context) is refused by the cipher pinned to the
+/// configured key, and the request path discloses nothing.
+#[tokio::test]
+async fn a_ciphertext_sealed_under_another_kms_key_is_refused() {
+    let env = moto_env().await;
+    let other_key = env
+        .kms
+        .create_key()
+        .description("another key")
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let other = KmsCipher::new(env.kms.clone(), Some(other_key));
+    let ctx = KeyContext {
+        tenant: t("t1"),
+        device: d("PC-A"),
+        key_id: KeyId::parse(KA).unwrap(),
+    };
+    let pw = RecoveryPassword::parse(&password(10)).unwrap();
+    let sealed = other.seal(&ctx, &pw).await.unwrap();
+    // Control: the key it was sealed under opens it.
+    assert_eq!(
+        other.open(&ctx, &sealed).await.unwrap().expose(),
+        password(10)
+    );
+    match env.cipher.open(&ctx, &sealed).await {
+        Err(CipherError::Rejected(_)) => {}
+        Err(e) => panic!("expected Rejected, got {e:?}"),
+        Ok(_) => panic!("a ciphertext of another key opened under the pinned key"),
+    }
+    // Through the request path: data imported under the other key, served
+    // by a function pinned to the configured one.
+    import(
+        &parse(&two_devices()).unwrap(),
+        &other,
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let p = portal(env.store.clone(), env.cipher.clone());
+    let (resp, body) = call(
+        &p,
+        "POST",
+        "/v1/devices/PC-A/recovery-key",
+        Some("t1|u1|RecoveryKey.Read"),
+        "",
+    )
+    .await;
+    assert_eq!(status(&resp), 500, "{body}");
+    assert!(body.get("recovery_password").is_none(), "{body}");
+    assert!(!String::from_utf8_lossy(resp.body()).contains(&password(10)));
+}
+
+/// A cipher that fails (as KMS throttling past its retries) from the
+/// `fail_from`-th seal on.
+struct FailingCipher {
+    inner: Arc<KmsCipher>,
+    seals: AtomicUsize,
+    fail_from: usize,
+}
+
+#[async_trait]
+impl KeyCipher for FailingCipher {
+    async fn seal(
+        &self,
+        ctx: &KeyContext,
+        pw: &RecoveryPassword,
+    ) -> Result<SealedKey, CipherError> {
+        if self.seals.fetch_add(1, Ordering::SeqCst) + 1 >= self.fail_from {
+            return Err(CipherError::Unavailable(Unavailable::new(
+                "kms",
+                "injected throttling",
+            )));
+        }
+        self.inner.seal(ctx, pw).await
+    }
+    async fn open(&self, ctx: &KeyContext, s: &SealedKey) -> Result<RecoveryPassword, CipherError> {
+        self.inner.open(ctx, s).await
+    }
+}
+
+/// Fails the `nth` call (1-based) of one DynamoDB operation, before it is
+/// sent: a write that never happened.
+#[derive(Debug)]
+struct FailNth {
+    op: &'static str,
+    nth: usize,
+    seen: Arc<AtomicUsize>,
+}
+
+impl Intercept for FailNth {
+    fn name(&self) -> &'static str {
+        "FailNth"
+    }
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let is_op = cfg.load::<Metadata>().is_some_and(|m| m.name() == self.op);
+        if is_op && self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.nth {
+            return Err(format!("injected failure of {} #{}", self.op, self.nth).into());
+        }
+        Ok(())
+    }
+}
+
+fn three_devices() -> String {
+    seed_json(vec![
+        device(
+            "t1",
+            "PC-A",
+            "u1",
+            vec![key(KA, "operating_system", 10, "2024-05-15T09:30:00Z")],
+        ),
+        device(
+            "t1",
+            "PC-B",
+            "u1",
+            vec![key(KB, "operating_system", 11, "2024-05-16T09:30:00Z")],
+        ),
+        device(
+            "t2",
+            "PC-C",
+            "u2",
+            vec![key(KC, "operating_system", 13, "2024-05-17T09:30:00Z")],
+        ),
+    ])
+}
+
+/// What the import claims when it stops part-way, checked through the
+/// store: no device of the failed round can be listed or retrieved, the
+/// rerun loads everything, and a third run has nothing left to do.
+async fn assert_nothing_loaded_then_rerun(env: &common_aws::MotoEnv) {
+    let ids: Vec<(TenantId, DeviceId)> = [("t1", "PC-A"), ("t1", "PC-B"), ("t2", "PC-C")]
+        .iter()
+        .map(|(a, b)| (t(a), d(b)))
+        .collect();
+    assert!(env.store.stored_devices(&ids).await.unwrap().is_empty());
+    for (tenant, dev) in &ids {
+        let (found, _) = env
+            .store
+            .load_for_disclosure(tenant, dev, &u("u1"))
+            .await
+            .unwrap();
+        assert!(found.is_none(), "{tenant}/{dev} is loaded");
+    }
+    let (devices, policy) = env.store.list_devices(&t("t1"), &u("u1")).await.unwrap();
+    assert!(devices.is_empty(), "{devices:?}");
+    // The tenants went first: their policy is in place.
+    assert!(policy.self_service);
+
+    let seed = parse(&three_devices()).unwrap();
+    let rerun = import(&seed, env.cipher.as_ref(), env.store.as_ref(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        (rerun.tenants, rerun.devices, rerun.keys, rerun.skipped),
+        (2, 3, 3, 0)
+    );
+    let p = portal(env.store.clone(), env.cipher.clone());
+    for (dev, token, pw) in [
+        ("PC-A", "t1|u1|RecoveryKey.Read", 10),
+        ("PC-B", "t1|u1|RecoveryKey.Read", 11),
+        ("PC-C", "t2|hd|RecoveryKey.Read.All", 13),
+    ] {
+        let (resp, body) = call(
+            &p,
+            "POST",
+            &format!("/v1/devices/{dev}/recovery-key"),
+            Some(token),
+            "",
+        )
+        .await;
+        assert_eq!(status(&resp), 200, "{dev}: {body}");
+        assert_eq!(body["recovery_password"], password(pw));
+    }
+    let third = import(&seed, env.cipher.as_ref(), env.store.as_ref(), &|_, _| {})
+        .await
+        .unwrap();
+    assert_eq!((third.devices, third.keys, third.skipped), (0, 0, 3));
+}
+
+/// KMS fails on the third key of the round: nothing of the round is written.
+#[tokio::test]
+async fn an_import_stopped_by_kms_loads_nothing_and_the_rerun_completes() {
+    let env = moto_env().await;
+    let failing = FailingCipher {
+        inner: env.cipher.clone(),
+        seals: AtomicUsize::new(0),
+        fail_from: 3,
+    };
+    let err = import(
+        &parse(&three_devices()).unwrap(),
+        &failing,
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("injected throttling"), "{err}");
+    assert_nothing_loaded_then_rerun(&env).await;
+}
+
+/// DynamoDB fails the write of the device items, after the key pointers
+/// went in: no device is loaded (only the helpdesk's key-ID lookup may list
+/// a pointer until the rerun), and the rerun completes.
+#[tokio::test]
+async fn an_import_stopped_by_dynamodb_loads_nothing_and_the_rerun_completes() {
+    let env = moto_env().await;
+    let failing = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&env.sdk)
+            .interceptor(FailNth {
+                op: "BatchWriteItem",
+                nth: 2,
+                seen: Arc::default(),
+            })
+            .build(),
+    );
+    let store = DynamoStore::new(failing, &env.prefix);
+    let err = import(
+        &parse(&three_devices()).unwrap(),
+        env.cipher.as_ref(),
+        &store,
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("BatchWriteItem"), "{err}");
+    // The pointers (the first batch) are in; the devices (the second) not.
+    let pointers = env
+        .store
+        .find_keys(&t("t1"), &KeyIdPrefix::parse("AAAA0001").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(pointers.len(), 1);
+    assert_nothing_loaded_then_rerun(&env).await;
+}
+
+/// The request-id rule on DynamoDB (grants kept in the rate-limit item): an
+/// identical retry of a grant is served again without a new event or slot;
+/// the same id for another device is a 400 with a denied event of its own.
+#[tokio::test]
+async fn request_ids_on_dynamodb_replay_identical_grants_and_refuse_reuse() {
+    let env = moto_env().await;
+    import(
+        &parse(&two_devices()).unwrap(),
+        env.cipher.as_ref(),
+        env.store.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
+    let p = portal(env.store.clone(), env.cipher.clone());
+    let send = |device: &str| {
+        let mut headers = ::http::HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "Bearer t1|u1|RecoveryKey.Read".parse().unwrap(),
+        );
+        headers.insert("x-request-id", "client-retry-0001".parse().unwrap());
+        headers.insert("user-agent", "moto-test/1".parse().unwrap());
+        recovery_portal::api::ApiRequest {
+            method: ::http::Method::POST,
+            path: format!("/v1/devices/{device}/recovery-key"),
+            query: None,
+            headers,
+            body: Default::default(),
+            source_ip: Some("192.0.2.10".into()),
+            request_id: format!("gw-{}", uuid::Uuid::new_v4().simple()),
+        }
+    };
+    let routes = recovery_portal::api::Routes::All;
+    for _ in 0..2 {
+        let resp = recovery_portal::api::handle(&p, routes, send("PC-A")).await;
+        assert_eq!(resp.status(), 200);
+        let body: serde_json::Value = serde_json::from_slice(resp.body()).unwrap();
+        assert_eq!(body["recovery_password"], password(10));
+    }
+    let resp = recovery_portal::api::handle(&p, routes, send("PC-B")).await;
+    assert_eq!(resp.status(), 400);
+    let events = events_of(&env.store, "t1", "u1").await;
+    let seen: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| (e.outcome.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [("denied", "request_id_reused"), ("granted", "owner")]
+    );
+    assert!(events.iter().all(|e| e.request_id == "client-retry-0001"));
+    let (_, window) = env
+        .store
+        .load_for_disclosure(&t("t1"), &d("PC-A"), &u("u1"))
+        .await
+        .unwrap();
+    assert_eq!(window.recent.len(), 1, "the replay took no slot");
 }

@@ -270,3 +270,95 @@ fn exits_within(mut cmd: Command) -> (Option<std::process::ExitStatus>, String) 
     let _ = child.stderr.take().unwrap().read_to_string(&mut err);
     (status, err)
 }
+
+#[test]
+fn import_needs_to_know_who_runs_it() {
+    let dir = temp_dir("import-actor");
+    let key = dir.join("key.p8");
+    let seed = dir.join("seed.json");
+    std::fs::write(&seed, recovery_portal::tools::seed::DEMO_SEED).unwrap();
+    let out = portal(&key)
+        .args(["import", seed.to_str().unwrap()])
+        .env_remove("USER")
+        .env_remove("LOGNAME")
+        .env_remove("USERNAME")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--actor"), "{err}");
+    let out = portal(&key)
+        .args(["import", seed.to_str().unwrap(), "--actor", "j doe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--actor"));
+}
+
+#[test]
+fn audit_export_refuses_bad_arguments_before_reading_anything() {
+    let dir = temp_dir("export-args");
+    let key = dir.join("key.p8");
+    for (args, names) in [
+        (
+            vec!["--tenant", "contoso", "--since", "yesterday"],
+            "--since",
+        ),
+        (
+            vec![
+                "--tenant",
+                "contoso",
+                "--since",
+                "2026-01-01T00:00:00Z",
+                "--until",
+                "2025-01-01T00:00:00Z",
+            ],
+            "--until",
+        ),
+        (
+            vec!["--tenant", "a b", "--since", "2026-01-01T00:00:00Z"],
+            "--tenant",
+        ),
+        (
+            vec![
+                "--tenant",
+                "contoso",
+                "--since",
+                "2026-01-01T00:00:00Z",
+                "--page-size",
+                "0",
+            ],
+            "--page-size",
+        ),
+        (
+            vec![
+                "--tenant",
+                "contoso",
+                "--since",
+                "2026-01-01T00:00:00Z",
+                "--actor",
+                "x:y",
+            ],
+            "--actor",
+        ),
+    ] {
+        let out = portal(&key)
+            .args(["audit", "export"])
+            .args(&args)
+            // No AWS endpoint: a read would fail differently (and slowly).
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(names), "{args:?}: {err}");
+    }
+    // --since is required (clap's usage error, exit status 2).
+    let out = portal(&key)
+        .args(["audit", "export", "--tenant", "contoso"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}

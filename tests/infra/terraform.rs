@@ -953,7 +953,8 @@ fn check_key_policies(cfg: &Config) -> Vec<String> {
     errors
 }
 
-/// The import policy can seal keys (Encrypt, with the context) but never decrypt.
+/// The import policy can seal keys (Encrypt, with the context) but never
+/// decrypt, and can record ownership changes in the audit trail.
 fn check_import_policy(cfg: &Config) -> Vec<String> {
     let statements = match managed_policy_statements(cfg, "aws_iam_policy.import.arn") {
         Ok(s) => s,
@@ -982,6 +983,16 @@ fn check_import_policy(cfg: &Config) -> Vec<String> {
     }
     if encrypt == 0 {
         errors.push("the import policy cannot kms:Encrypt recovery keys".into());
+    }
+    // `portal import` records ownership changes in the audit trail.
+    if !statements
+        .iter()
+        .any(|st| grants(st, "dynamodb:PutItem") && statement_covers(st, Target::Table("audit")))
+    {
+        errors.push(
+            "the import policy cannot dynamodb:PutItem on the audit table (ownership changes are audited)"
+                .into(),
+        );
     }
     errors
 }
@@ -1177,6 +1188,40 @@ fn check_audit_append_only(cfg: &Config) -> Vec<String> {
     errors
 }
 
+/// The list function writes no audit event (only key retrievals are
+/// audited, by the get-recovery-key function), so its role may not write
+/// the audit table in any way.
+fn check_list_role_cannot_write_audit(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "list_devices") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    let writes = [
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PartiQLInsert",
+        "dynamodb:PartiQLUpdate",
+        "dynamodb:PartiQLDelete",
+    ];
+    let mut errors = Vec::new();
+    for st in &statements {
+        if !statement_covers(st, Target::Table("audit")) {
+            continue;
+        }
+        for action in writes {
+            if grants(st, action) {
+                errors.push(format!(
+                    "list-devices role aws_iam_role.{role}: {} allows {action} on the audit table",
+                    st.origin
+                ));
+            }
+        }
+    }
+    errors
+}
+
 /// (f) The list role never reaches the devices base table (device items hold
 /// ciphertext) except `GetItem` restricted to tenant items (`pk = T#...`),
 /// and only queries the devices indexes.
@@ -1335,6 +1380,14 @@ fn tables_match_the_schema() {
 #[test]
 fn audit_events_are_append_only() {
     assert_clean("audit", check_audit_append_only(&Config::load()));
+}
+
+#[test]
+fn list_role_cannot_write_audit_events() {
+    assert_clean(
+        "list role audit",
+        check_list_role_cannot_write_audit(&Config::load()),
+    );
 }
 
 #[test]
@@ -1688,15 +1741,15 @@ const MUTATIONS: &[Mutation] = &[
         "key role may update audit events",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        1,
+        0,
         "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
         check_audit_append_only,
     ),
     m(
-        "list role may update and delete audit events (dynamodb:*)",
+        "import policy may update and delete audit events (dynamodb:*)",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
+        1,
         "actions   = [\"dynamodb:*\"]\n    resources = [aws_dynamodb_table.audit.arn]",
         check_audit_append_only,
     ),
@@ -1704,7 +1757,7 @@ const MUTATIONS: &[Mutation] = &[
         "key role may update audit events (written-out ARN)",
         "iam.tf",
         "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        1,
+        0,
         "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [\"arn:aws:dynamodb:eu-west-1:123456789012:table/recovery-portal-audit\"]",
         check_audit_append_only,
     ),
@@ -1715,6 +1768,32 @@ const MUTATIONS: &[Mutation] = &[
         0,
         "resources = [aws_dynamodb_table.devices.arn, \"${aws_dynamodb_table.audit.arn}*\"]\n  }\n\n  statement {\n    sid     = \"DescribeTables\"",
         check_audit_append_only,
+    ),
+    // the list role writes no audit event
+    m(
+        "list role may append audit events",
+        "iam.tf",
+        "  # No write to the audit table: this function only reads the trail.",
+        0,
+        "  statement {\n    sid       = \"AppendAuditEvents\"\n    actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]\n  }",
+        check_list_role_cannot_write_audit,
+    ),
+    m(
+        "list role may write audit events (wildcard action and resource)",
+        "iam.tf",
+        "actions = [\"dynamodb:Query\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}/index/by_time\",",
+        0,
+        "actions = [\"dynamodb:*\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}*\",",
+        check_list_role_cannot_write_audit,
+    ),
+    // the import policy records ownership changes
+    m(
+        "import policy cannot record ownership changes",
+        "iam.tf",
+        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:PutItem\"]",
+        0,
+        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:GetItem\"]",
+        check_import_policy,
     ),
     // (f) list role and the devices base table
     m(

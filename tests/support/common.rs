@@ -4,17 +4,17 @@
 #![allow(dead_code)]
 
 use async_trait::async_trait;
+use recovery_portal::ports::Portal;
+use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::domain::audit::{AuditEvent, AuditQuery};
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
 };
+use recovery_portal::ports::{CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store};
 use recovery_portal::domain::ratelimit::{RateUpdate, RateWindow};
-use recovery_portal::ports::Portal;
-use recovery_portal::ports::{CipherError, Clock, Commit, KeyCipher, KeyLocation, Store};
-use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,10 +69,12 @@ impl KeyCipher for CountingCipher {
     }
 }
 
-/// The embedded store, with switchable audit-write failures.
+/// The embedded store, with switchable audit-write and read failures.
 pub struct FlakyStore {
     pub inner: Arc<MemoryStore>,
     pub fail_audit: AtomicBool,
+    /// Makes `load_for_disclosure` fail (a store outage before any write).
+    pub fail_load: AtomicBool,
 }
 
 #[async_trait]
@@ -97,6 +99,9 @@ impl Store for FlakyStore {
         d: &DeviceId,
         a: &UserId,
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        if self.fail_load.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("store", "injected read failure"));
+        }
         self.inner.load_for_disclosure(t, d, a).await
     }
     async fn commit_disclosure(
@@ -109,17 +114,19 @@ impl Store for FlakyStore {
         }
         self.inner.commit_disclosure(e, r).await
     }
-    async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
+    async fn append_denied(&self, e: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
             return Err(Unavailable::new("audit", "injected failure"));
         }
-        self.inner.append_audit(e).await
+        self.inner.append_denied(e, cap).await
     }
-    async fn audit_events(
-        &self,
-        t: &TenantId,
-        q: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, Unavailable> {
+    async fn append_cap_marker(&self, e: &AuditEvent) -> Result<bool, Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.append_cap_marker(e).await
+    }
+    async fn audit_events(&self, t: &TenantId, q: &AuditQuery) -> Result<AuditPage, Unavailable> {
         self.inner.audit_events(t, q).await
     }
 }
@@ -155,6 +162,7 @@ impl Harness {
         let store = Arc::new(FlakyStore {
             inner: memory.clone(),
             fail_audit: AtomicBool::new(false),
+            fail_load: AtomicBool::new(false),
         });
         let portal = Portal {
             store: store.clone(),
@@ -184,25 +192,29 @@ impl Harness {
 
     /// Starts the local server on an ephemeral port.
     pub async fn serve(&self) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let portal = self.portal.clone();
-        tokio::spawn(async move {
-            recovery_portal::frontends::server::serve(listener, portal, None, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            addr,
-            client: reqwest::Client::builder()
-                .user_agent("portal-tests/1")
-                .build()
-                .unwrap(),
-            _stop: tx,
-        }
+        serve_portal(self.portal.clone()).await
+    }
+}
+
+/// Starts the local server for `portal` on an ephemeral port.
+pub async fn serve_portal(portal: Portal) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        recovery_portal::frontends::server::serve(listener, portal, None, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Server {
+        addr,
+        client: reqwest::Client::builder()
+            .user_agent("portal-tests/1")
+            .build()
+            .unwrap(),
+        _stop: tx,
     }
 }
 

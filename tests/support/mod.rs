@@ -3,4 +3,5 @@
 
 pub mod aws;
 pub mod common;
+pub mod racing;
 pub mod serve;

@@ -146,3 +146,32 @@ fn trace_logging_shows_no_token_and_no_key() {
         }
     }
 }
+
+/// Decrypting with an unpinned key would accept any key's ciphertext: on the
+/// AWS backend the function refuses to start without `PORTAL_KMS_KEY_ID`.
+#[test]
+fn refuses_to_start_on_aws_without_a_pinned_kms_key() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    for program in binaries() {
+        let (emu, mut f) = start(
+            &program,
+            &idp,
+            &[
+                ("PORTAL_BACKEND", "aws"),
+                ("PORTAL_TABLE_PREFIX", "recovery-portal"),
+                ("AWS_REGION", "us-east-1"),
+            ],
+        );
+        let status = f.wait_exit(TIMEOUT).expect("the function exits at init");
+        assert!(!status.success(), "{status:?}");
+        let out = f.output();
+        assert!(
+            out.contains("PORTAL_KMS_KEY_ID"),
+            "the message names the variable: {out}"
+        );
+        assert!(
+            emu.first_next_at().is_none(),
+            "no invocation was polled for"
+        );
+    }
+}

@@ -2,35 +2,40 @@
 //! `schema.rs`, with the same semantics as `embedded::MemoryStore`.
 //!
 //! Calls per request path (when nothing is throttled):
-//! - `list_devices`: one `Query` on `by_owner` (plus one `GetItem` of the
-//!   tenant item only when the owner has no devices, for the helpdesk);
+//! - `list_devices`: one `Query` on `by_owner` and, concurrently, one
+//!   consistent `GetItem` of the tenant item (the tenant's policy has one
+//!   source: the tenant item);
 //! - `find_keys`: one `Query` on `by_key`;
-//! - `load_for_disclosure`: one `BatchGetItem` (device + rate window);
+//! - `load_for_disclosure`: one consistent `BatchGetItem` (device item,
+//!   tenant item, rate window);
 //! - `commit_disclosure`: one `TransactWriteItems` (audit put + rate update);
-//! - `append_audit`: one `PutItem`;
-//! - `audit_events`: one `Query` per page, on one index, or on each of the
-//!   `AUDIT_TIME_SHARDS` shards of `by_time` concurrently. Never a `Scan`.
+//! - `append_denied`: one `TransactWriteItems` (audit put + the caller's
+//!   denied-event counter for the hour); `append_cap_marker` one more, once
+//!   per caller and hour;
+//! - `audit_events`: one `Query` per page (more only when a filter drops
+//!   items), on one index, or on each of the `AUDIT_TIME_SHARDS` (8) shards
+//!   of `by_time` concurrently, merged by position. Never a `Scan`.
 
 use super::describe_sdk_error;
 use super::items::{self, Item};
+use super::schema::IndexDef;
 use super::schema::{
     AUDIT, AUDIT_BY_ACTOR, AUDIT_BY_DEVICE, AUDIT_BY_TIME, AUDIT_TIME_SHARDS, BY_KEY, BY_OWNER,
     DEVICES, RATE_LIMITS, table_name,
 };
-use crate::domain::audit::{AuditEvent, AuditQuery, newest_first};
+use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of, time_key};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{Device, SealedDevice, Tenant, TenantPolicy};
+use crate::ports::{Commit, Denial, ImportDevice, ImportStore, KeyLocation, Store, StoredDevice};
 use crate::domain::ratelimit::{RateUpdate, RateWindow};
-use crate::ports::{Commit, ImportDevice, ImportStore, KeyLocation, Store};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, DeleteRequest, KeysAndAttributes, Put, PutRequest,
+    AttributeValue, CancellationReason, DeleteRequest, KeysAndAttributes, Put, PutRequest,
     ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update, WriteRequest,
 };
 use futures_util::{StreamExt, TryStreamExt, stream};
@@ -47,6 +52,12 @@ const IMPORT_CONCURRENCY: usize = 8;
 /// Import-side concurrency: key-pointer queries in flight (one per device
 /// written; small and cheap, so more of them).
 const POINTER_QUERY_CONCURRENCY: usize = 32;
+/// Attempts of a denied-event write when concurrent writes of the same
+/// caller's counter conflict (`TransactionConflict`).
+const DENIAL_ATTEMPTS: usize = 3;
+/// Counter attributes of a caller's denied events in one clock hour.
+const DENIED: &str = "denied";
+const MARKED: &str = "marked";
 
 /// How often unprocessed keys or items are sent again, and the back-off.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +120,81 @@ fn attr_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Some(v),
         _ => None,
+    }
+}
+
+/// Why a transaction was cancelled, one reason per item, in order.
+struct Cancelled(Vec<CancellationReason>);
+
+impl Cancelled {
+    fn code(&self, i: usize) -> &str {
+        self.0.get(i).and_then(|r| r.code()).unwrap_or("None")
+    }
+    fn failed_condition(&self, i: usize) -> bool {
+        self.code(i) == "ConditionalCheckFailed"
+    }
+    /// Another transaction touched one of the items at the same moment:
+    /// nothing was written; trying again is safe.
+    fn conflict(&self) -> bool {
+        self.0
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+    }
+    fn item(&self, i: usize) -> Option<&Item> {
+        self.0.get(i).and_then(|r| r.item())
+    }
+    fn error(&self, op: &str) -> Unavailable {
+        let codes: Vec<&str> = (0..self.0.len()).map(|i| self.code(i)).collect();
+        Unavailable::new(SERVICE, format!("{op} cancelled: {}", codes.join(", ")))
+    }
+}
+
+/// The sort-key range (`ts`) of an audit query: `since` inclusive, `until`
+/// and the cursor exclusive. `ts` values are `<time key>#<event id>`, so the
+/// bare time keys of `since`/`until` never equal one, and `BETWEEN`
+/// (inclusive) bounds them exactly; the cursor's own item, which an
+/// inclusive bound returns, is dropped by `AuditQuery::matches`.
+struct TsRange {
+    lo: Option<String>,
+    hi: Option<String>,
+}
+
+impl TsRange {
+    fn of(q: &AuditQuery) -> Self {
+        let until = q.until.map(time_key);
+        let cursor = q.after.as_ref().map(|c| c.0.key());
+        Self {
+            lo: q.since.map(time_key),
+            hi: match (until, cursor) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!((&self.lo, &self.hi), (Some(lo), Some(hi)) if lo > hi)
+    }
+
+    /// Adds the range to a query whose key condition names the hash key as
+    /// `#h = :h`.
+    fn apply(&self, q: QueryFluentBuilder, range_attr: &str) -> QueryFluentBuilder {
+        let cond = match (&self.lo, &self.hi) {
+            (Some(_), Some(_)) => "#h = :h AND #t BETWEEN :lo AND :hi",
+            (Some(_), None) => "#h = :h AND #t >= :lo",
+            (None, Some(_)) => "#h = :h AND #t <= :hi",
+            (None, None) => return q.key_condition_expression("#h = :h"),
+        };
+        let mut q = q
+            .key_condition_expression(cond)
+            .expression_attribute_names("#t", range_attr);
+        if let Some(lo) = &self.lo {
+            q = q.expression_attribute_values(":lo", s(lo.as_str()));
+        }
+        if let Some(hi) = &self.hi {
+            q = q.expression_attribute_values(":hi", s(hi.as_str()));
+        }
+        q
     }
 }
 
@@ -284,45 +370,98 @@ impl DynamoStore {
             .collect())
     }
 
-    /// The stored audit item of a request (consistent read).
-    async fn audit_item(&self, pk: &str) -> Result<Option<Item>, Unavailable> {
+    /// The tenant's policy from its tenant item (consistent: a change takes
+    /// effect at once); no item, no self-service.
+    async fn tenant_policy(&self, tenant: &TenantId) -> Result<TenantPolicy, Unavailable> {
         let resp = self
             .client
             .get_item()
-            .table_name(&self.audit)
-            .key("pk", s(pk))
+            .table_name(&self.devices)
+            .key("pk", s(items::tenant_pk(tenant)))
+            .key("sk", s(items::TENANT_SK))
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| unavailable("GetItem audit", &e))?;
-        Ok(resp.item)
+            .map_err(|e| unavailable("GetItem tenant", &e))?;
+        Ok(match resp.item {
+            Some(item) => items::parse_policy(&item, "tenant")?,
+            None => TenantPolicy::default(),
+        })
+    }
+
+    /// A new audit item; the condition only guards append-only (event ids
+    /// are unique, so it never fails in practice).
+    fn audit_put(&self, event: &AuditEvent) -> Result<Put, Unavailable> {
+        Put::builder()
+            .table_name(&self.audit)
+            .set_item(Some(items::audit_item(event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build_error)
+    }
+
+    /// One audit event on its own (`PutItem`, append-only condition).
+    async fn put_audit_event(&self, event: &AuditEvent) -> Result<(), Unavailable> {
+        self.client
+            .put_item()
+            .table_name(&self.audit)
+            .set_item(Some(items::audit_item(event)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| unavailable("PutItem audit", &e))
+    }
+
+    /// One `TransactWriteItems`: `Ok(Err(_))` when it was cancelled.
+    async fn transact(
+        &self,
+        writes: Vec<TransactWriteItem>,
+        op: &'static str,
+    ) -> Result<Result<(), Cancelled>, Unavailable> {
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Ok(())),
+            Err(e) => e,
+        };
+        if let SdkError::ServiceError(se) = &err
+            && let TransactWriteItemsError::TransactionCanceledException(tc) = se.err()
+        {
+            return Ok(Err(Cancelled(tc.cancellation_reasons().to_vec())));
+        }
+        Err(unavailable(op, &err))
     }
 
     async fn query_audit_index(
         &self,
-        index: &'static str,
-        hash_attr: &'static str,
+        index: &IndexDef,
         hash: String,
         filter_actor: Option<String>,
-        limit: usize,
+        range: &TsRange,
+        want: usize,
     ) -> Result<Vec<Item>, Unavailable> {
-        let mut q = self
+        let q = self
             .client
             .query()
             .table_name(&self.audit)
-            .index_name(index)
-            .key_condition_expression("#h = :h")
-            .expression_attribute_names("#h", hash_attr)
+            .index_name(index.name)
+            .expression_attribute_names("#h", index.hash)
             .expression_attribute_values(":h", s(hash))
             .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX));
+            .limit(i32::try_from(want).unwrap_or(i32::MAX));
+        let mut q = range.apply(q, index.range.unwrap_or("ts"));
         if let Some(actor_key) = filter_actor {
             q = q
                 .filter_expression("#a = :a")
                 .expression_attribute_names("#a", "actor_key")
                 .expression_attribute_values(":a", s(actor_key));
         }
-        self.query_pages(q, Some(limit), "Query audit").await
+        self.query_pages(q, Some(want), "Query audit").await
     }
 }
 
@@ -341,30 +480,16 @@ impl Store for DynamoStore {
             .key_condition_expression("#k = :k")
             .expression_attribute_names("#k", BY_OWNER.hash)
             .expression_attribute_values(":k", s(items::owner_key(tenant, owner)));
-        let found = self.query_pages(q, None, "Query by_owner").await?;
-        if let Some(first) = found.first() {
-            let policy = items::parse_policy(first, "device")?;
-            let devices = found
-                .iter()
-                .map(items::parse_device)
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok((devices, policy));
-        }
-        // No devices: the tenant item still tells where to get help.
-        let resp = self
-            .client
-            .get_item()
-            .table_name(&self.devices)
-            .key("pk", s(items::tenant_pk(tenant)))
-            .key("sk", s(items::TENANT_SK))
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem tenant", &e))?;
-        let policy = match resp.item {
-            Some(item) => items::parse_policy(&item, "tenant")?,
-            None => TenantPolicy::default(),
-        };
-        Ok((Vec::new(), policy))
+        let (found, policy) = futures_util::future::try_join(
+            self.query_pages(q, None, "Query by_owner"),
+            self.tenant_policy(tenant),
+        )
+        .await?;
+        let devices = found
+            .iter()
+            .map(items::parse_device)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((devices, policy))
     }
 
     async fn find_keys(
@@ -400,10 +525,16 @@ impl Store for DynamoStore {
         device: &DeviceId,
         actor: &UserId,
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
-        let device_key = KeysAndAttributes::builder()
+        let device_pk = items::device_pk(tenant, device);
+        let tenant_pk = items::tenant_pk(tenant);
+        let device_keys = KeysAndAttributes::builder()
             .keys(HashMap::from([
-                ("pk".to_owned(), s(items::device_pk(tenant, device))),
+                ("pk".to_owned(), s(device_pk.as_str())),
                 ("sk".to_owned(), s(items::DEVICE_SK)),
+            ]))
+            .keys(HashMap::from([
+                ("pk".to_owned(), s(tenant_pk.as_str())),
+                ("sk".to_owned(), s(items::TENANT_SK)),
             ]))
             .consistent_read(true)
             .build()
@@ -419,16 +550,28 @@ impl Store for DynamoStore {
         let mut got = self
             .batch_get(
                 HashMap::from([
-                    (self.devices.clone(), device_key),
+                    (self.devices.clone(), device_keys),
                     (self.rate_limits.clone(), rate_key),
                 ]),
                 REQUEST_BACKOFF,
                 "BatchGetItem",
             )
             .await?;
-        let sealed = match got.remove(&self.devices).and_then(|v| v.into_iter().next()) {
+        let (mut device_item, mut tenant_item) = (None, None);
+        for item in got.remove(&self.devices).unwrap_or_default() {
+            match attr_s(&item, "pk") {
+                Some(pk) if pk == device_pk => device_item = Some(item),
+                Some(pk) if pk == tenant_pk => tenant_item = Some(item),
+                _ => {}
+            }
+        }
+        let policy = match tenant_item {
+            Some(item) => items::parse_policy(&item, "tenant")?,
+            None => TenantPolicy::default(),
+        };
+        let sealed = match device_item {
             Some(item) => {
-                let d = items::parse_sealed_device(&item)?;
+                let d = items::parse_sealed_device(&item, policy)?;
                 // The key already names the tenant and device; check anyway.
                 (d.device.tenant == *tenant && d.device.device_id == *device).then_some(d)
             }
@@ -449,28 +592,22 @@ impl Store for DynamoStore {
         event: &AuditEvent,
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
-        let audit_item = items::audit_item(event);
-        let audit_pk = items::audit_pk(&event.tenant_id, &event.actor, &event.request_id);
-        let put = Put::builder()
-            .table_name(&self.audit)
-            .set_item(Some(audit_item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_error)?;
+        let put = self.audit_put(event)?;
         let mut update = Update::builder()
             .table_name(&self.rate_limits)
             .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
-            .update_expression("SET #r = :r, #v = :v, #e = :e")
+            .update_expression("SET #r = :r, #v = :v, #e = :e, #g = :g")
             .expression_attribute_names("#r", "recent")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_names("#g", "grants")
             .expression_attribute_values(
                 ":r",
                 AttributeValue::L(rate.window.recent.iter().map(n).collect()),
             )
             .expression_attribute_values(":v", n(rate.window.version))
-            .expression_attribute_values(":e", n(rate.expires_at));
+            .expression_attribute_values(":e", n(rate.expires_at))
+            .expression_attribute_values(":g", items::grants_value(&rate.window.grants));
         update = if rate.expected_version == 0 {
             update.condition_expression("attribute_not_exists(pk)")
         } else {
@@ -479,130 +616,154 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":expected", n(rate.expected_version))
         };
         let update = update.build().map_err(build_error)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Commit::Written),
-            Err(e) => e,
-        };
-        let reasons = match &err {
-            SdkError::ServiceError(se) => match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(tc) => {
-                    tc.cancellation_reasons().to_vec()
+        let writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        match self.transact(writes, "TransactWriteItems").await? {
+            Ok(()) => Ok(Commit::Written),
+            // The window changed since it was read, or another transaction
+            // touched it at the same moment: read again and retry.
+            Err(c) if c.failed_condition(1) || c.conflict() => Ok(Commit::RateConflict),
+            Err(c) => Err(c.error("TransactWriteItems")),
+        }
+    }
+
+    async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
+        if cap == 0 {
+            return Ok(Denial::OverCap { marked: false });
+        }
+        let hour = hour_of(event.time);
+        for _ in 0..DENIAL_ATTEMPTS {
+            let count = Update::builder()
+                .table_name(&self.rate_limits)
+                .key(
+                    "pk",
+                    s(items::denials_pk(&event.tenant_id, &event.actor, hour)),
+                )
+                .update_expression("ADD #c :one SET #e = :e")
+                .condition_expression("attribute_not_exists(#c) OR #c < :cap")
+                .expression_attribute_names("#c", DENIED)
+                .expression_attribute_names("#e", "expires_at")
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":cap", n(cap))
+                // Kept an hour past its own hour, then expired by TTL.
+                .expression_attribute_values(":e", n((hour + 2) * 3600))
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .build()
+                .map_err(build_error)?;
+            let writes = vec![
+                TransactWriteItem::builder()
+                    .put(self.audit_put(event)?)
+                    .build(),
+                TransactWriteItem::builder().update(count).build(),
+            ];
+            match self.transact(writes, "TransactWriteItems denied").await? {
+                Ok(()) => return Ok(Denial::Stored),
+                Err(c) if c.failed_condition(1) => {
+                    // An implementation that omits the old item makes us
+                    // try the marker, whose own condition keeps it single.
+                    let marked = c
+                        .item(1)
+                        .is_some_and(|i| matches!(i.get(MARKED), Some(AttributeValue::Bool(true))));
+                    return Ok(Denial::OverCap { marked });
                 }
-                _ => return Err(unavailable("TransactWriteItems", &err)),
-            },
-            _ => return Err(unavailable("TransactWriteItems", &err)),
-        };
-        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-        if code(0) == "ConditionalCheckFailed" {
-            // This caller already used this request id: a retry of the same
-            // disclosure, or a reuse for something else.
-            let old = match reasons[0].item() {
-                Some(item) if !item.is_empty() => Some(item.clone()),
-                // Some DynamoDB implementations omit the old item.
-                _ => self.audit_item(&audit_pk).await?,
-            };
-            let Some(old) = old else {
-                return Err(Unavailable::new(
-                    SERVICE,
-                    "TransactWriteItems: audit condition failed but the event is not readable",
-                ));
-            };
-            let same = attr_s(&old, "outcome") == Some("granted")
-                && attr_s(&old, "device_id") == event.device_id.as_ref().map(|d| d.as_str())
-                && attr_s(&old, "key_id").map(str::to_owned) == event.key_id.map(|k| k.to_string());
-            return Ok(if same {
-                Commit::Duplicate
-            } else {
-                Commit::RequestIdReused
-            });
-        }
-        if code(1) == "ConditionalCheckFailed" {
-            return Ok(Commit::RateConflict);
-        }
-        // Another transaction touched one of the items at the same moment:
-        // nothing was written; reading again and retrying is safe.
-        if reasons
-            .iter()
-            .any(|r| r.code() == Some("TransactionConflict"))
-        {
-            return Ok(Commit::RateConflict);
+                Err(c) if c.conflict() => continue,
+                Err(c) => return Err(c.error("TransactWriteItems denied")),
+            }
         }
         Err(Unavailable::new(
             SERVICE,
-            format!(
-                "TransactWriteItems cancelled: audit {}, rate limit {}",
-                code(0),
-                code(1)
-            ),
+            "TransactWriteItems denied: conflicting writes of this caller's counter",
         ))
     }
 
-    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.audit)
-            .set_item(Some(items::audit_item(event)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Already recorded for this (tenant, actor, request id): a retry.
-            Err(SdkError::ServiceError(se))
-                if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+    async fn append_cap_marker(&self, marker: &AuditEvent) -> Result<bool, Unavailable> {
+        let hour = hour_of(marker.time);
+        for _ in 0..DENIAL_ATTEMPTS {
+            let flag = Update::builder()
+                .table_name(&self.rate_limits)
+                .key(
+                    "pk",
+                    s(items::denials_pk(&marker.tenant_id, &marker.actor, hour)),
+                )
+                .update_expression("SET #m = :t, #e = :e")
+                .condition_expression("attribute_not_exists(#m)")
+                .expression_attribute_names("#m", MARKED)
+                .expression_attribute_names("#e", "expires_at")
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":e", n((hour + 2) * 3600))
+                .build()
+                .map_err(build_error)?;
+            let writes = vec![
+                TransactWriteItem::builder()
+                    .put(self.audit_put(marker)?)
+                    .build(),
+                TransactWriteItem::builder().update(flag).build(),
+            ];
+            match self
+                .transact(writes, "TransactWriteItems cap marker")
+                .await?
             {
-                Ok(())
+                Ok(()) => return Ok(true),
+                Err(c) if c.failed_condition(1) => return Ok(false),
+                Err(c) if c.conflict() => continue,
+                Err(c) => return Err(c.error("TransactWriteItems cap marker")),
             }
-            Err(e) => Err(unavailable("PutItem audit", &e)),
         }
+        Err(Unavailable::new(
+            SERVICE,
+            "TransactWriteItems cap marker: conflicting writes of this caller's counter",
+        ))
     }
 
     async fn audit_events(
         &self,
         tenant: &TenantId,
         query: &AuditQuery,
-    ) -> Result<Vec<AuditEvent>, Unavailable> {
-        let limit = query.limit;
-        if limit == 0 {
-            return Ok(Vec::new());
+    ) -> Result<AuditPage, Unavailable> {
+        let range = TsRange::of(query);
+        if query.limit == 0 || query.is_empty_range() || range.is_empty() {
+            return Ok(AuditPage {
+                events: Vec::new(),
+                next: None,
+            });
         }
+        // One more than the page, to know whether another page follows, and
+        // one for the cursor's own item (the upper bound is inclusive). Every
+        // shard's share of the merged page is within its first `want` items.
+        let want = query.limit + 2;
         let raw: Vec<Item> = match (&query.device_id, &query.actor) {
             (Some(device), actor) => {
                 self.query_audit_index(
-                    AUDIT_BY_DEVICE.name,
-                    AUDIT_BY_DEVICE.hash,
+                    &AUDIT_BY_DEVICE,
                     items::device_key(tenant, device),
                     actor.as_ref().map(|a| items::actor_key(tenant, a)),
-                    limit,
+                    &range,
+                    want,
                 )
                 .await?
             }
             (None, Some(actor)) => {
                 self.query_audit_index(
-                    AUDIT_BY_ACTOR.name,
-                    AUDIT_BY_ACTOR.hash,
+                    &AUDIT_BY_ACTOR,
                     items::actor_key(tenant, actor),
                     None,
-                    limit,
+                    &range,
+                    want,
                 )
                 .await?
             }
             (None, None) => {
                 let shards = (0..AUDIT_TIME_SHARDS).map(|shard| {
                     self.query_audit_index(
-                        AUDIT_BY_TIME.name,
-                        AUDIT_BY_TIME.hash,
+                        &AUDIT_BY_TIME,
                         items::tshard(tenant, shard),
                         None,
-                        limit,
+                        &range,
+                        want,
                     )
                 });
                 futures_util::future::try_join_all(shards)
@@ -612,25 +773,20 @@ impl Store for DynamoStore {
                     .collect()
             }
         };
-        let mut events = Vec::with_capacity(raw.len());
-        for item in &raw {
-            let e = items::parse_audit_event(item)?;
-            if e.tenant_id == *tenant && query.matches(&e) {
-                events.push(e);
-            }
-        }
-        newest_first(&mut events);
-        events.truncate(limit);
-        Ok(events)
+        let events = raw
+            .iter()
+            .map(items::parse_audit_event)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(crate::domain::audit::page(events, tenant, query))
     }
 }
 
 #[async_trait]
 impl ImportStore for DynamoStore {
-    async fn fingerprints(
+    async fn stored_devices(
         &self,
         devices: &[(TenantId, DeviceId)],
-    ) -> Result<HashMap<(TenantId, DeviceId), String>, Unavailable> {
+    ) -> Result<HashMap<(TenantId, DeviceId), StoredDevice>, Unavailable> {
         let wanted: HashMap<String, (TenantId, DeviceId)> = devices
             .iter()
             .map(|(t, d)| (items::device_pk(t, d), (t.clone(), d.clone())))
@@ -650,15 +806,16 @@ impl ImportStore for DynamoStore {
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(keys))
                 .consistent_read(true)
-                .projection_expression("#pk, #fp")
+                .projection_expression("#pk, #fp, #o")
                 .expression_attribute_names("#pk", "pk")
                 .expression_attribute_names("#fp", "fingerprint")
+                .expression_attribute_names("#o", "owner")
                 .build()
                 .map_err(build_error)?;
             requests.push(HashMap::from([(self.devices.clone(), ka)]));
         }
         let pages: Vec<HashMap<String, Vec<Item>>> = stream::iter(requests)
-            .map(|r| self.batch_get(r, IMPORT_BACKOFF, "BatchGetItem fingerprints"))
+            .map(|r| self.batch_get(r, IMPORT_BACKOFF, "BatchGetItem stored devices"))
             .buffer_unordered(IMPORT_CONCURRENCY)
             .try_collect()
             .await?;
@@ -670,11 +827,32 @@ impl ImportStore for DynamoStore {
             let Some(id) = attr_s(&item, "pk").and_then(|pk| wanted.get(pk)) else {
                 continue;
             };
-            if let Some(fp) = items::parse_fingerprint(&item)? {
-                out.insert(id.clone(), fp);
-            }
+            let owner = attr_s(&item, "owner")
+                .and_then(|o| UserId::parse(o).ok())
+                .ok_or(items::ItemError {
+                    kind: "device",
+                    attr: "owner",
+                })?;
+            out.insert(
+                id.clone(),
+                StoredDevice {
+                    fingerprint: items::parse_fingerprint(&item)?,
+                    owner,
+                },
+            );
         }
         Ok(out)
+    }
+
+    async fn append_import_events(&self, events: &[AuditEvent]) -> Result<(), Unavailable> {
+        // PutItem, conditioned: the audit table is append-only (the import
+        // policy has no BatchWriteItem on it).
+        let puts: Vec<_> = events.iter().map(|e| self.put_audit_event(e)).collect();
+        stream::iter(puts)
+            .buffer_unordered(IMPORT_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await
+            .map(|_| ())
     }
 
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {

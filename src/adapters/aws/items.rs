@@ -6,19 +6,19 @@
 //! `ts` in the audit table is UTC with exactly six fractional digits, so it
 //! sorts lexicographically in time order.
 
-use crate::domain::audit::{AuditEvent, Outcome};
+use crate::domain::audit::{AuditEvent, Outcome, Position};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::model::{
     Device, Helpdesk, KeyMeta, ManagedBy, SealedDevice, SealedKey, Tenant, TenantPolicy, VolumeType,
 };
-use crate::domain::ratelimit::RateWindow;
 use crate::ports::{ImportDevice, KeyLocation};
+use crate::domain::ratelimit::{Grant, RateWindow};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use time::{OffsetDateTime, UtcOffset};
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -57,9 +57,17 @@ pub fn rate_pk(tenant: &TenantId, actor: &UserId) -> String {
     format!("{tenant}#{actor}")
 }
 
-/// `<tenant>#<actor>#<request id>`: one audit event per request.
-pub fn audit_pk(tenant: &TenantId, actor: &UserId, request_id: &str) -> String {
-    format!("{tenant}#{actor}#{request_id}")
+/// `<tenant>#<actor>#<request id>#<event id>`: every event, every attempt
+/// of a request included, is an item of its own.
+pub fn audit_pk(tenant: &TenantId, actor: &UserId, request_id: &str, event_id: &str) -> String {
+    format!("{tenant}#{actor}#{request_id}#{event_id}")
+}
+
+/// `<tenant>#<actor>#denied#<unix hour>`: the caller's denied-event counter
+/// for one clock hour, in the rate-limits table (`#` cannot occur in an id,
+/// so it never meets a rate-window key).
+pub fn denials_pk(tenant: &TenantId, actor: &UserId, hour: i64) -> String {
+    format!("{tenant}#{actor}#denied#{hour}")
 }
 
 /// `<tenant>#<device>`
@@ -88,19 +96,10 @@ pub fn tshard(tenant: &TenantId, shard: u32) -> String {
     format!("{tenant}#{shard}")
 }
 
-/// `<RFC 3339 UTC with microseconds>#<event id>`: sorts in time order.
+/// `<RFC 3339 UTC with microseconds>#<event id>`: sorts in time order
+/// (the event's `audit::Position`).
 pub fn audit_ts(time: OffsetDateTime, event_id: &str) -> String {
-    let t = time.to_offset(UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z#{event_id}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    format!("{}#{event_id}", crate::domain::audit::time_key(time))
 }
 
 /// A stored item that does not have the shape this code writes. The message
@@ -224,7 +223,7 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
     }
 }
 
-/// The tenant policy stored on a tenant item or denormalised on a device item.
+/// The tenant policy of a tenant item (no `self_service`: off).
 pub fn parse_policy(item: &Item, kind: &'static str) -> Result<TenantPolicy, ItemError> {
     let r = Reader { item, kind };
     let helpdesk = match r.opt_map("helpdesk")? {
@@ -267,12 +266,12 @@ fn key_meta_value(k: &KeyMeta) -> AttributeValue {
     ]))
 }
 
-/// The device item: metadata, the key metadata list, the denormalised tenant
-/// policy, the import fingerprint, and the `sealed` map (key ID → ciphertext)
-/// that no index projects.
+/// The device item: metadata, the key metadata list, the import fingerprint,
+/// and the `sealed` map (key ID → ciphertext) that no index projects. The
+/// tenant's policy is not copied here: the tenant item is its one source.
 pub fn device_item(d: &ImportDevice) -> Item {
     let dev = &d.sealed.device;
-    let mut item = Item::from([
+    Item::from([
         ("pk".to_owned(), s(device_pk(&dev.tenant, &dev.device_id))),
         ("sk".to_owned(), s(DEVICE_SK)),
         ("tenant_id".to_owned(), s(dev.tenant.as_str())),
@@ -302,9 +301,7 @@ pub fn device_item(d: &ImportDevice) -> Item {
             ),
         ),
         ("fingerprint".to_owned(), s(d.fingerprint.as_str())),
-    ]);
-    put_policy(&mut item, &d.sealed.policy);
-    item
+    ])
 }
 
 /// One key-pointer item for the `by_key` index: metadata only, no ciphertext.
@@ -364,8 +361,10 @@ pub fn parse_device(item: &Item) -> Result<Device, ItemError> {
     })
 }
 
-/// A full device item: metadata, policy and sealed keys.
-pub fn parse_sealed_device(item: &Item) -> Result<SealedDevice, ItemError> {
+/// A full device item (metadata and sealed keys), with its tenant's policy
+/// as read from the tenant item. Policy attributes an older version copied
+/// onto device items are ignored.
+pub fn parse_sealed_device(item: &Item, policy: TenantPolicy) -> Result<SealedDevice, ItemError> {
     let r = Reader {
         item,
         kind: "device",
@@ -387,7 +386,7 @@ pub fn parse_sealed_device(item: &Item) -> Result<SealedDevice, ItemError> {
     sealed.sort_by_key(|(id, _)| *id);
     Ok(SealedDevice {
         device: parse_device(item)?,
-        policy: parse_policy(item, "device")?,
+        policy,
         sealed,
     })
 }
@@ -420,11 +419,11 @@ pub fn parse_key_location(item: &Item) -> Result<KeyLocation, ItemError> {
 
 /// The audit item: the event's fields plus its key and index attributes.
 pub fn audit_item(e: &AuditEvent) -> Item {
-    let pk = audit_pk(&e.tenant_id, &e.actor, &e.request_id);
+    let pk = audit_pk(&e.tenant_id, &e.actor, &e.request_id, &e.event_id);
     let shard = audit_shard(&pk);
     let mut item = Item::from([
         ("tshard".to_owned(), s(tshard(&e.tenant_id, shard))),
-        ("ts".to_owned(), s(audit_ts(e.time, &e.event_id))),
+        ("ts".to_owned(), s(Position::of(e).key())),
         ("actor_key".to_owned(), s(actor_key(&e.tenant_id, &e.actor))),
         ("event_id".to_owned(), s(e.event_id.as_str())),
         ("time".to_owned(), s(ts(e.time))),
@@ -461,14 +460,10 @@ pub fn parse_audit_event(item: &Item) -> Result<AuditEvent, ItemError> {
         event_id: r.s("event_id")?.to_owned(),
         time: r.time("time")?,
         tenant_id: r.parse("tenant_id", |v| TenantId::parse(v).ok())?,
-        actor: r.parse("actor", |v| UserId::parse(v).ok())?,
+        actor: r.parse("actor", |v| UserId::parse_actor(v).ok())?,
         device_id: r.opt_parse("device_id", |v| DeviceId::parse(v).ok())?,
         key_id: r.opt_parse("key_id", |v| KeyId::parse(v).ok())?,
-        outcome: r.parse("outcome", |v| match v {
-            "granted" => Some(Outcome::Granted),
-            "denied" => Some(Outcome::Denied),
-            _ => None,
-        })?,
+        outcome: r.parse("outcome", Outcome::parse)?,
         reason: r.s("reason")?.to_owned(),
         justification: r.opt_s("justification")?.map(str::to_owned),
         source_ip: r.opt_s("source_ip")?.map(str::to_owned),
@@ -477,7 +472,45 @@ pub fn parse_audit_event(item: &Item) -> Result<AuditEvent, ItemError> {
     })
 }
 
-/// A rate-limit item (`recent`, `version`); no item is an empty window.
+/// The `grants` attribute of a rate-limit item: a list of maps.
+pub fn grants_value(grants: &[Grant]) -> AttributeValue {
+    AttributeValue::L(
+        grants
+            .iter()
+            .map(|g| {
+                AttributeValue::M(Item::from([
+                    ("rid".to_owned(), s(g.request_id.as_str())),
+                    ("at".to_owned(), AttributeValue::N(g.at.to_string())),
+                    ("dev".to_owned(), s(g.device_id.as_str())),
+                    ("key".to_owned(), s(g.key_id.to_string())),
+                    ("dig".to_owned(), s(g.digest.as_str())),
+                ]))
+            })
+            .collect(),
+    )
+}
+
+fn parse_grant(v: &AttributeValue) -> Result<Grant, ItemError> {
+    let AttributeValue::M(m) = v else {
+        return Err(ItemError {
+            kind: "rate limit",
+            attr: "grants",
+        });
+    };
+    let r = Reader {
+        item: m,
+        kind: "rate limit grant",
+    };
+    Ok(Grant {
+        request_id: r.s("rid")?.to_owned(),
+        at: r.n("at")?.ok_or_else(|| r.err("at"))?,
+        device_id: r.parse("dev", |v| DeviceId::parse(v).ok())?,
+        key_id: r.parse("key", |v| KeyId::parse(v).ok())?,
+        digest: r.s("dig")?.to_owned(),
+    })
+}
+
+/// A rate-limit item (`recent`, `version`, `grants`); no item is an empty window.
 pub fn parse_rate_window(item: &Item) -> Result<RateWindow, ItemError> {
     let r = Reader {
         item,
@@ -498,6 +531,11 @@ pub fn parse_rate_window(item: &Item) -> Result<RateWindow, ItemError> {
     Ok(RateWindow {
         recent,
         version: r.n("version")?.unwrap_or(0),
+        grants: r
+            .list("grants")?
+            .iter()
+            .map(parse_grant)
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -511,19 +549,18 @@ mod tests {
         let b = a + time::Duration::microseconds(1);
         assert_eq!(audit_ts(a, "e"), "2023-11-14T22:13:20.123456Z#e");
         assert!(audit_ts(a, "z") < audit_ts(b, "a"));
-        let offset = a.to_offset(UtcOffset::from_hms(-5, 0, 0).unwrap());
+        let offset = a.to_offset(time::UtcOffset::from_hms(-5, 0, 0).unwrap());
         assert_eq!(audit_ts(offset, "e"), audit_ts(a, "e"));
+        // The README's data model: 8 time shards per tenant.
+        assert_eq!(super::super::schema::AUDIT_TIME_SHARDS, 8);
         // FNV-1a is fixed: these must never change, or old events move shards.
         assert_eq!(audit_shard(""), (0xcbf2_9ce4_8422_2325u64 % 8) as u32);
+        assert_eq!(audit_shard("t1#u1#req-1#ev1"), 1);
         let shards: std::collections::HashSet<u32> = (0..64)
             .map(|i| audit_shard(&format!("t1#u1#req-{i}")))
             .collect();
         assert!(shards.len() > 4, "{shards:?}");
-        assert!(
-            shards
-                .iter()
-                .all(|&s| s < super::super::schema::AUDIT_TIME_SHARDS)
-        );
+        assert!(shards.iter().all(|&s| s < 8), "8 shards: {shards:?}");
     }
 
     #[test]
@@ -544,16 +581,51 @@ mod tests {
         };
         let item = audit_item(&e);
         assert_eq!(parse_audit_event(&item).unwrap(), e);
-        assert_eq!(item["pk"], s("t1#u1#req-1"));
+        assert_eq!(item["pk"], s("t1#u1#req-1#ev1"));
         assert_eq!(item["device_key"], s("t1#PC-1"));
         let denied = AuditEvent {
             device_id: None,
             key_id: None,
             outcome: Outcome::Denied,
-            ..e
+            ..e.clone()
         };
         let item = audit_item(&denied);
         assert!(!item.contains_key("device_key"));
         assert_eq!(parse_audit_event(&item).unwrap(), denied);
+        let moved = AuditEvent {
+            actor: UserId::importer("admin").unwrap(),
+            outcome: Outcome::Changed,
+            ..e
+        };
+        let item = audit_item(&moved);
+        assert_eq!(item["actor_key"], s("t1#import:admin"));
+        assert_eq!(parse_audit_event(&item).unwrap(), moved);
+    }
+
+    #[test]
+    fn rate_windows_round_trip_with_their_grants() {
+        let w = RateWindow {
+            recent: vec![1, 2],
+            version: 7,
+            grants: vec![Grant {
+                request_id: "r-1".into(),
+                at: 2,
+                device_id: DeviceId::parse("PC-1").unwrap(),
+                key_id: KeyId::parse("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b").unwrap(),
+                digest: "ab".into(),
+            }],
+        };
+        let item = Item::from([
+            (
+                "recent".to_owned(),
+                AttributeValue::L(vec![
+                    AttributeValue::N("1".into()),
+                    AttributeValue::N("2".into()),
+                ]),
+            ),
+            ("version".to_owned(), AttributeValue::N("7".into())),
+            ("grants".to_owned(), grants_value(&w.grants)),
+        ]);
+        assert_eq!(parse_rate_window(&item).unwrap(), w);
     }
 }

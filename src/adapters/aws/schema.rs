@@ -108,9 +108,10 @@ pub const BY_KEY: IndexDef = IndexDef {
     ]),
 };
 
-/// Audit events, append-only. `pk = <tenant>#<actor>#<request-id>`: written
-/// with `attribute_not_exists(pk)`, so a retried request adds no second event
-/// and two callers can never collide.
+/// Audit events, append-only. `pk = <tenant>#<actor>#<request-id>#<event-id>`:
+/// every attempt is an item of its own (a retried request id adds an event
+/// per attempt), written with `attribute_not_exists(pk)`, and two callers can
+/// never collide.
 pub const AUDIT: TableDef = TableDef {
     logical: "audit",
     hash: "pk",
@@ -149,7 +150,11 @@ pub const AUDIT_BY_ACTOR: IndexDef = IndexDef {
 };
 
 /// Per-caller disclosure windows: `pk = <tenant>#<actor>`, attributes
-/// `recent` (list of unix seconds), `version` (number) and `expires_at` (TTL).
+/// `recent` (list of unix seconds), `version` (number), `grants` (the granted
+/// requests of the last 5 minutes, for replays) and `expires_at` (TTL).
+/// Also each caller's denied-event count per clock hour:
+/// `pk = <tenant>#<actor>#denied#<unix hour>`, `denied` (number), `marked`
+/// (the cap marker is written) and `expires_at`.
 pub const RATE_LIMITS: TableDef = TableDef {
     logical: "rate_limits",
     hash: "pk",

@@ -82,7 +82,10 @@ fn device_access_rules() {
         email: Some("help@contoso.example".into()),
         ..Helpdesk::default()
     };
-    let self_service = TenantPolicy::default();
+    let self_service = TenantPolicy {
+        self_service: true,
+        helpdesk: None,
+    };
     let helpdesk_only = TenantPolicy {
         self_service: false,
         helpdesk: Some(helpdesk.clone()),
