@@ -30,3 +30,5 @@ pub mod seed;
 pub mod server;
 pub mod telemetry;
 pub mod token_cache;
+#[cfg(feature = "cli")]
+pub mod web;
