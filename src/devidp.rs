@@ -295,7 +295,10 @@ impl TokenError {
 
 /// The single value of `name`; a repeated parameter is an error (RFC 6749 §3.1).
 fn param<'a>(params: &'a [(String, String)], name: &str) -> Result<Option<&'a str>, String> {
-    let mut found = params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    let mut found = params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
     let first = found.next();
     if found.next().is_some() {
         return Err(format!("{name} is given more than once"));
@@ -350,7 +353,10 @@ impl AuthorizeRequest {
     fn parse_inner(params: &[(String, String)]) -> Result<Self, String> {
         match param(params, "response_type")? {
             Some("code") => {}
-            Some(_) => return Err("response_type must be code: this provider only offers the authorization code flow".into()),
+            Some(_) => return Err(
+                "response_type must be code: this provider only offers the authorization code flow"
+                    .into(),
+            ),
             None => return Err("response_type is required (code)".into()),
         }
         let client_id = required(params, "client_id")?;
@@ -425,15 +431,15 @@ impl SignIn {
     /// The form's `tenant` and `user` (the id rules of the API) and `scope`
     /// (space-separated permissions).
     pub fn parse(tenant: &str, user: &str, scope: &str) -> Result<Self, FlowError> {
-        let tenant = TenantId::parse(tenant.trim())
-            .map_err(|e| FlowError(format!("Tenant {e}.")))?;
-        let user =
-            UserId::parse(user.trim()).map_err(|e| FlowError(format!("User {e}.")))?;
+        let tenant =
+            TenantId::parse(tenant.trim()).map_err(|e| FlowError(format!("Tenant {e}.")))?;
+        let user = UserId::parse(user.trim()).map_err(|e| FlowError(format!("User {e}.")))?;
         let perms: Vec<&str> = scope.split_whitespace().collect();
         let valid = |p: &&str| {
             p.len() <= 128
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/'))
+                && p.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':' | b'/')
+                })
         };
         if perms.is_empty() || perms.len() > 20 || !perms.iter().all(valid) {
             return Err(FlowError(
@@ -493,7 +499,9 @@ pub fn sign_in_page(
     scope: &str,
     error: Option<&FlowError>,
 ) -> String {
-    let mut body = String::from("<h1>Sign in</h1>\n<p class=\"notice\">Development identity provider of <code>portal serve</code>: anyone can sign in as anyone. For use on this machine only.</p>\n");
+    let mut body = String::from(
+        "<h1>Sign in</h1>\n<p class=\"notice\">Development identity provider of <code>portal serve</code>: anyone can sign in as anyone. For use on this machine only.</p>\n",
+    );
     if let Some(e) = error {
         body.push_str(&format!(
             "<p class=\"alert\" role=\"alert\" id=\"form-error\">{}</p>\n",
@@ -502,7 +510,11 @@ pub fn sign_in_page(
     }
     body.push_str("<form method=\"post\" action=\"/authorize\" class=\"stack\">\n");
     for (name, value) in req.hidden_fields() {
-        let name = if name == "scope" { "requested_scope" } else { name };
+        let name = if name == "scope" {
+            "requested_scope"
+        } else {
+            name
+        };
         body.push_str(&format!(
             "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
             html_escape(value)
@@ -532,8 +544,7 @@ impl DevIdentityProvider {
     /// where to send the browser: the redirect URI with `code` and `state`.
     pub fn issue_code(&self, req: &AuthorizeRequest, who: SignIn, now: i64) -> String {
         let mut raw = [0u8; 32];
-        aws_lc_rs::rand::SecureRandom::fill(&SystemRandom::new(), &mut raw)
-            .expect("system random");
+        aws_lc_rs::rand::SecureRandom::fill(&SystemRandom::new(), &mut raw).expect("system random");
         let code = b64(&raw);
         let pending = PendingCode {
             client_id: req.client_id.clone(),
@@ -599,7 +610,9 @@ impl DevIdentityProvider {
             .remove(code);
         let grant = |d: &str| TokenError::new("invalid_grant", d);
         let Some(p) = pending else {
-            return Err(grant("the authorization code is unknown or was already used"));
+            return Err(grant(
+                "the authorization code is unknown or was already used",
+            ));
         };
         if p.expires_at <= now {
             return Err(grant("the authorization code has expired; sign in again"));
@@ -616,9 +629,10 @@ impl DevIdentityProvider {
             && verifier
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-        let challenge = b64(
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
-        );
+        let challenge =
+            b64(
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
+            );
         if !verifier_ok || challenge != p.code_challenge {
             return Err(grant("code_verifier does not match the code_challenge"));
         }

@@ -66,7 +66,10 @@ pub fn router_with(
     };
     let r = r.fallback(handle);
     let r = if cors {
-        r.layer(axum::middleware::from_fn_with_state(state.clone(), cors_layer))
+        r.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors_layer,
+        ))
     } else {
         r
     };
@@ -280,7 +283,10 @@ fn is_form(headers: &http::HeaderMap) -> bool {
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 async fn read_form(req: Request) -> Result<(http::HeaderMap, Vec<(String, String)>), ()> {
@@ -334,7 +340,10 @@ async fn authorize_submit(State(s): State<AppState>, req: Request) -> Response {
         Err(e) => return idp_error(http::StatusCode::BAD_REQUEST, &e),
     };
     let field = |name: &str| {
-        let mut values = form.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let mut values = form
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
         match (values.next(), values.next()) {
             (Some(v), None) => Some(v),
             _ => None,

@@ -96,7 +96,11 @@ pub fn origin_of(url: &str) -> Option<String> {
 /// A `--cors-origin` value: exactly an origin (`https://portal.example.com`,
 /// no path, query or credentials), returned in its canonical form.
 pub fn parse_origin(s: &str) -> Result<String, String> {
-    let err = || format!("{s:?} is not an origin such as https://portal.example.com (scheme, host and optional port; no path)");
+    let err = || {
+        format!(
+            "{s:?} is not an origin such as https://portal.example.com (scheme, host and optional port; no path)"
+        )
+    };
     let u = url::Url::parse(s).map_err(|_| err())?;
     let bare = matches!(u.scheme(), "http" | "https")
         && u.host().is_some()

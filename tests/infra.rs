@@ -1352,7 +1352,9 @@ fn check_portal_bucket(cfg: &Config) -> Vec<String> {
                 "restrict_public_buckets",
             ] {
                 if !is_true(b, key) {
-                    errors.push(format!("portal bucket public access block: {key} must be true"));
+                    errors.push(format!(
+                        "portal bucket public access block: {key} must be true"
+                    ));
                 }
             }
         }
@@ -1369,8 +1371,8 @@ fn check_portal_bucket(cfg: &Config) -> Vec<String> {
     if for_portal_bucket(cfg, "aws_s3_bucket_server_side_encryption_configuration").is_none() {
         errors.push("portal bucket: no server-side encryption configuration".into());
     }
-    let Some(policy) = for_portal_bucket(cfg, "aws_s3_bucket_policy")
-        .and_then(|b| attr_str(b, "policy"))
+    let Some(policy) =
+        for_portal_bucket(cfg, "aws_s3_bucket_policy").and_then(|b| attr_str(b, "policy"))
     else {
         errors.push("portal bucket has no bucket policy".into());
         return errors;
@@ -1426,7 +1428,10 @@ fn check_portal_distribution(cfg: &Config) -> Vec<String> {
         && attr_str(origins[0], "domain_name").as_deref()
             == Some("aws_s3_bucket.portal.bucket_regional_domain_name")
         && attr_str(origins[0], "origin_access_control_id")
-            .and_then(|r| reference_name(&r, "aws_cloudfront_origin_access_control", &["id"]).map(str::to_owned))
+            .and_then(|r| {
+                reference_name(&r, "aws_cloudfront_origin_access_control", &["id"])
+                    .map(str::to_owned)
+            })
             .and_then(|name| cfg.resource("aws_cloudfront_origin_access_control", &name))
             .is_some_and(|oac| {
                 attr_str(oac, "signing_behavior").as_deref() == Some("always")
@@ -1446,17 +1451,24 @@ fn check_portal_distribution(cfg: &Config) -> Vec<String> {
         errors.push("distribution: viewers must be sent to HTTPS".into());
     }
     let Some(policy) = attr_str(behavior, "response_headers_policy_id")
-        .and_then(|r| reference_name(&r, "aws_cloudfront_response_headers_policy", &["id"]).map(str::to_owned))
+        .and_then(|r| {
+            reference_name(&r, "aws_cloudfront_response_headers_policy", &["id"]).map(str::to_owned)
+        })
         .and_then(|name| cfg.resource("aws_cloudfront_response_headers_policy", &name))
     else {
         errors.push("distribution: no response headers policy on the default behavior".into());
         return errors;
     };
-    let Some(sec) = sub_blocks(policy, "security_headers_config").first().copied() else {
+    let Some(sec) = sub_blocks(policy, "security_headers_config")
+        .first()
+        .copied()
+    else {
         return vec!["response headers policy: no security_headers_config".into()];
     };
     let block = |name: &str| sub_blocks(sec, name).first().copied();
-    match block("content_security_policy").and_then(|b| attr_text(cfg, b, "content_security_policy")) {
+    match block("content_security_policy")
+        .and_then(|b| attr_text(cfg, b, "content_security_policy"))
+    {
         Some(csp) => {
             for directive in [
                 "default-src 'self'",
@@ -1486,7 +1498,9 @@ fn check_portal_distribution(cfg: &Config) -> Vec<String> {
     if !hsts_ok {
         errors.push("response headers policy: HSTS of at least a year with subdomains".into());
     }
-    if block("referrer_policy").and_then(|b| attr_str(b, "referrer_policy")).as_deref()
+    if block("referrer_policy")
+        .and_then(|b| attr_str(b, "referrer_policy"))
+        .as_deref()
         != Some("no-referrer")
     {
         errors.push("response headers policy: Referrer-Policy must be no-referrer".into());
@@ -1494,7 +1508,11 @@ fn check_portal_distribution(cfg: &Config) -> Vec<String> {
     if block("content_type_options").is_none() {
         errors.push("response headers policy: X-Content-Type-Options nosniff missing".into());
     }
-    if block("frame_options").and_then(|b| attr_str(b, "frame_option")).as_deref() != Some("DENY") {
+    if block("frame_options")
+        .and_then(|b| attr_str(b, "frame_option"))
+        .as_deref()
+        != Some("DENY")
+    {
         errors.push("response headers policy: X-Frame-Options must be DENY".into());
     }
     for name in [
@@ -1505,7 +1523,9 @@ fn check_portal_distribution(cfg: &Config) -> Vec<String> {
         "frame_options",
     ] {
         if block(name).is_some_and(|b| !is_true(b, "override")) {
-            errors.push(format!("response headers policy: {name} must override the origin's"));
+            errors.push(format!(
+                "response headers policy: {name} must override the origin's"
+            ));
         }
     }
     errors
@@ -1523,25 +1543,37 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
         Some((name, b)) => {
             let dir = attr_text(cfg, b, "for_each").unwrap_or_default();
             let web = local(cfg, "portal_web_dir").map(norm).unwrap_or_default();
-            if !(dir.contains("../web") || (dir.contains("local.portal_web_dir") && web.ends_with("/../web"))) {
-                errors.push(format!("aws_s3_object.{name}: must upload every file of web/ ({dir})"));
+            if !(dir.contains("../web")
+                || (dir.contains("local.portal_web_dir") && web.ends_with("/../web")))
+            {
+                errors.push(format!(
+                    "aws_s3_object.{name}: must upload every file of web/ ({dir})"
+                ));
             }
             if attr_str(b, "bucket").as_deref() != Some("aws_s3_bucket.portal.id") {
-                errors.push(format!("aws_s3_object.{name}: must go to the portal bucket"));
+                errors.push(format!(
+                    "aws_s3_object.{name}: must go to the portal bucket"
+                ));
             }
             let types = attr_str(b, "content_type")
                 .unwrap_or_default()
                 .contains("local.portal_content_types");
-            let known = local(cfg, "portal_content_types").map(object_keys).unwrap_or_default();
+            let known = local(cfg, "portal_content_types")
+                .map(object_keys)
+                .unwrap_or_default();
             if !types {
-                errors.push(format!("aws_s3_object.{name}: content_type must come from local.portal_content_types"));
+                errors.push(format!(
+                    "aws_s3_object.{name}: content_type must come from local.portal_content_types"
+                ));
             }
             let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
             for entry in std::fs::read_dir(&dir).expect("web/") {
                 let file = entry.unwrap().file_name().into_string().unwrap();
                 let ext = file.rsplit('.').next().unwrap_or_default().to_owned();
                 if !known.contains(&ext) {
-                    errors.push(format!("web/{file}: no content type for .{ext} in local.portal_content_types"));
+                    errors.push(format!(
+                        "web/{file}: no content type for .{ext} in local.portal_content_types"
+                    ));
                 }
             }
         }
@@ -1569,14 +1601,20 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                         .unwrap_or_default()
                 };
                 if value("issuer") != "var.jwt_issuer" {
-                    errors.push("config.json: issuer must be var.jwt_issuer (the tokens' iss)".into());
+                    errors.push(
+                        "config.json: issuer must be var.jwt_issuer (the tokens' iss)".into(),
+                    );
                 }
                 if !value("api_base_url").contains("aws_apigatewayv2_stage.default.invoke_url") {
-                    errors.push("config.json: api_base_url must default to this stack's stage".into());
+                    errors.push(
+                        "config.json: api_base_url must default to this stack's stage".into(),
+                    );
                 }
             }
             if attr_str(b, "content_type").as_deref() != Some("application/json") {
-                errors.push(format!("aws_s3_object.{name}: content_type must be application/json"));
+                errors.push(format!(
+                    "aws_s3_object.{name}: content_type must be application/json"
+                ));
             }
         }
         None => errors.push("no aws_s3_object writes config.json".into()),
@@ -1586,7 +1624,10 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
         .iter()
         .find(|b| b.identifier() == "output" && label(b, 0) == Some("portal_url"))
         .and_then(|b| attr_str(b.body(), "value"));
-    if !url.is_some_and(|u| u.starts_with("local.portal_origin") || u.contains("aws_cloudfront_distribution.portal.domain_name")) {
+    if !url.is_some_and(|u| {
+        u.starts_with("local.portal_origin")
+            || u.contains("aws_cloudfront_distribution.portal.domain_name")
+    }) {
         errors.push("output portal_url must give the distribution's URL".into());
     }
     errors
@@ -1600,7 +1641,9 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
     };
     let cors = sub_blocks(api, "cors_configuration");
     let [cors] = cors.as_slice() else {
-        return vec!["aws_apigatewayv2_api.portal: needs one (non-dynamic) cors_configuration".into()];
+        return vec![
+            "aws_apigatewayv2_api.portal: needs one (non-dynamic) cors_configuration".into(),
+        ];
     };
     let mut errors = Vec::new();
     let lower = |key: &str| -> BTreeSet<String> {
@@ -1611,8 +1654,14 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
             .collect()
     };
     for (key, needed) in [
-        ("allow_headers", ["authorization", "content-type", "x-request-id"]),
-        ("expose_headers", ["retry-after", "x-request-id", "www-authenticate"]),
+        (
+            "allow_headers",
+            ["authorization", "content-type", "x-request-id"],
+        ),
+        (
+            "expose_headers",
+            ["retry-after", "x-request-id", "www-authenticate"],
+        ),
     ] {
         let have = lower(key);
         for h in needed {
@@ -1623,7 +1672,9 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
     }
     let methods = lower("allow_methods");
     if methods != set(["get", "post"]) {
-        errors.push(format!("CORS allow_methods must be GET and POST, got {methods:?}"));
+        errors.push(format!(
+            "CORS allow_methods must be GET and POST, got {methods:?}"
+        ));
     }
     let origins = attr_str(cors, "allow_origins").unwrap_or_default();
     if !(origins.contains("var.cors_allow_origins")
@@ -1709,7 +1760,10 @@ fn portal_bucket_is_private_and_read_only_by_cloudfront() {
 
 #[test]
 fn portal_is_served_over_https_with_security_headers() {
-    assert_clean("portal distribution", check_portal_distribution(&Config::load()));
+    assert_clean(
+        "portal distribution",
+        check_portal_distribution(&Config::load()),
+    );
 }
 
 #[test]

@@ -10,7 +10,9 @@ mod support;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
-use recovery_portal::devidp::{CODE_TTL_SECS, DEV_AUDIENCE, DEV_CLIENT_ID, DevAlg, DevIdentityProvider};
+use recovery_portal::devidp::{
+    CODE_TTL_SECS, DEV_AUDIENCE, DEV_CLIENT_ID, DevAlg, DevIdentityProvider,
+};
 use recovery_portal::server::{self, Options};
 use recovery_portal::web::{DEFAULT_SCOPES, WebConfig};
 use serde_json::Value;
@@ -20,9 +22,8 @@ const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 const PAGE_ORIGIN: &str = "https://portal.example.test";
 
 fn challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
-    )
+    URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref())
 }
 
 fn claims(jwt: &str) -> Value {
@@ -224,22 +225,36 @@ async fn code_flow_signs_in_with_pkce_and_the_token_reads_the_api() {
     .json();
     assert_eq!(d["authorization_endpoint"], format!("{}/authorize", s.base));
     assert_eq!(d["token_endpoint"], format!("{}/token", s.base));
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(d["grant_types_supported"], serde_json::json!(["authorization_code"]));
+    assert_eq!(
+        d["grant_types_supported"],
+        serde_json::json!(["authorization_code"])
+    );
 
     // The form: inputs tenant, user and scope; the permissions prefilled
     // without the OIDC scopes; no script; may post only here and to the client.
     let form = s.authorize_get(&s.authorize_params()).await;
     assert_eq!(form.status, 200, "{}", form.text);
-    assert_eq!(form.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        form.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     for name in ["tenant", "user", "scope"] {
         assert!(form.text.contains(&format!("name=\"{name}\"")), "{name}");
     }
-    assert!(form.text.contains("id=\"scope\" name=\"scope\" required maxlength=\"1024\" value=\"RecoveryKey.Read\""));
+    assert!(form.text.contains(
+        "id=\"scope\" name=\"scope\" required maxlength=\"1024\" value=\"RecoveryKey.Read\""
+    ));
     assert!(!form.text.contains("<script"));
     let csp = form.header("content-security-policy").unwrap();
-    assert!(csp.contains(&format!("form-action 'self' {}", s.base)), "{csp}");
+    assert!(
+        csp.contains(&format!("form-action 'self' {}", s.base)),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"));
     assert_eq!(form.header("cache-control"), Some("no-store"));
 
@@ -261,7 +276,10 @@ async fn code_flow_signs_in_with_pkce_and_the_token_reads_the_api() {
     let a = claims(access);
     assert_eq!(a["aud"], DEV_AUDIENCE);
     assert_eq!(a["iss"], s.base.as_str());
-    assert_eq!((a["tid"].as_str(), a["oid"].as_str()), (Some("contoso"), Some("alice")));
+    assert_eq!(
+        (a["tid"].as_str(), a["oid"].as_str()),
+        (Some("contoso"), Some("alice"))
+    );
     assert_eq!(a["scp"], "RecoveryKey.Read AuditLog.Read.All");
     let id = claims(j["id_token"].as_str().unwrap());
     assert_eq!(id["nonce"], "n0nce");
@@ -352,9 +370,15 @@ async fn token_endpoint_refuses_pkce_mismatch_reused_expired_and_misdirected_cod
     let r = s
         .redeem(&[("grant_type", "password"), ("username", "alice")])
         .await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("unsupported_grant_type")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
     let r = s.redeem(&[("grant_type", "authorization_code")]).await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     let r = answer(
         s.client
             .post(format!("{}/token", s.base))
@@ -362,7 +386,10 @@ async fn token_endpoint_refuses_pkce_mismatch_reused_expired_and_misdirected_cod
             .body(r#"{"grant_type":"authorization_code"}"#),
     )
     .await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
     let r = answer(
         s.client
             .post(format!("{}/token", s.base))
@@ -370,7 +397,10 @@ async fn token_endpoint_refuses_pkce_mismatch_reused_expired_and_misdirected_cod
             .body(vec![0xffu8; 40_000]),
     )
     .await;
-    assert_eq!((r.status, r.json()["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (r.status, r.json()["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 }
 
 #[tokio::test]
@@ -388,9 +418,18 @@ async fn authorize_refuses_bad_requests_with_a_page_and_never_redirects() {
         p
     };
     let cases = [
-        ("redirect to another host", with("redirect_uri", Some("https://evil.example/cb"))),
-        ("redirect with a fragment", with("redirect_uri", Some("http://127.0.0.1:1/#x"))),
-        ("redirect with credentials", with("redirect_uri", Some("http://u:p@localhost/"))),
+        (
+            "redirect to another host",
+            with("redirect_uri", Some("https://evil.example/cb")),
+        ),
+        (
+            "redirect with a fragment",
+            with("redirect_uri", Some("http://127.0.0.1:1/#x")),
+        ),
+        (
+            "redirect with credentials",
+            with("redirect_uri", Some("http://u:p@localhost/")),
+        ),
         ("relative redirect", with("redirect_uri", Some("/cb"))),
         ("plain PKCE", with("code_challenge_method", Some("plain"))),
         ("no PKCE", with("code_challenge", None)),
@@ -398,22 +437,38 @@ async fn authorize_refuses_bad_requests_with_a_page_and_never_redirects() {
         ("unknown client", with("client_id", Some("other"))),
         ("implicit flow", with("response_type", Some("token"))),
         ("no state", with("state", None)),
-        ("control characters in state", with("state", Some("a\u{1}b"))),
+        (
+            "control characters in state",
+            with("state", Some("a\u{1}b")),
+        ),
     ];
     for (what, params) in &cases {
         let r = s.authorize_get(params).await;
         assert_eq!(r.status, 400, "{what}: {}", r.text);
         assert!(r.header("location").is_none(), "{what}");
-        assert_eq!(r.header("content-type"), Some("text/html; charset=utf-8"), "{what}");
+        assert_eq!(
+            r.header("content-type"),
+            Some("text/html; charset=utf-8"),
+            "{what}"
+        );
         assert!(r.text.contains("role=\"alert\""), "{what}");
         assert!(!r.text.contains("<form"), "{what}");
         assert!(
-            r.header("content-security-policy").unwrap().contains("form-action 'none'"),
+            r.header("content-security-policy")
+                .unwrap()
+                .contains("form-action 'none'"),
             "{what}"
         );
         // The same request submitted through the form is refused too.
         let r = s
-            .authorize_post(params, [("tenant", "contoso"), ("user", "alice"), ("scope", "RecoveryKey.Read")])
+            .authorize_post(
+                params,
+                [
+                    ("tenant", "contoso"),
+                    ("user", "alice"),
+                    ("scope", "RecoveryKey.Read"),
+                ],
+            )
             .await;
         assert_eq!(r.status, 400, "{what} (POST): {}", r.text);
         assert!(r.header("location").is_none(), "{what} (POST)");
@@ -432,7 +487,10 @@ async fn authorize_refuses_bad_requests_with_a_page_and_never_redirects() {
         ("contoso", "alice", "Recovery\"Key"),
     ] {
         let r = s
-            .authorize_post(&s.authorize_params(), [("tenant", tenant), ("user", user), ("scope", scope)])
+            .authorize_post(
+                &s.authorize_params(),
+                [("tenant", tenant), ("user", user), ("scope", scope)],
+            )
             .await;
         assert_eq!(r.status, 400, "{tenant}/{user}/{scope}: {}", r.text);
         assert!(r.header("location").is_none());
@@ -464,7 +522,10 @@ async fn page_and_config_are_served_with_a_strict_policy() {
     let s = site(&[]).await;
     let page = answer(s.client.get(format!("{}/", s.base))).await;
     assert_eq!(page.status, 200);
-    assert_eq!(page.header("content-type"), Some("text/html; charset=utf-8"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
     let csp = page.header("content-security-policy").unwrap().to_owned();
     for directive in [
         "default-src 'self'",
@@ -483,7 +544,10 @@ async fn page_and_config_are_served_with_a_strict_policy() {
     assert_eq!(page.header("x-frame-options"), Some("DENY"));
     assert_eq!(page.header("cache-control"), Some("no-store"));
     // Nothing inline: every script has a src, no style element or attribute.
-    assert!(page.text.contains("<script type=\"module\" src=\"app.js\"></script>"));
+    assert!(
+        page.text
+            .contains("<script type=\"module\" src=\"app.js\"></script>")
+    );
     assert_eq!(page.text.matches("<script").count(), 1);
     assert!(!page.text.contains("<style") && !page.text.contains(" style="));
     assert!(!page.text.contains("onclick=") && !page.text.contains("onload="));
@@ -495,8 +559,16 @@ async fn page_and_config_are_served_with_a_strict_policy() {
         ("/favicon.svg", "image/svg+xml"),
     ] {
         let r = answer(s.client.get(format!("{}{path}", s.base))).await;
-        assert_eq!((r.status, r.header("content-type")), (200, Some(ct)), "{path}");
-        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{path}");
+        assert_eq!(
+            (r.status, r.header("content-type")),
+            (200, Some(ct)),
+            "{path}"
+        );
+        assert_eq!(
+            r.header("x-content-type-options"),
+            Some("nosniff"),
+            "{path}"
+        );
     }
     let c = answer(s.client.get(format!("{}/config.json", s.base))).await;
     assert_eq!(c.header("content-type"), Some("application/json"));
@@ -526,10 +598,16 @@ async fn cors_answers_listed_origins_only() {
     };
     let preflight = |origin: &str| {
         s.client
-            .request(reqwest::Method::OPTIONS, format!("{}/v1/devices/PC-ALICE/recovery-key", s.base))
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/v1/devices/PC-ALICE/recovery-key", s.base),
+            )
             .header("origin", origin)
             .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "authorization,content-type,x-request-id")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type,x-request-id",
+            )
     };
     let r = answer(preflight(PAGE_ORIGIN)).await;
     assert_eq!(r.status, 204, "{}", r.text);
@@ -538,7 +616,11 @@ async fn cors_answers_listed_origins_only() {
     for h in ["authorization", "content-type", "x-request-id"] {
         assert!(allowed.contains(h), "{allowed}");
     }
-    assert!(r.header("access-control-allow-methods").unwrap().contains("POST"));
+    assert!(
+        r.header("access-control-allow-methods")
+            .unwrap()
+            .contains("POST")
+    );
     assert!(r.header("vary").unwrap().contains("Origin"));
 
     let r = answer(preflight("https://evil.example")).await;
@@ -554,7 +636,10 @@ async fn cors_answers_listed_origins_only() {
     let r = answer(get(PAGE_ORIGIN)).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.header("access-control-allow-origin"), Some(PAGE_ORIGIN));
-    let exposed = r.header("access-control-expose-headers").unwrap().to_owned();
+    let exposed = r
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_owned();
     for h in ["Retry-After", "X-Request-Id", "WWW-Authenticate"] {
         assert!(exposed.contains(h), "{exposed}");
     }
@@ -590,26 +675,49 @@ fn portal_serve_prints_the_page_url_and_checks_cors_origins() {
     let portal = || {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_portal"));
         c.env("PORTAL_DEV_KEY_FILE", dir.join("key.p8"));
-        for v in ["PORTAL_ISSUER", "PORTAL_AUDIENCE", "PORTAL_JWKS", "PORTAL_JWKS_URL", "PORTAL_BACKEND"] {
+        for v in [
+            "PORTAL_ISSUER",
+            "PORTAL_AUDIENCE",
+            "PORTAL_JWKS",
+            "PORTAL_JWKS_URL",
+            "PORTAL_BACKEND",
+        ] {
             c.env_remove(v);
         }
         c
     };
     let served = support::serve::spawn({
         let mut c = portal();
-        c.args(["serve", "--addr", "127.0.0.1:0", "--cors-origin", "http://localhost:5173"]);
+        c.args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--cors-origin",
+            "http://localhost:5173",
+        ]);
         c
     });
     assert!(
-        served.banner.contains(&format!("Portal page: {}/", served.base)),
+        served
+            .banner
+            .contains(&format!("Portal page: {}/", served.base)),
         "{}",
         served.banner
     );
     let out = portal()
-        .args(["serve", "--addr", "127.0.0.1:0", "--cors-origin", "https://portal.example.com/app"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--cors-origin",
+            "https://portal.example.com/app",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--cors-origin") && err.contains("not an origin"), "{err}");
+    assert!(
+        err.contains("--cors-origin") && err.contains("not an origin"),
+        "{err}"
+    );
 }
