@@ -530,7 +530,7 @@ pub fn sign_in_page(
          <label for=\"user\">User</label>\n<input id=\"user\" name=\"user\" required maxlength=\"128\" autocomplete=\"username\" value=\"{}\"{described}>\n\
          <label for=\"scope\">Permissions (separated by spaces)</label>\n<input id=\"scope\" name=\"scope\" required maxlength=\"1024\" value=\"{}\" aria-describedby=\"scope-hint\">\n\
          <p class=\"hint\" id=\"scope-hint\">RecoveryKey.Read: your own devices. RecoveryKey.Read.All: the helpdesk screen. AuditLog.Read.All: the audit screen.</p>\n\
-         <button type=\"submit\">Sign in</button>\n</form>\n\
+         <button type=\"submit\" class=\"primary\">Sign in</button>\n</form>\n\
          <p class=\"hint\">Demo data: tenant contoso (users alice and bob), tenant fabrikam (user carol; self-service off).</p>\n",
         html_escape(tenant),
         html_escape(user),
@@ -718,4 +718,93 @@ fn pkcs1_from_pkcs8(der: &[u8]) -> Option<Vec<u8>> {
         return None;
     };
     Some(key.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(redirect: &str, scope: &str) -> Vec<(String, String)> {
+        [
+            ("response_type", "code"),
+            ("client_id", DEV_CLIENT_ID),
+            ("redirect_uri", redirect),
+            ("state", "s"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+            ("scope", scope),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn redirect_uris_must_be_on_this_machine() {
+        for ok in [
+            "http://127.0.0.1:8080/",
+            "http://localhost:5173/callback?x=1",
+            "http://[::1]:9/",
+            "https://127.0.0.2/",
+        ] {
+            assert!(loopback_origin(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "https://example.com/",
+            "http://127.0.0.1.example.com/",
+            "http://localhost.evil/",
+            "http://user@localhost/",
+            "http://localhost/#frag",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "/relative",
+        ] {
+            assert!(loopback_origin(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            loopback_origin("http://LOCALHOST:8080/x").as_deref(),
+            Some("http://localhost:8080")
+        );
+    }
+
+    #[test]
+    fn the_form_prefills_the_requested_permissions_without_oidc_scopes() {
+        let r = AuthorizeRequest::parse(&request("http://127.0.0.1/", "openid profile")).unwrap();
+        assert_eq!(r.form_scope(), DEFAULT_FORM_SCOPE);
+        let r = AuthorizeRequest::parse(&request(
+            "http://127.0.0.1/",
+            "openid RecoveryKey.Read.All AuditLog.Read.All",
+        ))
+        .unwrap();
+        assert_eq!(r.form_scope(), "RecoveryKey.Read.All AuditLog.Read.All");
+        assert_eq!(r.redirect_origin, "http://127.0.0.1");
+    }
+
+    #[test]
+    fn sign_in_input_follows_the_id_rules() {
+        let who = SignIn::parse(
+            " contoso ",
+            "alice",
+            " RecoveryKey.Read   AuditLog.Read.All ",
+        )
+        .unwrap();
+        assert_eq!(who.scope, "RecoveryKey.Read AuditLog.Read.All");
+        assert!(SignIn::parse("a b", "alice", "RecoveryKey.Read").is_err());
+        assert!(SignIn::parse("contoso", &"x".repeat(129), "RecoveryKey.Read").is_err());
+        assert!(SignIn::parse("contoso", "alice", "").is_err());
+        assert!(SignIn::parse("contoso", "alice", "a<b").is_err());
+    }
+
+    #[test]
+    fn the_form_escapes_what_it_echoes() {
+        let mut params = request("http://127.0.0.1/", "openid");
+        params.iter_mut().find(|(k, _)| k == "state").unwrap().1 = "\"><script>x</script>".into();
+        let r = AuthorizeRequest::parse(&params).unwrap();
+        let page = sign_in_page(&r, "<b>", "\"'", "&", None);
+        assert!(!page.contains("<script>") && !page.contains("<b>"));
+        assert!(page.contains("&quot;&gt;&lt;script&gt;") && page.contains("&amp;"));
+    }
 }

@@ -99,11 +99,13 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
   const timer = setInterval(tick, 1000);
   tick();
 
+  let copied = false;
   async function copyPassword() {
     if (!password) return;
     try {
       await navigator.clipboard.writeText(password);
-      status.textContent = "Copied. Paste it only into the recovery screen, then copy something else.";
+      copied = true;
+      status.textContent = "Copied. Paste it only into the recovery screen; the clipboard is cleared when the key is hidden.";
     } catch {
       status.textContent = "This browser does not allow copying here: type the digits instead.";
     }
@@ -112,6 +114,9 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
   function hide(why) {
     clearInterval(timer);
     password = null;
+    // What Copy put on the clipboard goes with it (best effort: a browser
+    // may refuse when the page is not focused).
+    if (copied) navigator.clipboard.writeText("").catch(() => {});
     groups.length = 0;
     passwordEl.remove();
     countdown.remove();

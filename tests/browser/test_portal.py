@@ -126,6 +126,7 @@ def test_hide_now_copy_and_sign_out(page: Page, portal, seed):
     page.get_by_role("button", name="Hide now").click()
     expect(page.get_by_test_id("recovery-password")).to_have_count(0)
     assert expected not in page.content()
+    assert page.evaluate("navigator.clipboard.readText()") == ""
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
