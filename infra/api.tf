@@ -6,14 +6,14 @@ resource "aws_apigatewayv2_api" "portal" {
   description   = "BitLocker recovery-key portal"
   protocol_type = "HTTP"
 
-  dynamic "cors_configuration" {
-    for_each = length(var.cors_allow_origins) > 0 ? [1] : []
-    content {
-      allow_origins = var.cors_allow_origins
-      allow_methods = ["GET", "POST"]
-      allow_headers = ["authorization", "content-type"]
-      max_age       = 3600
-    }
+  # The portal page calls the API from its own origin (portal.tf): by default
+  # the CloudFront distribution's (and portal_domain_name's) only.
+  cors_configuration {
+    allow_origins  = length(var.cors_allow_origins) > 0 ? var.cors_allow_origins : distinct(["https://${aws_cloudfront_distribution.portal.domain_name}", local.portal_origin])
+    allow_methods  = ["GET", "POST"]
+    allow_headers  = ["authorization", "content-type", "x-request-id"]
+    expose_headers = ["retry-after", "x-request-id", "www-authenticate"]
+    max_age        = 3600
   }
 }
 

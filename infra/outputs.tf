@@ -3,6 +3,21 @@ output "api_url" {
   value       = aws_apigatewayv2_stage.default.invoke_url
 }
 
+output "portal_url" {
+  description = "The portal page: register it (with the trailing slash) as the SPA client's redirect URI at the issuer."
+  value       = "${local.portal_origin}/"
+}
+
+output "portal_bucket" {
+  description = "Bucket holding the portal page's files (written by Terraform)."
+  value       = aws_s3_bucket.portal.id
+}
+
+output "portal_distribution_id" {
+  description = "CloudFront distribution of the portal page (for cache invalidations)."
+  value       = aws_cloudfront_distribution.portal.id
+}
+
 output "devices_table_name" {
   description = "Devices table (tenants, devices, sealed keys, key pointers)."
   value       = aws_dynamodb_table.devices.name

@@ -188,9 +188,80 @@ variable "throttle_burst_limit" {
 }
 
 variable "cors_allow_origins" {
-  description = "Origins allowed to call the API from a browser (e.g. [\"https://portal.example.com\"]). Empty (default) configures no CORS."
+  description = "Origins allowed to call the API from a browser (e.g. [\"https://portal.example.com\"]). Empty (default): the portal page's own origins, its CloudFront domain and portal_domain_name."
   type        = list(string)
   default     = []
+}
+
+# ---------------------------------------------------------------------------
+# Portal page (portal.tf)
+# ---------------------------------------------------------------------------
+
+variable "portal_client_id" {
+  description = "The portal page's OIDC client id (a public SPA client with PKCE at the issuer), written to config.json. Empty (default): jwt_audience, for an Entra app registration that is both the API and the SPA."
+  type        = string
+  default     = ""
+}
+
+variable "portal_scopes" {
+  description = "Scopes the page requests at sign-in, space-separated, written to config.json. For Entra ID use the API's full scope URI, e.g. \"openid api://<api-client-id>/RecoveryKey.Read\"."
+  type        = string
+  default     = "openid RecoveryKey.Read"
+
+  validation {
+    condition     = length(trimspace(var.portal_scopes)) > 0
+    error_message = "portal_scopes must not be empty."
+  }
+}
+
+variable "portal_api_url" {
+  description = "API base URL written to config.json. Empty (default): this stack's API Gateway stage."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.portal_api_url == "" || startswith(var.portal_api_url, "https://")
+    error_message = "portal_api_url must be empty or an https:// URL."
+  }
+}
+
+variable "portal_connect_src" {
+  description = "Extra origins the page may call (CSP connect-src), e.g. a Cognito hosted-UI domain whose token endpoint is not on the issuer's host. The issuer and this region's API Gateway are always allowed."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for o in var.portal_connect_src : can(regex("^https://[A-Za-z0-9.*-]+(:[0-9]+)?$", o))])
+    error_message = "portal_connect_src entries must be https:// origins without a path."
+  }
+}
+
+variable "portal_domain_name" {
+  description = "Optional custom domain of the portal page (a CNAME to the distribution); needs portal_certificate_arn. Empty (default): the *.cloudfront.net name."
+  type        = string
+  default     = ""
+}
+
+variable "portal_certificate_arn" {
+  description = "ACM certificate (in us-east-1) for portal_domain_name. Set both or neither."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.portal_certificate_arn == "" || startswith(var.portal_certificate_arn, "arn:")
+    error_message = "portal_certificate_arn must be empty or an ACM certificate ARN."
+  }
+}
+
+variable "portal_price_class" {
+  description = "CloudFront price class of the portal page (PriceClass_100, PriceClass_200 or PriceClass_All)."
+  type        = string
+  default     = "PriceClass_100"
+
+  validation {
+    condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.portal_price_class)
+    error_message = "portal_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
+  }
 }
 
 # ---------------------------------------------------------------------------

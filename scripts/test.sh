@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the
-# tests need into a project-local .venv (moto and checkov), starts moto, runs
-# the Rust tests (the function binaries under a Lambda Runtime API emulator
-# included), then checks the Terraform.
+# tests need into a project-local .venv (moto, checkov, Playwright, pytest),
+# starts moto, runs the Rust tests (the function binaries under a Lambda
+# Runtime API emulator included), the portal page in Chromium (Debian's
+# package, installed with apt-get when missing), then checks the Terraform.
 #
 # `scripts/test.sh --package` also builds the Lambda zips with cargo-lambda
 # (a second, release build: about 10 minutes on 2 cores, so CI leaves it out)
@@ -31,5 +32,20 @@ if [ "${1:-}" = --package ]; then
 fi
 
 cargo test --workspace
+
+# The portal page in a real browser: Debian's Chromium driven by Playwright
+# for Python (which never downloads a browser of its own here). CI runs as
+# root; elsewhere sudo is used for the one-time install.
+if [ ! -x /usr/bin/chromium ]; then
+    echo "==> installing Debian's chromium for the browser tests"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+fi
+cargo build --bin portal
+PORTAL_BIN="${CARGO_TARGET_DIR:-target}/debug/portal" \
+    "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests/browser
+
 bash scripts/check-infra.sh
 echo "scripts/test.sh: all tests passed"

@@ -3,8 +3,8 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use recovery_portal::config::{Backend, Config};
-use recovery_portal::frontends::server;
-use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevIdentityProvider};
+use recovery_portal::frontends::{server, web};
+use recovery_portal::tools::devidp::{DEV_AUDIENCE, DEV_CLIENT_ID, DevIdentityProvider};
 use recovery_portal::tools::seed;
 use recovery_portal::{app, telemetry};
 use std::net::SocketAddr;
@@ -40,6 +40,16 @@ enum Command {
         /// Where data lives; `aws` uses PORTAL_TABLE_PREFIX and PORTAL_KMS_KEY_ID.
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
+        /// Let pages from this origin call the API (CORS), e.g.
+        /// https://portal.example.com. Repeatable.
+        #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = web::parse_origin)]
+        cors_origins: Vec<String>,
+        /// The portal page's OIDC client id at the issuer.
+        #[arg(long, env = "PORTAL_WEB_CLIENT_ID", default_value = DEV_CLIENT_ID)]
+        web_client_id: String,
+        /// Scopes the portal page requests when it signs in.
+        #[arg(long, env = "PORTAL_WEB_SCOPES", default_value = web::DEFAULT_SCOPES)]
+        web_scopes: String,
     },
     /// Print a token from the local development identity provider.
     Token {
@@ -347,7 +357,17 @@ async fn main() -> ExitCode {
             addr,
             seed,
             backend,
-        } => serve(addr, seed, backend).await,
+            cors_origins,
+            web_client_id,
+            web_scopes,
+        } => {
+            let page = PageSettings {
+                cors_origins,
+                client_id: web_client_id,
+                scopes: web_scopes,
+            };
+            serve(addr, seed, backend, page).await
+        }
         Command::Token {
             tenant,
             user,
@@ -419,10 +439,18 @@ async fn main() -> ExitCode {
     }
 }
 
+/// `portal serve`'s settings for the portal page and browsers.
+struct PageSettings {
+    cors_origins: Vec<String>,
+    client_id: String,
+    scopes: String,
+}
+
 async fn serve(
     addr: SocketAddr,
     seed_file: Option<std::path::PathBuf>,
     backend: Option<BackendArg>,
+    page: PageSettings,
 ) -> ExitCode {
     let mut config = match Config::from_env() {
         Ok(c) => c,
@@ -511,11 +539,30 @@ async fn serve(
         );
         eprintln!();
     }
+    // Exactly one of the two exists: a configured issuer, or the dev provider.
+    let issuer = idp
+        .as_ref()
+        .map(|i| i.issuer.clone())
+        .or_else(|| config.auth.as_ref().map(|a| a.issuer.clone()))
+        .unwrap_or_default();
+    eprintln!("Portal page: http://{local}/");
+    if idp.is_some() {
+        eprintln!("  (sign in with the form the page shows, e.g. tenant contoso, user alice)");
+    }
+    eprintln!();
+    let options = server::Options {
+        cors_origins: page.cors_origins,
+        web: Some(web::WebConfig {
+            issuer,
+            client_id: page.client_id,
+            scopes: page.scopes,
+        }),
+    };
     tracing::info!(addr = %local, "listening");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    match server::serve(listener, portal, idp, shutdown).await {
+    match server::serve_with(listener, portal, idp, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
     }

@@ -4,3 +4,5 @@
 pub mod lambda;
 #[cfg(feature = "cli")]
 pub mod server;
+#[cfg(feature = "cli")]
+pub mod web;

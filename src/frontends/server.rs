@@ -1,14 +1,17 @@
 //! The local server: the same `api::handle` as Lambda, behind axum, plus
-//! the development identity provider's discovery and JWKS documents.
+//! the development identity provider (discovery, JWKS, the authorization
+//! code flow), the portal page (`web`) and CORS for the API.
 
 use crate::api::{self, ApiRequest, MAX_BODY, Routes};
+use crate::frontends::web;
 use crate::ports::Portal;
 use crate::tools::devidp::DevIdentityProvider;
+use crate::tools::devidp::{AuthorizeRequest, FlowError, SignIn};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,19 +22,68 @@ use tokio::net::TcpListener;
 struct AppState {
     portal: Portal,
     idp: Option<Arc<DevIdentityProvider>>,
+    options: Arc<Options>,
+}
+
+/// What the local server offers besides the API.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Origins whose pages may call `/v1` (`--cors-origin`), canonical
+    /// (`web::parse_origin`).
+    pub cors_origins: Vec<String>,
+    /// Serve the portal page at `/` with this `/config.json`.
+    pub web: Option<web::WebConfig>,
 }
 
 pub fn router(portal: Portal, idp: Option<Arc<DevIdentityProvider>>) -> Router {
+    router_with(portal, idp, Options::default())
+}
+
+pub fn router_with(
+    portal: Portal,
+    idp: Option<Arc<DevIdentityProvider>>,
+    options: Options,
+) -> Router {
     let mut r = Router::new();
     if idp.is_some() {
         r = r
             .route("/.well-known/openid-configuration", get(discovery))
-            .route("/.well-known/jwks.json", get(jwks));
+            .route("/.well-known/jwks.json", get(jwks))
+            .route("/authorize", get(authorize_form).post(authorize_submit))
+            .route("/token", post(token));
     }
-    r.fallback(handle)
-        .layer(middleware::from_fn(read_body_first))
-        .with_state(AppState { portal, idp })
+    if options.web.is_some() {
+        for asset in web::ASSETS {
+            r = r.route(
+                asset.path,
+                get(move |State(s): State<AppState>| async move { web_asset(&s, asset) }),
+            );
+        }
+        r = r.route("/config.json", get(config_json));
+    }
+    let cors = !options.cors_origins.is_empty();
+    let state = AppState {
+        portal,
+        idp,
+        options: Arc::new(options),
+    };
+    let r = r.fallback(handle);
+    let r = if cors {
+        r.layer(middleware::from_fn_with_state(state.clone(), cors_layer))
+    } else {
+        r
+    };
+    // Outermost: every route, the page's and the IdP's included, answers
+    // only after the body was read (see `read_body_first`).
+    r.layer(middleware::from_fn(read_body_first))
+        .with_state(state)
 }
+
+/// The largest body any route here accepts: the dev identity provider's
+/// forms (`MAX_FORM`); the API's own limit (`MAX_BODY`) is smaller, and
+/// `api::handle` answers 413 above it. A longer body reaches the routes as
+/// an over-long stand-in.
+const KEEP_BODY: usize = if MAX_FORM > MAX_BODY { MAX_FORM } else { MAX_BODY };
 
 /// Bytes of a too-long body the server still reads, and discards, so the
 /// client's connection stays usable for its next request...
@@ -69,7 +121,7 @@ async fn read_body_first(req: Request, next: Next) -> Response {
 /// The body (or an over-long stand-in), and whether the connection was left
 /// at a request boundary.
 async fn read_bounded(body: axum::body::Body, declared: Option<u64>) -> (bytes::Bytes, bool) {
-    let too_long = || bytes::Bytes::from(vec![0u8; MAX_BODY + 1]);
+    let too_long = || bytes::Bytes::from(vec![0u8; KEEP_BODY + 1]);
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return (too_long(), false);
     }
@@ -80,7 +132,7 @@ async fn read_bounded(body: axum::body::Body, declared: Option<u64>) -> (bytes::
             None => return (buf.freeze(), true),
             // A broken stream: nothing sensible follows on this connection.
             Some(Err(_)) => return (too_long(), false),
-            Some(Ok(chunk)) if buf.len() + chunk.len() <= MAX_BODY => {
+            Some(Ok(chunk)) if buf.len() + chunk.len() <= KEEP_BODY => {
                 buf.extend_from_slice(&chunk);
             }
             Some(Ok(chunk)) => {
@@ -109,9 +161,20 @@ pub async fn serve(
     idp: Option<Arc<DevIdentityProvider>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, portal, idp, Options::default(), shutdown).await
+}
+
+/// `serve` with the portal page and CORS as `options` say.
+pub async fn serve_with(
+    listener: TcpListener,
+    portal: Portal,
+    idp: Option<Arc<DevIdentityProvider>>,
+    options: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
-        router(portal, idp).into_make_service_with_connect_info::<SocketAddr>(),
+        router_with(portal, idp, options).into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await
@@ -120,7 +183,11 @@ pub async fn serve(
 async fn discovery(State(s): State<AppState>) -> Response {
     match &s.idp {
         Some(idp) => (
-            [(http::header::CONTENT_TYPE, "application/json")],
+            [
+                (http::header::CONTENT_TYPE, "application/json"),
+                // Public documents: a page on another origin may read them.
+                (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
             idp.discovery().to_string(),
         )
             .into_response(),
@@ -131,7 +198,10 @@ async fn discovery(State(s): State<AppState>) -> Response {
 async fn jwks(State(s): State<AppState>) -> Response {
     match &s.idp {
         Some(idp) => (
-            [(http::header::CONTENT_TYPE, "application/json")],
+            [
+                (http::header::CONTENT_TYPE, "application/json"),
+                (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
             idp.jwks_json(),
         )
             .into_response(),
@@ -162,4 +232,249 @@ async fn handle(
     };
     let (parts, body) = api::handle(&s.portal, Routes::All, req).await.into_parts();
     Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+// ---------------------------------------------------------------------------
+// The portal page
+// ---------------------------------------------------------------------------
+
+fn web_asset(s: &AppState, asset: &'static web::Asset) -> Response {
+    let Some(cfg) = &s.options.web else {
+        return http::StatusCode::NOT_FOUND.into_response();
+    };
+    let mut resp = Response::new(axum::body::Body::from(asset.body));
+    set_headers(
+        &mut resp,
+        &web::page_headers(&cfg.content_security_policy()),
+    );
+    set_header(&mut resp, "content-type", asset.content_type);
+    resp
+}
+
+async fn config_json(State(s): State<AppState>, headers: http::HeaderMap) -> Response {
+    let Some(cfg) = &s.options.web else {
+        return http::StatusCode::NOT_FOUND.into_response();
+    };
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let mut resp = Response::new(axum::body::Body::from(
+        cfg.config_json(&web::api_base_from_host(host)),
+    ));
+    set_headers(
+        &mut resp,
+        &web::page_headers(&cfg.content_security_policy()),
+    );
+    set_header(&mut resp, "content-type", "application/json");
+    resp
+}
+
+fn set_header(resp: &mut Response, name: &'static str, value: &str) {
+    if let Ok(v) = http::HeaderValue::from_str(value) {
+        resp.headers_mut().insert(name, v);
+    }
+}
+
+fn set_headers(resp: &mut Response, headers: &[(&'static str, String)]) {
+    for (name, value) in headers {
+        set_header(resp, name, value);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// CORS for the API (`--cors-origin`): only listed origins, only `/v1`.
+// ---------------------------------------------------------------------------
+
+const CORS_ALLOW_HEADERS: &str = "authorization, content-type, x-request-id";
+const CORS_EXPOSE_HEADERS: &str = "Retry-After, X-Request-Id, WWW-Authenticate";
+
+async fn cors_layer(
+    State(s): State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let origin = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        .filter(|_| path == "/v1" || path.starts_with("/v1/"))
+        .filter(|o| s.options.cors_origins.iter().any(|a| a == o))
+        .map(str::to_owned);
+    let Some(origin) = origin else {
+        return next.run(req).await;
+    };
+    let preflight = req.method() == http::Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD);
+    let mut resp = if preflight {
+        let mut r = http::StatusCode::NO_CONTENT.into_response();
+        set_header(&mut r, "access-control-allow-methods", "GET, POST");
+        set_header(&mut r, "access-control-allow-headers", CORS_ALLOW_HEADERS);
+        set_header(&mut r, "access-control-max-age", "600");
+        set_header(&mut r, "cache-control", "no-store");
+        r
+    } else {
+        let mut r = next.run(req).await;
+        set_header(&mut r, "access-control-expose-headers", CORS_EXPOSE_HEADERS);
+        r
+    };
+    set_header(&mut resp, "access-control-allow-origin", &origin);
+    resp.headers_mut()
+        .append(http::header::VARY, http::HeaderValue::from_static("Origin"));
+    resp
+}
+
+// ---------------------------------------------------------------------------
+// The development identity provider's authorization code flow
+// ---------------------------------------------------------------------------
+
+/// Largest sign-in form or token request accepted.
+const MAX_FORM: usize = 16 * 1024;
+
+/// A page of the provider: its own CSP (the form may only post here and
+/// redirect to the client), never cached, never framed.
+fn idp_html(status: http::StatusCode, body: String, form_action: &str) -> Response {
+    let mut resp = (status, body).into_response();
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    set_headers(&mut resp, &web::page_headers(&csp));
+    set_header(&mut resp, "content-type", "text/html; charset=utf-8");
+    resp
+}
+
+fn idp_error(status: http::StatusCode, e: &FlowError) -> Response {
+    idp_html(status, crate::tools::devidp::error_page(e), "'none'")
+}
+
+fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(bytes)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+async fn read_form(req: Request) -> Result<(http::HeaderMap, Vec<(String, String)>), ()> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| ())?;
+    Ok((parts.headers, form_pairs(&bytes)))
+}
+
+/// `GET /authorize`: the sign-in form for a valid request.
+async fn authorize_form(req: Request) -> Response {
+    let params = form_pairs(req.uri().query().unwrap_or("").as_bytes());
+    match AuthorizeRequest::parse(&params) {
+        Ok(ar) => {
+            let action = format!("'self' {}", ar.redirect_origin);
+            let page = crate::tools::devidp::sign_in_page(&ar, "contoso", "alice", &ar.form_scope(), None);
+            idp_html(http::StatusCode::OK, page, &action)
+        }
+        Err(e) => idp_error(http::StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// `POST /authorize`: the submitted form; a code and a redirect to the client.
+async fn authorize_submit(State(s): State<AppState>, req: Request) -> Response {
+    let Some(idp) = &s.idp else {
+        return http::StatusCode::NOT_FOUND.into_response();
+    };
+    let Ok((headers, form)) = read_form(req).await else {
+        return idp_error(
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            &FlowError("The sign-in form is too large.".into()),
+        );
+    };
+    if !is_form(&headers) {
+        return idp_error(
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            &FlowError("Submit the sign-in form as application/x-www-form-urlencoded.".into()),
+        );
+    }
+    // The request's parameters travel as hidden fields (its scope as
+    // `requested_scope`); `tenant`, `user` and `scope` are the person's.
+    let request: Vec<(String, String)> = form
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "tenant" | "user" | "scope"))
+        .map(|(k, v)| {
+            let k = if k == "requested_scope" { "scope" } else { k };
+            (k.to_owned(), v.clone())
+        })
+        .collect();
+    let ar = match AuthorizeRequest::parse(&request) {
+        Ok(ar) => ar,
+        Err(e) => return idp_error(http::StatusCode::BAD_REQUEST, &e),
+    };
+    let field = |name: &str| {
+        let mut values = form
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str());
+        match (values.next(), values.next()) {
+            (Some(v), None) => Some(v),
+            _ => None,
+        }
+    };
+    let (tenant, user, scope) = (
+        field("tenant").unwrap_or(""),
+        field("user").unwrap_or(""),
+        field("scope").unwrap_or(""),
+    );
+    match SignIn::parse(tenant, user, scope) {
+        Ok(who) => {
+            let now = s.portal.clock.now().unix_timestamp();
+            let location = idp.issue_code(&ar, who, now);
+            let mut resp = http::StatusCode::SEE_OTHER.into_response();
+            set_header(&mut resp, "location", &location);
+            set_header(&mut resp, "cache-control", "no-store");
+            set_header(&mut resp, "referrer-policy", "no-referrer");
+            resp
+        }
+        Err(e) => {
+            let action = format!("'self' {}", ar.redirect_origin);
+            let page = crate::tools::devidp::sign_in_page(&ar, tenant, user, scope, Some(&e));
+            idp_html(http::StatusCode::BAD_REQUEST, page, &action)
+        }
+    }
+}
+
+/// `POST /token`: the authorization_code grant (public client, PKCE).
+async fn token(State(s): State<AppState>, req: Request) -> Response {
+    let Some(idp) = &s.idp else {
+        return http::StatusCode::NOT_FOUND.into_response();
+    };
+    let result = match read_form(req).await {
+        Err(()) => Err(crate::tools::devidp::TokenError {
+            error: "invalid_request",
+            description: format!("the request body must be at most {MAX_FORM} bytes"),
+        }),
+        Ok((headers, _)) if !is_form(&headers) => Err(crate::tools::devidp::TokenError {
+            error: "invalid_request",
+            description: "send the parameters as application/x-www-form-urlencoded".into(),
+        }),
+        Ok((_, form)) => idp.redeem(&form, s.portal.clock.now().unix_timestamp()),
+    };
+    let (status, body) = match result {
+        Ok(tokens) => (http::StatusCode::OK, tokens),
+        Err(e) => (http::StatusCode::BAD_REQUEST, e.to_json()),
+    };
+    let mut resp = (status, body.to_string()).into_response();
+    set_header(&mut resp, "content-type", "application/json");
+    set_header(&mut resp, "cache-control", "no-store");
+    set_header(&mut resp, "pragma", "no-cache");
+    set_header(&mut resp, "access-control-allow-origin", "*");
+    set_header(&mut resp, "x-content-type-options", "nosniff");
+    resp
 }

@@ -679,7 +679,12 @@ async fn concurrent_retrievals_on_dynamodb_never_exceed_the_limit() {
         }
         codes.push(status(&resp));
     }
-    assert_eq!(codes.iter().filter(|&&c| c == 200).count(), 3, "{codes:?}");
+    // Never more than the limit. Fewer is allowed here: when two of
+    // DynamoDB's transactions meet, both may be cancelled
+    // (TransactionConflict), so on a slow server a request can lose all
+    // three of its attempts even though the window still has room.
+    let granted = codes.iter().filter(|&&c| c == 200).count();
+    assert!((1..=3).contains(&granted), "{codes:?}");
     assert!(
         RacingStore::count(&racing.conflicts) >= N - 1,
         "{} conflicts",
@@ -691,14 +696,14 @@ async fn concurrent_retrievals_on_dynamodb_never_exceed_the_limit() {
         .iter()
         .filter(|o| *o == "KMS.Decrypt")
         .count();
-    assert_eq!(decrypts, 3);
+    assert_eq!(decrypts, granted, "one Decrypt per disclosed key");
     let events = events_of(&env.store, "t1", "u1").await;
     assert_eq!(
         events
             .iter()
             .filter(|e| e.outcome == Outcome::Granted)
             .count(),
-        3
+        granted
     );
     assert_eq!(events.len(), N, "every attempt left a trace: {events:?}");
 }

@@ -12,6 +12,11 @@
 //! - the DynamoDB tables match `schema::ALL_TABLES` (the single source of
 //!   truth for keys, indexes, projections and TTL);
 //! - nobody may update or delete audit events;
+//! - the portal page's bucket is private and read only by its CloudFront
+//!   distribution (origin access control), which serves it over HTTPS with
+//!   the page's CSP, HSTS, no-referrer, nosniff and frame denial; every file
+//!   of `web/` is uploaded with a content type, and `config.json` is written
+//!   from the variables; the API's CORS lets the page's origin call it;
 //! - and, around those: the functions run their own zip with the environment
 //!   `src/config.rs` reads, the key policies and the import policy agree with
 //!   the roles, and the stage throttles below the shared KMS quota.
@@ -1330,6 +1335,404 @@ fn check_stage(cfg: &Config) -> Vec<String> {
 }
 
 // ---------------------------------------------------------------------------
+// The portal page (portal.tf) and the API's CORS
+// ---------------------------------------------------------------------------
+
+/// A `locals` value by name.
+fn local<'a>(cfg: &'a Config, name: &str) -> Option<&'a Expression> {
+    cfg.blocks
+        .iter()
+        .filter(|b| b.identifier() == "locals")
+        .find_map(|b| attr(b.body(), name))
+}
+
+/// An attribute's text with one level of `local.NAME` resolved.
+fn attr_text(cfg: &Config, body: &Body, key: &str) -> Option<String> {
+    let text = attr_str(body, key)?;
+    match text.strip_prefix("local.").and_then(|n| local(cfg, n)) {
+        Some(e) => Some(norm(e)),
+        None => Some(text),
+    }
+}
+
+fn object_keys(expr: &Expression) -> BTreeSet<String> {
+    match expr {
+        Expression::Object(o) => o
+            .iter()
+            .map(|(k, _)| match k {
+                hcl::expr::ObjectKey::Identifier(i) => i.to_string(),
+                hcl::expr::ObjectKey::Expression(e) => norm(e),
+                other => format!("{other:?}"),
+            })
+            .collect(),
+        _ => BTreeSet::new(),
+    }
+}
+
+fn is_true(body: &Body, key: &str) -> bool {
+    attr_str(body, key).as_deref() == Some("true")
+}
+
+/// The one `<ty>` resource whose `bucket` is the portal bucket.
+fn for_portal_bucket<'a>(cfg: &'a Config, ty: &str) -> Option<&'a Body> {
+    cfg.resources(ty)
+        .into_iter()
+        .find(|(_, b)| attr_str(b, "bucket").as_deref() == Some("aws_s3_bucket.portal.id"))
+        .map(|(_, b)| b)
+}
+
+/// The page's bucket is private: all public access blocked, versioned,
+/// encrypted, and its policy lets only this CloudFront distribution read.
+fn check_portal_bucket(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    if cfg.resource("aws_s3_bucket", "portal").is_none() {
+        return vec!["no aws_s3_bucket.portal".into()];
+    }
+    match for_portal_bucket(cfg, "aws_s3_bucket_public_access_block") {
+        Some(b) => {
+            for key in [
+                "block_public_acls",
+                "block_public_policy",
+                "ignore_public_acls",
+                "restrict_public_buckets",
+            ] {
+                if !is_true(b, key) {
+                    errors.push(format!(
+                        "portal bucket public access block: {key} must be true"
+                    ));
+                }
+            }
+        }
+        None => errors.push("portal bucket has no public access block".into()),
+    }
+    let versioned = for_portal_bucket(cfg, "aws_s3_bucket_versioning").is_some_and(|b| {
+        sub_blocks(b, "versioning_configuration")
+            .first()
+            .is_some_and(|v| attr_str(v, "status").as_deref() == Some("Enabled"))
+    });
+    if !versioned {
+        errors.push("portal bucket: versioning must be Enabled".into());
+    }
+    if for_portal_bucket(cfg, "aws_s3_bucket_server_side_encryption_configuration").is_none() {
+        errors.push("portal bucket: no server-side encryption configuration".into());
+    }
+    let Some(policy) =
+        for_portal_bucket(cfg, "aws_s3_bucket_policy").and_then(|b| attr_str(b, "policy"))
+    else {
+        errors.push("portal bucket has no bucket policy".into());
+        return errors;
+    };
+    let statements = match policy_statements(cfg, &policy, 0) {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let allows: Vec<&Statement> = statements.iter().filter(|s| s.allow).collect();
+    if allows.is_empty() {
+        errors.push("portal bucket policy: CloudFront is not allowed to read".into());
+    }
+    for st in allows {
+        let cloudfront_only = !st.not_principals
+            && !st.principals.is_empty()
+            && st.principals.iter().all(|(ty, ids)| {
+                ty == "Service" && ids.iter().all(|i| i == "cloudfront.amazonaws.com")
+            });
+        if !cloudfront_only {
+            errors.push(format!(
+                "{}: only the CloudFront service may be allowed, got {:?}",
+                st.origin, st.principals
+            ));
+        }
+        if st.not_actions || st.actions != ["s3:GetObject"] {
+            errors.push(format!(
+                "{}: CloudFront needs s3:GetObject only, got {:?}",
+                st.origin, st.actions
+            ));
+        }
+        let this_distribution = st
+            .condition("StringEquals", "AWS:SourceArn")
+            .is_some_and(|c| c.values == ["aws_cloudfront_distribution.portal.arn"]);
+        if !this_distribution {
+            errors.push(format!(
+                "{}: must be limited to this distribution (StringEquals AWS:SourceArn)",
+                st.origin
+            ));
+        }
+    }
+    errors
+}
+
+/// CloudFront reads the bucket through origin access control, only over
+/// HTTPS, and adds the page's security headers.
+fn check_portal_distribution(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Some(dist) = cfg.resource("aws_cloudfront_distribution", "portal") else {
+        return vec!["no aws_cloudfront_distribution.portal".into()];
+    };
+    let origins = sub_blocks(dist, "origin");
+    let via_oac = origins.len() == 1
+        && attr_str(origins[0], "domain_name").as_deref()
+            == Some("aws_s3_bucket.portal.bucket_regional_domain_name")
+        && attr_str(origins[0], "origin_access_control_id")
+            .and_then(|r| {
+                reference_name(&r, "aws_cloudfront_origin_access_control", &["id"])
+                    .map(str::to_owned)
+            })
+            .and_then(|name| cfg.resource("aws_cloudfront_origin_access_control", &name))
+            .is_some_and(|oac| {
+                attr_str(oac, "signing_behavior").as_deref() == Some("always")
+                    && attr_str(oac, "origin_access_control_origin_type").as_deref() == Some("s3")
+            });
+    if !via_oac {
+        errors.push("distribution: its one origin must be the portal bucket, read through an origin access control that always signs".into());
+    }
+    let behaviors = sub_blocks(dist, "default_cache_behavior");
+    let Some(behavior) = behaviors.first() else {
+        return vec!["distribution: no default_cache_behavior".into()];
+    };
+    if !matches!(
+        attr_str(behavior, "viewer_protocol_policy").as_deref(),
+        Some("redirect-to-https" | "https-only")
+    ) {
+        errors.push("distribution: viewers must be sent to HTTPS".into());
+    }
+    let Some(policy) = attr_str(behavior, "response_headers_policy_id")
+        .and_then(|r| {
+            reference_name(&r, "aws_cloudfront_response_headers_policy", &["id"]).map(str::to_owned)
+        })
+        .and_then(|name| cfg.resource("aws_cloudfront_response_headers_policy", &name))
+    else {
+        errors.push("distribution: no response headers policy on the default behavior".into());
+        return errors;
+    };
+    let Some(sec) = sub_blocks(policy, "security_headers_config")
+        .first()
+        .copied()
+    else {
+        return vec!["response headers policy: no security_headers_config".into()];
+    };
+    let block = |name: &str| sub_blocks(sec, name).first().copied();
+    match block("content_security_policy")
+        .and_then(|b| attr_text(cfg, b, "content_security_policy"))
+    {
+        Some(csp) => {
+            for directive in [
+                "default-src 'self'",
+                "script-src 'self'",
+                "style-src 'self'",
+                "frame-ancestors 'none'",
+                "base-uri 'none'",
+                "object-src 'none'",
+                "connect-src",
+            ] {
+                if !csp.contains(directive) {
+                    errors.push(format!("CSP lacks {directive}: {csp}"));
+                }
+            }
+            if csp.contains("unsafe-") || csp.contains("data:") {
+                errors.push(format!("CSP allows inline code or data: URLs: {csp}"));
+            }
+        }
+        None => errors.push("response headers policy: no Content-Security-Policy".into()),
+    }
+    let hsts_ok = block("strict_transport_security").is_some_and(|b| {
+        attr_str(b, "access_control_max_age_sec")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|age| age >= 31_536_000)
+            && is_true(b, "include_subdomains")
+    });
+    if !hsts_ok {
+        errors.push("response headers policy: HSTS of at least a year with subdomains".into());
+    }
+    if block("referrer_policy")
+        .and_then(|b| attr_str(b, "referrer_policy"))
+        .as_deref()
+        != Some("no-referrer")
+    {
+        errors.push("response headers policy: Referrer-Policy must be no-referrer".into());
+    }
+    if block("content_type_options").is_none() {
+        errors.push("response headers policy: X-Content-Type-Options nosniff missing".into());
+    }
+    if block("frame_options")
+        .and_then(|b| attr_str(b, "frame_option"))
+        .as_deref()
+        != Some("DENY")
+    {
+        errors.push("response headers policy: X-Frame-Options must be DENY".into());
+    }
+    for name in [
+        "content_security_policy",
+        "strict_transport_security",
+        "referrer_policy",
+        "content_type_options",
+        "frame_options",
+    ] {
+        if block(name).is_some_and(|b| !is_true(b, "override")) {
+            errors.push(format!(
+                "response headers policy: {name} must override the origin's"
+            ));
+        }
+    }
+    errors
+}
+
+/// Every file of web/ is uploaded with a content type, and config.json is
+/// written from the variables with the four fields the page reads.
+fn check_portal_content(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let objects = cfg.resources("aws_s3_object");
+    let files = objects
+        .iter()
+        .find(|(_, b)| attr_str(b, "for_each").is_some_and(|f| f.contains("fileset(")));
+    match files {
+        Some((name, b)) => {
+            let dir = attr_text(cfg, b, "for_each").unwrap_or_default();
+            let web = local(cfg, "portal_web_dir").map(norm).unwrap_or_default();
+            if !(dir.contains("../web")
+                || (dir.contains("local.portal_web_dir") && web.ends_with("/../web")))
+            {
+                errors.push(format!(
+                    "aws_s3_object.{name}: must upload every file of web/ ({dir})"
+                ));
+            }
+            if attr_str(b, "bucket").as_deref() != Some("aws_s3_bucket.portal.id") {
+                errors.push(format!(
+                    "aws_s3_object.{name}: must go to the portal bucket"
+                ));
+            }
+            let types = attr_str(b, "content_type")
+                .unwrap_or_default()
+                .contains("local.portal_content_types");
+            let known = local(cfg, "portal_content_types")
+                .map(object_keys)
+                .unwrap_or_default();
+            if !types {
+                errors.push(format!(
+                    "aws_s3_object.{name}: content_type must come from local.portal_content_types"
+                ));
+            }
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+            for entry in std::fs::read_dir(&dir).expect("web/") {
+                let file = entry.unwrap().file_name().into_string().unwrap();
+                let ext = file.rsplit('.').next().unwrap_or_default().to_owned();
+                if !known.contains(&ext) {
+                    errors.push(format!(
+                        "web/{file}: no content type for .{ext} in local.portal_content_types"
+                    ));
+                }
+            }
+        }
+        None => errors.push("no aws_s3_object uploads web/ (for_each over fileset)".into()),
+    }
+    let config = objects
+        .iter()
+        .find(|(_, b)| attr_str(b, "key").as_deref() == Some("config.json"));
+    match config {
+        Some((name, b)) => {
+            let content = attr_str(b, "content").unwrap_or_default();
+            let fields = content
+                .strip_prefix("jsonencode(local.")
+                .and_then(|r| r.strip_suffix(')'))
+                .and_then(|l| local(cfg, l));
+            let keys = fields.map(object_keys).unwrap_or_default();
+            if keys != set(["issuer", "client_id", "scopes", "api_base_url"]) {
+                errors.push(format!("aws_s3_object.{name}: config.json must be jsonencode(local....) of issuer, client_id, scopes, api_base_url; got {keys:?}"));
+            }
+            if let Some(Expression::Object(o)) = fields {
+                let value = |k: &str| {
+                    o.iter()
+                        .find(|(key, _)| matches!(key, hcl::expr::ObjectKey::Identifier(i) if i.as_str() == k))
+                        .map(|(_, v)| norm(v))
+                        .unwrap_or_default()
+                };
+                if value("issuer") != "var.jwt_issuer" {
+                    errors.push(
+                        "config.json: issuer must be var.jwt_issuer (the tokens' iss)".into(),
+                    );
+                }
+                if !value("api_base_url").contains("aws_apigatewayv2_stage.default.invoke_url") {
+                    errors.push(
+                        "config.json: api_base_url must default to this stack's stage".into(),
+                    );
+                }
+            }
+            if attr_str(b, "content_type").as_deref() != Some("application/json") {
+                errors.push(format!(
+                    "aws_s3_object.{name}: content_type must be application/json"
+                ));
+            }
+        }
+        None => errors.push("no aws_s3_object writes config.json".into()),
+    }
+    let url = cfg
+        .blocks
+        .iter()
+        .find(|b| b.identifier() == "output" && label(b, 0) == Some("portal_url"))
+        .and_then(|b| attr_str(b.body(), "value"));
+    if !url.is_some_and(|u| {
+        u.starts_with("local.portal_origin")
+            || u.contains("aws_cloudfront_distribution.portal.domain_name")
+    }) {
+        errors.push("output portal_url must give the distribution's URL".into());
+    }
+    errors
+}
+
+/// The API lets the portal's origin call it: the request headers the page
+/// sends, the response headers it reads, and by default the distribution.
+fn check_api_cors(cfg: &Config) -> Vec<String> {
+    let Some(api) = cfg.resource("aws_apigatewayv2_api", "portal") else {
+        return vec!["no aws_apigatewayv2_api.portal".into()];
+    };
+    let cors = sub_blocks(api, "cors_configuration");
+    let [cors] = cors.as_slice() else {
+        return vec![
+            "aws_apigatewayv2_api.portal: needs one (non-dynamic) cors_configuration".into(),
+        ];
+    };
+    let mut errors = Vec::new();
+    let lower = |key: &str| -> BTreeSet<String> {
+        attr_list(cors, key)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect()
+    };
+    for (key, needed) in [
+        (
+            "allow_headers",
+            ["authorization", "content-type", "x-request-id"],
+        ),
+        (
+            "expose_headers",
+            ["retry-after", "x-request-id", "www-authenticate"],
+        ),
+    ] {
+        let have = lower(key);
+        for h in needed {
+            if !have.contains(h) {
+                errors.push(format!("CORS {key} lacks {h}"));
+            }
+        }
+    }
+    let methods = lower("allow_methods");
+    if methods != set(["get", "post"]) {
+        errors.push(format!(
+            "CORS allow_methods must be GET and POST, got {methods:?}"
+        ));
+    }
+    let origins = attr_str(cors, "allow_origins").unwrap_or_default();
+    if !(origins.contains("var.cors_allow_origins")
+        && origins.contains("aws_cloudfront_distribution.portal.domain_name"))
+    {
+        errors.push(format!(
+            "CORS allow_origins must default to the portal distribution: {origins}"
+        ));
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------------
 // Tests
 // ---------------------------------------------------------------------------
 
@@ -1401,6 +1804,29 @@ fn list_role_reads_only_tenant_items_and_indexes_of_devices() {
 #[test]
 fn stage_throttles_below_the_kms_quota() {
     assert_clean("stage", check_stage(&Config::load()));
+}
+
+#[test]
+fn portal_bucket_is_private_and_read_only_by_cloudfront() {
+    assert_clean("portal bucket", check_portal_bucket(&Config::load()));
+}
+
+#[test]
+fn portal_is_served_over_https_with_security_headers() {
+    assert_clean(
+        "portal distribution",
+        check_portal_distribution(&Config::load()),
+    );
+}
+
+#[test]
+fn portal_files_and_config_json_are_uploaded() {
+    assert_clean("portal content", check_portal_content(&Config::load()));
+}
+
+#[test]
+fn api_cors_lets_the_portal_call_and_read_its_headers() {
+    assert_clean("API CORS", check_api_cors(&Config::load()));
 }
 
 /// A breaking edit of the real HCL and the check that must notice it.
@@ -1836,6 +2262,119 @@ const MUTATIONS: &[Mutation] = &[
         0,
         "default     = 20000",
         check_stage,
+    ),
+    // portal page
+    m(
+        "portal bucket allows public policies",
+        "portal.tf",
+        "block_public_policy     = true",
+        0,
+        "block_public_policy     = false",
+        check_portal_bucket,
+    ),
+    m(
+        "portal bucket readable by anyone",
+        "portal.tf",
+        "identifiers = [\"cloudfront.amazonaws.com\"]",
+        0,
+        "identifiers = [\"*\"]",
+        check_portal_bucket,
+    ),
+    m(
+        "portal bucket readable by any distribution",
+        "portal.tf",
+        "variable = \"AWS:SourceArn\"",
+        0,
+        "variable = \"AWS:SourceAccount\"",
+        check_portal_bucket,
+    ),
+    m(
+        "portal bucket lets CloudFront list and write",
+        "portal.tf",
+        "actions   = [\"s3:GetObject\"]",
+        0,
+        "actions   = [\"s3:GetObject\", \"s3:PutObject\"]",
+        check_portal_bucket,
+    ),
+    m(
+        "CSP allows inline scripts",
+        "portal.tf",
+        "\"script-src 'self'\"",
+        0,
+        "\"script-src 'self' 'unsafe-inline'\"",
+        check_portal_distribution,
+    ),
+    m(
+        "CSP allows framing",
+        "portal.tf",
+        "\"frame-ancestors 'none'\",",
+        0,
+        "",
+        check_portal_distribution,
+    ),
+    m(
+        "viewers allowed over HTTP",
+        "portal.tf",
+        "viewer_protocol_policy     = \"redirect-to-https\"",
+        0,
+        "viewer_protocol_policy     = \"allow-all\"",
+        check_portal_distribution,
+    ),
+    m(
+        "referrer sent",
+        "portal.tf",
+        "referrer_policy = \"no-referrer\"",
+        0,
+        "referrer_policy = \"origin\"",
+        check_portal_distribution,
+    ),
+    m(
+        "frames from the same origin",
+        "portal.tf",
+        "frame_option = \"DENY\"",
+        0,
+        "frame_option = \"SAMEORIGIN\"",
+        check_portal_distribution,
+    ),
+    m(
+        "origin without access control",
+        "portal.tf",
+        "    origin_access_control_id = aws_cloudfront_origin_access_control.portal.id\n",
+        0,
+        "",
+        check_portal_distribution,
+    ),
+    m(
+        "config.json without client_id",
+        "portal.tf",
+        "    client_id    = var.portal_client_id != \"\" ? var.portal_client_id : var.jwt_audience\n",
+        0,
+        "",
+        check_portal_content,
+    ),
+    m(
+        "a web file type missing",
+        "portal.tf",
+        "    svg  = \"image/svg+xml\"\n",
+        0,
+        "",
+        check_portal_content,
+    ),
+    m(
+        "CORS without x-request-id",
+        "api.tf",
+        "allow_headers  = [\"authorization\", \"content-type\", \"x-request-id\"]",
+        0,
+        "allow_headers  = [\"authorization\", \"content-type\"]",
+        check_api_cors,
+    ),
+    m(
+        "CORS hides Retry-After",
+        "api.tf",
+        "expose_headers = [\"retry-after\", ",
+        0,
+        "expose_headers = [",
+        check_api_cors,
     ),
 ];
 
