@@ -43,8 +43,17 @@ if [ ! -x /usr/bin/chromium ]; then
     $sudo apt-get update -qq
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
 fi
-cargo build --bin portal
-PORTAL_BIN="${CARGO_TARGET_DIR:-target}/debug/portal" \
+# The `portal` binary `cargo test` just built for the CLI tests (a plain
+# `cargo build` would compile it again with other dependency features).
+portal_bin="$(cargo test -p recovery-portal --test cli --no-run --message-format=json 2>/dev/null |
+    "${VENV:-.venv}/bin/python" -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "portal" and m.get("executable"):
+        print(m["executable"])
+')"
+PORTAL_BIN="$portal_bin" \
     "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests/browser
 
 bash scripts/check-infra.sh
