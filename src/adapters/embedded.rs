@@ -16,6 +16,8 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
+mod lifecycle;
+
 #[derive(Default)]
 struct State {
     tenants: HashMap<TenantId, TenantPolicy>,
@@ -26,6 +28,9 @@ struct State {
     audit: Vec<AuditEvent>,
     audit_keys: HashMap<(TenantId, UserId, String), usize>,
     rate: HashMap<(TenantId, UserId), RateWindow>,
+    /// The key lifecycle (see `lifecycle` below): record versions, escrow
+    /// digests, superseded ciphertexts and settings versions.
+    life: lifecycle::LifeState,
 }
 
 /// Everything in one mutex: operations are short and never await inside it.
@@ -166,6 +171,7 @@ impl Store for MemoryStore {
         }
         st.rate.insert(rk, rate.window.clone());
         append(&mut st, event);
+        lifecycle::mark_disclosed(&mut st, event);
         Ok(Commit::Written)
     }
 
@@ -222,6 +228,7 @@ impl ImportStore for MemoryStore {
         for d in devices {
             let dev = &d.sealed.device;
             let key = (dev.tenant.clone(), dev.device_id.clone());
+            lifecycle::replaced_by_import(&mut st, d);
             if let Some(old) = st.devices.insert(key, d.clone()) {
                 let old = old.sealed.device;
                 if let Some(set) = st.by_owner.get_mut(&(old.tenant, old.owner)) {

@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
 
+mod lifecycle;
+
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 4 * 1024;
 /// Longest `reason` a caller may give for a retrieval.
@@ -49,6 +51,9 @@ pub enum Routes {
     List,
     /// `get-recovery-key`: key retrieval.
     Key,
+    /// `manage-keys`: escrow, device enrolment and retirement, rotation
+    /// requests, tenant settings (`api::lifecycle`).
+    Manage,
     All,
 }
 
@@ -122,6 +127,9 @@ async fn dispatch(
     serves: Routes,
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
+    if let Some((r, methods)) = lifecycle::route(&req.path) {
+        return lifecycle::dispatch(portal, serves, req, r, methods).await;
+    }
     let Some((route, method, unit)) = route(&req.path) else {
         return Err(ApiError::RouteNotFound);
     };
@@ -395,16 +403,13 @@ fn device_json(d: &Device) -> serde_json::Value {
         "display_name": d.display_name,
         "os": d.os,
         "managed_by": d.managed_by,
-        "recovery_keys": d.keys.iter().map(|k| json!({
-            "key_id": k.key_id,
-            "volume_type": k.volume_type,
-            "created_at": rfc3339(k.created_at),
-        })).collect::<Vec<_>>(),
+        "recovery_keys": d.keys.iter().map(lifecycle::key_json).collect::<Vec<_>>(),
     })
 }
 
 fn event_json(e: &AuditEvent) -> serde_json::Value {
     json!({
+        "action": e.action,
         "event_id": e.event_id,
         "time": rfc3339(e.time),
         "tenant_id": e.tenant_id,
@@ -476,6 +481,7 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many recovery keys requested", format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
         }
         ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", d.clone()),
+        ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflicts with what is stored", d.clone()),
         ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "Send the request body as application/json.".to_owned()),
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", format!("The request body must be at most {MAX_BODY} bytes.")),
         ApiError::MethodNotAllowed { allow } => {

@@ -1,7 +1,12 @@
 //! The ports: small traits the domain depends on. Adapters (embedded
 //! in-process, DynamoDB, KMS, JWKS) implement them; handlers never know which.
 
+mod lifecycle;
 mod portal;
+pub use lifecycle::{
+    DeviceRecord, DeviceUpsert, EscrowWrite, LifecycleStore, RotationPage, StoredKey,
+    StoredKeyPage, WriteOutcome,
+};
 pub use portal::Portal;
 
 use crate::domain::audit::{AuditEvent, AuditQuery};
@@ -92,6 +97,9 @@ pub trait Store: Send + Sync {
 pub struct ImportDevice {
     pub sealed: SealedDevice,
     pub fingerprint: String,
+    /// Per key, `domain::lifecycle::key_digest`, so a later escrow of the
+    /// same key is recognised without decrypting.
+    pub digests: Vec<(crate::domain::ids::KeyId, String)>,
 }
 
 /// The write side used by `portal import` and the embedded demo data.

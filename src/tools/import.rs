@@ -78,6 +78,7 @@ async fn seal_device(
     fingerprint: String,
 ) -> Result<ImportDevice, CipherError> {
     let mut sealed = Vec::with_capacity(d.passwords.len());
+    let mut digests = Vec::with_capacity(d.passwords.len());
     for (meta, pw) in &d.passwords {
         let ctx = KeyContext {
             tenant: d.device.tenant.clone(),
@@ -85,6 +86,7 @@ async fn seal_device(
             key_id: meta.key_id,
         };
         sealed.push((meta.key_id, cipher.seal(&ctx, pw).await?));
+        digests.push((meta.key_id, crate::domain::lifecycle::key_digest(&ctx, pw)));
     }
     Ok(ImportDevice {
         sealed: SealedDevice {
@@ -93,6 +95,7 @@ async fn seal_device(
             sealed,
         },
         fingerprint,
+        digests,
     })
 }
 

@@ -3,14 +3,16 @@
 //! the field.
 //!
 //! ```text
-//! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url}}],
+//! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url},
+//!              "require_reason"?:"never"|"helpdesk"|"always","superseded_key_retention_days"?:1..3650}],
 //!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
 //! ```
 
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::model::{
-    Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, Tenant, TenantPolicy, VolumeType,
+    Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, RequireReason, Tenant, TenantPolicy,
+    VolumeType,
 };
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -44,6 +46,10 @@ struct RawTenant {
     self_service: bool,
     #[serde(default)]
     helpdesk: Option<Helpdesk>,
+    #[serde(default)]
+    require_reason: Option<RequireReason>,
+    #[serde(default)]
+    superseded_key_retention_days: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -140,9 +146,26 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                 }
             }
         }
+        let retention = t
+            .superseded_key_retention_days
+            .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
+        if !TenantPolicy::RETENTION_DAYS.contains(&retention) {
+            push(
+                &mut errors,
+                format!(
+                    "{at} (tenant {id}).superseded_key_retention_days: must be a whole number from {} to {}",
+                    TenantPolicy::RETENTION_DAYS.start(),
+                    TenantPolicy::RETENTION_DAYS.end()
+                ),
+            );
+        }
+        // A tenant in the file sets all of its settings; the ones it leaves
+        // out take their defaults.
         let policy = TenantPolicy {
             self_service: t.self_service,
             helpdesk: t.helpdesk,
+            require_reason: t.require_reason.unwrap_or_default(),
+            superseded_key_retention_days: retention,
         };
         if policies.insert(id.clone(), policy.clone()).is_some() {
             push(
@@ -255,11 +278,7 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                 (key_id, volume_type, password, created_at)
             {
                 passwords.push((
-                    KeyMeta {
-                        key_id,
-                        volume_type,
-                        created_at,
-                    },
+                    KeyMeta::new(key_id, volume_type, created_at),
                     password,
                 ));
             }

@@ -158,6 +158,7 @@ impl Harness {
         });
         let portal = Portal {
             store: store.clone(),
+            lifecycle: memory.clone(),
             cipher: cipher.clone(),
             clock: clock.clone(),
             verifier: Arc::new(idp.verifier(clock.clone())),

@@ -37,6 +37,8 @@ use futures_util::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+mod lifecycle;
+
 const SERVICE: &str = "dynamodb";
 /// BatchGetItem's limit of keys per request.
 const BATCH_GET_MAX: usize = 100;
@@ -341,30 +343,30 @@ impl Store for DynamoStore {
             .key_condition_expression("#k = :k")
             .expression_attribute_names("#k", BY_OWNER.hash)
             .expression_attribute_values(":k", s(items::owner_key(tenant, owner)));
-        let found = self.query_pages(q, None, "Query by_owner").await?;
-        if let Some(first) = found.first() {
-            let policy = items::parse_policy(first, "device")?;
-            let devices = found
-                .iter()
-                .map(items::parse_device)
-                .collect::<Result<Vec<_>, _>>()?;
-            return Ok((devices, policy));
-        }
-        // No devices: the tenant item still tells where to get help.
-        let resp = self
+        // The tenant item is read alongside: settings changed through the
+        // API live there (the copies on device items are the import's).
+        let tenant_item = self
             .client
             .get_item()
             .table_name(&self.devices)
             .key("pk", s(items::tenant_pk(tenant)))
             .key("sk", s(items::TENANT_SK))
-            .send()
-            .await
-            .map_err(|e| unavailable("GetItem tenant", &e))?;
-        let policy = match resp.item {
-            Some(item) => items::parse_policy(&item, "tenant")?,
-            None => TenantPolicy::default(),
+            .send();
+        let (found, tenant_item) = futures_util::future::try_join(
+            self.query_pages(q, None, "Query by_owner"),
+            async { tenant_item.await.map_err(|e| unavailable("GetItem tenant", &e)) },
+        )
+        .await?;
+        let policy = match (tenant_item.item, found.first()) {
+            (Some(item), _) => items::parse_policy(&item, "tenant")?,
+            (None, Some(first)) => items::parse_policy(first, "device")?,
+            (None, None) => TenantPolicy::default(),
         };
-        Ok((Vec::new(), policy))
+        let devices = found
+            .iter()
+            .map(items::parse_device)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((devices, policy))
     }
 
     async fn find_keys(
@@ -405,6 +407,11 @@ impl Store for DynamoStore {
                 ("pk".to_owned(), s(items::device_pk(tenant, device))),
                 ("sk".to_owned(), s(items::DEVICE_SK)),
             ]))
+            // The tenant's settings, in the same call.
+            .keys(HashMap::from([
+                ("pk".to_owned(), s(items::tenant_pk(tenant))),
+                ("sk".to_owned(), s(items::TENANT_SK)),
+            ]))
             .consistent_read(true)
             .build()
             .map_err(build_error)?;
@@ -426,9 +433,14 @@ impl Store for DynamoStore {
                 "BatchGetItem",
             )
             .await?;
-        let sealed = match got.remove(&self.devices).and_then(|v| v.into_iter().next()) {
+        let found = got.remove(&self.devices).unwrap_or_default();
+        let sk_is = |item: &Item, sk: &str| attr_s(item, "sk") == Some(sk);
+        let sealed = match found.iter().find(|i| sk_is(i, items::DEVICE_SK)) {
             Some(item) => {
-                let d = items::parse_sealed_device(&item)?;
+                let mut d = items::parse_sealed_device(item)?;
+                if let Some(t) = found.iter().find(|i| sk_is(i, items::TENANT_SK)) {
+                    d.policy = items::parse_policy(t, "tenant")?;
+                }
                 // The key already names the tenant and device; check anyway.
                 (d.device.tenant == *tenant && d.device.device_id == *device).then_some(d)
             }
@@ -449,99 +461,7 @@ impl Store for DynamoStore {
         event: &AuditEvent,
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
-        let audit_item = items::audit_item(event);
-        let audit_pk = items::audit_pk(&event.tenant_id, &event.actor, &event.request_id);
-        let put = Put::builder()
-            .table_name(&self.audit)
-            .set_item(Some(audit_item))
-            .condition_expression("attribute_not_exists(pk)")
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .build()
-            .map_err(build_error)?;
-        let mut update = Update::builder()
-            .table_name(&self.rate_limits)
-            .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
-            .update_expression("SET #r = :r, #v = :v, #e = :e")
-            .expression_attribute_names("#r", "recent")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#e", "expires_at")
-            .expression_attribute_values(
-                ":r",
-                AttributeValue::L(rate.window.recent.iter().map(n).collect()),
-            )
-            .expression_attribute_values(":v", n(rate.window.version))
-            .expression_attribute_values(":e", n(rate.expires_at));
-        update = if rate.expected_version == 0 {
-            update.condition_expression("attribute_not_exists(pk)")
-        } else {
-            update
-                .condition_expression("#v = :expected")
-                .expression_attribute_values(":expected", n(rate.expected_version))
-        };
-        let update = update.build().map_err(build_error)?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(update).build())
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(Commit::Written),
-            Err(e) => e,
-        };
-        let reasons = match &err {
-            SdkError::ServiceError(se) => match se.err() {
-                TransactWriteItemsError::TransactionCanceledException(tc) => {
-                    tc.cancellation_reasons().to_vec()
-                }
-                _ => return Err(unavailable("TransactWriteItems", &err)),
-            },
-            _ => return Err(unavailable("TransactWriteItems", &err)),
-        };
-        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
-        if code(0) == "ConditionalCheckFailed" {
-            // This caller already used this request id: a retry of the same
-            // disclosure, or a reuse for something else.
-            let old = match reasons[0].item() {
-                Some(item) if !item.is_empty() => Some(item.clone()),
-                // Some DynamoDB implementations omit the old item.
-                _ => self.audit_item(&audit_pk).await?,
-            };
-            let Some(old) = old else {
-                return Err(Unavailable::new(
-                    SERVICE,
-                    "TransactWriteItems: audit condition failed but the event is not readable",
-                ));
-            };
-            let same = attr_s(&old, "outcome") == Some("granted")
-                && attr_s(&old, "device_id") == event.device_id.as_ref().map(|d| d.as_str())
-                && attr_s(&old, "key_id").map(str::to_owned) == event.key_id.map(|k| k.to_string());
-            return Ok(if same {
-                Commit::Duplicate
-            } else {
-                Commit::RequestIdReused
-            });
-        }
-        if code(1) == "ConditionalCheckFailed" {
-            return Ok(Commit::RateConflict);
-        }
-        // Another transaction touched one of the items at the same moment:
-        // nothing was written; reading again and retrying is safe.
-        if reasons
-            .iter()
-            .any(|r| r.code() == Some("TransactionConflict"))
-        {
-            return Ok(Commit::RateConflict);
-        }
-        Err(Unavailable::new(
-            SERVICE,
-            format!(
-                "TransactWriteItems cancelled: audit {}, rate limit {}",
-                code(0),
-                code(1)
-            ),
-        ))
+        self.commit_disclosure_marked(event, rate, true).await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
@@ -622,6 +542,164 @@ impl Store for DynamoStore {
         newest_first(&mut events);
         events.truncate(limit);
         Ok(events)
+    }
+}
+
+impl DynamoStore {
+    /// The device-item update that marks a granted disclosure: the key's
+    /// first `disclosed_at`, the device's rotation request (`by_rotation`)
+    /// and a new record version, so an escrow that read the device before
+    /// this disclosure cannot overwrite the mark. Only for a current key in
+    /// a device item with a `keys` map; otherwise the condition fails.
+    fn disclosure_mark(&self, event: &AuditEvent) -> Result<Option<Update>, Unavailable> {
+        let (Some(device), Some(key_id)) = (&event.device_id, event.key_id) else {
+            return Ok(None);
+        };
+        let since = items::rotation_since(event.time, device);
+        Update::builder()
+            .table_name(&self.devices)
+            .key("pk", s(items::device_pk(&event.tenant_id, device)))
+            .key("sk", s(items::DEVICE_SK))
+            .update_expression(
+                "SET #k.#id.#da = if_not_exists(#k.#id.#da, :now), \
+                 #v = if_not_exists(#v, :zero) + :one, #rt = :tenant, \
+                 #rs = if_not_exists(#rs, :since)",
+            )
+            .condition_expression("attribute_exists(#k.#id) AND attribute_not_exists(#k.#id.#sa)")
+            .expression_attribute_names("#k", "keys")
+            .expression_attribute_names("#id", key_id.to_string())
+            .expression_attribute_names("#da", "disclosed_at")
+            .expression_attribute_names("#sa", "superseded_at")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#rt", "rotation_tenant")
+            .expression_attribute_names("#rs", "rotation_since")
+            .expression_attribute_values(":now", s(items::ts(event.time)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":tenant", s(event.tenant_id.as_str()))
+            .expression_attribute_values(":since", s(since))
+            .build()
+            .map(Some)
+            .map_err(build_error)
+    }
+
+    /// The granted event, the rate window and (with `mark`) the key's
+    /// `disclosed_at` with its rotation request, in one transaction.
+    async fn commit_disclosure_marked(
+        &self,
+        event: &AuditEvent,
+        rate: &RateUpdate,
+        mark: bool,
+    ) -> Result<Commit, Unavailable> {
+        let audit_item = items::audit_item(event);
+        let audit_pk = items::audit_pk(&event.tenant_id, &event.actor, &event.request_id);
+        let put = Put::builder()
+            .table_name(&self.audit)
+            .set_item(Some(audit_item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .map_err(build_error)?;
+        let mut update = Update::builder()
+            .table_name(&self.rate_limits)
+            .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
+            .update_expression("SET #r = :r, #v = :v, #e = :e")
+            .expression_attribute_names("#r", "recent")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_values(
+                ":r",
+                AttributeValue::L(rate.window.recent.iter().map(n).collect()),
+            )
+            .expression_attribute_values(":v", n(rate.window.version))
+            .expression_attribute_values(":e", n(rate.expires_at));
+        update = if rate.expected_version == 0 {
+            update.condition_expression("attribute_not_exists(pk)")
+        } else {
+            update
+                .condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", n(rate.expected_version))
+        };
+        let update = update.build().map_err(build_error)?;
+        let disclosed = if mark {
+            self.disclosure_mark(event)?
+        } else {
+            None
+        };
+        let has_mark = disclosed.is_some();
+        let mut writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        writes.extend(disclosed.map(|u| TransactWriteItem::builder().update(u).build()));
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await;
+        let err = match result {
+            Ok(_) => return Ok(Commit::Written),
+            Err(e) => e,
+        };
+        let reasons = match &err {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(tc) => {
+                    tc.cancellation_reasons().to_vec()
+                }
+                _ => return Err(unavailable("TransactWriteItems", &err)),
+            },
+            _ => return Err(unavailable("TransactWriteItems", &err)),
+        };
+        let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+        if code(0) == "ConditionalCheckFailed" {
+            // This caller already used this request id: a retry of the same
+            // disclosure, or a reuse for something else.
+            let old = match reasons[0].item() {
+                Some(item) if !item.is_empty() => Some(item.clone()),
+                // Some DynamoDB implementations omit the old item.
+                _ => self.audit_item(&audit_pk).await?,
+            };
+            let Some(old) = old else {
+                return Err(Unavailable::new(
+                    SERVICE,
+                    "TransactWriteItems: audit condition failed but the event is not readable",
+                ));
+            };
+            let same = attr_s(&old, "outcome") == Some("granted")
+                && attr_s(&old, "device_id") == event.device_id.as_ref().map(|d| d.as_str())
+                && attr_s(&old, "key_id").map(str::to_owned) == event.key_id.map(|k| k.to_string());
+            return Ok(if same {
+                Commit::Duplicate
+            } else {
+                Commit::RequestIdReused
+            });
+        }
+        if code(1) == "ConditionalCheckFailed" {
+            return Ok(Commit::RateConflict);
+        }
+        if has_mark && code(2) == "ConditionalCheckFailed" {
+            // The key is superseded (or the device item predates the keys
+            // map, or was retired meanwhile): no rotation to request. The
+            // disclosure itself is recorded without the mark.
+            return Box::pin(self.commit_disclosure_marked(event, rate, false)).await;
+        }
+        // Another transaction touched one of the items at the same moment:
+        // nothing was written; reading again and retrying is safe.
+        if reasons
+            .iter()
+            .any(|r| r.code() == Some("TransactionConflict"))
+        {
+            return Ok(Commit::RateConflict);
+        }
+        Err(Unavailable::new(
+            SERVICE,
+            format!(
+                "TransactWriteItems cancelled: audit {}, rate limit {}",
+                code(0),
+                code(1)
+            ),
+        ))
     }
 }
 

@@ -86,6 +86,7 @@ fn device_access_rules() {
     let helpdesk_only = TenantPolicy {
         self_service: false,
         helpdesk: Some(helpdesk.clone()),
+        ..TenantPolicy::default()
     };
     let disabled = Err(ApiError::SelfServiceDisabled {
         helpdesk: Some(helpdesk),
