@@ -81,6 +81,7 @@ fn event(
     at_unix_nanos: i128,
 ) -> AuditEvent {
     AuditEvent {
+        action: recovery_portal::domain::audit::Action::Disclose,
         event_id: uuid::Uuid::new_v4().to_string(),
         time: OffsetDateTime::from_unix_timestamp_nanos(at_unix_nanos).unwrap(),
         tenant_id: t(tenant),

@@ -9,5 +9,6 @@ mod contract;
 mod e2e;
 mod faults;
 mod import_scale;
+mod lifecycle_contract;
 mod moto;
 mod tls;

@@ -297,12 +297,19 @@ pub fn key_meta_value(k: &KeyMeta) -> AttributeValue {
 
 /// A device item's `keys`: a map keyed by the canonical key ID, so a
 /// disclosure can mark its key (`keys.<id>.disclosed_at`) without reading
-/// the item first. Items written before this read as a list (`parse_device`
-/// takes both).
+/// the item first; `pos` keeps the order the keys were written in. Items
+/// written before this read as a list (`parse_device` takes both).
 pub fn keys_value(keys: &[KeyMeta]) -> AttributeValue {
     AttributeValue::M(
         keys.iter()
-            .map(|k| (k.key_id.to_string(), key_meta_value(k)))
+            .enumerate()
+            .map(|(i, k)| {
+                let mut v = key_meta_value(k);
+                if let AttributeValue::M(m) = &mut v {
+                    m.insert("pos".into(), AttributeValue::N(i.to_string()));
+                }
+                (k.key_id.to_string(), v)
+            })
             .collect(),
     )
 }
@@ -465,15 +472,15 @@ fn parse_key_meta(v: &AttributeValue) -> Result<KeyMeta, ItemError> {
 }
 
 /// A device item's `keys`: a map (written since escrow exists) or a list
-/// (written before); sorted by key ID either way.
+/// (written before), in the order they were written either way.
 fn parse_keys(item: &Item) -> Result<Vec<KeyMeta>, ItemError> {
     let err = ItemError {
         kind: "device",
         attr: "keys",
     };
-    let mut keys = match item.get("keys") {
-        None => Vec::new(),
-        Some(AttributeValue::L(v)) => v.iter().map(parse_key_meta).collect::<Result<_, _>>()?,
+    match item.get("keys") {
+        None => Ok(Vec::new()),
+        Some(AttributeValue::L(v)) => v.iter().map(parse_key_meta).collect(),
         Some(AttributeValue::M(m)) => {
             let mut out = Vec::with_capacity(m.len());
             for (id, v) in m {
@@ -481,14 +488,22 @@ fn parse_keys(item: &Item) -> Result<Vec<KeyMeta>, ItemError> {
                 if KeyId::parse(id) != Ok(k.key_id) {
                     return Err(err);
                 }
-                out.push(k);
+                let pos = match v {
+                    AttributeValue::M(e) => Reader {
+                        item: e,
+                        kind: "device key",
+                    }
+                    .n::<u64>("pos")?
+                    .unwrap_or(u64::MAX),
+                    _ => u64::MAX,
+                };
+                out.push((pos, k));
             }
-            out
+            out.sort_by_key(|(pos, k)| (*pos, k.key_id));
+            Ok(out.into_iter().map(|(_, k)| k).collect())
         }
-        Some(_) => return Err(err),
-    };
-    keys.sort_by_key(|k| k.key_id);
-    Ok(keys)
+        Some(_) => Err(err),
+    }
 }
 
 /// The stored escrow digests of a device item (none before escrow existed).
