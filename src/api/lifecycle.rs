@@ -231,6 +231,17 @@ fn json_object(headers: &HeaderMap, body: &[u8]) -> Result<Map<String, Value>, A
     }
 }
 
+/// How a problem names a field. The password field is named in words: a
+/// problem document never carries the literal `recovery_password`, which
+/// only a disclosure does.
+fn field_name(f: &str) -> &str {
+    if f == "recovery_password" {
+        "the recovery password"
+    } else {
+        f
+    }
+}
+
 /// Rejects fields other than `allowed`.
 fn only(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     for k in body.keys() {
@@ -238,7 +249,11 @@ fn only(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
             return Err(ApiError::BadRequest(format!(
                 "unknown field {:?}; allowed: {}",
                 k.chars().take(64).collect::<String>(),
-                allowed.join(", ")
+                allowed
+                    .iter()
+                    .map(|f| field_name(f))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
@@ -249,12 +264,16 @@ fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a st
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::BadRequest(format!("{field} must be a string"))),
+        Some(_) => Err(ApiError::BadRequest(format!(
+            "{} must be a string",
+            field_name(field)
+        ))),
     }
 }
 
 fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
-    string(body, field)?.ok_or_else(|| ApiError::BadRequest(format!("{field} is required")))
+    string(body, field)?
+        .ok_or_else(|| ApiError::BadRequest(format!("{} is required", field_name(field))))
 }
 
 fn text_ok(s: &str, max: usize) -> bool {
@@ -289,7 +308,7 @@ fn escrow_request(
     let volume_type = volume_type(required(&body, "volume_type")?)?;
     // Never echo the password, valid or not.
     let password = RecoveryPassword::parse(required(&body, "recovery_password")?)
-        .map_err(|e| ApiError::BadRequest(format!("recovery_password {e}")))?;
+        .map_err(|e| ApiError::BadRequest(format!("the recovery password {e}")))?;
     let created_at = string(&body, "created_at")?
         .map(|t| {
             OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {

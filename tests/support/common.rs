@@ -185,10 +185,16 @@ impl Harness {
 
     /// Starts the local server on an ephemeral port.
     pub async fn serve(&self) -> Server {
+        serve_portal(self.portal.clone()).await
+    }
+}
+
+/// The local server for any portal, on an ephemeral port.
+pub async fn serve_portal(portal: Portal) -> Server {
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let portal = self.portal.clone();
         tokio::spawn(async move {
             recovery_portal::frontends::server::serve(listener, portal, None, async {
                 let _ = rx.await;
