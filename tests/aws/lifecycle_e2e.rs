@@ -442,3 +442,137 @@ async fn key_lifecycle_over_http_on_dynamodb_and_kms() {
     assert!(matches!(item.get("sealed"), Some(AttributeValue::B(_))));
     after_retention(&mut env, false).await;
 }
+
+/// `portal keys verify` against DynamoDB + KMS (moto): a bad escrow (a
+/// ciphertext sealed for another key, and a damaged one) is reported by
+/// device and key ID, no password is printed, the run is audited, and the
+/// exit status says whether every key is sound.
+#[test]
+fn keys_verify_reports_broken_keys_and_prints_none() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use recovery_portal::domain::audit::{Action, AuditQuery};
+    use recovery_portal::domain::ids::TenantId;
+    use std::process::Command;
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let aws = rt.block_on(moto_env());
+    let seed = recovery_portal::tools::seed::parse(&test_seed()).unwrap();
+    rt.block_on(recovery_portal::tools::import::import(
+        &seed,
+        aws.cipher.as_ref(),
+        aws.store.as_ref(),
+        &|_, _| {},
+    ))
+    .unwrap();
+    let table = aws.store.devices_table().to_owned();
+    let get_sealed = |device: &str| -> std::collections::HashMap<String, AttributeValue> {
+        let item = rt
+            .block_on(
+                aws.dynamodb
+                    .get_item()
+                    .table_name(&table)
+                    .key("pk", AttributeValue::S(format!("D#contoso#{device}")))
+                    .key("sk", AttributeValue::S("DEVICE".into()))
+                    .send(),
+            )
+            .unwrap()
+            .item
+            .unwrap();
+        match item.get("sealed") {
+            Some(AttributeValue::M(m)) => m.clone(),
+            _ => panic!("no sealed map"),
+        }
+    };
+    // PC-BOB's key replaced by PC-ALICE-2's ciphertext (sealed for another
+    // device and key); one byte of PC-ALICE-2's own flipped.
+    let alice2 = get_sealed("PC-ALICE-2");
+    let (alice2_key, alice2_blob) = alice2.iter().next().unwrap();
+    let AttributeValue::B(blob) = alice2_blob else {
+        panic!()
+    };
+    let mut damaged = blob.clone().into_inner();
+    damaged[20] ^= 0x55;
+    let bob_key = get_sealed("PC-BOB").keys().next().unwrap().clone();
+    for (device, key, value) in [
+        ("PC-BOB", bob_key.clone(), blob.clone().into_inner()),
+        ("PC-ALICE-2", alice2_key.clone(), damaged),
+    ] {
+        rt.block_on(
+            aws.dynamodb
+                .update_item()
+                .table_name(&table)
+                .key("pk", AttributeValue::S(format!("D#contoso#{device}")))
+                .key("sk", AttributeValue::S("DEVICE".into()))
+                .update_expression("SET #s.#k = :v")
+                .expression_attribute_names("#s", "sealed")
+                .expression_attribute_names("#k", key)
+                .expression_attribute_values(":v", AttributeValue::B(value.into()))
+                .send(),
+        )
+        .unwrap();
+    }
+
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_portal"))
+            .args(args)
+            .env("AWS_ENDPOINT_URL", crate::support::aws::moto_url())
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .env("AWS_REGION", "us-east-1")
+            .env("PORTAL_TABLE_PREFIX", &aws.prefix)
+            .env("PORTAL_KMS_KEY_ID", &aws.kms_key_id)
+            .env("USER", "ops-admin")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = run(&["keys", "verify"]);
+    assert!(!ok, "broken keys must fail the run: {out}{err}");
+    assert!(
+        out.contains(&format!("BROKEN tenant contoso device PC-BOB key {bob_key}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "BROKEN tenant contoso device PC-ALICE-2 key {alice2_key}"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("7 keys checked in 2 tenants, 2 broken"), "{out}");
+    for n in 1..=7 {
+        assert!(
+            !out.contains(&password(n)) && !err.contains(&password(n)),
+            "a password was printed"
+        );
+    }
+    // Another tenant alone: all sound.
+    let (ok, out, err) = run(&["keys", "verify", "--tenant", "fabrikam"]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("2 keys checked in 1 tenants, 0 broken"), "{out}");
+
+    // Each run is in the tenants' audit trails.
+    let events = rt
+        .block_on(aws.store.audit_events(
+            &TenantId::parse("contoso").unwrap(),
+            &AuditQuery {
+                device_id: None,
+                actor: None,
+                limit: 100,
+            },
+        ))
+        .unwrap();
+    let verify: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == Action::KeysVerify)
+        .collect();
+    assert_eq!(verify.len(), 1, "{events:?}");
+    assert_eq!(verify[0].actor.as_str(), "cli.ops-admin");
+    assert_eq!(verify[0].reason, "broken_keys");
+    let detail = verify[0].justification.as_deref().unwrap();
+    assert!(detail.starts_with("5 keys checked, 2 broken"), "{detail}");
+    assert!(detail.contains(&format!("PC-BOB/{bob_key}")), "{detail}");
+}
