@@ -5,5 +5,6 @@
 mod support;
 
 mod events;
+mod lifecycle;
 mod logs;
 mod routes;
