@@ -219,6 +219,7 @@ impl ImportStore for MemoryStore {
         let mut st = self.state();
         for t in tenants {
             st.tenants.insert(t.id.clone(), t.policy.clone());
+            lifecycle::tenant_replaced_by_import(&mut st, &t.id);
         }
         Ok(())
     }

@@ -342,6 +342,28 @@ mod tests {
     }
 
     #[test]
+    fn tenants_carry_all_their_settings_with_defaults_for_the_new_ones() {
+        let s = parse(
+            r#"{"tenants":[{"tenant_id":"t1","self_service":false,"require_reason":"helpdesk","superseded_key_retention_days":90},
+                           {"tenant_id":"t2","self_service":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.tenants[0].policy.require_reason, RequireReason::Helpdesk);
+        assert_eq!(s.tenants[0].policy.superseded_key_retention_days, 90);
+        assert_eq!(s.tenants[1].policy.require_reason, RequireReason::Never);
+        assert_eq!(s.tenants[1].policy.superseded_key_retention_days, 30);
+        for bad in [
+            r#""superseded_key_retention_days":0"#,
+            r#""superseded_key_retention_days":3651"#,
+            r#""require_reason":"sometimes""#,
+        ] {
+            let doc = format!(r#"{{"tenants":[{{"tenant_id":"t1","self_service":true,{bad}}}]}}"#);
+            let e = parse(&doc).err().expect(bad);
+            assert!(e.0[0].contains("tenants[0]"), "{}", e.0[0]);
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_rejected_with_their_path() {
         let e = parse(r#"{"tenants":[{"tenant_id":"t1","self_service":true,"colour":"red"}]}"#)
             .err()

@@ -512,6 +512,33 @@ async fn lifecycle_contract(
         WriteOutcome::Written
     );
     assert_eq!(life.tenant_settings(&t("t1")).await.unwrap().0, open);
+    // An import that names the tenant sets all its settings again (the
+    // ones the file leaves out take their defaults).
+    let reimport = recovery_portal::tools::seed::parse(
+        &serde_json::json!({
+            "tenants": [{"tenant_id": "t1", "self_service": true, "require_reason": "helpdesk", "superseded_key_retention_days": 90}],
+        })
+        .to_string(),
+    )
+    .unwrap();
+    recovery_portal::tools::import::import(&reimport, cipher, import, &|_, _| {})
+        .await
+        .unwrap();
+    let (imported, _) = life.tenant_settings(&t("t1")).await.unwrap();
+    assert_eq!(imported, reimport.tenants[0].policy);
+    assert_eq!(imported.require_reason, RequireReason::Helpdesk);
+    // A change prepared before the import (at the version `open` left)
+    // must read again.
+    let e = write_event(Action::SettingsChange, "t1", None, "w-10b");
+    assert_eq!(
+        life.commit_settings(&t("t1"), &open, v1 + 1, &e).await.unwrap(),
+        WriteOutcome::Conflict
+    );
+    let (loaded, _) = store
+        .load_for_disclosure(&t("t1"), &d("PC-1"), &u("u1"))
+        .await
+        .unwrap();
+    assert_eq!(loaded.unwrap().policy, imported);
     // A tenant never written has the defaults.
     assert_eq!(
         life.tenant_settings(&t("t9")).await.unwrap(),

@@ -64,6 +64,12 @@ pub(super) fn replaced_by_import(st: &mut State, d: &ImportDevice) {
     *st.life.versions.entry(k).or_default() += 1;
 }
 
+/// An import rewrote the tenant's settings: a settings change read before
+/// must read again.
+pub(super) fn tenant_replaced_by_import(st: &mut State, tenant: &TenantId) {
+    *st.life.tenant_versions.entry(tenant.clone()).or_default() += 1;
+}
+
 /// The request id is free for this caller (a write's event is appended
 /// with the write, so a used one means nothing may be written).
 fn request_id_free(st: &State, event: &AuditEvent) -> bool {
