@@ -59,7 +59,9 @@ pub fn spawn_retention_sweep(portal: &Portal) -> tokio::task::JoinHandle<()> {
             tick.tick().await;
             match portal.lifecycle.sweep_expired(portal.clock.now()).await {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "superseded keys past their retention deleted"),
+                Ok(n) => {
+                    tracing::info!(deleted = n, "superseded keys past their retention deleted")
+                }
                 Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
             }
         }

@@ -236,7 +236,11 @@ async fn verify_keys(tenant: Option<String>) -> ExitCode {
     let report = match verify::verify(store.as_ref(), cipher.as_ref(), tenant.as_ref(), &show).await
     {
         Ok(r) => r,
-        Err(e) => return fail(format!("verification stopped: {e}. Nothing was changed; run it again")),
+        Err(e) => {
+            return fail(format!(
+                "verification stopped: {e}. Nothing was changed; run it again"
+            ));
+        }
     };
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!();

@@ -110,11 +110,10 @@ pub(super) async fn dispatch(
             let key_id = KeyId::parse(&key).map_err(|e| bad("key_id", e))?;
             let body = json_object(&req.headers, &req.body)?;
             let request = escrow_request(device_id, key_id, body)?;
-            let (status, key) =
-                match lifecycle::escrow(portal, &caller, &meta, request).await? {
-                    Escrowed::Created(k) => (StatusCode::CREATED, k),
-                    Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
-                };
+            let (status, key) = match lifecycle::escrow(portal, &caller, &meta, request).await? {
+                Escrowed::Created(k) => (StatusCode::CREATED, k),
+                Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
+            };
             let mut body = key_json(&key);
             body.insert("device_id".into(), json!(device));
             Ok(json_response(status, &body))
@@ -189,9 +188,7 @@ pub(super) async fn dispatch(
 /// A rotation-requests cursor: base64url of the store's `<sort>#<device>`.
 fn decode_cursor(raw: &str) -> Result<String, ApiError> {
     let invalid = || {
-        ApiError::BadRequest(
-            "cursor must be the `next` value of an earlier page, unchanged".into(),
-        )
+        ApiError::BadRequest("cursor must be the `next` value of an earlier page, unchanged".into())
     };
     let bytes = URL_SAFE_NO_PAD.decode(raw).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
@@ -355,7 +352,11 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
     match body.get("self_service") {
         None => {}
         Some(Value::Bool(b)) => patch.self_service = Some(*b),
-        Some(_) => return Err(ApiError::BadRequest("self_service must be true or false".into())),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "self_service must be true or false".into(),
+            ));
+        }
     }
     match body.get("helpdesk") {
         None => {}
@@ -385,9 +386,12 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
         }
     }
     if let Some(v) = body.get("require_reason") {
-        patch.require_reason = Some(v.as_str().and_then(RequireReason::parse).ok_or_else(
-            || ApiError::BadRequest("require_reason must be \"never\", \"helpdesk\" or \"always\"".into()),
-        )?);
+        patch.require_reason =
+            Some(v.as_str().and_then(RequireReason::parse).ok_or_else(|| {
+                ApiError::BadRequest(
+                    "require_reason must be \"never\", \"helpdesk\" or \"always\"".into(),
+                )
+            })?);
     }
     if let Some(v) = body.get("superseded_key_retention_days") {
         let range = TenantPolicy::RETENTION_DAYS;

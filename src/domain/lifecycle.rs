@@ -97,7 +97,11 @@ pub fn key_digest(ctx: &KeyContext, password: &RecoveryPassword) -> String {
         d.update(part.as_bytes());
         d.update(b"\0");
     }
-    d.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    d.finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `a` is newer than `b`: later `created_at`, ties to the lower key ID (the
@@ -189,17 +193,17 @@ pub async fn escrow(
             (Some(h), None) if h.volume_type == req.volume_type => true,
             (Some(_), _) => {
                 return Err(audit
-                .deny(
-                    Some(req.key_id),
-                    "key_conflict",
-                    ApiError::Conflict(
-                        "A different recovery password is already stored under this key ID. \
+                    .deny(
+                        Some(req.key_id),
+                        "key_conflict",
+                        ApiError::Conflict(
+                            "A different recovery password is already stored under this key ID. \
                          Key IDs are unique per key: check the key ID, or retire the device \
                          and enrol it again if it was reinstalled."
-                            .into(),
-                    ),
-                )
-                .await);
+                                .into(),
+                        ),
+                    )
+                    .await);
             }
         };
         let live: Vec<KeyMeta> = live
@@ -373,7 +377,8 @@ pub async fn upsert_device(
                 }
                 // Owner is not part of the KMS context: an ownership change
                 // is named in the trail so it can never pass unnoticed.
-                let detail = (d.owner != md.owner).then(|| format!("owner {} -> {}", d.owner, md.owner));
+                let detail =
+                    (d.owner != md.owner).then(|| format!("owner {} -> {}", d.owner, md.owner));
                 (
                     DeviceUpsert {
                         device: Device {
@@ -436,9 +441,9 @@ pub async fn retire_device(
             Ok(())
         }
         WriteOutcome::RequestIdReused => Err(request_id_reused()),
-        WriteOutcome::NotFound | WriteOutcome::Conflict => {
-            Err(audit.deny(None, "not_found", ApiError::DeviceNotFound).await)
-        }
+        WriteOutcome::NotFound | WriteOutcome::Conflict => Err(audit
+            .deny(None, "not_found", ApiError::DeviceNotFound)
+            .await),
     }
 }
 
@@ -526,12 +531,14 @@ mod tests {
     #[test]
     fn newer_orders_by_time_then_lower_key_id() {
         let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let k = |id: &str, t| {
-            KeyMeta::new(KeyId::parse(id).unwrap(), VolumeType::OperatingSystem, t)
-        };
+        let k =
+            |id: &str, t| KeyMeta::new(KeyId::parse(id).unwrap(), VolumeType::OperatingSystem, t);
         let a = k("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", t);
         let b = k("2f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", t);
-        let c = k("0f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", t + Duration::seconds(1));
+        let c = k(
+            "0f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b",
+            t + Duration::seconds(1),
+        );
         assert!(newer(&a, &b) && !newer(&b, &a));
         assert!(newer(&c, &a) && !newer(&a, &c));
         assert!(!newer(&a, &a));

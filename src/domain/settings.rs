@@ -112,8 +112,7 @@ pub async fn patch(
             WriteOutcome::Conflict | WriteOutcome::NotFound => continue,
             WriteOutcome::RequestIdReused => {
                 return Err(ApiError::BadRequest(
-                    "this X-Request-Id was already used for another request; send a new one"
-                        .into(),
+                    "this X-Request-Id was already used for another request; send a new one".into(),
                 ));
             }
         }

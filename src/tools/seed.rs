@@ -277,10 +277,7 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
             if let (Some(key_id), Some(volume_type), Some(password), Some(created_at)) =
                 (key_id, volume_type, password, created_at)
             {
-                passwords.push((
-                    KeyMeta::new(key_id, volume_type, created_at),
-                    password,
-                ));
+                passwords.push((KeyMeta::new(key_id, volume_type, created_at), password));
             }
         }
         if errors.len() != before {

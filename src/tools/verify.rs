@@ -91,9 +91,9 @@ pub async fn verify(
             None => break,
         }
     }
-    report.broken.sort_by(|a, b| {
-        (&a.tenant, &a.device, a.key_id).cmp(&(&b.tenant, &b.device, b.key_id))
-    });
+    report
+        .broken
+        .sort_by(|a, b| (&a.tenant, &a.device, a.key_id).cmp(&(&b.tenant, &b.device, b.key_id)));
     Ok(report)
 }
 
@@ -105,8 +105,11 @@ pub fn audit_events(report: &VerifyReport, actor: &UserId, at: OffsetDateTime) -
         .checked
         .iter()
         .map(|(tenant, checked)| {
-            let broken: Vec<&BrokenKey> =
-                report.broken.iter().filter(|b| &b.tenant == tenant).collect();
+            let broken: Vec<&BrokenKey> = report
+                .broken
+                .iter()
+                .filter(|b| &b.tenant == tenant)
+                .collect();
             let mut detail = format!("{checked} keys checked, {} broken", broken.len());
             for b in broken.iter().take(NAMED_IN_EVENT) {
                 detail.push_str(&format!("; {}/{}", b.device, b.key_id));

@@ -49,7 +49,12 @@ async fn methods_media_types_and_sizes() {
     // Not JSON, too large, not an object, unknown field, bad JSON.
     let path = format!("/v1/devices/PC-ALICE/recovery-keys/{K_NEW}");
     let r = s
-        .send("PUT", &path, Some(&mdm), Some(("text/plain", "volume_type=x")))
+        .send(
+            "PUT",
+            &path,
+            Some(&mdm),
+            Some(("text/plain", "volume_type=x")),
+        )
         .await;
     r.assert_problem(415);
     let big = json!({"volume_type": "x".repeat(5000)}).to_string();
@@ -66,9 +71,14 @@ async fn methods_media_types_and_sizes() {
             .assert_problem(400);
     }
     // Unknown sub-routes stay 404.
-    s.send("PUT", "/v1/devices/PC-ALICE/recovery-keys", Some(&mdm), None)
-        .await
-        .assert_problem(404);
+    s.send(
+        "PUT",
+        "/v1/devices/PC-ALICE/recovery-keys",
+        Some(&mdm),
+        None,
+    )
+    .await
+    .assert_problem(404);
     s.send("PUT", "/v1/devices/PC-ALICE/other/x", Some(&mdm), None)
         .await
         .assert_problem(404);
@@ -117,7 +127,12 @@ async fn each_function_serves_only_its_routes() {
         let r = api::handle(&h.portal, Routes::Manage, req(m, p)).await;
         assert_eq!(r.status(), 404, "manage-keys must not serve {m} {p}");
     }
-    let r = api::handle(&h.portal, Routes::Manage, req("GET", "/v1/rotation-requests")).await;
+    let r = api::handle(
+        &h.portal,
+        Routes::Manage,
+        req("GET", "/v1/rotation-requests"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 }
 
@@ -165,14 +180,25 @@ async fn device_metadata_is_validated_and_ownership_changes_are_audited() {
     assert_eq!(log[0].justification.as_deref(), Some("owner alice -> bob"));
     // Bob now lists it and may read its key; alice no longer can.
     let r = s
-        .get("/v1/devices", &h.token("contoso", "bob", "RecoveryKey.Read"))
+        .get(
+            "/v1/devices",
+            &h.token("contoso", "bob", "RecoveryKey.Read"),
+        )
         .await;
     assert!(r.text.contains("PC-ALICE\""), "{}", r.text);
-    s.post_key("PC-ALICE", &h.token("contoso", "alice", "RecoveryKey.Read"), None)
-        .await
-        .assert_problem(404);
+    s.post_key(
+        "PC-ALICE",
+        &h.token("contoso", "alice", "RecoveryKey.Read"),
+        None,
+    )
+    .await
+    .assert_problem(404);
     let r = s
-        .post_key("PC-ALICE", &h.token("contoso", "bob", "RecoveryKey.Read"), None)
+        .post_key(
+            "PC-ALICE",
+            &h.token("contoso", "bob", "RecoveryKey.Read"),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
@@ -240,7 +266,11 @@ async fn rotation_requests_page_with_a_cursor() {
     let (h, s) = setup().await;
     let mdm = h.token("contoso", "mdm", MDM);
     // Three disclosures on three devices, a minute apart.
-    for (device, user) in [("PC-BOB", "bob"), ("PC-ALICE", "alice"), ("PC-ALICE-2", "alice")] {
+    for (device, user) in [
+        ("PC-BOB", "bob"),
+        ("PC-ALICE", "alice"),
+        ("PC-ALICE-2", "alice"),
+    ] {
         let r = s
             .post_key(device, &h.token("contoso", user, "RecoveryKey.Read"), None)
             .await;
@@ -288,10 +318,20 @@ async fn settings_apply_on_the_next_request() {
     let alice = h.token("contoso", "alice", "RecoveryKey.Read");
     let desk = h.token("contoso", "desk", "RecoveryKey.Read.All");
     // Reasons for the helpdesk only.
-    let r = json_send(&s, "PATCH", "/v1/tenant/settings", &admin, json!({"require_reason": "helpdesk"})).await;
+    let r = json_send(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        &admin,
+        json!({"require_reason": "helpdesk"}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(s.post_key("PC-ALICE", &alice, None).await.status, 200);
-    let p = s.post_key("PC-ALICE", &desk, None).await.assert_problem(400);
+    let p = s
+        .post_key("PC-ALICE", &desk, None)
+        .await
+        .assert_problem(400);
     assert!(p["detail"].as_str().unwrap().contains("reason"));
     // Whitespace is no reason.
     s.post_key("PC-ALICE", &desk, Some(r#"{"reason":"   "}"#))
@@ -310,16 +350,39 @@ async fn settings_apply_on_the_next_request() {
     assert_eq!(denied, 2, "refusals are audited");
 
     // Self-service off, helpdesk removed: the owner is told at once.
-    let r = json_send(&s, "PATCH", "/v1/tenant/settings", &admin, json!({"self_service": false, "helpdesk": null})).await;
+    let r = json_send(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        &admin,
+        json!({"self_service": false, "helpdesk": null}),
+    )
+    .await;
     assert_eq!(r.json()["helpdesk"], Value::Null);
-    let p = s.post_key("PC-ALICE", &alice, None).await.assert_problem(403);
-    assert_eq!(p["type"], "https://recovery-portal.dev/problems/self-service-disabled");
+    let p = s
+        .post_key("PC-ALICE", &alice, None)
+        .await
+        .assert_problem(403);
+    assert_eq!(
+        p["type"],
+        "https://recovery-portal.dev/problems/self-service-disabled"
+    );
     let r = s.get("/v1/devices", &alice).await;
     assert_eq!(r.json()["helpdesk"], Value::Null);
     // A new helpdesk shows in the listing.
-    json_send(&s, "PATCH", "/v1/tenant/settings", &admin, json!({"helpdesk": {"name": "Desk", "phone": "+1 555"}})).await;
+    json_send(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        &admin,
+        json!({"helpdesk": {"name": "Desk", "phone": "+1 555"}}),
+    )
+    .await;
     let r = s.get("/v1/devices", &alice).await;
-    assert_eq!(r.json()["helpdesk"], json!({"name": "Desk", "phone": "+1 555"}));
+    assert_eq!(
+        r.json()["helpdesk"],
+        json!({"name": "Desk", "phone": "+1 555"})
+    );
     // Invalid helpdesk details.
     for bad in [
         json!({"helpdesk": {"name": ""}}),

@@ -15,8 +15,7 @@ use recovery_portal::domain::model::{
 };
 use recovery_portal::domain::ratelimit::{self, RateWindow};
 use recovery_portal::ports::{
-    Commit, DeviceUpsert, EscrowWrite, ImportStore, KeyCipher, LifecycleStore, Store,
-    WriteOutcome,
+    Commit, DeviceUpsert, EscrowWrite, ImportStore, KeyCipher, LifecycleStore, Store, WriteOutcome,
 };
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
@@ -442,7 +441,10 @@ async fn lifecycle_contract(
     let mut all = Vec::new();
     let mut cursor = None;
     loop {
-        let page = life.stored_keys(Some(&t("t1")), cursor.as_deref()).await.unwrap();
+        let page = life
+            .stored_keys(Some(&t("t1")), cursor.as_deref())
+            .await
+            .unwrap();
         all.extend(page.keys);
         match page.next {
             Some(n) => cursor = Some(n),
@@ -485,12 +487,16 @@ async fn lifecycle_contract(
     };
     let e = write_event(Action::SettingsChange, "t1", None, "w-8");
     assert_eq!(
-        life.commit_settings(&t("t1"), &strict, v0, &e).await.unwrap(),
+        life.commit_settings(&t("t1"), &strict, v0, &e)
+            .await
+            .unwrap(),
         WriteOutcome::Written
     );
     let e = write_event(Action::SettingsChange, "t1", None, "w-9");
     assert_eq!(
-        life.commit_settings(&t("t1"), &t1_policy, v0, &e).await.unwrap(),
+        life.commit_settings(&t("t1"), &t1_policy, v0, &e)
+            .await
+            .unwrap(),
         WriteOutcome::Conflict
     );
     let (now, v1) = life.tenant_settings(&t("t1")).await.unwrap();
@@ -499,8 +505,15 @@ async fn lifecycle_contract(
         .load_for_disclosure(&t("t1"), &d("PC-1"), &u("u1"))
         .await
         .unwrap();
-    assert_eq!(loaded.unwrap().policy, strict, "retrieval reads the new settings");
-    assert_eq!(store.list_devices(&t("t1"), &u("u1")).await.unwrap().1, strict);
+    assert_eq!(
+        loaded.unwrap().policy,
+        strict,
+        "retrieval reads the new settings"
+    );
+    assert_eq!(
+        store.list_devices(&t("t1"), &u("u1")).await.unwrap().1,
+        strict
+    );
     // Clearing the helpdesk.
     let open = TenantPolicy {
         helpdesk: None,
@@ -531,7 +544,9 @@ async fn lifecycle_contract(
     // must read again.
     let e = write_event(Action::SettingsChange, "t1", None, "w-10b");
     assert_eq!(
-        life.commit_settings(&t("t1"), &open, v1 + 1, &e).await.unwrap(),
+        life.commit_settings(&t("t1"), &open, v1 + 1, &e)
+            .await
+            .unwrap(),
         WriteOutcome::Conflict
     );
     let (loaded, _) = store
@@ -546,7 +561,10 @@ async fn lifecycle_contract(
     );
 
     // --- sweep_expired: the embedded store deletes what DynamoDB TTL would.
-    let swept = life.sweep_expired(expires + Duration::seconds(1)).await.unwrap();
+    let swept = life
+        .sweep_expired(expires + Duration::seconds(1))
+        .await
+        .unwrap();
     if sweeps {
         assert_eq!(swept, 1);
         assert!(
@@ -788,7 +806,9 @@ async fn dynamodb_device_items_from_before_escrow_still_disclose() {
     let list: Vec<AttributeValue> = keys
         .into_values()
         .map(|v| {
-            let AttributeValue::M(mut m) = v else { panic!() };
+            let AttributeValue::M(mut m) = v else {
+                panic!()
+            };
             m.remove("pos");
             AttributeValue::M(m)
         })
@@ -825,7 +845,10 @@ async fn dynamodb_device_items_from_before_escrow_still_disclose() {
         request_id: "old-1".into(),
     };
     let up = ratelimit::admit(&window, ev.time, 10).unwrap();
-    assert_eq!(s.commit_disclosure(&ev, &up).await.unwrap(), Commit::Written);
+    assert_eq!(
+        s.commit_disclosure(&ev, &up).await.unwrap(),
+        Commit::Written
+    );
     let events = s
         .audit_events(
             &t("t1"),

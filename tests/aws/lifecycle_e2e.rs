@@ -143,12 +143,22 @@ async fn until_superseded(env: &mut Env) {
         .assert_problem(404);
     let device_body = json!({"owner": "dana", "display_name": "Dana laptop", "os": "Windows 11", "managed_by": "organization"});
     let r = env
-        .send("PUT", &format!("/v1/devices/{DEVICE}"), &mdm, Some(device_body.clone()))
+        .send(
+            "PUT",
+            &format!("/v1/devices/{DEVICE}"),
+            &mdm,
+            Some(device_body.clone()),
+        )
         .await;
     assert_eq!(r.status, 201, "{}", r.text);
     assert_eq!(r.json()["owner"], "dana");
     let r = env
-        .send("PUT", &format!("/v1/devices/{DEVICE}"), &mdm, Some(device_body))
+        .send(
+            "PUT",
+            &format!("/v1/devices/{DEVICE}"),
+            &mdm,
+            Some(device_body),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     // Devices.ReadWrite.All and RecoveryKey.Escrow are separate permissions.
@@ -161,7 +171,10 @@ async fn until_superseded(env: &mut Env) {
             Some(json!({"owner": "mallory", "display_name": "x", "os": "x", "managed_by": "organization"})),
         )
         .await;
-    assert_eq!(r.assert_problem(403)["required_permission"], "Devices.ReadWrite.All");
+    assert_eq!(
+        r.assert_problem(403)["required_permission"],
+        "Devices.ReadWrite.All"
+    );
 
     // Escrow: 201, then 200 for the same key again, 409 for another password.
     let r = env.escrow(K1, 11, "2025-01-01T00:00:00Z").await;
@@ -209,7 +222,10 @@ async fn until_superseded(env: &mut Env) {
             Some(json!({"volume_type": "operating_system", "recovery_password": password(13)})),
         )
         .await;
-    assert_eq!(r.assert_problem(403)["required_permission"], "RecoveryKey.Escrow");
+    assert_eq!(
+        r.assert_problem(403)["required_permission"],
+        "RecoveryKey.Escrow"
+    );
 
     // Listed, not yet disclosed.
     let keys = env.dana_keys().await;
@@ -227,7 +243,10 @@ async fn until_superseded(env: &mut Env) {
     assert_eq!(r.json()["key_id"], K1);
     assert_eq!(r.json()["recovery_password"], password(11));
     let disclosed_at = "2026-01-01T00:01:00Z";
-    assert_eq!(key(&env.dana_keys().await, K1)["disclosed_at"], disclosed_at);
+    assert_eq!(
+        key(&env.dana_keys().await, K1)["disclosed_at"],
+        disclosed_at
+    );
     assert_eq!(
         env.rotation_requests().await,
         json!({"rotation_requests": [{"device_id": DEVICE, "key_id": K1, "volume_type": "operating_system", "disclosed_at": disclosed_at}], "next": null})
@@ -319,7 +338,11 @@ async fn after_retention(env: &mut Env, sweep: bool) {
     let p = refused.assert_problem(400);
     assert!(p["detail"].as_str().unwrap().contains("reason"), "{p}");
     let r = env
-        .retrieve("dana", "RecoveryKey.Read", json!({"reason": "locked out after an update"}))
+        .retrieve(
+            "dana",
+            "RecoveryKey.Read",
+            json!({"reason": "locked out after an update"}),
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text);
     for bad in [
@@ -334,9 +357,17 @@ async fn after_retention(env: &mut Env, sweep: bool) {
             .assert_problem(400);
     }
     let r = env
-        .send("GET", "/v1/tenant/settings", &env.token("mdm-sync", MDM_SCOPES), None)
+        .send(
+            "GET",
+            "/v1/tenant/settings",
+            &env.token("mdm-sync", MDM_SCOPES),
+            None,
+        )
         .await;
-    assert_eq!(r.assert_problem(403)["required_permission"], "Tenant.Settings.ReadWrite");
+    assert_eq!(
+        r.assert_problem(403)["required_permission"],
+        "Tenant.Settings.ReadWrite"
+    );
 
     // Retirement: 204, then the uniform 404 everywhere.
     let mdm = env.token("mdm-sync", MDM_SCOPES);
@@ -351,9 +382,13 @@ async fn after_retention(env: &mut Env, sweep: bool) {
     env.retrieve("dana", "RecoveryKey.Read", json!({"reason": "again"}))
         .await
         .assert_problem(404);
-    env.retrieve("helpdesk-1", "RecoveryKey.Read.All", json!({"key_id": K2, "reason": "ticket 1"}))
-        .await
-        .assert_problem(404);
+    env.retrieve(
+        "helpdesk-1",
+        "RecoveryKey.Read.All",
+        json!({"key_id": K2, "reason": "ticket 1"}),
+    )
+    .await
+    .assert_problem(404);
     assert!(env.dana_keys().await.is_empty());
     env.escrow(K2, 22, "2026-01-01T00:02:00Z")
         .await
@@ -379,7 +414,11 @@ async fn after_retention(env: &mut Env, sweep: bool) {
     };
     assert_eq!(count("device_upsert", "granted"), 1, "{events:?}");
     assert_eq!(count("escrow", "granted"), 2);
-    assert_eq!(count("escrow", "denied"), 3, "404, 409, and 404 after retirement");
+    assert_eq!(
+        count("escrow", "denied"),
+        3,
+        "404, 409, and 404 after retirement"
+    );
     assert_eq!(count("disclose", "granted"), 5);
     assert_eq!(count("device_retire", "granted"), 1);
     let r = env
@@ -437,7 +476,9 @@ async fn key_lifecycle_over_http_on_dynamodb_and_kms() {
     let superseded_at = NOW + 120;
     assert_eq!(
         item.get("expires_at"),
-        Some(&AttributeValue::N((superseded_at + 30 * 86_400).to_string()))
+        Some(&AttributeValue::N(
+            (superseded_at + 30 * 86_400).to_string()
+        ))
     );
     assert!(matches!(item.get("sealed"), Some(AttributeValue::B(_))));
     after_retention(&mut env, false).await;
@@ -533,7 +574,9 @@ fn keys_verify_reports_broken_keys_and_prints_none() {
     let (ok, out, err) = run(&["keys", "verify"]);
     assert!(!ok, "broken keys must fail the run: {out}{err}");
     assert!(
-        out.contains(&format!("BROKEN tenant contoso device PC-BOB key {bob_key}")),
+        out.contains(&format!(
+            "BROKEN tenant contoso device PC-BOB key {bob_key}"
+        )),
         "{out}"
     );
     assert!(
@@ -542,7 +585,10 @@ fn keys_verify_reports_broken_keys_and_prints_none() {
         )),
         "{out}"
     );
-    assert!(out.contains("7 keys checked in 2 tenants, 2 broken"), "{out}");
+    assert!(
+        out.contains("7 keys checked in 2 tenants, 2 broken"),
+        "{out}"
+    );
     for n in 1..=7 {
         assert!(
             !out.contains(&password(n)) && !err.contains(&password(n)),
@@ -552,7 +598,10 @@ fn keys_verify_reports_broken_keys_and_prints_none() {
     // Another tenant alone: all sound.
     let (ok, out, err) = run(&["keys", "verify", "--tenant", "fabrikam"]);
     assert!(ok, "{out}{err}");
-    assert!(out.contains("2 keys checked in 1 tenants, 0 broken"), "{out}");
+    assert!(
+        out.contains("2 keys checked in 1 tenants, 0 broken"),
+        "{out}"
+    );
 
     // Each run is in the tenants' audit trails.
     let events = rt

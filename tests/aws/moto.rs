@@ -161,13 +161,19 @@ async fn each_request_makes_the_budgeted_aws_calls() {
     assert_eq!(status(&resp), 200, "{body}");
     assert_eq!(body["devices"].as_array().unwrap().len(), 2);
     assert_eq!(body["helpdesk"]["name"], "T1 IT");
-    assert_eq!(sorted(env.calls.take()), ["DynamoDB.GetItem", "DynamoDB.Query"]);
+    assert_eq!(
+        sorted(env.calls.take()),
+        ["DynamoDB.GetItem", "DynamoDB.Query"]
+    );
 
     // No devices: the same two calls.
     let (resp, body) = call(&p, "GET", "/v1/devices", Some("t1|nobody|Devices.Read"), "").await;
     assert_eq!(status(&resp), 200, "{body}");
     assert_eq!(body["helpdesk"]["name"], "T1 IT");
-    assert_eq!(sorted(env.calls.take()), ["DynamoDB.GetItem", "DynamoDB.Query"]);
+    assert_eq!(
+        sorted(env.calls.take()),
+        ["DynamoDB.GetItem", "DynamoDB.Query"]
+    );
 
     // Key retrieval: one read, one transactional write, one decrypt.
     let (resp, body) = call(

@@ -1285,7 +1285,12 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
         let others: Vec<&String> = st
             .actions
             .iter()
-            .filter(|a| !["kms", "dynamodb", "logs", "xray"].iter().any(|s| touches_service(a, s)) || a.as_str() == "*")
+            .filter(|a| {
+                !["kms", "dynamodb", "logs", "xray"]
+                    .iter()
+                    .any(|s| touches_service(a, s))
+                    || a.as_str() == "*"
+            })
             .collect();
         if st.not_actions || !others.is_empty() {
             errors.push(format!(
@@ -1315,7 +1320,11 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
         let allowed = |r: &String| {
             r == "aws_dynamodb_table.devices.arn"
                 || r == "aws_dynamodb_table.audit.arn"
-                || *r == format!("aws_dynamodb_table.devices.arn/index/{}", schema::BY_ROTATION.name)
+                || *r
+                    == format!(
+                        "aws_dynamodb_table.devices.arn/index/{}",
+                        schema::BY_ROTATION.name
+                    )
         };
         if st.not_resources || !st.resources.iter().all(allowed) {
             errors.push(format!(
@@ -1328,10 +1337,14 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
         }
     }
     if encrypt == 0 {
-        errors.push(format!("aws_iam_role.{role} cannot kms:Encrypt (escrow seals keys)"));
+        errors.push(format!(
+            "aws_iam_role.{role} cannot kms:Encrypt (escrow seals keys)"
+        ));
     }
     if !writes_devices {
-        errors.push(format!("aws_iam_role.{role} cannot write the devices table"));
+        errors.push(format!(
+            "aws_iam_role.{role} cannot write the devices table"
+        ));
     }
     if !appends_audit {
         errors.push(format!("aws_iam_role.{role} cannot append audit events"));

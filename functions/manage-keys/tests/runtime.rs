@@ -65,7 +65,10 @@ fn serves_its_events_as_a_lambda_process() {
         }
 
         let log = f.output();
-        assert!(!log.contains(ESCROWED), "a recovery password reached the logs");
+        assert!(
+            !log.contains(ESCROWED),
+            "a recovery password reached the logs"
+        );
         for t in [&mdm, &alice] {
             assert!(!log.contains(t.as_str()), "a token reached the logs");
         }

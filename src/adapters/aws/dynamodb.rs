@@ -352,11 +352,13 @@ impl Store for DynamoStore {
             .key("pk", s(items::tenant_pk(tenant)))
             .key("sk", s(items::TENANT_SK))
             .send();
-        let (found, tenant_item) = futures_util::future::try_join(
-            self.query_pages(q, None, "Query by_owner"),
-            async { tenant_item.await.map_err(|e| unavailable("GetItem tenant", &e)) },
-        )
-        .await?;
+        let (found, tenant_item) =
+            futures_util::future::try_join(self.query_pages(q, None, "Query by_owner"), async {
+                tenant_item
+                    .await
+                    .map_err(|e| unavailable("GetItem tenant", &e))
+            })
+            .await?;
         let policy = match (tenant_item.item, found.first()) {
             (Some(item), _) => items::parse_policy(&item, "tenant")?,
             (None, Some(first)) => items::parse_policy(first, "device")?,

@@ -223,10 +223,7 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
     if let Some(h) = &policy.helpdesk {
         item.insert("helpdesk".into(), helpdesk_value(h));
     }
-    item.insert(
-        "require_reason".into(),
-        s(policy.require_reason.as_str()),
-    );
+    item.insert("require_reason".into(), s(policy.require_reason.as_str()));
     item.insert(
         "superseded_key_retention_days".into(),
         AttributeValue::N(policy.superseded_key_retention_days.to_string()),
@@ -417,7 +414,10 @@ pub fn key_pointer_item(dev: &Device, k: &KeyMeta) -> Item {
 /// tenant's retention ends. No index projects `sealed`.
 pub fn superseded_pointer_item(dev: &Device, k: &KeyMeta, sealed: &SealedKey) -> Item {
     let mut item = key_pointer_item(dev, k);
-    item.insert("sealed".into(), AttributeValue::B(Blob::new(sealed.0.clone())));
+    item.insert(
+        "sealed".into(),
+        AttributeValue::B(Blob::new(sealed.0.clone())),
+    );
     if let Some(t) = k.superseded_at {
         item.insert("superseded_at".into(), s(ts(t)));
     }

@@ -10,8 +10,8 @@ use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
 use crate::domain::model::{KeyContext, SealedDevice, SealedKey, TenantPolicy};
 use crate::ports::{
-    DeviceRecord, DeviceUpsert, EscrowWrite, ImportDevice, LifecycleStore, RotationPage,
-    StoredKey, StoredKeyPage, WriteOutcome,
+    DeviceRecord, DeviceUpsert, EscrowWrite, ImportDevice, LifecycleStore, RotationPage, StoredKey,
+    StoredKeyPage, WriteOutcome,
 };
 use async_trait::async_trait;
 use std::collections::HashMap;

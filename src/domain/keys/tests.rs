@@ -93,7 +93,12 @@ fn select_key_rules() {
     ];
     for (managed_by, keys, sealed, selector, want) in table {
         let d = device(managed_by, keys, sealed);
-        let got = select_key(&d, selector.as_ref(), Access::Owner, OffsetDateTime::UNIX_EPOCH);
+        let got = select_key(
+            &d,
+            selector.as_ref(),
+            Access::Owner,
+            OffsetDateTime::UNIX_EPOCH,
+        );
         let case = format!("{managed_by:?} {keys:?} sealed {sealed:?} selector {selector:?}");
         match want {
             Ok(k) => {
@@ -124,7 +129,11 @@ fn superseded_keys_are_for_the_helpdesk_by_key_id_until_they_expire() {
     use VolumeType::OperatingSystem as Os;
     let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
     // A is superseded by B and expires at 2000; C expired at 900.
-    let mut d = device(ManagedBy::Organization, &[(A, Os, 100), (B, Os, 200), (C, Os, 50)], &[B]);
+    let mut d = device(
+        ManagedBy::Organization,
+        &[(A, Os, 100), (B, Os, 200), (C, Os, 50)],
+        &[B],
+    );
     for k in &mut d.device.keys {
         if k.key_id == id(A) {
             k.superseded_at = Some(OffsetDateTime::from_unix_timestamp(200).unwrap());
@@ -145,7 +154,10 @@ fn superseded_keys_are_for_the_helpdesk_by_key_id_until_they_expire() {
     assert_eq!(pick(None, Access::Owner, now), Ok((id(B), true)));
     assert_eq!(pick(None, Access::Helpdesk, now), Ok((id(B), true)));
     // The helpdesk by key ID: chosen, its ciphertext to be read apart.
-    assert_eq!(pick(Some(&exact(A)), Access::Helpdesk, now), Ok((id(A), false)));
+    assert_eq!(
+        pick(Some(&exact(A)), Access::Helpdesk, now),
+        Ok((id(A), false))
+    );
     // Not self-service.
     assert_eq!(
         pick(Some(&exact(A)), Access::Owner, now),

@@ -478,9 +478,7 @@ impl LifecycleStore for DynamoStore {
                 devices.push(d);
             }
         }
-        let more = resp
-            .last_evaluated_key()
-            .is_some_and(|k| !k.is_empty());
+        let more = resp.last_evaluated_key().is_some_and(|k| !k.is_empty());
         Ok(RotationPage {
             devices,
             next: if more { last } else { None },
