@@ -2,11 +2,14 @@
 //! `schema.rs`, with the same semantics as `embedded::MemoryStore`.
 //!
 //! Calls per request path (when nothing is throttled):
-//! - `list_devices`: one `Query` on `by_owner` (plus one `GetItem` of the
-//!   tenant item only when the owner has no devices, for the helpdesk);
+//! - `list_devices`: one `Query` on `by_owner` and, in parallel, one
+//!   `GetItem` of the tenant item (its settings);
 //! - `find_keys`: one `Query` on `by_key`;
-//! - `load_for_disclosure`: one `BatchGetItem` (device + rate window);
-//! - `commit_disclosure`: one `TransactWriteItems` (audit put + rate update);
+//! - `load_for_disclosure`: one `BatchGetItem` (device + tenant item + rate
+//!   window);
+//! - `commit_disclosure`: one `TransactWriteItems` (audit put + rate update
+//!   + the key's `disclosed_at` on the device item; a second one without the
+//!   mark only for a superseded key or a device item from before escrow);
 //! - `append_audit`: one `PutItem`;
 //! - `audit_events`: one `Query` per page, on one index, or on each of the
 //!   `AUDIT_TIME_SHARDS` shards of `by_time` concurrently. Never a `Scan`.
