@@ -7,9 +7,9 @@
 //! - `find_keys`: one `Query` on `by_key`;
 //! - `load_for_disclosure`: one `BatchGetItem` (device + tenant item + rate
 //!   window);
-//! - `commit_disclosure`: one `TransactWriteItems` (audit put + rate update
-//!   + the key's `disclosed_at` on the device item; a second one without the
-//!   mark only for a superseded key or a device item from before escrow);
+//! - `commit_disclosure`: one `TransactWriteItems` (audit put, rate update
+//!   and the key's `disclosed_at` on the device item; a second one without
+//!   the mark only for a superseded key or a device item from before escrow);
 //! - `append_audit`: one `PutItem`;
 //! - `audit_events`: one `Query` per page, on one index, or on each of the
 //!   `AUDIT_TIME_SHARDS` shards of `by_time` concurrently. Never a `Scan`.
