@@ -5,7 +5,8 @@
 # and SSE with the dedicated tables CMK (see kms.tf for why it is separate from
 # the recovery-key CMK).
 
-# Tenant items, device items (metadata + sealed keys) and key-pointer items.
+# Tenant items, device items (metadata + sealed keys) and key-pointer items
+# (a superseded key's pointer also holds its ciphertext until expires_at).
 resource "aws_dynamodb_table" "devices" {
   name                        = "${var.name_prefix}-devices"
   billing_mode                = "PAY_PER_REQUEST"
@@ -43,6 +44,16 @@ resource "aws_dynamodb_table" "devices" {
     type = "S"
   }
 
+  attribute {
+    name = "rotation_tenant"
+    type = "S"
+  }
+
+  attribute {
+    name = "rotation_since"
+    type = "S"
+  }
+
   # Devices of one owner. Projects no ciphertext (the sealed map stays in the
   # base table): the list function may query this index, never the table.
   global_secondary_index {
@@ -77,6 +88,30 @@ resource "aws_dynamodb_table" "devices" {
       "volume_type",
       "created_at",
     ]
+  }
+
+  # Devices with keys due for rotation (disclosed, not superseded): sparse,
+  # per tenant, oldest disclosure first. No ciphertext, no escrow digest.
+  global_secondary_index {
+    name            = "by_rotation"
+    hash_key        = "rotation_tenant"
+    range_key       = "rotation_since"
+    projection_type = "INCLUDE"
+    non_key_attributes = [
+      "tenant_id",
+      "device_id",
+      "owner",
+      "display_name",
+      "os",
+      "managed_by",
+      "keys",
+    ]
+  }
+
+  # Superseded keys are deleted when the tenant's retention ends.
+  ttl {
+    attribute_name = "expires_at"
+    enabled        = true
   }
 
   point_in_time_recovery {

@@ -273,6 +273,7 @@ data "aws_iam_policy_document" "logs_key_policy" {
       values = [
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.list_log_group_name}",
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.key_log_group_name}",
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.manage_log_group_name}",
         "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.access_log_group_name}",
       ]
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the two Lambda zips with cargo-lambda:
+# Builds the three Lambda zips with cargo-lambda:
 #   target/lambda/list-devices/bootstrap.zip
 #   target/lambda/get-recovery-key/bootstrap.zip
+#   target/lambda/manage-keys/bootstrap.zip
 #
 # Usage: scripts/package.sh [arm64|x86_64]
 # Default: arm64 when the aarch64-unknown-linux-gnu Rust target is installed
@@ -42,8 +43,8 @@ esac
 # Jitter entropy in aws-lc costs tens of milliseconds at every cold start.
 export AWS_LC_SYS_NO_JITTER_ENTROPY=1
 cargo lambda build --release "$flag" --output-format zip \
-    --package list-devices --package get-recovery-key
-for f in list-devices get-recovery-key; do
+    --package list-devices --package get-recovery-key --package manage-keys
+for f in list-devices get-recovery-key manage-keys; do
     ls -l "target/lambda/$f/bootstrap.zip"
 done
 echo "package.sh: built for $arch; deploy with -var architecture=$arch"

@@ -43,12 +43,35 @@ pub async fn embedded(
         .expect("the embedded store and cipher cannot fail");
     let portal = Portal {
         store: store.clone(),
+        lifecycle: store.clone(),
         cipher,
         clock: Arc::new(SystemClock),
         verifier,
         key_rate_limit,
     };
     (portal, store)
+}
+
+/// How often `spawn_retention_sweep` sweeps.
+pub const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes superseded keys past their retention every `SWEEP_INTERVAL`
+/// (the embedded store; on DynamoDB, TTL does it and the sweep is a no-op).
+pub fn spawn_retention_sweep(portal: &Portal) -> tokio::task::JoinHandle<()> {
+    let portal = portal.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        loop {
+            tick.tick().await;
+            match portal.lifecycle.sweep_expired(portal.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(deleted = n, "superseded keys past their retention deleted")
+                }
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed"),
+            }
+        }
+    })
 }
 
 /// A portal on the backend the configuration names. The embedded backend
@@ -77,7 +100,8 @@ pub async fn from_config(
                     .await
                     .map_err(|e| e.to_string())?;
             Ok(Portal {
-                store,
+                store: store.clone(),
+                lifecycle: store,
                 cipher,
                 clock: Arc::new(SystemClock),
                 verifier,

@@ -119,7 +119,8 @@ impl Config {
                 }
                 let jwks_url = get("PORTAL_JWKS_URL");
                 if let Some(u) = &jwks_url {
-                    crate::adapters::jwt::check_fetch_url(u).map_err(|e| err("PORTAL_JWKS_URL", e))?;
+                    crate::adapters::jwt::check_fetch_url(u)
+                        .map_err(|e| err("PORTAL_JWKS_URL", e))?;
                 }
                 let jwks_max_age = match get("PORTAL_JWKS_MAX_AGE") {
                     None => crate::adapters::jwt::DEFAULT_JWKS_MAX_AGE,

@@ -91,6 +91,25 @@ enum Command {
         #[command(subcommand)]
         command: TablesCommand,
     },
+    /// Stored recovery keys (PORTAL_TABLE_PREFIX, PORTAL_KMS_KEY_ID and the
+    /// usual AWS settings).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Check that every stored key opens under its own context and holds a
+    /// well-formed recovery password, printing none of them. Lists broken
+    /// keys by tenant, device and key ID; records the run in each tenant's
+    /// audit trail; exits non-zero when any key is broken.
+    Verify {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -336,6 +355,92 @@ async fn create_tables() -> ExitCode {
     }
 }
 
+/// Who runs a maintenance command, as its audit events name it.
+fn cli_actor() -> recovery_portal::domain::ids::UserId {
+    let user: String = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(100)
+        .collect();
+    let name = if user.is_empty() {
+        "cli".to_owned()
+    } else {
+        format!("cli.{user}")
+    };
+    recovery_portal::domain::ids::UserId::parse(&name)
+        .unwrap_or_else(|_| recovery_portal::domain::ids::UserId::parse("cli").expect("valid"))
+}
+
+async fn verify_keys(tenant: Option<String>) -> ExitCode {
+    use recovery_portal::tools::verify;
+    let tenant = match tenant
+        .map(|t| recovery_portal::domain::ids::TenantId::parse(&t))
+        .transpose()
+    {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--tenant {e}")),
+    };
+    let (prefix, kms_key_id) = match aws_settings() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    let Some(kms_key_id) = kms_key_id else {
+        return fail("PORTAL_KMS_KEY_ID: is required to verify keys (they are opened with KMS)");
+    };
+    let (store, cipher) =
+        match recovery_portal::adapters::aws::aws_backends(&prefix, Some(&kms_key_id)).await {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
+    let show = |checked: usize| {
+        use std::io::{IsTerminal, Write};
+        let mut err = std::io::stderr();
+        if err.is_terminal() {
+            let _ = write!(err, "\rchecked {checked} keys");
+            let _ = err.flush();
+        }
+    };
+    let report = match verify::verify(store.as_ref(), cipher.as_ref(), tenant.as_ref(), &show).await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(format!(
+                "verification stopped: {e}. Nothing was changed; run it again"
+            ));
+        }
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
+    let events = verify::audit_events(&report, &cli_actor(), time::OffsetDateTime::now_utc());
+    if let Err(e) = verify::record(store.as_ref(), &events).await {
+        return fail(format!("could not record the run in the audit trail: {e}"));
+    }
+    for b in &report.broken {
+        println!(
+            "BROKEN tenant {} device {} key {}{}: {}",
+            b.tenant,
+            b.device,
+            b.key_id,
+            if b.superseded { " (superseded)" } else { "" },
+            b.why
+        );
+    }
+    println!(
+        "{} keys checked in {} tenants, {} broken",
+        report.total(),
+        report.checked.len(),
+        report.broken.len()
+    );
+    if report.broken.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("portal: {msg}");
     ExitCode::FAILURE
@@ -423,6 +528,9 @@ async fn main() -> ExitCode {
         Command::Tables {
             command: TablesCommand::Create,
         } => create_tables().await,
+        Command::Keys {
+            command: KeysCommand::Verify { tenant },
+        } => verify_keys(tenant).await,
         Command::Validate { file } => match read_seed(&file) {
             Ok(s) => {
                 println!(
@@ -558,6 +666,9 @@ async fn serve(
             scopes: page.scopes,
         }),
     };
+    // Superseded keys past their retention are deleted by DynamoDB TTL on
+    // AWS; the embedded store is swept from here.
+    app::spawn_retention_sweep(&portal);
     tracing::info!(addr = %local, "listening");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

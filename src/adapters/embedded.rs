@@ -8,16 +8,18 @@ use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
 };
+use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use crate::ports::{
     CipherError, Commit, Denial, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store,
     StoredDevice,
 };
-use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
+
+mod lifecycle;
 
 #[derive(Default)]
 struct State {
@@ -31,6 +33,9 @@ struct State {
     /// that hour's cap marker is stored.
     denials: HashMap<(TenantId, UserId, i64), (u32, bool)>,
     rate: HashMap<(TenantId, UserId), RateWindow>,
+    /// The key lifecycle (see `lifecycle` below): record versions, escrow
+    /// digests, superseded ciphertexts and settings versions.
+    life: lifecycle::LifeState,
 }
 
 /// Everything in one mutex: operations are short and never await inside it.
@@ -71,6 +76,11 @@ fn denial_key(event: &AuditEvent) -> (TenantId, UserId, i64) {
         event.actor.clone(),
         hour_of(event.time),
     )
+}
+
+/// Appends one event to the trail (every event is a record of its own).
+fn append(st: &mut State, event: &AuditEvent) {
+    st.audit.push(event.clone());
 }
 
 #[async_trait]
@@ -151,7 +161,13 @@ impl Store for MemoryStore {
         }
         st.rate.insert(rk, rate.window.clone());
         st.audit.push(event.clone());
+        lifecycle::mark_disclosed(&mut st, event);
         Ok(Commit::Written)
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
+        append(&mut self.state(), event);
+        Ok(())
     }
 
     async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
@@ -224,6 +240,7 @@ impl ImportStore for MemoryStore {
         let mut st = self.state();
         for t in tenants {
             st.tenants.insert(t.id.clone(), t.policy.clone());
+            lifecycle::tenant_replaced_by_import(&mut st, &t.id);
         }
         Ok(())
     }
@@ -233,6 +250,7 @@ impl ImportStore for MemoryStore {
         for d in devices {
             let dev = &d.sealed.device;
             let key = (dev.tenant.clone(), dev.device_id.clone());
+            lifecycle::replaced_by_import(&mut st, d);
             if let Some(old) = st.devices.insert(key, d.clone()) {
                 let old = old.sealed.device;
                 if let Some(set) = st.by_owner.get_mut(&(old.tenant, old.owner)) {

@@ -4,9 +4,8 @@
 //! Lambda (`lambda.rs`), the local server (`server.rs`) and the tests all call
 //! `handle`, so there is exactly one implementation of each route.
 
-use crate::ports::Portal;
-use crate::domain::audit::{AuditCursor, AuditEvent, AuditQuery};
 use crate::adapters::jwt;
+use crate::domain::audit::{AuditCursor, AuditEvent, AuditQuery};
 use crate::domain::caller::Caller;
 use crate::domain::devices;
 use crate::domain::error::{ApiError, AuthFailure};
@@ -14,11 +13,14 @@ use crate::domain::ids::{DeviceId, KeyIdPrefix, KeySelector, UserId};
 use crate::domain::keys::{self, Attempt, RequestMeta, RetrievalRequest};
 use crate::domain::model::{Device, Helpdesk};
 use crate::domain::policy;
+use crate::ports::Portal;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use time::format_description::well_known::Rfc3339;
+
+mod lifecycle;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 4 * 1024;
@@ -88,6 +90,9 @@ pub enum Routes {
     List,
     /// `get-recovery-key`: key retrieval.
     Key,
+    /// `manage-keys`: escrow, device enrolment and retirement, rotation
+    /// requests, tenant settings (`api::lifecycle`).
+    Manage,
     All,
 }
 
@@ -161,6 +166,9 @@ async fn dispatch(
     serves: Routes,
     req: ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
+    if let Some((r, methods)) = lifecycle::route(&req.path) {
+        return lifecycle::dispatch(portal, serves, req, r, methods).await;
+    }
     let Some((route, method, unit)) = route(&req.path) else {
         return Err(ApiError::RouteNotFound);
     };
@@ -498,17 +506,14 @@ fn device_json(d: &Device) -> serde_json::Value {
         "display_name": d.display_name,
         "os": d.os,
         "managed_by": d.managed_by,
-        "recovery_keys": d.keys.iter().map(|k| json!({
-            "key_id": k.key_id,
-            "volume_type": k.volume_type,
-            "created_at": rfc3339(k.created_at),
-        })).collect::<Vec<_>>(),
+        "recovery_keys": d.keys.iter().map(lifecycle::key_json).collect::<Vec<_>>(),
     })
 }
 
 /// An audit event as the API (and `portal audit export`) shows it.
 pub fn event_json(e: &AuditEvent) -> serde_json::Value {
     json!({
+        "action": e.action,
         "event_id": e.event_id,
         "time": rfc3339(e.time),
         "tenant_id": e.tenant_id,
@@ -585,6 +590,7 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many recovery keys requested", format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
         }
         ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", d.clone()),
+        ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflicts with what is stored", d.clone()),
         ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "Send the request body as application/json.".to_owned()),
         ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", format!("The request body must be at most {MAX_BODY} bytes.")),
         ApiError::MethodNotAllowed { allow } => {

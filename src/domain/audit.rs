@@ -1,6 +1,7 @@
 //! Audit events: one per key-retrieval attempt that authenticated, written
-//! before any key is decrypted, never updated or deleted; plus the changes
-//! `portal import` makes to who owns a device.
+//! before any key is decrypted, and one per write (escrow, device change,
+//! retirement, settings change, key verification); never updated or deleted;
+//! plus the changes `portal import` makes to who owns a device.
 //!
 //! The trail is read newest first in one total order, the event's
 //! [`Position`]: its time at microsecond precision, then its event id. Both
@@ -47,8 +48,51 @@ impl Outcome {
     }
 }
 
+/// What an audited request did. Events written before there were other
+/// actions carry none and read as `Disclose`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// A key retrieval (granted or denied).
+    #[default]
+    Disclose,
+    Escrow,
+    DeviceUpsert,
+    DeviceRetire,
+    SettingsChange,
+    /// `portal keys verify`: every stored key opened and checked.
+    KeysVerify,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disclose => "disclose",
+            Self::Escrow => "escrow",
+            Self::DeviceUpsert => "device_upsert",
+            Self::DeviceRetire => "device_retire",
+            Self::SettingsChange => "settings_change",
+            Self::KeysVerify => "keys_verify",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Disclose,
+            Self::Escrow,
+            Self::DeviceUpsert,
+            Self::DeviceRetire,
+            Self::SettingsChange,
+            Self::KeysVerify,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
+    #[serde(default)]
+    pub action: Action,
     pub event_id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
@@ -257,6 +301,7 @@ mod tests {
             source_ip: None,
             user_agent: None,
             request_id: "r".into(),
+            action: Action::Disclose,
         }
     }
 

@@ -14,6 +14,13 @@ pub struct Permissions {
     pub key_read_all: bool,
     /// `AuditLog.Read.All`: read the tenant's audit events.
     pub audit_read_all: bool,
+    /// `RecoveryKey.Escrow`: escrow keys and read rotation requests (an MDM
+    /// sync job or an on-device agent, usually an application permission).
+    pub key_escrow: bool,
+    /// `Devices.ReadWrite.All`: enrol, update and retire devices.
+    pub devices_write_all: bool,
+    /// `Tenant.Settings.ReadWrite`: read and change the tenant's settings.
+    pub tenant_settings: bool,
 }
 
 impl Permissions {
@@ -21,6 +28,9 @@ impl Permissions {
     pub const KEY_READ: &'static str = "RecoveryKey.Read";
     pub const KEY_READ_ALL: &'static str = "RecoveryKey.Read.All";
     pub const AUDIT_READ_ALL: &'static str = "AuditLog.Read.All";
+    pub const KEY_ESCROW: &'static str = "RecoveryKey.Escrow";
+    pub const DEVICES_WRITE_ALL: &'static str = "Devices.ReadWrite.All";
+    pub const TENANT_SETTINGS: &'static str = "Tenant.Settings.ReadWrite";
 
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
         let mut p = Self::default();
@@ -30,6 +40,9 @@ impl Permissions {
                 Self::KEY_READ => p.key_read = true,
                 Self::KEY_READ_ALL => p.key_read_all = true,
                 Self::AUDIT_READ_ALL => p.audit_read_all = true,
+                Self::KEY_ESCROW => p.key_escrow = true,
+                Self::DEVICES_WRITE_ALL => p.devices_write_all = true,
+                Self::TENANT_SETTINGS => p.tenant_settings = true,
                 _ => {}
             }
         }

@@ -24,6 +24,12 @@ pub async fn list(
     let (mut devices, tenant) = portal.store.list_devices(&caller.tenant, &owner).await?;
     // Defence in depth: the store is asked for one tenant and one owner.
     devices.retain(|d| d.tenant == caller.tenant && d.owner == owner);
+    // Superseded keys past their retention are gone, whether or not the
+    // store has deleted them yet.
+    let now = portal.clock.now();
+    for d in &mut devices {
+        d.keys.retain(|k| k.is_live(now));
+    }
     devices.sort_by(|a, b| {
         a.display_name
             .cmp(&b.display_name)

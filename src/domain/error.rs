@@ -82,6 +82,10 @@ pub enum ApiError {
     NoKeyHeld { helpdesk: Option<Helpdesk> },
     #[error("key id prefix is ambiguous")]
     AmbiguousKey { candidates: Vec<KeyId> },
+    /// The write contradicts what is stored (an escrow of another password
+    /// under a key ID already held).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
     #[error("bad request: {0}")]

@@ -20,8 +20,7 @@
 //! Denied attempts, failed ones and grants older than the window never bind
 //! an id: a retry after a 429 or a 503 is simply a new attempt.
 
-use crate::ports::Portal;
-use crate::domain::audit::{AuditEvent, DENIALS_CAPPED, DENIED_EVENTS_PER_HOUR, Outcome};
+use crate::domain::audit::{Action, AuditEvent, DENIALS_CAPPED, DENIED_EVENTS_PER_HOUR, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeySelector};
@@ -29,9 +28,11 @@ use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
 use crate::domain::policy::{self, Access};
-use crate::ports::{CipherError, Commit, Denial};
 use crate::domain::ratelimit::{self, Grant, RateWindow};
+use crate::ports::Portal;
+use crate::ports::{CipherError, Commit, Denial};
 use aws_lc_rs::digest;
+use std::borrow::Cow;
 use time::OffsetDateTime;
 
 /// How long the portal shows a key (the seed document's five minutes).
@@ -77,6 +78,7 @@ impl Attempt<'_> {
     /// id), carrying the request id for correlation.
     pub fn event(&self, key_id: Option<KeyId>, outcome: Outcome, reason: &str) -> AuditEvent {
         AuditEvent {
+            action: Action::Disclose,
             event_id: uuid::Uuid::new_v4().to_string(),
             time: self.portal.clock.now(),
             tenant_id: self.caller.tenant.clone(),
@@ -229,9 +231,40 @@ pub async fn retrieve(
             Ok(a) => a,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
-        let (meta_key, sealed) = match select_key(&device, req.key.as_ref()) {
-            Ok(v) => v,
-            Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
+        if policy::reason_required(&device.policy, access) && req.justification.is_none() {
+            let e = ApiError::BadRequest(
+                "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
+                    .into(),
+            );
+            return Err(attempt.deny(None, "reason_required", e).await);
+        }
+        let (meta_key, sealed) =
+            match select_key(&device, req.key.as_ref(), access, portal.clock.now()) {
+                Ok(v) => v,
+                Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
+            };
+        // A superseded key's ciphertext is kept apart from the device's
+        // current ones (so it can expire on its own): read it only now that
+        // the helpdesk asked for it by key ID.
+        let sealed = match sealed {
+            Some(s) => Cow::Borrowed(s),
+            None => match portal
+                .lifecycle
+                .superseded_key(&caller.tenant, device_id, &meta_key.key_id)
+                .await
+            {
+                Ok(Some(s)) => Cow::Owned(s),
+                Ok(None) => {
+                    let e = ApiError::NoKeyHeld {
+                        helpdesk: device.policy.helpdesk.clone(),
+                    };
+                    return Err(attempt.deny(None, "key_id_not_found", e).await);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
+                    return Err(attempt.deny(None, "store_unavailable", e.into()).await);
+                }
+            },
         };
         let now = portal.clock.now();
         let digest = attempt.digest();
@@ -247,7 +280,7 @@ pub async fn retrieve(
                 // Its granted event is durable (written with the grant this
                 // window holds): the same key again, nothing new to record.
                 tracing::info!(request_id = %meta.request_id, "identical retry of a granted request: served from its audit event");
-                return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;
+                return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
             }
             Replay::Reused => {
                 let e = ApiError::BadRequest(
@@ -292,7 +325,7 @@ pub async fn retrieve(
                 return Err(ApiError::Unavailable(e));
             }
         }
-        return decrypt(portal, caller, meta, &device, &meta_key, sealed, access).await;
+        return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
     }
     let e = crate::domain::error::Unavailable::new(
         "rate limit",
@@ -347,11 +380,18 @@ async fn decrypt(
     }
 }
 
-/// The requested key, or the newest operating-system key by default.
+/// The requested key, or the newest current operating-system key by default,
+/// with its ciphertext when the device record holds it (`None`: a superseded
+/// key, whose ciphertext is stored apart).
+///
+/// Superseded keys are never a default and never self-service: only the
+/// helpdesk reads one, by key ID, until its retention ends.
 fn select_key<'a>(
     device: &'a SealedDevice,
     selector: Option<&KeySelector>,
-) -> Result<(KeyMeta, &'a SealedKey), (ApiError, &'static str)> {
+    access: Access,
+    now: OffsetDateTime,
+) -> Result<(KeyMeta, Option<&'a SealedKey>), (ApiError, &'static str)> {
     let no_key = |reason| {
         (
             ApiError::NoKeyHeld {
@@ -363,11 +403,20 @@ fn select_key<'a>(
     if device.device.managed_by == ManagedBy::User {
         return Err(no_key("personally_encrypted"));
     }
+    let sealed_of = |id: &KeyId| device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s);
+    let superseded_readable = access == Access::Helpdesk && selector.is_some();
     let held: Vec<&KeyMeta> = device
         .device
         .keys
         .iter()
-        .filter(|k| device.sealed.iter().any(|(id, _)| id == &k.key_id))
+        .filter(|k| k.is_live(now))
+        .filter(|k| {
+            if k.is_superseded() {
+                superseded_readable
+            } else {
+                sealed_of(&k.key_id).is_some()
+            }
+        })
         .collect();
     if held.is_empty() {
         return Err(no_key("no_key"));
@@ -375,7 +424,7 @@ fn select_key<'a>(
     let chosen = match selector {
         None => held
             .iter()
-            .filter(|k| k.volume_type == VolumeType::OperatingSystem)
+            .filter(|k| k.volume_type == VolumeType::OperatingSystem && !k.is_superseded())
             .max_by(|a, b| {
                 a.created_at
                     .cmp(&b.created_at)
@@ -399,12 +448,10 @@ fn select_key<'a>(
             }
         }
     };
-    let sealed = device
-        .sealed
-        .iter()
-        .find(|(id, _)| id == &chosen.key_id)
-        .map(|(_, s)| s)
-        .ok_or_else(|| no_key("no_key"))?;
+    let sealed = sealed_of(&chosen.key_id);
+    if sealed.is_none() && !chosen.is_superseded() {
+        return Err(no_key("no_key"));
+    }
     Ok((chosen.clone(), sealed))
 }
 

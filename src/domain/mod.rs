@@ -6,6 +6,8 @@ pub mod devices;
 pub mod error;
 pub mod ids;
 pub mod keys;
+pub mod lifecycle;
 pub mod model;
 pub mod policy;
 pub mod ratelimit;
+pub mod settings;

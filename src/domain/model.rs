@@ -68,12 +68,48 @@ pub struct Helpdesk {
     pub url: Option<String>,
 }
 
+/// When a key retrieval must carry a `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequireReason {
+    #[default]
+    Never,
+    /// Only retrievals on helpdesk grounds (`RecoveryKey.Read.All`).
+    Helpdesk,
+    Always,
+}
+
+impl RequireReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::Helpdesk => "helpdesk",
+            Self::Always => "always",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Never, Self::Helpdesk, Self::Always]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
 /// A tenant's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantPolicy {
     /// Whether device owners may retrieve their own keys.
     pub self_service: bool,
     pub helpdesk: Option<Helpdesk>,
+    /// When a retrieval without `reason` is refused.
+    pub require_reason: RequireReason,
+    /// How long a superseded key stays readable by the helpdesk (by key ID)
+    /// before it is deleted.
+    pub superseded_key_retention_days: u16,
+}
+
+impl TenantPolicy {
+    pub const DEFAULT_RETENTION_DAYS: u16 = 30;
+    pub const RETENTION_DAYS: std::ops::RangeInclusive<u16> = 1..=3650;
 }
 
 impl Default for TenantPolicy {
@@ -83,6 +119,8 @@ impl Default for TenantPolicy {
         Self {
             self_service: false,
             helpdesk: None,
+            require_reason: RequireReason::Never,
+            superseded_key_retention_days: Self::DEFAULT_RETENTION_DAYS,
         }
     }
 }
@@ -99,6 +137,43 @@ pub struct KeyMeta {
     pub key_id: KeyId,
     pub volume_type: VolumeType,
     pub created_at: OffsetDateTime,
+    /// The first granted disclosure: a person has read the key, so it is due
+    /// for rotation until a newer key supersedes it.
+    pub disclosed_at: Option<OffsetDateTime>,
+    /// When a newer key of the same volume type was escrowed.
+    pub superseded_at: Option<OffsetDateTime>,
+    /// When a superseded key stops being readable and is deleted.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl KeyMeta {
+    /// A current key, never disclosed.
+    pub fn new(key_id: KeyId, volume_type: VolumeType, created_at: OffsetDateTime) -> Self {
+        Self {
+            key_id,
+            volume_type,
+            created_at,
+            disclosed_at: None,
+            superseded_at: None,
+            expires_at: None,
+        }
+    }
+
+    pub fn is_superseded(&self) -> bool {
+        self.superseded_at.is_some()
+    }
+
+    /// Not yet past its retention (current keys never expire). Stores may
+    /// keep an expired key a little longer (DynamoDB TTL deletes within
+    /// days), so every read checks this.
+    pub fn is_live(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+
+    /// Disclosed and not yet superseded: the device should rotate it.
+    pub fn rotation_due(&self) -> bool {
+        self.disclosed_at.is_some() && self.superseded_at.is_none()
+    }
 }
 
 /// A device and the metadata of its keys.

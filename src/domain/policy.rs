@@ -4,7 +4,7 @@
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::ApiError;
 use crate::domain::ids::UserId;
-use crate::domain::model::{Device, TenantPolicy};
+use crate::domain::model::{Device, RequireReason, TenantPolicy};
 
 /// On what grounds a key is disclosed (recorded as the audit reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +44,36 @@ pub fn may_read_audit(caller: &Caller) -> Result<(), ApiError> {
         caller.permissions.audit_read_all,
         Permissions::AUDIT_READ_ALL,
     )
+}
+
+/// Escrowing keys and reading rotation requests: `RecoveryKey.Escrow`.
+pub fn may_escrow(caller: &Caller) -> Result<(), ApiError> {
+    require(caller.permissions.key_escrow, Permissions::KEY_ESCROW)
+}
+
+/// Enrolling, changing and retiring devices: `Devices.ReadWrite.All`.
+pub fn may_write_devices(caller: &Caller) -> Result<(), ApiError> {
+    require(
+        caller.permissions.devices_write_all,
+        Permissions::DEVICES_WRITE_ALL,
+    )
+}
+
+/// The tenant's settings: `Tenant.Settings.ReadWrite`.
+pub fn may_manage_settings(caller: &Caller) -> Result<(), ApiError> {
+    require(
+        caller.permissions.tenant_settings,
+        Permissions::TENANT_SETTINGS,
+    )
+}
+
+/// Whether the tenant requires a `reason` for a retrieval on these grounds.
+pub fn reason_required(policy: &TenantPolicy, access: Access) -> bool {
+    match policy.require_reason {
+        RequireReason::Never => false,
+        RequireReason::Helpdesk => access == Access::Helpdesk,
+        RequireReason::Always => true,
+    }
 }
 
 /// The permission check that precedes loading anything for a key retrieval.

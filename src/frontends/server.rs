@@ -83,7 +83,11 @@ pub fn router_with(
 /// forms (`MAX_FORM`); the API's own limit (`MAX_BODY`) is smaller, and
 /// `api::handle` answers 413 above it. A longer body reaches the routes as
 /// an over-long stand-in.
-const KEEP_BODY: usize = if MAX_FORM > MAX_BODY { MAX_FORM } else { MAX_BODY };
+const KEEP_BODY: usize = if MAX_FORM > MAX_BODY {
+    MAX_FORM
+} else {
+    MAX_BODY
+};
 
 /// Bytes of a too-long body the server still reads, and discards, so the
 /// client's connection stays usable for its next request...
@@ -379,7 +383,8 @@ async fn authorize_form(req: Request) -> Response {
     match AuthorizeRequest::parse(&params) {
         Ok(ar) => {
             let action = format!("'self' {}", ar.redirect_origin);
-            let page = crate::tools::devidp::sign_in_page(&ar, "contoso", "alice", &ar.form_scope(), None);
+            let page =
+                crate::tools::devidp::sign_in_page(&ar, "contoso", "alice", &ar.form_scope(), None);
             idp_html(http::StatusCode::OK, page, &action)
         }
         Err(e) => idp_error(http::StatusCode::BAD_REQUEST, &e),

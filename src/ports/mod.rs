@@ -1,7 +1,12 @@
 //! The ports: small traits the domain depends on. Adapters (embedded
 //! in-process, DynamoDB, KMS, JWKS) implement them; handlers never know which.
 
+mod lifecycle;
 mod portal;
+pub use lifecycle::{
+    DeviceRecord, DeviceUpsert, EscrowWrite, LifecycleStore, RotationPage, StoredKey,
+    StoredKeyPage, WriteOutcome,
+};
 pub use portal::Portal;
 
 use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery};
@@ -83,6 +88,11 @@ pub trait Store: Send + Sync {
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable>;
 
+    /// Append the event of an administrative write (escrow, device change,
+    /// retirement, settings change, key verification): append-only, and not
+    /// capped, since only callers holding a write permission get this far.
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable>;
+
     /// Append a denied event unless its actor already has `cap` denied
     /// events stored in the event's clock hour (`audit::hour_of`).
     async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable>;
@@ -106,6 +116,9 @@ pub trait Store: Send + Sync {
 pub struct ImportDevice {
     pub sealed: SealedDevice,
     pub fingerprint: String,
+    /// Per key, `domain::lifecycle::key_digest`, so a later escrow of the
+    /// same key is recognised without decrypting.
+    pub digests: Vec<(crate::domain::ids::KeyId, String)>,
 }
 
 /// What a re-import compares with: a device as stored.

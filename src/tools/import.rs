@@ -87,6 +87,7 @@ async fn seal_device(
     fingerprint: String,
 ) -> Result<ImportDevice, CipherError> {
     let mut sealed = Vec::with_capacity(d.passwords.len());
+    let mut digests = Vec::with_capacity(d.passwords.len());
     for (meta, pw) in &d.passwords {
         let ctx = KeyContext {
             tenant: d.device.tenant.clone(),
@@ -94,6 +95,7 @@ async fn seal_device(
             key_id: meta.key_id,
         };
         sealed.push((meta.key_id, cipher.seal(&ctx, pw).await?));
+        digests.push((meta.key_id, crate::domain::lifecycle::key_digest(&ctx, pw)));
     }
     Ok(ImportDevice {
         sealed: SealedDevice {
@@ -102,6 +104,7 @@ async fn seal_device(
             sealed,
         },
         fingerprint,
+        digests,
     })
 }
 
@@ -132,6 +135,7 @@ fn owner_change(importer: &UserId, run: &str, d: &SeedDevice, old: &UserId) -> A
         source_ip: None,
         user_agent: Some(format!("portal-import/{}", env!("CARGO_PKG_VERSION"))),
         request_id: run.to_owned(),
+        action: crate::domain::audit::Action::DeviceUpsert,
     }
 }
 

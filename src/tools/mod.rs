@@ -4,3 +4,4 @@
 pub mod devidp;
 pub mod import;
 pub mod seed;
+pub mod verify;

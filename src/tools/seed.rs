@@ -3,14 +3,16 @@
 //! the field.
 //!
 //! ```text
-//! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url}}],
+//! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url},
+//!              "require_reason"?:"never"|"helpdesk"|"always","superseded_key_retention_days"?:1..3650}],
 //!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
 //! ```
 
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::model::{
-    Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, Tenant, TenantPolicy, VolumeType,
+    Device, Helpdesk, KeyMeta, ManagedBy, RecoveryPassword, RequireReason, Tenant, TenantPolicy,
+    VolumeType,
 };
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -44,6 +46,10 @@ struct RawTenant {
     self_service: bool,
     #[serde(default)]
     helpdesk: Option<Helpdesk>,
+    #[serde(default)]
+    require_reason: Option<RequireReason>,
+    #[serde(default)]
+    superseded_key_retention_days: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -140,9 +146,26 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                 }
             }
         }
+        let retention = t
+            .superseded_key_retention_days
+            .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
+        if !TenantPolicy::RETENTION_DAYS.contains(&retention) {
+            push(
+                &mut errors,
+                format!(
+                    "{at} (tenant {id}).superseded_key_retention_days: must be a whole number from {} to {}",
+                    TenantPolicy::RETENTION_DAYS.start(),
+                    TenantPolicy::RETENTION_DAYS.end()
+                ),
+            );
+        }
+        // A tenant in the file sets all of its settings; the ones it leaves
+        // out take their defaults.
         let policy = TenantPolicy {
             self_service: t.self_service,
             helpdesk: t.helpdesk,
+            require_reason: t.require_reason.unwrap_or_default(),
+            superseded_key_retention_days: retention,
         };
         if policies.insert(id.clone(), policy.clone()).is_some() {
             push(
@@ -254,14 +277,7 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
             if let (Some(key_id), Some(volume_type), Some(password), Some(created_at)) =
                 (key_id, volume_type, password, created_at)
             {
-                passwords.push((
-                    KeyMeta {
-                        key_id,
-                        volume_type,
-                        created_at,
-                    },
-                    password,
-                ));
+                passwords.push((KeyMeta::new(key_id, volume_type, created_at), password));
             }
         }
         if errors.len() != before {
@@ -320,6 +336,28 @@ mod tests {
             e.0[0]
         );
         assert!(!e.to_string().contains("111112"));
+    }
+
+    #[test]
+    fn tenants_carry_all_their_settings_with_defaults_for_the_new_ones() {
+        let s = parse(
+            r#"{"tenants":[{"tenant_id":"t1","self_service":false,"require_reason":"helpdesk","superseded_key_retention_days":90},
+                           {"tenant_id":"t2","self_service":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(s.tenants[0].policy.require_reason, RequireReason::Helpdesk);
+        assert_eq!(s.tenants[0].policy.superseded_key_retention_days, 90);
+        assert_eq!(s.tenants[1].policy.require_reason, RequireReason::Never);
+        assert_eq!(s.tenants[1].policy.superseded_key_retention_days, 30);
+        for bad in [
+            r#""superseded_key_retention_days":0"#,
+            r#""superseded_key_retention_days":3651"#,
+            r#""require_reason":"sometimes""#,
+        ] {
+            let doc = format!(r#"{{"tenants":[{{"tenant_id":"t1","self_service":true,{bad}}}]}}"#);
+            let e = parse(&doc).err().expect(bad);
+            assert!(e.0[0].contains("tenants[0]"), "{}", e.0[0]);
+        }
     }
 
     #[test]

@@ -260,14 +260,16 @@ impl recovery_portal::ports::KeyCipher for SlowCipher {
         &self,
         ctx: &recovery_portal::domain::model::KeyContext,
         pw: &recovery_portal::domain::model::RecoveryPassword,
-    ) -> Result<recovery_portal::domain::model::SealedKey, recovery_portal::ports::CipherError> {
+    ) -> Result<recovery_portal::domain::model::SealedKey, recovery_portal::ports::CipherError>
+    {
         self.0.seal(ctx, pw).await
     }
     async fn open(
         &self,
         ctx: &recovery_portal::domain::model::KeyContext,
         sealed: &recovery_portal::domain::model::SealedKey,
-    ) -> Result<recovery_portal::domain::model::RecoveryPassword, recovery_portal::ports::CipherError> {
+    ) -> Result<recovery_portal::domain::model::RecoveryPassword, recovery_portal::ports::CipherError>
+    {
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         self.0.open(ctx, sealed).await
     }

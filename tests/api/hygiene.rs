@@ -5,8 +5,8 @@
 use crate::support::common;
 
 use common::*;
-use recovery_portal::domain::audit::Outcome;
 use recovery_portal::api::ApiRequest;
+use recovery_portal::domain::audit::Outcome;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

@@ -1,8 +1,8 @@
 //! No recovery password or bearer token ever reaches a log line, at any
 //! level, from our code or from the libraries below it.
 
-use crate::support::aws as common_aws;
 use crate::support;
+use crate::support::aws as common_aws;
 use crate::support::common;
 
 use base64::Engine;
@@ -70,7 +70,32 @@ async fn secrets_never_reach_the_logs() {
         .store(false, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(s.get("/v1/audit-events", &agent).await.status, 200);
 
+    // Escrow: stored, repeated, conflicting, invalid.
+    let mdm = h.token("contoso", "mdm", "RecoveryKey.Escrow");
+    tokens.push(mdm.clone());
+    let path = "/v1/devices/PC-ALICE-2/recovery-keys/77777777-aaaa-4aaa-8aaa-000000000077";
+    let invalid = "123454-234564-345675-456786-567897-679008-700007-000000".to_owned();
+    for (pw, status) in [
+        (password(41), 201),
+        (password(41), 200),
+        (password(42), 409),
+        (invalid.clone(), 400),
+    ] {
+        let body = serde_json::json!({"volume_type": "operating_system", "recovery_password": pw});
+        let r = s
+            .send(
+                "PUT",
+                path,
+                Some(&mdm),
+                Some(("application/json", &body.to_string())),
+            )
+            .await;
+        assert_eq!(r.status, status, "{}", r.text);
+        shown.push(pw);
+    }
+
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("recovery key escrowed"), "{logs:.500}");
     assert!(
         logs.contains("recovery key disclosed"),
         "the capture works: {logs:.500}"
@@ -96,7 +121,8 @@ async fn secrets_never_reach_the_logs() {
 
 /// Every recovery password of the demo seed, read from the file itself.
 fn demo_passwords() -> Vec<String> {
-    let seed: serde_json::Value = serde_json::from_str(recovery_portal::tools::seed::DEMO_SEED).unwrap();
+    let seed: serde_json::Value =
+        serde_json::from_str(recovery_portal::tools::seed::DEMO_SEED).unwrap();
     seed["devices"]
         .as_array()
         .unwrap()

@@ -6,6 +6,7 @@ mod support;
 
 mod events;
 mod hygiene;
-mod proptests;
+mod lifecycle;
 mod logs;
+mod proptests;
 mod routes;

@@ -8,11 +8,11 @@
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use recovery_portal::api::{self, ApiRequest, Routes};
 use recovery_portal::app;
+use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector, TenantId, UserId};
 use recovery_portal::ports::Portal;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::api::{self, ApiRequest, Routes};
-use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector, TenantId, UserId};
 use recovery_portal::tools::seed;
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -48,7 +48,18 @@ async fn lists_own_devices_sorted_with_metadata_only() {
     for k in keys {
         let mut fields: Vec<&str> = k.as_object().unwrap().keys().map(String::as_str).collect();
         fields.sort();
-        assert_eq!(fields, ["created_at", "key_id", "volume_type"]);
+        assert_eq!(
+            fields,
+            [
+                "created_at",
+                "disclosed_at",
+                "key_id",
+                "superseded_at",
+                "volume_type"
+            ]
+        );
+        // Never disclosed, never superseded.
+        assert!(k["disclosed_at"].is_null() && k["superseded_at"].is_null());
     }
     assert_eq!(j["helpdesk"]["email"], "help@contoso.test");
     for n in 1..=7 {

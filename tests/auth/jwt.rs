@@ -7,11 +7,11 @@ use axum::Router;
 use axum::routing::get;
 use common::*;
 use recovery_portal::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySet};
+use recovery_portal::adapters::token_cache::CachingVerifier;
 use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::TenantId;
 use recovery_portal::ports::TokenVerifier;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
-use recovery_portal::adapters::token_cache::CachingVerifier;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -1033,7 +1033,10 @@ mod properties {
     }
 
     impl Fixture {
-        fn verify(&self, token: &str) -> Result<recovery_portal::domain::caller::Caller, AuthFailure> {
+        fn verify(
+            &self,
+            token: &str,
+        ) -> Result<recovery_portal::domain::caller::Caller, AuthFailure> {
             self.rt.block_on(self.verifier.verify(token))
         }
         /// `v` with the `KID` placeholder replaced by the real kid.

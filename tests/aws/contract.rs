@@ -8,14 +8,14 @@
 use crate::support::aws as common_aws;
 
 use common_aws::{device, key, moto_env, password, seed_json};
-use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow};
 use recovery_portal::ports::{
     CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
 };
-use recovery_portal::domain::ratelimit::{self, Grant, RateWindow};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -83,6 +83,7 @@ fn event(
     at_unix_nanos: i128,
 ) -> AuditEvent {
     AuditEvent {
+        action: recovery_portal::domain::audit::Action::Disclose,
         event_id: uuid::Uuid::new_v4().to_string(),
         time: OffsetDateTime::from_unix_timestamp_nanos(at_unix_nanos).unwrap(),
         tenant_id: t(tenant),
@@ -149,7 +150,8 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         policy,
         TenantPolicy {
             self_service: false,
-            helpdesk: None
+            helpdesk: None,
+            ..TenantPolicy::default()
         }
     );
 
@@ -734,7 +736,9 @@ async fn paging_contract(store: &dyn Store) {
     assert_eq!((ids.len(), pages), (0, 1));
     let oldest = all.iter().find(|e| e.event_id == "ev-00").unwrap();
     let past = AuditQuery {
-        after: Some(AuditCursor(recovery_portal::domain::audit::Position::of(oldest))),
+        after: Some(AuditCursor(recovery_portal::domain::audit::Position::of(
+            oldest,
+        ))),
         ..Default::default()
     };
     assert_eq!(
@@ -793,6 +797,7 @@ async fn tenant_policy_contract(
             name: Some("T5 Desk".into()),
             ..Default::default()
         }),
+        ..TenantPolicy::default()
     };
     let (dev, _) = store
         .load_for_disclosure(&t("t5"), &d("PC-5"), &u("u5"))
@@ -831,10 +836,12 @@ async fn tenant_policy_contract(
                 policy: TenantPolicy {
                     self_service: true,
                     helpdesk: None,
+                    ..TenantPolicy::default()
                 },
                 sealed: vec![(k(K7), sealed)],
             },
             fingerprint: "orphan".into(),
+            digests: Vec::new(),
         }])
         .await
         .unwrap();

@@ -211,8 +211,11 @@ async fn import_then_serve_every_route_over_http() {
     // A device moved to another owner by an import is audited under the
     // importer's name.
     let moved = dir.join("moved.json");
-    let text =
-        recovery_portal::tools::seed::DEMO_SEED.replacen("\"owner\": \"alice\"", "\"owner\": \"bob\"", 1);
+    let text = recovery_portal::tools::seed::DEMO_SEED.replacen(
+        "\"owner\": \"alice\"",
+        "\"owner\": \"bob\"",
+        1,
+    );
     assert_ne!(
         text,
         recovery_portal::tools::seed::DEMO_SEED,

@@ -83,6 +83,7 @@ fn device_item() -> items::Item {
             sealed: vec![(d.device.keys[0].key_id, SealedKey(b"opaque".to_vec()))],
         },
         fingerprint: "fp".into(),
+        digests: vec![],
     })
 }
 

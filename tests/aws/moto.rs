@@ -17,14 +17,14 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use common_aws::{call, device, key, moto_env, password, portal, seed_json};
 use racing::RacingStore;
-use recovery_portal::domain::audit::{AuditQuery, Outcome};
 use recovery_portal::adapters::aws::items;
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, TableStatus, create_tables};
+use recovery_portal::domain::audit::{AuditQuery, Outcome};
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
-use recovery_portal::tools::import::import;
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey};
 use recovery_portal::ports::{CipherError, ImportStore, KeyCipher, Store, SystemClock};
+use recovery_portal::tools::import::import;
 use recovery_portal::tools::seed::parse;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -570,9 +570,106 @@ async fn create_tables_is_idempotent_and_matches_the_schema() {
     // The device table projects no ciphertext into its indexes.
     for ix in recovery_portal::adapters::aws::schema::DEVICES.indexes {
         if let recovery_portal::adapters::aws::schema::Projection::Include(attrs) = ix.projection {
-            assert!(!attrs.contains(&"sealed") && !attrs.contains(&"fingerprint"));
+            for secret in ["sealed", "fingerprint", "digests"] {
+                assert!(!attrs.contains(&secret), "{} projects {secret}", ix.name);
+            }
         }
     }
+}
+
+/// A devices table from before the key lifecycle (no `by_rotation`, no TTL)
+/// is upgraded in place: the index and the TTL are added, nothing else moves.
+#[tokio::test]
+async fn create_tables_adds_indexes_the_schema_gained() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+        Projection, ProjectionType, ScalarAttributeType,
+    };
+    let env = moto_env().await;
+    let prefix = common_aws::fresh_prefix();
+    let s = |n: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(n)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    let k = |n: &str, t: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(n)
+            .key_type(t)
+            .build()
+            .unwrap()
+    };
+    let gsi = |name: &str, h: &str, r: &str| {
+        GlobalSecondaryIndex::builder()
+            .index_name(name)
+            .key_schema(k(h, KeyType::Hash))
+            .key_schema(k(r, KeyType::Range))
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .unwrap()
+    };
+    let name = format!("{prefix}-devices");
+    env.dynamodb
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_attribute_definitions(Some(
+            [
+                "pk",
+                "sk",
+                "owner_key",
+                "device_id",
+                "key_bucket",
+                "key_hex",
+            ]
+            .map(s)
+            .to_vec(),
+        ))
+        .key_schema(k("pk", KeyType::Hash))
+        .key_schema(k("sk", KeyType::Range))
+        .global_secondary_indexes(gsi("by_owner", "owner_key", "device_id"))
+        .global_secondary_indexes(gsi("by_key", "key_bucket", "key_hex"))
+        .send()
+        .await
+        .unwrap();
+    let out = create_tables(&env.dynamodb, &prefix).await.unwrap();
+    assert_eq!(out[0], (name.clone(), TableStatus::Upgraded));
+    let desc = env
+        .dynamodb
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .table
+        .unwrap();
+    let mut got: Vec<&str> = desc
+        .global_secondary_indexes()
+        .iter()
+        .filter_map(|g| g.index_name())
+        .collect();
+    got.sort_unstable();
+    assert_eq!(got, ["by_key", "by_owner", "by_rotation"]);
+    let ttl = env
+        .dynamodb
+        .describe_time_to_live()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ttl.time_to_live_description().unwrap().attribute_name(),
+        Some("expires_at")
+    );
+    // Now it is as the schema says: the next run only checks it.
+    let again = create_tables(&env.dynamodb, &prefix).await.unwrap();
+    assert_eq!(again[0].1, TableStatus::AlreadyExisted);
 }
 
 /// An existing table with another layout is reported, not silently used.
@@ -651,7 +748,8 @@ async fn concurrent_retrievals_on_dynamodb_never_exceed_the_limit() {
     .await
     .unwrap();
     let racing = Arc::new(RacingStore::barrier(env.store.clone(), N));
-    let mut p = portal(racing.clone(), env.cipher.clone());
+    let mut p = portal(env.store.clone(), env.cipher.clone());
+    p.store = racing.clone();
     p.key_rate_limit = 3;
     env.calls.reset();
     let tasks: Vec<_> = (0..N)
@@ -725,7 +823,8 @@ async fn a_retrieval_overtaken_on_every_attempt_on_dynamodb_is_a_503() {
         env.store.clone(),
         Arc::new(SystemClock),
     ));
-    let p = portal(racing.clone(), env.cipher.clone());
+    let mut p = portal(env.store.clone(), env.cipher.clone());
+    p.store = racing.clone();
     env.calls.reset();
     let (resp, body) = call(
         &p,

@@ -4,17 +4,17 @@
 //! headers, and CORS for `--cors-origin`. The page itself is tested in
 //! Chromium by tests/browser (run by scripts/test.sh).
 
-use crate::support::common;
 use crate::support;
+use crate::support::common;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::*;
+use recovery_portal::frontends::server::{self, Options};
+use recovery_portal::frontends::web::{DEFAULT_SCOPES, WebConfig};
 use recovery_portal::tools::devidp::{
     CODE_TTL_SECS, DEV_AUDIENCE, DEV_CLIENT_ID, DevAlg, DevIdentityProvider,
 };
-use recovery_portal::frontends::server::{self, Options};
-use recovery_portal::frontends::web::{DEFAULT_SCOPES, WebConfig};
 use serde_json::Value;
 use std::sync::Arc;
 

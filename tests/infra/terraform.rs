@@ -9,6 +9,8 @@
 //!   base table (whose items hold ciphertext) except `GetItem` on tenant items;
 //! - the get-recovery-key role's only KMS permission is `kms:Decrypt` on the
 //!   recovery-key CMK, bound to exactly `schema::KMS_CONTEXT_KEYS`;
+//! - the manage-keys role's only KMS permission is `kms:Encrypt`, likewise
+//!   bound; it writes the devices table and appends audit events, nothing else;
 //! - the DynamoDB tables match `schema::ALL_TABLES` (the single source of
 //!   truth for keys, indexes, projections and TTL);
 //! - nobody may update or delete audit events;
@@ -520,7 +522,7 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // ---------------------------------------------------------------------------
 
 /// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 4] = [
+const ROUTES: [(&str, &str); 10] = [
     ("GET /v1/devices", "list_devices"),
     ("GET /v1/recovery-keys", "list_devices"),
     ("GET /v1/audit-events", "list_devices"),
@@ -528,6 +530,15 @@ const ROUTES: [(&str, &str); 4] = [
         "POST /v1/devices/{device_id}/recovery-key",
         "get_recovery_key",
     ),
+    (
+        "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
+        "manage_keys",
+    ),
+    ("PUT /v1/devices/{device_id}", "manage_keys"),
+    ("DELETE /v1/devices/{device_id}", "manage_keys"),
+    ("GET /v1/rotation-requests", "manage_keys"),
+    ("GET /v1/tenant/settings", "manage_keys"),
+    ("PATCH /v1/tenant/settings", "manage_keys"),
 ];
 
 /// (a) Every route is proxied with payload format 2.0 to the right function
@@ -670,9 +681,9 @@ fn check_functions(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
     let functions = cfg.resources("aws_lambda_function");
     let names = set(functions.iter().map(|(n, _)| *n));
-    if names != set(["list_devices", "get_recovery_key"]) {
+    if names != set(["list_devices", "get_recovery_key", "manage_keys"]) {
         errors.push(format!(
-            "expected aws_lambda_function list_devices and get_recovery_key, found {names:?}"
+            "expected aws_lambda_function list_devices, get_recovery_key and manage_keys, found {names:?}"
         ));
     }
     for (name, f) in functions {
@@ -701,6 +712,7 @@ fn check_functions(cfg: &Config) -> Vec<String> {
     for (var, binary) in [
         ("list_devices_zip", "list-devices"),
         ("get_recovery_key_zip", "get-recovery-key"),
+        ("manage_keys_zip", "manage-keys"),
     ] {
         let default = cfg.variable_default(var).map(norm).unwrap_or_default();
         if default != format!("../target/lambda/{binary}/bootstrap.zip") {
@@ -1272,7 +1284,8 @@ fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
             "aws_iam_role.{role} cannot read tenant items (GetItem with LeadingKeys T#*)"
         ));
     }
-    for index in schema::DEVICES.indexes {
+    // The indexes it serves from (by_rotation is the manage function's).
+    for index in [schema::BY_OWNER, schema::BY_KEY] {
         if !statements.iter().any(|st| {
             grants(st, "dynamodb:Query")
                 && statement_covers(st, Target::Index("devices", index.name))
@@ -1282,6 +1295,115 @@ fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
                 index.name
             ));
         }
+    }
+    errors
+}
+
+/// (g) The manage-keys role seals but never decrypts: its only KMS action is
+/// `kms:Encrypt` on the recovery-key CMK with exactly the code's context
+/// keys. It writes the devices table (and its by_rotation index is all it
+/// queries besides the table), appends to the audit table (PutItem only),
+/// never reaches the rate-limit table, and has no other service.
+fn check_manage_role(cfg: &Config) -> Vec<String> {
+    let (role, statements) = match function_statements(cfg, "manage_keys") {
+        Ok(x) => x,
+        Err(e) => return vec![e],
+    };
+    let mut errors = Vec::new();
+    let mut encrypt = 0;
+    let mut writes_devices = false;
+    let mut appends_audit = false;
+    for st in statements.iter().filter(|st| st.allow) {
+        let kms = service_actions(st, "kms");
+        if kms.iter().any(|a| !a.eq_ignore_ascii_case("kms:Encrypt")) {
+            errors.push(format!(
+                "aws_iam_role.{role}: kms:Encrypt must be its only KMS action, but {} allows {kms:?}",
+                st.origin
+            ));
+        }
+        if grants(st, "kms:Encrypt") {
+            encrypt += 1;
+            if st.not_resources || st.resources != ["aws_kms_key.recovery_keys.arn"] {
+                errors.push(format!(
+                    "{}: kms:Encrypt must be on aws_kms_key.recovery_keys.arn only, found {:?}",
+                    st.origin, st.resources
+                ));
+            }
+            check_context_condition(st, &mut errors);
+        }
+        let dynamo = service_actions(st, "dynamodb");
+        let others: Vec<&String> = st
+            .actions
+            .iter()
+            .filter(|a| {
+                !["kms", "dynamodb", "logs", "xray"]
+                    .iter()
+                    .any(|s| touches_service(a, s))
+                    || a.as_str() == "*"
+            })
+            .collect();
+        if st.not_actions || !others.is_empty() {
+            errors.push(format!(
+                "{}: the manage-keys role may only use logs, DynamoDB and KMS, found {:?}",
+                st.origin, st.actions
+            ));
+        }
+        if dynamo.is_empty() {
+            continue;
+        }
+        if statement_covers(st, Target::Table("rate_limits")) {
+            errors.push(format!(
+                "{}: the manage-keys role must not reach the rate-limit table",
+                st.origin
+            ));
+        }
+        if statement_covers(st, Target::Table("audit")) {
+            if dynamo.len() == 1 && dynamo[0].eq_ignore_ascii_case("dynamodb:PutItem") {
+                appends_audit = true;
+            } else {
+                errors.push(format!(
+                    "{}: on the audit table the manage-keys role may only PutItem, found {dynamo:?}",
+                    st.origin
+                ));
+            }
+        }
+        let allowed = |r: &String| {
+            r == "aws_dynamodb_table.devices.arn"
+                || r == "aws_dynamodb_table.audit.arn"
+                || *r
+                    == format!(
+                        "aws_dynamodb_table.devices.arn/index/{}",
+                        schema::BY_ROTATION.name
+                    )
+        };
+        if st.not_resources || !st.resources.iter().all(allowed) {
+            errors.push(format!(
+                "{}: the manage-keys role's DynamoDB access must name the devices table, its by_rotation index or the audit table, found {:?}",
+                st.origin, st.resources
+            ));
+        }
+        if grants(st, "dynamodb:PutItem") && statement_covers(st, Target::Table("devices")) {
+            writes_devices = true;
+        }
+    }
+    if encrypt == 0 {
+        errors.push(format!(
+            "aws_iam_role.{role} cannot kms:Encrypt (escrow seals keys)"
+        ));
+    }
+    if !writes_devices {
+        errors.push(format!(
+            "aws_iam_role.{role} cannot write the devices table"
+        ));
+    }
+    if !appends_audit {
+        errors.push(format!("aws_iam_role.{role} cannot append audit events"));
+    }
+    if !statements.iter().any(|st| {
+        grants(st, "dynamodb:Query")
+            && statement_covers(st, Target::Index("devices", schema::BY_ROTATION.name))
+    }) {
+        errors.push(format!("aws_iam_role.{role} cannot query by_rotation"));
     }
     errors
 }
@@ -1802,6 +1924,11 @@ fn list_role_reads_only_tenant_items_and_indexes_of_devices() {
 }
 
 #[test]
+fn manage_role_seals_but_never_decrypts_and_writes_devices_only() {
+    assert_clean("manage role", check_manage_role(&Config::load()));
+}
+
+#[test]
 fn stage_throttles_below_the_kms_quota() {
     assert_clean("stage", check_stage(&Config::load()));
 }
@@ -2253,6 +2380,111 @@ const MUTATIONS: &[Mutation] = &[
         0,
         "test     = \"StringLike\"",
         check_list_role_devices_access,
+    ),
+    // (g) the manage-keys function
+    m(
+        "manage role gets kms:Decrypt",
+        "manage.tf",
+        "actions   = [\"kms:Encrypt\"]",
+        0,
+        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
+        check_manage_role,
+    ),
+    m(
+        "manage role encrypts without the context condition",
+        "manage.tf",
+        "test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"",
+        0,
+        "test     = \"Null\"\n      variable = \"kms:EncryptionContext:tenant_id\"",
+        check_manage_role,
+    ),
+    m(
+        "manage role encrypts with any key",
+        "manage.tf",
+        "resources = [aws_kms_key.recovery_keys.arn]",
+        0,
+        "resources = [\"*\"]",
+        check_manage_role,
+    ),
+    m(
+        "manage role writes the rate-limit table",
+        "manage.tf",
+        "resources = [aws_dynamodb_table.devices.arn]",
+        0,
+        "resources = [aws_dynamodb_table.devices.arn, aws_dynamodb_table.rate_limits.arn]",
+        check_manage_role,
+    ),
+    m(
+        "manage role updates audit events",
+        "manage.tf",
+        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        0,
+        "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        check_manage_role,
+    ),
+    m(
+        "manage role updates audit events (audit check)",
+        "manage.tf",
+        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        0,
+        "actions   = [\"dynamodb:PutItem\", \"dynamodb:DeleteItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
+        check_audit_append_only,
+    ),
+    m(
+        "manage role gets another service",
+        "manage.tf",
+        "actions   = [\"dynamodb:Query\"]",
+        0,
+        "actions   = [\"dynamodb:Query\", \"s3:GetObject\"]",
+        check_manage_role,
+    ),
+    m(
+        "key role gets kms:Encrypt",
+        "iam.tf",
+        "actions   = [\"kms:Decrypt\"]",
+        0,
+        "actions   = [\"kms:Decrypt\", \"kms:Encrypt\"]",
+        check_key_role_kms,
+    ),
+    m(
+        "manage route without the authorizer",
+        "manage.tf",
+        "authorizer_id      = aws_apigatewayv2_authorizer.jwt.id",
+        2,
+        "",
+        check_routes,
+    ),
+    m(
+        "escrow route proxied to get-recovery-key",
+        "manage.tf",
+        "integration_uri        = aws_lambda_function.manage_keys.invoke_arn",
+        0,
+        "integration_uri        = aws_lambda_function.get_recovery_key.invoke_arn",
+        check_routes,
+    ),
+    m(
+        "manage function runs the list zip",
+        "manage.tf",
+        "filename         = local.manage_keys_zip",
+        0,
+        "filename         = local.list_devices_zip",
+        check_functions,
+    ),
+    m(
+        "rotation index dropped",
+        "dynamodb.tf",
+        "name            = \"by_rotation\"",
+        0,
+        "name            = \"by_rotation_2\"",
+        check_tables,
+    ),
+    m(
+        "superseded keys never expire",
+        "dynamodb.tf",
+        "  ttl {\n    attribute_name = \"expires_at\"\n    enabled        = true\n  }\n",
+        0,
+        "",
+        check_tables,
     ),
     // stage
     m(

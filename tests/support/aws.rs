@@ -20,7 +20,7 @@ use recovery_portal::domain::caller::{Caller, Permissions};
 use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::{TenantId, UserId};
 use recovery_portal::ports::Portal;
-use recovery_portal::ports::{KeyCipher, Store, SystemClock, TokenVerifier};
+use recovery_portal::ports::{KeyCipher, LifecycleStore, Store, SystemClock, TokenVerifier};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -237,9 +237,13 @@ impl TokenVerifier for FakeVerifier {
     }
 }
 
-pub fn portal(store: Arc<dyn Store>, cipher: Arc<dyn KeyCipher>) -> Portal {
+pub fn portal<S: Store + LifecycleStore + 'static>(
+    store: Arc<S>,
+    cipher: Arc<dyn KeyCipher>,
+) -> Portal {
     Portal {
-        store,
+        store: store.clone(),
+        lifecycle: store,
         cipher,
         clock: Arc::new(SystemClock),
         verifier: Arc::new(FakeVerifier),

@@ -4,17 +4,17 @@
 #![allow(dead_code)]
 
 use async_trait::async_trait;
-use recovery_portal::ports::Portal;
-use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery};
-use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
+use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery};
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
 };
-use recovery_portal::ports::{CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store};
 use recovery_portal::domain::ratelimit::{RateUpdate, RateWindow};
+use recovery_portal::ports::Portal;
+use recovery_portal::ports::{CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store};
+use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,6 +114,12 @@ impl Store for FlakyStore {
         }
         self.inner.commit_disclosure(e, r).await
     }
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.append_audit(e).await
+    }
     async fn append_denied(&self, e: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
             return Err(Unavailable::new("audit", "injected failure"));
@@ -166,6 +172,7 @@ impl Harness {
         });
         let portal = Portal {
             store: store.clone(),
+            lifecycle: memory.clone(),
             cipher: cipher.clone(),
             clock: clock.clone(),
             verifier: Arc::new(idp.verifier(clock.clone())),

@@ -9,8 +9,8 @@ use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery, Outcome}
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{Device, SealedDevice, TenantPolicy};
-use recovery_portal::ports::{Clock, Commit, Denial, KeyLocation, Store};
 use recovery_portal::domain::ratelimit::{self, RateUpdate, RateWindow};
+use recovery_portal::ports::{Clock, Commit, Denial, KeyLocation, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Barrier;
@@ -111,6 +111,7 @@ impl Store for RacingStore {
                     source_ip: None,
                     user_agent: Some("competitor".into()),
                     request_id: format!("competitor-{n}"),
+                    action: recovery_portal::domain::audit::Action::Disclose,
                 };
                 let update = ratelimit::admit(&read.1, now, 10_000).expect("room for a competitor");
                 let done = self.inner.commit_disclosure(&competitor, &update).await?;
@@ -130,6 +131,9 @@ impl Store for RacingStore {
             self.conflicts.fetch_add(1, Ordering::SeqCst);
         }
         Ok(c)
+    }
+    async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
+        self.inner.append_audit(e).await
     }
     async fn append_denied(&self, e: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
         self.inner.append_denied(e, cap).await

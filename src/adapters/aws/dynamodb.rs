@@ -8,7 +8,9 @@
 //! - `find_keys`: one `Query` on `by_key`;
 //! - `load_for_disclosure`: one consistent `BatchGetItem` (device item,
 //!   tenant item, rate window);
-//! - `commit_disclosure`: one `TransactWriteItems` (audit put + rate update);
+//! - `commit_disclosure`: one `TransactWriteItems` (audit put, rate update
+//!   and the key's `disclosed_at` on the device item; a second one without
+//!   the mark only for a superseded key or a device item from before escrow);
 //! - `append_denied`: one `TransactWriteItems` (audit put + the caller's
 //!   denied-event counter for the hour); `append_cap_marker` one more, once
 //!   per caller and hour;
@@ -27,8 +29,8 @@ use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of, time_key}
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{Device, SealedDevice, Tenant, TenantPolicy};
-use crate::ports::{Commit, Denial, ImportDevice, ImportStore, KeyLocation, Store, StoredDevice};
 use crate::domain::ratelimit::{RateUpdate, RateWindow};
+use crate::ports::{Commit, Denial, ImportDevice, ImportStore, KeyLocation, Store, StoredDevice};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
@@ -41,6 +43,8 @@ use aws_sdk_dynamodb::types::{
 use futures_util::{StreamExt, TryStreamExt, stream};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
+
+mod lifecycle;
 
 const SERVICE: &str = "dynamodb";
 /// BatchGetItem's limit of keys per request.
@@ -592,41 +596,11 @@ impl Store for DynamoStore {
         event: &AuditEvent,
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
-        let put = self.audit_put(event)?;
-        let mut update = Update::builder()
-            .table_name(&self.rate_limits)
-            .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
-            .update_expression("SET #r = :r, #v = :v, #e = :e, #g = :g")
-            .expression_attribute_names("#r", "recent")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_names("#e", "expires_at")
-            .expression_attribute_names("#g", "grants")
-            .expression_attribute_values(
-                ":r",
-                AttributeValue::L(rate.window.recent.iter().map(n).collect()),
-            )
-            .expression_attribute_values(":v", n(rate.window.version))
-            .expression_attribute_values(":e", n(rate.expires_at))
-            .expression_attribute_values(":g", items::grants_value(&rate.window.grants));
-        update = if rate.expected_version == 0 {
-            update.condition_expression("attribute_not_exists(pk)")
-        } else {
-            update
-                .condition_expression("#v = :expected")
-                .expression_attribute_values(":expected", n(rate.expected_version))
-        };
-        let update = update.build().map_err(build_error)?;
-        let writes = vec![
-            TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().update(update).build(),
-        ];
-        match self.transact(writes, "TransactWriteItems").await? {
-            Ok(()) => Ok(Commit::Written),
-            // The window changed since it was read, or another transaction
-            // touched it at the same moment: read again and retry.
-            Err(c) if c.failed_condition(1) || c.conflict() => Ok(Commit::RateConflict),
-            Err(c) => Err(c.error("TransactWriteItems")),
-        }
+        self.commit_disclosure_marked(event, rate, true).await
+    }
+
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
+        self.put_audit_event(event).await
     }
 
     async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
@@ -778,6 +752,105 @@ impl Store for DynamoStore {
             .map(items::parse_audit_event)
             .collect::<Result<Vec<_>, _>>()?;
         Ok(crate::domain::audit::page(events, tenant, query))
+    }
+}
+
+impl DynamoStore {
+    /// The device-item update that marks a granted disclosure: the key's
+    /// first `disclosed_at`, the device's rotation request (`by_rotation`)
+    /// and a new record version, so an escrow that read the device before
+    /// this disclosure cannot overwrite the mark. Only for a current key in
+    /// a device item with a `keys` map; otherwise the condition fails.
+    fn disclosure_mark(&self, event: &AuditEvent) -> Result<Option<Update>, Unavailable> {
+        let (Some(device), Some(key_id)) = (&event.device_id, event.key_id) else {
+            return Ok(None);
+        };
+        let since = items::rotation_since(event.time, device);
+        Update::builder()
+            .table_name(&self.devices)
+            .key("pk", s(items::device_pk(&event.tenant_id, device)))
+            .key("sk", s(items::DEVICE_SK))
+            .update_expression(
+                "SET #k.#id.#da = if_not_exists(#k.#id.#da, :now), \
+                 #v = if_not_exists(#v, :zero) + :one, #rt = :tenant, \
+                 #rs = if_not_exists(#rs, :since)",
+            )
+            .condition_expression("attribute_exists(#k.#id) AND attribute_not_exists(#k.#id.#sa)")
+            .expression_attribute_names("#k", "keys")
+            .expression_attribute_names("#id", key_id.to_string())
+            .expression_attribute_names("#da", "disclosed_at")
+            .expression_attribute_names("#sa", "superseded_at")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#rt", "rotation_tenant")
+            .expression_attribute_names("#rs", "rotation_since")
+            .expression_attribute_values(":now", s(items::ts(event.time)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":tenant", s(event.tenant_id.as_str()))
+            .expression_attribute_values(":since", s(since))
+            .build()
+            .map(Some)
+            .map_err(build_error)
+    }
+
+    /// The granted event, the rate window and (with `mark`) the key's
+    /// `disclosed_at` with its rotation request, in one transaction.
+    async fn commit_disclosure_marked(
+        &self,
+        event: &AuditEvent,
+        rate: &RateUpdate,
+        mark: bool,
+    ) -> Result<Commit, Unavailable> {
+        let put = self.audit_put(event)?;
+        let mut update = Update::builder()
+            .table_name(&self.rate_limits)
+            .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
+            .update_expression("SET #r = :r, #v = :v, #e = :e, #g = :g")
+            .expression_attribute_names("#r", "recent")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_names("#e", "expires_at")
+            .expression_attribute_names("#g", "grants")
+            .expression_attribute_values(
+                ":r",
+                AttributeValue::L(rate.window.recent.iter().map(n).collect()),
+            )
+            .expression_attribute_values(":v", n(rate.window.version))
+            .expression_attribute_values(":e", n(rate.expires_at))
+            .expression_attribute_values(":g", items::grants_value(&rate.window.grants));
+        update = if rate.expected_version == 0 {
+            update.condition_expression("attribute_not_exists(pk)")
+        } else {
+            update
+                .condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", n(rate.expected_version))
+        };
+        let update = update.build().map_err(build_error)?;
+        let disclosed = if mark {
+            self.disclosure_mark(event)?
+        } else {
+            None
+        };
+        let has_mark = disclosed.is_some();
+        let mut writes = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().update(update).build(),
+        ];
+        writes.extend(disclosed.map(|u| TransactWriteItem::builder().update(u).build()));
+        match self.transact(writes, "TransactWriteItems").await? {
+            Ok(()) => Ok(Commit::Written),
+            // The window changed since it was read: read again and retry.
+            Err(c) if c.failed_condition(1) => Ok(Commit::RateConflict),
+            // The key is superseded (or the device item predates the keys
+            // map, or was retired meanwhile): no rotation to request. The
+            // disclosure itself is recorded without the mark.
+            Err(c) if has_mark && c.failed_condition(2) => {
+                Box::pin(self.commit_disclosure_marked(event, rate, false)).await
+            }
+            // Another transaction touched one of the items at the same
+            // moment: nothing was written; reading again is safe.
+            Err(c) if c.conflict() => Ok(Commit::RateConflict),
+            Err(c) => Err(c.error("TransactWriteItems")),
+        }
     }
 }
 

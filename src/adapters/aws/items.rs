@@ -6,14 +6,15 @@
 //! `ts` in the audit table is UTC with exactly six fractional digits, so it
 //! sorts lexicographically in time order.
 
-use crate::domain::audit::{AuditEvent, Outcome, Position};
+use crate::domain::audit::{Action, AuditEvent, Outcome, Position};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::model::{
-    Device, Helpdesk, KeyMeta, ManagedBy, SealedDevice, SealedKey, Tenant, TenantPolicy, VolumeType,
+    Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, SealedDevice, SealedKey, Tenant,
+    TenantPolicy, VolumeType,
 };
-use crate::ports::{ImportDevice, KeyLocation};
 use crate::domain::ratelimit::{Grant, RateWindow};
+use crate::ports::{ImportDevice, KeyLocation};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
@@ -121,7 +122,7 @@ fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn ts(t: OffsetDateTime) -> String {
+pub(crate) fn ts(t: OffsetDateTime) -> String {
     // Rfc3339 formatting only fails for years outside 0..=9999.
     t.format(&Rfc3339).unwrap_or_default()
 }
@@ -221,6 +222,11 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
     if let Some(h) = &policy.helpdesk {
         item.insert("helpdesk".into(), helpdesk_value(h));
     }
+    item.insert("require_reason".into(), s(policy.require_reason.as_str()));
+    item.insert(
+        "superseded_key_retention_days".into(),
+        AttributeValue::N(policy.superseded_key_retention_days.to_string()),
+    );
 }
 
 /// The tenant policy of a tenant item (no `self_service`: off).
@@ -241,9 +247,17 @@ pub fn parse_policy(item: &Item, kind: &'static str) -> Result<TenantPolicy, Ite
             })
         }
     };
+    let defaults = TenantPolicy::default();
     Ok(TenantPolicy {
-        self_service: r.bool_or("self_service", TenantPolicy::default().self_service)?,
+        self_service: r.bool_or("self_service", defaults.self_service)?,
         helpdesk,
+        require_reason: r
+            .opt_parse("require_reason", RequireReason::parse)?
+            .unwrap_or(defaults.require_reason),
+        superseded_key_retention_days: r
+            .n::<u16>("superseded_key_retention_days")?
+            .filter(|d| TenantPolicy::RETENTION_DAYS.contains(d))
+            .unwrap_or(defaults.superseded_key_retention_days),
     })
 }
 
@@ -258,12 +272,63 @@ pub fn tenant_item(t: &Tenant) -> Item {
     item
 }
 
-fn key_meta_value(k: &KeyMeta) -> AttributeValue {
-    AttributeValue::M(Item::from([
+/// One entry of a device item's `keys` map (metadata only).
+pub fn key_meta_value(k: &KeyMeta) -> AttributeValue {
+    let mut m = Item::from([
         ("key_id".to_owned(), s(k.key_id.to_string())),
         ("volume_type".to_owned(), s(k.volume_type.as_str())),
         ("created_at".to_owned(), s(ts(k.created_at))),
-    ]))
+    ]);
+    for (name, t) in [
+        ("disclosed_at", k.disclosed_at),
+        ("superseded_at", k.superseded_at),
+        ("expires_at", k.expires_at),
+    ] {
+        if let Some(t) = t {
+            m.insert(name.to_owned(), s(ts(t)));
+        }
+    }
+    AttributeValue::M(m)
+}
+
+/// A device item's `keys`: a map keyed by the canonical key ID, so a
+/// disclosure can mark its key (`keys.<id>.disclosed_at`) without reading
+/// the item first; `pos` keeps the order the keys were written in. Items
+/// written before this read as a list (`parse_device` takes both).
+pub fn keys_value(keys: &[KeyMeta]) -> AttributeValue {
+    AttributeValue::M(
+        keys.iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let mut v = key_meta_value(k);
+                if let AttributeValue::M(m) = &mut v {
+                    m.insert("pos".into(), AttributeValue::N(i.to_string()));
+                }
+                (k.key_id.to_string(), v)
+            })
+            .collect(),
+    )
+}
+
+/// Key ID -> escrow digest (`domain::lifecycle::key_digest`); no index
+/// projects it.
+pub fn digests_value(digests: &[(KeyId, String)]) -> AttributeValue {
+    AttributeValue::M(
+        digests
+            .iter()
+            .map(|(id, d)| (id.to_string(), s(d.as_str())))
+            .collect(),
+    )
+}
+
+/// Key ID -> ciphertext: a device item's `sealed` map.
+pub fn sealed_value(sealed: &[(KeyId, SealedKey)]) -> AttributeValue {
+    AttributeValue::M(
+        sealed
+            .iter()
+            .map(|(id, blob)| (id.to_string(), AttributeValue::B(Blob::new(blob.0.clone()))))
+            .collect(),
+    )
 }
 
 /// The device item: metadata, the key metadata list, the import fingerprint,
@@ -284,23 +349,41 @@ pub fn device_item(d: &ImportDevice) -> Item {
         ("display_name".to_owned(), s(dev.display_name.as_str())),
         ("os".to_owned(), s(dev.os.as_str())),
         ("managed_by".to_owned(), s(dev.managed_by.as_str())),
-        (
-            "keys".to_owned(),
-            AttributeValue::L(dev.keys.iter().map(key_meta_value).collect()),
-        ),
-        (
-            "sealed".to_owned(),
-            AttributeValue::M(
-                d.sealed
-                    .sealed
-                    .iter()
-                    .map(|(id, blob)| {
-                        (id.to_string(), AttributeValue::B(Blob::new(blob.0.clone())))
-                    })
-                    .collect(),
-            ),
-        ),
+        ("keys".to_owned(), keys_value(&dev.keys)),
+        ("sealed".to_owned(), sealed_value(&d.sealed.sealed)),
+        ("digests".to_owned(), digests_value(&d.digests)),
         ("fingerprint".to_owned(), s(d.fingerprint.as_str())),
+    ])
+}
+
+/// A device enrolled through the API: metadata, no keys yet, version 1.
+/// (No policy copy: the tenant item holds the settings.)
+pub fn enrolled_device_item(dev: &Device) -> Item {
+    let mut item = device_metadata(dev);
+    item.extend([
+        ("pk".to_owned(), s(device_pk(&dev.tenant, &dev.device_id))),
+        ("sk".to_owned(), s(DEVICE_SK)),
+        ("tenant_id".to_owned(), s(dev.tenant.as_str())),
+        ("device_id".to_owned(), s(dev.device_id.as_str())),
+        ("keys".to_owned(), keys_value(&dev.keys)),
+        ("sealed".to_owned(), AttributeValue::M(Item::new())),
+        ("digests".to_owned(), AttributeValue::M(Item::new())),
+        ("version".to_owned(), AttributeValue::N("1".into())),
+    ]);
+    item
+}
+
+/// The attributes `PUT /v1/devices/{id}` sets on a device item.
+pub fn device_metadata(dev: &Device) -> Item {
+    Item::from([
+        ("owner".to_owned(), s(dev.owner.as_str())),
+        (
+            "owner_key".to_owned(),
+            s(owner_key(&dev.tenant, &dev.owner)),
+        ),
+        ("display_name".to_owned(), s(dev.display_name.as_str())),
+        ("os".to_owned(), s(dev.os.as_str())),
+        ("managed_by".to_owned(), s(dev.managed_by.as_str())),
     ])
 }
 
@@ -322,6 +405,47 @@ pub fn key_pointer_item(dev: &Device, k: &KeyMeta) -> Item {
     ])
 }
 
+/// The key-pointer item of a superseded key: the pointer plus the key's
+/// ciphertext (moved out of the device item) and `expires_at` in unix
+/// seconds, the table's TTL attribute, so DynamoDB deletes it when the
+/// tenant's retention ends. No index projects `sealed`.
+pub fn superseded_pointer_item(dev: &Device, k: &KeyMeta, sealed: &SealedKey) -> Item {
+    let mut item = key_pointer_item(dev, k);
+    item.insert(
+        "sealed".into(),
+        AttributeValue::B(Blob::new(sealed.0.clone())),
+    );
+    if let Some(t) = k.superseded_at {
+        item.insert("superseded_at".into(), s(ts(t)));
+    }
+    if let Some(t) = k.expires_at {
+        item.insert(
+            "expires_at".into(),
+            AttributeValue::N(t.unix_timestamp().to_string()),
+        );
+    }
+    item
+}
+
+/// The ciphertext held on a superseded key's pointer item, if any.
+pub fn parse_pointer_ciphertext(item: &Item) -> Result<Option<SealedKey>, ItemError> {
+    match item.get("sealed") {
+        None => Ok(None),
+        Some(AttributeValue::B(b)) => Ok(Some(SealedKey(b.as_ref().to_vec()))),
+        Some(_) => Err(ItemError {
+            kind: "key pointer",
+            attr: "sealed",
+        }),
+    }
+}
+
+/// `rotation_since` of a device with keys due for rotation: the oldest such
+/// disclosure and the device, `<RFC 3339 UTC, microseconds>#<device>`; the
+/// sort key of the `by_rotation` index and the cursor of its pages.
+pub fn rotation_since(disclosed_at: OffsetDateTime, device: &DeviceId) -> String {
+    audit_ts(disclosed_at, device.as_str())
+}
+
 fn parse_key_meta(v: &AttributeValue) -> Result<KeyMeta, ItemError> {
     let AttributeValue::M(m) = v else {
         return Err(ItemError {
@@ -333,11 +457,84 @@ fn parse_key_meta(v: &AttributeValue) -> Result<KeyMeta, ItemError> {
         item: m,
         kind: "device key",
     };
+    let opt_time = |attr| r.opt_parse(attr, |v| OffsetDateTime::parse(v, &Rfc3339).ok());
     Ok(KeyMeta {
         key_id: r.parse("key_id", |v| KeyId::parse(v).ok())?,
         volume_type: r.parse("volume_type", VolumeType::parse)?,
         created_at: r.time("created_at")?,
+        disclosed_at: opt_time("disclosed_at")?,
+        superseded_at: opt_time("superseded_at")?,
+        expires_at: opt_time("expires_at")?,
     })
+}
+
+/// A device item's `keys`: a map (written since escrow exists) or a list
+/// (written before), in the order they were written either way.
+fn parse_keys(item: &Item) -> Result<Vec<KeyMeta>, ItemError> {
+    let err = ItemError {
+        kind: "device",
+        attr: "keys",
+    };
+    match item.get("keys") {
+        None => Ok(Vec::new()),
+        Some(AttributeValue::L(v)) => v.iter().map(parse_key_meta).collect(),
+        Some(AttributeValue::M(m)) => {
+            let mut out = Vec::with_capacity(m.len());
+            for (id, v) in m {
+                let k = parse_key_meta(v)?;
+                if KeyId::parse(id) != Ok(k.key_id) {
+                    return Err(err);
+                }
+                let pos = match v {
+                    AttributeValue::M(e) => Reader {
+                        item: e,
+                        kind: "device key",
+                    }
+                    .n::<u64>("pos")?
+                    .unwrap_or(u64::MAX),
+                    _ => u64::MAX,
+                };
+                out.push((pos, k));
+            }
+            out.sort_by_key(|(pos, k)| (*pos, k.key_id));
+            Ok(out.into_iter().map(|(_, k)| k).collect())
+        }
+        Some(_) => Err(err),
+    }
+}
+
+/// The stored escrow digests of a device item (none before escrow existed).
+pub fn parse_digests(item: &Item) -> Result<Vec<(KeyId, String)>, ItemError> {
+    let r = Reader {
+        item,
+        kind: "device",
+    };
+    let err = || ItemError {
+        kind: "device",
+        attr: "digests",
+    };
+    let mut out = Vec::new();
+    if let Some(m) = r.opt_map("digests")? {
+        for (k, v) in m {
+            let id = KeyId::parse(k).map_err(|_| err())?;
+            let AttributeValue::S(d) = v else {
+                return Err(err());
+            };
+            out.push((id, d.clone()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A device item's record version (0 before versions existed).
+pub fn parse_version(item: &Item) -> Result<u64, ItemError> {
+    Reader {
+        item,
+        kind: "device",
+    }
+    .n("version")
+    .map(Option::unwrap_or_default)
 }
 
 /// Device metadata from a device item or its `by_owner` projection.
@@ -353,11 +550,7 @@ pub fn parse_device(item: &Item) -> Result<Device, ItemError> {
         display_name: r.s("display_name")?.to_owned(),
         os: r.s("os")?.to_owned(),
         managed_by: r.parse("managed_by", ManagedBy::parse)?,
-        keys: r
-            .list("keys")?
-            .iter()
-            .map(parse_key_meta)
-            .collect::<Result<_, _>>()?,
+        keys: parse_keys(item)?,
     })
 }
 
@@ -365,6 +558,15 @@ pub fn parse_device(item: &Item) -> Result<Device, ItemError> {
 /// as read from the tenant item. Policy attributes an older version copied
 /// onto device items are ignored.
 pub fn parse_sealed_device(item: &Item, policy: TenantPolicy) -> Result<SealedDevice, ItemError> {
+    Ok(SealedDevice {
+        device: parse_device(item)?,
+        policy,
+        sealed: parse_sealed_only(item)?,
+    })
+}
+
+/// A device item's `sealed` map (key ID -> ciphertext), sorted by key ID.
+pub fn parse_sealed_only(item: &Item) -> Result<Vec<(KeyId, SealedKey)>, ItemError> {
     let r = Reader {
         item,
         kind: "device",
@@ -384,11 +586,7 @@ pub fn parse_sealed_device(item: &Item, policy: TenantPolicy) -> Result<SealedDe
         }
     }
     sealed.sort_by_key(|(id, _)| *id);
-    Ok(SealedDevice {
-        device: parse_device(item)?,
-        policy,
-        sealed,
-    })
+    Ok(sealed)
 }
 
 /// The stored import fingerprint of a device item, if any.
@@ -429,6 +627,7 @@ pub fn audit_item(e: &AuditEvent) -> Item {
         ("time".to_owned(), s(ts(e.time))),
         ("tenant_id".to_owned(), s(e.tenant_id.as_str())),
         ("actor".to_owned(), s(e.actor.as_str())),
+        ("action".to_owned(), s(e.action.as_str())),
         ("outcome".to_owned(), s(e.outcome.as_str())),
         ("reason".to_owned(), s(e.reason.as_str())),
         ("request_id".to_owned(), s(e.request_id.as_str())),
@@ -457,6 +656,10 @@ pub fn parse_audit_event(item: &Item) -> Result<AuditEvent, ItemError> {
         kind: "audit",
     };
     Ok(AuditEvent {
+        // Events written before there were other actions are disclosures.
+        action: r
+            .opt_parse("action", Action::parse)?
+            .unwrap_or(Action::Disclose),
         event_id: r.s("event_id")?.to_owned(),
         time: r.time("time")?,
         tenant_id: r.parse("tenant_id", |v| TenantId::parse(v).ok())?,
@@ -566,6 +769,7 @@ mod tests {
     #[test]
     fn audit_items_round_trip() {
         let e = AuditEvent {
+            action: Action::Disclose,
             event_id: "ev1".into(),
             time: OffsetDateTime::from_unix_timestamp_nanos(1_700_000_000_123_456_789).unwrap(),
             tenant_id: TenantId::parse("t1").unwrap(),
@@ -600,6 +804,15 @@ mod tests {
         let item = audit_item(&moved);
         assert_eq!(item["actor_key"], s("t1#import:admin"));
         assert_eq!(parse_audit_event(&item).unwrap(), moved);
+        // An item written before actions existed reads as a disclosure.
+        let mut old = audit_item(&denied);
+        old.remove("action");
+        assert_eq!(parse_audit_event(&old).unwrap().action, Action::Disclose);
+        let escrow = AuditEvent {
+            action: Action::Escrow,
+            ..denied
+        };
+        assert_eq!(parse_audit_event(&audit_item(&escrow)).unwrap(), escrow);
     }
 
     #[test]

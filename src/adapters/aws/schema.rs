@@ -62,15 +62,21 @@ impl TableDef {
 ///
 /// - tenant: `pk = T#<tenant>`, `sk = TENANT`
 /// - device: `pk = D#<tenant>#<device>`, `sk = DEVICE`, `owner_key = <tenant>#<owner>`;
-///   the ciphertexts live in the `sealed` map, which no index projects.
+///   the ciphertexts of current keys live in the `sealed` map and the escrow
+///   digests in `digests`, which no index projects; `keys` maps key ID to
+///   metadata (`disclosed_at`, `superseded_at`, `expires_at` included);
+///   `version` counts writes and disclosures; while a key is due for
+///   rotation, `rotation_tenant = <tenant>` and `rotation_since`.
 /// - key pointer: `pk = D#<tenant>#<device>`, `sk = KEY#<key-id>`,
-///   `key_bucket = <tenant>#<first 8 hex digits>`, `key_hex = <32 hex digits>`.
+///   `key_bucket = <tenant>#<first 8 hex digits>`, `key_hex = <32 hex digits>`;
+///   a superseded key's pointer also holds its ciphertext (`sealed`) and
+///   `expires_at` (unix seconds, the TTL attribute).
 pub const DEVICES: TableDef = TableDef {
     logical: "devices",
     hash: "pk",
     range: Some("sk"),
-    indexes: &[BY_OWNER, BY_KEY],
-    ttl: None,
+    indexes: &[BY_OWNER, BY_KEY, BY_ROTATION],
+    ttl: Some("expires_at"),
 };
 
 /// Devices of one owner in one tenant. Projects no ciphertext: the list
@@ -105,6 +111,24 @@ pub const BY_KEY: IndexDef = IndexDef {
         "owner",
         "volume_type",
         "created_at",
+    ]),
+};
+
+/// Devices with keys due for rotation (disclosed, not yet superseded), per
+/// tenant, oldest disclosure first: a sparse index (only such devices carry
+/// `rotation_tenant`). Projects no ciphertext and no digest.
+pub const BY_ROTATION: IndexDef = IndexDef {
+    name: "by_rotation",
+    hash: "rotation_tenant",
+    range: Some("rotation_since"),
+    projection: Projection::Include(&[
+        "tenant_id",
+        "device_id",
+        "owner",
+        "display_name",
+        "os",
+        "managed_by",
+        "keys",
     ]),
 };
 

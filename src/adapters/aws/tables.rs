@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, IndexStatus, KeySchemaElement, KeyType,
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, IndexStatus, KeySchemaElement, KeyType,
     Projection as DdbProjection, ProjectionType, ScalarAttributeType, TableDescription,
     TableStatus as DdbTableStatus, TimeToLiveSpecification, TimeToLiveStatus,
 };
@@ -29,6 +30,9 @@ pub enum TableStatus {
     Created,
     /// It existed already with the expected keys and indexes.
     AlreadyExisted,
+    /// It existed with the expected keys; indexes the schema has gained
+    /// since were added.
+    Upgraded,
 }
 
 fn err(detail: impl std::fmt::Display) -> Unavailable {
@@ -116,6 +120,82 @@ async fn create_one(client: &Client, name: &str, def: &TableDef) -> Result<bool,
     }
 }
 
+fn string_attribute(name: &str) -> Result<AttributeDefinition, Unavailable> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()
+        .map_err(build_error)
+}
+
+/// Waits until the table and all its indexes are ACTIVE.
+async fn wait_active(client: &Client, name: &str) -> Result<TableDescription, Unavailable> {
+    let deadline = Instant::now() + ACTIVE_TIMEOUT;
+    loop {
+        let d = describe(client, name).await?;
+        if is_active(&d) {
+            return Ok(d);
+        }
+        if Instant::now() > deadline {
+            return Err(err(format!(
+                "table {name} did not become ACTIVE within {} s",
+                ACTIVE_TIMEOUT.as_secs()
+            )));
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Adds the indexes of the schema an existing table lacks (one per
+/// `UpdateTable`, as DynamoDB requires), e.g. `by_rotation` on a devices
+/// table created before the key lifecycle. Whether any was added.
+async fn add_missing_indexes(
+    client: &Client,
+    name: &str,
+    def: &TableDef,
+    desc: &TableDescription,
+) -> Result<bool, Unavailable> {
+    let mut added = false;
+    for ix in def.indexes {
+        let present = desc
+            .global_secondary_indexes()
+            .iter()
+            .any(|g| g.index_name() == Some(ix.name));
+        if present {
+            continue;
+        }
+        let attrs = std::iter::once(ix.hash)
+            .chain(ix.range)
+            .map(string_attribute)
+            .collect::<Result<Vec<_>, _>>()?;
+        let create = CreateGlobalSecondaryIndexAction::builder()
+            .index_name(ix.name)
+            .set_key_schema(Some(key_schema(ix.hash, ix.range)?))
+            .projection(projection(ix.projection))
+            .build()
+            .map_err(build_error)?;
+        client
+            .update_table()
+            .table_name(name)
+            .set_attribute_definitions(Some(attrs))
+            .global_secondary_index_updates(
+                GlobalSecondaryIndexUpdate::builder().create(create).build(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                err(format!(
+                    "UpdateTable {name} (add index {}): {}",
+                    ix.name,
+                    describe_sdk_error(&e)
+                ))
+            })?;
+        wait_active(client, name).await?;
+        added = true;
+    }
+    Ok(added)
+}
+
 async fn describe(client: &Client, name: &str) -> Result<TableDescription, Unavailable> {
     client
         .describe_table()
@@ -134,22 +214,32 @@ fn is_active(t: &TableDescription) -> bool {
             .all(|i| i.index_status() == Some(&IndexStatus::Active))
 }
 
-/// The differences between a table and its definition, if any.
-fn check_schema(name: &str, def: &TableDef, t: &TableDescription) -> Result<(), Unavailable> {
-    let keys = |ks: &[KeySchemaElement]| -> (Option<String>, Option<String>) {
-        let find = |kt: KeyType| {
-            ks.iter()
-                .find(|k| k.key_type() == &kt)
-                .map(|k| k.attribute_name().to_owned())
-        };
-        (find(KeyType::Hash), find(KeyType::Range))
+fn keys(ks: &[KeySchemaElement]) -> (Option<String>, Option<String>) {
+    let find = |kt: KeyType| {
+        ks.iter()
+            .find(|k| k.key_type() == &kt)
+            .map(|k| k.attribute_name().to_owned())
     };
-    let want = |h: &str, r: Option<&str>| (Some(h.to_owned()), r.map(str::to_owned));
+    (find(KeyType::Hash), find(KeyType::Range))
+}
+
+fn want(h: &str, r: Option<&str>) -> (Option<String>, Option<String>) {
+    (Some(h.to_owned()), r.map(str::to_owned))
+}
+
+/// The table's own key schema is the definition's.
+fn check_keys(name: &str, def: &TableDef, t: &TableDescription) -> Result<(), Unavailable> {
     if keys(t.key_schema()) != want(def.hash, def.range) {
         return Err(err(format!(
             "table {name} exists with another key schema than src/adapters/aws/schema.rs defines"
         )));
     }
+    Ok(())
+}
+
+/// The differences between a table and its definition, if any.
+fn check_schema(name: &str, def: &TableDef, t: &TableDescription) -> Result<(), Unavailable> {
+    check_keys(name, def, t)?;
     for ix in def.indexes {
         let found = t
             .global_secondary_indexes()
@@ -234,20 +324,15 @@ pub async fn create_tables(
     for def in &ALL_TABLES {
         let name = table_name(prefix, def);
         let created = create_one(client, &name, def).await?;
-        let deadline = Instant::now() + ACTIVE_TIMEOUT;
-        let desc = loop {
-            let d = describe(client, &name).await?;
-            if is_active(&d) {
-                break d;
-            }
-            if Instant::now() > deadline {
-                return Err(err(format!(
-                    "table {name} did not become ACTIVE within {} s",
-                    ACTIVE_TIMEOUT.as_secs()
-                )));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        };
+        let mut desc = wait_active(client, &name).await?;
+        // Indexes added to the schema since the table was made; the table's
+        // own keys are checked first (a table of another layout is refused).
+        let upgraded = !created
+            && check_keys(&name, def, &desc).is_ok()
+            && add_missing_indexes(client, &name, def, &desc).await?;
+        if upgraded {
+            desc = wait_active(client, &name).await?;
+        }
         check_schema(&name, def, &desc)?;
         if let Some(attr) = def.ttl {
             ensure_ttl(client, &name, attr).await?;
@@ -256,6 +341,8 @@ pub async fn create_tables(
             name,
             if created {
                 TableStatus::Created
+            } else if upgraded {
+                TableStatus::Upgraded
             } else {
                 TableStatus::AlreadyExisted
             },

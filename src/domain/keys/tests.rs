@@ -30,10 +30,12 @@ fn device(
             managed_by,
             keys: keys
                 .iter()
-                .map(|&(k, volume_type, t)| KeyMeta {
-                    key_id: id(k),
-                    volume_type,
-                    created_at: OffsetDateTime::from_unix_timestamp(t).unwrap(),
+                .map(|&(k, volume_type, t)| {
+                    KeyMeta::new(
+                        id(k),
+                        volume_type,
+                        OffsetDateTime::from_unix_timestamp(t).unwrap(),
+                    )
                 })
                 .collect(),
         },
@@ -43,6 +45,7 @@ fn device(
                 email: Some("help@contoso.example".into()),
                 ..Helpdesk::default()
             }),
+            ..TenantPolicy::default()
         },
         sealed: sealed
             .iter()
@@ -90,13 +93,18 @@ fn select_key_rules() {
     ];
     for (managed_by, keys, sealed, selector, want) in table {
         let d = device(managed_by, keys, sealed);
-        let got = select_key(&d, selector.as_ref());
+        let got = select_key(
+            &d,
+            selector.as_ref(),
+            Access::Owner,
+            OffsetDateTime::UNIX_EPOCH,
+        );
         let case = format!("{managed_by:?} {keys:?} sealed {sealed:?} selector {selector:?}");
         match want {
             Ok(k) => {
                 let (meta, sealed) = got.unwrap_or_else(|e| panic!("{case}: {e:?}"));
                 assert_eq!(meta.key_id, id(k), "{case}");
-                assert_eq!(sealed, &SealedKey(k.as_bytes().to_vec()), "{case}");
+                assert_eq!(sealed, Some(&SealedKey(k.as_bytes().to_vec())), "{case}");
             }
             Err(reason) => {
                 let (error, got_reason) = got.map(|(m, _)| m.key_id).unwrap_err();
@@ -114,4 +122,55 @@ fn select_key_rules() {
             }
         }
     }
+}
+
+#[test]
+fn superseded_keys_are_for_the_helpdesk_by_key_id_until_they_expire() {
+    use VolumeType::OperatingSystem as Os;
+    let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+    // A is superseded by B and expires at 2000; C expired at 900.
+    let mut d = device(
+        ManagedBy::Organization,
+        &[(A, Os, 100), (B, Os, 200), (C, Os, 50)],
+        &[B],
+    );
+    for k in &mut d.device.keys {
+        if k.key_id == id(A) {
+            k.superseded_at = Some(OffsetDateTime::from_unix_timestamp(200).unwrap());
+            k.expires_at = Some(OffsetDateTime::from_unix_timestamp(2_000).unwrap());
+        }
+        if k.key_id == id(C) {
+            k.superseded_at = Some(OffsetDateTime::from_unix_timestamp(60).unwrap());
+            k.expires_at = Some(OffsetDateTime::from_unix_timestamp(900).unwrap());
+        }
+    }
+    let exact = |k: &str| KeySelector::Exact(id(k));
+    let pick = |sel: Option<&KeySelector>, access, at| {
+        select_key(&d, sel, access, at)
+            .map(|(m, s)| (m.key_id, s.is_some()))
+            .map_err(|(_, reason)| reason)
+    };
+    // Never the default, for anyone.
+    assert_eq!(pick(None, Access::Owner, now), Ok((id(B), true)));
+    assert_eq!(pick(None, Access::Helpdesk, now), Ok((id(B), true)));
+    // The helpdesk by key ID: chosen, its ciphertext to be read apart.
+    assert_eq!(
+        pick(Some(&exact(A)), Access::Helpdesk, now),
+        Ok((id(A), false))
+    );
+    // Not self-service.
+    assert_eq!(
+        pick(Some(&exact(A)), Access::Owner, now),
+        Err("key_id_not_found")
+    );
+    // Past its retention: gone for everyone.
+    assert_eq!(
+        pick(Some(&exact(C)), Access::Helpdesk, now),
+        Err("key_id_not_found")
+    );
+    let later = OffsetDateTime::from_unix_timestamp(2_000).unwrap();
+    assert_eq!(
+        pick(Some(&exact(A)), Access::Helpdesk, later),
+        Err("key_id_not_found")
+    );
 }

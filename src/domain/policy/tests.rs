@@ -85,10 +85,12 @@ fn device_access_rules() {
     let self_service = TenantPolicy {
         self_service: true,
         helpdesk: None,
+        ..TenantPolicy::default()
     };
     let helpdesk_only = TenantPolicy {
         self_service: false,
         helpdesk: Some(helpdesk.clone()),
+        ..TenantPolicy::default()
     };
     let disabled = Err(ApiError::SelfServiceDisabled {
         helpdesk: Some(helpdesk),

@@ -1,0 +1,653 @@
+//! `LifecycleStore` on DynamoDB (items in `schema.rs` / `items.rs`).
+//!
+//! Calls per operation (when nothing is throttled):
+//! - `device_for_write`: one `BatchGetItem` (device + tenant item);
+//! - `commit_escrow`, `commit_upsert`, `commit_settings`: one
+//!   `TransactWriteItems` each (the change, conditional on the version
+//!   read, and the audit `Put`);
+//! - `retire_device`: one `Query` of the device's partition and one
+//!   `TransactWriteItems` (deletes + audit `Put`);
+//! - `superseded_key`: one `GetItem`;
+//! - `rotation_requests`: one `Query` on `by_rotation`;
+//! - `tenant_settings`: one `GetItem`;
+//! - `stored_keys` (maintenance only): one `Scan` page.
+//!
+//! Superseded keys expire by the table's TTL on `expires_at`; reads check
+//! `expires_at` themselves, since TTL deletes within days, not at once.
+
+use super::{DynamoStore, REQUEST_BACKOFF, SERVICE, attr_s, build_error, n, s, unavailable};
+use crate::adapters::aws::items::{self, Item};
+use crate::adapters::aws::schema::BY_ROTATION;
+use crate::domain::audit::AuditEvent;
+use crate::domain::error::Unavailable;
+use crate::domain::ids::{DeviceId, KeyId, TenantId};
+use crate::domain::model::{Device, KeyContext, SealedKey, TenantPolicy};
+use crate::ports::{
+    DeviceRecord, DeviceUpsert, EscrowWrite, LifecycleStore, RotationPage, StoredKey,
+    StoredKeyPage, WriteOutcome,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
+};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+/// `TransactWriteItems` accepts at most this many items.
+const TRANSACT_MAX: usize = 100;
+const CCF: &str = "ConditionalCheckFailed";
+
+/// Separates `pk` and `sk` in a scan cursor (neither can contain it).
+const CURSOR_SEP: char = '\n';
+
+fn audit_put(table: &str, event: &AuditEvent) -> Result<TransactWriteItem, Unavailable> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(items::audit_item(event)))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+fn put(table: &str, item: Item) -> Result<TransactWriteItem, Unavailable> {
+    let put = Put::builder()
+        .table_name(table)
+        .set_item(Some(item))
+        .build()
+        .map_err(build_error)?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+/// The rotation attributes of a device after a write: set while a key is
+/// due (the oldest such disclosure first), removed otherwise.
+fn rotation(device: &Device) -> Option<String> {
+    device
+        .keys
+        .iter()
+        .filter(|k| k.rotation_due())
+        .filter_map(|k| k.disclosed_at)
+        .min()
+        .map(|t| items::rotation_since(t, &device.device_id))
+}
+
+/// What a cancelled transaction says about the item at `i`.
+fn code(codes: &[String], i: usize) -> &str {
+    codes.get(i).map(String::as_str).unwrap_or("None")
+}
+
+impl DynamoStore {
+    /// `Ok(None)`: written. `Ok(Some(codes))`: cancelled, with the
+    /// cancellation code of each item. Anything else is unavailable.
+    async fn transact_codes(
+        &self,
+        writes: Vec<TransactWriteItem>,
+        op: &'static str,
+    ) -> Result<Option<Vec<String>>, Unavailable> {
+        if writes.len() > TRANSACT_MAX {
+            return Err(Unavailable::new(
+                SERVICE,
+                format!("{op}: {} items exceed one transaction", writes.len()),
+            ));
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(writes))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    TransactWriteItemsError::TransactionCanceledException(_)
+                ) =>
+            {
+                let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() else {
+                    unreachable!()
+                };
+                Ok(Some(
+                    tc.cancellation_reasons()
+                        .iter()
+                        .map(|r| r.code().unwrap_or("None").to_owned())
+                        .collect(),
+                ))
+            }
+            Err(e) => Err(unavailable(op, &e)),
+        }
+    }
+
+    /// The outcome of a versioned write whose first item is the record and
+    /// whose last is the audit event.
+    fn outcome(codes: Option<Vec<String>>, op: &'static str) -> Result<WriteOutcome, Unavailable> {
+        let Some(codes) = codes else {
+            return Ok(WriteOutcome::Written);
+        };
+        if code(&codes, 0) == CCF {
+            return Ok(WriteOutcome::Conflict);
+        }
+        if codes.last().map(String::as_str) == Some(CCF) {
+            return Ok(WriteOutcome::RequestIdReused);
+        }
+        if codes.iter().any(|c| c == "TransactionConflict") {
+            return Ok(WriteOutcome::Conflict);
+        }
+        Err(Unavailable::new(
+            SERVICE,
+            format!("{op}: transaction cancelled ({})", codes.join(", ")),
+        ))
+    }
+
+    fn device_key(tenant: &TenantId, device: &DeviceId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(items::device_pk(tenant, device))),
+            ("sk".to_owned(), s(items::DEVICE_SK)),
+        ])
+    }
+
+    fn tenant_key(tenant: &TenantId) -> HashMap<String, AttributeValue> {
+        HashMap::from([
+            ("pk".to_owned(), s(items::tenant_pk(tenant))),
+            ("sk".to_owned(), s(items::TENANT_SK)),
+        ])
+    }
+
+    /// A versioned update of the device item: `sets` are (attribute, value)
+    /// pairs, `removes` attribute names; the version moves on by one.
+    fn device_update(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        sets: Vec<(&'static str, AttributeValue)>,
+        removes: &[&'static str],
+    ) -> Result<TransactWriteItem, Unavailable> {
+        let mut u = Update::builder()
+            .table_name(&self.devices)
+            .set_key(Some(Self::device_key(&device.tenant, &device.device_id)))
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":newv", n(expected_version + 1));
+        let mut set_parts = vec!["#v = :newv".to_owned()];
+        for (i, (name, value)) in sets.into_iter().enumerate() {
+            set_parts.push(format!("#s{i} = :s{i}"));
+            u = u
+                .expression_attribute_names(format!("#s{i}"), name)
+                .expression_attribute_values(format!(":s{i}"), value);
+        }
+        let mut expr = format!("SET {}", set_parts.join(", "));
+        if !removes.is_empty() {
+            let parts: Vec<String> = (0..removes.len()).map(|i| format!("#r{i}")).collect();
+            expr.push_str(&format!(" REMOVE {}", parts.join(", ")));
+            for (i, name) in removes.iter().enumerate() {
+                u = u.expression_attribute_names(format!("#r{i}"), *name);
+            }
+        }
+        u = u.update_expression(expr);
+        u = if expected_version == 0 {
+            u.condition_expression("attribute_exists(pk) AND attribute_not_exists(#v)")
+        } else {
+            u.condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        let update = u.build().map_err(build_error)?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+}
+
+#[async_trait]
+impl LifecycleStore for DynamoStore {
+    async fn device_for_write(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+    ) -> Result<(Option<DeviceRecord>, TenantPolicy), Unavailable> {
+        let keys = KeysAndAttributes::builder()
+            .keys(Self::device_key(tenant, device))
+            .keys(Self::tenant_key(tenant))
+            .consistent_read(true)
+            .build()
+            .map_err(build_error)?;
+        let mut got = self
+            .batch_get(
+                HashMap::from([(self.devices.clone(), keys)]),
+                REQUEST_BACKOFF,
+                "BatchGetItem",
+            )
+            .await?;
+        let found = got.remove(&self.devices).unwrap_or_default();
+        let sk_is = |item: &Item, sk: &str| attr_s(item, "sk") == Some(sk);
+        let policy = match found.iter().find(|i| sk_is(i, items::TENANT_SK)) {
+            Some(t) => items::parse_policy(t, "tenant")?,
+            None => TenantPolicy::default(),
+        };
+        let record = match found.iter().find(|i| sk_is(i, items::DEVICE_SK)) {
+            None => None,
+            Some(item) => {
+                let sealed = items::parse_sealed_device(item, policy.clone())?;
+                if sealed.device.tenant != *tenant || sealed.device.device_id != *device {
+                    None
+                } else {
+                    Some(DeviceRecord {
+                        device: sealed.device,
+                        current: sealed.sealed,
+                        digests: items::parse_digests(item)?,
+                        version: items::parse_version(item)?,
+                    })
+                }
+            }
+        };
+        Ok((record, policy))
+    }
+
+    async fn commit_escrow(
+        &self,
+        w: &EscrowWrite,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let dev = &w.device;
+        let mut sets = vec![
+            ("keys", items::keys_value(&dev.keys)),
+            ("sealed", items::sealed_value(&w.current)),
+            ("digests", items::digests_value(&w.digests)),
+        ];
+        let mut removes: Vec<&'static str> = Vec::new();
+        match rotation(dev) {
+            Some(since) => {
+                sets.push(("rotation_tenant", s(dev.tenant.as_str())));
+                sets.push(("rotation_since", s(since)));
+            }
+            None => removes.extend(["rotation_tenant", "rotation_since"]),
+        }
+        let mut writes = vec![self.device_update(dev, w.expected_version, sets, &removes)?];
+        // The new key's pointer, and the superseded keys' pointers with their
+        // ciphertexts (these expire by TTL).
+        if !w.added.is_superseded() {
+            writes.push(put(&self.devices, items::key_pointer_item(dev, &w.added))?);
+        }
+        for (meta, sealed) in &w.superseded {
+            writes.push(put(
+                &self.devices,
+                items::superseded_pointer_item(dev, meta, sealed),
+            )?);
+        }
+        writes.push(audit_put(&self.audit, event)?);
+        let codes = self
+            .transact_codes(writes, "TransactWriteItems escrow")
+            .await?;
+        Self::outcome(codes, "TransactWriteItems escrow")
+    }
+
+    async fn commit_upsert(
+        &self,
+        w: &DeviceUpsert,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let dev = &w.device;
+        let mut writes = Vec::new();
+        match w.expected_version {
+            None => {
+                let p = Put::builder()
+                    .table_name(&self.devices)
+                    .set_item(Some(items::enrolled_device_item(dev)))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .build()
+                    .map_err(build_error)?;
+                writes.push(TransactWriteItem::builder().put(p).build());
+            }
+            Some(v) => {
+                let mut sets: Vec<(&'static str, AttributeValue)> = Vec::new();
+                for name in ["owner", "owner_key", "display_name", "os", "managed_by"] {
+                    if let Some(value) = items::device_metadata(dev).remove(name) {
+                        sets.push((name, value));
+                    }
+                }
+                sets.push(("keys", items::keys_value(&dev.keys)));
+                writes.push(self.device_update(dev, v, sets, &[])?);
+                // The key pointers repeat owner and display name for the
+                // helpdesk lookup.
+                for k in &dev.keys {
+                    let u = Update::builder()
+                        .table_name(&self.devices)
+                        .key("pk", s(items::device_pk(&dev.tenant, &dev.device_id)))
+                        .key("sk", s(items::key_sk(&k.key_id)))
+                        .update_expression("SET #o = :o, #n = :n")
+                        .condition_expression("attribute_exists(pk)")
+                        .expression_attribute_names("#o", "owner")
+                        .expression_attribute_names("#n", "display_name")
+                        .expression_attribute_values(":o", s(dev.owner.as_str()))
+                        .expression_attribute_values(":n", s(dev.display_name.as_str()))
+                        .build()
+                        .map_err(build_error)?;
+                    writes.push(TransactWriteItem::builder().update(u).build());
+                }
+            }
+        }
+        writes.push(audit_put(&self.audit, event)?);
+        let codes = self
+            .transact_codes(writes, "TransactWriteItems device")
+            .await?;
+        // A key pointer that vanished (its retention ended): read again.
+        if let Some(c) = &codes
+            && c.len() > 2
+            && c[1..c.len() - 1].iter().any(|x| x == CCF)
+        {
+            return Ok(WriteOutcome::Conflict);
+        }
+        Self::outcome(codes, "TransactWriteItems device")
+    }
+
+    async fn retire_device(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let pk = items::device_pk(tenant, device);
+        let q = self
+            .client
+            .query()
+            .table_name(&self.devices)
+            .consistent_read(true)
+            .key_condition_expression("#pk = :pk")
+            .projection_expression("#pk, #sk")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(pk.as_str()));
+        let found = self.query_pages(q, None, "Query device partition").await?;
+        let sks: Vec<String> = found
+            .iter()
+            .filter_map(|i| attr_s(i, "sk").map(str::to_owned))
+            .collect();
+        if !sks.iter().any(|sk| sk == items::DEVICE_SK) {
+            return Ok(WriteOutcome::NotFound);
+        }
+        let delete = |sk: &str, must_exist: bool| -> Result<TransactWriteItem, Unavailable> {
+            let mut d = Delete::builder()
+                .table_name(&self.devices)
+                .key("pk", s(pk.as_str()))
+                .key("sk", s(sk));
+            if must_exist {
+                d = d.condition_expression("attribute_exists(pk)");
+            }
+            Ok(TransactWriteItem::builder()
+                .delete(d.build().map_err(build_error)?)
+                .build())
+        };
+        let mut pointers: Vec<&String> = sks.iter().filter(|sk| *sk != items::DEVICE_SK).collect();
+        // Whatever does not fit one transaction goes first: the device item
+        // (and so the device) disappears last, with the audit event.
+        let room = TRANSACT_MAX - 2;
+        if pointers.len() > room {
+            let extra: Vec<_> = pointers
+                .split_off(room)
+                .into_iter()
+                .map(|sk| {
+                    aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .key("pk", s(pk.as_str()))
+                        .key("sk", s(sk.as_str()))
+                        .build()
+                        .map(|d| {
+                            aws_sdk_dynamodb::types::WriteRequest::builder()
+                                .delete_request(d)
+                                .build()
+                        })
+                        .map_err(build_error)
+                })
+                .collect::<Result<_, _>>()?;
+            self.batch_write(extra).await?;
+        }
+        let mut writes = vec![delete(items::DEVICE_SK, true)?];
+        for sk in pointers {
+            writes.push(delete(sk, false)?);
+        }
+        writes.push(audit_put(&self.audit, event)?);
+        match self
+            .transact_codes(writes, "TransactWriteItems retire")
+            .await?
+        {
+            None => Ok(WriteOutcome::Written),
+            Some(c) if code(&c, 0) == CCF => Ok(WriteOutcome::NotFound),
+            Some(c) if c.last().map(String::as_str) == Some(CCF) => {
+                Ok(WriteOutcome::RequestIdReused)
+            }
+            Some(c) => Err(Unavailable::new(
+                SERVICE,
+                format!("TransactWriteItems retire: cancelled ({})", c.join(", ")),
+            )),
+        }
+    }
+
+    async fn superseded_key(
+        &self,
+        tenant: &TenantId,
+        device: &DeviceId,
+        key: &KeyId,
+    ) -> Result<Option<SealedKey>, Unavailable> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.devices)
+            .key("pk", s(items::device_pk(tenant, device)))
+            .key("sk", s(items::key_sk(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem key", &e))?;
+        match resp.item {
+            Some(item) => Ok(items::parse_pointer_ciphertext(&item)?),
+            None => Ok(None),
+        }
+    }
+
+    async fn rotation_requests(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<RotationPage, Unavailable> {
+        let mut q = self
+            .client
+            .query()
+            .table_name(&self.devices)
+            .index_name(BY_ROTATION.name)
+            .key_condition_expression("#h = :h")
+            .expression_attribute_names("#h", BY_ROTATION.hash)
+            .expression_attribute_values(":h", s(tenant.as_str()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
+        if let Some(c) = cursor {
+            // `<time>#<device>`: the sort key of the last device of the page.
+            let device = c
+                .split_once('#')
+                .and_then(|(_, d)| DeviceId::parse(d).ok())
+                .ok_or_else(|| Unavailable::new(SERVICE, "malformed rotation cursor"))?;
+            q = q.set_exclusive_start_key(Some(HashMap::from([
+                (BY_ROTATION.hash.to_owned(), s(tenant.as_str())),
+                (
+                    BY_ROTATION.range.unwrap_or("rotation_since").to_owned(),
+                    s(c),
+                ),
+                ("pk".to_owned(), s(items::device_pk(tenant, &device))),
+                ("sk".to_owned(), s(items::DEVICE_SK)),
+            ])));
+        }
+        let resp = q
+            .send()
+            .await
+            .map_err(|e| unavailable("Query by_rotation", &e))?;
+        let mut devices = Vec::new();
+        let mut last = None;
+        for item in resp.items() {
+            last = attr_s(item, "rotation_since").map(str::to_owned);
+            let d = items::parse_device(item)?;
+            if d.tenant == *tenant {
+                devices.push(d);
+            }
+        }
+        let more = resp.last_evaluated_key().is_some_and(|k| !k.is_empty());
+        Ok(RotationPage {
+            devices,
+            next: if more { last } else { None },
+        })
+    }
+
+    async fn tenant_settings(&self, tenant: &TenantId) -> Result<(TenantPolicy, u64), Unavailable> {
+        let resp = self
+            .client
+            .get_item()
+            .table_name(&self.devices)
+            .set_key(Some(Self::tenant_key(tenant)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| unavailable("GetItem tenant", &e))?;
+        match resp.item {
+            None => Ok((TenantPolicy::default(), 0)),
+            Some(item) => {
+                let version = match item.get("settings_version") {
+                    Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+                    _ => 0,
+                };
+                Ok((items::parse_policy(&item, "tenant")?, version))
+            }
+        }
+    }
+
+    async fn commit_settings(
+        &self,
+        tenant: &TenantId,
+        settings: &TenantPolicy,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let mut item = items::tenant_item(&crate::domain::model::Tenant {
+            id: tenant.clone(),
+            policy: settings.clone(),
+        });
+        item.remove("pk");
+        item.remove("sk");
+        let helpdesk = item.remove("helpdesk");
+        let mut u = Update::builder()
+            .table_name(&self.devices)
+            .set_key(Some(Self::tenant_key(tenant)))
+            .expression_attribute_names("#v", "settings_version")
+            .expression_attribute_values(":newv", n(expected_version + 1));
+        let mut parts = vec!["#v = :newv".to_owned()];
+        for (i, (name, value)) in item.into_iter().enumerate() {
+            parts.push(format!("#a{i} = :a{i}"));
+            u = u
+                .expression_attribute_names(format!("#a{i}"), name)
+                .expression_attribute_values(format!(":a{i}"), value);
+        }
+        u = u.expression_attribute_names("#h", "helpdesk");
+        let expr = match helpdesk {
+            Some(h) => {
+                parts.push("#h = :h".to_owned());
+                u = u.expression_attribute_values(":h", h);
+                format!("SET {}", parts.join(", "))
+            }
+            None => format!("SET {} REMOVE #h", parts.join(", ")),
+        };
+        u = u.update_expression(expr);
+        u = if expected_version == 0 {
+            u.condition_expression("attribute_not_exists(#v)")
+        } else {
+            u.condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", n(expected_version))
+        };
+        let update = u.build().map_err(build_error)?;
+        let writes = vec![
+            TransactWriteItem::builder().update(update).build(),
+            audit_put(&self.audit, event)?,
+        ];
+        let codes = self
+            .transact_codes(writes, "TransactWriteItems settings")
+            .await?;
+        Self::outcome(codes, "TransactWriteItems settings")
+    }
+
+    async fn stored_keys(
+        &self,
+        tenant: Option<&TenantId>,
+        cursor: Option<&str>,
+    ) -> Result<StoredKeyPage, Unavailable> {
+        let mut scan = self
+            .client
+            .scan()
+            .table_name(&self.devices)
+            .consistent_read(true)
+            .projection_expression("#pk, #sk, #t, #d, #s, #kid")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_names("#t", "tenant_id")
+            .expression_attribute_names("#d", "device_id")
+            .expression_attribute_names("#s", "sealed")
+            .expression_attribute_names("#kid", "key_id");
+        scan = match tenant {
+            Some(t) => scan
+                .filter_expression("attribute_exists(#s) AND #t = :t")
+                .expression_attribute_values(":t", s(t.as_str())),
+            None => scan.filter_expression("attribute_exists(#s)"),
+        };
+        if let Some(c) = cursor {
+            let (pk, sk) = c
+                .split_once(CURSOR_SEP)
+                .ok_or_else(|| Unavailable::new(SERVICE, "malformed scan cursor"))?;
+            scan = scan.set_exclusive_start_key(Some(HashMap::from([
+                ("pk".to_owned(), s(pk)),
+                ("sk".to_owned(), s(sk)),
+            ])));
+        }
+        let resp = scan.send().await.map_err(|e| unavailable("Scan", &e))?;
+        let mut keys = Vec::new();
+        for item in resp.items() {
+            let tenant_id = attr_s(item, "tenant_id").and_then(|v| TenantId::parse(v).ok());
+            let device_id = attr_s(item, "device_id").and_then(|v| DeviceId::parse(v).ok());
+            let (Some(tenant_id), Some(device_id)) = (tenant_id, device_id) else {
+                return Err(items::ItemError {
+                    kind: "device",
+                    attr: "device_id",
+                }
+                .into());
+            };
+            let ctx = |key_id| KeyContext {
+                tenant: tenant_id.clone(),
+                device: device_id.clone(),
+                key_id,
+            };
+            if attr_s(item, "sk") == Some(items::DEVICE_SK) {
+                for (key_id, sealed) in items::parse_sealed_only(item)? {
+                    keys.push(StoredKey {
+                        context: ctx(key_id),
+                        sealed,
+                        superseded: false,
+                    });
+                }
+            } else if let Some(sealed) = items::parse_pointer_ciphertext(item)? {
+                let key_id = attr_s(item, "key_id")
+                    .and_then(|v| KeyId::parse(v).ok())
+                    .ok_or(items::ItemError {
+                        kind: "key pointer",
+                        attr: "key_id",
+                    })?;
+                keys.push(StoredKey {
+                    context: ctx(key_id),
+                    sealed,
+                    superseded: true,
+                });
+            }
+        }
+        let next = resp.last_evaluated_key().and_then(|k| {
+            let pk = attr_s(k, "pk")?;
+            let sk = attr_s(k, "sk")?;
+            Some(format!("{pk}{CURSOR_SEP}{sk}"))
+        });
+        Ok(StoredKeyPage { keys, next })
+    }
+
+    async fn sweep_expired(&self, _now: OffsetDateTime) -> Result<usize, Unavailable> {
+        // DynamoDB deletes expired key pointers itself (TTL on expires_at).
+        Ok(0)
+    }
+}

@@ -1,0 +1,123 @@
+//! Tenant settings, owned by the tenant's administrators:
+//! `GET`/`PATCH /v1/tenant/settings`. Stored on the tenant record, which
+//! every request reads, so a change applies on the next request everywhere.
+
+use crate::domain::audit::{Action, Outcome};
+use crate::domain::caller::Caller;
+use crate::domain::error::ApiError;
+use crate::domain::keys::RequestMeta;
+use crate::domain::lifecycle::{WRITE_ATTEMPTS, WriteEvent};
+use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
+use crate::domain::policy;
+use crate::ports::{Portal, WriteOutcome};
+
+/// A partial update: absent fields stay as they are; `helpdesk: null`
+/// removes the helpdesk details.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsPatch {
+    pub self_service: Option<bool>,
+    pub helpdesk: Option<Option<Helpdesk>>,
+    pub require_reason: Option<RequireReason>,
+    pub superseded_key_retention_days: Option<u16>,
+}
+
+impl SettingsPatch {
+    pub fn apply(&self, current: &TenantPolicy) -> TenantPolicy {
+        TenantPolicy {
+            self_service: self.self_service.unwrap_or(current.self_service),
+            helpdesk: self
+                .helpdesk
+                .clone()
+                .unwrap_or_else(|| current.helpdesk.clone()),
+            require_reason: self.require_reason.unwrap_or(current.require_reason),
+            superseded_key_retention_days: self
+                .superseded_key_retention_days
+                .unwrap_or(current.superseded_key_retention_days),
+        }
+    }
+}
+
+/// What changed, for the audit event (settings hold no secret).
+fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
+    let mut parts = Vec::new();
+    if old.self_service != new.self_service {
+        parts.push(format!(
+            "self_service {} -> {}",
+            old.self_service, new.self_service
+        ));
+    }
+    if old.helpdesk != new.helpdesk {
+        parts.push("helpdesk changed".to_owned());
+    }
+    if old.require_reason != new.require_reason {
+        parts.push(format!(
+            "require_reason {} -> {}",
+            old.require_reason.as_str(),
+            new.require_reason.as_str()
+        ));
+    }
+    if old.superseded_key_retention_days != new.superseded_key_retention_days {
+        parts.push(format!(
+            "superseded_key_retention_days {} -> {}",
+            old.superseded_key_retention_days, new.superseded_key_retention_days
+        ));
+    }
+    parts.join("; ")
+}
+
+/// `GET /v1/tenant/settings`.
+pub async fn get(portal: &Portal, caller: &Caller) -> Result<TenantPolicy, ApiError> {
+    policy::may_manage_settings(caller)?;
+    Ok(portal.lifecycle.tenant_settings(&caller.tenant).await?.0)
+}
+
+/// `PATCH /v1/tenant/settings`: the settings after the change.
+pub async fn patch(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    patch: &SettingsPatch,
+) -> Result<TenantPolicy, ApiError> {
+    let audit = WriteEvent {
+        portal,
+        caller,
+        meta,
+        action: Action::SettingsChange,
+        device_id: None,
+    };
+    if let Err(e) = policy::may_manage_settings(caller) {
+        return Err(audit.deny(None, "insufficient_scope", e).await);
+    }
+    for _ in 0..WRITE_ATTEMPTS {
+        let (current, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
+        let new = patch.apply(&current);
+        if new == current {
+            return Ok(current);
+        }
+        let event = audit.event(
+            None,
+            Outcome::Granted,
+            "updated",
+            Some(describe_change(&current, &new)),
+        );
+        match portal
+            .lifecycle
+            .commit_settings(&caller.tenant, &new, version, &event)
+            .await?
+        {
+            WriteOutcome::Written => {
+                tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, "tenant settings changed");
+                return Ok(new);
+            }
+            WriteOutcome::Conflict | WriteOutcome::NotFound => continue,
+            WriteOutcome::RequestIdReused => {
+                return Err(ApiError::BadRequest(
+                    "this X-Request-Id was already used for another request; send a new one".into(),
+                ));
+            }
+        }
+    }
+    Err(ApiError::Unavailable(
+        crate::domain::error::Unavailable::new("store", "the settings kept changing"),
+    ))
+}
