@@ -1,7 +1,10 @@
 //! Shared test harness: a portal on the embedded backends with a settable
-//! clock, a cipher that counts its calls, a store whose audit writes can be
-//! made to fail, and the local server on a real socket.
+//! clock, a cipher that counts its calls, a store whose audit writes (or
+//! reads) can be made to fail, and the local server on a real socket, whose
+//! every answer is checked against the OpenAPI document (`openapi`).
 #![allow(dead_code)]
+
+pub mod openapi;
 
 use async_trait::async_trait;
 use recovery_portal::app::Portal;
@@ -69,10 +72,20 @@ impl KeyCipher for CountingCipher {
     }
 }
 
-/// The embedded store, with switchable audit-write failures.
+/// The embedded store, with switchable audit-write and read failures.
 pub struct FlakyStore {
     pub inner: Arc<MemoryStore>,
     pub fail_audit: AtomicBool,
+    pub fail_reads: AtomicBool,
+}
+
+impl FlakyStore {
+    fn read(&self) -> Result<(), Unavailable> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("store", "injected failure"));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -82,6 +95,7 @@ impl Store for FlakyStore {
         t: &TenantId,
         o: &UserId,
     ) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
+        self.read()?;
         self.inner.list_devices(t, o).await
     }
     async fn find_keys(
@@ -89,6 +103,7 @@ impl Store for FlakyStore {
         t: &TenantId,
         p: &KeyIdPrefix,
     ) -> Result<Vec<KeyLocation>, Unavailable> {
+        self.read()?;
         self.inner.find_keys(t, p).await
     }
     async fn load_for_disclosure(
@@ -97,6 +112,7 @@ impl Store for FlakyStore {
         d: &DeviceId,
         a: &UserId,
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        self.read()?;
         self.inner.load_for_disclosure(t, d, a).await
     }
     async fn commit_disclosure(
@@ -120,6 +136,7 @@ impl Store for FlakyStore {
         t: &TenantId,
         q: &AuditQuery,
     ) -> Result<Vec<AuditEvent>, Unavailable> {
+        self.read()?;
         self.inner.audit_events(t, q).await
     }
 }
@@ -155,6 +172,7 @@ impl Harness {
         let store = Arc::new(FlakyStore {
             inner: memory.clone(),
             fail_audit: AtomicBool::new(false),
+            fail_reads: AtomicBool::new(false),
         });
         let portal = Portal {
             store: store.clone(),
@@ -184,25 +202,29 @@ impl Harness {
 
     /// Starts the local server on an ephemeral port.
     pub async fn serve(&self) -> Server {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let portal = self.portal.clone();
-        tokio::spawn(async move {
-            recovery_portal::server::serve(listener, portal, None, async {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        Server {
-            addr,
-            client: reqwest::Client::builder()
-                .user_agent("portal-tests/1")
-                .build()
-                .unwrap(),
-            _stop: tx,
-        }
+        serve_portal(self.portal.clone()).await
+    }
+}
+
+/// The local server for `portal` on an ephemeral port.
+pub async fn serve_portal(portal: Portal) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        recovery_portal::server::serve(listener, portal, None, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Server {
+        addr,
+        client: reqwest::Client::builder()
+            .user_agent("portal-tests/1")
+            .build()
+            .unwrap(),
+        _stop: tx,
     }
 }
 
@@ -263,11 +285,16 @@ impl Server {
             rb = rb.header("content-type", ct).body(b.to_owned());
         }
         let r = rb.send().await.expect("request");
-        Reply {
+        let reply = Reply {
             status: r.status().as_u16(),
             headers: r.headers().clone(),
             text: r.text().await.unwrap(),
+        };
+        // Every answer the tests see is one the OpenAPI document describes.
+        if let Err(e) = openapi::check(method, path, reply.status, &reply.headers, &reply.text) {
+            panic!("{method} {path}: {e}\nanswer: {}", reply.text);
         }
+        reply
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {
