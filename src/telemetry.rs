@@ -9,6 +9,10 @@ fn filter() -> EnvFilter {
         .unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// JSON lines with `level` and an RFC 3339 `timestamp`: what Lambda's JSON
+/// log format needs to filter by level (a line without a valid timestamp
+/// counts as INFO). Lambda sets `AWS_LAMBDA_LOG_LEVEL` to the configured
+/// application log level, which `filter` reads.
 pub fn init_lambda() {
     let _ = tracing_subscriber::fmt()
         .json()
@@ -16,7 +20,6 @@ pub fn init_lambda() {
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .without_time() // CloudWatch stamps every line itself
         .with_ansi(false)
         .try_init();
 }
