@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the
-# tests need into a project-local .venv (moto and checkov), starts moto, runs
-# the Rust tests (the function binaries under a Lambda Runtime API emulator
-# included), then checks the Terraform.
+# tests need into a project-local .venv (moto, checkov, openapi-spec-validator),
+# starts moto, runs the Rust tests (the function binaries under a Lambda
+# Runtime API emulator included), validates openapi.json, then checks the
+# Terraform.
 #
 # `scripts/test.sh --package` also builds the Lambda zips with cargo-lambda
 # (a second, release build: about 10 minutes on 2 cores, so CI leaves it out)
@@ -31,5 +32,8 @@ if [ "${1:-}" = --package ]; then
 fi
 
 cargo test --workspace
+# The API's OpenAPI document against the OpenAPI 3.1 specification (the Rust
+# tests check it against the router and the answers).
+"${VENV:-$PWD/.venv}/bin/openapi-spec-validator" openapi.json
 bash scripts/check-infra.sh
 echo "scripts/test.sh: all tests passed"
