@@ -9,7 +9,8 @@ use std::process::Command;
 /// The `portal` binary of this workspace build, next to the function's own
 /// (`cargo test --workspace` builds both).
 pub fn portal_binary(function_binary: &str) -> PathBuf {
-    let p = Path::new(function_binary).with_file_name(format!("portal{}", std::env::consts::EXE_SUFFIX));
+    let p = Path::new(function_binary)
+        .with_file_name(format!("portal{}", std::env::consts::EXE_SUFFIX));
     assert!(
         p.is_file(),
         "{} is missing: build it first (`cargo build --bin portal`, or run `cargo test --workspace`)",
@@ -68,7 +69,9 @@ pub fn assert_json_log_lines(output: &str) {
         let v: serde_json::Value = serde_json::from_str(line)
             .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
         assert!(v["level"].is_string(), "no level: {line}");
-        let ts = v["timestamp"].as_str().unwrap_or_else(|| panic!("no timestamp: {line}"));
+        let ts = v["timestamp"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no timestamp: {line}"));
         time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
             .unwrap_or_else(|e| panic!("timestamp {ts} is not RFC 3339 ({e}): {line}"));
     }

@@ -345,6 +345,13 @@ fn parse_key_body(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // serde would also read a struct from a JSON array, by position.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            r#"the body must be a JSON object such as {"key_id": "3B8FAA18", "reason": "ticket 4711"}"#
+                .into(),
+        ));
+    }
     let b: KeyBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let key = b

@@ -266,7 +266,9 @@ fn dev_token(
     if recovery_portal::ids::TenantId::parse(tenant).is_err()
         || recovery_portal::ids::UserId::parse(user).is_err()
     {
-        return Err("--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -".into());
+        return Err(
+            "--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -".into(),
+        );
     }
     let idp = dev_idp(issuer)?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
@@ -279,15 +281,14 @@ fn api_gateway_event(
     token: &str,
     device: Option<&str>,
 ) -> Result<String, String> {
-    let mut event: serde_json::Value = serde_json::from_str(route.template())
-        .map_err(|e| format!("event template: {e}"))?;
+    let mut event: serde_json::Value =
+        serde_json::from_str(route.template()).map_err(|e| format!("event template: {e}"))?;
     event["headers"]["authorization"] = format!("Bearer {token}").into();
     if let Some(device) = device {
         if route != EventKind::GetRecoveryKey {
             return Err("--device applies to get-recovery-key only".into());
         }
-        recovery_portal::ids::DeviceId::parse(device)
-            .map_err(|e| format!("--device {e}"))?;
+        recovery_portal::ids::DeviceId::parse(device).map_err(|e| format!("--device {e}"))?;
         let path = format!("/v1/devices/{device}/recovery-key");
         event["rawPath"] = path.clone().into();
         event["requestContext"]["http"]["path"] = path.into();

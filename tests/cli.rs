@@ -210,7 +210,15 @@ async fn serve_loads_portal_seed_file() {
         c
     });
     let out = portal(&key)
-        .args(["token", "--issuer", &served.base, "--tenant", "contoso", "--user", "alice"])
+        .args([
+            "token",
+            "--issuer",
+            &served.base,
+            "--tenant",
+            "contoso",
+            "--user",
+            "alice",
+        ])
         .output()
         .unwrap();
     let token = String::from_utf8(out.stdout).unwrap();
@@ -257,7 +265,10 @@ async fn serve_loads_portal_seed_file() {
             .unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("PORTAL_SEED_FILE") && err.contains(bad.to_str().unwrap()), "{err}");
+        assert!(
+            err.contains("PORTAL_SEED_FILE") && err.contains(bad.to_str().unwrap()),
+            "{err}"
+        );
     }
 }
 
@@ -270,7 +281,11 @@ fn event_and_dev_env_print_what_a_local_lambda_needs() {
     let key = dir.join("key.p8");
     let run = |args: &[&str]| portal(&key).args(args).output().unwrap();
     let out = run(&["dev-env"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let env = String::from_utf8(out.stdout).unwrap();
     let jwks = env
         .lines()
@@ -279,17 +294,42 @@ fn event_and_dev_env_print_what_a_local_lambda_needs() {
         .unwrap_or_else(|| panic!("{env}"));
     let jwks: serde_json::Value = serde_json::from_str(jwks).unwrap();
     assert!(env.contains("export PORTAL_BACKEND='embedded'"), "{env}");
-    assert!(env.contains("export PORTAL_ISSUER='http://127.0.0.1:8080'"), "{env}");
-    assert!(env.contains("export PORTAL_AUDIENCE='api://recovery-portal'"), "{env}");
+    assert!(
+        env.contains("export PORTAL_ISSUER='http://127.0.0.1:8080'"),
+        "{env}"
+    );
+    assert!(
+        env.contains("export PORTAL_AUDIENCE='api://recovery-portal'"),
+        "{env}"
+    );
 
     for (route, method, path, scope) in [
         ("list-devices", "GET", "/v1/devices", "RecoveryKey.Read"),
-        ("get-recovery-key", "POST", "/v1/devices/DESKTOP-7Q2M4K1/recovery-key", "RecoveryKey.Read"),
-        ("find-recovery-keys", "GET", "/v1/recovery-keys", "RecoveryKey.Read.All"),
-        ("audit-events", "GET", "/v1/audit-events", "AuditLog.Read.All"),
+        (
+            "get-recovery-key",
+            "POST",
+            "/v1/devices/DESKTOP-7Q2M4K1/recovery-key",
+            "RecoveryKey.Read",
+        ),
+        (
+            "find-recovery-keys",
+            "GET",
+            "/v1/recovery-keys",
+            "RecoveryKey.Read.All",
+        ),
+        (
+            "audit-events",
+            "GET",
+            "/v1/audit-events",
+            "AuditLog.Read.All",
+        ),
     ] {
         let out = run(&["event", route, "--user", "alice"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(e["version"], "2.0");
         assert_eq!(e["requestContext"]["http"]["method"], method);
@@ -305,24 +345,68 @@ fn event_and_dev_env_print_what_a_local_lambda_needs() {
                 .unwrap();
             serde_json::from_slice(&b).unwrap()
         };
-        assert_eq!(part(0)["kid"], jwks["keys"][0]["kid"], "signed by the dev-env key");
+        assert_eq!(
+            part(0)["kid"],
+            jwks["keys"][0]["kid"],
+            "signed by the dev-env key"
+        );
         let claims = part(1);
         assert_eq!(claims["scp"], scope);
         assert_eq!(claims["oid"], "alice");
         assert_eq!(claims["tid"], "contoso");
         assert_eq!(claims["iss"], "http://127.0.0.1:8080");
     }
-    let out = run(&["event", "get-recovery-key", "--user", "bob", "--device", "PC-9", "--tenant", "fabrikam", "--scope", "RecoveryKey.Read.All"]);
+    let out = run(&[
+        "event",
+        "get-recovery-key",
+        "--user",
+        "bob",
+        "--device",
+        "PC-9",
+        "--tenant",
+        "fabrikam",
+        "--scope",
+        "RecoveryKey.Read.All",
+    ]);
     let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(e["rawPath"], "/v1/devices/PC-9/recovery-key");
-    assert_eq!(e["requestContext"]["http"]["path"], "/v1/devices/PC-9/recovery-key");
+    assert_eq!(
+        e["requestContext"]["http"]["path"],
+        "/v1/devices/PC-9/recovery-key"
+    );
     assert_eq!(e["pathParameters"]["device_id"], "PC-9");
 
     for (args, message) in [
-        (&["event", "list-devices", "--user", "alice", "--device", "PC-9"][..], "--device applies to get-recovery-key"),
-        (&["event", "get-recovery-key", "--user", "alice", "--device", "a/b"][..], "--device"),
-        (&["event", "list-devices", "--user", "a b"][..], "--tenant and --user"),
-        (&["event", "delete-everything", "--user", "alice"][..], "invalid value"),
+        (
+            &[
+                "event",
+                "list-devices",
+                "--user",
+                "alice",
+                "--device",
+                "PC-9",
+            ][..],
+            "--device applies to get-recovery-key",
+        ),
+        (
+            &[
+                "event",
+                "get-recovery-key",
+                "--user",
+                "alice",
+                "--device",
+                "a/b",
+            ][..],
+            "--device",
+        ),
+        (
+            &["event", "list-devices", "--user", "a b"][..],
+            "--tenant and --user",
+        ),
+        (
+            &["event", "delete-everything", "--user", "alice"][..],
+            "invalid value",
+        ),
     ] {
         let out = run(args);
         assert!(!out.status.success(), "{args:?}");

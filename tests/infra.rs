@@ -699,7 +699,10 @@ fn check_functions(cfg: &Config) -> Vec<String> {
                 &format!("filebase64sha256(local.{name}_zip)") as &str,
                 "the zip is the one the manifest describes",
             ),
-            ("var.architecture == local.architecture", "var.architecture agrees with the build"),
+            (
+                "var.architecture == local.architecture",
+                "var.architecture agrees with the build",
+            ),
         ] {
             if !conditions.iter().any(|c| c.contains(needle)) {
                 errors.push(format!(
@@ -727,7 +730,12 @@ fn check_functions(cfg: &Config) -> Vec<String> {
         .filter(|b| b.identifier() == "locals")
         .map(|b| b.body())
         .collect();
-    let local = |n: &str| locals.iter().find_map(|b| attr_str(b, n)).unwrap_or_default();
+    let local = |n: &str| {
+        locals
+            .iter()
+            .find_map(|b| attr_str(b, n))
+            .unwrap_or_default()
+    };
     if !local("build").contains("jsondecode(file(local.build_manifest))")
         || !local("build_manifest").contains("var.build_manifest")
         || local("architecture") != "try(local.build.architecture, null)"
@@ -740,7 +748,10 @@ fn check_functions(cfg: &Config) -> Vec<String> {
     let package_sh =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package.sh"))
             .unwrap();
-    let manifest = cfg.variable_default("build_manifest").map(norm).unwrap_or_default();
+    let manifest = cfg
+        .variable_default("build_manifest")
+        .map(norm)
+        .unwrap_or_default();
     if !manifest
         .strip_prefix("../")
         .is_some_and(|m| package_sh.contains(&format!("manifest={m}\n")))
@@ -911,7 +922,9 @@ fn check_logging(cfg: &Config) -> Vec<String> {
         }
         let default = cfg.variable_default(var).map(norm).unwrap_or_default();
         if !allowed.contains(&default) {
-            errors.push(format!("variable {var}: default `{default}` is not allowed"));
+            errors.push(format!(
+                "variable {var}: default `{default}` is not allowed"
+            ));
         }
         for level in &allowed {
             if !lambda_levels.contains(&level.as_str()) {
@@ -2096,7 +2109,14 @@ fn readmes_name_only_outputs_and_variables_that_exist() {
         }
         // The output table of infra/README.md.
         for line in text.lines().filter(|l| l.starts_with("| `")) {
-            for name in line.split('|').nth(1).unwrap().split('`').skip(1).step_by(2) {
+            for name in line
+                .split('|')
+                .nth(1)
+                .unwrap()
+                .split('`')
+                .skip(1)
+                .step_by(2)
+            {
                 if name.ends_with("_arn") || name.ends_with("_name") || name == "api_url" {
                     assert!(
                         outputs.contains(name) || variables.contains(name),

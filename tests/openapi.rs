@@ -28,7 +28,11 @@ fn strings(v: &Value) -> BTreeSet<String> {
 #[test]
 fn the_document_is_openapi_3_1_with_valid_schemas_and_resolvable_refs() {
     let d = doc();
-    assert!(d["openapi"].as_str().unwrap().starts_with("3.1."), "{}", d["openapi"]);
+    assert!(
+        d["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        d["openapi"]
+    );
     assert_eq!(
         d["components"]["securitySchemes"]["bearerAuth"],
         serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
@@ -103,8 +107,8 @@ fn the_router_and_the_document_know_the_same_routes() {
             .collect();
         assert_eq!(in_template, declared, "{} {}", r.method, r.path);
     }
-    let api_tf = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/api.tf"))
-        .unwrap();
+    let api_tf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/api.tf")).unwrap();
     let gateway: BTreeSet<(String, String)> = api_tf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("route_key"))
@@ -112,7 +116,10 @@ fn the_router_and_the_document_know_the_same_routes() {
         .filter_map(|k| k.split_once(' '))
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
         .collect();
-    assert_eq!(router, gateway, "infra/api.tf routes differ from http::ROUTES");
+    assert_eq!(
+        router, gateway,
+        "infra/api.tf routes differ from http::ROUTES"
+    );
 }
 
 /// Each operation's permissions (`x-permissions`, the roles of its security
@@ -131,30 +138,46 @@ async fn documented_permissions_are_the_enforced_ones() {
             .iter()
             .flat_map(|req| strings(&req["bearerAuth"]))
             .collect();
-        assert_eq!(listed, roles, "{method} {template}: x-permissions and security roles");
+        assert_eq!(
+            listed, roles,
+            "{method} {template}: x-permissions and security roles"
+        );
         for p in &listed {
             let text = op["description"].as_str().unwrap();
-            assert!(text.contains(&format!("`{p}`")), "{method} {template}: description lacks {p}");
+            assert!(
+                text.contains(&format!("`{p}`")),
+                "{method} {template}: description lacks {p}"
+            );
         }
         let (path, body) = match template.as_str() {
             "/v1/recovery-keys" => ("/v1/recovery-keys?key_id_prefix=11111111".to_owned(), None),
-            "/v1/devices/{device_id}/recovery-key" => {
-                ("/v1/devices/PC-ALICE/recovery-key".to_owned(), Some(("application/json", "{}")))
-            }
+            "/v1/devices/{device_id}/recovery-key" => (
+                "/v1/devices/PC-ALICE/recovery-key".to_owned(),
+                Some(("application/json", "{}")),
+            ),
             other => (other.to_owned(), None),
         };
         for p in &listed {
             let r = s
                 .send(&method, &path, Some(&h.token("contoso", "alice", p)), body)
                 .await;
-            assert_eq!(r.status, 200, "{method} {template} with only {p}: {}", r.text);
+            assert_eq!(
+                r.status, 200,
+                "{method} {template} with only {p}: {}",
+                r.text
+            );
         }
         let others: Vec<&str> = PERMISSIONS
             .into_iter()
             .filter(|p| !listed.contains(*p))
             .collect();
         let r = s
-            .send(&method, &path, Some(&h.token("contoso", "alice", &others.join(" "))), body)
+            .send(
+                &method,
+                &path,
+                Some(&h.token("contoso", "alice", &others.join(" "))),
+                body,
+            )
             .await;
         let j = r.assert_problem(403);
         assert!(
@@ -163,6 +186,9 @@ async fn documented_permissions_are_the_enforced_ones() {
         );
     }
 }
+
+/// (method, path, token, (content type, body)).
+type Case<'a> = (&'a str, String, Option<&'a str>, Option<(&'a str, &'a str)>);
 
 /// Every (operation, status) the document lists is produced for real here,
 /// each answer validates against its schema, and no answer has a status the
@@ -193,19 +219,59 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     let json = |b: &'static str| Some(("application/json", b));
 
     // (method, path, token, body)
-    let cases: Vec<(&str, String, Option<&str>, Option<(&str, &str)>)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/v1/devices".into(), Some(alice), None),
         ("GET", "/v1/devices?colour=red".into(), Some(alice), None),
         ("GET", "/v1/devices".into(), None, None),
         ("GET", "/v1/devices?owner=bob".into(), Some(alice), None),
-        ("GET", "/v1/devices".into(), Some(alice), Some(("text/plain", big))),
-        ("GET", "/v1/recovery-keys?key_id_prefix=11111111".into(), Some(agent), None),
-        ("GET", "/v1/recovery-keys?key_id_prefix=1111".into(), Some(agent), None),
-        ("GET", "/v1/recovery-keys?key_id_prefix=11111111".into(), Some("x.y.z"), None),
-        ("GET", "/v1/recovery-keys?key_id_prefix=11111111".into(), Some(alice), None),
-        ("GET", "/v1/recovery-keys".into(), Some(agent), Some(("text/plain", big))),
-        ("POST", key.into(), Some(alice), json(r#"{"reason":"lost PIN"}"#)),
-        ("POST", key.into(), Some(alice), json(r#"{"reason":"lost PIN"}"#)), // 429
+        (
+            "GET",
+            "/v1/devices".into(),
+            Some(alice),
+            Some(("text/plain", big)),
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some(agent),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=1111".into(),
+            Some(agent),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some("x.y.z"),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys".into(),
+            Some(agent),
+            Some(("text/plain", big)),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(alice),
+            json(r#"{"reason":"lost PIN"}"#),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(alice),
+            json(r#"{"reason":"lost PIN"}"#),
+        ), // 429
         ("POST", key.into(), Some(alice), json("{")),
         ("POST", key.into(), None, None),
         ("POST", key.into(), Some(&reader), None),
@@ -215,24 +281,63 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
             Some(&carol),
             None,
         ),
-        ("POST", "/v1/devices/PC-BOB/recovery-key".into(), Some(alice), None),
-        ("POST", "/v1/devices/PC-ALICE-HOME/recovery-key".into(), Some(alice), None),
-        ("POST", key.into(), Some(agent), json(r#"{"key_id":"11111111"}"#)),
-        ("POST", key.into(), Some(agent), Some(("application/json", big))),
+        (
+            "POST",
+            "/v1/devices/PC-BOB/recovery-key".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/devices/PC-ALICE-HOME/recovery-key".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(agent),
+            json(r#"{"key_id":"11111111"}"#),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(agent),
+            Some(("application/json", big)),
+        ),
         ("POST", key.into(), Some(agent), Some(("text/plain", "{}"))),
         ("GET", "/v1/audit-events".into(), Some(auditor), None),
-        ("GET", "/v1/audit-events?device_id=PC-ALICE&limit=2".into(), Some(auditor), None),
-        ("GET", "/v1/audit-events?limit=0".into(), Some(auditor), None),
+        (
+            "GET",
+            "/v1/audit-events?device_id=PC-ALICE&limit=2".into(),
+            Some(auditor),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/audit-events?limit=0".into(),
+            Some(auditor),
+            None,
+        ),
         ("GET", "/v1/audit-events".into(), None, None),
         ("GET", "/v1/audit-events".into(), Some(alice), None),
-        ("GET", "/v1/audit-events".into(), Some(auditor), Some(("text/plain", big))),
+        (
+            "GET",
+            "/v1/audit-events".into(),
+            Some(auditor),
+            Some(("text/plain", big)),
+        ),
     ];
     for (method, path, token, body) in cases {
         record(s.send(method, &path, token, body).await, method, &path);
     }
     // Events carry what the trail records, every field present.
     let r = s.get("/v1/audit-events", auditor).await;
-    assert!(r.json()["events"].as_array().unwrap().len() >= 5, "{}", r.text);
+    assert!(
+        r.json()["events"].as_array().unwrap().len() >= 5,
+        "{}",
+        r.text
+    );
 
     // 503: the store or the audit trail down, nothing disclosed.
     h.store.fail_audit.store(true, Ordering::SeqCst);
@@ -247,7 +352,11 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("/v1/audit-events", auditor),
         ("/v1/devices/PC-ALICE-2/recovery-key", agent),
     ] {
-        let method = if path.ends_with("recovery-key") { "POST" } else { "GET" };
+        let method = if path.ends_with("recovery-key") {
+            "POST"
+        } else {
+            "GET"
+        };
         record(s.send(method, path, Some(token), None).await, method, path);
     }
     h.store.fail_reads.store(false, Ordering::SeqCst);
@@ -264,11 +373,18 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     for (method, template) in openapi::operations() {
         let op = &doc()["paths"][&template][method.to_ascii_lowercase()];
         for status in op["responses"].as_object().unwrap().keys() {
-            documented.insert((method.clone(), template.clone(), status.parse::<u16>().unwrap()));
+            documented.insert((
+                method.clone(),
+                template.clone(),
+                status.parse::<u16>().unwrap(),
+            ));
         }
     }
     let missing: Vec<_> = documented.difference(&seen).collect();
-    assert!(missing.is_empty(), "documented but never produced here: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "documented but never produced here: {missing:?}"
+    );
     assert_eq!(seen, documented);
 }
 
@@ -306,7 +422,11 @@ fn the_oracle_rejects_undocumented_answers() {
     assert!(openapi::check("GET", "/v1/devices", 200, &ok_headers(false), devices).is_ok());
     for (status, headers, body) in [
         (200, ok_headers(false), r#"{"devices":[]}"#),
-        (200, ok_headers(false), r#"{"devices":[],"helpdesk":null,"extra":1}"#),
+        (
+            200,
+            ok_headers(false),
+            r#"{"devices":[],"helpdesk":null,"extra":1}"#,
+        ),
         (
             200,
             ok_headers(false),
@@ -323,8 +443,50 @@ fn the_oracle_rejects_undocumented_answers() {
     let key = r#"{"device_id":"PC-1","key_id":"3B8FAA18-37F8-488B-97FC-695A07A0CA6E","volume_type":"operating_system","recovery_password":"038258-286682-604857-317823-647658-401093-009361-230186","created_at":"2025-01-20T08:00:00Z","display_seconds":300}"#;
     let path = "/v1/devices/PC-1/recovery-key";
     assert!(openapi::check("POST", path, 200, &ok_headers(true), key).is_ok());
-    assert!(openapi::check("POST", path, 200, &ok_headers(false), key).is_err(), "no Pragma");
+    assert!(
+        openapi::check("POST", path, 200, &ok_headers(false), key).is_err(),
+        "no Pragma"
+    );
     let short = key.replace("-230186", "");
     assert!(openapi::check("POST", path, 200, &ok_headers(true), &short).is_err());
     assert!(openapi::check("GET", "/v2", 200, &ok_headers(false), devices).is_err());
+}
+
+/// Found by schemathesis against `portal serve`: a JSON array is not the
+/// documented object body, yet `[null, null]` read as "no options" and
+/// `["<key id>", "<reason>"]` as positional fields.
+#[tokio::test]
+async fn a_key_request_body_must_be_an_object() {
+    let h = Harness::new(&test_seed(), 10).await;
+    let s = h.serve().await;
+    let t = h.token("contoso", "alice", OWNER);
+    for body in [
+        "[null, null]",
+        r#"["11111111-aaaa-4aaa-8aaa-000000000001", "x"]"#,
+        "null",
+        "5",
+        r#""x""#,
+    ] {
+        let j = s
+            .post_key("PC-ALICE", &t, Some(body))
+            .await
+            .assert_problem(400);
+        assert!(
+            j["detail"].as_str().unwrap().contains("JSON object"),
+            "{body}: {j}"
+        );
+    }
+    // Objects, with or without fields (null meaning absent), still work.
+    for body in [
+        "{}",
+        r#"{"key_id": null, "reason": null}"#,
+        r#" {"reason": "x"} "#,
+    ] {
+        assert_eq!(
+            s.post_key("PC-ALICE", &t, Some(body)).await.status,
+            200,
+            "{body}"
+        );
+    }
+    assert_eq!(h.opens(), 3);
 }

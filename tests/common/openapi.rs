@@ -20,8 +20,10 @@ pub fn operations() -> Vec<(String, String)> {
     let mut ops = Vec::new();
     for (path, item) in doc()["paths"].as_object().expect("paths") {
         for method in item.as_object().expect("path item").keys() {
-            if ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
-                .contains(&method.as_str())
+            if [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ]
+            .contains(&method.as_str())
             {
                 ops.push((method.to_uppercase(), path.clone()));
             }
@@ -50,7 +52,8 @@ pub fn template_of(path: &str) -> Option<&'static str> {
         .as_object()?
         .keys()
         .find(|t| {
-            let (t, p): (Vec<&str>, Vec<&str>) = (t.split('/').collect(), path.split('/').collect());
+            let (t, p): (Vec<&str>, Vec<&str>) =
+                (t.split('/').collect(), path.split('/').collect());
             t.len() == p.len()
                 && t.iter().zip(&p).all(|(t, p)| {
                     if t.starts_with('{') && t.ends_with('}') {
@@ -136,7 +139,10 @@ pub fn check(
             return Err(format!("content type {media_type:?} is not a problem"));
         }
         let body: Value = serde_json::from_str(body).map_err(|e| format!("not JSON: {e}"))?;
-        validate(&serde_json::json!({"$ref": format!("#/components/schemas/{schema}")}), &body)?;
+        validate(
+            &serde_json::json!({"$ref": format!("#/components/schemas/{schema}")}),
+            &body,
+        )?;
         return Ok(None);
     };
     let template = template.unwrap_or_default();

@@ -124,14 +124,26 @@ fn serves_the_event_portal_event_prints_under_portal_dev_env() {
     let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(
         names,
-        ["PORTAL_BACKEND", "PORTAL_ISSUER", "PORTAL_AUDIENCE", "PORTAL_JWKS"]
+        [
+            "PORTAL_BACKEND",
+            "PORTAL_ISSUER",
+            "PORTAL_AUDIENCE",
+            "PORTAL_JWKS"
+        ]
     );
     assert_eq!(env[0].1, "embedded");
     let event = portal_dev::portal(&portal, &key, &["event", FUNCTION, "--user", "alice"]);
     let other = portal_dev::portal(
         &portal,
         &key,
-        &["event", FUNCTION, "--user", "bob", "--device", "DESKTOP-5K1L9M3"],
+        &[
+            "event",
+            FUNCTION,
+            "--user",
+            "bob",
+            "--device",
+            "DESKTOP-5K1L9M3",
+        ],
     );
     for program in binaries() {
         for (level, disclosure_logged) in [("INFO", true), ("WARN", false)] {
@@ -160,7 +172,10 @@ fn serves_the_event_portal_event_prints_under_portal_dev_env() {
                 disclosure_logged,
                 "AWS_LAMBDA_LOG_LEVEL={level}:\n{log}"
             );
-            assert!(!log.contains("038258-286682"), "a password reached the logs");
+            assert!(
+                !log.contains("038258-286682"),
+                "a password reached the logs"
+            );
         }
     }
 }
