@@ -34,7 +34,7 @@ resource "aws_lambda_function" "list_devices" {
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
-  architectures = [var.architecture]
+  architectures = [local.architecture]
 
   filename         = local.list_devices_zip
   source_code_hash = filebase64sha256(local.list_devices_zip)
@@ -52,12 +52,33 @@ resource "aws_lambda_function" "list_devices" {
   }
 
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.list_devices.name
+    log_format            = "JSON"
+    application_log_level = var.application_log_level
+    system_log_level      = var.system_log_level
+    log_group             = aws_cloudwatch_log_group.list_devices.name
   }
 
   # The role's permissions must exist before the first invocation.
   depends_on = [aws_iam_role_policy.list_devices]
+
+  lifecycle {
+    precondition {
+      condition     = local.build != null
+      error_message = "No build manifest at ${local.build_manifest}: build the functions with scripts/package.sh (it writes the zips and the manifest) before plan or apply."
+    }
+    precondition {
+      condition     = local.build == null || try(local.build.zips["list-devices"], null) == filebase64sha256(local.list_devices_zip)
+      error_message = "${local.list_devices_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
+      error_message = "${local.build_manifest} names no architecture (arm64 or x86_64): run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || var.architecture == null || var.architecture == local.architecture
+      error_message = "architecture = \"${coalesce(var.architecture, "-")}\" but the functions were built for ${coalesce(local.architecture, "-")} (${local.build_manifest}): run scripts/package.sh ${coalesce(var.architecture, "-")}, or drop the architecture setting to deploy what was built."
+    }
+  }
 }
 
 resource "aws_lambda_function" "get_recovery_key" {
@@ -71,7 +92,7 @@ resource "aws_lambda_function" "get_recovery_key" {
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
-  architectures = [var.architecture]
+  architectures = [local.architecture]
 
   filename         = local.get_recovery_key_zip
   source_code_hash = filebase64sha256(local.get_recovery_key_zip)
@@ -89,11 +110,32 @@ resource "aws_lambda_function" "get_recovery_key" {
   }
 
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.get_recovery_key.name
+    log_format            = "JSON"
+    application_log_level = var.application_log_level
+    system_log_level      = var.system_log_level
+    log_group             = aws_cloudwatch_log_group.get_recovery_key.name
   }
 
   depends_on = [aws_iam_role_policy.get_recovery_key]
+
+  lifecycle {
+    precondition {
+      condition     = local.build != null
+      error_message = "No build manifest at ${local.build_manifest}: build the functions with scripts/package.sh (it writes the zips and the manifest) before plan or apply."
+    }
+    precondition {
+      condition     = local.build == null || try(local.build.zips["get-recovery-key"], null) == filebase64sha256(local.get_recovery_key_zip)
+      error_message = "${local.get_recovery_key_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
+      error_message = "${local.build_manifest} names no architecture (arm64 or x86_64): run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || var.architecture == null || var.architecture == local.architecture
+      error_message = "architecture = \"${coalesce(var.architecture, "-")}\" but the functions were built for ${coalesce(local.architecture, "-")} (${local.build_manifest}): run scripts/package.sh ${coalesce(var.architecture, "-")}, or drop the architecture setting to deploy what was built."
+    }
+  }
 }
 
 # API Gateway may invoke each function, from this API only. The source ARNs

@@ -24,4 +24,13 @@ locals {
   # used as given.
   list_devices_zip     = startswith(var.list_devices_zip, "/") ? var.list_devices_zip : "${path.module}/${var.list_devices_zip}"
   get_recovery_key_zip = startswith(var.get_recovery_key_zip, "/") ? var.get_recovery_key_zip : "${path.module}/${var.get_recovery_key_zip}"
+
+  # What scripts/package.sh built: {"architecture": "arm64"|"x86_64",
+  # "zips": {"<function>": "<base64 SHA-256 of its zip>"}}. The functions'
+  # architecture comes from here, so the build and the deployment cannot
+  # disagree; the preconditions in lambda.tf fail the plan when the manifest
+  # is missing, describes other zips, or contradicts var.architecture.
+  build_manifest = startswith(var.build_manifest, "/") ? var.build_manifest : "${path.module}/${var.build_manifest}"
+  build          = fileexists(local.build_manifest) ? jsondecode(file(local.build_manifest)) : null
+  architecture   = try(local.build.architecture, null)
 }

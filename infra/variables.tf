@@ -89,14 +89,20 @@ variable "key_rate_limit" {
 # ---------------------------------------------------------------------------
 
 variable "architecture" {
-  description = "Instruction set of the functions; must match the build (cargo lambda build --arm64 or --x86-64)."
+  description = "Optional check: the instruction set (arm64 or x86_64) you mean to deploy. The functions always get the architecture scripts/package.sh built (build_manifest); null (default) accepts it, a different value fails the plan."
   type        = string
-  default     = "arm64"
+  default     = null
 
   validation {
-    condition     = contains(["arm64", "x86_64"], var.architecture)
-    error_message = "architecture must be arm64 or x86_64."
+    condition     = var.architecture == null || contains(["arm64", "x86_64"], coalesce(var.architecture, "-"))
+    error_message = "architecture must be arm64 or x86_64 (or unset: the build's architecture is used)."
   }
+}
+
+variable "build_manifest" {
+  description = "The manifest scripts/package.sh writes next to the zips: the architecture it built for and the SHA-256 of each zip. Relative paths are relative to this module."
+  type        = string
+  default     = "../target/lambda/build.json"
 }
 
 variable "lambda_memory_size" {
@@ -267,6 +273,30 @@ variable "portal_price_class" {
 # ---------------------------------------------------------------------------
 # Logs, data protection
 # ---------------------------------------------------------------------------
+
+variable "application_log_level" {
+  description = "Lowest level of the functions' own log lines that reaches CloudWatch (Lambda JSON log format; the functions also read it as AWS_LAMBDA_LOG_LEVEL and skip what would be dropped). TRACE and DEBUG add detail about every request."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    # FATAL is not offered: the functions log nothing at that level, so it
+    # would silence their errors too.
+    condition     = contains(["TRACE", "DEBUG", "INFO", "WARN", "ERROR"], var.application_log_level)
+    error_message = "application_log_level must be one of TRACE, DEBUG, INFO, WARN, ERROR."
+  }
+}
+
+variable "system_log_level" {
+  description = "Lowest level of Lambda's own log lines (START/END/REPORT are INFO) that reaches CloudWatch."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARN"], var.system_log_level)
+    error_message = "system_log_level must be one of DEBUG, INFO, WARN."
+  }
+}
 
 variable "log_retention_days" {
   description = "Retention of the function log groups and the API access log group, in days (0 = never expire)."

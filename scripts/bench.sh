@@ -32,7 +32,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build exactly as scripts/package.sh builds the Lambda zips.
+# Build exactly as scripts/package.sh builds the Lambda zips (.cargo/config.toml
+# sets the same; exported too, so the setting holds if cargo runs elsewhere).
 export AWS_LC_SYS_NO_JITTER_ENTROPY=1
 RUNS="${RUNS:-30}"
 USERS="${USERS:-10000}"
@@ -168,8 +169,9 @@ run_profiles() {
         esac
         if [ "$p" = jitter ]; then
             # aws-lc's jitter entropy source, as a build without the
-            # scripts/package.sh setting would have it.
-            env -u AWS_LC_SYS_NO_JITTER_ENTROPY cargo build "${cfg[@]}" --profile "bench-$p" \
+            # .cargo/config.toml setting would have it (the process
+            # environment overrides [env] there; 0 means "keep jitter").
+            AWS_LC_SYS_NO_JITTER_ENTROPY=0 cargo build "${cfg[@]}" --profile "bench-$p" \
                 -p list-devices -p get-recovery-key -p hello-lambda
         elif [ "$p" = mt ]; then
             # The runtime flavour's own cost, on the floor binary.

@@ -3,11 +3,17 @@
 #   target/lambda/list-devices/bootstrap.zip
 #   target/lambda/get-recovery-key/bootstrap.zip
 #   target/lambda/manage-keys/bootstrap.zip
+# and records what it built in target/lambda/build.json (the architecture
+# and each zip's SHA-256), which Terraform (infra/) reads: the functions are
+# deployed with the architecture they were built for, and a zip built any
+# other way fails the plan.
 #
 # Usage: scripts/package.sh [arm64|x86_64]
 # Default: arm64 when the aarch64-unknown-linux-gnu Rust target is installed
-# (the deployment default: cheaper and faster), else x86_64; deploy with
-# `-var architecture=<the same>`.
+# (cheaper and faster on Lambda), else x86_64.
+#
+# The build environment (AWS_LC_SYS_NO_JITTER_ENTROPY=1) comes from
+# .cargo/config.toml, so a `cargo lambda build` by hand builds the same.
 #
 # cargo-lambda (with its Zig linker) is installed from PyPI into the project's
 # .venv, so nothing needs installing by hand.
@@ -40,11 +46,24 @@ case "$arch" in
     *) echo "package.sh: architecture must be arm64 or x86_64, got $arch" >&2; exit 2 ;;
 esac
 
-# Jitter entropy in aws-lc costs tens of milliseconds at every cold start.
-export AWS_LC_SYS_NO_JITTER_ENTROPY=1
+manifest=target/lambda/build.json
+# A failed build must not leave a manifest describing older zips.
+rm -f "$manifest"
 cargo lambda build --release "$flag" --output-format zip \
     --package list-devices --package get-recovery-key --package manage-keys
+"$venv/bin/python" - "$arch" "$manifest" <<'PY'
+import base64, hashlib, json, sys
+arch, manifest = sys.argv[1], sys.argv[2]
+zips = {}
+for f in ("list-devices", "get-recovery-key", "manage-keys"):
+    with open(f"target/lambda/{f}/bootstrap.zip", "rb") as z:
+        # As Terraform's filebase64sha256().
+        zips[f] = base64.b64encode(hashlib.sha256(z.read()).digest()).decode()
+with open(manifest, "w") as out:
+    json.dump({"architecture": arch, "zips": zips}, out, indent=2)
+    out.write("\n")
+PY
 for f in list-devices get-recovery-key manage-keys; do
     ls -l "target/lambda/$f/bootstrap.zip"
 done
-echo "package.sh: built for $arch; deploy with -var architecture=$arch"
+echo "package.sh: built for $arch ($manifest); terraform -chdir=infra apply deploys them as $arch"

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the project, on a fresh machine too: installs what the
-# tests need into a project-local .venv (moto, checkov, Playwright, pytest),
-# starts moto, runs the Rust tests (the function binaries under a Lambda
-# Runtime API emulator included), the portal page in Chromium (Debian's
-# package, installed with apt-get when missing), then checks the Terraform.
+# tests need into a project-local .venv (moto, checkov, openapi-spec-validator,
+# Playwright, pytest), starts moto, runs the Rust tests (the function binaries
+# under a Lambda Runtime API emulator included), validates openapi.json, runs
+# the portal page in Chromium (Debian's package, installed with apt-get when
+# missing), then checks the Terraform.
 #
 # `scripts/test.sh --package` also builds the Lambda zips with cargo-lambda
 # (a second, release build: about 10 minutes on 2 cores, so CI leaves it out)
@@ -32,6 +33,9 @@ if [ "${1:-}" = --package ]; then
 fi
 
 cargo test --workspace
+# The API's OpenAPI document against the OpenAPI 3.1 specification (the Rust
+# tests check it against the router and the answers).
+"${VENV:-$PWD/.venv}/bin/openapi-spec-validator" openapi.json
 
 # The portal page in a real browser: Debian's Chromium driven by Playwright
 # for Python (which never downloads a browser of its own here). CI runs as

@@ -1,5 +1,6 @@
-//! `portal`: the local server, the development token issuer, and admin
-//! commands (import, table creation).
+//! `portal`: the local server, the development token issuer, local Lambda
+//! development helpers (events, environment), and admin commands (import,
+//! table creation).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use recovery_portal::config::{Backend, Config};
@@ -28,6 +29,55 @@ enum BackendArg {
     Aws,
 }
 
+/// The issuer of development tokens: `portal serve`'s default address.
+const DEV_ISSUER: &str = "http://127.0.0.1:8080";
+
+/// The API Gateway events `portal event` prints, one per route; each is
+/// `events/<name>.json` with a fresh token.
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum EventKind {
+    /// `GET /v1/devices` (function list-devices).
+    ListDevices,
+    /// `POST /v1/devices/{device_id}/recovery-key` (function get-recovery-key).
+    GetRecoveryKey,
+    /// `GET /v1/recovery-keys?key_id_prefix=` (function list-devices).
+    FindRecoveryKeys,
+    /// `GET /v1/audit-events` (function list-devices).
+    AuditEvents,
+}
+
+impl EventKind {
+    fn template(self) -> &'static str {
+        match self {
+            Self::ListDevices => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/events/list-devices.json"
+            )),
+            Self::GetRecoveryKey => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/events/get-recovery-key.json"
+            )),
+            Self::FindRecoveryKeys => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/events/find-recovery-keys.json"
+            )),
+            Self::AuditEvents => include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/events/audit-events.json"
+            )),
+        }
+    }
+
+    /// The permission the route needs, as the token's default scope.
+    fn default_scope(self) -> &'static str {
+        match self {
+            Self::ListDevices | Self::GetRecoveryKey => "RecoveryKey.Read",
+            Self::FindRecoveryKeys => "RecoveryKey.Read.All",
+            Self::AuditEvents => "AuditLog.Read.All",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the API locally (embedded backends with demo data by default).
@@ -35,7 +85,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
         /// Seed file to load instead of the demo data (embedded backend).
-        #[arg(long)]
+        #[arg(long, env = "PORTAL_SEED_FILE")]
         seed: Option<std::path::PathBuf>,
         /// Where data lives; `aws` uses PORTAL_TABLE_PREFIX and PORTAL_KMS_KEY_ID.
         #[arg(long, value_enum)]
@@ -61,11 +111,43 @@ enum Command {
         #[arg(long, default_value = "RecoveryKey.Read")]
         scope: String,
         /// Must match the server's address.
-        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        #[arg(long, default_value = DEV_ISSUER)]
         issuer: String,
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl: i64,
+    },
+    /// Print an API Gateway HTTP API (payload 2.0) event for a Lambda
+    /// function, carrying a fresh dev token: the data of
+    /// `cargo lambda invoke <function> --data-file`. The function must trust
+    /// the dev key: see `portal dev-env`.
+    Event {
+        #[arg(value_enum)]
+        route: EventKind,
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value = "contoso")]
+        tenant: String,
+        /// Space-separated permissions [default: the one the route needs].
+        #[arg(long)]
+        scope: Option<String>,
+        /// The device whose key get-recovery-key asks for.
+        #[arg(long)]
+        device: Option<String>,
+        /// Must match PORTAL_ISSUER of the function (`portal dev-env --issuer`).
+        #[arg(long, default_value = DEV_ISSUER)]
+        issuer: String,
+        /// Lifetime of the token in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: i64,
+    },
+    /// Print the environment under which a Lambda function run locally
+    /// (`cargo lambda watch`) trusts the dev identity provider's tokens, as
+    /// shell `export` lines: `eval "$(portal dev-env)"`.
+    DevEnv {
+        /// The issuer the tokens name (`portal event --issuer`).
+        #[arg(long, default_value = DEV_ISSUER)]
+        issuer: String,
     },
     /// Validate a seed file without loading it anywhere.
     Validate { file: std::path::PathBuf },
@@ -441,6 +523,64 @@ async fn verify_keys(tenant: Option<String>) -> ExitCode {
     }
 }
 
+/// The dev identity provider for `issuer`, with its key in
+/// `PORTAL_DEV_KEY_FILE` (created on first use), so every command agrees.
+fn dev_idp(issuer: &str) -> Result<DevIdentityProvider, String> {
+    DevIdentityProvider::load_or_create(
+        &DevIdentityProvider::default_key_path(),
+        issuer.trim_end_matches('/'),
+        DEV_AUDIENCE,
+    )
+}
+
+/// A dev token valid from now for `ttl` seconds (clamped to 1 minute–1 day).
+fn dev_token(
+    issuer: &str,
+    tenant: &str,
+    user: &str,
+    scope: &str,
+    ttl: i64,
+) -> Result<String, String> {
+    if recovery_portal::domain::ids::TenantId::parse(tenant).is_err()
+        || recovery_portal::domain::ids::UserId::parse(user).is_err()
+    {
+        return Err(
+            "--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -".into(),
+        );
+    }
+    let idp = dev_idp(issuer)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(idp.token(tenant, user, scope, now, ttl.clamp(60, 86_400)))
+}
+
+/// `events/<route>.json` carrying `token` (and `device`, for a key retrieval).
+fn api_gateway_event(
+    route: EventKind,
+    token: &str,
+    device: Option<&str>,
+) -> Result<String, String> {
+    let mut event: serde_json::Value =
+        serde_json::from_str(route.template()).map_err(|e| format!("event template: {e}"))?;
+    event["headers"]["authorization"] = format!("Bearer {token}").into();
+    if let Some(device) = device {
+        if route != EventKind::GetRecoveryKey {
+            return Err("--device applies to get-recovery-key only".into());
+        }
+        recovery_portal::domain::ids::DeviceId::parse(device)
+            .map_err(|e| format!("--device {e}"))?;
+        let path = format!("/v1/devices/{device}/recovery-key");
+        event["rawPath"] = path.clone().into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["pathParameters"]["device_id"] = device.into();
+    }
+    serde_json::to_string_pretty(&event).map_err(|e| e.to_string())
+}
+
+/// `value` as one single-quoted POSIX shell word.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("portal: {msg}");
     ExitCode::FAILURE
@@ -479,29 +619,32 @@ async fn main() -> ExitCode {
             scope,
             issuer,
             ttl,
-        } => {
-            let path = DevIdentityProvider::default_key_path();
-            let idp = match DevIdentityProvider::load_or_create(
-                &path,
-                issuer.trim_end_matches('/'),
-                DEV_AUDIENCE,
-            ) {
-                Ok(i) => i,
-                Err(e) => return fail(e),
-            };
-            if recovery_portal::domain::ids::TenantId::parse(&tenant).is_err()
-                || recovery_portal::domain::ids::UserId::parse(&user).is_err()
-            {
-                return fail(
-                    "--tenant and --user must be 1 to 128 characters from A-Z a-z 0-9 . _ -",
-                );
+        } => match dev_token(&issuer, &tenant, &user, &scope, ttl) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
             }
-            let now = time::OffsetDateTime::now_utc().unix_timestamp();
-            println!(
-                "{}",
-                idp.token(&tenant, &user, &scope, now, ttl.clamp(60, 86_400))
-            );
-            ExitCode::SUCCESS
+            Err(e) => fail(e),
+        },
+        Command::Event {
+            route,
+            user,
+            tenant,
+            scope,
+            device,
+            issuer,
+            ttl,
+        } => {
+            let scope = scope.as_deref().unwrap_or(route.default_scope());
+            let event = dev_token(&issuer, &tenant, &user, scope, ttl)
+                .and_then(|token| api_gateway_event(route, &token, device.as_deref()));
+            match event {
+                Ok(event) => {
+                    println!("{event}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
         }
         Command::Import { file, actor } => import(&file, actor).await,
         Command::Audit {
@@ -525,6 +668,20 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        Command::DevEnv { issuer } => match dev_idp(&issuer) {
+            Ok(idp) => {
+                for (name, value) in [
+                    ("PORTAL_BACKEND", "embedded".to_owned()),
+                    ("PORTAL_ISSUER", idp.issuer.clone()),
+                    ("PORTAL_AUDIENCE", idp.audience.clone()),
+                    ("PORTAL_JWKS", idp.jwks_json()),
+                ] {
+                    println!("export {name}={}", shell_quote(&value));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Command::Tables {
             command: TablesCommand::Create,
         } => create_tables().await,
@@ -608,7 +765,7 @@ async fn serve(
     let portal = match (&config.backend, seed_file) {
         (Backend::Embedded, Some(path)) => match read_seed(&path) {
             Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
-            Err(e) => return fail(e),
+            Err(e) => return fail(format!("seed file (--seed or PORTAL_SEED_FILE) {e}")),
         },
         (Backend::Embedded, None) => match seed::parse(seed::DEMO_SEED) {
             Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
@@ -616,7 +773,7 @@ async fn serve(
         },
         (Backend::Aws { .. }, Some(_)) => {
             return fail(
-                "--seed only applies to the embedded backend; use `portal import` for AWS",
+                "--seed (PORTAL_SEED_FILE) only applies to the embedded backend; use `portal import` for AWS",
             );
         }
         (Backend::Aws { .. }, None) => match app::from_config(&config, verifier).await {

@@ -59,13 +59,16 @@ pub fn filter(user: EnvFilter) -> impl tracing_subscriber::layer::Filter<Registr
     user.and(library_cap())
 }
 
+/// JSON lines with `level` and an RFC 3339 `timestamp`: what Lambda's JSON
+/// log format needs to filter by level (a line without a valid timestamp
+/// counts as INFO). Lambda sets `AWS_LAMBDA_LOG_LEVEL` to the configured
+/// application log level, which `filter` reads.
 pub fn init_lambda() {
     let layer = tracing_subscriber::fmt::layer()
         .json()
         .with_current_span(false)
         .with_span_list(false)
         .with_target(false)
-        .without_time() // CloudWatch stamps every line itself
         .with_ansi(false)
         .with_filter(filter(user_filter()));
     let _ = tracing_subscriber::registry().with(layer).try_init();

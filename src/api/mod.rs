@@ -103,18 +103,73 @@ enum Route {
     AuditEvents,
 }
 
-fn route(path: &str) -> Option<(Route, &'static str, Routes)> {
-    match path {
-        "/v1/devices" => Some((Route::ListDevices, "GET", Routes::List)),
-        "/v1/recovery-keys" => Some((Route::FindKeys, "GET", Routes::List)),
-        "/v1/audit-events" => Some((Route::AuditEvents, "GET", Routes::List)),
-        _ => {
-            let rest = path.strip_prefix("/v1/devices/")?;
-            let device = rest.strip_suffix("/recovery-key")?;
-            (!device.is_empty() && !device.contains('/'))
-                .then(|| (Route::RetrieveKey(device.to_owned()), "POST", Routes::Key))
+/// One route of the API: the method and path template the OpenAPI document
+/// (`openapi.json`) and API Gateway name it by, and the unit serving it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    /// `{name}` stands for one non-empty path segment.
+    pub path: &'static str,
+    pub unit: Routes,
+}
+
+/// Every route the router knows; `route` matches requests against this list
+/// only, so it is the one list the OpenAPI document is checked against.
+pub const ROUTES: [RouteSpec; 4] = [
+    RouteSpec {
+        method: "GET",
+        path: "/v1/devices",
+        unit: Routes::List,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/recovery-keys",
+        unit: Routes::List,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/audit-events",
+        unit: Routes::List,
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/v1/devices/{device_id}/recovery-key",
+        unit: Routes::Key,
+    },
+];
+
+/// The values of `template`'s `{name}` segments if `path` matches it.
+fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut actual = path.split('/');
+    for want in template.split('/') {
+        let got = actual.next()?;
+        if want.starts_with('{') && want.ends_with('}') {
+            if got.is_empty() {
+                return None;
+            }
+            params.push(got);
+        } else if want != got {
+            return None;
         }
     }
+    actual.next().is_none().then_some(params)
+}
+
+fn route(path: &str) -> Option<(Route, &'static str, Routes)> {
+    ROUTES.iter().find_map(|spec| {
+        let params = match_template(spec.path, path)?;
+        let route = match (spec.path, params.as_slice()) {
+            ("/v1/devices", []) => Route::ListDevices,
+            ("/v1/recovery-keys", []) => Route::FindKeys,
+            ("/v1/audit-events", []) => Route::AuditEvents,
+            ("/v1/devices/{device_id}/recovery-key", [device]) => {
+                Route::RetrieveKey((*device).to_owned())
+            }
+            _ => return None,
+        };
+        Some((route, spec.method, spec.unit))
+    })
 }
 
 fn client_request_id(headers: &HeaderMap) -> Option<String> {
@@ -380,6 +435,13 @@ fn parse_key_body(
     if !is_json {
         return Err(ApiError::UnsupportedMediaType);
     }
+    // serde would also read a struct from a JSON array, by position.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            r#"the body must be a JSON object such as {"key_id": "3B8FAA18", "reason": "ticket 4711"}"#
+                .into(),
+        ));
+    }
     let b: KeyBody = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     let key = b
@@ -624,4 +686,37 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_route_is_served_and_nothing_else() {
+        for spec in ROUTES {
+            let path = spec.path.replace("{device_id}", "PC-1");
+            let (_, method, unit) =
+                route(&path).unwrap_or_else(|| panic!("{} is not routed", spec.path));
+            assert_eq!((method, unit), (spec.method, spec.unit), "{}", spec.path);
+        }
+        assert!(matches!(
+            route("/v1/devices/PC-1/recovery-key"),
+            Some((Route::RetrieveKey(d), "POST", Routes::Key)) if d == "PC-1"
+        ));
+        for unknown in [
+            "",
+            "/",
+            "/v1",
+            "/v1/devices/",
+            "/v1/devices//recovery-key",
+            "/v1/devices/a/b/recovery-key",
+            "/v1/devices/a/recovery-key/",
+            "/v1/devices/a/recovery-keys",
+            "//v1/devices",
+            "/v2/devices",
+        ] {
+            assert!(route(unknown).is_none(), "{unknown:?} must not be routed");
+        }
+    }
 }

@@ -35,6 +35,9 @@ pub struct Options {
     pub web: Option<web::WebConfig>,
 }
 
+/// The OpenAPI 3.1 document of the API (`openapi.json` in the repository).
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"));
+
 pub fn router(portal: Portal, idp: Option<Arc<DevIdentityProvider>>) -> Router {
     router_with(portal, idp, Options::default())
 }
@@ -44,7 +47,8 @@ pub fn router_with(
     idp: Option<Arc<DevIdentityProvider>>,
     options: Options,
 ) -> Router {
-    let mut r = Router::new();
+    // Other methods fall through to the API's own 404 problem answer.
+    let mut r = Router::new().route("/openapi.json", get(openapi).fallback(handle));
     if idp.is_some() {
         r = r
             .route("/.well-known/openid-configuration", get(discovery))
@@ -182,6 +186,17 @@ pub async fn serve_with(
     )
     .with_graceful_shutdown(shutdown)
     .await
+}
+
+async fn openapi() -> Response {
+    (
+        [
+            (http::header::CONTENT_TYPE, "application/json"),
+            (http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        OPENAPI_JSON,
+    )
+        .into_response()
 }
 
 async fn discovery(State(s): State<AppState>) -> Response {

@@ -8,5 +8,6 @@ mod events;
 mod hygiene;
 mod lifecycle;
 mod logs;
+mod openapi;
 mod proptests;
 mod routes;

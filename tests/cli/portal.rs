@@ -17,6 +17,7 @@ fn portal(key_file: &std::path::Path) -> Command {
         "PORTAL_JWKS_URL",
         "PORTAL_BACKEND",
         "PORTAL_KEY_RATE_LIMIT",
+        "PORTAL_SEED_FILE",
     ] {
         c.env_remove(v);
     }
@@ -361,4 +362,237 @@ fn audit_export_refuses_bad_arguments_before_reading_anything() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}
+
+/// `PORTAL_SEED_FILE` is `--seed` for `portal serve`, as the configuration
+/// table says: the server loads that file instead of the demo data.
+#[tokio::test]
+async fn serve_loads_portal_seed_file() {
+    let dir = temp_dir("seed-file");
+    let key = dir.join("key.p8");
+    let seed = dir.join("seed.json");
+    std::fs::write(
+        &seed,
+        serde_json::json!({
+            "tenants": [{"tenant_id": "contoso", "self_service": true}],
+            "devices": [{"tenant_id": "contoso", "device_id": "ONLY-PC", "owner": "alice",
+                "display_name": "The only PC", "os": "Windows 11", "managed_by": "organization",
+                "recovery_keys": [{"key_id": "0a0b0c0d-1111-4222-8333-444455556666",
+                    "volume_type": "operating_system",
+                    "recovery_password": "111111-222222-333333-444444-555555-666666-000000-111111",
+                    "created_at": "2025-05-05T05:05:05Z"}]}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let served = support::serve::spawn({
+        let mut c = portal(&key);
+        c.args(["serve", "--addr", "127.0.0.1:0"])
+            .env("PORTAL_SEED_FILE", &seed);
+        c
+    });
+    let out = portal(&key)
+        .args([
+            "token",
+            "--issuer",
+            &served.base,
+            "--tenant",
+            "contoso",
+            "--user",
+            "alice",
+        ])
+        .output()
+        .unwrap();
+    let token = String::from_utf8(out.stdout).unwrap();
+    let client = reqwest::Client::new();
+    let j: serde_json::Value = client
+        .get(format!("{}/v1/devices", served.base))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = j["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["device_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["ONLY-PC"], "{j}");
+    let r = client
+        .post(format!("{}/v1/devices/ONLY-PC/recovery-key", served.base))
+        .bearer_auth(token.trim())
+        .send()
+        .await
+        .unwrap();
+    let j: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        j["recovery_password"],
+        "111111-222222-333333-444444-555555-666666-000000-111111"
+    );
+    drop(served);
+
+    // An unreadable or invalid file stops the server, naming the setting.
+    for bad in [dir.join("missing.json"), {
+        let p = dir.join("bad.json");
+        std::fs::write(&p, "{\"tenants\": 5}").unwrap();
+        p
+    }] {
+        let out = portal(&key)
+            .args(["serve", "--addr", "127.0.0.1:0"])
+            .env("PORTAL_SEED_FILE", &bad)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("PORTAL_SEED_FILE") && err.contains(bad.to_str().unwrap()),
+            "{err}"
+        );
+    }
+}
+
+/// `portal event` prints an API Gateway HTTP API (payload 2.0) event per
+/// route, with a token `portal dev-env`'s JWKS verifies; wrong options are
+/// refused. (functions/*/tests/runtime.rs feed these events to the functions.)
+#[test]
+fn event_and_dev_env_print_what_a_local_lambda_needs() {
+    let dir = temp_dir("event");
+    let key = dir.join("key.p8");
+    let run = |args: &[&str]| portal(&key).args(args).output().unwrap();
+    let out = run(&["dev-env"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = String::from_utf8(out.stdout).unwrap();
+    let jwks = env
+        .lines()
+        .find_map(|l| l.strip_prefix("export PORTAL_JWKS='"))
+        .and_then(|l| l.strip_suffix('\''))
+        .unwrap_or_else(|| panic!("{env}"));
+    let jwks: serde_json::Value = serde_json::from_str(jwks).unwrap();
+    assert!(env.contains("export PORTAL_BACKEND='embedded'"), "{env}");
+    assert!(
+        env.contains("export PORTAL_ISSUER='http://127.0.0.1:8080'"),
+        "{env}"
+    );
+    assert!(
+        env.contains("export PORTAL_AUDIENCE='api://recovery-portal'"),
+        "{env}"
+    );
+
+    for (route, method, path, scope) in [
+        ("list-devices", "GET", "/v1/devices", "RecoveryKey.Read"),
+        (
+            "get-recovery-key",
+            "POST",
+            "/v1/devices/DESKTOP-7Q2M4K1/recovery-key",
+            "RecoveryKey.Read",
+        ),
+        (
+            "find-recovery-keys",
+            "GET",
+            "/v1/recovery-keys",
+            "RecoveryKey.Read.All",
+        ),
+        (
+            "audit-events",
+            "GET",
+            "/v1/audit-events",
+            "AuditLog.Read.All",
+        ),
+    ] {
+        let out = run(&["event", route, "--user", "alice"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(e["version"], "2.0");
+        assert_eq!(e["requestContext"]["http"]["method"], method);
+        assert_eq!(e["rawPath"], path);
+        let token = e["headers"]["authorization"]
+            .as_str()
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .unwrap();
+        let part = |i: usize| -> serde_json::Value {
+            use base64::Engine;
+            let b = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token.split('.').nth(i).unwrap())
+                .unwrap();
+            serde_json::from_slice(&b).unwrap()
+        };
+        assert_eq!(
+            part(0)["kid"],
+            jwks["keys"][0]["kid"],
+            "signed by the dev-env key"
+        );
+        let claims = part(1);
+        assert_eq!(claims["scp"], scope);
+        assert_eq!(claims["oid"], "alice");
+        assert_eq!(claims["tid"], "contoso");
+        assert_eq!(claims["iss"], "http://127.0.0.1:8080");
+    }
+    let out = run(&[
+        "event",
+        "get-recovery-key",
+        "--user",
+        "bob",
+        "--device",
+        "PC-9",
+        "--tenant",
+        "fabrikam",
+        "--scope",
+        "RecoveryKey.Read.All",
+    ]);
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(e["rawPath"], "/v1/devices/PC-9/recovery-key");
+    assert_eq!(
+        e["requestContext"]["http"]["path"],
+        "/v1/devices/PC-9/recovery-key"
+    );
+    assert_eq!(e["pathParameters"]["device_id"], "PC-9");
+
+    for (args, message) in [
+        (
+            &[
+                "event",
+                "list-devices",
+                "--user",
+                "alice",
+                "--device",
+                "PC-9",
+            ][..],
+            "--device applies to get-recovery-key",
+        ),
+        (
+            &[
+                "event",
+                "get-recovery-key",
+                "--user",
+                "alice",
+                "--device",
+                "a/b",
+            ][..],
+            "--device",
+        ),
+        (
+            &["event", "list-devices", "--user", "a b"][..],
+            "--tenant and --user",
+        ),
+        (
+            &["event", "delete-everything", "--user", "alice"][..],
+            "invalid value",
+        ),
+    ] {
+        let out = run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(message), "{args:?}: {err}");
+    }
 }

@@ -20,8 +20,13 @@
 //!   of `web/` is uploaded with a content type, and `config.json` is written
 //!   from the variables; the API's CORS lets the page's origin call it;
 //! - and, around those: the functions run their own zip with the environment
-//!   `src/config.rs` reads, the key policies and the import policy agree with
-//!   the roles, and the stage throttles below the shared KMS quota.
+//!   `src/config.rs` reads, with the architecture `scripts/package.sh`
+//!   recorded (checked at plan time), and log JSON at the levels of two
+//!   variables; the key policies and the import policy agree with the roles,
+//!   and the stage throttles below the shared KMS quota;
+//! - `infra/terraform.tfvars.example` sets every required variable and names
+//!   only declared ones, and the READMEs name only outputs and variables that
+//!   exist.
 //!
 //! The test deliberately does not use the library crate: the schema module is
 //! included by path, so it only needs `schema.rs` itself to compile.
@@ -693,8 +698,33 @@ fn check_functions(cfg: &Config) -> Vec<String> {
                 errors.push(format!("{what}: {key} must be {value}"));
             }
         }
-        if attr_list(f, "architectures").is_none_or(|a| a != ["var.architecture"]) {
-            errors.push(format!("{what}: architectures must be [var.architecture]"));
+        // The architecture is the build's, never a second setting.
+        if attr_list(f, "architectures").is_none_or(|a| a != ["local.architecture"]) {
+            errors.push(format!(
+                "{what}: architectures must be [local.architecture] (from the build manifest)"
+            ));
+        }
+        let conditions: Vec<String> = sub_blocks(f, "lifecycle")
+            .into_iter()
+            .flat_map(|l| sub_blocks(l, "precondition"))
+            .filter_map(|p| attr_str(p, "condition"))
+            .collect();
+        for (needle, why) in [
+            ("local.build", "the build manifest exists"),
+            (
+                &format!("filebase64sha256(local.{name}_zip)") as &str,
+                "the zip is the one the manifest describes",
+            ),
+            (
+                "var.architecture == local.architecture",
+                "var.architecture agrees with the build",
+            ),
+        ] {
+            if !conditions.iter().any(|c| c.contains(needle)) {
+                errors.push(format!(
+                    "{what}: no lifecycle precondition checks that {why} (`{needle}`)"
+                ));
+            }
         }
         // The zip of this function's own binary, and its hash.
         let filename = attr_str(f, "filename").unwrap_or_default();
@@ -709,11 +739,53 @@ fn check_functions(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    // local.build reads the manifest scripts/package.sh writes.
+    let locals: Vec<&Body> = cfg
+        .blocks
+        .iter()
+        .filter(|b| b.identifier() == "locals")
+        .map(|b| b.body())
+        .collect();
+    let local = |n: &str| {
+        locals
+            .iter()
+            .find_map(|b| attr_str(b, n))
+            .unwrap_or_default()
+    };
+    if !local("build").contains("jsondecode(file(local.build_manifest))")
+        || !local("build_manifest").contains("var.build_manifest")
+        || local("architecture") != "try(local.build.architecture, null)"
+    {
+        errors.push(
+            "local.build / local.architecture must come from jsondecode(file(local.build_manifest))"
+                .into(),
+        );
+    }
+    let package_sh =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/package.sh"))
+            .unwrap();
+    let manifest = cfg
+        .variable_default("build_manifest")
+        .map(norm)
+        .unwrap_or_default();
+    if !manifest
+        .strip_prefix("../")
+        .is_some_and(|m| package_sh.contains(&format!("manifest={m}\n")))
+    {
+        errors.push(format!(
+            "variable build_manifest: default `{manifest}` is not where scripts/package.sh writes the manifest"
+        ));
+    }
     for (var, binary) in [
         ("list_devices_zip", "list-devices"),
         ("get_recovery_key_zip", "get-recovery-key"),
         ("manage_keys_zip", "manage-keys"),
     ] {
+        if !package_sh.contains(&format!("\"{binary}\"")) {
+            errors.push(format!(
+                "scripts/package.sh does not record the hash of {binary}'s zip"
+            ));
+        }
         let default = cfg.variable_default(var).map(norm).unwrap_or_default();
         if default != format!("../target/lambda/{binary}/bootstrap.zip") {
             errors.push(format!(
@@ -824,6 +896,98 @@ fn check_environment(cfg: &Config) -> Vec<String> {
         }
     }
     errors
+}
+
+/// Lambda's JSON log format (the only one with log-level filtering), with
+/// both levels from variables whose allowed values the functions' filter
+/// (`AWS_LAMBDA_LOG_LEVEL`, read by `src/telemetry.rs`) understands.
+fn check_logging(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (name, f) in cfg.resources("aws_lambda_function") {
+        let what = format!("aws_lambda_function.{name}");
+        let logging = sub_blocks(f, "logging_config");
+        let [logging] = logging.as_slice() else {
+            errors.push(format!("{what}: needs one logging_config block"));
+            continue;
+        };
+        for (key, value) in [
+            ("log_format", "JSON"),
+            ("application_log_level", "var.application_log_level"),
+            ("system_log_level", "var.system_log_level"),
+            (
+                "log_group",
+                &format!("aws_cloudwatch_log_group.{name}.name") as &str,
+            ),
+        ] {
+            if attr_str(logging, key).as_deref() != Some(value) {
+                errors.push(format!("{what}: logging_config.{key} must be {value}"));
+            }
+        }
+    }
+    for (var, lambda_levels) in [
+        (
+            "application_log_level",
+            &["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"][..],
+        ),
+        ("system_log_level", &["DEBUG", "INFO", "WARN"][..]),
+    ] {
+        let allowed = variable_allowed_values(cfg, var);
+        if allowed.is_empty() {
+            errors.push(format!(
+                "variable {var}: needs a validation contains([...], var.{var})"
+            ));
+        }
+        let default = cfg.variable_default(var).map(norm).unwrap_or_default();
+        if !allowed.contains(&default) {
+            errors.push(format!(
+                "variable {var}: default `{default}` is not allowed"
+            ));
+        }
+        for level in &allowed {
+            if !lambda_levels.contains(&level.as_str()) {
+                errors.push(format!("variable {var}: Lambda has no level {level}"));
+            }
+            // Lambda passes the application level on as AWS_LAMBDA_LOG_LEVEL.
+            if var == "application_log_level"
+                && level
+                    .parse::<tracing_subscriber::filter::LevelFilter>()
+                    .is_err()
+            {
+                errors.push(format!(
+                    "variable {var}: the functions' log filter does not understand {level}"
+                ));
+            }
+        }
+    }
+    errors
+}
+
+/// The values a `validation { condition = contains([...], var.NAME) }` allows.
+fn variable_allowed_values(cfg: &Config, name: &str) -> Vec<String> {
+    let Some(var) = cfg
+        .blocks
+        .iter()
+        .find(|b| b.identifier() == "variable" && label(b, 0) == Some(name))
+    else {
+        return Vec::new();
+    };
+    sub_blocks(var.body(), "validation")
+        .into_iter()
+        .filter_map(|v| attr(v, "condition"))
+        .filter_map(|c| match c {
+            Expression::FuncCall(call)
+                if call.name.name.as_str() == "contains"
+                    && call.args.get(1).map(norm) == Some(format!("var.{name}")) =>
+            {
+                match call.args.first() {
+                    Some(Expression::Array(items)) => Some(items.iter().map(norm).collect()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .next()
+        .unwrap_or_default()
 }
 
 /// (b) The list-devices role has no KMS permission at all.
@@ -1878,6 +2042,11 @@ fn functions_get_the_configuration_the_code_reads() {
 }
 
 #[test]
+fn functions_log_json_at_the_levels_of_two_variables() {
+    assert_clean("logging", check_logging(&Config::load()));
+}
+
+#[test]
 fn list_role_has_no_kms_permission() {
     assert_clean("list role KMS", check_list_role_has_no_kms(&Config::load()));
 }
@@ -2075,6 +2244,55 @@ const MUTATIONS: &[Mutation] = &[
         1,
         "runtime       = \"provided.al2\"",
         check_functions,
+    ),
+    m(
+        "architecture as a second setting",
+        "lambda.tf",
+        "architectures = [local.architecture]",
+        1,
+        "architectures = [var.architecture]",
+        check_functions,
+    ),
+    m(
+        "no check that the zip is the recorded one",
+        "lambda.tf",
+        "filebase64sha256(local.list_devices_zip)\n",
+        1,
+        "\"x\"\n",
+        check_functions,
+    ),
+    m(
+        "architecture variable not checked against the build",
+        "lambda.tf",
+        "var.architecture == local.architecture",
+        0,
+        "true",
+        check_functions,
+    ),
+    // logging
+    m(
+        "text log format",
+        "lambda.tf",
+        "log_format            = \"JSON\"",
+        1,
+        "log_format            = \"Text\"",
+        check_logging,
+    ),
+    m(
+        "application log level hard-coded",
+        "lambda.tf",
+        "application_log_level = var.application_log_level",
+        0,
+        "application_log_level = \"DEBUG\"",
+        check_logging,
+    ),
+    m(
+        "a level the functions' filter does not know",
+        "variables.tf",
+        "[\"TRACE\", \"DEBUG\", \"INFO\", \"WARN\", \"ERROR\"]",
+        0,
+        "[\"TRACE\", \"DEBUG\", \"INFO\", \"WARN\", \"ERROR\", \"FATAL\"]",
+        check_logging,
     ),
     // environment
     m(
@@ -2646,4 +2864,117 @@ fn every_check_can_fail() {
         // Visible with --nocapture: what each check reports for its mutation.
         println!("{:<50} -> {}", mutation.what, errors[0]);
     }
+}
+
+// ---------------------------------------------------------------------------
+// The deployment path as documented
+// ---------------------------------------------------------------------------
+
+fn declared(cfg: &Config, kind: &str) -> BTreeSet<String> {
+    cfg.blocks
+        .iter()
+        .filter(|b| b.identifier() == kind)
+        .filter_map(|b| label(b, 0).map(str::to_owned))
+        .collect()
+}
+
+fn read(relative: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// `infra/terraform.tfvars.example` is a first deployment's tfvars: valid
+/// HCL setting every variable that has no default, and mentioning (set or
+/// commented out) every variable there is, and nothing else.
+#[test]
+fn tfvars_example_covers_every_variable() {
+    let cfg = Config::load();
+    let variables = declared(&cfg, "variable");
+    let required: BTreeSet<String> = cfg
+        .blocks
+        .iter()
+        .filter(|b| b.identifier() == "variable" && attr(b.body(), "default").is_none())
+        .filter_map(|b| label(b, 0).map(str::to_owned))
+        .collect();
+    assert!(required.contains("jwt_issuer"), "{required:?}");
+    let text = read("infra/terraform.tfvars.example");
+    let body: Body = hcl::from_str(&text).expect("the example is valid HCL");
+    let set: BTreeSet<String> = body.attributes().map(|a| a.key().to_owned()).collect();
+    assert!(
+        required.is_subset(&set),
+        "required variables missing from the example: {:?}",
+        required.difference(&set).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        attr_str(&body, "jwt_issuer").map(|i| i.starts_with("https://")),
+        Some(true)
+    );
+    // `# name = value` lines: the optional variables, with their defaults.
+    let commented: BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# "))
+        .filter_map(|l| l.split_once(" ="))
+        .map(|(name, _)| name.trim())
+        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_owned)
+        .collect();
+    let mentioned: BTreeSet<String> = set.union(&commented).cloned().collect();
+    assert_eq!(
+        mentioned, variables,
+        "the example must mention exactly the declared variables"
+    );
+}
+
+/// Every Terraform output and variable the READMEs name exists (the README
+/// once sent users to a `recovery_key_arn` output that did not).
+#[test]
+fn readmes_name_only_outputs_and_variables_that_exist() {
+    let cfg = Config::load();
+    let outputs = declared(&cfg, "output");
+    let variables = declared(&cfg, "variable");
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut checked = 0;
+    for file in ["README.md", "infra/README.md"] {
+        let text = read(file);
+        for rest in text.split("output -raw ").skip(1) {
+            let name = ident(rest);
+            assert!(outputs.contains(&name), "{file}: no output {name:?}");
+            checked += 1;
+        }
+        // `<NAME output>` placeholders.
+        for rest in text.split('<').skip(1) {
+            if let Some((name, _)) = rest.split_once(" output>") {
+                assert!(outputs.contains(name), "{file}: no output {name:?}");
+                checked += 1;
+            }
+        }
+        for rest in text.split("-var ").skip(1) {
+            let name = ident(rest);
+            assert!(variables.contains(&name), "{file}: no variable {name:?}");
+            checked += 1;
+        }
+        // The output table of infra/README.md.
+        for line in text.lines().filter(|l| l.starts_with("| `")) {
+            for name in line
+                .split('|')
+                .nth(1)
+                .unwrap()
+                .split('`')
+                .skip(1)
+                .step_by(2)
+            {
+                if name.ends_with("_arn") || name.ends_with("_name") || name == "api_url" {
+                    assert!(
+                        outputs.contains(name) || variables.contains(name),
+                        "{file}: `{name}` is neither an output nor a variable"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked >= 6, "found only {checked} references");
 }

@@ -1,7 +1,10 @@
 //! Shared test harness: a portal on the embedded backends with a settable
-//! clock, a cipher that counts its calls, a store whose audit writes can be
-//! made to fail, and the local server on a real socket.
+//! clock, a cipher that counts its calls, a store whose audit writes (or
+//! reads) can be made to fail, and the local server on a real socket, whose
+//! every answer is checked against the OpenAPI document (`openapi`).
 #![allow(dead_code)]
+
+pub mod openapi;
 
 use async_trait::async_trait;
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
@@ -75,6 +78,17 @@ pub struct FlakyStore {
     pub fail_audit: AtomicBool,
     /// Makes `load_for_disclosure` fail (a store outage before any write).
     pub fail_load: AtomicBool,
+    /// Makes every read fail (a store outage on any route).
+    pub fail_reads: AtomicBool,
+}
+
+impl FlakyStore {
+    fn read(&self) -> Result<(), Unavailable> {
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("store", "injected failure"));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -84,6 +98,7 @@ impl Store for FlakyStore {
         t: &TenantId,
         o: &UserId,
     ) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
+        self.read()?;
         self.inner.list_devices(t, o).await
     }
     async fn find_keys(
@@ -91,6 +106,7 @@ impl Store for FlakyStore {
         t: &TenantId,
         p: &KeyIdPrefix,
     ) -> Result<Vec<KeyLocation>, Unavailable> {
+        self.read()?;
         self.inner.find_keys(t, p).await
     }
     async fn load_for_disclosure(
@@ -99,6 +115,7 @@ impl Store for FlakyStore {
         d: &DeviceId,
         a: &UserId,
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
+        self.read()?;
         if self.fail_load.load(Ordering::SeqCst) {
             return Err(Unavailable::new("store", "injected read failure"));
         }
@@ -133,6 +150,7 @@ impl Store for FlakyStore {
         self.inner.append_cap_marker(e).await
     }
     async fn audit_events(&self, t: &TenantId, q: &AuditQuery) -> Result<AuditPage, Unavailable> {
+        self.read()?;
         self.inner.audit_events(t, q).await
     }
 }
@@ -169,6 +187,7 @@ impl Harness {
             inner: memory.clone(),
             fail_audit: AtomicBool::new(false),
             fail_load: AtomicBool::new(false),
+            fail_reads: AtomicBool::new(false),
         });
         let portal = Portal {
             store: store.clone(),
@@ -282,11 +301,16 @@ impl Server {
             rb = rb.header("content-type", ct).body(b.to_owned());
         }
         let r = rb.send().await.expect("request");
-        Reply {
+        let reply = Reply {
             status: r.status().as_u16(),
             headers: r.headers().clone(),
             text: r.text().await.unwrap(),
+        };
+        // Every answer the tests see is one the OpenAPI document describes.
+        if let Err(e) = openapi::check(method, path, reply.status, &reply.headers, &reply.text) {
+            panic!("{method} {path}: {e}\nanswer: {}", reply.text);
         }
+        reply
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Reply {

@@ -4,8 +4,12 @@
 //! Also runs `$PORTAL_SMOKE_BOOTSTRAP_DIR/get-recovery-key/bootstrap` (the
 //! cargo-lambda package) when that variable is set.
 
+#[path = "../../portal_dev.rs"]
+mod portal_dev;
+
 use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
-use lambda_emulator::{EmulatorHandle, FunctionProcess};
+use lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
+use recovery_portal::domain::model::RecoveryPassword;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "get-recovery-key";
@@ -173,5 +177,74 @@ fn refuses_to_start_on_aws_without_a_pinned_kms_key() {
             emu.first_next_at().is_none(),
             "no invocation was polled for"
         );
+    }
+}
+
+/// The README's local-development path: `portal dev-env` configures the
+/// function, `portal event get-recovery-key --user alice` is the request,
+/// and the answer is alice's newest operating-system key from the demo data.
+/// Lambda's log level (`AWS_LAMBDA_LOG_LEVEL`, set from the Terraform
+/// variable `application_log_level`) decides what is logged, as JSON lines.
+#[test]
+fn serves_the_event_portal_event_prints_under_portal_dev_env() {
+    let portal = portal_dev::portal_binary(env!("CARGO_BIN_EXE_get-recovery-key"));
+    let key = portal_dev::fresh_key_file(FUNCTION);
+    let env = portal_dev::dev_env(&portal, &key);
+    let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "PORTAL_BACKEND",
+            "PORTAL_ISSUER",
+            "PORTAL_AUDIENCE",
+            "PORTAL_JWKS"
+        ]
+    );
+    assert_eq!(env[0].1, "embedded");
+    let event = portal_dev::portal(&portal, &key, &["event", FUNCTION, "--user", "alice"]);
+    let other = portal_dev::portal(
+        &portal,
+        &key,
+        &[
+            "event",
+            FUNCTION,
+            "--user",
+            "bob",
+            "--device",
+            "DESKTOP-5K1L9M3",
+        ],
+    );
+    for program in binaries() {
+        for (level, disclosure_logged) in [("INFO", true), ("WARN", false)] {
+            let mut vars: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            vars.push(("AWS_LAMBDA_LOG_LEVEL", level));
+            let (addr, emu) = Emulator::start().unwrap();
+            let mut f = FunctionProcess::spawn(&program, FUNCTION, addr, &vars).unwrap();
+            let (s, h, j) = invoke(&emu, &mut f, event.clone());
+            assert_eq!(s, 200, "{j}");
+            assert_eq!(h["pragma"], "no-cache");
+            assert_eq!(j["device_id"], "DESKTOP-7Q2M4K1");
+            assert_eq!(j["key_id"], "3B8FAA18-37F8-488B-97FC-695A07A0CA6E");
+            assert_eq!(
+                j["recovery_password"],
+                "038258-286682-604857-317823-647658-401093-009361-230186"
+            );
+            let (s, _, j) = invoke(&emu, &mut f, other.clone());
+            assert_eq!(s, 200, "{j}");
+            assert_eq!(j["device_id"], "DESKTOP-5K1L9M3");
+            f.kill();
+            let log = f.output();
+            portal_dev::assert_json_log_lines(&log);
+            assert_eq!(
+                log.contains("recovery key disclosed"),
+                disclosure_logged,
+                "AWS_LAMBDA_LOG_LEVEL={level}:\n{log}"
+            );
+            assert!(
+                !log.contains("038258-286682"),
+                "a password reached the logs"
+            );
+        }
     }
 }

@@ -4,8 +4,11 @@
 //! Also runs `$PORTAL_SMOKE_BOOTSTRAP_DIR/list-devices/bootstrap` (the
 //! cargo-lambda package) when that variable is set.
 
+#[path = "../../portal_dev.rs"]
+mod portal_dev;
+
 use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
-use lambda_emulator::{EmulatorHandle, FunctionProcess};
+use lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "list-devices";
@@ -113,5 +116,47 @@ fn a_bad_configuration_stops_the_function_at_init() {
                 "{var}={value:?}: no invocation was polled for"
             );
         }
+    }
+}
+
+/// The README's local-development path: `portal dev-env` configures the
+/// function and `portal event <route> --user <name>` makes each request it
+/// serves; every one gets a 200 on the demo data, logged as JSON lines.
+#[test]
+fn serves_the_events_portal_event_prints_under_portal_dev_env() {
+    let portal = portal_dev::portal_binary(env!("CARGO_BIN_EXE_list-devices"));
+    let key = portal_dev::fresh_key_file(FUNCTION);
+    let env = portal_dev::dev_env(&portal, &key);
+    let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let event = |route: &str, user: &str| {
+        portal_dev::portal(&portal, &key, &["event", route, "--user", user])
+    };
+    let devices = event("list-devices", "alice");
+    let lookup = event("find-recovery-keys", "agent");
+    let audit = event("audit-events", "auditor");
+    for program in binaries() {
+        let (addr, emu) = Emulator::start().unwrap();
+        let mut f = FunctionProcess::spawn(&program, FUNCTION, addr, &vars).unwrap();
+        let (s, _, j) = invoke(&emu, &mut f, devices.clone());
+        assert_eq!(s, 200, "{j}");
+        let ids: Vec<&str> = j["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["device_id"].as_str().unwrap())
+            .collect();
+        assert!(ids.contains(&"DESKTOP-7Q2M4K1"), "{j}");
+        let (s, _, j) = invoke(&emu, &mut f, lookup.clone());
+        assert_eq!(s, 200, "{j}");
+        assert_eq!(
+            j["recovery_keys"][0]["key_id"],
+            "3B8FAA18-37F8-488B-97FC-695A07A0CA6E"
+        );
+        assert_eq!(j["recovery_keys"][0]["owner"], "alice");
+        let (s, _, j) = invoke(&emu, &mut f, audit.clone());
+        assert_eq!(s, 200, "{j}");
+        assert!(j["events"].is_array(), "{j}");
+        f.kill();
+        portal_dev::assert_json_log_lines(&f.output());
     }
 }

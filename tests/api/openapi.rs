@@ -1,0 +1,496 @@
+//! The OpenAPI document (`openapi.json`) against the code: the same routes as
+//! the router, the permissions the router enforces, and every documented
+//! answer produced for real over a socket and validated against its schema
+//! (the other API tests validate every answer they get, too: `common::openapi`).
+
+use crate::support::common;
+
+use common::openapi::{self, doc};
+use common::*;
+use recovery_portal::api::{ROUTES, Routes};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+
+const OWNER: &str = "RecoveryKey.Read";
+const HELPDESK: &str = "RecoveryKey.Read.All";
+const AUDITOR: &str = "AuditLog.Read.All";
+const PERMISSIONS: [&str; 4] = ["Devices.Read", OWNER, HELPDESK, AUDITOR];
+
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| s.as_str().expect("a string").to_owned())
+        .collect()
+}
+
+#[test]
+fn the_document_is_openapi_3_1_with_valid_schemas_and_resolvable_refs() {
+    let d = doc();
+    assert!(
+        d["openapi"].as_str().unwrap().starts_with("3.1."),
+        "{}",
+        d["openapi"]
+    );
+    assert_eq!(
+        d["components"]["securitySchemes"]["bearerAuth"],
+        serde_json::json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+            "description": d["components"]["securitySchemes"]["bearerAuth"]["description"]})
+    );
+    // Every schema is a valid JSON Schema 2020-12 document and compiles.
+    for (name, schema) in d["components"]["schemas"].as_object().unwrap() {
+        jsonschema::draft202012::meta::validate(schema)
+            .unwrap_or_else(|e| panic!("components/schemas/{name}: {e}"));
+        openapi::validator(schema);
+    }
+    // Every $ref points somewhere.
+    fn refs(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r.clone());
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(d, &mut all);
+    assert!(all.len() > 20);
+    for r in all {
+        assert!(openapi::resolve(&r).is_some(), "unresolvable $ref {r}");
+    }
+}
+
+/// The drift test: the router's routes are exactly the document's
+/// operations, each served by the function the document names; and API
+/// Gateway (infra/api.tf) routes the same list.
+#[test]
+fn the_router_and_the_document_know_the_same_routes() {
+    let router: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .map(|r| (r.method.to_owned(), r.path.to_owned()))
+        .collect();
+    let documented: BTreeSet<(String, String)> = openapi::operations().into_iter().collect();
+    assert_eq!(
+        router, documented,
+        "http::ROUTES and openapi.json differ: add the route to both"
+    );
+    for r in ROUTES {
+        let op = &doc()["paths"][r.path][r.method.to_ascii_lowercase()];
+        let function = match r.unit {
+            Routes::List => "list-devices",
+            Routes::Key => "get-recovery-key",
+            Routes::Manage => "manage-keys",
+            Routes::All => unreachable!("a route is served by one function"),
+        };
+        assert_eq!(op["x-lambda-function"], function, "{} {}", r.method, r.path);
+        // Path parameters are exactly the template's.
+        let in_template: BTreeSet<String> = r
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
+            .map(str::to_owned)
+            .collect();
+        let declared: BTreeSet<String> = op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| match p["$ref"].as_str() {
+                Some(r) => openapi::resolve(r).unwrap(),
+                None => p,
+            })
+            .filter(|p| p["in"] == "path")
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(in_template, declared, "{} {}", r.method, r.path);
+    }
+    let api_tf =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/api.tf")).unwrap();
+    let gateway: BTreeSet<(String, String)> = api_tf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("route_key"))
+        .filter_map(|l| l.split('"').nth(1))
+        .filter_map(|k| k.split_once(' '))
+        .map(|(m, p)| (m.to_owned(), p.to_owned()))
+        .collect();
+    assert_eq!(
+        router, gateway,
+        "infra/api.tf routes differ from http::ROUTES"
+    );
+}
+
+/// Each operation's permissions (`x-permissions`, the roles of its security
+/// requirements) are what the router enforces: each one alone admits a
+/// caller, and all the others together do not.
+#[tokio::test]
+async fn documented_permissions_are_the_enforced_ones() {
+    let h = Harness::new(&test_seed(), 100).await;
+    let s = h.serve().await;
+    for (method, template) in openapi::operations() {
+        let op = &doc()["paths"][&template][method.to_ascii_lowercase()];
+        let listed = strings(&op["x-permissions"]);
+        let roles: BTreeSet<String> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|req| strings(&req["bearerAuth"]))
+            .collect();
+        assert_eq!(
+            listed, roles,
+            "{method} {template}: x-permissions and security roles"
+        );
+        for p in &listed {
+            let text = op["description"].as_str().unwrap();
+            assert!(
+                text.contains(&format!("`{p}`")),
+                "{method} {template}: description lacks {p}"
+            );
+        }
+        let (path, body) = match template.as_str() {
+            "/v1/recovery-keys" => ("/v1/recovery-keys?key_id_prefix=11111111".to_owned(), None),
+            "/v1/devices/{device_id}/recovery-key" => (
+                "/v1/devices/PC-ALICE/recovery-key".to_owned(),
+                Some(("application/json", "{}")),
+            ),
+            other => (other.to_owned(), None),
+        };
+        for p in &listed {
+            let r = s
+                .send(&method, &path, Some(&h.token("contoso", "alice", p)), body)
+                .await;
+            assert_eq!(
+                r.status, 200,
+                "{method} {template} with only {p}: {}",
+                r.text
+            );
+        }
+        let others: Vec<&str> = PERMISSIONS
+            .into_iter()
+            .filter(|p| !listed.contains(*p))
+            .collect();
+        let r = s
+            .send(
+                &method,
+                &path,
+                Some(&h.token("contoso", "alice", &others.join(" "))),
+                body,
+            )
+            .await;
+        let j = r.assert_problem(403);
+        assert!(
+            listed.contains(j["required_permission"].as_str().unwrap()),
+            "{method} {template} with {others:?}: {j}"
+        );
+    }
+}
+
+/// (method, path, token, (content type, body)).
+type Case<'a> = (&'a str, String, Option<&'a str>, Option<(&'a str, &'a str)>);
+
+/// Every (operation, status) the document lists is produced for real here,
+/// each answer validates against its schema, and no answer has a status the
+/// document does not list.
+#[tokio::test]
+async fn every_documented_answer_is_real_and_matches_its_schema() {
+    let mut seen: BTreeSet<(String, String, u16)> = BTreeSet::new();
+    let mut record = |r: Reply, method: &str, path: &str| {
+        let hit = openapi::check(method, path, r.status, &r.headers, &r.text)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}\n{}", r.text))
+            .unwrap_or_else(|| panic!("{method} {path} ({}) matched no operation", r.status));
+        seen.insert(hit);
+    };
+
+    let h = Harness::new(&test_seed(), 1).await;
+    let s = h.serve().await;
+    let (alice, agent, auditor) = (
+        h.token("contoso", "alice", OWNER),
+        h.token("contoso", "agent", HELPDESK),
+        h.token("contoso", "auditor", AUDITOR),
+    );
+    let (alice, agent, auditor) = (alice.as_str(), agent.as_str(), auditor.as_str());
+    let big = "x".repeat(recovery_portal::api::MAX_BODY + 1);
+    let big = big.as_str();
+    let carol = h.token("fabrikam", "carol", OWNER);
+    let reader = h.token("contoso", "alice", "Devices.Read");
+    let key = "/v1/devices/PC-ALICE/recovery-key";
+    let json = |b: &'static str| Some(("application/json", b));
+
+    // (method, path, token, body)
+    let cases: Vec<Case> = vec![
+        ("GET", "/v1/devices".into(), Some(alice), None),
+        ("GET", "/v1/devices?colour=red".into(), Some(alice), None),
+        ("GET", "/v1/devices".into(), None, None),
+        ("GET", "/v1/devices?owner=bob".into(), Some(alice), None),
+        (
+            "GET",
+            "/v1/devices".into(),
+            Some(alice),
+            Some(("text/plain", big)),
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some(agent),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=1111".into(),
+            Some(agent),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some("x.y.z"),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys?key_id_prefix=11111111".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/recovery-keys".into(),
+            Some(agent),
+            Some(("text/plain", big)),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(alice),
+            json(r#"{"reason":"lost PIN"}"#),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(alice),
+            json(r#"{"reason":"lost PIN"}"#),
+        ), // 429
+        ("POST", key.into(), Some(alice), json("{")),
+        ("POST", key.into(), None, None),
+        ("POST", key.into(), Some(&reader), None),
+        (
+            "POST",
+            "/v1/devices/PC-CAROL/recovery-key".into(),
+            Some(&carol),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/devices/PC-BOB/recovery-key".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "POST",
+            "/v1/devices/PC-ALICE-HOME/recovery-key".into(),
+            Some(alice),
+            None,
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(agent),
+            json(r#"{"key_id":"11111111"}"#),
+        ),
+        (
+            "POST",
+            key.into(),
+            Some(agent),
+            Some(("application/json", big)),
+        ),
+        ("POST", key.into(), Some(agent), Some(("text/plain", "{}"))),
+        ("GET", "/v1/audit-events".into(), Some(auditor), None),
+        (
+            "GET",
+            "/v1/audit-events?device_id=PC-ALICE&limit=2".into(),
+            Some(auditor),
+            None,
+        ),
+        (
+            "GET",
+            "/v1/audit-events?limit=0".into(),
+            Some(auditor),
+            None,
+        ),
+        ("GET", "/v1/audit-events".into(), None, None),
+        ("GET", "/v1/audit-events".into(), Some(alice), None),
+        (
+            "GET",
+            "/v1/audit-events".into(),
+            Some(auditor),
+            Some(("text/plain", big)),
+        ),
+    ];
+    for (method, path, token, body) in cases {
+        record(s.send(method, &path, token, body).await, method, &path);
+    }
+    // Events carry what the trail records, every field present.
+    let r = s.get("/v1/audit-events", auditor).await;
+    assert!(
+        r.json()["events"].as_array().unwrap().len() >= 5,
+        "{}",
+        r.text
+    );
+
+    // 503: the store or the audit trail down, nothing disclosed.
+    h.store.fail_audit.store(true, Ordering::SeqCst);
+    let r = s.post_key("PC-ALICE-2", agent, None).await;
+    assert!(!r.text.contains("recovery_password"));
+    record(r, "POST", "/v1/devices/PC-ALICE-2/recovery-key");
+    h.store.fail_audit.store(false, Ordering::SeqCst);
+    h.store.fail_reads.store(true, Ordering::SeqCst);
+    for (path, token) in [
+        ("/v1/devices", alice),
+        ("/v1/recovery-keys?key_id_prefix=11111111", agent),
+        ("/v1/audit-events", auditor),
+        ("/v1/devices/PC-ALICE-2/recovery-key", agent),
+    ] {
+        let method = if path.ends_with("recovery-key") {
+            "POST"
+        } else {
+            "GET"
+        };
+        record(s.send(method, path, Some(token), None).await, method, path);
+    }
+    h.store.fail_reads.store(false, Ordering::SeqCst);
+
+    // 500: a ciphertext that does not open under this cipher.
+    let mut portal = h.portal.clone();
+    portal.cipher = std::sync::Arc::new(recovery_portal::adapters::embedded::LocalCipher::random());
+    let broken = serve_portal(portal).await;
+    let r = broken.post_key("PC-BOB", agent, None).await;
+    record(r, "POST", "/v1/devices/PC-BOB/recovery-key");
+
+    // Exactly the documented answers were produced.
+    let mut documented = BTreeSet::new();
+    for (method, template) in openapi::operations() {
+        let op = &doc()["paths"][&template][method.to_ascii_lowercase()];
+        for status in op["responses"].as_object().unwrap().keys() {
+            documented.insert((
+                method.clone(),
+                template.clone(),
+                status.parse::<u16>().unwrap(),
+            ));
+        }
+    }
+    let missing: Vec<_> = documented.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but never produced here: {missing:?}"
+    );
+    assert_eq!(seen, documented);
+}
+
+/// `portal serve` (the same router) serves the document, byte for byte; any
+/// other method gets the API's 404 problem.
+#[tokio::test]
+async fn the_local_server_serves_the_document() {
+    let h = Harness::new(&test_seed(), 10).await;
+    let s = h.serve().await;
+    let r = s.client.get(s.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    assert_eq!(r.text().await.unwrap(), openapi::DOCUMENT);
+    assert_eq!(
+        recovery_portal::frontends::server::OPENAPI_JSON,
+        openapi::DOCUMENT
+    );
+    s.send("POST", "/openapi.json", None, None)
+        .await
+        .assert_problem(404);
+}
+
+/// The oracle itself rejects answers the document does not allow.
+#[test]
+fn the_oracle_rejects_undocumented_answers() {
+    let ok_headers = |key_route: bool| {
+        let mut h = http::HeaderMap::new();
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-request-id", "r-1".parse().unwrap());
+        h.insert("cache-control", "no-store".parse().unwrap());
+        h.insert("x-content-type-options", "nosniff".parse().unwrap());
+        if key_route {
+            h.insert("pragma", "no-cache".parse().unwrap());
+        }
+        h
+    };
+    let devices = r#"{"devices":[],"helpdesk":null}"#;
+    assert!(openapi::check("GET", "/v1/devices", 200, &ok_headers(false), devices).is_ok());
+    for (status, headers, body) in [
+        (200, ok_headers(false), r#"{"devices":[]}"#),
+        (
+            200,
+            ok_headers(false),
+            r#"{"devices":[],"helpdesk":null,"extra":1}"#,
+        ),
+        (
+            200,
+            ok_headers(false),
+            r#"{"devices":[{"device_id":"a b","display_name":"x","os":"y","managed_by":"organization","recovery_keys":[]}],"helpdesk":null}"#,
+        ),
+        (418, ok_headers(false), devices),
+        (200, http::HeaderMap::new(), devices),
+    ] {
+        assert!(
+            openapi::check("GET", "/v1/devices", status, &headers, body).is_err(),
+            "{status} {body} {headers:?}"
+        );
+    }
+    let key = r#"{"device_id":"PC-1","key_id":"3B8FAA18-37F8-488B-97FC-695A07A0CA6E","volume_type":"operating_system","recovery_password":"038258-286682-604857-317823-647658-401093-009361-230186","created_at":"2025-01-20T08:00:00Z","display_seconds":300}"#;
+    let path = "/v1/devices/PC-1/recovery-key";
+    assert!(openapi::check("POST", path, 200, &ok_headers(true), key).is_ok());
+    assert!(
+        openapi::check("POST", path, 200, &ok_headers(false), key).is_err(),
+        "no Pragma"
+    );
+    let short = key.replace("-230186", "");
+    assert!(openapi::check("POST", path, 200, &ok_headers(true), &short).is_err());
+    assert!(openapi::check("GET", "/v2", 200, &ok_headers(false), devices).is_err());
+}
+
+/// Found by schemathesis against `portal serve`: a JSON array is not the
+/// documented object body, yet `[null, null]` read as "no options" and
+/// `["<key id>", "<reason>"]` as positional fields.
+#[tokio::test]
+async fn a_key_request_body_must_be_an_object() {
+    let h = Harness::new(&test_seed(), 10).await;
+    let s = h.serve().await;
+    let t = h.token("contoso", "alice", OWNER);
+    for body in [
+        "[null, null]",
+        r#"["11111111-aaaa-4aaa-8aaa-000000000001", "x"]"#,
+        "null",
+        "5",
+        r#""x""#,
+    ] {
+        let j = s
+            .post_key("PC-ALICE", &t, Some(body))
+            .await
+            .assert_problem(400);
+        assert!(
+            j["detail"].as_str().unwrap().contains("JSON object"),
+            "{body}: {j}"
+        );
+    }
+    // Objects, with or without fields (null meaning absent), still work.
+    for body in [
+        "{}",
+        r#"{"key_id": null, "reason": null}"#,
+        r#" {"reason": "x"} "#,
+    ] {
+        assert_eq!(
+            s.post_key("PC-ALICE", &t, Some(body)).await.status,
+            200,
+            "{body}"
+        );
+    }
+    assert_eq!(h.opens(), 3);
+}
