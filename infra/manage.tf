@@ -155,7 +155,7 @@ resource "aws_lambda_function" "manage_keys" {
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
-  architectures = [var.architecture]
+  architectures = [local.architecture]
 
   filename         = local.manage_keys_zip
   source_code_hash = filebase64sha256(local.manage_keys_zip)
@@ -173,11 +173,32 @@ resource "aws_lambda_function" "manage_keys" {
   }
 
   logging_config {
-    log_format = "Text"
-    log_group  = aws_cloudwatch_log_group.manage_keys.name
+    log_format            = "JSON"
+    application_log_level = var.application_log_level
+    system_log_level      = var.system_log_level
+    log_group             = aws_cloudwatch_log_group.manage_keys.name
   }
 
   depends_on = [aws_iam_role_policy.manage_keys]
+
+  lifecycle {
+    precondition {
+      condition     = local.build != null
+      error_message = "No build manifest at ${local.build_manifest}: build the functions with scripts/package.sh (it writes the zips and the manifest) before plan or apply."
+    }
+    precondition {
+      condition     = local.build == null || try(local.build.zips["manage-keys"], null) == filebase64sha256(local.manage_keys_zip)
+      error_message = "${local.manage_keys_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
+      error_message = "${local.build_manifest} names no architecture (arm64 or x86_64): run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || var.architecture == null || var.architecture == local.architecture
+      error_message = "architecture = \"${coalesce(var.architecture, "-")}\" but the functions were built for ${coalesce(local.architecture, "-")} (${local.build_manifest}): run scripts/package.sh ${coalesce(var.architecture, "-")}, or drop the architecture setting to deploy what was built."
+    }
+  }
 }
 
 # ---------------------------------------------------------------------------
