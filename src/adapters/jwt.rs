@@ -268,6 +268,14 @@ struct Claims {
     /// Cognito: `access` or `id`.
     #[serde(default, deserialize_with = "present")]
     token_use: Option<String>,
+    /// Claims only OIDC ID tokens carry: present at all (even `null`), the
+    /// token is an ID token, whatever its `aud` says.
+    #[serde(default, deserialize_with = "present")]
+    nonce: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    at_hash: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    c_hash: Option<serde_json::Value>,
 }
 
 /// `aud`: one value, or an array of values. A string is never split.
@@ -608,6 +616,11 @@ impl JwtVerifier {
         }
         // Cognito marks its ID tokens; only access tokens grant access.
         if c.token_use.as_deref().is_some_and(|u| u != "access") {
+            return Err(AuthFailure::TokenType);
+        }
+        // An ID token whose `aud` is this API (one Entra app registration
+        // for both the API and the page) still grants nothing.
+        if c.nonce.is_some() || c.at_hash.is_some() || c.c_hash.is_some() {
             return Err(AuthFailure::TokenType);
         }
         let now = self.clock.now().unix_timestamp() as f64;

@@ -569,6 +569,25 @@ async fn cognito_style_id_tokens_are_refused_by_token_use() {
     }
 }
 
+/// An OIDC ID token is not an access token, even where its `aud` is this
+/// API (an Entra app registration that is both the API and the page's
+/// client): it carries `nonce` (the page always sends one) or the
+/// `at_hash`/`c_hash` of the code flow, which access tokens never do.
+#[tokio::test]
+async fn id_tokens_are_refused_by_their_id_token_claims() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = verifier(&idp, None);
+    assert!(v.verify(&idp.sign(&claims(json!({})))).await.is_ok());
+    for claim in ["nonce", "at_hash", "c_hash"] {
+        for value in [json!("n-0S6_WzA2Mj"), json!(null)] {
+            let got = v
+                .verify(&idp.sign(&claims_with(claim, value.clone())))
+                .await;
+            assert!(got.is_err(), "{claim}: {value}");
+        }
+    }
+}
+
 fn settings() -> JwtSettings {
     JwtSettings {
         issuer: ISSUER.into(),
