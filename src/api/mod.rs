@@ -113,9 +113,11 @@ pub struct RouteSpec {
     pub unit: Routes,
 }
 
-/// Every route the router knows; `route` matches requests against this list
-/// only, so it is the one list the OpenAPI document is checked against.
-pub const ROUTES: [RouteSpec; 4] = [
+/// Every route the router knows, and so the one list the OpenAPI document is
+/// checked against. `route` matches requests against the read and key routes
+/// here; the `Routes::Manage` ones are matched (with their 405s) by
+/// `lifecycle::route`, which a unit test keeps in step with this list.
+pub const ROUTES: [RouteSpec; 10] = [
     RouteSpec {
         method: "GET",
         path: "/v1/devices",
@@ -135,6 +137,36 @@ pub const ROUTES: [RouteSpec; 4] = [
         method: "POST",
         path: "/v1/devices/{device_id}/recovery-key",
         unit: Routes::Key,
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/v1/devices/{device_id}",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "DELETE",
+        path: "/v1/devices/{device_id}",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "PUT",
+        path: "/v1/devices/{device_id}/recovery-keys/{key_id}",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/rotation-requests",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/tenant/settings",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "PATCH",
+        path: "/v1/tenant/settings",
+        unit: Routes::Manage,
     },
 ];
 
@@ -695,10 +727,38 @@ mod tests {
     #[test]
     fn every_listed_route_is_served_and_nothing_else() {
         for spec in ROUTES {
-            let path = spec.path.replace("{device_id}", "PC-1");
+            let path = spec
+                .path
+                .replace("{device_id}", "PC-1")
+                .replace("{key_id}", "K-1");
+            if spec.unit == Routes::Manage {
+                // Dispatched by `lifecycle::route` before `route` is asked.
+                let (_, methods) = lifecycle::route(&path)
+                    .unwrap_or_else(|| panic!("{} is not routed", spec.path));
+                assert!(methods.contains(&spec.method), "{} {}", spec.method, path);
+                assert!(route(&path).is_none(), "{path} is routed twice");
+                continue;
+            }
             let (_, method, unit) =
                 route(&path).unwrap_or_else(|| panic!("{} is not routed", spec.path));
             assert_eq!((method, unit), (spec.method, spec.unit), "{}", spec.path);
+        }
+        // Every method `lifecycle::route` allows is listed.
+        for path in [
+            "/v1/devices/PC-1",
+            "/v1/devices/PC-1/recovery-keys/K-1",
+            "/v1/rotation-requests",
+            "/v1/tenant/settings",
+        ] {
+            let (_, methods) = lifecycle::route(path).unwrap();
+            for m in methods {
+                assert!(
+                    ROUTES.iter().any(|r| r.method == *m
+                        && r.unit == Routes::Manage
+                        && match_template(r.path, path).is_some()),
+                    "{m} {path} is not in ROUTES"
+                );
+            }
         }
         assert!(matches!(
             route("/v1/devices/PC-1/recovery-key"),

@@ -5,17 +5,42 @@
 
 use crate::support::common;
 
+use async_trait::async_trait;
 use common::openapi::{self, doc};
 use common::*;
 use recovery_portal::api::{ROUTES, Routes};
+use recovery_portal::domain::audit::AuditEvent;
+use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::ids::{DeviceId, KeyId, TenantId};
+use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
+use recovery_portal::ports::{
+    CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, KeyCipher, LifecycleStore, RotationPage,
+    StoredKeyPage, WriteOutcome,
+};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use time::OffsetDateTime;
 
 const OWNER: &str = "RecoveryKey.Read";
 const HELPDESK: &str = "RecoveryKey.Read.All";
 const AUDITOR: &str = "AuditLog.Read.All";
-const PERMISSIONS: [&str; 4] = ["Devices.Read", OWNER, HELPDESK, AUDITOR];
+const ESCROW: &str = "RecoveryKey.Escrow";
+const DEVICES_WRITE: &str = "Devices.ReadWrite.All";
+const SETTINGS: &str = "Tenant.Settings.ReadWrite";
+const PERMISSIONS: [&str; 7] = [
+    "Devices.Read",
+    OWNER,
+    HELPDESK,
+    AUDITOR,
+    ESCROW,
+    DEVICES_WRITE,
+    SETTINGS,
+];
+/// A valid recovery password (BitLocker's documentation example).
+const PASSWORD: &str = "038258-286682-604857-317823-647658-401093-009361-230186";
+const NEW_KEY: &str = "77777777-aaaa-4aaa-8aaa-000000000001";
 
 fn strings(v: &Value) -> BTreeSet<String> {
     v.as_array()
@@ -108,8 +133,12 @@ fn the_router_and_the_document_know_the_same_routes() {
             .collect();
         assert_eq!(in_template, declared, "{} {}", r.method, r.path);
     }
-    let api_tf =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/api.tf")).unwrap();
+    // The lifecycle routes live with their function in infra/manage.tf.
+    let api_tf = ["api.tf", "manage.tf"]
+        .map(|f| {
+            std::fs::read_to_string(format!("{}/infra/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+        })
+        .join("\n");
     let gateway: BTreeSet<(String, String)> = api_tf
         .lines()
         .filter_map(|l| l.trim().strip_prefix("route_key"))
@@ -119,7 +148,7 @@ fn the_router_and_the_document_know_the_same_routes() {
         .collect();
     assert_eq!(
         router, gateway,
-        "infra/api.tf routes differ from http::ROUTES"
+        "infra/api.tf and infra/manage.tf routes differ from http::ROUTES"
     );
 }
 
@@ -130,6 +159,12 @@ fn the_router_and_the_document_know_the_same_routes() {
 async fn documented_permissions_are_the_enforced_ones() {
     let h = Harness::new(&test_seed(), 100).await;
     let s = h.serve().await;
+    let upsert = (
+        "application/json",
+        r#"{"owner":"alice","display_name":"New PC","os":"Windows 11","managed_by":"organization"}"#,
+    );
+    let escrow =
+        format!(r#"{{"volume_type":"operating_system","recovery_password":"{PASSWORD}"}}"#);
     for (method, template) in openapi::operations() {
         let op = &doc()["paths"][&template][method.to_ascii_lowercase()];
         let listed = strings(&op["x-permissions"]);
@@ -156,15 +191,30 @@ async fn documented_permissions_are_the_enforced_ones() {
                 "/v1/devices/PC-ALICE/recovery-key".to_owned(),
                 Some(("application/json", "{}")),
             ),
+            // Sorted order: DELETE runs before the PUTs, on another device.
+            "/v1/devices/{device_id}" if method == "DELETE" => {
+                ("/v1/devices/PC-ALICE-NOKEY".to_owned(), None)
+            }
+            "/v1/devices/{device_id}" => ("/v1/devices/PC-NEW".to_owned(), Some(upsert)),
+            "/v1/devices/{device_id}/recovery-keys/{key_id}" => (
+                format!("/v1/devices/PC-ALICE-2/recovery-keys/{NEW_KEY}"),
+                Some(("application/json", escrow.as_str())),
+            ),
+            "/v1/tenant/settings" if method == "PATCH" => (
+                template.clone(),
+                Some(("application/json", r#"{"require_reason":"never"}"#)),
+            ),
             other => (other.to_owned(), None),
         };
         for p in &listed {
             let r = s
                 .send(&method, &path, Some(&h.token("contoso", "alice", p)), body)
                 .await;
-            assert_eq!(
-                r.status, 200,
-                "{method} {template} with only {p}: {}",
+            // 201 for a device enrolled or a key escrowed, 204 for one retired.
+            assert!(
+                [200, 201, 204].contains(&r.status),
+                "{method} {template} with only {p}: {} {}",
+                r.status,
                 r.text
             );
         }
@@ -332,6 +382,139 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     for (method, path, token, body) in cases {
         record(s.send(method, &path, token, body).await, method, &path);
     }
+
+    // The lifecycle routes, in order: enrol PC-NEW, escrow a key for it.
+    let mdm = h.token("contoso", "mdm", &format!("{ESCROW} {DEVICES_WRITE}"));
+    let admin = h.token("contoso", "admin", SETTINGS);
+    let (mdm, admin) = (mdm.as_str(), admin.as_str());
+    let device = "/v1/devices/PC-NEW";
+    let upsert = json(
+        r#"{"owner":"alice","display_name":"New PC","os":"Windows 11","managed_by":"organization"}"#,
+    );
+    let escrow_path = format!("{device}/recovery-keys/{NEW_KEY}");
+    let escrow =
+        format!(r#"{{"volume_type":"operating_system","recovery_password":"{PASSWORD}"}}"#);
+    let other = escrow.replace("-230186", "-230197");
+    let escrow = Some(("application/json", escrow.as_str()));
+    let settings = "/v1/tenant/settings";
+    let life: Vec<Case> = vec![
+        ("PUT", device.into(), Some(mdm), upsert), // 201
+        ("PUT", device.into(), Some(mdm), upsert), // 200: unchanged
+        (
+            "PUT",
+            device.into(),
+            Some(mdm),
+            json(r#"{"owner":"alice"}"#),
+        ),
+        ("PUT", device.into(), None, upsert),
+        ("PUT", device.into(), Some(alice), upsert),
+        (
+            "PUT",
+            device.into(),
+            Some(mdm),
+            Some(("application/json", big)),
+        ),
+        ("PUT", device.into(), Some(mdm), Some(("text/plain", "x"))),
+        ("PUT", escrow_path.clone(), Some(mdm), escrow), // 201
+        ("PUT", escrow_path.clone(), Some(mdm), escrow), // 200: already held
+        (
+            "PUT",
+            escrow_path.clone(),
+            Some(mdm),
+            Some(("application/json", other.as_str())),
+        ), // 409
+        (
+            "PUT",
+            format!("/v1/devices/PC-NONE/recovery-keys/{NEW_KEY}"),
+            Some(mdm),
+            escrow,
+        ), // 404
+        (
+            "PUT",
+            format!("{device}/recovery-keys/not-a-guid"),
+            Some(mdm),
+            escrow,
+        ),
+        ("PUT", escrow_path.clone(), None, escrow),
+        ("PUT", escrow_path.clone(), Some(alice), escrow),
+        (
+            "PUT",
+            escrow_path.clone(),
+            Some(mdm),
+            Some(("application/json", big)),
+        ),
+        (
+            "PUT",
+            escrow_path.clone(),
+            Some(mdm),
+            Some(("text/plain", "x")),
+        ),
+        ("GET", "/v1/rotation-requests".into(), Some(mdm), None),
+        (
+            "GET",
+            "/v1/rotation-requests?limit=0".into(),
+            Some(mdm),
+            None,
+        ),
+        ("GET", "/v1/rotation-requests".into(), None, None),
+        ("GET", "/v1/rotation-requests".into(), Some(alice), None),
+        (
+            "GET",
+            "/v1/rotation-requests".into(),
+            Some(mdm),
+            Some(("text/plain", big)),
+        ),
+        ("GET", settings.into(), Some(admin), None),
+        ("GET", format!("{settings}?x=1"), Some(admin), None),
+        ("GET", settings.into(), None, None),
+        ("GET", settings.into(), Some(alice), None),
+        (
+            "GET",
+            settings.into(),
+            Some(admin),
+            Some(("text/plain", big)),
+        ),
+        (
+            "PATCH",
+            settings.into(),
+            Some(admin),
+            json(r#"{"require_reason":"never"}"#),
+        ),
+        (
+            "PATCH",
+            settings.into(),
+            Some(admin),
+            json(r#"{"require_reason":"sometimes"}"#),
+        ),
+        ("PATCH", settings.into(), None, json("{}")),
+        ("PATCH", settings.into(), Some(alice), json("{}")),
+        (
+            "PATCH",
+            settings.into(),
+            Some(admin),
+            Some(("application/json", big)),
+        ),
+        (
+            "PATCH",
+            settings.into(),
+            Some(admin),
+            Some(("text/plain", "x")),
+        ),
+        ("DELETE", device.into(), Some(mdm), None), // 204
+        ("DELETE", device.into(), Some(mdm), None), // 404: gone
+        ("DELETE", format!("{device}?x=1"), Some(mdm), None),
+        ("DELETE", device.into(), None, None),
+        ("DELETE", device.into(), Some(alice), None),
+        (
+            "DELETE",
+            device.into(),
+            Some(mdm),
+            Some(("text/plain", big)),
+        ),
+    ];
+    for (method, path, token, body) in life {
+        record(s.send(method, &path, token, body).await, method, &path);
+    }
     // Events carry what the trail records, every field present.
     let r = s.get("/v1/audit-events", auditor).await;
     assert!(
@@ -368,6 +551,41 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     let broken = serve_portal(portal).await;
     let r = broken.post_key("PC-BOB", agent, None).await;
     record(r, "POST", "/v1/devices/PC-BOB/recovery-key");
+
+    // 500: KMS refuses to seal an escrowed key.
+    let mut portal = h.portal.clone();
+    portal.cipher = Arc::new(RefusingCipher);
+    let refusing = serve_portal(portal).await;
+    let path = format!("/v1/devices/PC-ALICE-2/recovery-keys/{NEW_KEY}");
+    record(
+        refusing.send("PUT", &path, Some(mdm), escrow).await,
+        "PUT",
+        &path,
+    );
+
+    // 503: the lifecycle store down, nothing changed.
+    let mut portal = h.portal.clone();
+    portal.lifecycle = Arc::new(DownStore);
+    let down = serve_portal(portal).await;
+    for (method, path, token, body) in [
+        ("PUT", "/v1/devices/PC-ALICE".to_owned(), mdm, upsert),
+        ("DELETE", "/v1/devices/PC-ALICE".to_owned(), mdm, None),
+        (
+            "PUT",
+            format!("/v1/devices/PC-ALICE/recovery-keys/{NEW_KEY}"),
+            mdm,
+            escrow,
+        ),
+        ("GET", "/v1/rotation-requests".to_owned(), mdm, None),
+        ("GET", settings.to_owned(), admin, None),
+        ("PATCH", settings.to_owned(), admin, json("{}")),
+    ] {
+        record(
+            down.send(method, &path, Some(token), body).await,
+            method,
+            &path,
+        );
+    }
 
     // Exactly the documented answers were produced.
     let mut documented = BTreeSet::new();
@@ -493,4 +711,95 @@ async fn a_key_request_body_must_be_an_object() {
         );
     }
     assert_eq!(h.opens(), 3);
+}
+
+/// A cipher whose every seal and open is refused (a KMS policy denial).
+struct RefusingCipher;
+
+#[async_trait]
+impl KeyCipher for RefusingCipher {
+    async fn seal(&self, _: &KeyContext, _: &RecoveryPassword) -> Result<SealedKey, CipherError> {
+        Err(CipherError::Rejected("refused".into()))
+    }
+    async fn open(&self, _: &KeyContext, _: &SealedKey) -> Result<RecoveryPassword, CipherError> {
+        Err(CipherError::Rejected("refused".into()))
+    }
+}
+
+/// A lifecycle store that never answers.
+struct DownStore;
+
+fn down<T>() -> Result<T, Unavailable> {
+    Err(Unavailable::new("store", "injected failure"))
+}
+
+#[async_trait]
+impl LifecycleStore for DownStore {
+    async fn device_for_write(
+        &self,
+        _: &TenantId,
+        _: &DeviceId,
+    ) -> Result<(Option<DeviceRecord>, TenantPolicy), Unavailable> {
+        down()
+    }
+    async fn commit_escrow(
+        &self,
+        _: &EscrowWrite,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn commit_upsert(
+        &self,
+        _: &DeviceUpsert,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn retire_device(
+        &self,
+        _: &TenantId,
+        _: &DeviceId,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn superseded_key(
+        &self,
+        _: &TenantId,
+        _: &DeviceId,
+        _: &KeyId,
+    ) -> Result<Option<SealedKey>, Unavailable> {
+        down()
+    }
+    async fn rotation_requests(
+        &self,
+        _: &TenantId,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<RotationPage, Unavailable> {
+        down()
+    }
+    async fn tenant_settings(&self, _: &TenantId) -> Result<(TenantPolicy, u64), Unavailable> {
+        down()
+    }
+    async fn commit_settings(
+        &self,
+        _: &TenantId,
+        _: &TenantPolicy,
+        _: u64,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn stored_keys(
+        &self,
+        _: Option<&TenantId>,
+        _: Option<&str>,
+    ) -> Result<StoredKeyPage, Unavailable> {
+        down()
+    }
+    async fn sweep_expired(&self, _: OffsetDateTime) -> Result<usize, Unavailable> {
+        down()
+    }
 }

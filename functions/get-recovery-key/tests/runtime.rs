@@ -9,7 +9,6 @@ mod portal_dev;
 
 use lambda_emulator::smoke::{self, AUDIENCE, ISSUER, TIMEOUT, event, invoke};
 use lambda_emulator::{Emulator, EmulatorHandle, FunctionProcess};
-use recovery_portal::domain::model::RecoveryPassword;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 
 const FUNCTION: &str = "get-recovery-key";
