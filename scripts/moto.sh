@@ -12,7 +12,7 @@
 # root) with python3 -m venv if it is missing, and (re)installs
 # scripts/requirements-test.txt whenever that file or the Python version
 # changed (a stamp file in the virtualenv records what was installed). It then
-# starts `moto_server -H 127.0.0.1 -p <free port>` in the background, waits
+# starts scripts/moto_server.py (moto_server, serialized) on a free port in the background, waits
 # until it answers HTTP, and records its pid and URL under $VENV/run/. A server
 # that is already running (pid alive and answering) is reused.
 #
@@ -88,7 +88,9 @@ PY
             || { _moto_log "could not find a free port"; return 1; }
         url="http://127.0.0.1:$port"
         # setsid: the server outlives this shell and is not killed by its job control.
-        setsid "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$log_file" 2>&1 </dev/null &
+        # moto_server.py: moto with one request at a time (its transactions are
+        # not isolated under its threaded server; see the script).
+        setsid "$venv/bin/python" "$repo_root/scripts/moto_server.py" -H 127.0.0.1 -p "$port" >"$log_file" 2>&1 </dev/null &
         pid=$!
         echo "$pid" >"$pid_file"
         echo "$url" >"$url_file"
