@@ -48,6 +48,8 @@ pub async fn embedded(
         clock: Arc::new(SystemClock),
         verifier,
         key_rate_limit,
+        helpdesk_rate_limit: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+        metrics: Arc::new(crate::ports::NoMetrics),
     };
     (portal, store)
 }
@@ -74,6 +76,15 @@ pub fn spawn_retention_sweep(portal: &Portal) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// CloudWatch Embedded Metric Format lines on stdout when configured (the
+/// Lambda functions), else nothing.
+fn metrics(config: &Config) -> Arc<dyn crate::ports::Metrics> {
+    match &config.metrics_namespace {
+        Some(ns) => Arc::new(crate::adapters::emf::EmfMetrics::stdout(ns)),
+        None => Arc::new(crate::ports::NoMetrics),
+    }
+}
+
 /// A portal on the backend the configuration names. The embedded backend
 /// serves the demo data set (or `PORTAL_SEED_FILE`).
 pub async fn from_config(
@@ -89,7 +100,10 @@ pub async fn from_config(
             };
             let seed =
                 crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
-            Ok(embedded(&seed, verifier, config.key_rate_limit).await.0)
+            let mut portal = embedded(&seed, verifier, config.key_rate_limit).await.0;
+            portal.helpdesk_rate_limit = config.helpdesk_rate_limit;
+            portal.metrics = metrics(config);
+            Ok(portal)
         }
         Backend::Aws {
             table_prefix,
@@ -106,6 +120,8 @@ pub async fn from_config(
                 clock: Arc::new(SystemClock),
                 verifier,
                 key_rate_limit: config.key_rate_limit,
+                helpdesk_rate_limit: config.helpdesk_rate_limit,
+                metrics: metrics(config),
             })
         }
     }

@@ -6,6 +6,9 @@ use crate::domain::ids::TenantId;
 use std::time::Duration;
 
 pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
+pub const DEFAULT_HELPDESK_RATE_LIMIT: u32 = 200;
+/// `PORTAL_METRICS_NAMESPACE` on Lambda when unset.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "RecoveryPortal";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{var}: {problem}")]
@@ -80,6 +83,13 @@ pub struct Config {
     /// None only for `portal serve`, which then is its own identity provider.
     pub auth: Option<AuthConfig>,
     pub key_rate_limit: u32,
+    /// Keys per helpdesk agent per rolling hour (`PORTAL_HELPDESK_RATE_LIMIT`).
+    pub helpdesk_rate_limit: u32,
+    /// CloudWatch namespace of the EMF metrics (`PORTAL_METRICS_NAMESPACE`);
+    /// `None`: no metrics. On Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) it
+    /// defaults to `RecoveryPortal`; `PORTAL_METRICS_NAMESPACE=off` turns
+    /// metrics off.
+    pub metrics_namespace: Option<String>,
     pub backend: Backend,
 }
 
@@ -193,6 +203,39 @@ impl Config {
                     )
                 })?,
         };
+        let helpdesk_rate_limit = match get("PORTAL_HELPDESK_RATE_LIMIT") {
+            None => DEFAULT_HELPDESK_RATE_LIMIT,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "PORTAL_HELPDESK_RATE_LIMIT",
+                        format!("must be a whole number from 1 to 100000, got {v:?}"),
+                    )
+                })?,
+        };
+        let metrics_namespace = match get("PORTAL_METRICS_NAMESPACE") {
+            Some(v) if v == "off" => None,
+            Some(v) => {
+                // CloudWatch: 1-255 of A-Z a-z 0-9 . - _ / # : and no leading colon.
+                let ok = v.len() <= 255
+                    && !v.starts_with(':')
+                    && v.bytes().all(|b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'.' | b'-' | b'_' | b'/' | b'#' | b':')
+                    });
+                if !ok {
+                    return Err(err(
+                        "PORTAL_METRICS_NAMESPACE",
+                        "must be a CloudWatch namespace (A-Z a-z 0-9 . - _ / # :), or `off`",
+                    ));
+                }
+                Some(v)
+            }
+            None => get("AWS_LAMBDA_FUNCTION_NAME").map(|_| DEFAULT_METRICS_NAMESPACE.to_owned()),
+        };
         let backend = match get("PORTAL_BACKEND").as_deref() {
             None | Some("embedded") => Backend::Embedded,
             Some("aws") => {
@@ -223,6 +266,8 @@ impl Config {
         Ok(Self {
             auth,
             key_rate_limit,
+            helpdesk_rate_limit,
+            metrics_namespace,
             backend,
         })
     }
@@ -249,6 +294,29 @@ mod tests {
     }
 
     #[test]
+    fn helpdesk_limit_and_metrics_namespace() {
+        let c = cfg(&[
+            ("PORTAL_HELPDESK_RATE_LIMIT", "100000"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "get-recovery-key"),
+        ])
+        .unwrap();
+        assert_eq!(c.helpdesk_rate_limit, 100_000);
+        assert_eq!(c.metrics_namespace.as_deref(), Some("RecoveryPortal"));
+        let c = cfg(&[
+            ("PORTAL_METRICS_NAMESPACE", "Acme/Recovery"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics_namespace.as_deref(), Some("Acme/Recovery"));
+        let c = cfg(&[
+            ("PORTAL_METRICS_NAMESPACE", "off"),
+            ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics_namespace, None);
+    }
+
+    #[test]
     fn errors_name_the_variable() {
         assert_eq!(
             cfg(&[("PORTAL_ISSUER", "ftp://x")]).unwrap_err().var,
@@ -272,6 +340,11 @@ mod tests {
             ("PORTAL_JWKS_MAX_AGE", "86401"),
             ("PORTAL_JWKS_MAX_AGE", "1h"),
             ("PORTAL_JWKS_MAX_AGE", "-5"),
+            ("PORTAL_HELPDESK_RATE_LIMIT", "0"),
+            ("PORTAL_HELPDESK_RATE_LIMIT", "100001"),
+            ("PORTAL_HELPDESK_RATE_LIMIT", "many"),
+            ("PORTAL_METRICS_NAMESPACE", "bad namespace"),
+            ("PORTAL_METRICS_NAMESPACE", ":x"),
         ] {
             let mut v = base.to_vec();
             v.push((var, val));
@@ -308,6 +381,11 @@ mod tests {
         let c = cfg(&[]).unwrap();
         assert!(c.auth.is_none());
         assert_eq!(c.key_rate_limit, 10);
+        assert_eq!(c.helpdesk_rate_limit, DEFAULT_HELPDESK_RATE_LIMIT);
+        assert_eq!(
+            c.metrics_namespace, None,
+            "no metrics off Lambda by default"
+        );
         assert_eq!(c.backend, Backend::Embedded);
         assert!(c.require_auth().is_err());
         let c = cfg(&[("PORTAL_BACKEND", "aws")]).unwrap();

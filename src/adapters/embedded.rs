@@ -165,6 +165,62 @@ impl Store for MemoryStore {
         Ok(Commit::Written)
     }
 
+    async fn load_batch_state(
+        &self,
+        tenant: &TenantId,
+        actor: &UserId,
+    ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
+        let st = self.state();
+        let w = st
+            .rate
+            .get(&(tenant.clone(), actor.clone()))
+            .cloned()
+            .unwrap_or_default();
+        Ok((Self::policy(&st, tenant), w))
+    }
+
+    async fn load_devices(
+        &self,
+        tenant: &TenantId,
+        devices: &[DeviceId],
+        policy: &TenantPolicy,
+    ) -> Result<Vec<SealedDevice>, Unavailable> {
+        let st = self.state();
+        let mut seen = BTreeSet::new();
+        Ok(devices
+            .iter()
+            .filter(|d| seen.insert((*d).clone()))
+            .filter_map(|d| st.devices.get(&(tenant.clone(), d.clone())))
+            .map(|d| {
+                let mut s = d.sealed.clone();
+                s.policy = policy.clone();
+                s
+            })
+            .collect())
+    }
+
+    async fn commit_batch(
+        &self,
+        events: &[AuditEvent],
+        rate: &RateUpdate,
+    ) -> Result<Commit, Unavailable> {
+        let Some(first) = events.first() else {
+            return Ok(Commit::Written);
+        };
+        let mut st = self.state();
+        let rk = (first.tenant_id.clone(), first.actor.clone());
+        let current = st.rate.get(&rk).map(|w| w.version).unwrap_or(0);
+        if current != rate.expected_version {
+            return Ok(Commit::RateConflict);
+        }
+        st.rate.insert(rk, rate.window.clone());
+        for e in events {
+            st.audit.push(e.clone());
+            lifecycle::mark_disclosed(&mut st, e);
+        }
+        Ok(Commit::Written)
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
         append(&mut self.state(), event);
         Ok(())

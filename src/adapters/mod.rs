@@ -2,5 +2,6 @@
 
 pub mod aws;
 pub mod embedded;
+pub mod emf;
 pub mod jwt;
 pub mod token_cache;

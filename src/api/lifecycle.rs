@@ -14,6 +14,7 @@ use super::{
 };
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, UserId};
+use crate::domain::incidents::{self, IncidentId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{
     self, DeviceMetadata, EscrowRequest, Escrowed, ROTATION_DEFAULT_LIMIT, ROTATION_MAX_LIMIT,
@@ -37,6 +38,8 @@ pub(super) enum LifeRoute {
     Device(String),
     RotationRequests,
     TenantSettings,
+    Incidents,
+    Incident(String),
 }
 
 /// The lifecycle route of `path` and the methods it allows.
@@ -44,7 +47,12 @@ pub(super) fn route(path: &str) -> Option<(LifeRoute, &'static [&'static str])> 
     match path {
         "/v1/rotation-requests" => Some((LifeRoute::RotationRequests, &["GET"])),
         "/v1/tenant/settings" => Some((LifeRoute::TenantSettings, &["GET", "PATCH"])),
+        "/v1/incidents" => Some((LifeRoute::Incidents, &["GET", "POST"])),
         _ => {
+            if let Some(id) = path.strip_prefix("/v1/incidents/") {
+                return (!id.is_empty() && !id.contains('/'))
+                    .then(|| (LifeRoute::Incident(id.to_owned()), &["DELETE"][..]));
+            }
             let rest = path.strip_prefix("/v1/devices/")?;
             let segments: Vec<&str> = rest.split('/').collect();
             match segments.as_slice() {
@@ -69,6 +77,8 @@ fn allow_header(methods: &[&str]) -> &'static str {
         ["GET"] => "GET",
         ["PUT"] => "PUT",
         ["GET", "PATCH"] => "GET, PATCH",
+        ["GET", "POST"] => "GET, POST",
+        ["DELETE"] => "DELETE",
         _ => "PUT, DELETE",
     }
 }
@@ -89,7 +99,7 @@ pub(super) async fn dispatch(
         });
     }
     if req.body.len() > MAX_BODY {
-        return Err(ApiError::PayloadTooLarge);
+        return Err(ApiError::PayloadTooLarge { max: MAX_BODY });
     }
     let caller = authenticate(portal, &req.headers).await?;
     let meta = RequestMeta {
@@ -182,7 +192,97 @@ pub(super) async fn dispatch(
             };
             Ok(json_response(StatusCode::OK, &settings_json(&current)))
         }
+        LifeRoute::Incidents => {
+            Query::parse(req.query.as_deref(), &[])?;
+            if req.method == Method::POST {
+                policy::may_run_incidents(&caller)?;
+                let request = incident_request(json_object(&req.headers, &req.body)?)?;
+                let i = incidents::open(portal, &caller, &meta, &request).await?;
+                let now = portal.clock.now();
+                return Ok(json_response(StatusCode::CREATED, &incident_json(&i, now)));
+            }
+            let list = incidents::list(portal, &caller).await?;
+            let now = portal.clock.now();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "incidents": list.iter().map(|i| incident_json(i, now)).collect::<Vec<_>>() }),
+            ))
+        }
+        LifeRoute::Incident(raw) => {
+            Query::parse(req.query.as_deref(), &[])?;
+            policy::may_run_incidents(&caller)?;
+            let id = IncidentId::parse(&raw).map_err(|e| bad("incident_id", e))?;
+            let i = incidents::close(portal, &caller, &meta, &id).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &incident_json(&i, portal.clock.now()),
+            ))
+        }
     }
+}
+
+fn incident_request(body: Map<String, Value>) -> Result<incidents::OpenRequest, ApiError> {
+    only(&body, &["reason", "duration_hours", "helpdesk_rate_limit"])?;
+    let reason = match body.get("reason") {
+        Some(Value::String(r)) if !r.trim().is_empty() => r.clone(),
+        _ => {
+            return Err(ApiError::BadRequest(
+                "reason is required: say what the incident is (for example \"faulty agent update 2026-11-25\")".into(),
+            ));
+        }
+    };
+    if reason.chars().count() > incidents::MAX_REASON_CHARS {
+        return Err(ApiError::BadRequest(format!(
+            "reason must be at most {} characters",
+            incidents::MAX_REASON_CHARS
+        )));
+    }
+    super::check_reason(&reason)?;
+    let range = incidents::DURATION_HOURS;
+    let duration_hours = body
+        .get("duration_hours")
+        .and_then(Value::as_u64)
+        .and_then(|h| u32::try_from(h).ok())
+        .filter(|h| range.contains(h))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "duration_hours is required: a whole number of hours from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })?;
+    let helpdesk_rate_limit = match body.get("helpdesk_rate_limit") {
+        None | Some(Value::Null) => incidents::DEFAULT_HELPDESK_RATE_LIMIT,
+        Some(v) => v
+            .as_u64()
+            .and_then(|l| u32::try_from(l).ok())
+            .filter(|l| TenantPolicy::RATE_LIMITS.contains(l))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "helpdesk_rate_limit must be a whole number from {} to {}",
+                    TenantPolicy::RATE_LIMITS.start(),
+                    TenantPolicy::RATE_LIMITS.end()
+                ))
+            })?,
+    };
+    Ok(incidents::OpenRequest {
+        reason,
+        duration_hours,
+        helpdesk_rate_limit,
+    })
+}
+
+pub(super) fn incident_json(i: &incidents::Incident, now: OffsetDateTime) -> Value {
+    json!({
+        "incident_id": i.incident_id,
+        "status": i.state(now).as_str(),
+        "opened_by": i.opened_by,
+        "opened_at": rfc3339(i.opened_at),
+        "expires_at": rfc3339(i.expires_at),
+        "closed_at": i.closed_at.map(rfc3339),
+        "reason": i.reason,
+        "helpdesk_rate_limit": i.helpdesk_rate_limit,
+    })
 }
 
 /// A rotation-requests cursor: base64url of the store's `<sort>#<device>`.
@@ -346,6 +446,8 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
             "helpdesk",
             "require_reason",
             "superseded_key_retention_days",
+            "self_service_rate_limit",
+            "helpdesk_rate_limit",
         ],
     )?;
     let mut patch = SettingsPatch::default();
@@ -408,6 +510,33 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
                 })?,
         );
     }
+    for (field, slot) in [
+        (
+            "self_service_rate_limit",
+            &mut patch.self_service_rate_limit,
+        ),
+        ("helpdesk_rate_limit", &mut patch.helpdesk_rate_limit),
+    ] {
+        match body.get(field) {
+            None => {}
+            Some(Value::Null) => *slot = Some(None),
+            Some(v) => {
+                let range = TenantPolicy::RATE_LIMITS;
+                *slot = Some(Some(
+                    v.as_u64()
+                        .and_then(|d| u32::try_from(d).ok())
+                        .filter(|d| range.contains(d))
+                        .ok_or_else(|| {
+                            ApiError::BadRequest(format!(
+                                "{field} must be a whole number from {} to {}, or null for the deployment's default",
+                                range.start(),
+                                range.end()
+                            ))
+                        })?,
+                ));
+            }
+        }
+    }
     Ok(patch)
 }
 
@@ -417,6 +546,8 @@ pub(super) fn settings_json(p: &TenantPolicy) -> Value {
         "helpdesk": p.helpdesk,
         "require_reason": p.require_reason,
         "superseded_key_retention_days": p.superseded_key_retention_days,
+        "self_service_rate_limit": p.self_service_rate_limit,
+        "helpdesk_rate_limit": p.helpdesk_rate_limit,
     })
 }
 

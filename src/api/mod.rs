@@ -6,6 +6,7 @@
 
 use crate::adapters::jwt;
 use crate::domain::audit::{AuditCursor, AuditEvent, AuditQuery};
+use crate::domain::batch::{self, BatchKey, ItemOutcome};
 use crate::domain::caller::Caller;
 use crate::domain::devices;
 use crate::domain::error::{ApiError, AuthFailure};
@@ -24,6 +25,11 @@ mod lifecycle;
 
 /// Largest accepted request body.
 pub const MAX_BODY: usize = 4 * 1024;
+/// Largest body of `POST /v1/recovery-keys/batch` (100 full key IDs and a
+/// reason need about 4.2 KB).
+pub const MAX_BATCH_BODY: usize = 16 * 1024;
+/// The largest body any API route accepts (what a front end must read).
+pub const MAX_ANY_BODY: usize = MAX_BATCH_BODY;
 /// Longest `reason` a caller may give for a retrieval.
 pub const MAX_REASON_CHARS: usize = 200;
 
@@ -101,6 +107,7 @@ enum Route {
     FindKeys,
     RetrieveKey(String),
     AuditEvents,
+    BatchKeys,
 }
 
 /// One route of the API: the method and path template the OpenAPI document
@@ -117,7 +124,7 @@ pub struct RouteSpec {
 /// checked against. `route` matches requests against the read and key routes
 /// here; the `Routes::Manage` ones are matched (with their 405s) by
 /// `lifecycle::route`, which a unit test keeps in step with this list.
-pub const ROUTES: [RouteSpec; 10] = [
+pub const ROUTES: [RouteSpec; 14] = [
     RouteSpec {
         method: "GET",
         path: "/v1/devices",
@@ -136,6 +143,11 @@ pub const ROUTES: [RouteSpec; 10] = [
     RouteSpec {
         method: "POST",
         path: "/v1/devices/{device_id}/recovery-key",
+        unit: Routes::Key,
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/v1/recovery-keys/batch",
         unit: Routes::Key,
     },
     RouteSpec {
@@ -168,6 +180,21 @@ pub const ROUTES: [RouteSpec; 10] = [
         path: "/v1/tenant/settings",
         unit: Routes::Manage,
     },
+    RouteSpec {
+        method: "GET",
+        path: "/v1/incidents",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/v1/incidents",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "DELETE",
+        path: "/v1/incidents/{incident_id}",
+        unit: Routes::Manage,
+    },
 ];
 
 /// The values of `template`'s `{name}` segments if `path` matches it.
@@ -195,6 +222,7 @@ fn route(path: &str) -> Option<(Route, &'static str, Routes)> {
             ("/v1/devices", []) => Route::ListDevices,
             ("/v1/recovery-keys", []) => Route::FindKeys,
             ("/v1/audit-events", []) => Route::AuditEvents,
+            ("/v1/recovery-keys/batch", []) => Route::BatchKeys,
             ("/v1/devices/{device_id}/recovery-key", [device]) => {
                 Route::RetrieveKey((*device).to_owned())
             }
@@ -219,7 +247,10 @@ pub async fn handle(portal: &Portal, serves: Routes, mut req: ApiRequest) -> Api
         req.request_id = id;
     }
     let request_id = req.request_id.clone();
-    let is_key_route = matches!(route(&req.path), Some((Route::RetrieveKey(_), ..)));
+    let is_key_route = matches!(
+        route(&req.path),
+        Some((Route::RetrieveKey(_) | Route::BatchKeys, ..))
+    );
     let resp = match dispatch(portal, serves, req).await {
         Ok(r) => r,
         Err(e) => problem(&e, &request_id),
@@ -265,8 +296,13 @@ async fn dispatch(
     if req.method.as_str() != method {
         return Err(ApiError::MethodNotAllowed { allow: method });
     }
-    if req.body.len() > MAX_BODY {
-        return Err(ApiError::PayloadTooLarge);
+    let max = if matches!(route, Route::BatchKeys) {
+        MAX_BATCH_BODY
+    } else {
+        MAX_BODY
+    };
+    if req.body.len() > max {
+        return Err(ApiError::PayloadTooLarge { max });
     }
     let caller = authenticate(portal, &req.headers).await?;
     let meta = RequestMeta {
@@ -330,7 +366,131 @@ async fn dispatch(
         Route::RetrieveKey(raw_device) => {
             retrieve_key(portal, &caller, &meta, &raw_device, &req).await
         }
+        Route::BatchKeys => batch_keys(portal, &caller, &meta, &req).await,
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    key_ids: Vec<String>,
+    reason: Option<String>,
+}
+
+fn parse_batch_body(req: &ApiRequest) -> Result<(Vec<BatchKey>, String), ApiError> {
+    Query::parse(req.query.as_deref(), &[])?;
+    if !is_json(&req.headers) {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    if req.body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            r#"the body must be a JSON object such as {"key_ids": ["3B8FAA18", "1F2E3D4C"], "reason": "incident 2026-11-25"}"#.into(),
+        ));
+    }
+    let b: BatchBody = serde_json::from_slice(&req.body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid JSON body (line {}, column {}): it must be an object with key_ids (a list of key IDs) and reason",
+            e.line(),
+            e.column()
+        ))
+    })?;
+    if b.key_ids.is_empty() || b.key_ids.len() > batch::MAX_KEYS {
+        return Err(ApiError::BadRequest(format!(
+            "key_ids must list 1 to {} key IDs",
+            batch::MAX_KEYS
+        )));
+    }
+    let keys = b
+        .key_ids
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| {
+            KeySelector::parse(&k)
+                .map(|selector| BatchKey {
+                    requested: k,
+                    selector,
+                })
+                .map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "key_ids[{i}] must be a full key ID (GUID) or at least 8 of its leading hex digits"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let reason = match b.reason {
+        Some(r) if !r.trim().is_empty() => r,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "reason is required for a batch retrieval: give the incident or ticket it is for"
+                    .into(),
+            ));
+        }
+    };
+    check_reason(&reason)?;
+    Ok((keys, reason))
+}
+
+async fn batch_keys(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    req: &ApiRequest,
+) -> Result<ApiResponse, ApiError> {
+    let (keys, reason) = match parse_batch_body(req) {
+        Ok(v) => v,
+        Err(e) => {
+            let attempt = Attempt {
+                portal,
+                caller,
+                meta,
+                device_id: None,
+                justification: None,
+            };
+            // Permission before input validation: no hints to the unauthorised.
+            if let Err(p) = policy::may_retrieve_batch(caller) {
+                return Err(attempt.deny(None, "insufficient_scope", p).await);
+            }
+            return Err(attempt.deny(None, "invalid_request", e).await);
+        }
+    };
+    let items = batch::retrieve(portal, caller, meta, keys, &reason).await?;
+    let results: Vec<serde_json::Value> = items
+        .into_iter()
+        .map(|item| {
+            let mut m = serde_json::Map::new();
+            m.insert("key_id_prefix".into(), json!(item.requested));
+            let (status, detail) = match item.outcome {
+                ItemOutcome::Disclosed(d) => {
+                    m.insert("device_id".into(), json!(d.device_id));
+                    m.insert("key_id".into(), json!(d.key_id));
+                    m.insert("volume_type".into(), json!(d.volume_type));
+                    m.insert("recovery_password".into(), json!(d.password.expose()));
+                    m.insert("created_at".into(), json!(rfc3339(d.created_at)));
+                    (200, None)
+                }
+                ItemOutcome::NotFound => (404, Some("No key of your organization matches this key ID. Check the digits on the recovery screen.")),
+                ItemOutcome::Ambiguous(candidates) => {
+                    m.insert("candidates".into(), json!(candidates));
+                    (409, Some("Several keys start with this key ID. Enter more digits of the key ID shown on the recovery screen."))
+                }
+                ItemOutcome::RateLimited { retry_after_secs } => {
+                    m.insert("retry_after".into(), json!(retry_after_secs));
+                    (429, Some("You reached your limit of recovery keys for now (the incident's limit). Try this key again later."))
+                }
+                ItemOutcome::Unavailable => (503, Some("This key could not be disclosed safely right now; nothing was disclosed. Try it again in a few seconds.")),
+                ItemOutcome::Internal => (500, Some("The stored key could not be decrypted. Contact your IT administrator.")),
+            };
+            m.insert("status".into(), json!(status));
+            if let Some(d) = detail {
+                m.insert("detail".into(), json!(d));
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "results": results, "display_seconds": keys::DISPLAY_SECONDS }),
+    ))
 }
 
 /// The filters of `GET /v1/audit-events`.
@@ -456,15 +616,7 @@ fn parse_key_body(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok((None, None));
     }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            let m = m.trim();
-            m.eq_ignore_ascii_case("application/json") || m.to_ascii_lowercase().ends_with("+json")
-        });
-    if !is_json {
+    if !is_json(headers) {
         return Err(ApiError::UnsupportedMediaType);
     }
     // serde would also read a struct from a JSON array, by position.
@@ -487,14 +639,32 @@ fn parse_key_body(
             })
         })
         .transpose()?;
-    if let Some(r) = &b.reason
-        && (r.chars().count() > MAX_REASON_CHARS || r.chars().any(hidden_char))
-    {
+    if let Some(r) = &b.reason {
+        check_reason(r)?;
+    }
+    Ok((key, b.reason.filter(|r| !r.trim().is_empty())))
+}
+
+/// `application/json` or any `+json` media type.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim();
+            m.eq_ignore_ascii_case("application/json") || m.to_ascii_lowercase().ends_with("+json")
+        })
+}
+
+/// A `reason` an audit line can show as it is (see `hidden_char`).
+pub(crate) fn check_reason(r: &str) -> Result<(), ApiError> {
+    if r.chars().count() > MAX_REASON_CHARS || r.chars().any(hidden_char) {
         return Err(ApiError::BadRequest(format!(
             "reason must be at most {MAX_REASON_CHARS} characters with no control, line-separator or text-direction characters"
         )));
     }
-    Ok((key, b.reason.filter(|r| !r.trim().is_empty())))
+    Ok(())
 }
 
 /// Characters that would let a `reason` rewrite how an audit line reads:
@@ -683,10 +853,12 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             extra.insert("retry_after".into(), json!(retry_after_secs));
             (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many recovery keys requested", format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
         }
+        ApiError::IncidentRequired => (StatusCode::FORBIDDEN, "incident-required", "An incident must be open", "Batch retrieval is available only while an incident is open in your organization. Ask your IT lead to open one (POST /v1/incidents), or retrieve keys one at a time.".to_owned()),
+        ApiError::IncidentNotFound => (StatusCode::NOT_FOUND, "incident-not-found", "Incident not found", "No incident with this ID exists in your organization. List the incidents with GET /v1/incidents.".to_owned()),
         ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", d.clone()),
         ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflicts with what is stored", d.clone()),
         ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", "Send the request body as application/json.".to_owned()),
-        ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", format!("The request body must be at most {MAX_BODY} bytes.")),
+        ApiError::PayloadTooLarge { max } => (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large", "Request body too large", format!("The request body must be at most {max} bytes.")),
         ApiError::MethodNotAllowed { allow } => {
             headers.push((header::ALLOW, (*allow).to_owned()));
             (StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", format!("This resource only supports {allow}."))

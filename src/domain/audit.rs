@@ -62,6 +62,8 @@ pub enum Action {
     SettingsChange,
     /// `portal keys verify`: every stored key opened and checked.
     KeysVerify,
+    IncidentOpen,
+    IncidentClose,
 }
 
 impl Action {
@@ -73,6 +75,8 @@ impl Action {
             Self::DeviceRetire => "device_retire",
             Self::SettingsChange => "settings_change",
             Self::KeysVerify => "keys_verify",
+            Self::IncidentOpen => "incident_open",
+            Self::IncidentClose => "incident_close",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
@@ -83,6 +87,8 @@ impl Action {
             Self::DeviceRetire,
             Self::SettingsChange,
             Self::KeysVerify,
+            Self::IncidentOpen,
+            Self::IncidentClose,
         ]
         .into_iter()
         .find(|a| a.as_str() == s)

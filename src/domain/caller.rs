@@ -21,6 +21,9 @@ pub struct Permissions {
     pub devices_write_all: bool,
     /// `Tenant.Settings.ReadWrite`: read and change the tenant's settings.
     pub tenant_settings: bool,
+    /// `RecoveryKey.Incident`: open and close incidents (an application
+    /// role for the tenant's IT lead).
+    pub incident: bool,
 }
 
 impl Permissions {
@@ -31,6 +34,7 @@ impl Permissions {
     pub const KEY_ESCROW: &'static str = "RecoveryKey.Escrow";
     pub const DEVICES_WRITE_ALL: &'static str = "Devices.ReadWrite.All";
     pub const TENANT_SETTINGS: &'static str = "Tenant.Settings.ReadWrite";
+    pub const INCIDENT: &'static str = "RecoveryKey.Incident";
 
     pub fn from_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
         let mut p = Self::default();
@@ -43,6 +47,7 @@ impl Permissions {
                 Self::KEY_ESCROW => p.key_escrow = true,
                 Self::DEVICES_WRITE_ALL => p.devices_write_all = true,
                 Self::TENANT_SETTINGS => p.tenant_settings = true,
+                Self::INCIDENT => p.incident = true,
                 _ => {}
             }
         }

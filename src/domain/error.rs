@@ -88,12 +88,17 @@ pub enum ApiError {
     Conflict(String),
     #[error("rate limited")]
     RateLimited { retry_after_secs: u64 },
+    /// Batch retrieval outside an open incident.
+    #[error("no incident open")]
+    IncidentRequired,
+    #[error("incident not found")]
+    IncidentNotFound,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error("unsupported media type")]
     UnsupportedMediaType,
     #[error("payload too large")]
-    PayloadTooLarge,
+    PayloadTooLarge { max: usize },
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
     #[error("no such route")]

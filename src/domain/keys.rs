@@ -24,6 +24,7 @@ use crate::domain::audit::{Action, AuditEvent, DENIALS_CAPPED, DENIED_EVENTS_PER
 use crate::domain::caller::Caller;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeySelector};
+use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
@@ -98,7 +99,20 @@ impl Attempt<'_> {
     /// a failed write must not turn a 4xx into a 5xx; it is logged instead.
     /// Beyond [`DENIED_EVENTS_PER_HOUR`] for this caller in this clock hour
     /// the attempt is logged, not stored, and one marker event says so.
-    pub async fn deny(&self, key_id: Option<KeyId>, reason: &str, error: ApiError) -> ApiError {
+    pub async fn deny(
+        &self,
+        key_id: Option<KeyId>,
+        reason: &'static str,
+        error: ApiError,
+    ) -> ApiError {
+        self.portal.count(Metric::Denials(reason), 1);
+        match &error {
+            ApiError::RateLimited { .. } => self.portal.count(Metric::RateLimited, 1),
+            ApiError::Unavailable(_) if reason == "store_unavailable" => {
+                self.portal.count(Metric::Unavailable(Cause::Store), 1)
+            }
+            _ => {}
+        }
         let store = &self.portal.store;
         let event = self.event(key_id, Outcome::Denied, reason);
         match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
@@ -292,7 +306,8 @@ pub async fn retrieve(
             }
             Replay::New => {}
         }
-        let mut update = match ratelimit::admit(&window, now, portal.key_rate_limit) {
+        let limit = portal.rate_limit(access, &device.policy, now);
+        let mut update = match ratelimit::admit(&window, now, limit) {
             Ok(u) => u,
             Err(retry_after_secs) => {
                 let e = ApiError::RateLimited { retry_after_secs };
@@ -314,6 +329,8 @@ pub async fn retrieve(
                 // Fail closed: no durable audit, no key. The trail is what
                 // failed, so this attempt's trace is the log line: a second
                 // write would most likely fail too, after as long a wait.
+                portal.count(Metric::AuditWriteFailures, 1);
+                portal.count(Metric::Unavailable(Cause::Audit), 1);
                 tracing::error!(
                     error = %e,
                     request_id = %meta.request_id,
@@ -334,7 +351,7 @@ pub async fn retrieve(
     Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
 }
 
-async fn decrypt(
+pub(crate) async fn decrypt(
     portal: &Portal,
     caller: &Caller,
     meta: &RequestMeta,
@@ -350,6 +367,7 @@ async fn decrypt(
     };
     match portal.cipher.open(&ctx, sealed).await {
         Ok(password) => {
+            portal.count(Metric::KeysDisclosed, 1);
             tracing::info!(
                 request_id = %meta.request_id,
                 tenant = %caller.tenant,
@@ -368,6 +386,7 @@ async fn decrypt(
             })
         }
         Err(CipherError::Unavailable(e)) => {
+            portal.count(Metric::Unavailable(Cause::Kms), 1);
             tracing::error!(error = %e, request_id = %meta.request_id, "decrypt unavailable");
             Err(ApiError::Unavailable(e))
         }
@@ -386,7 +405,7 @@ async fn decrypt(
 ///
 /// Superseded keys are never a default and never self-service: only the
 /// helpdesk reads one, by key ID, until its retention ends.
-fn select_key<'a>(
+pub(crate) fn select_key<'a>(
     device: &'a SealedDevice,
     selector: Option<&KeySelector>,
     access: Access,

@@ -1,12 +1,15 @@
 //! The domain: the rules of the portal, on the ports only.
 
 pub mod audit;
+pub mod batch;
 pub mod caller;
 pub mod devices;
 pub mod error;
 pub mod ids;
+pub mod incidents;
 pub mod keys;
 pub mod lifecycle;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod ratelimit;

@@ -105,11 +105,31 @@ pub struct TenantPolicy {
     /// How long a superseded key stays readable by the helpdesk (by key ID)
     /// before it is deleted.
     pub superseded_key_retention_days: u16,
+    /// Keys per device owner per rolling hour; `None`: the deployment's
+    /// `PORTAL_KEY_RATE_LIMIT`.
+    pub self_service_rate_limit: Option<u32>,
+    /// Keys per helpdesk agent per rolling hour; `None`: the deployment's
+    /// `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit replaces it.
+    pub helpdesk_rate_limit: Option<u32>,
+    /// The incident the tenant record last opened (it may have expired or
+    /// been closed since: see `OpenIncident::is_open`). Not a setting: a
+    /// settings change keeps it as it is.
+    pub incident: Option<crate::domain::incidents::OpenIncident>,
 }
 
 impl TenantPolicy {
     pub const DEFAULT_RETENTION_DAYS: u16 = 30;
     pub const RETENTION_DAYS: std::ops::RangeInclusive<u16> = 1..=3650;
+    /// Range of the per-tenant rate limits (as `PORTAL_HELPDESK_RATE_LIMIT`).
+    pub const RATE_LIMITS: std::ops::RangeInclusive<u32> = 1..=100_000;
+
+    /// The incident open at `now`, if any.
+    pub fn open_incident(
+        &self,
+        now: time::OffsetDateTime,
+    ) -> Option<&crate::domain::incidents::OpenIncident> {
+        self.incident.as_ref().filter(|i| i.is_open(now))
+    }
 }
 
 impl Default for TenantPolicy {
@@ -121,6 +141,9 @@ impl Default for TenantPolicy {
             helpdesk: None,
             require_reason: RequireReason::Never,
             superseded_key_retention_days: Self::DEFAULT_RETENTION_DAYS,
+            self_service_rate_limit: None,
+            helpdesk_rate_limit: None,
+            incident: None,
         }
     }
 }

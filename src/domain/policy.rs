@@ -60,6 +60,23 @@ pub fn may_write_devices(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// The tenant's settings: `Tenant.Settings.ReadWrite`.
+pub fn may_run_incidents(caller: &Caller) -> Result<(), ApiError> {
+    require(caller.permissions.incident, Permissions::INCIDENT)
+}
+
+/// Incident leads, and helpdesk agents (who need to know whether batch
+/// retrieval is open).
+pub fn may_read_incidents(caller: &Caller) -> Result<(), ApiError> {
+    let p = caller.permissions;
+    require(p.incident || p.key_read_all, Permissions::INCIDENT)
+}
+
+/// Batch retrieval: helpdesk agents only (an open incident is checked
+/// against the tenant record).
+pub fn may_retrieve_batch(caller: &Caller) -> Result<(), ApiError> {
+    require(caller.permissions.key_read_all, Permissions::KEY_READ_ALL)
+}
+
 pub fn may_manage_settings(caller: &Caller) -> Result<(), ApiError> {
     require(
         caller.permissions.tenant_settings,

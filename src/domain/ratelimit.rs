@@ -1,8 +1,14 @@
 //! Per-caller disclosure limit over a rolling hour.
 //!
-//! The store keeps, per caller, the times of the last `limit` disclosures and
-//! a version. A disclosure is allowed when fewer than `limit` of them fall in
-//! the last hour; the new window is written with a condition on the version
+//! The store keeps, per caller, the disclosures of the last hour as
+//! [`Slot`]s (a time and a count) and a version. Disclosures less than
+//! [`MERGE_SECS`] after the newest slot join it and move its time forward,
+//! so a window holds at most about 61 slots whatever the limit (a helpdesk
+//! agent in an incident may have thousands of disclosures an hour, and the
+//! record must stay a small DynamoDB item). Moving the time forward errs on
+//! the safe side: a merged disclosure frees its slot up to a minute late,
+//! never early. A disclosure is allowed when fewer than `limit` fall in the
+//! last hour; the new window is written with a condition on the version
 //! read, so two concurrent disclosures cannot both take the last slot.
 //!
 //! The same record keeps the caller's granted requests of the last
@@ -37,11 +43,27 @@ pub struct Grant {
     pub digest: String,
 }
 
+/// Disclosures less than this many seconds after the newest slot join it.
+pub const MERGE_SECS: i64 = 60;
+
+/// `count` disclosures, the newest at `at` (unix seconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub at: i64,
+    pub count: u32,
+}
+
+impl Slot {
+    pub fn one(at: i64) -> Self {
+        Self { at, count: 1 }
+    }
+}
+
 /// A caller's recent disclosures as stored.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RateWindow {
-    /// Unix seconds, oldest first.
-    pub recent: Vec<i64>,
+    /// Oldest first.
+    pub recent: Vec<Slot>,
     /// 0 when the caller has no record yet.
     pub version: u64,
     /// Granted requests of the replay window, oldest first.
@@ -72,30 +94,75 @@ pub struct RateUpdate {
     pub expires_at: i64,
 }
 
+impl RateWindow {
+    /// Disclosures counted against the limit at `now`.
+    pub fn used(&self, now: OffsetDateTime) -> u32 {
+        let since = now.unix_timestamp() - WINDOW_SECS;
+        self.recent
+            .iter()
+            .filter(|s| s.at > since)
+            .fold(0u32, |n, s| n.saturating_add(s.count))
+    }
+
+    /// How many more disclosures `limit` allows at `now`.
+    pub fn free(&self, now: OffsetDateTime, limit: u32) -> u32 {
+        limit.saturating_sub(self.used(now))
+    }
+}
+
 /// Either the update to write, or how many seconds until a slot frees up.
 pub fn admit(window: &RateWindow, now: OffsetDateTime, limit: u32) -> Result<RateUpdate, u64> {
-    let now = now.unix_timestamp();
-    if limit == 0 {
+    admit_n(window, now, limit, 1)
+}
+
+/// The update recording `n` (≥ 1) disclosures at once (a batch), or how many
+/// seconds until `n` slots are free (`WINDOW_SECS` when `n` exceeds the
+/// limit itself).
+pub fn admit_n(
+    window: &RateWindow,
+    now: OffsetDateTime,
+    limit: u32,
+    n: u32,
+) -> Result<RateUpdate, u64> {
+    let now_s = now.unix_timestamp();
+    if limit == 0 || n > limit {
         return Err(WINDOW_SECS as u64);
     }
-    let mut recent: Vec<i64> = window
+    let mut recent: Vec<Slot> = window
         .recent
         .iter()
         .copied()
-        .filter(|&t| t > now - WINDOW_SECS)
+        .filter(|s| s.at > now_s - WINDOW_SECS && s.count > 0)
         .collect();
-    recent.sort_unstable();
-    if recent.len() >= limit as usize {
-        let oldest_that_counts = recent[recent.len() - limit as usize];
-        return Err((oldest_that_counts + WINDOW_SECS - now).max(1) as u64);
+    recent.sort_by_key(|s| s.at);
+    let used = recent.iter().fold(0u32, |a, s| a.saturating_add(s.count));
+    if used.saturating_add(n) > limit {
+        // The oldest slots must age out until `n` fit.
+        let mut excess = used.saturating_add(n) - limit;
+        for s in &recent {
+            if s.count >= excess {
+                return Err((s.at + WINDOW_SECS - now_s).max(1) as u64);
+            }
+            excess -= s.count;
+        }
+        return Err(WINDOW_SECS as u64);
     }
-    recent.push(now);
+    match recent.last_mut() {
+        Some(last) if now_s - last.at < MERGE_SECS => {
+            last.at = last.at.max(now_s);
+            last.count += n;
+        }
+        _ => recent.push(Slot {
+            at: now_s,
+            count: n,
+        }),
+    }
     // Grants out of the replay window are dropped; the caller records the
     // new one (`RateUpdate::record`).
     let grants = window
         .grants
         .iter()
-        .filter(|g| g.at > now - REPLAY_WINDOW_SECS)
+        .filter(|g| g.at > now_s - REPLAY_WINDOW_SECS)
         .cloned()
         .collect();
     Ok(RateUpdate {
@@ -105,7 +172,7 @@ pub fn admit(window: &RateWindow, now: OffsetDateTime, limit: u32) -> Result<Rat
             version: window.version + 1,
             grants,
         },
-        expires_at: now + WINDOW_SECS,
+        expires_at: now_s + WINDOW_SECS,
     })
 }
 
@@ -139,18 +206,75 @@ mod tests {
         assert_eq!(admit(&w, at(1_300), 3), Err(3_300));
         assert!(admit(&w, at(4_599), 3).is_err());
         let u = admit(&w, at(4_600), 3).expect("oldest slot expired");
-        assert_eq!(u.window.recent, vec![1_100, 1_200, 4_600]);
+        assert_eq!(
+            u.window.recent,
+            vec![Slot::one(1_100), Slot::one(1_200), Slot::one(4_600)]
+        );
         assert_eq!(u.window.version, 4);
     }
 
     #[test]
     fn a_lowered_limit_applies_to_existing_windows() {
         let w = RateWindow {
-            recent: vec![10, 20, 30],
+            recent: vec![Slot::one(10), Slot::one(100), Slot::one(200)],
             version: 3,
             grants: vec![],
         };
-        assert!(admit(&w, at(40), 2).is_err());
+        assert!(admit(&w, at(300), 2).is_err());
+    }
+
+    #[test]
+    fn disclosures_within_a_minute_share_a_slot_that_frees_late_never_early() {
+        let mut w = RateWindow::default();
+        for t in [1_000, 1_030, 1_059] {
+            w = admit(&w, at(t), 5).unwrap().window;
+        }
+        assert_eq!(
+            w.recent,
+            vec![Slot {
+                at: 1_059,
+                count: 3
+            }]
+        );
+        // 60 s after the slot's newest time: a new slot.
+        w = admit(&w, at(1_119), 5).unwrap().window;
+        assert_eq!(w.recent.len(), 2);
+        assert_eq!(w.used(at(1_119)), 4);
+        // Full at 5; the merged three free together, an hour after 1_059
+        // (the first of them really was at 1_000: late, never early).
+        w = admit(&w, at(1_120), 5).unwrap().window;
+        assert_eq!(admit(&w, at(1_200), 5), Err(1_059 + 3_600 - 1_200));
+        assert!(admit(&w, at(4_658), 5).is_err());
+        let u = admit(&w, at(4_659), 5).unwrap();
+        assert_eq!(u.window.used(at(4_659)), 3);
+    }
+
+    #[test]
+    fn a_window_stays_small_whatever_the_limit() {
+        let mut w = RateWindow::default();
+        // 100 000 disclosures spread over an hour: at most 61 slots.
+        for i in 0..100_000i64 {
+            w = admit(&w, at(10_000 + i * 3_599 / 100_000), 100_000)
+                .unwrap()
+                .window;
+        }
+        assert!(w.recent.len() <= 61, "{} slots", w.recent.len());
+        assert_eq!(w.used(at(13_599)), 100_000);
+        assert!(admit(&w, at(13_599), 100_000).is_err());
+    }
+
+    #[test]
+    fn a_batch_takes_n_slots_or_none_and_says_when_they_free() {
+        let mut w = RateWindow::default();
+        w = admit_n(&w, at(1_000), 10, 4).unwrap().window;
+        w = admit_n(&w, at(2_000), 10, 4).unwrap().window;
+        assert_eq!(w.free(at(2_000), 10), 2);
+        // Three more need the first four to age out.
+        assert_eq!(admit_n(&w, at(2_000), 10, 3), Err(1_000 + 3_600 - 2_000));
+        assert_eq!(admit_n(&w, at(2_000), 10, 11), Err(3_600));
+        let u = admit_n(&w, at(2_000), 10, 2).unwrap();
+        assert_eq!(u.window.used(at(2_000)), 10);
+        assert_eq!(u.expected_version, w.version);
     }
 
     fn grant(request_id: &str, at: i64) -> Grant {

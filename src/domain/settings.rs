@@ -19,6 +19,9 @@ pub struct SettingsPatch {
     pub helpdesk: Option<Option<Helpdesk>>,
     pub require_reason: Option<RequireReason>,
     pub superseded_key_retention_days: Option<u16>,
+    /// `Some(None)`: back to the deployment's default.
+    pub self_service_rate_limit: Option<Option<u32>>,
+    pub helpdesk_rate_limit: Option<Option<u32>>,
 }
 
 impl SettingsPatch {
@@ -33,6 +36,14 @@ impl SettingsPatch {
             superseded_key_retention_days: self
                 .superseded_key_retention_days
                 .unwrap_or(current.superseded_key_retention_days),
+            self_service_rate_limit: self
+                .self_service_rate_limit
+                .unwrap_or(current.self_service_rate_limit),
+            helpdesk_rate_limit: self
+                .helpdesk_rate_limit
+                .unwrap_or(current.helpdesk_rate_limit),
+            // Not a setting: incidents open and close on their own routes.
+            incident: current.incident.clone(),
         }
     }
 }
@@ -60,6 +71,21 @@ fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
         parts.push(format!(
             "superseded_key_retention_days {} -> {}",
             old.superseded_key_retention_days, new.superseded_key_retention_days
+        ));
+    }
+    let limit = |l: Option<u32>| l.map_or("default".to_owned(), |n| n.to_string());
+    if old.self_service_rate_limit != new.self_service_rate_limit {
+        parts.push(format!(
+            "self_service_rate_limit {} -> {}",
+            limit(old.self_service_rate_limit),
+            limit(new.self_service_rate_limit)
+        ));
+    }
+    if old.helpdesk_rate_limit != new.helpdesk_rate_limit {
+        parts.push(format!(
+            "helpdesk_rate_limit {} -> {}",
+            limit(old.helpdesk_rate_limit),
+            limit(new.helpdesk_rate_limit)
         ));
     }
     parts.join("; ")

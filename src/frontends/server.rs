@@ -2,7 +2,7 @@
 //! the development identity provider (discovery, JWKS, the authorization
 //! code flow), the portal page (`web`) and CORS for the API.
 
-use crate::api::{self, ApiRequest, MAX_BODY, Routes};
+use crate::api::{self, ApiRequest, MAX_ANY_BODY, Routes};
 use crate::frontends::web;
 use crate::ports::Portal;
 use crate::tools::devidp::DevIdentityProvider;
@@ -84,13 +84,13 @@ pub fn router_with(
 }
 
 /// The largest body any route here accepts: the dev identity provider's
-/// forms (`MAX_FORM`); the API's own limit (`MAX_BODY`) is smaller, and
+/// forms (`MAX_FORM`); the API's own limit (`MAX_ANY_BODY`) is smaller, and
 /// `api::handle` answers 413 above it. A longer body reaches the routes as
 /// an over-long stand-in.
-const KEEP_BODY: usize = if MAX_FORM > MAX_BODY {
+const KEEP_BODY: usize = if MAX_FORM > MAX_ANY_BODY {
     MAX_FORM
 } else {
-    MAX_BODY
+    MAX_ANY_BODY
 };
 
 /// Bytes of a too-long body the server still reads, and discards, so the
@@ -105,7 +105,7 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 /// too-long body is read to its end when that is cheap (at most
 /// `DRAIN_LIMIT` bytes, within `DRAIN_TIME`); otherwise the answer says
 /// `Connection: close`. Routes get the body in memory: all of it, or, when
-/// it is over `MAX_BODY`, an over-long stand-in.
+/// it is over `MAX_ANY_BODY`, an over-long stand-in.
 async fn read_body_first(req: Request, next: Next) -> Response {
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -234,11 +234,11 @@ async fn handle(
     req: Request,
 ) -> Response {
     let (parts, body) = req.into_parts();
-    let body = match axum::body::to_bytes(body, MAX_BODY + 1).await {
+    let body = match axum::body::to_bytes(body, MAX_ANY_BODY + 1).await {
         Ok(b) => b,
         // Over the limit (or a broken stream): an over-long stand-in makes
         // `handle` answer 413 with the usual problem body and headers.
-        Err(_) => bytes::Bytes::from(vec![0u8; MAX_BODY + 1]),
+        Err(_) => bytes::Bytes::from(vec![0u8; MAX_ANY_BODY + 1]),
     };
     let req = ApiRequest {
         method: parts.method,

@@ -8,6 +8,7 @@
 use crate::domain::audit::AuditEvent;
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
+use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{Device, KeyContext, KeyMeta, SealedKey, TenantPolicy};
 use async_trait::async_trait;
 use time::OffsetDateTime;
@@ -156,6 +157,33 @@ pub trait LifecycleStore: Send + Sync {
         expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable>;
+
+    /// Writes `incident`'s record, sets the tenant record's incident summary
+    /// to `summary` (`None` removes it) and writes the audit event, all or
+    /// nothing, if the tenant record is still at `expected_version` (the
+    /// version `tenant_settings` answers; the write moves it on, so a
+    /// settings change and an incident cannot overwrite each other).
+    async fn commit_incident(
+        &self,
+        incident: &Incident,
+        summary: Option<&OpenIncident>,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable>;
+
+    /// One incident of the tenant.
+    async fn incident(
+        &self,
+        tenant: &TenantId,
+        id: &IncidentId,
+    ) -> Result<Option<Incident>, Unavailable>;
+
+    /// The tenant's incidents, newest first, at most `limit`.
+    async fn incidents(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<Vec<Incident>, Unavailable>;
 
     /// Every stored ciphertext (current and superseded), in the given tenant
     /// or in all of them, one page at a time. Maintenance only, never on a

@@ -31,6 +31,10 @@ pub struct KeyLocation {
     pub created_at: OffsetDateTime,
 }
 
+/// Granted events one `commit_batch` writes at most: with its key mark and
+/// the rate window, 2 × 49 + 1 = 99 items fit one DynamoDB transaction (100).
+pub const BATCH_COMMIT_MAX: usize = 49;
+
 /// Result of writing a granted disclosure's audit event and rate-limit slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -85,6 +89,32 @@ pub trait Store: Send + Sync {
     async fn commit_disclosure(
         &self,
         event: &AuditEvent,
+        rate: &RateUpdate,
+    ) -> Result<Commit, Unavailable>;
+
+    /// Batch retrieval: the tenant's policy (with its incident) and the
+    /// caller's rate window, in one consistent read.
+    async fn load_batch_state(
+        &self,
+        tenant: &TenantId,
+        actor: &UserId,
+    ) -> Result<(TenantPolicy, RateWindow), Unavailable>;
+
+    /// Batch retrieval: these devices of the tenant with their sealed keys
+    /// (absent ones are left out), each carrying `policy`.
+    async fn load_devices(
+        &self,
+        tenant: &TenantId,
+        devices: &[DeviceId],
+        policy: &TenantPolicy,
+    ) -> Result<Vec<SealedDevice>, Unavailable>;
+
+    /// Batch retrieval: append these granted events (at most
+    /// [`BATCH_COMMIT_MAX`], of distinct devices, all of one actor), take
+    /// their rate-limit slots and mark their keys disclosed, all or nothing.
+    async fn commit_batch(
+        &self,
+        events: &[AuditEvent],
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable>;
 
@@ -166,6 +196,20 @@ pub trait KeyCipher: Send + Sync {
         ctx: &KeyContext,
         sealed: &SealedKey,
     ) -> Result<RecoveryPassword, CipherError>;
+}
+
+/// Operational metrics. Recording never fails and never waits on the
+/// network (on Lambda the adapter writes CloudWatch Embedded Metric Format
+/// lines to the log).
+pub trait Metrics: Send + Sync {
+    fn record(&self, metric: crate::domain::metrics::Metric, value: u64);
+}
+
+/// Metrics that go nowhere (the local server; tests that do not count).
+pub struct NoMetrics;
+
+impl Metrics for NoMetrics {
+    fn record(&self, _: crate::domain::metrics::Metric, _: u64) {}
 }
 
 pub trait Clock: Send + Sync {

@@ -1,7 +1,7 @@
 //! The assembled application as the domain sees it: one implementation of
 //! each port. `app` builds it from configuration.
 
-use super::{Clock, KeyCipher, LifecycleStore, Store, TokenVerifier};
+use super::{Clock, KeyCipher, LifecycleStore, Metrics, Store, TokenVerifier};
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -13,6 +13,40 @@ pub struct Portal {
     pub cipher: Arc<dyn KeyCipher>,
     pub clock: Arc<dyn Clock>,
     pub verifier: Arc<dyn TokenVerifier>,
-    /// Keys disclosed to one caller per rolling hour.
+    /// Keys disclosed to a device owner per rolling hour
+    /// (`PORTAL_KEY_RATE_LIMIT`; a tenant setting may override it).
     pub key_rate_limit: u32,
+    /// Keys disclosed to a helpdesk agent per rolling hour
+    /// (`PORTAL_HELPDESK_RATE_LIMIT`; a tenant setting or an open incident
+    /// may override it).
+    pub helpdesk_rate_limit: u32,
+    pub metrics: Arc<dyn Metrics>,
+}
+
+impl Portal {
+    /// The limit that applies to a disclosure with `access` in a tenant with
+    /// `policy` at `now`.
+    pub fn rate_limit(
+        &self,
+        access: crate::domain::policy::Access,
+        policy: &crate::domain::model::TenantPolicy,
+        now: time::OffsetDateTime,
+    ) -> u32 {
+        use crate::domain::policy::Access;
+        match access {
+            Access::Owner => policy
+                .self_service_rate_limit
+                .unwrap_or(self.key_rate_limit),
+            Access::Helpdesk => match policy.open_incident(now) {
+                Some(i) => i.helpdesk_rate_limit,
+                None => policy
+                    .helpdesk_rate_limit
+                    .unwrap_or(self.helpdesk_rate_limit),
+            },
+        }
+    }
+
+    pub fn count(&self, metric: crate::domain::metrics::Metric, value: u64) {
+        self.metrics.record(metric, value);
+    }
 }

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url},
-//!              "require_reason"?:"never"|"helpdesk"|"always","superseded_key_retention_days"?:1..3650}],
+//!              "require_reason"?:"never"|"helpdesk"|"always","superseded_key_retention_days"?:1..3650,
+//!               "self_service_rate_limit"?:1..100000,"helpdesk_rate_limit"?:1..100000}],
 //!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
 //! ```
@@ -50,6 +51,10 @@ struct RawTenant {
     require_reason: Option<RequireReason>,
     #[serde(default)]
     superseded_key_retention_days: Option<u16>,
+    #[serde(default)]
+    self_service_rate_limit: Option<u32>,
+    #[serde(default)]
+    helpdesk_rate_limit: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -159,6 +164,21 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                 ),
             );
         }
+        for (field, limit) in [
+            ("self_service_rate_limit", t.self_service_rate_limit),
+            ("helpdesk_rate_limit", t.helpdesk_rate_limit),
+        ] {
+            if limit.is_some_and(|l| !TenantPolicy::RATE_LIMITS.contains(&l)) {
+                push(
+                    &mut errors,
+                    format!(
+                        "{at} (tenant {id}).{field}: must be a whole number from {} to {}",
+                        TenantPolicy::RATE_LIMITS.start(),
+                        TenantPolicy::RATE_LIMITS.end()
+                    ),
+                );
+            }
+        }
         // A tenant in the file sets all of its settings; the ones it leaves
         // out take their defaults.
         let policy = TenantPolicy {
@@ -166,6 +186,9 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
             helpdesk: t.helpdesk,
             require_reason: t.require_reason.unwrap_or_default(),
             superseded_key_retention_days: retention,
+            self_service_rate_limit: t.self_service_rate_limit,
+            helpdesk_rate_limit: t.helpdesk_rate_limit,
+            incident: None,
         };
         if policies.insert(id.clone(), policy.clone()).is_some() {
             push(

@@ -735,6 +735,29 @@ fn down<T>() -> Result<T, Unavailable> {
 
 #[async_trait]
 impl LifecycleStore for DownStore {
+    async fn commit_incident(
+        &self,
+        _: &recovery_portal::domain::incidents::Incident,
+        _: Option<&recovery_portal::domain::incidents::OpenIncident>,
+        _: u64,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn incident(
+        &self,
+        _: &TenantId,
+        _: &recovery_portal::domain::incidents::IncidentId,
+    ) -> Result<Option<recovery_portal::domain::incidents::Incident>, Unavailable> {
+        down()
+    }
+    async fn incidents(
+        &self,
+        _: &TenantId,
+        _: usize,
+    ) -> Result<Vec<recovery_portal::domain::incidents::Incident>, Unavailable> {
+        down()
+    }
     async fn device_for_write(
         &self,
         _: &TenantId,

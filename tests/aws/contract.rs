@@ -12,7 +12,7 @@ use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::domain::ratelimit::{self, Grant, RateWindow};
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
 use recovery_portal::ports::{
     CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
 };
@@ -295,7 +295,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .await
         .unwrap();
     assert_eq!(window.version, 1);
-    assert_eq!(window.recent, vec![(base / sec) as i64]);
+    assert_eq!(window.recent, vec![Slot::one((base / sec) as i64)]);
     assert_eq!(window.grants, vec![grant.clone()], "grants round-trip");
     let fresh = ratelimit::admit(&window, e2.time, 10).unwrap();
     assert_eq!(
@@ -307,7 +307,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         .await
         .unwrap();
     assert_eq!(window.version, 2);
-    assert_eq!(window.recent.len(), 2);
+    assert_eq!(window.used(e2.time), 2);
     assert_eq!(window.grants, vec![grant], "kept for the replay window");
     // Another caller's window is separate, and so is the same user in another tenant.
     let (_, w) = store

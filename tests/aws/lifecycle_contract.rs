@@ -486,6 +486,10 @@ async fn lifecycle_contract(
         }),
         require_reason: RequireReason::Always,
         superseded_key_retention_days: 7,
+        // Per-tenant limits round-trip too (set here, cleared below).
+        self_service_rate_limit: Some(25),
+        helpdesk_rate_limit: Some(900),
+        incident: None,
     };
     let e = write_event(Action::SettingsChange, "t1", None, "w-8");
     assert_eq!(
@@ -516,9 +520,11 @@ async fn lifecycle_contract(
         store.list_devices(&t("t1"), &u("u1")).await.unwrap().1,
         strict
     );
-    // Clearing the helpdesk.
+    // Clearing the helpdesk and the per-tenant limits.
     let open = TenantPolicy {
         helpdesk: None,
+        self_service_rate_limit: None,
+        helpdesk_rate_limit: None,
         ..strict.clone()
     };
     let e = write_event(Action::SettingsChange, "t1", None, "w-10");

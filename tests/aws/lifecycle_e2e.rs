@@ -47,6 +47,8 @@ impl Env {
             clock: clock.clone(),
             verifier: Arc::new(idp.verifier(clock.clone())),
             key_rate_limit: 50,
+            helpdesk_rate_limit: 50,
+            metrics: Arc::new(recovery_portal::ports::NoMetrics),
         };
         Self {
             server: serve_portal(portal.clone()).await,

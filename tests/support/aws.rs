@@ -248,6 +248,8 @@ pub fn portal<S: Store + LifecycleStore + 'static>(
         clock: Arc::new(SystemClock),
         verifier: Arc::new(FakeVerifier),
         key_rate_limit: 10,
+        helpdesk_rate_limit: 10,
+        metrics: Arc::new(recovery_portal::ports::NoMetrics),
     }
 }
 

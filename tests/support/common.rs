@@ -131,6 +131,32 @@ impl Store for FlakyStore {
         }
         self.inner.commit_disclosure(e, r).await
     }
+    async fn load_batch_state(
+        &self,
+        t: &TenantId,
+        a: &UserId,
+    ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
+        self.read()?;
+        if self.fail_load.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("store", "injected read failure"));
+        }
+        self.inner.load_batch_state(t, a).await
+    }
+    async fn load_devices(
+        &self,
+        t: &TenantId,
+        d: &[DeviceId],
+        p: &TenantPolicy,
+    ) -> Result<Vec<SealedDevice>, Unavailable> {
+        self.read()?;
+        self.inner.load_devices(t, d, p).await
+    }
+    async fn commit_batch(&self, e: &[AuditEvent], r: &RateUpdate) -> Result<Commit, Unavailable> {
+        if self.fail_audit.load(Ordering::SeqCst) {
+            return Err(Unavailable::new("audit", "injected failure"));
+        }
+        self.inner.commit_batch(e, r).await
+    }
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
             return Err(Unavailable::new("audit", "injected failure"));
@@ -162,6 +188,7 @@ pub struct Harness {
     pub cipher: Arc<CountingCipher>,
     pub store: Arc<FlakyStore>,
     pub memory: Arc<MemoryStore>,
+    pub metrics: Arc<recovery_portal::adapters::emf::MemoryMetrics>,
 }
 
 pub const NOW: i64 = 1_767_225_600; // 2026-01-01T00:00:00Z
@@ -189,6 +216,7 @@ impl Harness {
             fail_load: AtomicBool::new(false),
             fail_reads: AtomicBool::new(false),
         });
+        let metrics = Arc::new(recovery_portal::adapters::emf::MemoryMetrics::default());
         let portal = Portal {
             store: store.clone(),
             lifecycle: memory.clone(),
@@ -196,6 +224,9 @@ impl Harness {
             clock: clock.clone(),
             verifier: Arc::new(idp.verifier(clock.clone())),
             key_rate_limit: rate_limit,
+            // The same limit for agents, unless a test sets another.
+            helpdesk_rate_limit: rate_limit,
+            metrics: metrics.clone(),
         };
         Self {
             portal,
@@ -204,6 +235,7 @@ impl Harness {
             cipher,
             store,
             memory,
+            metrics,
         }
     }
 

@@ -132,6 +132,29 @@ impl Store for RacingStore {
         }
         Ok(c)
     }
+    async fn load_batch_state(
+        &self,
+        t: &TenantId,
+        a: &UserId,
+    ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
+        self.inner.load_batch_state(t, a).await
+    }
+    async fn load_devices(
+        &self,
+        t: &TenantId,
+        d: &[DeviceId],
+        p: &TenantPolicy,
+    ) -> Result<Vec<SealedDevice>, Unavailable> {
+        self.inner.load_devices(t, d, p).await
+    }
+    async fn commit_batch(&self, e: &[AuditEvent], r: &RateUpdate) -> Result<Commit, Unavailable> {
+        let c = self.inner.commit_batch(e, r).await?;
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        if c == Commit::RateConflict {
+            self.conflicts.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(c)
+    }
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
         self.inner.append_audit(e).await
     }

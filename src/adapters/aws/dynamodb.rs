@@ -599,6 +599,99 @@ impl Store for DynamoStore {
         self.commit_disclosure_marked(event, rate, true).await
     }
 
+    async fn load_batch_state(
+        &self,
+        tenant: &TenantId,
+        actor: &UserId,
+    ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
+        let tenant_key = KeysAndAttributes::builder()
+            .keys(HashMap::from([
+                ("pk".to_owned(), s(items::tenant_pk(tenant))),
+                ("sk".to_owned(), s(items::TENANT_SK)),
+            ]))
+            .consistent_read(true)
+            .build()
+            .map_err(build_error)?;
+        let rate_key = KeysAndAttributes::builder()
+            .keys(HashMap::from([(
+                "pk".to_owned(),
+                s(items::rate_pk(tenant, actor)),
+            )]))
+            .consistent_read(true)
+            .build()
+            .map_err(build_error)?;
+        let mut got = self
+            .batch_get(
+                HashMap::from([
+                    (self.devices.clone(), tenant_key),
+                    (self.rate_limits.clone(), rate_key),
+                ]),
+                REQUEST_BACKOFF,
+                "BatchGetItem",
+            )
+            .await?;
+        let policy = match got.remove(&self.devices).and_then(|v| v.into_iter().next()) {
+            Some(item) => items::parse_policy(&item, "tenant")?,
+            None => TenantPolicy::default(),
+        };
+        let window = match got
+            .remove(&self.rate_limits)
+            .and_then(|v| v.into_iter().next())
+        {
+            Some(item) => items::parse_rate_window(&item)?,
+            None => RateWindow::default(),
+        };
+        Ok((policy, window))
+    }
+
+    async fn load_devices(
+        &self,
+        tenant: &TenantId,
+        devices: &[DeviceId],
+        policy: &TenantPolicy,
+    ) -> Result<Vec<SealedDevice>, Unavailable> {
+        let pks: Vec<String> = devices
+            .iter()
+            .map(|d| items::device_pk(tenant, d))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut out = Vec::new();
+        // BatchGetItem takes 100 keys; a batch names at most 100 devices.
+        for chunk in pks.chunks(BATCH_GET_MAX) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for pk in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_owned(), s(pk.as_str())),
+                    ("sk".to_owned(), s(items::DEVICE_SK)),
+                ]));
+            }
+            let mut got = self
+                .batch_get(
+                    HashMap::from([(self.devices.clone(), keys.build().map_err(build_error)?)]),
+                    REQUEST_BACKOFF,
+                    "BatchGetItem devices",
+                )
+                .await?;
+            for item in got.remove(&self.devices).unwrap_or_default() {
+                let d = items::parse_sealed_device(&item, policy.clone())?;
+                if d.device.tenant == *tenant {
+                    out.push(d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn commit_batch(
+        &self,
+        events: &[AuditEvent],
+        rate: &RateUpdate,
+    ) -> Result<Commit, Unavailable> {
+        let marks: Vec<bool> = vec![true; events.len()];
+        self.commit_batch_marked(events, rate, marks).await
+    }
+
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
         self.put_audit_event(event).await
     }
@@ -793,27 +886,75 @@ impl DynamoStore {
             .map_err(build_error)
     }
 
-    /// The granted event, the rate window and (with `mark`) the key's
-    /// `disclosed_at` with its rotation request, in one transaction.
-    async fn commit_disclosure_marked(
+    /// The rate window, then per event its audit item and (where `marks`
+    /// says so) its key's `disclosed_at`, in one transaction. A mark whose
+    /// condition fails (a superseded key) is dropped and the rest written.
+    async fn commit_batch_marked(
         &self,
-        event: &AuditEvent,
+        events: &[AuditEvent],
         rate: &RateUpdate,
-        mark: bool,
+        marks: Vec<bool>,
     ) -> Result<Commit, Unavailable> {
-        let put = self.audit_put(event)?;
+        let Some(first) = events.first() else {
+            return Ok(Commit::Written);
+        };
+        if events.len() > crate::ports::BATCH_COMMIT_MAX {
+            return Err(Unavailable::new(
+                SERVICE,
+                "TransactWriteItems batch: too many events for one transaction",
+            ));
+        }
+        let mut writes = vec![
+            TransactWriteItem::builder()
+                .update(self.rate_update(first, rate)?)
+                .build(),
+        ];
+        // Transaction index of each event's mark, to tell which one failed.
+        let mut mark_at = Vec::new();
+        for (e, &mark) in events.iter().zip(&marks) {
+            writes.push(TransactWriteItem::builder().put(self.audit_put(e)?).build());
+            match if mark { self.disclosure_mark(e)? } else { None } {
+                Some(u) => {
+                    mark_at.push(Some(writes.len()));
+                    writes.push(TransactWriteItem::builder().update(u).build());
+                }
+                None => mark_at.push(None),
+            }
+        }
+        match self.transact(writes, "TransactWriteItems batch").await? {
+            Ok(()) => Ok(Commit::Written),
+            Err(c) if c.failed_condition(0) => Ok(Commit::RateConflict),
+            Err(c) => {
+                let failed: Vec<bool> = mark_at
+                    .iter()
+                    .map(|at| at.is_some_and(|i| c.failed_condition(i)))
+                    .collect();
+                if failed.iter().any(|&f| f) {
+                    let marks = marks.iter().zip(&failed).map(|(&m, &f)| m && !f).collect();
+                    return Box::pin(self.commit_batch_marked(events, rate, marks)).await;
+                }
+                if c.conflict() {
+                    return Ok(Commit::RateConflict);
+                }
+                Err(c.error("TransactWriteItems batch"))
+            }
+        }
+    }
+
+    /// The conditional write of the caller's rate window.
+    fn rate_update(&self, event: &AuditEvent, rate: &RateUpdate) -> Result<Update, Unavailable> {
+        let (times, counts) = items::slots_values(&rate.window.recent);
         let mut update = Update::builder()
             .table_name(&self.rate_limits)
             .key("pk", s(items::rate_pk(&event.tenant_id, &event.actor)))
-            .update_expression("SET #r = :r, #v = :v, #e = :e, #g = :g")
+            .update_expression("SET #r = :r, #c = :c, #v = :v, #e = :e, #g = :g")
             .expression_attribute_names("#r", "recent")
+            .expression_attribute_names("#c", "counts")
             .expression_attribute_names("#v", "version")
             .expression_attribute_names("#e", "expires_at")
             .expression_attribute_names("#g", "grants")
-            .expression_attribute_values(
-                ":r",
-                AttributeValue::L(rate.window.recent.iter().map(n).collect()),
-            )
+            .expression_attribute_values(":r", times)
+            .expression_attribute_values(":c", counts)
             .expression_attribute_values(":v", n(rate.window.version))
             .expression_attribute_values(":e", n(rate.expires_at))
             .expression_attribute_values(":g", items::grants_value(&rate.window.grants));
@@ -824,7 +965,19 @@ impl DynamoStore {
                 .condition_expression("#v = :expected")
                 .expression_attribute_values(":expected", n(rate.expected_version))
         };
-        let update = update.build().map_err(build_error)?;
+        update.build().map_err(build_error)
+    }
+
+    /// The granted event, the rate window and (with `mark`) the key's
+    /// `disclosed_at` with its rotation request, in one transaction.
+    async fn commit_disclosure_marked(
+        &self,
+        event: &AuditEvent,
+        rate: &RateUpdate,
+        mark: bool,
+    ) -> Result<Commit, Unavailable> {
+        let put = self.audit_put(event)?;
+        let update = self.rate_update(event, rate)?;
         let disclosed = if mark {
             self.disclosure_mark(event)?
         } else {

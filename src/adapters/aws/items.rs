@@ -9,11 +9,12 @@
 use crate::domain::audit::{Action, AuditEvent, Outcome, Position};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
+use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{
     Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, SealedDevice, SealedKey, Tenant,
     TenantPolicy, VolumeType,
 };
-use crate::domain::ratelimit::{Grant, RateWindow};
+use crate::domain::ratelimit::{Grant, RateWindow, Slot};
 use crate::ports::{ImportDevice, KeyLocation};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -166,6 +167,9 @@ impl<'a> Reader<'a> {
             .map(|v| f(v).ok_or_else(|| self.err(attr)))
             .transpose()
     }
+    fn opt_time(&self, attr: &'static str) -> Result<Option<OffsetDateTime>, ItemError> {
+        self.opt_parse(attr, |v| OffsetDateTime::parse(v, &Rfc3339).ok())
+    }
     fn time(&self, attr: &'static str) -> Result<OffsetDateTime, ItemError> {
         self.parse(attr, |v| OffsetDateTime::parse(v, &Rfc3339).ok())
     }
@@ -227,6 +231,98 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
         "superseded_key_retention_days".into(),
         AttributeValue::N(policy.superseded_key_retention_days.to_string()),
     );
+    for (name, limit) in [
+        (SELF_SERVICE_RATE_LIMIT, policy.self_service_rate_limit),
+        (HELPDESK_RATE_LIMIT, policy.helpdesk_rate_limit),
+    ] {
+        if let Some(l) = limit {
+            item.insert(name.into(), AttributeValue::N(l.to_string()));
+        }
+    }
+}
+
+/// Optional settings: a settings write removes them when unset.
+pub const SELF_SERVICE_RATE_LIMIT: &str = "self_service_rate_limit";
+pub const HELPDESK_RATE_LIMIT: &str = "helpdesk_rate_limit";
+/// The tenant item's summary of its latest incident (a map); written only
+/// with the incident's own record.
+pub const INCIDENT: &str = "incident";
+
+/// The `incident` map of a tenant item.
+pub fn open_incident_value(i: &OpenIncident) -> AttributeValue {
+    AttributeValue::M(Item::from([
+        ("id".to_owned(), s(i.incident_id.as_str())),
+        ("expires_at".to_owned(), s(ts(i.expires_at))),
+        (
+            "helpdesk_rate_limit".to_owned(),
+            AttributeValue::N(i.helpdesk_rate_limit.to_string()),
+        ),
+    ]))
+}
+
+fn parse_open_incident(m: &Item) -> Result<OpenIncident, ItemError> {
+    let r = Reader {
+        item: m,
+        kind: "tenant incident",
+    };
+    let bad = |attr| ItemError {
+        kind: "tenant incident",
+        attr,
+    };
+    Ok(OpenIncident {
+        incident_id: IncidentId::parse(r.s("id")?).map_err(|_| bad("id"))?,
+        expires_at: r.time("expires_at")?,
+        helpdesk_rate_limit: r
+            .n::<u32>("helpdesk_rate_limit")?
+            .ok_or(bad("helpdesk_rate_limit"))?,
+    })
+}
+
+/// `pk = T#<tenant>`, `sk = INCIDENT#<id>`.
+pub fn incident_sk(id: &IncidentId) -> String {
+    format!("{INCIDENT_SK_PREFIX}{id}")
+}
+
+pub const INCIDENT_SK_PREFIX: &str = "INCIDENT#";
+
+/// An incident's own record.
+pub fn incident_item(i: &Incident) -> Item {
+    let mut item = Item::from([
+        ("pk".to_owned(), s(tenant_pk(&i.tenant))),
+        ("sk".to_owned(), s(incident_sk(&i.incident_id))),
+        ("incident_id".to_owned(), s(i.incident_id.as_str())),
+        ("tenant_id".to_owned(), s(i.tenant.as_str())),
+        ("opened_by".to_owned(), s(i.opened_by.as_str())),
+        ("opened_at".to_owned(), s(ts(i.opened_at))),
+        ("expires_at".to_owned(), s(ts(i.expires_at))),
+        ("reason".to_owned(), s(i.reason.as_str())),
+        (
+            "helpdesk_rate_limit".to_owned(),
+            AttributeValue::N(i.helpdesk_rate_limit.to_string()),
+        ),
+    ]);
+    if let Some(c) = i.closed_at {
+        item.insert("closed_at".to_owned(), s(ts(c)));
+    }
+    item
+}
+
+pub fn parse_incident(item: &Item) -> Result<Incident, ItemError> {
+    let kind = "incident";
+    let r = Reader { item, kind };
+    let bad = |attr| ItemError { kind, attr };
+    Ok(Incident {
+        incident_id: IncidentId::parse(r.s("incident_id")?).map_err(|_| bad("incident_id"))?,
+        tenant: TenantId::parse(r.s("tenant_id")?).map_err(|_| bad("tenant_id"))?,
+        opened_by: UserId::parse_actor(r.s("opened_by")?).map_err(|_| bad("opened_by"))?,
+        opened_at: r.time("opened_at")?,
+        expires_at: r.time("expires_at")?,
+        closed_at: r.opt_time("closed_at")?,
+        reason: r.s("reason")?.to_owned(),
+        helpdesk_rate_limit: r
+            .n::<u32>("helpdesk_rate_limit")?
+            .ok_or(bad("helpdesk_rate_limit"))?,
+    })
 }
 
 /// The tenant policy of a tenant item (no `self_service`: off).
@@ -258,6 +354,13 @@ pub fn parse_policy(item: &Item, kind: &'static str) -> Result<TenantPolicy, Ite
             .n::<u16>("superseded_key_retention_days")?
             .filter(|d| TenantPolicy::RETENTION_DAYS.contains(d))
             .unwrap_or(defaults.superseded_key_retention_days),
+        self_service_rate_limit: r
+            .n::<u32>(SELF_SERVICE_RATE_LIMIT)?
+            .filter(|l| TenantPolicy::RATE_LIMITS.contains(l)),
+        helpdesk_rate_limit: r
+            .n::<u32>(HELPDESK_RATE_LIMIT)?
+            .filter(|l| TenantPolicy::RATE_LIMITS.contains(l)),
+        incident: r.opt_map(INCIDENT)?.map(parse_open_incident).transpose()?,
     })
 }
 
@@ -713,24 +816,69 @@ fn parse_grant(v: &AttributeValue) -> Result<Grant, ItemError> {
     })
 }
 
-/// A rate-limit item (`recent`, `version`, `grants`); no item is an empty window.
+/// The `recent` and `counts` attributes of a rate-limit item: the slots'
+/// times and, in the same order, their counts.
+pub fn slots_values(slots: &[Slot]) -> (AttributeValue, AttributeValue) {
+    (
+        AttributeValue::L(
+            slots
+                .iter()
+                .map(|s| AttributeValue::N(s.at.to_string()))
+                .collect(),
+        ),
+        AttributeValue::L(
+            slots
+                .iter()
+                .map(|s| AttributeValue::N(s.count.to_string()))
+                .collect(),
+        ),
+    )
+}
+
+/// A rate-limit item (`recent`, `counts`, `version`, `grants`); no item is an
+/// empty window. An item without `counts` (written before slots were
+/// merged) counts one disclosure per time.
 pub fn parse_rate_window(item: &Item) -> Result<RateWindow, ItemError> {
     let r = Reader {
         item,
         kind: "rate limit",
     };
-    let err = || ItemError {
-        kind: "rate limit",
-        attr: "recent",
+    let numbers = |attr: &'static str| -> Result<Option<Vec<i64>>, ItemError> {
+        let err = || ItemError {
+            kind: "rate limit",
+            attr,
+        };
+        if !item.contains_key(attr) {
+            return Ok(None);
+        }
+        r.list(attr)?
+            .iter()
+            .map(|v| match v {
+                AttributeValue::N(n) => n.parse::<i64>().map_err(|_| err()),
+                _ => Err(err()),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
     };
-    let recent = r
-        .list("recent")?
-        .iter()
-        .map(|v| match v {
-            AttributeValue::N(n) => n.parse::<i64>().map_err(|_| err()),
-            _ => Err(err()),
+    let times = numbers("recent")?.unwrap_or_default();
+    let counts = match numbers("counts")? {
+        None => vec![1; times.len()],
+        Some(c) if c.len() == times.len() && c.iter().all(|&n| u32::try_from(n).is_ok()) => c,
+        Some(_) => {
+            return Err(ItemError {
+                kind: "rate limit",
+                attr: "counts",
+            });
+        }
+    };
+    let recent = times
+        .into_iter()
+        .zip(counts)
+        .map(|(at, count)| Slot {
+            at,
+            count: count as u32,
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     Ok(RateWindow {
         recent,
         version: r.n("version")?.unwrap_or(0),
@@ -818,7 +966,7 @@ mod tests {
     #[test]
     fn rate_windows_round_trip_with_their_grants() {
         let w = RateWindow {
-            recent: vec![1, 2],
+            recent: vec![Slot::one(1), Slot { at: 2, count: 40 }],
             version: 7,
             grants: vec![Grant {
                 request_id: "r-1".into(),
@@ -839,6 +987,19 @@ mod tests {
             ("version".to_owned(), AttributeValue::N("7".into())),
             ("grants".to_owned(), grants_value(&w.grants)),
         ]);
+        // Written before slots were merged: one disclosure per time.
+        let mut old = w.clone();
+        old.recent[1].count = 1;
+        assert_eq!(parse_rate_window(&item).unwrap(), old);
+        let mut item = item;
+        let (times, counts) = slots_values(&w.recent);
+        item.insert("recent".into(), times);
+        item.insert("counts".into(), counts);
         assert_eq!(parse_rate_window(&item).unwrap(), w);
+        item.insert(
+            "counts".into(),
+            AttributeValue::L(vec![AttributeValue::N("1".into())]),
+        );
+        assert!(parse_rate_window(&item).is_err(), "counts must match times");
     }
 }

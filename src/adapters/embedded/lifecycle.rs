@@ -8,6 +8,7 @@ use super::{MemoryStore, State};
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
+use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{KeyContext, SealedDevice, SealedKey, TenantPolicy};
 use crate::ports::{
     DeviceRecord, DeviceUpsert, EscrowWrite, ImportDevice, LifecycleStore, RotationPage, StoredKey,
@@ -23,6 +24,8 @@ pub(super) struct LifeState {
     /// Ciphertexts of superseded keys, until they expire.
     superseded: HashMap<(TenantId, DeviceId), Vec<(KeyId, SealedKey)>>,
     tenant_versions: HashMap<TenantId, u64>,
+    /// Every incident's record.
+    incidents: HashMap<(TenantId, IncidentId), Incident>,
 }
 
 fn device_key(tenant: &TenantId, device: &DeviceId) -> (TenantId, DeviceId) {
@@ -303,6 +306,69 @@ impl LifecycleStore for MemoryStore {
         st.life.tenant_versions.insert(tenant.clone(), version + 1);
         super::append(&mut st, event);
         Ok(WriteOutcome::Written)
+    }
+
+    async fn commit_incident(
+        &self,
+        incident: &Incident,
+        summary: Option<&OpenIncident>,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let mut st = self.state();
+        let tenant = &incident.tenant;
+        let version = st.life.tenant_versions.get(tenant).copied().unwrap_or(0);
+        if version != expected_version {
+            return Ok(WriteOutcome::Conflict);
+        }
+        if !request_id_free(&st, event) {
+            return Ok(WriteOutcome::RequestIdReused);
+        }
+        let mut policy = Self::policy(&st, tenant);
+        policy.incident = summary.cloned();
+        st.tenants.insert(tenant.clone(), policy);
+        st.life.tenant_versions.insert(tenant.clone(), version + 1);
+        st.life.incidents.insert(
+            (tenant.clone(), incident.incident_id.clone()),
+            incident.clone(),
+        );
+        super::append(&mut st, event);
+        Ok(WriteOutcome::Written)
+    }
+
+    async fn incident(
+        &self,
+        tenant: &TenantId,
+        id: &IncidentId,
+    ) -> Result<Option<Incident>, Unavailable> {
+        let st = self.state();
+        Ok(st
+            .life
+            .incidents
+            .get(&(tenant.clone(), id.clone()))
+            .cloned())
+    }
+
+    async fn incidents(
+        &self,
+        tenant: &TenantId,
+        limit: usize,
+    ) -> Result<Vec<Incident>, Unavailable> {
+        let st = self.state();
+        let mut all: Vec<Incident> = st
+            .life
+            .incidents
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, i)| i.clone())
+            .collect();
+        all.sort_by(|a, b| {
+            b.opened_at
+                .cmp(&a.opened_at)
+                .then(b.incident_id.cmp(&a.incident_id))
+        });
+        all.truncate(limit);
+        Ok(all)
     }
 
     async fn stored_keys(

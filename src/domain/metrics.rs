@@ -1,0 +1,68 @@
+//! What the portal counts for its operators (see `adapters::emf` for how it
+//! reaches CloudWatch). A closed set of names and dimension values: no
+//! identifier or secret can become a metric dimension.
+
+/// Why a request could not be completed safely (a 503).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// Reading the store failed.
+    Store,
+    /// The audit write failed: the key was withheld.
+    Audit,
+    /// KMS could not decrypt (throttled or unreachable).
+    Kms,
+    /// The identity provider could not be reached to check a token.
+    Idp,
+}
+
+impl Cause {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Audit => "audit",
+            Self::Kms => "kms",
+            Self::Idp => "idp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Keys decrypted and answered.
+    KeysDisclosed,
+    /// Refused retrievals, by the audit event's reason (a fixed vocabulary
+    /// of the domain, such as `not_owner` or `rate_limited`).
+    Denials(&'static str),
+    /// Retrievals (or batch items) refused by a rate limit.
+    RateLimited,
+    Unavailable(Cause),
+    /// Granted disclosures whose audit write failed (fail closed).
+    AuditWriteFailures,
+    /// Keys asked for in one batch request.
+    BatchSize,
+    IncidentsOpened,
+}
+
+impl Metric {
+    /// The CloudWatch metric name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::KeysDisclosed => "KeysDisclosed",
+            Self::Denials(_) => "Denials",
+            Self::RateLimited => "RateLimited",
+            Self::Unavailable(_) => "Unavailable",
+            Self::AuditWriteFailures => "AuditWriteFailures",
+            Self::BatchSize => "BatchSize",
+            Self::IncidentsOpened => "IncidentsOpened",
+        }
+    }
+
+    /// The one dimension this metric is also published by, if any.
+    pub fn dimension(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::Denials(reason) => Some(("Reason", reason)),
+            Self::Unavailable(cause) => Some(("Cause", cause.as_str())),
+            _ => None,
+        }
+    }
+}
