@@ -365,8 +365,8 @@ async fn commit(
                 let retry_after_secs = ratelimit::admit(&window, now, limit)
                     .err()
                     .unwrap_or(ratelimit::WINDOW_SECS as u64);
+                // Counted as denials (with `RateLimited`) below.
                 for r in chunk.drain(free..) {
-                    portal.count(Metric::RateLimited, 1);
                     outcomes[r.index] = Some(ItemOutcome::RateLimited { retry_after_secs });
                 }
             }

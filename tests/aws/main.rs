@@ -9,6 +9,7 @@ mod contract;
 mod e2e;
 mod faults;
 mod import_scale;
+mod incident_e2e;
 mod lifecycle_contract;
 mod lifecycle_e2e;
 mod moto;
