@@ -52,6 +52,20 @@ pub fn emf_line(namespace: &str, metric: Metric, value: u64, timestamp_ms: i128)
         }),
     );
     root.insert(metric.name().to_owned(), json!(value));
+    // Also a JSON log record like the others (Lambda's log-level filter
+    // reads `level`; CloudWatch ignores members it does not use).
+    root.insert("level".to_owned(), json!("INFO"));
+    root.insert(
+        "timestamp".to_owned(),
+        json!(
+            time::OffsetDateTime::from_unix_timestamp_nanos(timestamp_ms * 1_000_000)
+                .ok()
+                .and_then(|t| t
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .ok())
+        ),
+    );
+    root.insert("message".to_owned(), json!("metric"));
     Value::Object(root)
 }
 
@@ -136,6 +150,9 @@ mod tests {
             json!([{"Name": "KeysDisclosed", "Unit": "Count"}])
         );
         assert!(d["_aws"]["Timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+        // A JSON log record too.
+        assert_eq!(d["level"], "INFO");
+        assert!(d["timestamp"].as_str().unwrap().ends_with('Z'));
         let u = &lines[1];
         assert_eq!(u["Unavailable"], 1);
         assert_eq!(u["Cause"], "kms");
