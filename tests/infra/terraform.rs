@@ -555,9 +555,8 @@ const ROUTES: [(&str, &str); 14] = [
 /// or, with provisioned concurrency, `<cond> ? aws_lambda_alias.A[0].invoke_arn
 /// : aws_lambda_function.F.invoke_arn` where alias A is an alias of F.
 fn integration_function(cfg: &Config, uri: &Expression) -> Option<String> {
-    let direct = |text: &str| {
-        reference_name(text, "aws_lambda_function", &["invoke_arn"]).map(String::from)
-    };
+    let direct =
+        |text: &str| reference_name(text, "aws_lambda_function", &["invoke_arn"]).map(String::from);
     match uri {
         Expression::Conditional(c) => {
             let via_alias = alias_function(cfg, &norm(&c.true_expr), "invoke_arn")?;
@@ -748,8 +747,8 @@ fn permission_sources(cfg: &Config, function: &str, execution_arn: &str) -> Vec<
             reference_name(&n, "aws_lambda_function", &["function_name", "arn"]) == Some(function)
         }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
             && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com");
-        let Some(rest) = attr_str(p, "source_arn")
-            .and_then(|s| s.strip_prefix(execution_arn).map(String::from))
+        let Some(rest) =
+            attr_str(p, "source_arn").and_then(|s| s.strip_prefix(execution_arn).map(String::from))
         else {
             continue;
         };
@@ -760,7 +759,11 @@ fn permission_sources(cfg: &Config, function: &str, execution_arn: &str) -> Vec<
             let values = attr(p, "for_each")
                 .map(|e| object_entries(resolve(cfg, e)))
                 .unwrap_or_default();
-            out.extend(values.into_iter().map(|(_, v)| rest.replace("each.value", &v)));
+            out.extend(
+                values
+                    .into_iter()
+                    .map(|(_, v)| rest.replace("each.value", &v)),
+            );
         } else {
             out.push(rest);
         }
@@ -2300,7 +2303,12 @@ fn covers_every(cfg: &Config, local_name: &str, ty: &str, attribute: &str) -> Re
 /// are the ones the code writes, in its namespace.
 fn check_alarms(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
-    if cfg.variable_default("metrics_namespace").map(norm).as_deref() != Some("RecoveryPortal") {
+    if cfg
+        .variable_default("metrics_namespace")
+        .map(norm)
+        .as_deref()
+        != Some("RecoveryPortal")
+    {
         errors.push("variable metrics_namespace must default to RecoveryPortal".into());
     }
     let alarms = cfg.resources("aws_cloudwatch_metric_alarm");
@@ -2344,9 +2352,13 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
         }
     }
     let actions = local(cfg, "alarm_actions").map(norm).unwrap_or_default();
-    if !["var.create_alarm_topic", "aws_sns_topic.alarms[0].arn", "var.alarm_topic_arn"]
-        .iter()
-        .all(|n| actions.contains(n))
+    if ![
+        "var.create_alarm_topic",
+        "aws_sns_topic.alarms[0].arn",
+        "var.alarm_topic_arn",
+    ]
+    .iter()
+    .all(|n| actions.contains(n))
     {
         errors.push(format!(
             "local.alarm_actions must be the created topic or var.alarm_topic_arn: {actions}"
@@ -2365,7 +2377,12 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
     };
 
     // Every function: errors and throttles.
-    if let Err(e) = covers_every(cfg, "monitored_functions", "aws_lambda_function", "function_name") {
+    if let Err(e) = covers_every(
+        cfg,
+        "monitored_functions",
+        "aws_lambda_function",
+        "function_name",
+    ) {
         errors.push(e);
     }
     for metric in ["Errors", "Throttles"] {
@@ -2414,11 +2431,16 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
         alarm_expression(a).is_some_and(|x| x.contains(&format!("{} / {}", e.id, c.id)))
             && attr_str(a, "threshold").as_deref() == Some("var.api_5xx_rate_threshold")
     }) {
-        errors.push("no alarm on the API's 5xx / Count rate above var.api_5xx_rate_threshold".into());
+        errors
+            .push("no alarm on the API's 5xx / Count rate above var.api_5xx_rate_threshold".into());
     }
     // The code's own signals.
     for (metric, dims, what) in [
-        ("Unavailable", &[("Cause", "kms")][..], "KMS failing or throttling"),
+        (
+            "Unavailable",
+            &[("Cause", "kms")][..],
+            "KMS failing or throttling",
+        ),
         ("AuditWriteFailures", &[][..], "audit writes failing"),
         ("IncidentsOpened", &[][..], "an incident opened"),
     ] {
@@ -2606,7 +2628,12 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
     let pc = "var.key_provisioned_concurrency";
     let enabled = format!("{pc} > 0");
     let counted = format!("{enabled} ? 1 : 0");
-    if cfg.variable_default("key_provisioned_concurrency").map(norm).as_deref() != Some("0") {
+    if cfg
+        .variable_default("key_provisioned_concurrency")
+        .map(norm)
+        .as_deref()
+        != Some("0")
+    {
         errors.push("variable key_provisioned_concurrency: default must be 0 (none)".into());
     }
     let key_fn = cfg.resource("aws_lambda_function", "get_recovery_key");
@@ -2625,8 +2652,14 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
     };
     for (key, value) in [
         ("count", counted.as_str()),
-        ("function_name", "aws_lambda_function.get_recovery_key.function_name"),
-        ("function_version", "aws_lambda_function.get_recovery_key.version"),
+        (
+            "function_name",
+            "aws_lambda_function.get_recovery_key.function_name",
+        ),
+        (
+            "function_version",
+            "aws_lambda_function.get_recovery_key.version",
+        ),
     ] {
         if attr_str(a, key).as_deref() != Some(value) {
             errors.push(format!("aws_lambda_alias.{alias}: {key} must be {value}"));
@@ -2638,7 +2671,10 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
         [(name, c)] => {
             for (key, value) in [
                 ("count", counted.as_str()),
-                ("function_name", "aws_lambda_function.get_recovery_key.function_name"),
+                (
+                    "function_name",
+                    "aws_lambda_function.get_recovery_key.function_name",
+                ),
                 ("qualifier", qualifier.as_str()),
                 ("provisioned_concurrent_executions", pc),
             ] {
@@ -2722,7 +2758,10 @@ fn check_route_throttles(cfg: &Config) -> Vec<String> {
     }
     if !matches!(cfg.variable_default("route_throttles"), Some(Expression::Object(o)) if o.is_empty())
     {
-        errors.push("variable route_throttles: default must be {} (every route keeps the stage's limits)".into());
+        errors.push(
+            "variable route_throttles: default must be {} (every route keeps the stage's limits)"
+                .into(),
+        );
     }
     let conditions = validations(cfg, "route_throttles");
     let expected = set(ROUTES.map(|(k, _)| k));
@@ -2834,7 +2873,9 @@ fn check_keys_verify(cfg: &Config) -> Vec<String> {
                     .iter()
                     .any(|x| a.eq_ignore_ascii_case(x))
             });
-            let put = dynamo.iter().all(|a| a.eq_ignore_ascii_case("dynamodb:PutItem"));
+            let put = dynamo
+                .iter()
+                .all(|a| a.eq_ignore_ascii_case("dynamodb:PutItem"));
             let ok = (reads && st.resources == ["aws_dynamodb_table.devices.arn"])
                 || (put && st.resources == ["aws_dynamodb_table.audit.arn"]);
             if !ok {
@@ -2874,8 +2915,12 @@ fn check_keys_verify(cfg: &Config) -> Vec<String> {
         }
     }
     for (role, body) in cfg.resources("aws_iam_role") {
-        if attr_str(body, "managed_policy_arns").is_some_and(|p| p.contains("aws_iam_policy.keys_verify")) {
-            errors.push(format!("aws_iam_role.{role} attaches the keys_verify policy"));
+        if attr_str(body, "managed_policy_arns")
+            .is_some_and(|p| p.contains("aws_iam_policy.keys_verify"))
+        {
+            errors.push(format!(
+                "aws_iam_role.{role} attaches the keys_verify policy"
+            ));
         }
     }
     // No one else gains Decrypt or Scan.
@@ -2906,7 +2951,12 @@ fn check_keys_verify(cfg: &Config) -> Vec<String> {
             }
         }
     }
-    if cfg.variable_default("keys_verify_principal_arns").map(norm).as_deref() != Some("[]") {
+    if cfg
+        .variable_default("keys_verify_principal_arns")
+        .map(norm)
+        .as_deref()
+        != Some("[]")
+    {
         errors.push("variable keys_verify_principal_arns: default must be [] (no operator can decrypt until named)".into());
     }
     errors
@@ -3046,7 +3096,10 @@ fn route_throttles_apply_to_routes_of_the_api() {
 
 #[test]
 fn capacity_notification_and_access_variables_are_validated() {
-    assert_clean("validated variables", check_variables_validated(&Config::load()));
+    assert_clean(
+        "validated variables",
+        check_variables_validated(&Config::load()),
+    );
 }
 
 #[test]
@@ -4196,7 +4249,12 @@ fn tfvars_example_covers_every_variable() {
         .filter_map(|l| l.strip_prefix("# "))
         .filter_map(|l| l.split_once(" ="))
         .map(|(name, _)| name.trim())
-        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|name| {
+            name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
         .map(str::to_owned)
         .collect();
     let mentioned: BTreeSet<String> = set.union(&commented).cloned().collect();
