@@ -1,5 +1,6 @@
-# IAM: one execution role per function, least privilege, plus a managed
-# policy for the administrators who import recovery keys.
+# IAM: one execution role per function, least privilege, plus managed
+# policies for the administrators who import recovery keys and the operators
+# who verify them.
 #
 # Every policy is an aws_iam_policy_document so that tests/infra/terraform.rs can read
 # the statements from the HCL and check the properties the design relies on.
@@ -255,6 +256,60 @@ data "aws_iam_policy_document" "import" {
   # PutItem with attribute_not_exists(pk), never Update/Delete.
   statement {
     sid       = "RecordOwnershipChanges"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Key verification (operators)
+# ---------------------------------------------------------------------------
+#
+# Attach to the operator role that runs `portal keys verify` against this
+# deployment, and name that role in keys_verify_principal_arns: the
+# recovery-key CMK's key policy does not delegate Decrypt to IAM, so this
+# policy alone decrypts nothing. The command opens every stored key (Scan of
+# the devices table, reads of single items and partitions) and records its
+# run in the audit trail (PutItem only: append-only). Nothing in this
+# configuration attaches it; it is the only grant of dynamodb:Scan here.
+
+resource "aws_iam_policy" "keys_verify" {
+  name        = "${var.name_prefix}-keys-verify"
+  description = "Verify that every stored recovery key of ${var.name_prefix} opens (portal keys verify)"
+  policy      = data.aws_iam_policy_document.keys_verify.json
+}
+
+data "aws_iam_policy_document" "keys_verify" {
+  statement {
+    sid       = "DecryptRecoveryKeysWithContext"
+    effect    = "Allow"
+    actions   = ["kms:Decrypt"]
+    resources = [aws_kms_key.recovery_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["tenant_id", "device_id", "key_id"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid       = "ReadDevices"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    resources = [aws_dynamodb_table.devices.arn]
+  }
+
+  # Append-only: PutItem with attribute_not_exists(pk), never Update/Delete.
+  statement {
+    sid       = "RecordVerification"
+    effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
   }

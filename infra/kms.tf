@@ -1,10 +1,12 @@
 # KMS keys.
 #
-# Three customer managed keys, each with a single purpose:
+# Three customer managed keys, each with a single purpose (a fourth, for the
+# optional alarm topic, is in monitoring.tf):
 #
 # - recovery_keys: seals the BitLocker recovery keys (envelope ciphertexts in
-#   the devices table's `sealed` map). Only the get-recovery-key role may
-#   Decrypt, only the import policy may Encrypt, and both only with the
+#   the devices table's `sealed` map). Only the get-recovery-key role (and
+#   the operators of keys_verify_principal_arns) may Decrypt, only IAM
+#   grants (import policy, manage-keys role) may Encrypt, and all only with the
 #   encryption context the code binds to every key (tenant_id, device_id,
 #   key_id; see KMS_CONTEXT_KEYS in src/adapters/aws/schema.rs).
 #
@@ -111,7 +113,9 @@ data "aws_iam_policy_document" "recovery_keys_key_policy" {
     }
   }
 
-  # The only principal that can ever decrypt a recovery key.
+  # The only principals that can ever decrypt a recovery key: the key
+  # function, and the operators named in keys_verify_principal_arns (none by
+  # default), who run `portal keys verify` with the keys_verify policy.
   statement {
     sid       = "KeyFunctionDecryptWithContext"
     effect    = "Allow"
@@ -120,7 +124,7 @@ data "aws_iam_policy_document" "recovery_keys_key_policy" {
 
     principals {
       type        = "AWS"
-      identifiers = [aws_iam_role.get_recovery_key.arn]
+      identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)
     }
 
     condition {

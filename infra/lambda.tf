@@ -1,5 +1,6 @@
-# The two functions. Both run the same configuration (a custom-runtime
-# `bootstrap` binary built by cargo lambda) and read the same environment.
+# list-devices and get-recovery-key (manage-keys is in manage.tf). All three
+# run the same configuration (a custom-runtime `bootstrap` binary built by
+# cargo lambda) and read the same environment.
 
 locals {
   # Optional settings are omitted rather than set to "" so the functions see
@@ -14,6 +15,9 @@ locals {
       # Only get-recovery-key decrypts; list-devices has no KMS permission and
       # merely shares the configuration.
       PORTAL_KMS_KEY_ID = aws_kms_key.recovery_keys.arn
+      # CloudWatch namespace of the metrics the functions write into their
+      # logs (embedded metric format: no PutMetricData, no extra permission).
+      PORTAL_METRICS_NAMESPACE = var.metrics_namespace
     },
     var.jwks_json == "" ? {} : { PORTAL_JWKS = var.jwks_json },
     var.jwks_url == "" ? {} : { PORTAL_JWKS_URL = var.jwks_url },
@@ -101,6 +105,10 @@ resource "aws_lambda_function" "get_recovery_key" {
   timeout                        = var.lambda_timeout
   reserved_concurrent_executions = var.key_reserved_concurrency
 
+  # Provisioned concurrency lives on a published version (through the alias
+  # below), never on $LATEST; without it nothing is published.
+  publish = var.key_provisioned_concurrency > 0
+
   environment {
     variables = local.function_environment
   }
@@ -138,6 +146,33 @@ resource "aws_lambda_function" "get_recovery_key" {
   }
 }
 
+# Provisioned concurrency of the retrieval function (key_provisioned_concurrency
+# > 0): the alias "live" follows the version each apply publishes, and the API
+# integration (api.tf) calls the alias, so requests land on the warm
+# environments.
+resource "aws_lambda_alias" "get_recovery_key" {
+  count            = var.key_provisioned_concurrency > 0 ? 1 : 0
+  name             = "live"
+  description      = "The published version the API calls; holds the provisioned concurrency"
+  function_name    = aws_lambda_function.get_recovery_key.function_name
+  function_version = aws_lambda_function.get_recovery_key.version
+}
+
+resource "aws_lambda_provisioned_concurrency_config" "get_recovery_key" {
+  count                             = var.key_provisioned_concurrency > 0 ? 1 : 0
+  function_name                     = aws_lambda_function.get_recovery_key.function_name
+  qualifier                         = aws_lambda_alias.get_recovery_key[0].name
+  provisioned_concurrent_executions = var.key_provisioned_concurrency
+
+  lifecycle {
+    # Lambda refuses more provisioned than reserved concurrency.
+    precondition {
+      condition     = var.key_reserved_concurrency == -1 || var.key_provisioned_concurrency <= var.key_reserved_concurrency
+      error_message = "key_provisioned_concurrency (${var.key_provisioned_concurrency}) must not exceed key_reserved_concurrency (${var.key_reserved_concurrency})."
+    }
+  }
+}
+
 # API Gateway may invoke each function, from this API only. The source ARNs
 # (api-id/stage/method/path) also pin each function to its own routes.
 resource "aws_lambda_permission" "list_devices_api" {
@@ -148,10 +183,22 @@ resource "aws_lambda_permission" "list_devices_api" {
   source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/GET/v1/*"
 }
 
+# The retrieval function's permissions name the alias when the API calls it
+# (a permission on the unqualified function does not cover an alias).
 resource "aws_lambda_permission" "get_recovery_key_api" {
   statement_id  = "AllowInvokeFromHttpApi"
   action        = "lambda:InvokeFunction"
   function_name = aws_lambda_function.get_recovery_key.function_name
+  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null
   principal     = "apigateway.amazonaws.com"
   source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/devices/*/recovery-key"
+}
+
+resource "aws_lambda_permission" "batch_recovery_keys_api" {
+  statement_id  = "AllowInvokeFromHttpApiBatch"
+  action        = "lambda:InvokeFunction"
+  function_name = aws_lambda_function.get_recovery_key.function_name
+  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null
+  principal     = "apigateway.amazonaws.com"
+  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/recovery-keys/batch"
 }

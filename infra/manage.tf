@@ -1,7 +1,7 @@
 # The third function, manage-keys: the key lifecycle's write routes (escrow
 # by devices or an MDM sync job, device enrolment and retirement, rotation
-# requests, tenant settings). Everything it needs is in this file except the
-# one line naming its log group in the logs key policy (kms.tf).
+# requests, tenant settings, incidents). Everything it needs is in this file
+# except the one line naming its log group in the logs key policy (kms.tf).
 #
 # Its role seals keys but can never read one back: kms:Encrypt only, bound to
 # the recovery-key encryption context, and no kms:Decrypt anywhere (nor does
@@ -23,6 +23,9 @@ locals {
     "GET /v1/rotation-requests"                          = "GET/v1/rotation-requests"
     "GET /v1/tenant/settings"                            = "GET/v1/tenant/settings"
     "PATCH /v1/tenant/settings"                          = "PATCH/v1/tenant/settings"
+    "POST /v1/incidents"                                 = "POST/v1/incidents"
+    "GET /v1/incidents"                                  = "GET/v1/incidents"
+    "DELETE /v1/incidents/{incident_id}"                 = "DELETE/v1/incidents/*"
   }
 }
 
@@ -38,8 +41,8 @@ variable "manage_reserved_concurrency" {
   default     = -1
 
   validation {
-    condition     = var.manage_reserved_concurrency >= -1
-    error_message = "manage_reserved_concurrency must be -1 (unreserved) or a non-negative number."
+    condition     = var.manage_reserved_concurrency >= -1 && floor(var.manage_reserved_concurrency) == var.manage_reserved_concurrency
+    error_message = "manage_reserved_concurrency must be -1 (unreserved) or a non-negative whole number."
   }
 }
 
@@ -65,13 +68,17 @@ data "aws_iam_policy_document" "manage_keys" {
   # a device's partition to retire it (Query), and the by_rotation index.
   # Writes are transactions; DynamoDB authorizes them by their per-item
   # actions. BatchWriteItem deletes the key pointers of a device with more
-  # than a transaction's worth of them.
+  # than a transaction's worth of them. Incidents are items of the tenant's
+  # partition (T#<tenant> / INCIDENT#...) plus an attribute of the tenant
+  # item, written in one transaction with the audit Put: its ConditionCheck
+  # needs ConditionCheckItem, listing them is a Query of that partition.
   statement {
     sid    = "ReadAndWriteDevices"
     effect = "Allow"
     actions = [
       "dynamodb:BatchGetItem",
       "dynamodb:BatchWriteItem",
+      "dynamodb:ConditionCheckItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",
       "dynamodb:PutItem",
@@ -256,6 +263,30 @@ resource "aws_apigatewayv2_route" "get_tenant_settings" {
 resource "aws_apigatewayv2_route" "patch_tenant_settings" {
   api_id             = aws_apigatewayv2_api.portal.id
   route_key          = "PATCH /v1/tenant/settings"
+  target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "open_incident" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "POST /v1/incidents"
+  target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "list_incidents" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "GET /v1/incidents"
+  target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "close_incident" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "DELETE /v1/incidents/{incident_id}"
   target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
   authorization_type = "JWT"
   authorizer_id      = aws_apigatewayv2_authorizer.jwt.id

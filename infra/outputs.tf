@@ -62,3 +62,8 @@ output "get_recovery_key_function_name" {
   description = "Name of the get-recovery-key function."
   value       = aws_lambda_function.get_recovery_key.function_name
 }
+
+output "keys_verify_policy_arn" {
+  description = "Managed policy to attach to the operator role that runs portal keys verify (name that role in keys_verify_principal_arns too)."
+  value       = aws_iam_policy.keys_verify.arn
+}

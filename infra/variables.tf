@@ -133,8 +133,8 @@ variable "list_reserved_concurrency" {
   default     = -1
 
   validation {
-    condition     = var.list_reserved_concurrency >= -1
-    error_message = "list_reserved_concurrency must be -1 (unreserved) or a non-negative number."
+    condition     = var.list_reserved_concurrency >= -1 && floor(var.list_reserved_concurrency) == var.list_reserved_concurrency
+    error_message = "list_reserved_concurrency must be -1 (unreserved) or a non-negative whole number."
   }
 }
 
@@ -144,8 +144,19 @@ variable "key_reserved_concurrency" {
   default     = -1
 
   validation {
-    condition     = var.key_reserved_concurrency >= -1
-    error_message = "key_reserved_concurrency must be -1 (unreserved) or a non-negative number."
+    condition     = var.key_reserved_concurrency >= -1 && floor(var.key_reserved_concurrency) == var.key_reserved_concurrency
+    error_message = "key_reserved_concurrency must be -1 (unreserved) or a non-negative whole number."
+  }
+}
+
+variable "key_provisioned_concurrency" {
+  description = "Provisioned concurrency of get-recovery-key: execution environments kept initialized, so a surge of retrievals meets no cold start (billed while provisioned). 0 (default): none, and no version is published. Above 0 the function is published on every apply and the API calls its alias \"live\", which holds the provisioned environments. At most key_reserved_concurrency when that is set."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.key_provisioned_concurrency >= 0 && var.key_provisioned_concurrency <= 10000 && floor(var.key_provisioned_concurrency) == var.key_provisioned_concurrency
+    error_message = "key_provisioned_concurrency must be a whole number from 0 (none) to 10000."
   }
 }
 
@@ -190,6 +201,42 @@ variable "throttle_burst_limit" {
   validation {
     condition     = var.throttle_burst_limit > 0 && floor(var.throttle_burst_limit) == var.throttle_burst_limit
     error_message = "throttle_burst_limit must be a positive integer."
+  }
+}
+
+variable "route_throttles" {
+  description = "Per-route throttles, overriding the stage's throttle_rate_limit/throttle_burst_limit for the routes named (by route key, e.g. \"POST /v1/recovery-keys/batch\"). Empty (default): every route uses the stage's limits. A batch request costs one KMS Decrypt per key, so its route is the one to limit."
+  type = map(object({
+    burst_limit = number
+    rate_limit  = number
+  }))
+  default = {}
+
+  # The routes of api.tf and manage.tf (tests/infra/terraform.rs keeps this
+  # list equal to them): a setting for an unknown route fails the apply.
+  validation {
+    condition = alltrue([for k in keys(var.route_throttles) : contains([
+      "GET /v1/devices",
+      "GET /v1/recovery-keys",
+      "GET /v1/audit-events",
+      "POST /v1/devices/{device_id}/recovery-key",
+      "POST /v1/recovery-keys/batch",
+      "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
+      "PUT /v1/devices/{device_id}",
+      "DELETE /v1/devices/{device_id}",
+      "GET /v1/rotation-requests",
+      "GET /v1/tenant/settings",
+      "PATCH /v1/tenant/settings",
+      "POST /v1/incidents",
+      "GET /v1/incidents",
+      "DELETE /v1/incidents/{incident_id}",
+    ], k)])
+    error_message = "route_throttles keys must be route keys of this API, e.g. \"POST /v1/recovery-keys/batch\"."
+  }
+
+  validation {
+    condition     = alltrue([for t in values(var.route_throttles) : t.rate_limit > 0 && t.burst_limit > 0 && floor(t.burst_limit) == t.burst_limit])
+    error_message = "route_throttles: rate_limit must be positive and burst_limit a positive integer."
   }
 }
 
@@ -267,6 +314,76 @@ variable "portal_price_class" {
   validation {
     condition     = contains(["PriceClass_100", "PriceClass_200", "PriceClass_All"], var.portal_price_class)
     error_message = "portal_price_class must be PriceClass_100, PriceClass_200 or PriceClass_All."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Metrics, alarms, dashboard (monitoring.tf)
+# ---------------------------------------------------------------------------
+
+variable "metrics_namespace" {
+  description = "CloudWatch namespace of the functions' own metrics (KeysDisclosed, Denials, RateLimited, Unavailable, AuditWriteFailures, BatchSize, IncidentsOpened), passed as PORTAL_METRICS_NAMESPACE. Change it to keep two stacks in one account apart."
+  type        = string
+  default     = "RecoveryPortal"
+
+  validation {
+    # CloudWatch's rules; AWS/ is reserved for AWS services.
+    condition     = can(regex("^[A-Za-z0-9._/#-][A-Za-z0-9._/#:-]{0,254}$", var.metrics_namespace)) && !startswith(var.metrics_namespace, "AWS/")
+    error_message = "metrics_namespace must be 1-255 characters of A-Z a-z 0-9 . _ / # - : (not starting with : or AWS/)."
+  }
+}
+
+variable "create_alarm_topic" {
+  description = "Create an SNS topic (encrypted with a KMS key of its own) for the alarms' notifications. false (default): use alarm_topic_arn, or notify no one (the alarms still show on the dashboard and in the console)."
+  type        = bool
+  default     = false
+}
+
+variable "alarm_topic_arn" {
+  description = "An existing SNS topic for the alarms' notifications (alarm and OK). Empty (default): none, unless create_alarm_topic. An encrypted topic's key must let cloudwatch.amazonaws.com use it."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_topic_arn == "" || can(regex("^arn:[a-z-]+:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}$", var.alarm_topic_arn))
+    error_message = "alarm_topic_arn must be empty or an SNS topic ARN."
+  }
+}
+
+variable "alarm_email" {
+  description = "E-mail address subscribed to the topic create_alarm_topic creates (the address must confirm the subscription). Empty (default): no subscription."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.alarm_email == "" || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alarm_email))
+    error_message = "alarm_email must be empty or an e-mail address."
+  }
+}
+
+variable "api_5xx_rate_threshold" {
+  description = "Alarm when more than this percentage of the API's requests get a 5xx (per minute, in 3 of 5 minutes)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.api_5xx_rate_threshold > 0 && var.api_5xx_rate_threshold <= 100
+    error_message = "api_5xx_rate_threshold must be a percentage above 0 and at most 100."
+  }
+}
+
+# ---------------------------------------------------------------------------
+# Operators (iam.tf)
+# ---------------------------------------------------------------------------
+
+variable "keys_verify_principal_arns" {
+  description = "IAM roles or users that run `portal keys verify` (it decrypts every stored key). They are named in the recovery-key CMK's key policy for Decrypt with the encryption context, and need the keys_verify_policy_arn policy attached as well. Empty (default): no one but the retrieval function can decrypt."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for a in var.keys_verify_principal_arns : can(regex("^arn:[a-z-]+:iam::[0-9]{12}:(role|user)/[A-Za-z0-9+=,.@_/-]+$", a))])
+    error_message = "keys_verify_principal_arns must be IAM role or user ARNs (arn:aws:iam::<account>:role/<name>)."
   }
 }
 

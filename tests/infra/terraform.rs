@@ -527,7 +527,7 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // ---------------------------------------------------------------------------
 
 /// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 10] = [
+const ROUTES: [(&str, &str); 14] = [
     ("GET /v1/devices", "list_devices"),
     ("GET /v1/recovery-keys", "list_devices"),
     ("GET /v1/audit-events", "list_devices"),
@@ -544,7 +544,44 @@ const ROUTES: [(&str, &str); 10] = [
     ("GET /v1/rotation-requests", "manage_keys"),
     ("GET /v1/tenant/settings", "manage_keys"),
     ("PATCH /v1/tenant/settings", "manage_keys"),
+    // Several keys at once: it decrypts, so it is the retrieval function's.
+    ("POST /v1/recovery-keys/batch", "get_recovery_key"),
+    ("POST /v1/incidents", "manage_keys"),
+    ("GET /v1/incidents", "manage_keys"),
+    ("DELETE /v1/incidents/{incident_id}", "manage_keys"),
 ];
+
+/// The function an `integration_uri` invokes: `aws_lambda_function.F.invoke_arn`,
+/// or, with provisioned concurrency, `<cond> ? aws_lambda_alias.A[0].invoke_arn
+/// : aws_lambda_function.F.invoke_arn` where alias A is an alias of F.
+fn integration_function(cfg: &Config, uri: &Expression) -> Option<String> {
+    let direct =
+        |text: &str| reference_name(text, "aws_lambda_function", &["invoke_arn"]).map(String::from);
+    match uri {
+        Expression::Conditional(c) => {
+            let via_alias = alias_function(cfg, &norm(&c.true_expr), "invoke_arn")?;
+            let f = direct(&norm(&c.false_expr))?;
+            (via_alias == f).then_some(f)
+        }
+        other => direct(&norm(other)),
+    }
+}
+
+/// `aws_lambda_alias.A[0].<attribute>` -> the function alias A belongs to.
+fn alias_function(cfg: &Config, text: &str, attribute: &str) -> Option<String> {
+    let rest = text.strip_prefix("aws_lambda_alias.")?;
+    let (name, suffix) = rest.split_once('[')?;
+    if suffix != format!("0].{attribute}") {
+        return None;
+    }
+    let alias = cfg.resource("aws_lambda_alias", name)?;
+    reference_name(
+        &attr_str(alias, "function_name")?,
+        "aws_lambda_function",
+        &["function_name"],
+    )
+    .map(String::from)
+}
 
 /// (a) Every route is proxied with payload format 2.0 to the right function
 /// and uses the JWT authorizer; API Gateway may invoke those functions.
@@ -646,8 +683,8 @@ fn check_routes(cfg: &Config) -> Vec<String> {
             errors.push(format!("{iwhat}: payload_format_version is not \"2.0\""));
         }
         let uri = attr_str(integ, "integration_uri").unwrap_or_default();
-        let function = reference_name(&uri, "aws_lambda_function", &["invoke_arn"]);
-        match (function, expected_fn) {
+        let function = attr(integ, "integration_uri").and_then(|e| integration_function(cfg, e));
+        match (function.as_deref(), expected_fn) {
             (Some(f), Some(exp)) if f == exp => {
                 used_functions.insert(f.to_string());
             }
@@ -678,7 +715,60 @@ fn check_routes(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    // ... for each of its routes (a route without one answers 500).
+    for (key, f) in ROUTES {
+        let Some((method, path)) = key.split_once(' ') else {
+            continue;
+        };
+        let concrete: Vec<&str> = path
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect();
+        let request = format!("$default/{method}{}", concrete.join("/"));
+        if !permission_sources(cfg, f, &execution_arn)
+            .iter()
+            .any(|p| glob(p, &request))
+        {
+            errors.push(format!(
+                "route `{key}`: no aws_lambda_permission lets API Gateway invoke aws_lambda_function.{f} for {request}"
+            ));
+        }
+    }
     errors
+}
+
+/// The source ARNs, after the API's execution ARN, of the permissions that
+/// let API Gateway invoke `function`; a `for_each` over a map of suffixes
+/// (`.../*/${each.value}`) gives one per value.
+fn permission_sources(cfg: &Config, function: &str, execution_arn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, p) in cfg.resources("aws_lambda_permission") {
+        let invokes = attr_str(p, "function_name").is_some_and(|n| {
+            reference_name(&n, "aws_lambda_function", &["function_name", "arn"]) == Some(function)
+        }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
+            && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com");
+        let Some(rest) =
+            attr_str(p, "source_arn").and_then(|s| s.strip_prefix(execution_arn).map(String::from))
+        else {
+            continue;
+        };
+        if !invokes {
+            continue;
+        }
+        if rest.contains("each.value") {
+            let values = attr(p, "for_each")
+                .map(|e| object_entries(resolve(cfg, e)))
+                .unwrap_or_default();
+            out.extend(
+                values
+                    .into_iter()
+                    .map(|(_, v)| rest.replace("each.value", &v)),
+            );
+        } else {
+            out.push(rest);
+        }
+    }
+    out
 }
 
 /// The functions run the cargo-lambda build of their own binary.
@@ -798,7 +888,7 @@ fn check_functions(cfg: &Config) -> Vec<String> {
 
 /// Environment the functions read (`src/config.rs`): name -> expected value.
 /// The optional ones are only set when their variable is not empty.
-const ENVIRONMENT: [(&str, &str, bool); 9] = [
+const ENVIRONMENT: [(&str, &str, bool); 10] = [
     ("PORTAL_BACKEND", "aws", true),
     ("PORTAL_ISSUER", "var.jwt_issuer", true),
     ("PORTAL_AUDIENCE", "var.jwt_audience", true),
@@ -809,6 +899,8 @@ const ENVIRONMENT: [(&str, &str, bool); 9] = [
     ),
     ("PORTAL_TABLE_PREFIX", "var.name_prefix", true),
     ("PORTAL_KMS_KEY_ID", "aws_kms_key.recovery_keys.arn", true),
+    // Namespace of the embedded-metric-format metrics (monitoring.tf).
+    ("PORTAL_METRICS_NAMESPACE", "var.metrics_namespace", true),
     ("PORTAL_JWKS", "var.jwks_json", false),
     ("PORTAL_JWKS_URL", "var.jwks_url", false),
     ("PORTAL_DEFAULT_TENANT", "var.default_tenant", false),
@@ -1085,10 +1177,15 @@ fn check_key_policies(cfg: &Config) -> Vec<String> {
                 // Anything that yields plaintext or hands out access.
                 let sensitive = ["kms:Decrypt", "kms:ReEncryptFrom", "kms:CreateGrant"];
                 if sensitive.iter().any(|a| grants(st, a)) {
+                    // The key role, and the operators who run `portal keys
+                    // verify` (a validated variable, empty by default).
+                    let with_operators =
+                        format!("concat([{key_arn}], var.keys_verify_principal_arns)");
                     let only_key_role = !st.not_principals
                         && st.principals.len() == 1
                         && st.principals[0].0 == "AWS"
-                        && st.principals[0].1 == [key_arn.clone()];
+                        && (st.principals[0].1 == [key_arn.clone()]
+                            || st.principals[0].1 == [with_operators]);
                     if !only_key_role {
                         errors.push(format!(
                             "{}: only aws_iam_role.{key_role} may decrypt with the recovery-key CMK, found principals {:?}",
@@ -1569,8 +1666,33 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
     }) {
         errors.push(format!("aws_iam_role.{role} cannot query by_rotation"));
     }
+    // On the devices table: what the lifecycle and the incidents need (an
+    // incident is a TransactWriteItems of a ConditionCheck, Puts and Updates
+    // with the audit Put; listing them is a Query), and nothing more.
+    let on_devices: BTreeSet<String> = statements
+        .iter()
+        .filter(|st| statement_covers(st, Target::Table("devices")))
+        .flat_map(|st| service_actions(st, "dynamodb"))
+        .collect();
+    if on_devices != set(MANAGE_DEVICES_ACTIONS) {
+        errors.push(format!(
+            "aws_iam_role.{role}: DynamoDB actions on the devices table must be exactly {MANAGE_DEVICES_ACTIONS:?}, found {on_devices:?}"
+        ));
+    }
     errors
 }
+
+/// The manage-keys role's actions on the devices table.
+const MANAGE_DEVICES_ACTIONS: [&str; 8] = [
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:ConditionCheckItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:GetItem",
+    "dynamodb:PutItem",
+    "dynamodb:Query",
+    "dynamodb:UpdateItem",
+];
 
 /// The $default stage throttles every route below the shared KMS quota and
 /// writes access logs.
@@ -2001,10 +2123,17 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
             }
         }
     }
+    // Exactly the routes' methods: a browser's preflight for a write route
+    // (PUT, PATCH, DELETE) fails unless its method is allowed.
     let methods = lower("allow_methods");
-    if methods != set(["get", "post"]) {
+    let routed = set(ROUTES.map(|(k, _)| {
+        k.split_once(' ')
+            .map(|(m, _)| m.to_ascii_lowercase())
+            .unwrap_or_default()
+    }));
+    if methods != routed {
         errors.push(format!(
-            "CORS allow_methods must be GET and POST, got {methods:?}"
+            "CORS allow_methods must be the routes' methods {routed:?}, got {methods:?}"
         ));
     }
     let origins = attr_str(cors, "allow_origins").unwrap_or_default();
@@ -2014,6 +2143,821 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
         errors.push(format!(
             "CORS allow_origins must default to the portal distribution: {origins}"
         ));
+    }
+    errors
+}
+
+// ---------------------------------------------------------------------------
+// Monitoring (monitoring.tf), capacity settings, operators
+// ---------------------------------------------------------------------------
+
+/// The metrics the functions write (embedded metric format) in the
+/// `var.metrics_namespace` namespace: each without dimensions, and some also
+/// by the one dimension named here.
+const METRICS: [(&str, Option<&str>); 7] = [
+    ("KeysDisclosed", None),
+    ("Denials", Some("Reason")),
+    ("RateLimited", None),
+    ("Unavailable", Some("Cause")),
+    ("AuditWriteFailures", None),
+    ("BatchSize", None),
+    ("IncidentsOpened", None),
+];
+
+/// Values of the `Cause` dimension of `Unavailable`.
+const UNAVAILABLE_CAUSES: [&str; 4] = ["store", "audit", "kms", "idp"];
+
+/// `(key, value)` of an object expression, normalized, sorted by key.
+fn object_entries(expr: &Expression) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = match expr {
+        Expression::Object(o) => o
+            .iter()
+            .map(|(k, v)| {
+                let key = match k {
+                    hcl::expr::ObjectKey::Identifier(i) => i.to_string(),
+                    hcl::expr::ObjectKey::Expression(e) => norm(e),
+                    other => format!("{other:?}"),
+                };
+                (key, norm(v))
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+/// The expression itself, or the local it names (`local.NAME`).
+fn resolve<'a>(cfg: &'a Config, expr: &'a Expression) -> &'a Expression {
+    norm(expr)
+        .strip_prefix("local.")
+        .and_then(|n| local(cfg, n))
+        .unwrap_or(expr)
+}
+
+fn variable<'a>(cfg: &'a Config, name: &str) -> Option<&'a Body> {
+    cfg.blocks
+        .iter()
+        .find(|b| b.identifier() == "variable" && label(b, 0) == Some(name))
+        .map(|b| b.body())
+}
+
+/// The conditions of a variable's validation blocks, as text.
+fn validations(cfg: &Config, name: &str) -> Vec<String> {
+    variable(cfg, name)
+        .map(|v| {
+            sub_blocks(v, "validation")
+                .into_iter()
+                .filter(|b| attr_str(b, "error_message").is_some_and(|m| !m.is_empty()))
+                .filter_map(|b| attr(b, "condition").map(|c| c.to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn output_value(cfg: &Config, name: &str) -> Option<String> {
+    cfg.blocks
+        .iter()
+        .find(|b| b.identifier() == "output" && label(b, 0) == Some(name))
+        .and_then(|b| attr_str(b.body(), "value"))
+}
+
+/// One metric an alarm reads.
+#[derive(Debug)]
+struct AlarmMetric {
+    /// The metric_query id, for metric math.
+    id: String,
+    namespace: String,
+    name: String,
+    dimensions: Vec<(String, String)>,
+}
+
+/// The metrics of an alarm: its own, or those of its metric queries.
+fn alarm_metrics(cfg: &Config, alarm: &Body) -> Vec<AlarmMetric> {
+    let dims = |b: &Body| {
+        attr(b, "dimensions")
+            .map(|e| object_entries(resolve(cfg, e)))
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    if let Some(name) = attr_str(alarm, "metric_name") {
+        out.push(AlarmMetric {
+            id: String::new(),
+            namespace: attr_str(alarm, "namespace").unwrap_or_default(),
+            name,
+            dimensions: dims(alarm),
+        });
+    }
+    for q in sub_blocks(alarm, "metric_query") {
+        for m in sub_blocks(q, "metric") {
+            out.push(AlarmMetric {
+                id: attr_str(q, "id").unwrap_or_default(),
+                namespace: attr_str(m, "namespace").unwrap_or_default(),
+                name: attr_str(m, "metric_name").unwrap_or_default(),
+                dimensions: dims(m),
+            });
+        }
+    }
+    out
+}
+
+/// The metric-math expression an alarm evaluates (`return_data = true`).
+fn alarm_expression(alarm: &Body) -> Option<String> {
+    sub_blocks(alarm, "metric_query")
+        .into_iter()
+        .find(|q| is_true(q, "return_data"))
+        .and_then(|q| attr_str(q, "expression"))
+}
+
+fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// `local.NAME` maps each `<ty>` resource of the configuration (by its
+/// name) to `<ty>.<name>.<attribute>`.
+fn covers_every(cfg: &Config, local_name: &str, ty: &str, attribute: &str) -> Result<(), String> {
+    let entries = local(cfg, local_name)
+        .map(object_entries)
+        .unwrap_or_default();
+    let all = set(cfg.resources(ty).into_iter().map(|(n, _)| n));
+    let good = set(entries
+        .iter()
+        .filter(|(k, v)| *v == format!("{ty}.{k}.{attribute}"))
+        .map(|(k, _)| k.clone()));
+    if good != all || entries.len() != all.len() {
+        return Err(format!(
+            "local.{local_name} must map every {ty} ({all:?}) to its {attribute}, found {entries:?}"
+        ));
+    }
+    Ok(())
+}
+
+/// Alarms: the API's 5xx rate, Lambda errors and throttles of every
+/// function, DynamoDB throttling of every table, KMS trouble, audit-write
+/// failures and opened incidents; all notify the alarm topic; custom metrics
+/// are the ones the code writes, in its namespace.
+fn check_alarms(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    if cfg
+        .variable_default("metrics_namespace")
+        .map(norm)
+        .as_deref()
+        != Some("RecoveryPortal")
+    {
+        errors.push("variable metrics_namespace must default to RecoveryPortal".into());
+    }
+    let alarms = cfg.resources("aws_cloudwatch_metric_alarm");
+    let ns = "var.metrics_namespace";
+    for (name, a) in &alarms {
+        let what = format!("aws_cloudwatch_metric_alarm.{name}");
+        for key in ["alarm_actions", "ok_actions"] {
+            if attr_str(a, key).as_deref() != Some("local.alarm_actions") {
+                errors.push(format!("{what}: {key} must be local.alarm_actions"));
+            }
+        }
+        let metrics = alarm_metrics(cfg, a);
+        if metrics.is_empty() {
+            errors.push(format!("{what}: reads no metric"));
+        }
+        for m in metrics {
+            if m.namespace == ns {
+                match METRICS.iter().find(|(n, _)| *n == m.name) {
+                    None => errors.push(format!(
+                        "{what}: the code writes no metric {} (it writes {:?})",
+                        m.name,
+                        METRICS.map(|(n, _)| n)
+                    )),
+                    Some((_, dim)) => {
+                        if m.dimensions.len() > 1
+                            || m.dimensions.iter().any(|(k, _)| Some(k.as_str()) != *dim)
+                        {
+                            errors.push(format!(
+                                "{what}: {} is published with no dimension or with {dim:?}, not {:?}",
+                                m.name, m.dimensions
+                            ));
+                        }
+                    }
+                }
+            } else if !m.namespace.starts_with("AWS/") {
+                errors.push(format!(
+                    "{what}: namespace `{}` is neither var.metrics_namespace nor an AWS one",
+                    m.namespace
+                ));
+            }
+        }
+    }
+    let actions = local(cfg, "alarm_actions").map(norm).unwrap_or_default();
+    if ![
+        "var.create_alarm_topic",
+        "aws_sns_topic.alarms[0].arn",
+        "var.alarm_topic_arn",
+    ]
+    .iter()
+    .all(|n| actions.contains(n))
+    {
+        errors.push(format!(
+            "local.alarm_actions must be the created topic or var.alarm_topic_arn: {actions}"
+        ));
+    }
+    let reads = |a: &Body, namespace: &str, metric: &str, dims: &[(&str, &str)]| {
+        alarm_metrics(cfg, a)
+            .into_iter()
+            .find(|m| m.namespace == namespace && m.name == metric && m.dimensions == pairs(dims))
+    };
+    let any_alarm = |f: &dyn Fn(&Body) -> bool| alarms.iter().any(|(_, a)| f(a));
+    let at_least_one = |a: &Body| {
+        attr_str(a, "threshold").as_deref() == Some("1")
+            && attr_str(a, "comparison_operator").as_deref()
+                == Some("GreaterThanOrEqualToThreshold")
+    };
+
+    // Every function: errors and throttles.
+    if let Err(e) = covers_every(
+        cfg,
+        "monitored_functions",
+        "aws_lambda_function",
+        "function_name",
+    ) {
+        errors.push(e);
+    }
+    for metric in ["Errors", "Throttles"] {
+        if !any_alarm(&|a| {
+            attr_str(a, "for_each").as_deref() == Some("local.monitored_functions")
+                && reads(a, "AWS/Lambda", metric, &[("FunctionName", "each.value")]).is_some()
+                && at_least_one(a)
+        }) {
+            errors.push(format!(
+                "no alarm on AWS/Lambda {metric} >= 1 for each of local.monitored_functions"
+            ));
+        }
+    }
+    // Every table: throttled reads and writes.
+    if let Err(e) = covers_every(cfg, "monitored_tables", "aws_dynamodb_table", "name") {
+        errors.push(e);
+    }
+    if !any_alarm(&|a| {
+        let dims = [("TableName", "each.value")];
+        let (Some(r), Some(w)) = (
+            reads(a, "AWS/DynamoDB", "ReadThrottleEvents", &dims),
+            reads(a, "AWS/DynamoDB", "WriteThrottleEvents", &dims),
+        ) else {
+            return false;
+        };
+        attr_str(a, "for_each").as_deref() == Some("local.monitored_tables")
+            && alarm_expression(a).is_some_and(|e| e.contains(&r.id) && e.contains(&w.id))
+    }) {
+        errors.push(
+            "no alarm on ReadThrottleEvents + WriteThrottleEvents for each of local.monitored_tables"
+                .into(),
+        );
+    }
+    // The API's 5xx rate: 5xx / Count of this API's stage.
+    let api = [
+        ("ApiId", "aws_apigatewayv2_api.portal.id"),
+        ("Stage", "aws_apigatewayv2_stage.default.name"),
+    ];
+    if !any_alarm(&|a| {
+        let (Some(e), Some(c)) = (
+            reads(a, "AWS/ApiGateway", "5xx", &api),
+            reads(a, "AWS/ApiGateway", "Count", &api),
+        ) else {
+            return false;
+        };
+        alarm_expression(a).is_some_and(|x| x.contains(&format!("{} / {}", e.id, c.id)))
+            && attr_str(a, "threshold").as_deref() == Some("var.api_5xx_rate_threshold")
+    }) {
+        errors
+            .push("no alarm on the API's 5xx / Count rate above var.api_5xx_rate_threshold".into());
+    }
+    // The code's own signals.
+    for (metric, dims, what) in [
+        (
+            "Unavailable",
+            &[("Cause", "kms")][..],
+            "KMS failing or throttling",
+        ),
+        ("AuditWriteFailures", &[][..], "audit writes failing"),
+        ("IncidentsOpened", &[][..], "an incident opened"),
+    ] {
+        if !any_alarm(&|a| reads(a, ns, metric, dims).is_some() && at_least_one(a)) {
+            errors.push(format!(
+                "no alarm on {what}: {metric} {dims:?} >= 1 in var.metrics_namespace"
+            ));
+        }
+    }
+    if !any_alarm(&|a| {
+        reads(a, ns, "IncidentsOpened", &[]).is_some()
+            && attr_str(a, "treat_missing_data").as_deref() == Some("notBreaching")
+    }) {
+        errors.push("the incident alarm must treat missing data as not breaching".into());
+    }
+    errors
+}
+
+/// The dashboard shows the code's metrics and the capacity the README's
+/// Capacity section talks about.
+fn check_dashboard(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Some(d) = cfg.resource("aws_cloudwatch_dashboard", "portal") else {
+        return vec!["no aws_cloudwatch_dashboard.portal".into()];
+    };
+    let body = attr_str(d, "dashboard_body").unwrap_or_default();
+    if !body.starts_with("jsonencode(") {
+        errors.push("dashboard_body must be jsonencode(...) so it can be checked".into());
+    }
+    let mut needles: Vec<String> = vec!["var.metrics_namespace".into()];
+    needles.extend(METRICS.map(|(m, _)| format!("\"{m}\"")));
+    needles.extend(
+        [
+            // Denials by reason, 503s by cause.
+            ",Reason}",
+            "local.unavailable_causes",
+            // Lambda per function.
+            "local.monitored_functions",
+            "\"ConcurrentExecutions\"",
+            "\"Throttles\"",
+            "\"Duration\"",
+            // KMS calls against the quota.
+            "\"AWS/Usage\"",
+            "\"CallCount\"",
+            "\"Decrypt\"",
+            "SERVICE_QUOTA(",
+            // DynamoDB per table.
+            "local.monitored_tables",
+            "\"ConsumedReadCapacityUnits\"",
+            "\"ConsumedWriteCapacityUnits\"",
+            "\"ReadThrottleEvents\"",
+            "\"WriteThrottleEvents\"",
+            // The API.
+            "\"4xx\"",
+            "\"5xx\"",
+            "\"Latency\"",
+            "aws_apigatewayv2_api.portal.id",
+        ]
+        .map(String::from),
+    );
+    for n in needles {
+        if !body.contains(&n) {
+            errors.push(format!("dashboard: shows no {n}"));
+        }
+    }
+    let causes: Vec<String> = match local(cfg, "unavailable_causes") {
+        Some(Expression::Array(items)) => items.iter().map(norm).collect(),
+        _ => Vec::new(),
+    };
+    if causes != UNAVAILABLE_CAUSES {
+        errors.push(format!(
+            "local.unavailable_causes must be {UNAVAILABLE_CAUSES:?}, found {causes:?}"
+        ));
+    }
+    if output_value(cfg, "dashboard_name").as_deref()
+        != Some("aws_cloudwatch_dashboard.portal.dashboard_name")
+    {
+        errors.push("output dashboard_name must give the dashboard's name".into());
+    }
+    errors
+}
+
+/// The optional alarm topic is encrypted with a rotated key of its own that
+/// CloudWatch may use to publish; an e-mail address can be subscribed.
+fn check_alarm_topic(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Some(topic) = cfg.resource("aws_sns_topic", "alarms") else {
+        return vec!["no aws_sns_topic.alarms".into()];
+    };
+    if attr_str(topic, "count").as_deref() != Some("var.create_alarm_topic ? 1 : 0") {
+        errors.push("aws_sns_topic.alarms: count must be var.create_alarm_topic ? 1 : 0".into());
+    }
+    let key_ref = attr_str(topic, "kms_master_key_id").unwrap_or_default();
+    let key = key_ref
+        .strip_prefix("aws_kms_key.")
+        .and_then(|r| r.split_once('['))
+        .filter(|(_, rest)| *rest == "0].arn")
+        .map(|(k, _)| k.to_owned());
+    match key {
+        None => errors.push(format!(
+            "aws_sns_topic.alarms: kms_master_key_id `{key_ref}` must be a customer managed key of this configuration (CloudWatch cannot publish with the AWS managed SNS key)"
+        )),
+        Some(k) if ["recovery_keys", "tables", "logs"].contains(&k.as_str()) => errors.push(
+            format!("aws_sns_topic.alarms: must not use aws_kms_key.{k}, which has another purpose"),
+        ),
+        Some(k) => match cfg.resource("aws_kms_key", &k) {
+            None => errors.push(format!("aws_kms_key.{k} does not exist")),
+            Some(body) => {
+                if !is_true(body, "enable_key_rotation") {
+                    errors.push(format!("aws_kms_key.{k}: key rotation must be enabled"));
+                }
+                let statements = attr_str(body, "policy")
+                    .ok_or_else(|| format!("aws_kms_key.{k} has no key policy"))
+                    .and_then(|p| policy_statements(cfg, &p, 0));
+                match statements {
+                    Err(e) => errors.push(e),
+                    Ok(statements) => {
+                        let cloudwatch = statements.iter().any(|st| {
+                            st.principals
+                                == [("Service".to_string(), vec!["cloudwatch.amazonaws.com".to_string()])]
+                                && grants(st, "kms:GenerateDataKey")
+                                && grants(st, "kms:Decrypt")
+                        });
+                        if !cloudwatch {
+                            errors.push(format!(
+                                "aws_kms_key.{k}: the key policy must let cloudwatch.amazonaws.com GenerateDataKey and Decrypt"
+                            ));
+                        }
+                        for st in &statements {
+                            let people = st.not_principals
+                                || st.principals.iter().any(|(t, _)| t == "AWS");
+                            if people && (grants(st, "kms:Decrypt") || grants(st, "kms:CreateGrant")) {
+                                errors.push(format!(
+                                    "{}: no person may use the alarm topic's key, found {:?}",
+                                    st.origin, st.principals
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    }
+    let email = cfg
+        .resources("aws_sns_topic_subscription")
+        .into_iter()
+        .any(|(_, s)| {
+            attr_str(s, "topic_arn").as_deref() == Some("aws_sns_topic.alarms[0].arn")
+                && attr_str(s, "protocol").as_deref() == Some("email")
+                && attr_str(s, "endpoint").as_deref() == Some("var.alarm_email")
+                && attr_str(s, "count").is_some_and(|c| c.contains("var.alarm_email"))
+        });
+    if !email {
+        errors.push("no e-mail subscription of var.alarm_email to the alarm topic".into());
+    }
+    if !output_value(cfg, "alarm_topic_arn").is_some_and(|v| v.contains("local.alarm_actions")) {
+        errors.push("output alarm_topic_arn must give the topic the alarms notify".into());
+    }
+    errors
+}
+
+/// Reserved concurrency per function (a validated variable, unreserved by
+/// default), and optional provisioned concurrency of the retrieval function:
+/// published, held by an alias, which the API integration and the invoke
+/// permissions use.
+fn check_concurrency(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    for (f, var) in [
+        ("list_devices", "list_reserved_concurrency"),
+        ("get_recovery_key", "key_reserved_concurrency"),
+        ("manage_keys", "manage_reserved_concurrency"),
+    ] {
+        let reserved = cfg
+            .resource("aws_lambda_function", f)
+            .and_then(|b| attr_str(b, "reserved_concurrent_executions"));
+        if reserved != Some(format!("var.{var}")) {
+            errors.push(format!(
+                "aws_lambda_function.{f}: reserved_concurrent_executions must be var.{var}"
+            ));
+        }
+        if cfg.variable_default(var).map(norm).as_deref() != Some("-1") {
+            errors.push(format!("variable {var}: default must be -1 (unreserved)"));
+        }
+    }
+    let pc = "var.key_provisioned_concurrency";
+    let enabled = format!("{pc} > 0");
+    let counted = format!("{enabled} ? 1 : 0");
+    if cfg
+        .variable_default("key_provisioned_concurrency")
+        .map(norm)
+        .as_deref()
+        != Some("0")
+    {
+        errors.push("variable key_provisioned_concurrency: default must be 0 (none)".into());
+    }
+    let key_fn = cfg.resource("aws_lambda_function", "get_recovery_key");
+    if key_fn.and_then(|b| attr_str(b, "publish")) != Some(enabled.clone()) {
+        errors.push(format!(
+            "aws_lambda_function.get_recovery_key: publish must be {enabled} (provisioned concurrency needs a version)"
+        ));
+    }
+    let aliases = cfg.resources("aws_lambda_alias");
+    let [(alias, a)] = aliases.as_slice() else {
+        errors.push(format!(
+            "expected one aws_lambda_alias (of get_recovery_key), found {}",
+            aliases.len()
+        ));
+        return errors;
+    };
+    for (key, value) in [
+        ("count", counted.as_str()),
+        (
+            "function_name",
+            "aws_lambda_function.get_recovery_key.function_name",
+        ),
+        (
+            "function_version",
+            "aws_lambda_function.get_recovery_key.version",
+        ),
+    ] {
+        if attr_str(a, key).as_deref() != Some(value) {
+            errors.push(format!("aws_lambda_alias.{alias}: {key} must be {value}"));
+        }
+    }
+    let configs = cfg.resources("aws_lambda_provisioned_concurrency_config");
+    let qualifier = format!("aws_lambda_alias.{alias}[0].name");
+    match configs.as_slice() {
+        [(name, c)] => {
+            for (key, value) in [
+                ("count", counted.as_str()),
+                (
+                    "function_name",
+                    "aws_lambda_function.get_recovery_key.function_name",
+                ),
+                ("qualifier", qualifier.as_str()),
+                ("provisioned_concurrent_executions", pc),
+            ] {
+                if attr_str(c, key).as_deref() != Some(value) {
+                    errors.push(format!(
+                        "aws_lambda_provisioned_concurrency_config.{name}: {key} must be {value}"
+                    ));
+                }
+            }
+        }
+        other => errors.push(format!(
+            "expected one aws_lambda_provisioned_concurrency_config, found {}",
+            other.len()
+        )),
+    }
+    // The API calls the alias when there is one.
+    let via_alias = format!("aws_lambda_alias.{alias}[0].invoke_arn");
+    let mut integrations = 0;
+    for (name, i) in cfg.resources("aws_apigatewayv2_integration") {
+        let Some(uri) = attr(i, "integration_uri") else {
+            continue;
+        };
+        if integration_function(cfg, uri).as_deref() != Some("get_recovery_key") {
+            continue;
+        }
+        integrations += 1;
+        let ok = matches!(uri, Expression::Conditional(c)
+            if norm(&c.cond_expr) == enabled && norm(&c.true_expr) == via_alias);
+        if !ok {
+            errors.push(format!(
+                "aws_apigatewayv2_integration.{name}: integration_uri must be {enabled} ? {via_alias} : aws_lambda_function.get_recovery_key.invoke_arn"
+            ));
+        }
+    }
+    if integrations == 0 {
+        errors.push("no integration invokes get_recovery_key".into());
+    }
+    // ... and may invoke it (a permission on the function does not cover an alias).
+    let qualified = format!("{enabled} ? {qualifier} : null");
+    for (name, p) in cfg.resources("aws_lambda_permission") {
+        let function = attr_str(p, "function_name").unwrap_or_default();
+        if reference_name(&function, "aws_lambda_function", &["function_name", "arn"])
+            == Some("get_recovery_key")
+            && attr_str(p, "qualifier") != Some(qualified.clone())
+        {
+            errors.push(format!(
+                "aws_lambda_permission.{name}: qualifier must be {qualified}"
+            ));
+        }
+    }
+    errors
+}
+
+/// Per-route throttles: a map variable (empty by default) applied as the
+/// stage's route settings, whose keys must be routes of the API.
+fn check_route_throttles(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let Some(stage) = cfg.resource("aws_apigatewayv2_stage", "default") else {
+        return vec!["no aws_apigatewayv2_stage.default".into()];
+    };
+    let dynamic: Vec<&Body> = stage
+        .blocks()
+        .filter(|b| b.identifier() == "dynamic" && label(b, 0) == Some("route_settings"))
+        .map(|b| b.body())
+        .collect();
+    let ok = match dynamic.as_slice() {
+        [d] => {
+            let content = sub_blocks(d, "content");
+            attr_str(d, "for_each").as_deref() == Some("var.route_throttles")
+                && content.len() == 1
+                && attr_str(content[0], "route_key").as_deref() == Some("route_settings.key")
+                && attr_str(content[0], "throttling_rate_limit").as_deref()
+                    == Some("route_settings.value.rate_limit")
+                && attr_str(content[0], "throttling_burst_limit").as_deref()
+                    == Some("route_settings.value.burst_limit")
+        }
+        _ => false,
+    };
+    if !ok || !sub_blocks(stage, "route_settings").is_empty() {
+        errors.push("aws_apigatewayv2_stage.default: route settings must be one dynamic \"route_settings\" over var.route_throttles (route_key = key, throttling_rate_limit = value.rate_limit, throttling_burst_limit = value.burst_limit)".into());
+    }
+    if !matches!(cfg.variable_default("route_throttles"), Some(Expression::Object(o)) if o.is_empty())
+    {
+        errors.push(
+            "variable route_throttles: default must be {} (every route keeps the stage's limits)"
+                .into(),
+        );
+    }
+    let conditions = validations(cfg, "route_throttles");
+    let expected = set(ROUTES.map(|(k, _)| k));
+    let listed = conditions.iter().any(|c| {
+        let keys: Vec<&str> = c
+            .split('"')
+            .skip(1)
+            .step_by(2)
+            .filter(|s| {
+                s.split_once(' ').is_some_and(|(m, p)| {
+                    ["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&m) && p.starts_with('/')
+                })
+            })
+            .collect();
+        set(keys.iter().copied()) == expected && keys.len() == expected.len()
+    });
+    if !listed {
+        errors.push(format!(
+            "variable route_throttles: a validation must allow exactly the API's route keys {expected:?}"
+        ));
+    }
+    if !conditions
+        .iter()
+        .any(|c| c.contains("rate_limit > 0") && c.contains("burst_limit > 0"))
+    {
+        errors.push("variable route_throttles: a validation must require positive limits".into());
+    }
+    // Route settings name routes: the stage comes after all of them.
+    let routes = set(cfg
+        .resources("aws_apigatewayv2_route")
+        .into_iter()
+        .map(|(n, _)| format!("aws_apigatewayv2_route.{n}")));
+    let after = set(attr_list(stage, "depends_on").unwrap_or_default());
+    if !routes.is_subset(&after) {
+        errors.push(format!(
+            "aws_apigatewayv2_stage.default: depends_on lacks {:?}",
+            routes.difference(&after).collect::<Vec<_>>()
+        ));
+    }
+    errors
+}
+
+/// Variables that bound capacity, notifications or access are validated.
+const VALIDATED_VARIABLES: [&str; 10] = [
+    "metrics_namespace",
+    "alarm_topic_arn",
+    "alarm_email",
+    "api_5xx_rate_threshold",
+    "key_provisioned_concurrency",
+    "route_throttles",
+    "keys_verify_principal_arns",
+    "list_reserved_concurrency",
+    "key_reserved_concurrency",
+    "manage_reserved_concurrency",
+];
+
+fn check_variables_validated(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    for name in VALIDATED_VARIABLES {
+        let conditions = validations(cfg, name);
+        if conditions.is_empty() {
+            errors.push(format!(
+                "variable {name}: needs a validation block (condition and error_message)"
+            ));
+        }
+        let var_ref = format!("var.{name}");
+        if conditions.iter().any(|c| !c.contains(&var_ref)) {
+            errors.push(format!(
+                "variable {name}: every validation must test {var_ref}"
+            ));
+        }
+    }
+    errors
+}
+
+/// `portal keys verify` has a policy of its own: Decrypt with the context,
+/// Scan/Query/GetItem of the devices table, PutItem of audit events, and
+/// nothing else; nothing in the configuration attaches it, and no other
+/// role or policy may Decrypt recovery keys or Scan.
+fn check_keys_verify(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    let arn = "aws_iam_policy.keys_verify.arn";
+    let statements = match managed_policy_statements(cfg, arn) {
+        Ok(s) => s,
+        Err(e) => return vec![e],
+    };
+    let mut actions = BTreeSet::new();
+    for st in &statements {
+        if !st.allow {
+            continue;
+        }
+        if st.not_actions || st.not_resources {
+            errors.push(format!("{}: no not_actions / not_resources", st.origin));
+        }
+        actions.extend(st.actions.iter().cloned());
+        if grants(st, "kms:Decrypt") {
+            if st.resources != ["aws_kms_key.recovery_keys.arn"] {
+                errors.push(format!(
+                    "{}: kms:Decrypt must be on aws_kms_key.recovery_keys.arn only",
+                    st.origin
+                ));
+            }
+            check_context_condition(st, &mut errors);
+        }
+        let dynamo = service_actions(st, "dynamodb");
+        if !dynamo.is_empty() {
+            let reads = dynamo.iter().all(|a| {
+                ["dynamodb:Scan", "dynamodb:Query", "dynamodb:GetItem"]
+                    .iter()
+                    .any(|x| a.eq_ignore_ascii_case(x))
+            });
+            let put = dynamo
+                .iter()
+                .all(|a| a.eq_ignore_ascii_case("dynamodb:PutItem"));
+            let ok = (reads && st.resources == ["aws_dynamodb_table.devices.arn"])
+                || (put && st.resources == ["aws_dynamodb_table.audit.arn"]);
+            if !ok {
+                errors.push(format!(
+                    "{}: reads (Scan, Query, GetItem) go to the devices table and PutItem to the audit table, found {dynamo:?} on {:?}",
+                    st.origin, st.resources
+                ));
+            }
+        }
+    }
+    let expected = set([
+        "kms:Decrypt",
+        "dynamodb:Scan",
+        "dynamodb:Query",
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+    ]);
+    if actions != expected {
+        errors.push(format!(
+            "the keys_verify policy must grant exactly {expected:?}, found {actions:?}"
+        ));
+    }
+    if output_value(cfg, "keys_verify_policy_arn").as_deref() != Some(arn) {
+        errors.push(format!("output keys_verify_policy_arn must be {arn}"));
+    }
+    // Nothing here attaches it: operators attach it to their own role.
+    for ty in [
+        "aws_iam_role_policy_attachment",
+        "aws_iam_policy_attachment",
+        "aws_iam_user_policy_attachment",
+        "aws_iam_group_policy_attachment",
+    ] {
+        for (name, b) in cfg.resources(ty) {
+            if attr_str(b, "policy_arn").is_some_and(|p| p.contains("aws_iam_policy.keys_verify")) {
+                errors.push(format!("{ty}.{name} attaches the keys_verify policy"));
+            }
+        }
+    }
+    for (role, body) in cfg.resources("aws_iam_role") {
+        if attr_str(body, "managed_policy_arns")
+            .is_some_and(|p| p.contains("aws_iam_policy.keys_verify"))
+        {
+            errors.push(format!(
+                "aws_iam_role.{role} attaches the keys_verify policy"
+            ));
+        }
+    }
+    // No one else gains Decrypt or Scan.
+    let key_role = function_role(cfg, "get_recovery_key").unwrap_or_default();
+    let mut others: Vec<(String, Vec<Statement>)> = Vec::new();
+    for (role, _) in cfg.resources("aws_iam_role") {
+        match role_statements(cfg, role) {
+            Ok(s) => others.push((format!("aws_iam_role.{role}"), s)),
+            Err(e) => errors.push(e),
+        }
+    }
+    for (policy, _) in cfg.resources("aws_iam_policy") {
+        if policy == "keys_verify" {
+            continue;
+        }
+        match managed_policy_statements(cfg, &format!("aws_iam_policy.{policy}.arn")) {
+            Ok(s) => others.push((format!("aws_iam_policy.{policy}"), s)),
+            Err(e) => errors.push(e),
+        }
+    }
+    for (who, statements) in others {
+        for st in statements {
+            if grants(&st, "dynamodb:Scan") {
+                errors.push(format!("{who}: {} allows dynamodb:Scan", st.origin));
+            }
+            if grants(&st, "kms:Decrypt") && who != format!("aws_iam_role.{key_role}") {
+                errors.push(format!("{who}: {} allows kms:Decrypt", st.origin));
+            }
+        }
+    }
+    if cfg
+        .variable_default("keys_verify_principal_arns")
+        .map(norm)
+        .as_deref()
+        != Some("[]")
+    {
+        errors.push("variable keys_verify_principal_arns: default must be [] (no operator can decrypt until named)".into());
     }
     errors
 }
@@ -2123,6 +3067,44 @@ fn portal_files_and_config_json_are_uploaded() {
 #[test]
 fn api_cors_lets_the_portal_call_and_read_its_headers() {
     assert_clean("API CORS", check_api_cors(&Config::load()));
+}
+
+#[test]
+fn alarms_cover_every_function_table_and_signal() {
+    assert_clean("alarms", check_alarms(&Config::load()));
+}
+
+#[test]
+fn dashboard_shows_the_metrics_and_the_capacity() {
+    assert_clean("dashboard", check_dashboard(&Config::load()));
+}
+
+#[test]
+fn alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() {
+    assert_clean("alarm topic", check_alarm_topic(&Config::load()));
+}
+
+#[test]
+fn concurrency_is_reserved_and_provisioned_through_an_alias() {
+    assert_clean("concurrency", check_concurrency(&Config::load()));
+}
+
+#[test]
+fn route_throttles_apply_to_routes_of_the_api() {
+    assert_clean("route throttles", check_route_throttles(&Config::load()));
+}
+
+#[test]
+fn capacity_notification_and_access_variables_are_validated() {
+    assert_clean(
+        "validated variables",
+        check_variables_validated(&Config::load()),
+    );
+}
+
+#[test]
+fn keys_verify_policy_is_the_only_other_decrypt_and_the_only_scan() {
+    assert_clean("keys verify", check_keys_verify(&Config::load()));
 }
 
 /// A breaking edit of the real HCL and the check that must notice it.
@@ -2397,9 +3379,9 @@ const MUTATIONS: &[Mutation] = &[
     m(
         "recovery-key CMK lets the list role decrypt",
         "kms.tf",
-        "identifiers = [aws_iam_role.get_recovery_key.arn]",
+        "identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
         0,
-        "identifiers = [aws_iam_role.get_recovery_key.arn, aws_iam_role.list_devices.arn]",
+        "identifiers = concat([aws_iam_role.get_recovery_key.arn, aws_iam_role.list_devices.arn], var.keys_verify_principal_arns)",
         check_key_policies,
     ),
     m(
@@ -2826,6 +3808,358 @@ const MUTATIONS: &[Mutation] = &[
         "expose_headers = [",
         check_api_cors,
     ),
+    // new routes, permissions, CORS
+    m(
+        "batch route to manage-keys",
+        "api.tf",
+        "route_key          = \"POST /v1/recovery-keys/batch\"\n  target             = \"integrations/${aws_apigatewayv2_integration.get_recovery_key.id}\"",
+        0,
+        "route_key          = \"POST /v1/recovery-keys/batch\"\n  target             = \"integrations/${aws_apigatewayv2_integration.manage_keys.id}\"",
+        check_routes,
+    ),
+    m(
+        "incident route renamed",
+        "manage.tf",
+        "route_key          = \"DELETE /v1/incidents/{incident_id}\"",
+        0,
+        "route_key          = \"DELETE /v1/incidents\"",
+        check_routes,
+    ),
+    m(
+        "batch route without invoke permission",
+        "lambda.tf",
+        "/*/POST/v1/recovery-keys/batch\"",
+        0,
+        "/*/POST/v1/devices/*/recovery-key\"",
+        check_routes,
+    ),
+    m(
+        "incident route without invoke permission",
+        "manage.tf",
+        "    \"POST /v1/incidents\"                                 = \"POST/v1/incidents\"\n",
+        0,
+        "",
+        check_routes,
+    ),
+    m(
+        "CORS without DELETE",
+        "api.tf",
+        "\"PATCH\", \"DELETE\"]",
+        0,
+        "\"PATCH\"]",
+        check_api_cors,
+    ),
+    m(
+        "metrics namespace not passed",
+        "lambda.tf",
+        "      PORTAL_METRICS_NAMESPACE = var.metrics_namespace\n",
+        0,
+        "",
+        check_environment,
+    ),
+    m(
+        "manage role cannot ConditionCheck (incidents)",
+        "manage.tf",
+        "      \"dynamodb:ConditionCheckItem\",\n",
+        0,
+        "",
+        check_manage_role,
+    ),
+    m(
+        "manage role may Scan devices",
+        "manage.tf",
+        "      \"dynamodb:ConditionCheckItem\",\n",
+        0,
+        "      \"dynamodb:ConditionCheckItem\",\n      \"dynamodb:Scan\",\n",
+        check_manage_role,
+    ),
+    // keys verify
+    m(
+        "anyone in the key policy may decrypt",
+        "kms.tf",
+        "concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
+        0,
+        "concat([aws_iam_role.get_recovery_key.arn], [\"*\"])",
+        check_key_policies,
+    ),
+    m(
+        "verify decrypts without the context",
+        "iam.tf",
+        "      test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"\n      values   = [\"false\"]",
+        2,
+        "      test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"\n      values   = [\"true\"]",
+        check_keys_verify,
+    ),
+    m(
+        "verify scans the audit table",
+        "iam.tf",
+        "actions   = [\"dynamodb:GetItem\", \"dynamodb:Query\", \"dynamodb:Scan\"]\n    resources = [aws_dynamodb_table.devices.arn]",
+        0,
+        "actions   = [\"dynamodb:GetItem\", \"dynamodb:Query\", \"dynamodb:Scan\"]\n    resources = [aws_dynamodb_table.devices.arn, aws_dynamodb_table.audit.arn]",
+        check_keys_verify,
+    ),
+    m(
+        "verify may update audit events",
+        "iam.tf",
+        "    sid       = \"RecordVerification\"\n    effect    = \"Allow\"\n    actions   = [\"dynamodb:PutItem\"]",
+        0,
+        "    sid       = \"RecordVerification\"\n    effect    = \"Allow\"\n    actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]",
+        check_keys_verify,
+    ),
+    m(
+        "import policy gains Decrypt",
+        "iam.tf",
+        "actions   = [\"kms:Encrypt\"]",
+        0,
+        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
+        check_keys_verify,
+    ),
+    m(
+        "list role gains Scan",
+        "iam.tf",
+        "actions = [\"dynamodb:Query\"]",
+        0,
+        "actions = [\"dynamodb:Query\", \"dynamodb:Scan\"]",
+        check_keys_verify,
+    ),
+    m(
+        "keys_verify attached to a function role",
+        "iam.tf",
+        "",
+        0,
+        "resource \"aws_iam_role_policy_attachment\" \"verify\" {\n  role       = aws_iam_role.manage_keys.name\n  policy_arn = aws_iam_policy.keys_verify.arn\n}\n",
+        check_keys_verify,
+    ),
+    // alarms
+    m(
+        "no alarms for manage-keys",
+        "monitoring.tf",
+        "    manage_keys      = aws_lambda_function.manage_keys.function_name\n",
+        0,
+        "",
+        check_alarms,
+    ),
+    m(
+        "no throttle alarm for the rate-limit table",
+        "monitoring.tf",
+        "    rate_limits = aws_dynamodb_table.rate_limits.name\n",
+        0,
+        "",
+        check_alarms,
+    ),
+    m(
+        "alarm without OK notification",
+        "monitoring.tf",
+        "ok_actions          = local.alarm_actions",
+        2,
+        "ok_actions          = []",
+        check_alarms,
+    ),
+    m(
+        "alarm on a metric the code does not write",
+        "monitoring.tf",
+        "metric_name         = \"AuditWriteFailures\"",
+        0,
+        "metric_name         = \"AuditFailures\"",
+        check_alarms,
+    ),
+    m(
+        "KMS alarm on another cause",
+        "monitoring.tf",
+        "dimensions          = { Cause = \"kms\" }",
+        0,
+        "dimensions          = { Cause = \"store\" }",
+        check_alarms,
+    ),
+    m(
+        "custom metric in a literal namespace",
+        "monitoring.tf",
+        "namespace           = var.metrics_namespace",
+        1,
+        "namespace           = \"RecoveryPortal\"",
+        check_alarms,
+    ),
+    m(
+        "incident alarm breaching on no data",
+        "monitoring.tf",
+        "treat_missing_data  = \"notBreaching\"",
+        6,
+        "treat_missing_data  = \"breaching\"",
+        check_alarms,
+    ),
+    m(
+        "5xx alarm on 4xx",
+        "monitoring.tf",
+        "metric_name = \"5xx\"",
+        0,
+        "metric_name = \"4xx\"",
+        check_alarms,
+    ),
+    m(
+        "DynamoDB alarm ignores writes",
+        "monitoring.tf",
+        "expression  = \"FILL(reads, 0) + FILL(writes, 0)\"",
+        0,
+        "expression  = \"FILL(reads, 0)\"",
+        check_alarms,
+    ),
+    m(
+        "namespace default changed",
+        "variables.tf",
+        "default     = \"RecoveryPortal\"",
+        0,
+        "default     = \"Portal\"",
+        check_alarms,
+    ),
+    // dashboard
+    m(
+        "dashboard without keys disclosed",
+        "monitoring.tf",
+        "metrics = [[var.metrics_namespace, \"KeysDisclosed\"]]",
+        0,
+        "metrics = []",
+        check_dashboard,
+    ),
+    m(
+        "dashboard without KMS usage",
+        "monitoring.tf",
+        "[\"AWS/Usage\", \"CallCount\"",
+        0,
+        "[\"AWS/KMS\", \"CallCount\"",
+        check_dashboard,
+    ),
+    m(
+        "a cause missing",
+        "monitoring.tf",
+        "unavailable_causes = [\"store\", \"audit\", \"kms\", \"idp\"]",
+        0,
+        "unavailable_causes = [\"store\", \"audit\", \"kms\"]",
+        check_dashboard,
+    ),
+    // alarm topic
+    m(
+        "alarm topic unencrypted",
+        "monitoring.tf",
+        "  kms_master_key_id = aws_kms_key.alarms[0].arn\n",
+        0,
+        "",
+        check_alarm_topic,
+    ),
+    m(
+        "alarm topic with the AWS managed key",
+        "monitoring.tf",
+        "kms_master_key_id = aws_kms_key.alarms[0].arn",
+        0,
+        "kms_master_key_id = \"alias/aws/sns\"",
+        check_alarm_topic,
+    ),
+    m(
+        "alarm key without CloudWatch",
+        "monitoring.tf",
+        "identifiers = [\"cloudwatch.amazonaws.com\"]",
+        0,
+        "identifiers = [\"sns.amazonaws.com\"]",
+        check_alarm_topic,
+    ),
+    m(
+        "alarm key not rotated",
+        "monitoring.tf",
+        "enable_key_rotation      = true",
+        0,
+        "enable_key_rotation      = false",
+        check_alarm_topic,
+    ),
+    // concurrency
+    m(
+        "integration bypasses the alias",
+        "api.tf",
+        "aws_lambda_alias.get_recovery_key[0].invoke_arn",
+        0,
+        "aws_lambda_function.get_recovery_key.invoke_arn",
+        check_concurrency,
+    ),
+    m(
+        "batch permission without the alias",
+        "lambda.tf",
+        "  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null\n",
+        1,
+        "",
+        check_concurrency,
+    ),
+    m(
+        "nothing published",
+        "lambda.tf",
+        "publish = var.key_provisioned_concurrency > 0",
+        0,
+        "publish = false",
+        check_concurrency,
+    ),
+    m(
+        "provisioned concurrency on $LATEST",
+        "lambda.tf",
+        "qualifier                         = aws_lambda_alias.get_recovery_key[0].name",
+        0,
+        "qualifier                         = \"$LATEST\"",
+        check_concurrency,
+    ),
+    m(
+        "reserved concurrency fixed",
+        "manage.tf",
+        "reserved_concurrent_executions = var.manage_reserved_concurrency",
+        0,
+        "reserved_concurrent_executions = 100",
+        check_concurrency,
+    ),
+    // route throttles
+    m(
+        "route settings not from the variable",
+        "api.tf",
+        "for_each = var.route_throttles",
+        0,
+        "for_each = {}",
+        check_route_throttles,
+    ),
+    m(
+        "burst limit from the rate",
+        "api.tf",
+        "throttling_burst_limit = route_settings.value.burst_limit",
+        0,
+        "throttling_burst_limit = route_settings.value.rate_limit",
+        check_route_throttles,
+    ),
+    m(
+        "throttle validation lacks the batch route",
+        "variables.tf",
+        "      \"POST /v1/recovery-keys/batch\",\n",
+        0,
+        "",
+        check_route_throttles,
+    ),
+    m(
+        "stage not after the incident routes",
+        "api.tf",
+        "    aws_apigatewayv2_route.close_incident,\n",
+        0,
+        "",
+        check_route_throttles,
+    ),
+    // validated variables
+    m(
+        "alarm_email unvalidated",
+        "variables.tf",
+        "  validation {\n    condition     = var.alarm_email",
+        0,
+        "  unchecked {\n    condition     = var.alarm_email",
+        check_variables_validated,
+    ),
+    m(
+        "provisioned concurrency unvalidated",
+        "variables.tf",
+        "  validation {\n    condition     = var.key_provisioned_concurrency",
+        0,
+        "  unchecked {\n    condition     = var.key_provisioned_concurrency",
+        check_variables_validated,
+    ),
 ];
 
 #[test]
@@ -2915,7 +4249,12 @@ fn tfvars_example_covers_every_variable() {
         .filter_map(|l| l.strip_prefix("# "))
         .filter_map(|l| l.split_once(" ="))
         .map(|(name, _)| name.trim())
-        .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .filter(|name| {
+            name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
         .map(str::to_owned)
         .collect();
     let mentioned: BTreeSet<String> = set.union(&commented).cloned().collect();
