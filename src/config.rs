@@ -62,7 +62,13 @@ impl AuthConfig {
         }
     }
 
+    /// Where keys are refreshed from. Inline keys (`PORTAL_JWKS`) are the
+    /// whole set: nothing is fetched, so an unknown `kid` is a 401 and never
+    /// replaces them with what the network answers.
     pub fn source(&self) -> JwksSource {
+        if self.jwks.is_some() {
+            return JwksSource::Fixed;
+        }
         match &self.jwks_url {
             Some(u) => JwksSource::Url(u.clone()),
             None => JwksSource::Discovery(self.issuer.clone()),

@@ -154,8 +154,8 @@ enum Command {
     /// Import a seed file into DynamoDB, sealing each key with KMS
     /// (PORTAL_TABLE_PREFIX, PORTAL_KMS_KEY_ID and the usual AWS settings).
     /// The whole file is validated first; an invalid file writes nothing.
-    /// A device moved to another owner is recorded in the audit trail as
-    /// changed by `import:<actor>`.
+    /// A device moved to another owner, and a stored tenant whose settings
+    /// change, are recorded in the audit trail as changed by `import:<actor>`.
     Import {
         file: std::path::PathBuf,
         /// Who runs the import, for the audit trail (default: the OS user
@@ -314,8 +314,8 @@ async fn import(file: &std::path::Path, actor: Option<String>) -> ExitCode {
     match result {
         Ok(s) => {
             println!(
-                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}",
-                s.tenants, s.devices, s.keys, s.skipped, s.owner_changes
+                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}, {} tenant settings changes audited as {importer}",
+                s.tenants, s.devices, s.keys, s.skipped, s.owner_changes, s.settings_changes
             );
             ExitCode::SUCCESS
         }

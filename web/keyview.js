@@ -49,7 +49,15 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
     Number.isFinite(disclosure.display_seconds) && disclosure.display_seconds > 0
       ? Math.min(disclosure.display_seconds, 3600)
       : 300;
-  const deadline = Date.now() + seconds * 1000;
+  // The deadline on two clocks: a backgrounded or sleeping phone throttles
+  // or freezes timers, and its monotonic clock (performance.now) may stop
+  // while it sleeps, but the wall clock (Date.now) runs on; the wall clock
+  // can be set back, the monotonic one cannot. The key goes when either
+  // says the time is up.
+  const limitMs = seconds * 1000;
+  const startWall = Date.now();
+  const startMono = performance.now();
+  const elapsedMs = () => Math.max(Date.now() - startWall, performance.now() - startMono);
   const keyId = String(disclosure.key_id || "");
 
   const groups = password.split("-");
@@ -87,7 +95,7 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
 
   let lastSpoken = "";
   function tick() {
-    const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+    const left = Math.max(0, Math.ceil((limitMs - elapsedMs()) / 1000));
     if (left === 0) return hide("expired");
     visible.textContent = `Hidden in ${clock(left)}`;
     const say = spokenRemaining(left);
@@ -97,6 +105,11 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
     }
   }
   const timer = setInterval(tick, 1000);
+  // Timers of a background tab may not have run: check the moment the page
+  // is shown again (tab switch, screen on, back/forward cache), not at the
+  // next tick.
+  document.addEventListener("visibilitychange", tick);
+  addEventListener("pageshow", tick);
   tick();
 
   let copied = false;
@@ -113,6 +126,8 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
 
   function hide(why) {
     clearInterval(timer);
+    document.removeEventListener("visibilitychange", tick);
+    removeEventListener("pageshow", tick);
     password = null;
     // What Copy put on the clipboard goes with it (best effort: a browser
     // may refuse when the page is not focused).

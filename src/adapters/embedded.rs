@@ -292,6 +292,17 @@ impl ImportStore for MemoryStore {
         Ok(())
     }
 
+    async fn stored_tenants(
+        &self,
+        tenants: &[TenantId],
+    ) -> Result<HashMap<TenantId, TenantPolicy>, Unavailable> {
+        let st = self.state();
+        Ok(tenants
+            .iter()
+            .filter_map(|t| st.tenants.get(t).map(|p| (t.clone(), p.clone())))
+            .collect())
+    }
+
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {
         let mut st = self.state();
         for t in tenants {

@@ -48,8 +48,9 @@ impl SettingsPatch {
     }
 }
 
-/// What changed, for the audit event (settings hold no secret).
-fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
+/// What changed, for the audit event (settings hold no secret); also
+/// `portal import`'s settings changes (`tools::import`).
+pub fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
     let mut parts = Vec::new();
     if old.self_service != new.self_service {
         parts.push(format!(

@@ -77,10 +77,75 @@ pub fn router_with(
     } else {
         r
     };
+    // In dev-IdP mode, no route answers a request for another host (DNS
+    // rebinding); CORS headers are never added to that refusal.
+    let r = if state.idp.is_some() {
+        r.layer(middleware::from_fn_with_state(
+            state.clone(),
+            dev_host_guard,
+        ))
+    } else {
+        r
+    };
     // Outermost: every route, the page's and the IdP's included, answers
     // only after the body was read (see `read_body_first`).
     r.layer(middleware::from_fn(read_body_first))
         .with_state(state)
+}
+
+/// Without `PORTAL_ISSUER` this server is its own identity provider, bound
+/// to loopback. A web page elsewhere can still make its own name resolve to
+/// 127.0.0.1 (DNS rebinding) and drive the sign-in form, `/token` and the
+/// API as a same-origin page; its requests carry its name in `Host`. So
+/// every route answers only requests addressed to a loopback name with this
+/// server's port (HTTP/1.1's request-target authority, if any, too), and
+/// anything else gets 421 Misdirected Request.
+async fn dev_host_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(idp) = &s.idp else {
+        return next.run(req).await;
+    };
+    let hosts: Vec<&str> = req
+        .headers()
+        .get_all(http::header::HOST)
+        .iter()
+        .map(|h| h.to_str().unwrap_or(""))
+        .collect();
+    let host_ok = match hosts.as_slice() {
+        [one] => idp.is_own_authority(one),
+        // HTTP/2 has no Host header: its `:authority` is the URI's.
+        [] => req.uri().authority().is_some(),
+        _ => false,
+    };
+    let target_ok = req
+        .uri()
+        .authority()
+        .is_none_or(|a| idp.is_own_authority(a.as_str()));
+    if host_ok && target_ok {
+        return next.run(req).await;
+    }
+    tracing::warn!(
+        host = ?hosts.first().copied().unwrap_or(""),
+        "refused a request for another host (421): this development server answers only its loopback names"
+    );
+    misdirected()
+}
+
+/// 421 Misdirected Request as `application/problem+json`.
+fn misdirected() -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let body = serde_json::json!({
+        "type": "https://recovery-portal.dev/problems/misdirected-request",
+        "title": "Misdirected request",
+        "status": 421,
+        "detail": "This local development server answers only requests addressed to localhost, 127.0.0.1 or [::1] with its own port. Open the portal at the address it printed on start.",
+        "request_id": request_id,
+    });
+    let mut resp = (http::StatusCode::MISDIRECTED_REQUEST, body.to_string()).into_response();
+    set_header(&mut resp, "content-type", "application/problem+json");
+    set_header(&mut resp, "cache-control", "no-store");
+    set_header(&mut resp, "x-content-type-options", "nosniff");
+    set_header(&mut resp, "x-request-id", &request_id);
+    resp
 }
 
 /// The largest body any route here accepts: the dev identity provider's
@@ -393,9 +458,12 @@ async fn read_form(req: Request) -> Result<(http::HeaderMap, Vec<(String, String
 }
 
 /// `GET /authorize`: the sign-in form for a valid request.
-async fn authorize_form(req: Request) -> Response {
+async fn authorize_form(State(s): State<AppState>, req: Request) -> Response {
+    let Some(idp) = &s.idp else {
+        return http::StatusCode::NOT_FOUND.into_response();
+    };
     let params = form_pairs(req.uri().query().unwrap_or("").as_bytes());
-    match AuthorizeRequest::parse(&params) {
+    match AuthorizeRequest::parse(&params).and_then(|ar| own_redirect(idp, ar)) {
         Ok(ar) => {
             let action = format!("'self' {}", ar.redirect_origin);
             let page =
@@ -403,6 +471,23 @@ async fn authorize_form(req: Request) -> Response {
             idp_html(http::StatusCode::OK, page, &action)
         }
         Err(e) => idp_error(http::StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// The request, if it redirects to the portal page this server serves
+/// (`DevIdentityProvider::is_own_redirect_uri`): the dev provider signs in
+/// nothing else.
+fn own_redirect(
+    idp: &DevIdentityProvider,
+    ar: AuthorizeRequest,
+) -> Result<AuthorizeRequest, FlowError> {
+    if idp.is_own_redirect_uri(&ar.redirect_uri) {
+        Ok(ar)
+    } else {
+        Err(FlowError(format!(
+            "redirect_uri must be the address of the portal page this server serves, e.g. {}/",
+            idp.issuer
+        )))
     }
 }
 
@@ -433,7 +518,7 @@ async fn authorize_submit(State(s): State<AppState>, req: Request) -> Response {
             (k.to_owned(), v.clone())
         })
         .collect();
-    let ar = match AuthorizeRequest::parse(&request) {
+    let ar = match AuthorizeRequest::parse(&request).and_then(|ar| own_redirect(idp, ar)) {
         Ok(ar) => ar,
         Err(e) => return idp_error(http::StatusCode::BAD_REQUEST, &e),
     };

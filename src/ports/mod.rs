@@ -167,10 +167,17 @@ pub trait ImportStore: Send + Sync {
         &self,
         devices: &[(TenantId, DeviceId)],
     ) -> Result<std::collections::HashMap<(TenantId, DeviceId), StoredDevice>, Unavailable>;
+    /// These tenants' settings as stored (tenants without a record left
+    /// out), so an import can audit the settings it changes.
+    async fn stored_tenants(
+        &self,
+        tenants: &[TenantId],
+    ) -> Result<std::collections::HashMap<TenantId, TenantPolicy>, Unavailable>;
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable>;
     /// Create or replace devices, their keys and their key-ID index entries.
     async fn put_devices(&self, devices: &[ImportDevice]) -> Result<(), Unavailable>;
-    /// Append audit events of the import itself (ownership changes).
+    /// Append audit events of the import itself (ownership and settings
+    /// changes).
     async fn append_import_events(&self, events: &[AuditEvent]) -> Result<(), Unavailable>;
 }
 

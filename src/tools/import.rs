@@ -4,7 +4,9 @@
 //!
 //! Owner is not part of the encryption context, so moving a device to
 //! another owner is recorded in the audit trail, under the importer's
-//! identity (`import:<name>`), before the device is rewritten.
+//! identity (`import:<name>`), before the device is rewritten. So is a
+//! change to a stored tenant's settings (a `settings_change`, as
+//! `PATCH /v1/tenant/settings` records), before the tenant is rewritten.
 
 use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
@@ -22,6 +24,9 @@ pub const UNATTRIBUTED: &str = "unattributed";
 /// Reason of the audit event for a device moved to another owner.
 pub const OWNER_CHANGED: &str = "owner_changed";
 
+/// Reason of the audit event for a tenant whose settings an import changed.
+pub const SETTINGS_CHANGED: &str = "settings_changed";
+
 /// Devices per store round (fingerprint read + write).
 const CHUNK: usize = 500;
 /// Concurrent seal calls (KMS `Encrypt` in production).
@@ -38,6 +43,9 @@ pub struct ImportSummary {
     pub skipped: usize,
     /// Devices moved to another owner (each recorded in the audit trail).
     pub owner_changes: usize,
+    /// Tenants whose stored settings the import changed (each recorded in
+    /// the audit trail as a `settings_change`).
+    pub settings_changes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,9 +147,37 @@ fn owner_change(importer: &UserId, run: &str, d: &SeedDevice, old: &UserId) -> A
     }
 }
 
+/// The audit event of a stored tenant's settings changed from `old` to
+/// those of `t`.
+fn settings_change(
+    importer: &UserId,
+    run: &str,
+    t: &crate::domain::model::Tenant,
+    old: &crate::domain::model::TenantPolicy,
+) -> AuditEvent {
+    AuditEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        time: time::OffsetDateTime::now_utc(),
+        tenant_id: t.id.clone(),
+        actor: importer.clone(),
+        device_id: None,
+        key_id: None,
+        outcome: Outcome::Changed,
+        reason: SETTINGS_CHANGED.into(),
+        justification: Some(crate::domain::settings::describe_change(old, &t.policy)),
+        source_ip: None,
+        user_agent: Some(format!("portal-import/{}", env!("CARGO_PKG_VERSION"))),
+        request_id: run.to_owned(),
+        action: crate::domain::audit::Action::SettingsChange,
+    }
+}
+
 /// Imports a validated seed as `importer` (`UserId::importer`): a device
 /// moved to another owner gets an audit event by that actor, stored before
-/// the device is rewritten (if it cannot be stored, the device is not).
+/// the device is rewritten (if it cannot be stored, the device is not);
+/// likewise a stored tenant whose settings the file changes gets a
+/// `settings_change` event before its settings are written (a new tenant
+/// is created, not changed: no event, as for a new device).
 pub async fn import_as(
     seed: &Seed,
     cipher: &dyn KeyCipher,
@@ -151,9 +187,25 @@ pub async fn import_as(
 ) -> Result<ImportSummary, ImportError> {
     // One id for every event of this run, to find them together.
     let run = format!("import-{}", uuid::Uuid::new_v4().simple());
+    let ids: Vec<TenantId> = seed.tenants.iter().map(|t| t.id.clone()).collect();
+    let stored = store.stored_tenants(&ids).await?;
+    let settings_changes: Vec<AuditEvent> = seed
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            let old = stored.get(&t.id).filter(|old| **old != t.policy)?;
+            Some(settings_change(importer, &run, t, old))
+        })
+        .collect();
+    // The record of who changed which settings first: if it cannot be
+    // stored, no tenant is written.
+    if !settings_changes.is_empty() {
+        store.append_import_events(&settings_changes).await?;
+    }
     store.put_tenants(&seed.tenants).await?;
     let mut summary = ImportSummary {
         tenants: seed.tenants.len(),
+        settings_changes: settings_changes.len(),
         ..Default::default()
     };
     let total = seed.devices.len();

@@ -709,7 +709,8 @@ async fn inline_keys_never_expire() {
     let srv = jwks_server(b.jwks_json()).await;
     srv.keys(Answer::Status(500));
     let clock = TestClock::at(NOW);
-    // As with PORTAL_JWKS: the inline set, and a source for unknown kids.
+    // Initial keys and a source for unknown kids: the initial keys never
+    // expire (PORTAL_JWKS itself fetches nothing, see below).
     let v = JwtVerifier::new(
         settings(),
         KeySet::from_jwks_json(&a.jwks_json()).unwrap(),
@@ -997,6 +998,61 @@ async fn portal_jwks_max_age_sets_how_long_fetched_keys_are_used() {
     assert_eq!(v.verify(&ta).await, Err(AuthFailure::UnknownKey));
     assert_eq!(srv.fetches(), 2);
     v.verify(&token_at(&b, &clock, 600)).await.unwrap();
+}
+
+/// `PORTAL_JWKS` (keys given inline) is the whole key set: a token naming
+/// another `kid` is a sign-in error (401 `invalid_token`), never a reason to
+/// fetch keys from the issuer or `PORTAL_JWKS_URL`, which would replace the
+/// configured keys with whatever those answer.
+#[tokio::test]
+async fn with_inline_keys_an_unknown_kid_is_401_and_nothing_is_fetched() {
+    let srv = jwks_server(String::new()).await;
+    let issuer = srv.base.clone();
+    let inline = DevIdentityProvider::generate(DevAlg::Es256, &issuer, AUDIENCE);
+    let other = DevIdentityProvider::generate(DevAlg::Es256, &issuer, AUDIENCE);
+    // The issuer (discovery, then /keys) publishes the other key.
+    *srv.doc.lock().unwrap() = other.jwks_json();
+    for jwks_url in [None, Some(format!("{}/keys", srv.base))] {
+        let inline_jwks = inline.jwks_json();
+        let config = recovery_portal::config::Config::from_lookup(|k| match k {
+            "PORTAL_ISSUER" => Some(issuer.clone()),
+            "PORTAL_AUDIENCE" => Some(AUDIENCE.to_owned()),
+            "PORTAL_JWKS" => Some(inline_jwks.clone()),
+            "PORTAL_JWKS_URL" => jwks_url.clone(),
+            _ => None,
+        })
+        .unwrap();
+        let mut h = Harness::new(&test_seed(), 10).await;
+        h.portal.verifier = recovery_portal::app::jwt_verifier_with_clock(
+            config.auth.as_ref().unwrap(),
+            h.clock.clone(),
+        );
+        let server = h.serve().await;
+        let now = h.clock.unix();
+        let known = inline.token("contoso", "alice", "RecoveryKey.Read", now, 3600);
+        let unknown = other.token("contoso", "alice", "RecoveryKey.Read", now, 3600);
+        assert_eq!(server.get("/v1/devices", &known).await.status, 200);
+        for _ in 0..2 {
+            let r = server.get("/v1/devices", &unknown).await;
+            r.assert_problem(401);
+            assert!(
+                r.header("www-authenticate")
+                    .is_some_and(|w| w.contains("invalid_token")),
+                "{:?}",
+                r.header("www-authenticate")
+            );
+            h.clock.advance(31);
+        }
+        assert_eq!(
+            (srv.fetches(), srv.discovery_fetches()),
+            (0, 0),
+            "PORTAL_JWKS_URL {jwks_url:?}: nothing to fetch"
+        );
+        // The inline key still verifies, long after.
+        h.clock.advance(30 * 86_400);
+        let later = inline.token("contoso", "alice", "RecoveryKey.Read", h.clock.unix(), 3600);
+        assert_eq!(server.get("/v1/devices", &later).await.status, 200);
+    }
 }
 
 /// Property tests of header and claims parsing: arbitrary JSON never

@@ -10,6 +10,7 @@ use crate::support::aws as common_aws;
 use common_aws::{device, key, moto_env, password, seed_json};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
+use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
 use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
@@ -939,6 +940,161 @@ async fn ownership_change_contract(
     assert_eq!(dev.unwrap().device.owner, u("u8"));
 }
 
+/// A re-import that changes a tenant's settings records the change in the
+/// audit trail, as `PATCH /v1/tenant/settings` does, under the importer's
+/// identity: one `settings_change` event per tenant actually changed, none
+/// for a tenant the file leaves as it is (nor for a tenant it creates).
+async fn settings_change_contract(
+    store: &dyn Store,
+    import: &dyn ImportStore,
+    cipher: &dyn KeyCipher,
+) {
+    let tenants = |t8: serde_json::Value| {
+        let json = serde_json::json!({
+            "tenants": [t8, {"tenant_id": "t9", "self_service": true}],
+            "devices": [],
+        });
+        recovery_portal::tools::seed::parse(&json.to_string()).unwrap()
+    };
+    let admin = UserId::importer("admin").unwrap();
+    let by_importer = AuditQuery {
+        actor: Some(UserId::parse_actor("import:admin").unwrap()),
+        ..Default::default()
+    };
+    let run = |t8: serde_json::Value| {
+        let seed = tenants(t8);
+        let admin = admin.clone();
+        async move {
+            recovery_portal::tools::import::import_as(&seed, cipher, import, &admin, &|_, _| {})
+                .await
+                .unwrap()
+        }
+    };
+    let events = |tenant: &'static str| {
+        let q = by_importer.clone();
+        async move { store.audit_events(&t(tenant), &q).await.unwrap().events }
+    };
+    let first = serde_json::json!({"tenant_id": "t8", "self_service": true,
+                                   "helpdesk": {"name": "T8 IT"}});
+    assert_eq!(run(first.clone()).await.settings_changes, 0, "new tenants");
+    assert_eq!(run(first).await.settings_changes, 0, "the same file again");
+    assert!(events("t8").await.is_empty());
+
+    let changed = serde_json::json!({"tenant_id": "t8", "self_service": false,
+        "helpdesk": {"name": "T8 IT"}, "require_reason": "always",
+        "superseded_key_retention_days": 90});
+    assert_eq!(run(changed.clone()).await.settings_changes, 1);
+    let got = events("t8").await;
+    assert_eq!(got.len(), 1, "{got:?}");
+    let e = &got[0];
+    assert_eq!(
+        e.action,
+        recovery_portal::domain::audit::Action::SettingsChange
+    );
+    assert_eq!(e.actor.as_str(), "import:admin");
+    assert_eq!(e.outcome, Outcome::Changed);
+    assert_eq!(e.reason, "settings_changed");
+    assert_eq!((e.device_id.as_ref(), e.key_id), (None, None));
+    assert_eq!(
+        e.justification.as_deref(),
+        Some(
+            "self_service true -> false; require_reason never -> always; \
+             superseded_key_retention_days 30 -> 90"
+        )
+    );
+    assert!(e.request_id.starts_with("import-"), "{}", e.request_id);
+    // The tenant the file left unchanged got none.
+    assert!(events("t9").await.is_empty());
+    // Unchanged again: nothing more.
+    assert_eq!(run(changed).await.settings_changes, 0);
+    assert_eq!(events("t8").await.len(), 1);
+    // The helpdesk alone.
+    let helpdesk = serde_json::json!({"tenant_id": "t8", "self_service": false,
+        "helpdesk": {"name": "T8 Desk"}, "require_reason": "always",
+        "superseded_key_retention_days": 90});
+    assert_eq!(run(helpdesk).await.settings_changes, 1);
+    let got = events("t8").await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert_eq!(got[0].justification.as_deref(), Some("helpdesk changed"));
+    let (_, policy) = store.list_devices(&t("t8"), &u("u8")).await.unwrap();
+    assert_eq!(
+        policy.helpdesk.and_then(|h| h.name).as_deref(),
+        Some("T8 Desk")
+    );
+}
+
+/// An import whose settings-change events cannot be stored writes no tenant
+/// (nor any device): a change is never made without its record.
+#[tokio::test]
+async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
+    struct NoAudit<'a>(&'a MemoryStore);
+    #[async_trait::async_trait]
+    impl ImportStore for NoAudit<'_> {
+        async fn stored_devices(
+            &self,
+            devices: &[(TenantId, DeviceId)],
+        ) -> Result<HashMap<(TenantId, DeviceId), StoredDevice>, Unavailable> {
+            self.0.stored_devices(devices).await
+        }
+        async fn stored_tenants(
+            &self,
+            tenants: &[TenantId],
+        ) -> Result<HashMap<TenantId, TenantPolicy>, Unavailable> {
+            self.0.stored_tenants(tenants).await
+        }
+        async fn put_tenants(
+            &self,
+            tenants: &[recovery_portal::domain::model::Tenant],
+        ) -> Result<(), Unavailable> {
+            self.0.put_tenants(tenants).await
+        }
+        async fn put_devices(
+            &self,
+            devices: &[recovery_portal::ports::ImportDevice],
+        ) -> Result<(), Unavailable> {
+            self.0.put_devices(devices).await
+        }
+        async fn append_import_events(&self, _: &[AuditEvent]) -> Result<(), Unavailable> {
+            Err(Unavailable::new("audit", "the audit table is down"))
+        }
+    }
+    let store = MemoryStore::new();
+    let cipher = LocalCipher::random();
+    let with = |self_service: bool| {
+        let json = serde_json::json!({
+            "tenants": [{"tenant_id": "t8", "self_service": self_service}],
+            "devices": [device(
+                "t8",
+                "PC-8",
+                "u8",
+                vec![key(K8, "operating_system", 8, "2024-05-15T09:30:00Z")],
+            )],
+        });
+        recovery_portal::tools::seed::parse(&json.to_string()).unwrap()
+    };
+    recovery_portal::tools::import::import(&with(true), &cipher, &store, &|_, _| {})
+        .await
+        .unwrap();
+    let e =
+        recovery_portal::tools::import::import(&with(false), &cipher, &NoAudit(&store), &|_, _| {})
+            .await
+            .unwrap_err();
+    assert!(e.to_string().contains("audit"), "{e}");
+    let (_, policy) = store.list_devices(&t("t8"), &u("u8")).await.unwrap();
+    assert!(
+        policy.self_service,
+        "the settings were changed without a record"
+    );
+    assert!(
+        store
+            .audit_events(&t("t8"), &AuditQuery::default())
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn embedded_backends_keep_the_contract() {
     let store = MemoryStore::new();
@@ -946,6 +1102,7 @@ async fn embedded_backends_keep_the_contract() {
     store_contract(&store, &store, &cipher).await;
     tenant_policy_contract(&store, &store, &cipher).await;
     ownership_change_contract(&store, &store, &cipher).await;
+    settings_change_contract(&store, &store, &cipher).await;
     cipher_contract(&cipher).await;
 }
 
@@ -955,5 +1112,6 @@ async fn aws_backends_on_moto_keep_the_contract() {
     store_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
     tenant_policy_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
     ownership_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
+    settings_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
     cipher_contract(env.cipher.as_ref()).await;
 }

@@ -104,6 +104,44 @@ def test_sign_in_read_the_key_and_it_disappears_after_display_seconds(page: Page
     shot(page, "key-hidden-360")
 
 
+def test_a_tab_back_from_the_background_drops_an_expired_key_at_once(page: Page, portal, seed):
+    """A phone that backgrounds the tab throttles or freezes its timers while
+    the wall clock runs on. Here Playwright's clock is paused (no timer
+    fires) and its system time moved past display_seconds; the key must go
+    the moment the page is visible again (visibilitychange, pageshow), not
+    at some later tick."""
+    page.clock.install()
+    sign_in(page, portal.base, "contoso", "alice", "RecoveryKey.Read")
+    laptop = device_card(page, "Alice's work laptop")
+    expected = seed[ALICE_LAPTOP_KEY]
+
+    for event in ["visibilitychange", "pageshow"]:
+        page.clock.resume()
+        if event == "visibilitychange":
+            laptop.get_by_role("button", name="Get recovery key").click()
+        else:
+            page.get_by_role("button", name="Show the key again").click()
+        password = page.get_by_test_id("recovery-password")
+        expect(password).to_have_text(expected)
+        expect(page.get_by_test_id("countdown")).to_contain_text("5:00")
+        # In the background: timers stop, the wall clock does not.
+        # (Playwright for Python takes these times in seconds.)
+        now = page.evaluate("Date.now()") / 1000
+        page.clock.pause_at(now + 1)
+        page.clock.set_system_time(now + 301)
+        # No timer ran, so the key is still in the DOM...
+        expect(password).to_have_text(expected)
+        # ...until the page is shown again.
+        if event == "visibilitychange":
+            page.evaluate("document.dispatchEvent(new Event('visibilitychange'))")
+        else:
+            page.evaluate("window.dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+        expect(page.get_by_test_id("recovery-password")).to_have_count(0, timeout=2_000)
+        expect(page.get_by_test_id("countdown")).to_have_count(0)
+        expect(page.get_by_text("Time is up")).to_be_visible()
+        assert expected.split("-")[3] not in page.content()
+
+
 def test_hide_now_copy_and_sign_out(page: Page, portal, seed):
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     sign_in(page, portal.base, "contoso", "alice", "RecoveryKey.Read")

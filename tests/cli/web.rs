@@ -517,6 +517,170 @@ async fn authorize_refuses_bad_requests_with_a_page_and_never_redirects() {
     assert_eq!(r.status, 413);
 }
 
+/// DNS rebinding: a web page on another name that resolves to 127.0.0.1
+/// reaches this server with its own name in `Host`. In dev-IdP mode every
+/// route answers such a request 421 (problem+json) before doing anything;
+/// only the loopback names with the server's own port are served.
+#[tokio::test]
+async fn dev_mode_refuses_requests_for_other_hosts_with_421() {
+    let s = site(&[]).await;
+    let port = url::Url::parse(&s.base).unwrap().port().unwrap();
+    let authorize = format!("/authorize?{}", encode(&s.authorize_params()));
+    let routes: Vec<(&str, String)> = vec![
+        ("GET", "/".into()),
+        ("GET", "/app.js".into()),
+        ("GET", "/config.json".into()),
+        ("GET", "/openapi.json".into()),
+        ("GET", "/.well-known/openid-configuration".into()),
+        ("GET", "/.well-known/jwks.json".into()),
+        ("GET", authorize.clone()),
+        ("POST", "/authorize".into()),
+        ("POST", "/token".into()),
+        ("GET", "/v1/devices".into()),
+        ("POST", "/v1/devices/DESKTOP-7Q2M4K1/recovery-key".into()),
+        ("GET", "/no-such-route".into()),
+    ];
+    let send = |method: &str, path: &str, host: &str| {
+        let url = format!("{}{path}", s.base);
+        let r = if method == "GET" {
+            s.client.get(url)
+        } else {
+            s.client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body("grant_type=authorization_code")
+        };
+        answer(r.header("host", host))
+    };
+    let foreign = [
+        format!("rebind.attacker.example:{port}"),
+        "rebind.attacker.example".to_owned(),
+        format!("127.0.0.1:{}", port.wrapping_add(1).max(1)),
+        "127.0.0.1".to_owned(),
+        format!("localhost.attacker.example:{port}"),
+        format!("127.0.0.2:{port}"),
+        format!("192.168.1.10:{port}"),
+    ];
+    for (method, path) in &routes {
+        for host in &foreign {
+            let r = send(method, path, host).await;
+            assert_eq!(r.status, 421, "{method} {path} Host {host:?}: {}", r.text);
+            assert_eq!(
+                r.header("content-type"),
+                Some("application/problem+json"),
+                "{method} {path} Host {host:?}"
+            );
+            let j = r.json();
+            assert_eq!(j["status"], 421);
+            assert!(
+                j["type"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/misdirected-request")
+            );
+            assert!(r.header("location").is_none());
+            assert!(r.header("access-control-allow-origin").is_none());
+            assert!(!r.text.contains("access_token") && !r.text.contains("\"keys\""));
+        }
+        // The server's own names are served (whatever the route answers).
+        for host in [
+            format!("127.0.0.1:{port}"),
+            format!("localhost:{port}"),
+            format!("LocalHost:{port}"),
+            format!("[::1]:{port}"),
+        ] {
+            let r = send(method, path, &host).await;
+            assert_ne!(r.status, 421, "{method} {path} Host {host:?}: {}", r.text);
+        }
+    }
+}
+
+/// The dev provider signs in only the portal page it serves: the redirect
+/// URI must be this server's own origin (any loopback name, its port) and
+/// the page's path, at `/authorize` (form and submission) and at `/token`.
+#[tokio::test]
+async fn dev_mode_accepts_only_the_pages_own_redirect_uri() {
+    let s = site(&[]).await;
+    let port = url::Url::parse(&s.base).unwrap().port().unwrap();
+    let with_redirect = |uri: &str| {
+        let mut p: Vec<(&str, String)> = s
+            .authorize_params()
+            .into_iter()
+            .filter(|(k, _)| *k != "redirect_uri")
+            .collect();
+        p.push(("redirect_uri", uri.to_owned()));
+        p
+    };
+    let who = [
+        ("tenant", "contoso"),
+        ("user", "alice"),
+        ("scope", "RecoveryKey.Read"),
+    ];
+    let other_port = port.wrapping_add(1).max(1);
+    for bad in [
+        format!("http://127.0.0.1:{other_port}/"),
+        format!("http://localhost:{other_port}/"),
+        format!("http://127.0.0.1:{port}/elsewhere"),
+        format!("http://127.0.0.1:{port}/callback?x=1"),
+        format!("http://127.0.0.1:{port}/?next=/evil"),
+        format!("https://127.0.0.1:{port}/"),
+        format!("http://127.0.0.2:{port}/"),
+        "http://localhost/".to_owned(),
+    ] {
+        let r = s.authorize_get(&with_redirect(&bad)).await;
+        assert_eq!(r.status, 400, "GET {bad}: {}", r.text);
+        assert!(r.text.contains("redirect_uri"), "GET {bad}: {}", r.text);
+        assert!(!r.text.contains("<form"), "GET {bad}");
+        let r = s.authorize_post(&with_redirect(&bad), who).await;
+        assert_eq!(r.status, 400, "POST {bad}: {}", r.text);
+        assert!(r.header("location").is_none(), "POST {bad}");
+        // And a token request naming it is refused, whatever the code.
+        let code = s.alice_code().await;
+        let r = s
+            .redeem(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &bad),
+                ("client_id", DEV_CLIENT_ID),
+                ("code_verifier", VERIFIER),
+            ])
+            .await;
+        assert_invalid_grant(&r);
+    }
+    // The page's own URI on each loopback name of this server: a code, and
+    // the code redeemed.
+    for good in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+        format!("http://[::1]:{port}/"),
+        format!("http://127.0.0.1:{port}/index.html"),
+    ] {
+        let params = with_redirect(&good);
+        let r = s.authorize_get(&params).await;
+        assert_eq!(r.status, 200, "GET {good}: {}", r.text);
+        let r = s.authorize_post(&params, who).await;
+        assert_eq!(r.status, 303, "POST {good}: {}", r.text);
+        let location = url::Url::parse(r.header("location").unwrap()).unwrap();
+        assert!(location.as_str().starts_with(&good), "{location}");
+        let code = location
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .unwrap()
+            .1
+            .into_owned();
+        let t = s
+            .redeem(&[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", &good),
+                ("client_id", DEV_CLIENT_ID),
+                ("code_verifier", VERIFIER),
+            ])
+            .await;
+        assert_eq!(t.status, 200, "token for {good}: {}", t.text);
+    }
+}
+
 #[tokio::test]
 async fn page_and_config_are_served_with_a_strict_policy() {
     let s = site(&[]).await;

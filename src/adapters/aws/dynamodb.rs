@@ -1081,6 +1081,30 @@ impl ImportStore for DynamoStore {
             .map(|_| ())
     }
 
+    async fn stored_tenants(
+        &self,
+        tenants: &[TenantId],
+    ) -> Result<HashMap<TenantId, TenantPolicy>, Unavailable> {
+        // Tenants are few: one consistent GetItem each.
+        let mut out = HashMap::new();
+        for t in tenants {
+            let resp = self
+                .client
+                .get_item()
+                .table_name(&self.devices)
+                .key("pk", s(items::tenant_pk(t)))
+                .key("sk", s(items::TENANT_SK))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| unavailable("GetItem tenant", &e))?;
+            if let Some(item) = resp.item {
+                out.insert(t.clone(), items::parse_policy(&item, "tenant")?);
+            }
+        }
+        Ok(out)
+    }
+
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {
         for t in tenants {
             self.client
