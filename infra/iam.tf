@@ -238,6 +238,8 @@ data "aws_iam_policy_document" "import" {
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:Query",
+      # Tenant settings are updated in place (an open incident stays).
+      "dynamodb:UpdateItem",
     ]
     resources = [aws_dynamodb_table.devices.arn]
   }
@@ -252,7 +254,7 @@ data "aws_iam_policy_document" "import" {
     ]
   }
 
-  # Ownership changes are audited under the importer's name. Append-only:
+  # Ownership and settings changes are audited under the importer's name. Append-only:
   # PutItem with attribute_not_exists(pk), never Update/Delete.
   statement {
     sid       = "RecordOwnershipChanges"

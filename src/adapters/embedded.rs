@@ -306,7 +306,10 @@ impl ImportStore for MemoryStore {
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {
         let mut st = self.state();
         for t in tenants {
-            st.tenants.insert(t.id.clone(), t.policy.clone());
+            // An import sets the settings; an open incident stays open.
+            let mut policy = t.policy.clone();
+            policy.incident = st.tenants.get(&t.id).and_then(|p| p.incident.clone());
+            st.tenants.insert(t.id.clone(), policy);
             lifecycle::tenant_replaced_by_import(&mut st, &t.id);
         }
         Ok(())

@@ -76,6 +76,8 @@ struct Env {
     idp: DevIdentityProvider,
     clock: Arc<TestClock>,
     store: Arc<dyn Store>,
+    import: Arc<dyn ImportStore>,
+    cipher: Arc<dyn KeyCipher>,
     metrics: Arc<MemoryMetrics>,
     /// Every reply that is not a batch or a disclosure.
     others: Vec<String>,
@@ -96,7 +98,7 @@ impl Env {
         let portal = Portal {
             store: store.clone(),
             lifecycle: store.clone(),
-            cipher,
+            cipher: cipher.clone(),
             clock: clock.clone(),
             verifier: Arc::new(idp.verifier(clock.clone())),
             key_rate_limit: 3,
@@ -107,7 +109,9 @@ impl Env {
             server: serve_portal(portal).await,
             idp,
             clock,
-            store,
+            store: store.clone(),
+            import: store,
+            cipher,
             metrics,
             others: Vec::new(),
         }
@@ -316,6 +320,19 @@ async fn incident_scenario(env: &mut Env) {
         )
         .await;
     assert_eq!(r.status, 409, "one open incident per tenant: {}", r.text);
+    // An import that sets the tenant's settings keeps it open.
+    let reimport = recovery_portal::tools::seed::parse(
+        &json!({"tenants": [{"tenant_id": "contoso", "self_service": true}]}).to_string(),
+    )
+    .unwrap();
+    recovery_portal::tools::import::import(
+        &reimport,
+        env.cipher.as_ref(),
+        env.import.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .unwrap();
     // Agents see it (to know batches are open).
     let r = env
         .send("GET", "/v1/incidents", "agent-1", AGENT, None)

@@ -323,7 +323,8 @@ async fn after_retention(env: &mut Env, sweep: bool) {
     assert_eq!(
         r.json(),
         json!({"self_service": true, "helpdesk": {"name": "Contoso IT", "email": "help@contoso.test", "phone": "+1 555 0100", "url": "https://help.contoso.test"},
-               "require_reason": "never", "superseded_key_retention_days": 30})
+               "require_reason": "never", "superseded_key_retention_days": 30,
+               "self_service_rate_limit": null, "helpdesk_rate_limit": null})
     );
     let r = env
         .send(

@@ -1107,13 +1107,50 @@ impl ImportStore for DynamoStore {
 
     async fn put_tenants(&self, tenants: &[Tenant]) -> Result<(), Unavailable> {
         for t in tenants {
-            self.client
-                .put_item()
+            // An update, not a put: the settings are replaced, while an open
+            // incident stays, and the settings version moves on (a settings
+            // change prepared before the import must read again).
+            let mut item = items::tenant_item(t);
+            let key = HashMap::from([
+                ("pk".to_owned(), item.remove("pk").unwrap_or_else(|| s(""))),
+                ("sk".to_owned(), item.remove("sk").unwrap_or_else(|| s(""))),
+            ]);
+            let mut u = self
+                .client
+                .update_item()
                 .table_name(&self.devices)
-                .set_item(Some(items::tenant_item(t)))
+                .set_key(Some(key))
+                .expression_attribute_names("#v", "settings_version")
+                .expression_attribute_values(":one", n(1));
+            let mut sets = Vec::new();
+            let mut removes = Vec::new();
+            for (i, attr) in [
+                "helpdesk",
+                items::SELF_SERVICE_RATE_LIMIT,
+                items::HELPDESK_RATE_LIMIT,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                if !item.contains_key(attr) {
+                    removes.push(format!("#r{i}"));
+                    u = u.expression_attribute_names(format!("#r{i}"), attr);
+                }
+            }
+            for (i, (name, value)) in item.into_iter().enumerate() {
+                sets.push(format!("#a{i} = :a{i}"));
+                u = u
+                    .expression_attribute_names(format!("#a{i}"), name)
+                    .expression_attribute_values(format!(":a{i}"), value);
+            }
+            let mut expr = format!("SET {} ADD #v :one", sets.join(", "));
+            if !removes.is_empty() {
+                expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
+            }
+            u.update_expression(expr)
                 .send()
                 .await
-                .map_err(|e| unavailable("PutItem tenant", &e))?;
+                .map_err(|e| unavailable("UpdateItem tenant", &e))?;
         }
         Ok(())
     }
