@@ -29,7 +29,8 @@ const AUDITOR: &str = "AuditLog.Read.All";
 const ESCROW: &str = "RecoveryKey.Escrow";
 const DEVICES_WRITE: &str = "Devices.ReadWrite.All";
 const SETTINGS: &str = "Tenant.Settings.ReadWrite";
-const PERMISSIONS: [&str; 7] = [
+const INCIDENT: &str = "RecoveryKey.Incident";
+const PERMISSIONS: [&str; 8] = [
     "Devices.Read",
     OWNER,
     HELPDESK,
@@ -37,6 +38,7 @@ const PERMISSIONS: [&str; 7] = [
     ESCROW,
     DEVICES_WRITE,
     SETTINGS,
+    INCIDENT,
 ];
 /// A valid recovery password (BitLocker's documentation example).
 const PASSWORD: &str = "038258-286682-604857-317823-647658-401093-009361-230186";
@@ -165,6 +167,25 @@ async fn documented_permissions_are_the_enforced_ones() {
     );
     let escrow =
         format!(r#"{{"volume_type":"operating_system","recovery_password":"{PASSWORD}"}}"#);
+    // An incident to close (DELETE runs first; POST then opens another,
+    // which the batch route after it needs).
+    let lead = h.token("contoso", "lead", INCIDENT);
+    let r = s
+        .send(
+            "POST",
+            "/v1/incidents",
+            Some(&lead),
+            Some((
+                "application/json",
+                r#"{"reason":"outage","duration_hours":2}"#,
+            )),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let incident = format!(
+        "/v1/incidents/{}",
+        r.json()["incident_id"].as_str().unwrap()
+    );
     for (method, template) in openapi::operations() {
         let op = &doc()["paths"][&template][method.to_ascii_lowercase()];
         let listed = strings(&op["x-permissions"]);
@@ -203,6 +224,21 @@ async fn documented_permissions_are_the_enforced_ones() {
             "/v1/tenant/settings" if method == "PATCH" => (
                 template.clone(),
                 Some(("application/json", r#"{"require_reason":"never"}"#)),
+            ),
+            "/v1/incidents/{incident_id}" => (incident.clone(), None),
+            "/v1/incidents" if method == "POST" => (
+                template.clone(),
+                Some((
+                    "application/json",
+                    r#"{"reason":"outage","duration_hours":2}"#,
+                )),
+            ),
+            "/v1/recovery-keys/batch" => (
+                template.clone(),
+                Some((
+                    "application/json",
+                    r#"{"key_ids":["44444444"],"reason":"INC-1"}"#,
+                )),
             ),
             other => (other.to_owned(), None),
         };
@@ -515,6 +551,137 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     for (method, path, token, body) in life {
         record(s.send(method, &path, token, body).await, method, &path);
     }
+    // Incident mode: open, list, batch, close.
+    let lead = h.token("contoso", "lead", INCIDENT);
+    let lead = lead.as_str();
+    let incidents = "/v1/incidents";
+    let open = json(r#"{"reason":"faulty update","duration_hours":2}"#);
+    let batch = "/v1/recovery-keys/batch";
+    let huge = "x".repeat(recovery_portal::api::MAX_BATCH_BODY + 1);
+    let huge = huge.as_str();
+    // Its own agent: the batch's disclosure must not use up `agent`'s
+    // hourly slot, which the cases below still need.
+    let agent2 = h.token("contoso", "agent-2", HELPDESK);
+    let agent2 = agent2.as_str();
+    let inc: Vec<Case> = vec![
+        ("GET", incidents.into(), Some(lead), None),
+        ("GET", format!("{incidents}?x=1"), Some(lead), None),
+        ("GET", incidents.into(), None, None),
+        ("GET", incidents.into(), Some(alice), None),
+        (
+            "GET",
+            incidents.into(),
+            Some(lead),
+            Some(("text/plain", big)),
+        ),
+        (
+            "POST",
+            batch.into(),
+            Some(agent2),
+            json(r#"{"key_ids":["44444444"],"reason":"x"}"#),
+        ), // 403: no incident
+        ("POST", incidents.into(), Some(lead), open), // 201
+        ("POST", incidents.into(), Some(lead), open), // 409
+        (
+            "POST",
+            incidents.into(),
+            Some(lead),
+            json(r#"{"reason":"x"}"#),
+        ),
+        ("POST", incidents.into(), None, open),
+        ("POST", incidents.into(), Some(alice), open),
+        (
+            "POST",
+            incidents.into(),
+            Some(lead),
+            Some(("application/json", big)),
+        ),
+        (
+            "POST",
+            incidents.into(),
+            Some(lead),
+            Some(("text/plain", "x")),
+        ),
+        (
+            "POST",
+            batch.into(),
+            Some(agent2),
+            json(
+                r#"{"key_ids":["44444444-dddd-4ddd-8ddd-000000000005","11111111","99999999"],"reason":"INC-7"}"#,
+            ),
+        ), // 200: a key, an ambiguous prefix, no match
+        (
+            "POST",
+            batch.into(),
+            Some(agent2),
+            json(r#"{"key_ids":[],"reason":"x"}"#),
+        ),
+        ("POST", batch.into(), None, json("{}")),
+        (
+            "POST",
+            batch.into(),
+            Some(alice),
+            json(r#"{"key_ids":["44444444"],"reason":"x"}"#),
+        ),
+        (
+            "POST",
+            batch.into(),
+            Some(agent2),
+            Some(("application/json", huge)),
+        ),
+        (
+            "POST",
+            batch.into(),
+            Some(agent2),
+            Some(("text/plain", "x")),
+        ),
+        ("DELETE", format!("{incidents}/not-an-id"), Some(lead), None),
+        (
+            "DELETE",
+            format!("{incidents}/6f1c2d3e-0000-4000-8000-000000000000"),
+            Some(lead),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("{incidents}/6f1c2d3e-0000-4000-8000-000000000000"),
+            None,
+            None,
+        ),
+        (
+            "DELETE",
+            format!("{incidents}/6f1c2d3e-0000-4000-8000-000000000000"),
+            Some(alice),
+            None,
+        ),
+        (
+            "DELETE",
+            format!("{incidents}/6f1c2d3e-0000-4000-8000-000000000000"),
+            Some(lead),
+            Some(("text/plain", big)),
+        ),
+    ];
+    let mut open_id = None;
+    for (method, path, token, body) in inc {
+        let r = s.send(method, &path, token, body).await;
+        if r.status == 201 {
+            open_id = r.json()["incident_id"].as_str().map(str::to_owned);
+        }
+        if method == "POST" && path == batch && r.status == 200 {
+            let items = r.json()["results"].clone();
+            assert_eq!(items[0]["status"], 200, "{items}");
+            assert_eq!(items[1]["status"], 409, "{items}");
+            assert_eq!(items[2]["status"], 404, "{items}");
+        }
+        record(r, method, &path);
+    }
+    let path = format!("{incidents}/{}", open_id.expect("an incident was opened"));
+    record(
+        s.send("DELETE", &path, Some(lead), None).await,
+        "DELETE",
+        &path,
+    );
+
     // Events carry what the trail records, every field present.
     let r = s.get("/v1/audit-events", auditor).await;
     assert!(
@@ -535,13 +702,19 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("/v1/recovery-keys?key_id_prefix=11111111", agent),
         ("/v1/audit-events", auditor),
         ("/v1/devices/PC-ALICE-2/recovery-key", agent),
+        ("/v1/recovery-keys/batch", agent),
     ] {
-        let method = if path.ends_with("recovery-key") {
+        let method = if path.ends_with("recovery-key") || path.ends_with("batch") {
             "POST"
         } else {
             "GET"
         };
-        record(s.send(method, path, Some(token), None).await, method, path);
+        let body = if path.ends_with("batch") {
+            json(r#"{"key_ids":["44444444"],"reason":"x"}"#)
+        } else {
+            None
+        };
+        record(s.send(method, path, Some(token), body).await, method, path);
     }
     h.store.fail_reads.store(false, Ordering::SeqCst);
 
@@ -579,6 +752,14 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
         ("GET", "/v1/rotation-requests".to_owned(), mdm, None),
         ("GET", settings.to_owned(), admin, None),
         ("PATCH", settings.to_owned(), admin, json("{}")),
+        ("GET", "/v1/incidents".to_owned(), lead, None),
+        ("POST", "/v1/incidents".to_owned(), lead, open),
+        (
+            "DELETE",
+            "/v1/incidents/6f1c2d3e-0000-4000-8000-000000000000".to_owned(),
+            lead,
+            None,
+        ),
     ] {
         record(
             down.send(method, &path, Some(token), body).await,
