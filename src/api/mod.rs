@@ -702,7 +702,14 @@ async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, Ap
     let token = jwt::bearer_token(value).map_err(ApiError::Unauthenticated)?;
     portal.verifier.verify(token).await.map_err(|f| {
         tracing::info!(reason = %f, "token rejected");
-        ApiError::from(f)
+        let e = ApiError::from(f);
+        if matches!(e, ApiError::IdentityProviderUnavailable { .. }) {
+            portal.count(
+                crate::domain::metrics::Metric::Unavailable(crate::domain::metrics::Cause::Idp),
+                1,
+            );
+        }
+        e
     })
 }
 
