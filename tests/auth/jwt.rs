@@ -810,11 +810,7 @@ async fn an_unreachable_identity_provider_is_a_503_with_retry_after_not_a_401() 
         assert_eq!(h.opens(), 0);
         // Operators see it: one `Unavailable` (Cause=idp) per refused request.
         use recovery_portal::domain::metrics::{Cause, Metric};
-        assert_eq!(
-            h.metrics.get(Metric::Unavailable(Cause::Idp)),
-            2,
-            "{what}"
-        );
+        assert_eq!(h.metrics.get(Metric::Unavailable(Cause::Idp)), 2, "{what}");
         if what == "refused" {
             continue;
         }

@@ -531,38 +531,18 @@ impl Store for DynamoStore {
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
         let device_pk = items::device_pk(tenant, device);
         let tenant_pk = items::tenant_pk(tenant);
-        let device_keys = KeysAndAttributes::builder()
-            .keys(HashMap::from([
-                ("pk".to_owned(), s(device_pk.as_str())),
-                ("sk".to_owned(), s(items::DEVICE_SK)),
-            ]))
-            .keys(HashMap::from([
-                ("pk".to_owned(), s(tenant_pk.as_str())),
-                ("sk".to_owned(), s(items::TENANT_SK)),
-            ]))
-            .consistent_read(true)
-            .build()
-            .map_err(build_error)?;
-        let rate_key = KeysAndAttributes::builder()
-            .keys(HashMap::from([(
-                "pk".to_owned(),
-                s(items::rate_pk(tenant, actor)),
-            )]))
-            .consistent_read(true)
-            .build()
-            .map_err(build_error)?;
-        let mut got = self
-            .batch_get(
-                HashMap::from([
-                    (self.devices.clone(), device_keys),
-                    (self.rate_limits.clone(), rate_key),
-                ]),
-                REQUEST_BACKOFF,
-                "BatchGetItem",
+        let (device_items, window) = self
+            .read_with_rate_window(
+                &[
+                    (&device_pk, items::DEVICE_SK),
+                    (&tenant_pk, items::TENANT_SK),
+                ],
+                tenant,
+                actor,
             )
             .await?;
         let (mut device_item, mut tenant_item) = (None, None);
-        for item in got.remove(&self.devices).unwrap_or_default() {
+        for item in device_items {
             match attr_s(&item, "pk") {
                 Some(pk) if pk == device_pk => device_item = Some(item),
                 Some(pk) if pk == tenant_pk => tenant_item = Some(item),
@@ -581,13 +561,6 @@ impl Store for DynamoStore {
             }
             None => None,
         };
-        let window = match got
-            .remove(&self.rate_limits)
-            .and_then(|v| v.into_iter().next())
-        {
-            Some(item) => items::parse_rate_window(&item)?,
-            None => RateWindow::default(),
-        };
         Ok((sealed, window))
     }
 
@@ -604,42 +577,13 @@ impl Store for DynamoStore {
         tenant: &TenantId,
         actor: &UserId,
     ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
-        let tenant_key = KeysAndAttributes::builder()
-            .keys(HashMap::from([
-                ("pk".to_owned(), s(items::tenant_pk(tenant))),
-                ("sk".to_owned(), s(items::TENANT_SK)),
-            ]))
-            .consistent_read(true)
-            .build()
-            .map_err(build_error)?;
-        let rate_key = KeysAndAttributes::builder()
-            .keys(HashMap::from([(
-                "pk".to_owned(),
-                s(items::rate_pk(tenant, actor)),
-            )]))
-            .consistent_read(true)
-            .build()
-            .map_err(build_error)?;
-        let mut got = self
-            .batch_get(
-                HashMap::from([
-                    (self.devices.clone(), tenant_key),
-                    (self.rate_limits.clone(), rate_key),
-                ]),
-                REQUEST_BACKOFF,
-                "BatchGetItem",
-            )
+        let tenant_pk = items::tenant_pk(tenant);
+        let (tenant_items, window) = self
+            .read_with_rate_window(&[(&tenant_pk, items::TENANT_SK)], tenant, actor)
             .await?;
-        let policy = match got.remove(&self.devices).and_then(|v| v.into_iter().next()) {
+        let policy = match tenant_items.into_iter().next() {
             Some(item) => items::parse_policy(&item, "tenant")?,
             None => TenantPolicy::default(),
-        };
-        let window = match got
-            .remove(&self.rate_limits)
-            .and_then(|v| v.into_iter().next())
-        {
-            Some(item) => items::parse_rate_window(&item)?,
-            None => RateWindow::default(),
         };
         Ok((policy, window))
     }
@@ -939,6 +883,49 @@ impl DynamoStore {
                 Err(c.error("TransactWriteItems batch"))
             }
         }
+    }
+
+    /// These items of the devices table (`(pk, sk)`) and the caller's rate
+    /// window, in one consistent `BatchGetItem`.
+    async fn read_with_rate_window(
+        &self,
+        keys: &[(&str, &str)],
+        tenant: &TenantId,
+        actor: &UserId,
+    ) -> Result<(Vec<Item>, RateWindow), Unavailable> {
+        let mut devices = KeysAndAttributes::builder().consistent_read(true);
+        for (pk, sk) in keys {
+            devices = devices.keys(HashMap::from([
+                ("pk".to_owned(), s(*pk)),
+                ("sk".to_owned(), s(*sk)),
+            ]));
+        }
+        let rate_key = KeysAndAttributes::builder()
+            .keys(HashMap::from([(
+                "pk".to_owned(),
+                s(items::rate_pk(tenant, actor)),
+            )]))
+            .consistent_read(true)
+            .build()
+            .map_err(build_error)?;
+        let mut got = self
+            .batch_get(
+                HashMap::from([
+                    (self.devices.clone(), devices.build().map_err(build_error)?),
+                    (self.rate_limits.clone(), rate_key),
+                ]),
+                REQUEST_BACKOFF,
+                "BatchGetItem",
+            )
+            .await?;
+        let window = match got
+            .remove(&self.rate_limits)
+            .and_then(|v| v.into_iter().next())
+        {
+            Some(item) => items::parse_rate_window(&item)?,
+            None => RateWindow::default(),
+        };
+        Ok((got.remove(&self.devices).unwrap_or_default(), window))
     }
 
     /// The conditional write of the caller's rate window.
