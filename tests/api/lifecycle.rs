@@ -405,3 +405,78 @@ async fn settings_apply_on_the_next_request() {
     assert_eq!(r.status, 200);
     assert_eq!(h.memory.audit_len(), before);
 }
+
+/// A tenant's own limits replace the deployment's, for owners and agents
+/// alike; `null` goes back to the deployment's; an open incident's limit
+/// replaces the tenant's helpdesk limit.
+#[tokio::test]
+async fn tenant_limits_override_the_deployments_and_an_incident_overrides_them() {
+    let (h, s) = setup().await; // PORTAL_KEY_RATE_LIMIT-like limits of 10
+    let admin = h.token("contoso", "admin", ADMIN);
+    let r = json_send(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        &admin,
+        json!({"self_service_rate_limit": 1, "helpdesk_rate_limit": 2}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(
+        (
+            r.json()["self_service_rate_limit"].clone(),
+            r.json()["helpdesk_rate_limit"].clone()
+        ),
+        (json!(1), json!(2))
+    );
+    let alice = h.token("contoso", "alice", "RecoveryKey.Read");
+    assert_eq!(s.post_key("PC-ALICE", &alice, None).await.status, 200);
+    assert_eq!(s.post_key("PC-ALICE", &alice, None).await.status, 429);
+    let agent = h.token("contoso", "agent", "RecoveryKey.Read.All");
+    for _ in 0..2 {
+        assert_eq!(s.post_key("PC-BOB", &agent, None).await.status, 200);
+    }
+    assert_eq!(s.post_key("PC-BOB", &agent, None).await.status, 429);
+    // Another tenant keeps the deployment's limits.
+    let carol = h.token("fabrikam", "agent", "RecoveryKey.Read.All");
+    for _ in 0..3 {
+        assert_eq!(s.post_key("PC-CAROL", &carol, None).await.status, 200);
+    }
+    // An incident's limit replaces the tenant's helpdesk limit at once.
+    let lead = h.token("contoso", "lead", "RecoveryKey.Incident");
+    let r = json_send(
+        &s,
+        "POST",
+        "/v1/incidents",
+        &lead,
+        json!({"reason": "outage", "duration_hours": 1, "helpdesk_rate_limit": 4}),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    for _ in 0..2 {
+        assert_eq!(s.post_key("PC-BOB", &agent, None).await.status, 200);
+    }
+    assert_eq!(s.post_key("PC-BOB", &agent, None).await.status, 429);
+    // Back to the deployment's self-service limit (10).
+    let r = json_send(
+        &s,
+        "PATCH",
+        "/v1/tenant/settings",
+        &admin,
+        json!({"self_service_rate_limit": null}),
+    )
+    .await;
+    assert_eq!(r.json()["self_service_rate_limit"], Value::Null);
+    assert_eq!(s.post_key("PC-ALICE", &alice, None).await.status, 200);
+    // Out of range: 400, nothing changed.
+    for bad in [
+        json!({"helpdesk_rate_limit": 0}),
+        json!({"self_service_rate_limit": 100_001}),
+        json!({"helpdesk_rate_limit": "5"}),
+    ] {
+        let r = json_send(&s, "PATCH", "/v1/tenant/settings", &admin, bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text);
+    }
+    let r = s.get("/v1/tenant/settings", &admin).await;
+    assert_eq!(r.json()["helpdesk_rate_limit"], 2);
+}
