@@ -33,6 +33,11 @@ struct State {
     /// that hour's cap marker is stored.
     denials: HashMap<(TenantId, UserId, i64), (u32, bool)>,
     rate: HashMap<(TenantId, UserId), RateWindow>,
+    /// Key-ID index, as DynamoDB's `by_key`: (tenant, first 8 hex digits)
+    /// → devices that hold or held such a key. A superset (a removed key's
+    /// entry stays; `find_keys` checks the device), so only writes that add
+    /// keys maintain it (`index_keys`).
+    by_key: HashMap<(TenantId, String), BTreeSet<DeviceId>>,
     /// The key lifecycle (see `lifecycle` below): record versions, escrow
     /// digests, superseded ciphertexts and settings versions.
     life: lifecycle::LifeState,
@@ -78,6 +83,17 @@ fn denial_key(event: &AuditEvent) -> (TenantId, UserId, i64) {
     )
 }
 
+/// Adds `dev`'s keys to the key-ID index.
+fn index_keys(st: &mut State, dev: &Device) {
+    for k in &dev.keys {
+        let bucket = k.key_id.hex()[..8].to_owned();
+        st.by_key
+            .entry((dev.tenant.clone(), bucket))
+            .or_default()
+            .insert(dev.device_id.clone());
+    }
+}
+
 /// Appends one event to the trail (every event is a record of its own).
 fn append(st: &mut State, event: &AuditEvent) {
     st.audit.push(event.clone());
@@ -109,10 +125,9 @@ impl Store for MemoryStore {
     ) -> Result<Vec<KeyLocation>, Unavailable> {
         let st = self.state();
         let mut out = Vec::new();
-        for ((t, _), d) in st.devices.iter() {
-            if t != tenant {
-                continue;
-            }
+        let bucket = (tenant.clone(), prefix.as_str()[..8].to_owned());
+        let candidates = st.by_key.get(&bucket).into_iter().flatten();
+        for d in candidates.filter_map(|id| st.devices.get(&(tenant.clone(), id.clone()))) {
             let dev = &d.sealed.device;
             for k in dev.keys.iter().filter(|k| prefix.matches(&k.key_id)) {
                 out.push(KeyLocation {
@@ -321,6 +336,7 @@ impl ImportStore for MemoryStore {
             let dev = &d.sealed.device;
             let key = (dev.tenant.clone(), dev.device_id.clone());
             lifecycle::replaced_by_import(&mut st, d);
+            index_keys(&mut st, dev);
             if let Some(old) = st.devices.insert(key, d.clone()) {
                 let old = old.sealed.device;
                 if let Some(set) = st.by_owner.get_mut(&(old.tenant, old.owner)) {

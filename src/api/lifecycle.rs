@@ -195,7 +195,7 @@ pub(super) async fn dispatch(
         LifeRoute::Incidents => {
             Query::parse(req.query.as_deref(), &[])?;
             if req.method == Method::POST {
-                policy::may_run_incidents(&caller)?;
+                incidents::check_permission(portal, &caller, &meta, false).await?;
                 let request = incident_request(json_object(&req.headers, &req.body)?)?;
                 let i = incidents::open(portal, &caller, &meta, &request).await?;
                 let now = portal.clock.now();
@@ -210,7 +210,7 @@ pub(super) async fn dispatch(
         }
         LifeRoute::Incident(raw) => {
             Query::parse(req.query.as_deref(), &[])?;
-            policy::may_run_incidents(&caller)?;
+            incidents::check_permission(portal, &caller, &meta, true).await?;
             let id = IncidentId::parse(&raw).map_err(|e| bad("incident_id", e))?;
             let i = incidents::close(portal, &caller, &meta, &id).await?;
             Ok(json_response(

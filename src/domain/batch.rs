@@ -16,7 +16,11 @@
 //! closed) and the ones after it. Decrypts then run concurrently, at most
 //! [`DECRYPT_CONCURRENCY`] at a time, so 100 keys take about as long as a
 //! few. Items refused for a reason of their own (404, 409, 429) get denied
-//! events, within the caller's hourly cap of denied events like any denial.
+//! events, one after another (each takes the caller's denial counter),
+//! within the caller's hourly cap of denied events like any denial.
+//!
+//! The incident is checked once, when the request starts: closing it stops
+//! the requests after, not one already admitted.
 
 use crate::domain::audit::Outcome;
 use crate::domain::caller::Caller;
@@ -55,6 +59,29 @@ pub enum ItemOutcome {
     Unavailable,
     /// The stored ciphertext is broken (never caused by the request).
     Internal,
+}
+
+impl ItemOutcome {
+    /// The same answer for a repeated item (no new disclosure: the key is
+    /// in the same answer already, under its first item's event).
+    fn again(&self) -> Self {
+        match self {
+            Self::Disclosed(d) => Self::Disclosed(Disclosure {
+                device_id: d.device_id.clone(),
+                key_id: d.key_id,
+                volume_type: d.volume_type,
+                created_at: d.created_at,
+                password: d.password.clone(),
+            }),
+            Self::NotFound => Self::NotFound,
+            Self::Ambiguous(c) => Self::Ambiguous(c.clone()),
+            Self::RateLimited { retry_after_secs } => Self::RateLimited {
+                retry_after_secs: *retry_after_secs,
+            },
+            Self::Unavailable => Self::Unavailable,
+            Self::Internal => Self::Internal,
+        }
+    }
 }
 
 pub struct BatchItem {
@@ -138,6 +165,7 @@ pub async fn retrieve(
         .collect()
         .await;
     let mut wanted: Vec<(usize, DeviceId, KeyId)> = Vec::new();
+    let mut duplicates: Vec<(usize, usize)> = Vec::new();
     for (i, f) in found.into_iter().enumerate() {
         match f {
             Err(()) => {
@@ -151,7 +179,15 @@ pub async fn retrieve(
                 c.dedup();
                 outcomes[i] = Some(ItemOutcome::Ambiguous(c));
             }
-            Ok(v) => wanted.push((i, v[0].device_id.clone(), v[0].key_id)),
+            Ok(v) => {
+                // The same key asked for twice (say, by prefix and by full
+                // ID) is disclosed once: one event, one slot, one decrypt.
+                let (d, k) = (v[0].device_id.clone(), v[0].key_id);
+                match wanted.iter().find(|(_, wd, wk)| wd == &d && wk == &k) {
+                    Some((first, _, _)) => duplicates.push((i, *first)),
+                    None => wanted.push((i, d, k)),
+                }
+            }
         }
     }
 
@@ -239,6 +275,9 @@ pub async fn retrieve(
     for (i, o) in disclosed {
         outcomes[i] = Some(o);
     }
+    for (i, first) in duplicates {
+        outcomes[i] = outcomes[first].as_ref().map(ItemOutcome::again);
+    }
 
     // Denied events for the items refused on their own account.
     let denials: Vec<_> = outcomes
@@ -268,17 +307,11 @@ pub async fn retrieve(
             Some((key_id, reason, error))
         })
         .collect();
-    let attempt = &attempt;
-    let denials: Vec<_> = denials
-        .into_iter()
-        .map(|(key_id, reason, error)| async move {
-            attempt.deny(key_id, reason, error).await;
-        })
-        .collect();
-    stream::iter(denials)
-        .buffer_unordered(DECRYPT_CONCURRENCY)
-        .collect::<Vec<()>>()
-        .await;
+    // One after another: each takes the caller's hourly denial counter, and
+    // concurrent writes of one item would cancel each other.
+    for (key_id, reason, error) in denials {
+        attempt.deny(key_id, reason, error).await;
+    }
 
     Ok(keys
         .into_iter()
@@ -339,18 +372,28 @@ async fn commit(
     outcomes: &mut [Option<ItemOutcome>],
 ) -> Vec<Ready> {
     let mut granted = Vec::new();
-    let mut pending = ready.into_iter().peekable();
+    let mut pending: std::collections::VecDeque<Ready> = ready.into();
     let mut failed = false;
-    while pending.peek().is_some() {
-        // The next chunk: at most BATCH_COMMIT_MAX keys of distinct devices.
+    while !pending.is_empty() {
+        // The next chunk: the first keys in request order, at most
+        // BATCH_COMMIT_MAX, of distinct devices (one transaction may not
+        // touch an item twice); a second key of a device waits its turn.
         let mut chunk: Vec<Ready> = Vec::new();
         let mut seen = HashSet::new();
-        while let Some(r) = pending.peek() {
-            if chunk.len() == BATCH_COMMIT_MAX || !seen.insert(r.device.device.device_id.clone()) {
+        let mut later = std::collections::VecDeque::new();
+        while let Some(r) = pending.pop_front() {
+            if chunk.len() == BATCH_COMMIT_MAX {
+                later.push_back(r);
+                later.extend(pending.drain(..));
                 break;
             }
-            chunk.extend(pending.next());
+            if seen.insert(r.device.device.device_id.clone()) {
+                chunk.push(r);
+            } else {
+                later.push_back(r);
+            }
         }
+        pending = later;
         if failed {
             for r in chunk {
                 outcomes[r.index] = Some(ItemOutcome::Unavailable);
@@ -362,9 +405,10 @@ async fn commit(
             let now = portal.clock.now();
             let free = window.free(now, limit) as usize;
             if free < chunk.len() {
-                let retry_after_secs = ratelimit::admit(&window, now, limit)
+                // When the first of the refused keys could go.
+                let retry_after_secs = ratelimit::admit_n(&window, now, limit, free as u32 + 1)
                     .err()
-                    .unwrap_or(ratelimit::WINDOW_SECS as u64);
+                    .unwrap_or(1);
                 // Counted as denials (with `RateLimited`) below.
                 for r in chunk.drain(free..) {
                     outcomes[r.index] = Some(ItemOutcome::RateLimited { retry_after_secs });

@@ -160,6 +160,27 @@ fn too_busy() -> ApiError {
     ApiError::Unavailable(Unavailable::new("store", "the tenant record kept changing"))
 }
 
+/// The permission check of the incident routes, audited when it refuses
+/// (the API calls it before reading the body: no hints to the unauthorised).
+pub async fn check_permission(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    closing: bool,
+) -> Result<(), ApiError> {
+    let action = if closing {
+        Action::IncidentClose
+    } else {
+        Action::IncidentOpen
+    };
+    match policy::may_run_incidents(caller) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(audit(portal, caller, meta, action)
+            .deny(None, "insufficient_scope", e)
+            .await),
+    }
+}
+
 /// `POST /v1/incidents`: 409 while another incident is open.
 pub async fn open(
     portal: &Portal,

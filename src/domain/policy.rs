@@ -59,7 +59,7 @@ pub fn may_write_devices(caller: &Caller) -> Result<(), ApiError> {
     )
 }
 
-/// The tenant's settings: `Tenant.Settings.ReadWrite`.
+/// Opening and closing incidents: `RecoveryKey.Incident`.
 pub fn may_run_incidents(caller: &Caller) -> Result<(), ApiError> {
     require(caller.permissions.incident, Permissions::INCIDENT)
 }

@@ -1,13 +1,14 @@
 //! Per-caller disclosure limit over a rolling hour.
 //!
 //! The store keeps, per caller, the disclosures of the last hour as
-//! [`Slot`]s (a time and a count) and a version. Disclosures less than
-//! [`MERGE_SECS`] after the newest slot join it and move its time forward,
-//! so a window holds at most about 61 slots whatever the limit (a helpdesk
-//! agent in an incident may have thousands of disclosures an hour, and the
-//! record must stay a small DynamoDB item). Moving the time forward errs on
-//! the safe side: a merged disclosure frees its slot up to a minute late,
-//! never early. A disclosure is allowed when fewer than `limit` fall in the
+//! [`Slot`]s (a time and a count) and a version. Disclosures in the same
+//! clock minute ([`MERGE_SECS`]) as the newest slot join it and move its
+//! time forward to theirs, so a window holds at most 61 slots whatever the
+//! limit (a helpdesk agent in an incident may have thousands of disclosures
+//! an hour, and the record must stay a small DynamoDB item). Moving the time
+//! forward errs on the safe side: a merged disclosure frees its slot less
+//! than a minute late, never early; and since a slot never spans two clock
+//! minutes, a steady stream of disclosures ages out minute by minute. A disclosure is allowed when fewer than `limit` fall in the
 //! last hour; the new window is written with a condition on the version
 //! read, so two concurrent disclosures cannot both take the last slot.
 //!
@@ -43,7 +44,8 @@ pub struct Grant {
     pub digest: String,
 }
 
-/// Disclosures less than this many seconds after the newest slot join it.
+/// Disclosures in the same span of this many seconds (a clock minute) as
+/// the newest slot join it.
 pub const MERGE_SECS: i64 = 60;
 
 /// `count` disclosures, the newest at `at` (unix seconds).
@@ -148,7 +150,7 @@ pub fn admit_n(
         return Err(WINDOW_SECS as u64);
     }
     match recent.last_mut() {
-        Some(last) if now_s - last.at < MERGE_SECS => {
+        Some(last) if last.at.div_euclid(MERGE_SECS) == now_s.div_euclid(MERGE_SECS) => {
             last.at = last.at.max(now_s);
             last.count += n;
         }
@@ -224,29 +226,45 @@ mod tests {
     }
 
     #[test]
-    fn disclosures_within_a_minute_share_a_slot_that_frees_late_never_early() {
+    fn disclosures_within_a_clock_minute_share_a_slot_that_frees_late_never_early() {
         let mut w = RateWindow::default();
-        for t in [1_000, 1_030, 1_059] {
+        // 1_020..1_079 is one clock minute.
+        for t in [1_020, 1_030, 1_079] {
             w = admit(&w, at(t), 5).unwrap().window;
         }
         assert_eq!(
             w.recent,
             vec![Slot {
-                at: 1_059,
+                at: 1_079,
                 count: 3
             }]
         );
-        // 60 s after the slot's newest time: a new slot.
-        w = admit(&w, at(1_119), 5).unwrap().window;
+        // The next minute: a new slot.
+        w = admit(&w, at(1_080), 5).unwrap().window;
         assert_eq!(w.recent.len(), 2);
-        assert_eq!(w.used(at(1_119)), 4);
-        // Full at 5; the merged three free together, an hour after 1_059
-        // (the first of them really was at 1_000: late, never early).
-        w = admit(&w, at(1_120), 5).unwrap().window;
-        assert_eq!(admit(&w, at(1_200), 5), Err(1_059 + 3_600 - 1_200));
-        assert!(admit(&w, at(4_658), 5).is_err());
-        let u = admit(&w, at(4_659), 5).unwrap();
-        assert_eq!(u.window.used(at(4_659)), 3);
+        assert_eq!(w.used(at(1_080)), 4);
+        // Full at 5; the merged three free together, an hour after 1_079
+        // (the first of them really was at 1_020: late, never early).
+        w = admit(&w, at(1_081), 5).unwrap().window;
+        assert_eq!(admit(&w, at(1_200), 5), Err(1_079 + 3_600 - 1_200));
+        assert!(admit(&w, at(4_678), 5).is_err());
+        let u = admit(&w, at(4_679), 5).unwrap();
+        assert_eq!(u.window.used(at(4_679)), 3);
+    }
+
+    #[test]
+    fn a_steady_stream_ages_out_minute_by_minute() {
+        // One disclosure every 50 s (each within a minute of the last)
+        // under a limit of 80: a rolling hour holds 72 of them, so the
+        // stream is never refused, for hours.
+        let mut w = RateWindow::default();
+        for i in 0..500 {
+            let t = 10_000 + i * 50;
+            w = admit(&w, at(t), 80)
+                .unwrap_or_else(|r| panic!("refused at {t} (retry after {r})"))
+                .window;
+            assert!(w.used(at(t)) <= 74, "{} at {t}", w.used(at(t)));
+        }
     }
 
     #[test]

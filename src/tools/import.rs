@@ -193,7 +193,12 @@ pub async fn import_as(
         .tenants
         .iter()
         .filter_map(|t| {
-            let old = stored.get(&t.id).filter(|old| **old != t.policy)?;
+            // Settings only: an incident is not one (and an import keeps it).
+            let old = stored.get(&t.id).filter(|old| {
+                let mut old = (*old).clone();
+                old.incident = None;
+                old != t.policy
+            })?;
             Some(settings_change(importer, &run, t, old))
         })
         .collect();

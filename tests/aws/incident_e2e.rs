@@ -274,6 +274,13 @@ async fn incident_scenario(env: &mut Env) {
         .await;
     assert_eq!(r.status, 403);
 
+    let refused = env.events("agent-1").await;
+    assert!(
+        refused.iter().any(|e| e.action.as_str() == "incident_open"
+            && e.outcome == Outcome::Denied
+            && e.reason == "insufficient_scope"),
+        "a refused opening is audited: {refused:?}"
+    );
     // --- Bad input leaves nothing behind.
     for body in [
         json!({"reason": "x"}),
@@ -407,6 +414,7 @@ async fn incident_scenario(env: &mut Env) {
                 "fab00000-0000-4000-8000-000000000001".into(),
                 "abcd0000".into(),
                 key_id(3),
+                key_id(3)[..8].to_owned(),
             ],
         )
         .await;
@@ -419,6 +427,15 @@ async fn incident_scenario(env: &mut Env) {
     assert_eq!(results[1]["status"], 409);
     assert_eq!(results[1]["candidates"].as_array().unwrap().len(), 2);
     assert_eq!(results[2]["recovery_password"], pw(3));
+    // The same key again (by prefix): answered again, disclosed once.
+    assert_eq!(results[3]["recovery_password"], pw(3));
+    let granted: Vec<AuditEvent> = env
+        .events("agent-2")
+        .await
+        .into_iter()
+        .filter(|e| e.outcome == Outcome::Granted)
+        .collect();
+    assert_eq!(granted.len(), 1, "one event for the key asked twice");
 
     // --- Bad batch input: 400 and nothing disclosed.
     let too_many: Vec<String> = (0..101).map(key_id).collect();
@@ -531,7 +548,7 @@ async fn incident_scenario(env: &mut Env) {
     assert_eq!(m.get(Metric::IncidentsOpened), 2);
     // 5 + 3 singles, 99 + 51 + 1 + 1 in batches.
     assert_eq!(m.get(Metric::KeysDisclosed), 5 + 3 + 99 + 51 + 1 + 1);
-    assert_eq!(m.get(Metric::BatchSize), 100 + 60 + 3 + 1);
+    assert_eq!(m.get(Metric::BatchSize), 100 + 60 + 4 + 1);
     assert_eq!(m.get(Metric::RateLimited), 2 + 9);
     assert!(m.get(Metric::Denials("incident_required")) >= 3);
     // Nothing but a disclosure ever holds a password.

@@ -618,9 +618,12 @@ impl Store for DynamoStore {
                 )
                 .await?;
             for item in got.remove(&self.devices).unwrap_or_default() {
-                let d = items::parse_sealed_device(&item, policy.clone())?;
-                if d.device.tenant == *tenant {
-                    out.push(d);
+                // One unreadable device must not fail the batch's others:
+                // it reads as absent (a 404 for its keys), and is logged.
+                match items::parse_sealed_device(&item, policy.clone()) {
+                    Ok(d) if d.device.tenant == *tenant => out.push(d),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(error = %e, "unreadable device item skipped"),
                 }
             }
         }

@@ -130,6 +130,7 @@ impl LifecycleStore for MemoryStore {
         if !request_id_free(&st, event) {
             return Ok(WriteOutcome::RequestIdReused);
         }
+        super::index_keys(&mut st, &w.device);
         if let Some(d) = st.devices.get_mut(&k) {
             d.sealed.device.keys = w.device.keys.clone();
             d.sealed.sealed = w.current.clone();
@@ -187,6 +188,7 @@ impl LifecycleStore for MemoryStore {
                 digests: Vec::new(),
             },
         };
+        super::index_keys(&mut st, dev);
         st.devices.insert(k.clone(), entry);
         st.by_owner
             .entry((dev.tenant.clone(), dev.owner.clone()))
