@@ -369,7 +369,9 @@ fn main() {
     })
     .to_string();
     let mut batch_keys = 0usize;
-    let plan: [(&str, String, Vec<(String, usize)>); 2] = [
+    // (function, label, [(event, expected status)])
+    type Plan<'a> = (&'a str, String, Vec<(String, usize)>);
+    let plan: [Plan; 2] = [
         (
             "manage-keys",
             "open incident (lead)".to_owned(),
@@ -445,7 +447,7 @@ fn main() {
             let cpu = (cpu_ns(f.id()) - cpu0) as f64 / 1e3;
             let calls = proxy.take();
             let j = resp.json().unwrap();
-            assert_eq!(j["statusCode"], want, "{function}: {j}");
+            assert_eq!(j["statusCode"], want, "{function}: {j}\n{}", f.output());
             if function == "get-recovery-key" {
                 let body: serde_json::Value =
                     serde_json::from_str(j["body"].as_str().unwrap_or_default()).unwrap();
