@@ -5,8 +5,15 @@
 //!
 //! ```text
 //! PORTAL_TEST_MOTO_URL=http://127.0.0.1:PORT \
-//!   cargo run --release --example awspath -- [--invocations N] [--bin-dir target/release]
+//!   cargo run --release --example awspath -- [--invocations N] [--batches N] [--batch N] [--bin-dir target/release]
 //! ```
+//!
+//! Then the incident path: `manage-keys` opens an incident
+//! (`POST /v1/incidents`, as the incident lead), and `get-recovery-key` serves
+//! `--batches` helpdesk batch retrievals (`POST /v1/recovery-keys/batch`) of
+//! `--batch` key IDs each (keys of the seed's second devices, both volumes),
+//! so the AWS calls per disclosed key of a single retrieval and of a batch
+//! can be compared.
 //!
 //! Per route: AWS calls per invocation (by operation, from the
 //! `X-Amz-Target` of every request the function sent), wall time from the
@@ -132,13 +139,25 @@ struct RouteResult {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut invocations = 20usize;
+    let mut batches = 3usize;
+    let mut batch = 100usize;
     let mut bin_dir = PathBuf::from("target/release");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--invocations" => invocations = args.next().and_then(|n| n.parse().ok()).unwrap_or(20),
+            "--batches" => batches = args.next().and_then(|n| n.parse().ok()).unwrap_or(3),
+            "--batch" => {
+                batch = args
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| (1..=100).contains(n))
+                    .unwrap_or(100)
+            }
             "--bin-dir" => bin_dir = args.next().map(PathBuf::from).unwrap_or(bin_dir),
             _ => {
-                eprintln!("usage: awspath [--invocations N] [--bin-dir DIR]");
+                eprintln!(
+                    "usage: awspath [--invocations N] [--batches N] [--batch N] [--bin-dir DIR]"
+                );
                 std::process::exit(2);
             }
         }
@@ -161,8 +180,20 @@ fn main() {
         std::process::id(),
         time::OffsetDateTime::now_utc().unix_timestamp()
     );
-    let users = invocations + 1;
-    let (seed_json, expected) = synthetic::seed(users);
+    // Every second user has a second device with two keys: enough of them
+    // for the batches.
+    let users = (invocations + 1).max(batches * batch + 2);
+    let (seed_json, expected, helpdesk_keys) = synthetic::seed_with_helpdesk(users);
+    let helpdesk: Vec<Vec<synthetic::HelpdeskKey>> =
+        synthetic::helpdesk_batches(&helpdesk_keys, 1, batch)
+            .into_iter()
+            .flatten()
+            .take(batches)
+            .collect();
+    eprintln!(
+        "awspath: importing {users} users ({} keys) into moto",
+        seed_json.matches("\"recovery_password\"").count()
+    );
     let kms_key_id = rt.block_on(async {
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
@@ -300,6 +331,157 @@ fn main() {
         f.kill();
     }
 
+    // The incident path: the lead opens an incident (manage-keys), then
+    // the helpdesk's batches (get-recovery-key).
+    let event = |method: &str, route: &str, path: &str, body: &str, token: &str, id: &str| {
+        let mut e: serde_json::Value =
+            serde_json::from_str(&template("get-recovery-key.json")).unwrap();
+        e["routeKey"] = format!("{method} {route}").into();
+        e["requestContext"]["routeKey"] = format!("{method} {route}").into();
+        e["rawPath"] = path.into();
+        e["requestContext"]["http"]["path"] = path.into();
+        e["requestContext"]["http"]["method"] = method.into();
+        e["requestContext"]["requestId"] = id.into();
+        e["headers"]["authorization"] = format!("Bearer {token}").into();
+        e["headers"]["content-length"] = body.len().to_string().into();
+        e["body"] = body.into();
+        e.as_object_mut().unwrap().remove("pathParameters");
+        e.to_string()
+    };
+    let lead = idp.token(
+        synthetic::TENANT,
+        "incident-lead",
+        "RecoveryKey.Incident",
+        now,
+        3600,
+    );
+    let agent = idp.token(
+        synthetic::TENANT,
+        "agent000",
+        "RecoveryKey.Read.All",
+        now,
+        3600,
+    );
+    let incident_body = serde_json::json!({
+        "reason": "awspath drill",
+        "duration_hours": 1,
+        "helpdesk_rate_limit": (batches * batch * 2).clamp(1, 100_000),
+    })
+    .to_string();
+    let mut batch_keys = 0usize;
+    // (function, label, [(event, expected status)])
+    type Plan<'a> = (&'a str, String, Vec<(String, usize)>);
+    let plan: [Plan; 2] = [
+        (
+            "manage-keys",
+            "open incident (lead)".to_owned(),
+            vec![(
+                event(
+                    "POST",
+                    "/v1/incidents",
+                    "/v1/incidents",
+                    &incident_body,
+                    &lead,
+                    "awspath-incident-1",
+                ),
+                201,
+            )],
+        ),
+        (
+            "get-recovery-key",
+            format!("helpdesk batch of {batch} keys (incident open)"),
+            helpdesk
+                .iter()
+                .enumerate()
+                .map(|(i, keys)| {
+                    let body = serde_json::json!({
+                        "key_ids": keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+                        "reason": "awspath drill",
+                    })
+                    .to_string();
+                    (
+                        event(
+                            "POST",
+                            "/v1/recovery-keys/batch",
+                            "/v1/recovery-keys/batch",
+                            &body,
+                            &agent,
+                            &format!("awspath-batch-{i}"),
+                        ),
+                        200,
+                    )
+                })
+                .collect(),
+        ),
+    ];
+    let mut batch_result = None;
+    for (function, label, events) in plan {
+        let program = bin_dir.join(function);
+        let (addr, emu) = Emulator::start().unwrap();
+        let mut f = FunctionProcess::spawn(&program, function, addr, &env)
+            .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+        assert!(
+            emu.wait_next(1, TIMEOUT).is_some(),
+            "{function}: no /next:\n{}",
+            f.output()
+        );
+        proxy.take();
+        let mut r = RouteResult {
+            label: format!("{function}: {label}"),
+            calls: BTreeMap::new(),
+            calls_first: 0,
+            invocations: 0,
+            wall_ms: Vec::new(),
+            cpu_us: Vec::new(),
+            first_wall_ms: f64::NAN,
+        };
+        for (n, (event, want)) in events.into_iter().enumerate() {
+            let cpu0 = cpu_ns(f.id());
+            let t0 = Instant::now();
+            emu.push(event);
+            let resp = emu
+                .wait_response(TIMEOUT)
+                .unwrap_or_else(|e| panic!("{function}: {e}\n{}", f.output()));
+            let wall = (resp.at - t0).as_secs_f64() * 1e3;
+            emu.wait_next(n + 2, TIMEOUT);
+            let cpu = (cpu_ns(f.id()) - cpu0) as f64 / 1e3;
+            let calls = proxy.take();
+            let j = resp.json().unwrap();
+            assert_eq!(j["statusCode"], want, "{function}: {j}\n{}", f.output());
+            if function == "get-recovery-key" {
+                let body: serde_json::Value =
+                    serde_json::from_str(j["body"].as_str().unwrap_or_default()).unwrap();
+                let items = body["results"].as_array().cloned().unwrap_or_default();
+                assert_eq!(items.len(), helpdesk[n].len(), "{body}");
+                for (item, k) in items.iter().zip(&helpdesk[n]) {
+                    assert_eq!(item["status"], 200, "{item}");
+                    assert_eq!(item["recovery_password"], k.password.as_str(), "{item}");
+                }
+                batch_keys += items.len();
+            }
+            if r.first_wall_ms.is_nan() {
+                r.first_wall_ms = wall;
+                r.calls_first = calls.len();
+            }
+            // The first invocation also opens the connection (reported apart,
+            // unless it is the only one).
+            if n != 0 || function == "manage-keys" {
+                r.wall_ms.push(wall);
+                r.cpu_us.push(cpu);
+            }
+            r.invocations += 1;
+            for c in calls {
+                *r.calls.entry(c).or_default() += 1;
+            }
+        }
+        f.kill();
+        if function == "get-recovery-key" {
+            // Its index in `results`.
+            batch_result = Some(results.len());
+        }
+        results.push(r);
+    }
+
     println!(
         "| invocation | n | AWS calls per invocation | first invocation: calls, wall ms | wall p50 ms | wall p90 ms | function CPU p50 µs | waiting on AWS p50 ms |"
     );
@@ -329,4 +511,45 @@ fn main() {
             w50 - c50 / 1e3,
         );
     }
+
+    // AWS calls per disclosed key: a single retrieval against a batch.
+    let per_key = |r: &RouteResult, keys: usize| {
+        let mut all = BTreeMap::new();
+        for (op, c) in &r.calls {
+            all.insert(op.clone(), *c as f64 / keys.max(1) as f64);
+        }
+        all
+    };
+    let single = results
+        .iter()
+        .find(|r| r.label == "get-recovery-key: retrieve key")
+        .map(|r| per_key(r, r.invocations));
+    let batched = batch_result.map(|i| per_key(&results[i], batch_keys));
+    println!();
+    println!(
+        "| AWS calls per disclosed key | single retrieval ({} keys) | helpdesk batches of {batch} ({batch_keys} keys) |",
+        invocations
+    );
+    println!("|---|---|---|");
+    let mut ops: Vec<String> = single
+        .iter()
+        .chain(&batched)
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    ops.sort();
+    ops.dedup();
+    let cell = |m: &Option<BTreeMap<String, f64>>, op: &str| {
+        m.as_ref()
+            .and_then(|m| m.get(op))
+            .map_or("0".to_owned(), |v| format!("{v:.2}"))
+    };
+    for op in &ops {
+        println!("| {op} | {} | {} |", cell(&single, op), cell(&batched, op));
+    }
+    let total = |m: &Option<BTreeMap<String, f64>>| m.as_ref().map_or(0.0, |m| m.values().sum());
+    println!(
+        "| **all** | **{:.2}** | **{:.2}** |",
+        total(&single),
+        total(&batched)
+    );
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example outage -- --portal target/release/portal \
 //!     [--users 10000] [--connections 64] [--repeat 3] [--alg rs256|es256] [--seed-out FILE]
+//!     [--modes same,distinct,incident] [--agents 200] [--batch 100]
 //! ```
 //!
 //! - writes a synthetic seed (one tenant, one or two devices per user, keys
@@ -23,6 +24,20 @@
 //!   and reports the server's throughput as a fraction of it; since this
 //!   generator and other work share the two cores, also the CPU-time view:
 //!   server CPU per request against CPU per verification.
+//!
+//! Mode `incident` (`--modes incident`, `scripts/bench.sh incident`): a mass
+//! outage with the helpdesk working an incident. An incident lead opens an
+//! incident over the API (`POST /v1/incidents`, with a helpdesk limit above
+//! each agent's share); then, while every user lists and retrieves the key
+//! of their first device (one token per user, as in `same`), `--agents`
+//! helpdesk agents (`RecoveryKey.Read.All`) retrieve the keys of every
+//! second device, both volumes, in `POST /v1/recovery-keys/batch` requests
+//! of `--batch` key IDs, each agent sequentially on its own connection. So
+//! every key disclosed is expected exactly once: afterwards the whole
+//! tenant's audit log is read with an auditor token (`GET /v1/audit-events`,
+//! paged by `cursor`) and reconciled: exactly one granted event per
+//! disclosed key, by the user or agent who was given it, and no other.
+//! Latencies are reported separately for user requests and batch requests.
 
 #[path = "../benches/support/stats.rs"]
 mod stats;
@@ -44,6 +59,7 @@ use tokio::net::TcpStream;
 
 const ISSUER: &str = "https://login.example.test/outage/v2.0";
 const AUDITOR: &str = "auditor";
+const LEAD: &str = "incident-lead";
 
 struct Args {
     portal: PathBuf,
@@ -52,15 +68,19 @@ struct Args {
     repeat: usize,
     es256: bool,
     seed_out: Option<PathBuf>,
+    /// Helpdesk agents and key IDs per batch request (mode `incident`).
+    agents: usize,
+    batch: usize,
     /// Token use per run: `same` (one token per user for both requests) and/or
     /// `distinct` (a second token for the retrieval: no verified-token cache
-    /// hit, as when the two requests reach different Lambda functions).
+    /// hit, as when the two requests reach different Lambda functions);
+    /// `incident` (`same`, plus helpdesk agents' batches during an incident).
     modes: Vec<String>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--modes same,distinct] [--seed-out FILE]"
+        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--modes same,distinct,incident] [--agents N] [--batch N] [--seed-out FILE]"
     );
     std::process::exit(2)
 }
@@ -73,6 +93,8 @@ fn args() -> Args {
         repeat: 3,
         es256: false,
         seed_out: None,
+        agents: 200,
+        batch: 100,
         modes: vec!["same".into(), "distinct".into()],
     };
     let mut it = std::env::args().skip(1);
@@ -85,9 +107,20 @@ fn args() -> Args {
             "--repeat" => a.repeat = v().parse().unwrap_or_else(|_| usage()),
             "--alg" => a.es256 = v() == "es256",
             "--seed-out" => a.seed_out = Some(v().into()),
+            "--agents" => a.agents = v().parse().unwrap_or_else(|_| usage()),
+            "--batch" => {
+                a.batch = v()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .unwrap_or_else(|| usage())
+            }
             "--modes" => {
                 a.modes = v().split(',').map(str::to_owned).collect();
-                if a.modes.iter().any(|m| m != "same" && m != "distinct") {
+                if a.modes
+                    .iter()
+                    .any(|m| !matches!(m.as_str(), "same" | "distinct" | "incident"))
+                {
                     usage()
                 }
             }
@@ -440,6 +473,251 @@ async fn check_audit(
     (granted, bad)
 }
 
+/// What the helpdesk agents' batch requests measured.
+#[derive(Default)]
+struct Batches {
+    latencies_ms: Vec<f64>,
+    /// Per request (not 200) or per item (not 200, or the wrong key).
+    errors: Vec<String>,
+    item_errors: usize,
+    disclosed: usize,
+}
+
+/// Each agent sends its batches in turn on a connection of its own.
+async fn run_agents(
+    addr: SocketAddr,
+    tokens: Arc<Vec<String>>,
+    batches: Arc<Vec<Vec<Vec<synthetic::HelpdeskKey>>>>,
+) -> (Batches, Duration) {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for agent in 0..batches.len() {
+        let (tokens, batches) = (tokens.clone(), batches.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::new(addr);
+            let mut out = Batches::default();
+            for keys in &batches[agent] {
+                let body = serde_json::json!({
+                    "key_ids": keys.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(),
+                    "reason": "incident drill: faulty agent update",
+                })
+                .to_string();
+                let t0 = Instant::now();
+                let got = conn
+                    .send(&post("/v1/recovery-keys/batch", &tokens[agent], &body))
+                    .await;
+                out.latencies_ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                let body = match got {
+                    Ok((200, body)) => body,
+                    Ok((s, body)) => {
+                        out.item_errors += keys.len();
+                        out.errors.push(format!(
+                            "{}: batch {s}: {}",
+                            agent_name(agent),
+                            String::from_utf8_lossy(&body)
+                        ));
+                        continue;
+                    }
+                    Err(err) => {
+                        out.item_errors += keys.len();
+                        out.errors
+                            .push(format!("{}: batch: {err}", agent_name(agent)));
+                        continue;
+                    }
+                };
+                let j: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let results = j["results"].as_array().cloned().unwrap_or_default();
+                if results.len() != keys.len() {
+                    out.item_errors += keys.len();
+                    out.errors.push(format!(
+                        "{}: {} results for {} keys",
+                        agent_name(agent),
+                        results.len(),
+                        keys.len()
+                    ));
+                    continue;
+                }
+                for (r, k) in results.iter().zip(keys) {
+                    let ok = r["status"] == 200
+                        && r["key_id_prefix"] == k.key_id.as_str()
+                        && r["key_id"]
+                            .as_str()
+                            .is_some_and(|id| id.eq_ignore_ascii_case(&k.key_id))
+                        && r["device_id"] == k.device_id.as_str()
+                        && r["recovery_password"] == k.password.as_str();
+                    if ok {
+                        out.disclosed += 1;
+                    } else {
+                        out.item_errors += 1;
+                        if out.errors.len() < 20 {
+                            out.errors.push(format!(
+                                "{}: item {}: {r}",
+                                agent_name(agent),
+                                k.key_id
+                            ));
+                        }
+                    }
+                }
+            }
+            out
+        }));
+    }
+    let mut all = Batches::default();
+    for t in tasks {
+        let b = t.await.expect("agent task");
+        all.latencies_ms.extend(b.latencies_ms);
+        all.errors.extend(b.errors);
+        all.item_errors += b.item_errors;
+        all.disclosed += b.disclosed;
+    }
+    (all, start.elapsed())
+}
+
+fn agent_name(a: usize) -> String {
+    format!("agent{a:03}")
+}
+
+/// The incident lead opens an incident over the API; answers its status line.
+async fn open_incident(addr: SocketAddr, lead: &str, limit: u32) -> Result<(), String> {
+    let body = serde_json::json!({
+        "reason": "outage drill: faulty agent update",
+        "duration_hours": 4,
+        "helpdesk_rate_limit": limit,
+    })
+    .to_string();
+    match Conn::new(addr)
+        .send(&post("/v1/incidents", lead, &body))
+        .await
+    {
+        Ok((201, _)) => Ok(()),
+        Ok((s, b)) => Err(format!(
+            "POST /v1/incidents: {s}: {}",
+            String::from_utf8_lossy(&b)
+        )),
+        Err(e) => Err(format!("POST /v1/incidents: {e}")),
+    }
+}
+
+/// The reconciliation of the whole tenant's audit log against what was
+/// disclosed.
+#[derive(Default)]
+struct Reconciled {
+    pages: usize,
+    events: usize,
+    granted: usize,
+    denied: usize,
+    /// Disclosed keys with exactly one granted event, by the expected actor.
+    exact: usize,
+    expected: usize,
+    /// Granted events for keys nobody was given (must be 0).
+    unexpected_granted: usize,
+    problems: Vec<String>,
+    wall: Duration,
+}
+
+/// Reads every audit event of the tenant (`GET /v1/audit-events`, paged by
+/// `cursor`) and checks: every key disclosed to a user or an agent has
+/// exactly one granted event, by that user or agent, on its device.
+async fn reconcile_audit(
+    addr: SocketAddr,
+    auditor: &str,
+    expected: &[synthetic::Expected],
+    batches: &[Vec<Vec<synthetic::HelpdeskKey>>],
+) -> Reconciled {
+    use std::collections::HashMap;
+    let t0 = Instant::now();
+    let mut r = Reconciled::default();
+    // key ID (upper case) → (actor, device) it was disclosed to.
+    let mut want: HashMap<String, (String, String)> = HashMap::new();
+    for e in expected {
+        want.insert(
+            e.key_id.to_ascii_uppercase(),
+            (e.user.clone(), e.device_id.clone()),
+        );
+    }
+    for (a, agent) in batches.iter().enumerate() {
+        for k in agent.iter().flatten() {
+            want.insert(
+                k.key_id.to_ascii_uppercase(),
+                (agent_name(a), k.device_id.clone()),
+            );
+        }
+    }
+    r.expected = want.len();
+    // key ID → granted events (actor, device).
+    let mut seen: HashMap<String, Vec<(String, String)>> = HashMap::new();
+    let mut conn = Conn::new(addr);
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/audit-events?limit=1000&cursor={c}"),
+            None => "/v1/audit-events?limit=1000".to_owned(),
+        };
+        let j: serde_json::Value = match conn.send(&get(&path, auditor)).await {
+            Ok((200, body)) => serde_json::from_slice(&body).unwrap_or_default(),
+            Ok((s, body)) => {
+                r.problems.push(format!(
+                    "audit page {}: {s}: {}",
+                    r.pages,
+                    String::from_utf8_lossy(&body)
+                ));
+                break;
+            }
+            Err(e) => {
+                r.problems.push(format!("audit page {}: {e}", r.pages));
+                break;
+            }
+        };
+        r.pages += 1;
+        for ev in j["events"].as_array().into_iter().flatten() {
+            r.events += 1;
+            match ev["outcome"].as_str() {
+                Some("granted") => {}
+                Some("denied") => {
+                    r.denied += 1;
+                    continue;
+                }
+                _ => continue,
+            }
+            let Some(key) = ev["key_id"].as_str() else {
+                continue;
+            };
+            r.granted += 1;
+            seen.entry(key.to_ascii_uppercase()).or_default().push((
+                ev["actor"].as_str().unwrap_or_default().to_owned(),
+                ev["device_id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        match j["next"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    for (key, who) in &want {
+        match seen.get(key).map(Vec::as_slice) {
+            Some([one]) if one == who => r.exact += 1,
+            got => {
+                if r.problems.len() < 20 {
+                    r.problems
+                        .push(format!("key {key} for {who:?}: granted events {got:?}"));
+                }
+            }
+        }
+    }
+    for (key, events) in &seen {
+        if !want.contains_key(key) {
+            r.unexpected_granted += events.len();
+            if r.problems.len() < 20 {
+                r.problems.push(format!(
+                    "granted events for undisclosed key {key}: {events:?}"
+                ));
+            }
+        }
+    }
+    r.wall = t0.elapsed();
+    r
+}
+
 fn main() {
     let a = args();
     assert!(
@@ -450,7 +728,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("outage-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let t0 = Instant::now();
-    let (seed_json, expected) = synthetic::seed(a.users);
+    let (seed_json, expected, helpdesk_keys) = synthetic::seed_with_helpdesk(a.users);
+    let incident = a.modes.iter().any(|m| m == "incident");
     let seed_path = a.seed_out.clone().unwrap_or_else(|| dir.join("seed.json"));
     std::fs::write(&seed_path, &seed_json).unwrap();
     let devices = seed_json.matches("\"device_id\"").count();
@@ -531,6 +810,50 @@ fn main() {
         tokens.len() + usize::from(!Arc::ptr_eq(&tokens, &second)) * second.len() + 1,
         t0.elapsed()
     );
+    // Mode `incident`: the helpdesk's share and tokens, the lead's token.
+    let batches = Arc::new(if incident {
+        synthetic::helpdesk_batches(&helpdesk_keys, a.agents, a.batch)
+    } else {
+        Vec::new()
+    });
+    drop(helpdesk_keys);
+    let agent_tokens = Arc::new(
+        (0..batches.len())
+            .map(|n| {
+                idp.token(
+                    synthetic::TENANT,
+                    &agent_name(n),
+                    "RecoveryKey.Read.All",
+                    now,
+                    4 * 3600,
+                )
+            })
+            .collect::<Vec<_>>(),
+    );
+    let lead = idp.token(
+        synthetic::TENANT,
+        LEAD,
+        "RecoveryKey.Incident",
+        now,
+        4 * 3600,
+    );
+    // Above any agent's share: the limit must not be what is measured.
+    let per_agent = batches
+        .iter()
+        .map(|b| b.iter().map(Vec::len).sum::<usize>())
+        .max()
+        .unwrap_or(0);
+    let helpdesk_limit = (per_agent * 2).clamp(1, 100_000) as u32;
+    if incident {
+        eprintln!(
+            "outage: incident mode: {} agents, {} batch requests of up to {} keys, {} keys ({} per agent at most); helpdesk limit {helpdesk_limit}",
+            batches.len(),
+            batches.iter().map(Vec::len).sum::<usize>(),
+            a.batch,
+            batches.iter().flatten().map(Vec::len).sum::<usize>(),
+            per_agent
+        );
+    }
     let expected = Arc::new(expected);
     let alg = if a.es256 { "ES256" } else { "RS256" };
 
@@ -538,16 +861,116 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!(
-        "| run | tokens | users | requests | connections | wall s | requests/s | p50 ms | p99 ms | max ms | errors | server CPU s | client CPU s | server peak RSS MiB | audit: users with exactly one granted event for the disclosed key | granted events | raw {alg} verifications/s (2 threads) | throughput / raw verification | server CPU µs per request | CPU µs per verification | verification CPU / request CPU |"
-    );
-    println!(
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    );
+    let (mut classic_header, mut incident_header) = (false, false);
     let runs: Vec<(usize, &str)> = (1..=a.repeat)
         .flat_map(|r| a.modes.iter().map(move |m| (r, m.as_str())))
         .collect();
     for (run, mode) in runs {
+        if mode == "incident" {
+            if !incident_header {
+                incident_header = true;
+                println!(
+                    "| run | users | agents | batch size | user requests | batch requests | keys disclosed (users + batches) | wall s | keys disclosed/s | requests/s | user p50 ms | user p99 ms | user max ms | batch p50 ms | batch p99 ms | batch max ms | errors (user requests + batch items) | server CPU s | client CPU s | server peak RSS MiB | audit: disclosed keys with exactly one granted event, by the right actor | granted events | granted events for other keys | denied events | raw {alg} verifications/s (2 threads) | keys disclosed/s / raw verification | requests/s / raw verification | server CPU µs per disclosed key |"
+                );
+                println!(
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+                );
+            }
+            let rate_before = verify_rate(&idp, &tokens);
+            let server = start_server(
+                &a,
+                addr,
+                &seed_path,
+                &env,
+                &dir.join(format!("server-{run}-{mode}.log")),
+            );
+            let pid = server.child.id();
+            if let Err(e) = rt.block_on(open_incident(addr, &lead, helpdesk_limit)) {
+                panic!("outage: {e}");
+            }
+            let (cpu_server0, cpu_client0) = (cpu_secs(&pid.to_string()), cpu_secs("self"));
+            let t0 = Instant::now();
+            let ((users, user_wall), (helpdesk, batch_wall)) = rt.block_on(async {
+                tokio::join!(
+                    run_load(
+                        addr,
+                        a.connections,
+                        tokens.clone(),
+                        tokens.clone(),
+                        expected.clone(),
+                    ),
+                    run_agents(addr, agent_tokens.clone(), batches.clone()),
+                )
+            });
+            let wall = t0.elapsed();
+            let (cpu_server, cpu_client) = (
+                cpu_secs(&pid.to_string()) - cpu_server0,
+                cpu_secs("self") - cpu_client0,
+            );
+            let peak = status_kib(pid, "VmHWM:");
+            let rec = rt.block_on(reconcile_audit(addr, &auditor, &expected, &batches));
+            drop(server);
+            let rate_after = verify_rate(&idp, &tokens);
+            let rate = (rate_before.0 + rate_after.0) / 2.0;
+            for e in users
+                .errors
+                .iter()
+                .chain(&helpdesk.errors)
+                .chain(&rec.problems)
+                .take(10)
+            {
+                eprintln!("outage: {e}");
+            }
+            let user_requests = users.latencies_ms.len();
+            let batch_requests = helpdesk.latencies_ms.len();
+            // At most one error per user, and none for a user whose key was
+            // disclosed as expected.
+            let user_disclosed = a.users.saturating_sub(users.errors.len());
+            let disclosed = user_disclosed + helpdesk.disclosed;
+            eprintln!(
+                "outage: run {run} (incident): users done in {:.2?}, agents in {:.2?}; audit read in {} pages, {} events, in {:.2?}; raw verification {:.0}/s before, {:.0}/s after",
+                user_wall, batch_wall, rec.pages, rec.events, rec.wall, rate_before.0, rate_after.0
+            );
+            let (mut ul, mut bl) = (users.latencies_ms, helpdesk.latencies_ms);
+            let keys_per_s = disclosed as f64 / wall.as_secs_f64();
+            let rps = (user_requests + batch_requests) as f64 / wall.as_secs_f64();
+            println!(
+                "| {run} | {} | {} | {} | {user_requests} | {batch_requests} | {disclosed} ({user_disclosed} + {}) | {:.2} | {keys_per_s:.0} | {rps:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {} + {} | {cpu_server:.2} | {cpu_client:.2} | {:.1} | {} / {} | {} | {} | {} | {rate:.0} | {:.2} | {:.2} | {:.1} |",
+                a.users,
+                batches.len(),
+                a.batch,
+                helpdesk.disclosed,
+                wall.as_secs_f64(),
+                percentile(&mut ul, 50.0),
+                percentile(&mut ul, 99.0),
+                percentile(&mut ul, 100.0),
+                percentile(&mut bl, 50.0),
+                percentile(&mut bl, 99.0),
+                percentile(&mut bl, 100.0),
+                users.errors.len(),
+                helpdesk.item_errors,
+                peak as f64 / 1024.0,
+                rec.exact,
+                rec.expected,
+                rec.granted,
+                rec.unexpected_granted,
+                rec.denied,
+                keys_per_s / rate,
+                rps / rate,
+                cpu_server * 1e6 / disclosed.max(1) as f64,
+            );
+            let _ = std::io::stdout().flush();
+            continue;
+        }
+        if !classic_header {
+            classic_header = true;
+            println!(
+                "| run | tokens | users | requests | connections | wall s | requests/s | p50 ms | p99 ms | max ms | errors | server CPU s | client CPU s | server peak RSS MiB | audit: users with exactly one granted event for the disclosed key | granted events | raw {alg} verifications/s (2 threads) | throughput / raw verification | server CPU µs per request | CPU µs per verification | verification CPU / request CPU |"
+            );
+            println!(
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
+        }
         let key_tokens = if mode == "distinct" {
             second.clone()
         } else {

@@ -3,11 +3,16 @@
 # figures depend on the machine. One command:
 #
 #   scripts/bench.sh                 # coldstart + requests + outage + aws
-#   scripts/bench.sh coldstart       # or any of: coldstart requests outage aws profiles
+#   scripts/bench.sh coldstart       # or any of: coldstart requests outage incident aws profiles
 #
 # Environment: RUNS (cold starts per variant, default 30), USERS (outage,
-# default 10000), CONNECTIONS (outage, default 64), REPEAT (outage runs,
-# default 3), INVOCATIONS (aws, per route, default 30).
+# default 10000), CONNECTIONS (outage and incident, default 64), REPEAT
+# (outage runs, default 3), INVOCATIONS (aws, per route, default 30),
+# INCIDENT_USERS (default 100000), AGENTS (default 200), BATCH (key IDs per
+# batch request, default 100), INCIDENT_REPEAT (default 1), BATCHES (aws:
+# batch invocations, default 3), AWS_BATCH (aws: keys per batch, default 25:
+# a batch of 100 exceeds the function's 8 s budget against the serialized
+# moto). CARGO_TARGET_DIR is honoured.
 #
 # - coldstart: release builds of both functions and of bench/hello-lambda
 #   (the floor), spawned under the Lambda Runtime API emulator RUNS times
@@ -19,9 +24,16 @@
 # - requests: criterion, benches/requests.rs (per-request cost vs verifying
 #   the token alone).
 # - outage: examples/outage.rs against a release `portal serve`.
-# - aws: examples/awspath.rs, both release function binaries with
+# - incident: examples/outage.rs --modes incident: INCIDENT_USERS users list
+#   and retrieve while AGENTS helpdesk agents retrieve the other devices'
+#   keys in batches of BATCH during an incident opened over the API; the
+#   whole audit log reconciled afterwards; the raw verification rate (the
+#   floor) measured in the same run.
+# - aws: examples/awspath.rs, the release function binaries with
 #   PORTAL_BACKEND=aws against moto (scripts/moto.sh), through a proxy that
-#   counts AWS calls per invocation; also their CPU time per invocation.
+#   counts AWS calls per invocation; also their CPU time per invocation; then
+#   an incident opened by manage-keys and BATCHES helpdesk batches of BATCH
+#   keys: AWS calls per disclosed key, single retrieval against batch.
 # - profiles: the functions built with other release settings (opt-level s
 #   and z, thin LTO, aws-lc jitter entropy on) and the floor on Tokio's
 #   multi-threaded runtime, measured against the release build in one
@@ -39,6 +51,11 @@ RUNS="${RUNS:-30}"
 USERS="${USERS:-10000}"
 CONNECTIONS="${CONNECTIONS:-64}"
 REPEAT="${REPEAT:-3}"
+INCIDENT_USERS="${INCIDENT_USERS:-100000}"
+AGENTS="${AGENTS:-200}"
+BATCH="${BATCH:-100}"
+INCIDENT_REPEAT="${INCIDENT_REPEAT:-1}"
+BATCHES="${BATCHES:-3}"
 
 what=("$@")
 [ ${#what[@]} -gt 0 ] || what=(coldstart requests outage aws)
@@ -46,7 +63,7 @@ what=("$@")
 out="target/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 summary="$out/summary.md"
-rel=target/release
+rel="${CARGO_TARGET_DIR:-target}/release"
 
 {
     echo "# Benchmark run $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -57,7 +74,7 @@ rel=target/release
     echo "memory:  $(free -g | awk '/^Mem:/ {print $2 " GiB"}')"
     echo "rustc:   $(rustc -V)"
     echo "load:    $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min, at start; other builds share this machine)"
-    echo "command: scripts/bench.sh ${what[*]} (RUNS=$RUNS USERS=$USERS CONNECTIONS=$CONNECTIONS REPEAT=$REPEAT)"
+    echo "command: scripts/bench.sh ${what[*]} (RUNS=$RUNS USERS=$USERS CONNECTIONS=$CONNECTIONS REPEAT=$REPEAT INCIDENT_USERS=$INCIDENT_USERS AGENTS=$AGENTS BATCH=$BATCH INCIDENT_REPEAT=$INCIDENT_REPEAT BATCHES=$BATCHES)"
     echo '```'
     echo
 } | tee "$summary"
@@ -137,14 +154,22 @@ run_outage() {
         --connections "$CONNECTIONS" --repeat "$REPEAT" 2> >(tee "$out/outage.log" >&2) | tee -a "$summary"
 }
 
+run_incident() {
+    section "Incident: outage with helpdesk batches (INCIDENT_USERS=$INCIDENT_USERS, AGENTS=$AGENTS, BATCH=$BATCH, CONNECTIONS=$CONNECTIONS, INCIDENT_REPEAT=$INCIDENT_REPEAT)"
+    cargo build --release -p recovery-portal --bin portal --example outage
+    "$rel/examples/outage" --portal "$rel/portal" --modes incident --users "$INCIDENT_USERS" \
+        --agents "$AGENTS" --batch "$BATCH" --connections "$CONNECTIONS" --repeat "$INCIDENT_REPEAT" \
+        2> >(tee "$out/incident.log" >&2) | tee -a "$summary"
+}
+
 run_aws() {
     section "AWS path against moto (examples/awspath.rs)"
-    cargo build --release -p list-devices -p get-recovery-key
+    cargo build --release -p list-devices -p get-recovery-key -p manage-keys
     cargo build --release -p recovery-portal --example awspath
     local started=0
     if ! scripts/moto.sh status >/dev/null 2>&1; then started=1; fi
     eval "$(scripts/moto.sh start)"
-    "$rel/examples/awspath" --invocations "${INVOCATIONS:-30}" 2> >(tee "$out/awspath.log" >&2) | tee -a "$summary"
+    "$rel/examples/awspath" --invocations "${INVOCATIONS:-30}" --batches "$BATCHES" --batch "${AWS_BATCH:-25}" --bin-dir "$rel" 2> >(tee "$out/awspath.log" >&2) | tee -a "$summary"
     # Leave a moto server that was already running (other tests use it).
     if [ "$started" = 1 ]; then scripts/moto.sh stop >/dev/null 2>&1 || true; fi
 }
@@ -176,12 +201,12 @@ run_profiles() {
         elif [ "$p" = mt ]; then
             # The runtime flavour's own cost, on the floor binary.
             cargo build "${cfg[@]}" --profile "bench-$p" -p hello-lambda --features hello-lambda/multi-thread
-            variants+=("hello/$p=target/bench-$p/hello-lambda")
+            variants+=("hello/$p=${CARGO_TARGET_DIR:-target}/bench-$p/hello-lambda")
             continue
         else
             cargo build "${cfg[@]}" --profile "bench-$p" -p list-devices -p get-recovery-key -p hello-lambda
         fi
-        local d="target/bench-$p"
+        local d="${CARGO_TARGET_DIR:-target}/bench-$p"
         variants+=("hello/$p=$d/hello-lambda" "list-devices/$p=$d/list-devices@embedded" "get-recovery-key/$p=$d/get-recovery-key@embedded" "get-recovery-key/aws/$p=$d/get-recovery-key@aws")
     done
     note "Sizes (bytes): $(for v in "${variants[@]}"; do p="${v#*=}"; p="${p%@*}"; printf '%s %s; ' "${v%%=*}" "$(stat -c %s "$p")"; done)"
@@ -195,9 +220,10 @@ for w in "${what[@]}"; do
         coldstart) run_coldstart ;;
         requests) run_requests ;;
         outage) run_outage ;;
+        incident) run_incident ;;
         aws) run_aws ;;
         profiles) run_profiles ;;
-        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, aws, profiles)" >&2; exit 2 ;;
+        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, incident, aws, profiles)" >&2; exit 2 ;;
     esac
 done
 echo
