@@ -33,10 +33,12 @@ pub fn user(i: usize) -> String {
     format!("user{i:05}")
 }
 
+/// Unique per `n`, and spread over the first 8 hex digits as real BitLocker
+/// key IDs (random GUIDs) are: the key-ID index is bucketed by them.
 fn key_id(n: usize) -> String {
     format!(
         "{:08X}-{:04X}-4{:03X}-8{:03X}-{:012X}",
-        0x5EED_0000u32 as usize + (n >> 16),
+        (n as u32).wrapping_mul(2_654_435_761),
         n & 0xffff,
         n % 0xfff,
         (n * 7) % 0xfff,
