@@ -10,7 +10,8 @@
 //! message can quote a value (an escrow body holds a recovery password).
 
 use super::{
-    ApiRequest, ApiResponse, MAX_BODY, Query, Routes, authenticate, bad, json_response, rfc3339,
+    ApiRequest, ApiResponse, MAX_BODY, Query, Routes, authenticate, bad, client_request_id,
+    json_response, rfc3339,
 };
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, UserId};
@@ -104,6 +105,7 @@ pub(super) async fn dispatch(
     let caller = authenticate(portal, &req.headers).await?;
     let meta = RequestMeta {
         request_id: req.request_id.clone(),
+        client_request_id: client_request_id(&req.headers).is_some(),
         source_ip: req.source_ip.clone(),
         user_agent: req
             .headers

@@ -307,6 +307,7 @@ async fn dispatch(
     let caller = authenticate(portal, &req.headers).await?;
     let meta = RequestMeta {
         request_id: req.request_id.clone(),
+        client_request_id: client_request_id(&req.headers).is_some(),
         source_ip: req.source_ip.clone(),
         user_agent: req
             .headers

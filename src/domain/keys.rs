@@ -46,6 +46,11 @@ pub const COMMIT_ATTEMPTS: usize = 3;
 #[derive(Debug, Clone, Default)]
 pub struct RequestMeta {
     pub request_id: String,
+    /// Whether `request_id` is the client's own `X-Request-Id`. Only such an
+    /// id can come back in a retry, so only grants under one are kept for
+    /// replay (a gateway's id is new on every request: keeping its grants
+    /// would only make every rate-window read and write heavier).
+    pub client_request_id: bool,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
 }
@@ -282,14 +287,19 @@ pub async fn retrieve(
         };
         let now = portal.clock.now();
         let digest = attempt.digest();
-        match replay(
-            &window,
-            &meta.request_id,
-            device_id,
-            meta_key.key_id,
-            &digest,
-            now,
-        ) {
+        let replayed = if meta.client_request_id {
+            replay(
+                &window,
+                &meta.request_id,
+                device_id,
+                meta_key.key_id,
+                &digest,
+                now,
+            )
+        } else {
+            Replay::New
+        };
+        match replayed {
             Replay::Serve => {
                 // Its granted event is durable (written with the grant this
                 // window holds): the same key again, nothing new to record.
@@ -315,13 +325,15 @@ pub async fn retrieve(
             }
         };
         let event = attempt.event(Some(meta_key.key_id), Outcome::Granted, access.as_str());
-        update.record(Grant {
-            request_id: meta.request_id.clone(),
-            at: event.time.unix_timestamp(),
-            device_id: device_id.clone(),
-            key_id: meta_key.key_id,
-            digest,
-        });
+        if meta.client_request_id {
+            update.record(Grant {
+                request_id: meta.request_id.clone(),
+                at: event.time.unix_timestamp(),
+                device_id: device_id.clone(),
+                key_id: meta_key.key_id,
+                digest,
+            });
+        }
         match portal.store.commit_disclosure(&event, &update).await {
             Ok(Commit::Written) => {}
             Ok(Commit::RateConflict) => continue,

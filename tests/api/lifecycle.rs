@@ -480,3 +480,45 @@ async fn tenant_limits_override_the_deployments_and_an_incident_overrides_them()
     let r = s.get("/v1/tenant/settings", &admin).await;
     assert_eq!(r.json()["helpdesk_rate_limit"], 2);
 }
+
+/// Only a grant under the client's own `X-Request-Id` is kept for replay:
+/// a gateway's id is new on every request, and keeping its grants would only
+/// make the caller's rate record heavier.
+#[tokio::test]
+async fn only_grants_under_a_client_request_id_are_kept_for_replay() {
+    use recovery_portal::domain::ids::{DeviceId, TenantId, UserId};
+    use recovery_portal::ports::Store;
+    let (h, s) = setup().await;
+    let alice = h.token("contoso", "alice", "RecoveryKey.Read");
+    let grants = || async {
+        h.memory
+            .load_for_disclosure(
+                &TenantId::parse("contoso").unwrap(),
+                &DeviceId::parse("PC-ALICE").unwrap(),
+                &UserId::parse("alice").unwrap(),
+            )
+            .await
+            .unwrap()
+            .1
+            .grants
+    };
+    for _ in 0..2 {
+        assert_eq!(s.post_key("PC-ALICE", &alice, None).await.status, 200);
+    }
+    assert!(grants().await.is_empty(), "no client id, nothing kept");
+    let send = |id: &'static str| {
+        s.client
+            .post(s.url("/v1/devices/PC-ALICE/recovery-key"))
+            .bearer_auth(&alice)
+            .header("x-request-id", id)
+            .send()
+    };
+    assert_eq!(send("client-retry-0001").await.unwrap().status(), 200);
+    let kept = grants().await;
+    assert_eq!(kept.len(), 1);
+    assert_eq!(kept[0].request_id, "client-retry-0001");
+    // And it replays: no new event for the identical retry.
+    let before = h.memory.audit_len();
+    assert_eq!(send("client-retry-0001").await.unwrap().status(), 200);
+    assert_eq!(h.memory.audit_len(), before);
+}
