@@ -168,16 +168,8 @@ impl Store for MemoryStore {
         event: &AuditEvent,
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
-        let mut st = self.state();
-        let rk = (event.tenant_id.clone(), event.actor.clone());
-        let current = st.rate.get(&rk).map(|w| w.version).unwrap_or(0);
-        if current != rate.expected_version {
-            return Ok(Commit::RateConflict);
-        }
-        st.rate.insert(rk, rate.window.clone());
-        st.audit.push(event.clone());
-        lifecycle::mark_disclosed(&mut st, event);
-        Ok(Commit::Written)
+        // A single disclosure is a batch of one here.
+        self.commit_batch(std::slice::from_ref(event), rate).await
     }
 
     async fn load_batch_state(

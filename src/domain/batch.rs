@@ -340,17 +340,9 @@ async fn checked_key(
     let Ok((key, sealed)) = keys::select_key(device, Some(&selector), access, now) else {
         return Ok(None);
     };
-    if let Some(s) = sealed {
-        return Ok(Some((key, s.clone(), access)));
-    }
-    // A superseded key's ciphertext is stored apart.
-    match portal
-        .lifecycle
-        .superseded_key(&caller.tenant, &device.device.device_id, &key.key_id)
-        .await
-    {
-        Ok(Some(s)) => Ok(Some((key, s, access))),
-        Ok(None) => Ok(None),
+    let device_id = &device.device.device_id;
+    match keys::ciphertext(portal, &caller.tenant, &key, sealed, device_id).await {
+        Ok(s) => Ok(s.map(|s| (key, s.into_owned(), access))),
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
             Err(())

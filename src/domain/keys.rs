@@ -262,28 +262,18 @@ pub async fn retrieve(
                 Ok(v) => v,
                 Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
             };
-        // A superseded key's ciphertext is kept apart from the device's
-        // current ones (so it can expire on its own): read it only now that
-        // the helpdesk asked for it by key ID.
-        let sealed = match sealed {
-            Some(s) => Cow::Borrowed(s),
-            None => match portal
-                .lifecycle
-                .superseded_key(&caller.tenant, device_id, &meta_key.key_id)
-                .await
-            {
-                Ok(Some(s)) => Cow::Owned(s),
-                Ok(None) => {
-                    let e = ApiError::NoKeyHeld {
-                        helpdesk: device.policy.helpdesk.clone(),
-                    };
-                    return Err(attempt.deny(None, "key_id_not_found", e).await);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                    return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-                }
-            },
+        let sealed = match ciphertext(portal, &caller.tenant, &meta_key, sealed, device_id).await {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                let e = ApiError::NoKeyHeld {
+                    helpdesk: device.policy.helpdesk.clone(),
+                };
+                return Err(attempt.deny(None, "key_id_not_found", e).await);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
+                return Err(attempt.deny(None, "store_unavailable", e.into()).await);
+            }
         };
         let now = portal.clock.now();
         let digest = attempt.digest();
@@ -361,6 +351,27 @@ pub async fn retrieve(
         "too many concurrent retrievals by this caller",
     );
     Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
+}
+
+/// The ciphertext of a key `select_key` chose: the device record's, or, for
+/// a superseded key (whose ciphertext is kept apart so it can expire on its
+/// own), the one stored apart, read only now that the helpdesk asked for it
+/// by key ID (`None` once its retention ended).
+pub(crate) async fn ciphertext<'a>(
+    portal: &Portal,
+    tenant: &crate::domain::ids::TenantId,
+    key: &KeyMeta,
+    sealed: Option<&'a SealedKey>,
+    device_id: &DeviceId,
+) -> Result<Option<Cow<'a, SealedKey>>, crate::domain::error::Unavailable> {
+    match sealed {
+        Some(s) => Ok(Some(Cow::Borrowed(s))),
+        None => Ok(portal
+            .lifecycle
+            .superseded_key(tenant, device_id, &key.key_id)
+            .await?
+            .map(Cow::Owned)),
+    }
 }
 
 pub(crate) async fn decrypt(
