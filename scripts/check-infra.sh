@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Static checks of the Terraform in infra/:
 #   1. terraform fmt -check (skipped when terraform is not installed);
-#   2. checkov, from the virtualenv $VENV (default: .venv at the repo root).
-# Exits non-zero if either finds a problem. Needs no AWS credentials and no
-# network (providers are not downloaded; checkov runs with --skip-download).
+#   2. checkov, from the virtualenv $VENV (default: .venv at the repo root);
+#   3. the AWS provider's schema (npm @cdktf/provider-aws, pinned in
+#      scripts/schema/) installed for tests/infra/provider_schema.rs, which
+#      checks every resource and data block against it under `cargo test`
+#      (scripts/test.sh installs it before `cargo test` too).
+# Exits non-zero if one finds a problem. Needs no AWS credentials; no network
+# either (providers are not downloaded; checkov runs with --skip-download)
+# once the schema package is installed (or in npm's cache).
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +37,12 @@ fi
 # would otherwise try to fetch guideline links from Prisma Cloud).
 if ! "$checkov" -d infra --quiet --compact --framework terraform --skip-download; then
     echo "checkov: failed checks above (fix them, or add an inline #checkov:skip=<id>:<reason> where a check does not apply)" >&2
+    status=1
+fi
+
+echo "==> AWS provider schema for tests/infra/provider_schema.rs"
+if ! scripts/provider-schema.sh; then
+    echo "provider schema: not installed (npm ci in scripts/schema failed); cargo test --test infra will fail" >&2
     status=1
 fi
 

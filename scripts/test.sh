@@ -4,7 +4,9 @@
 # Playwright, pytest), starts moto, runs the Rust tests (the function binaries
 # under a Lambda Runtime API emulator included), validates openapi.json, runs
 # the portal page in Chromium (Debian's package, installed with apt-get when
-# missing), then checks the Terraform.
+# missing), then checks the Terraform. The AWS provider's schema for the
+# Terraform check under `cargo test` is installed with npm first
+# (scripts/provider-schema.sh).
 #
 # `scripts/test.sh --package` also builds the Lambda zips with cargo-lambda
 # (a second, release build: about 10 minutes on 2 cores, so CI leaves it out)
@@ -32,6 +34,10 @@ if [ "${1:-}" = --package ]; then
     export PORTAL_SMOKE_BOOTSTRAP_DIR="$smoke"
 fi
 
+# The AWS provider's schema (npm @cdktf/provider-aws, pinned), which
+# tests/infra/provider_schema.rs checks infra/*.tf against: installed before
+# `cargo test`, skipped when already there.
+scripts/provider-schema.sh
 cargo test --workspace
 # The API's OpenAPI document against the OpenAPI 3.1 specification (the Rust
 # tests check it against the router and the answers).

@@ -2,4 +2,5 @@
 //! binaries are built from.
 
 mod binaries;
+mod provider_schema;
 mod terraform;
