@@ -4,4 +4,5 @@
 mod support;
 
 mod portal;
+mod smoke;
 mod web;
