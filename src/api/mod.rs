@@ -32,6 +32,9 @@ pub const MAX_BATCH_BODY: usize = 16 * 1024;
 pub const MAX_ANY_BODY: usize = MAX_BATCH_BODY;
 /// Longest `reason` a caller may give for a retrieval.
 pub const MAX_REASON_CHARS: usize = 200;
+/// `Retry-After` of a 503 (and `retry_after` of a batch item 503): AWS
+/// throttling and transient faults clear within seconds.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
 
 /// A request as every front end (API Gateway, local server) delivers it.
 /// Its `Debug` form leaves out the bearer token (see below).
@@ -478,7 +481,10 @@ async fn batch_keys(
                     m.insert("retry_after".into(), json!(retry_after_secs));
                     (429, Some("You reached your limit of recovery keys for now (the incident's limit). Try this key again later."))
                 }
-                ItemOutcome::Unavailable => (503, Some("This key could not be disclosed safely right now; nothing was disclosed. Try it again in a few seconds.")),
+                ItemOutcome::Unavailable => {
+                    m.insert("retry_after".into(), json!(UNAVAILABLE_RETRY_AFTER_SECS));
+                    (503, Some("This key could not be disclosed safely right now; nothing was disclosed. Try it again in a few seconds."))
+                }
                 ItemOutcome::Internal => (500, Some("The stored key could not be decrypted. Contact your IT administrator.")),
             };
             m.insert("status".into(), json!(status));
@@ -873,7 +879,7 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
         }
         ApiError::RouteNotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", "There is no such API resource. See the API documentation for the routes.".to_owned()),
         ApiError::Unavailable(_) => {
-            headers.push((header::RETRY_AFTER, "2".to_owned()));
+            headers.push((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
             (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable", "The service could not complete the request safely and disclosed nothing. Try again in a few seconds.".to_owned())
         }
         ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "Something went wrong on our side. Try again, or contact your IT support.".to_owned()),

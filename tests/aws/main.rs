@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod aws_errors;
 mod contract;
 mod e2e;
 mod faults;

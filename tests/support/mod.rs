@@ -3,5 +3,6 @@
 
 pub mod aws;
 pub mod common;
+pub mod fault_proxy;
 pub mod racing;
 pub mod serve;
