@@ -112,7 +112,8 @@ resource "aws_iam_role_policy_attachment" "list_devices_xray" {
 #
 # Reads the tenant and device items and the caller's rate-limit window (one
 # BatchGetItem), then records the disclosure and the new window in one
-# TransactWriteItems (audit Put + rate-limit Update). A denied attempt is one
+# TransactWriteItems (audit Put + rate-limit Update + the device item's
+# disclosed_at Update). Batch retrieval also queries the by_key index. A denied attempt is one
 # TransactWriteItems too: its audit Put and the caller's hourly count of
 # denied events (an item of the rate-limits table). DynamoDB authorizes a
 # transaction by its per-item actions, so no TransactWriteItems action exists
@@ -135,18 +136,60 @@ data "aws_iam_policy_document" "get_recovery_key" {
   statement {
     sid     = "ReadDevicesAndRateLimits"
     effect  = "Allow"
-    actions = ["dynamodb:BatchGetItem", "dynamodb:GetItem"]
+    actions = ["dynamodb:BatchGetItem"]
     resources = [
       aws_dynamodb_table.devices.arn,
       aws_dynamodb_table.rate_limits.arn,
     ]
   }
 
+  # The tenant item on a listing-free path, and a superseded key, which is
+  # stored apart from its device item.
+  statement {
+    sid       = "GetDeviceItems"
+    effect    = "Allow"
+    actions   = ["dynamodb:GetItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+  }
+
   statement {
     sid       = "UpdateRateLimits"
     effect    = "Allow"
-    actions   = ["dynamodb:ConditionCheckItem", "dynamodb:UpdateItem"]
+    actions   = ["dynamodb:UpdateItem"]
     resources = [aws_dynamodb_table.rate_limits.arn]
+  }
+
+  # A granted disclosure marks the key's disclosed_at and the device's
+  # rotation request on the device item, in the same TransactWriteItems as
+  # its audit event (an Update item: authorized as dynamodb:UpdateItem).
+  # Device items only (pk D#...), never the tenant item (T#...) that holds
+  # the settings and the open incident.
+  statement {
+    sid       = "MarkDisclosedKeys"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
+  }
+
+  # Batch retrieval finds each key ID (or prefix) through the by_key index,
+  # which projects no ciphertext.
+  statement {
+    sid       = "QueryKeyIndex"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.devices.arn}/index/by_key"]
   }
 
   # Append-only: PutItem with attribute_not_exists(pk), never Update/Delete.
@@ -233,25 +276,14 @@ data "aws_iam_policy_document" "import" {
     sid = "WriteDevices"
     actions = [
       "dynamodb:BatchGetItem",
+      # Devices and key pointers are written and replaced in batches.
       "dynamodb:BatchWriteItem",
-      "dynamodb:DeleteItem",
       "dynamodb:GetItem",
-      "dynamodb:PutItem",
       "dynamodb:Query",
       # Tenant settings are updated in place (an open incident stays).
       "dynamodb:UpdateItem",
     ]
     resources = [aws_dynamodb_table.devices.arn]
-  }
-
-  statement {
-    sid     = "DescribeTables"
-    actions = ["dynamodb:DescribeTable"]
-    resources = [
-      aws_dynamodb_table.devices.arn,
-      aws_dynamodb_table.audit.arn,
-      aws_dynamodb_table.rate_limits.arn,
-    ]
   }
 
   # Ownership and settings changes are audited under the importer's name. Append-only:
@@ -271,7 +303,7 @@ data "aws_iam_policy_document" "import" {
 # deployment, and name that role in keys_verify_principal_arns: the
 # recovery-key CMK's key policy does not delegate Decrypt to IAM, so this
 # policy alone decrypts nothing. The command opens every stored key (Scan of
-# the devices table, reads of single items and partitions) and records its
+# the devices table) and records its
 # run in the audit trail (PutItem only: append-only). Nothing in this
 # configuration attaches it; it is the only grant of dynamodb:Scan here.
 
@@ -301,10 +333,11 @@ data "aws_iam_policy_document" "keys_verify" {
     }
   }
 
+  # Every sealed key, a page at a time (one tenant's by a filter).
   statement {
     sid       = "ReadDevices"
     effect    = "Allow"
-    actions   = ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan"]
+    actions   = ["dynamodb:Scan"]
     resources = [aws_dynamodb_table.devices.arn]
   }
 

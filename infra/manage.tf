@@ -70,15 +70,15 @@ data "aws_iam_policy_document" "manage_keys" {
   # actions. BatchWriteItem deletes the key pointers of a device with more
   # than a transaction's worth of them. Incidents are items of the tenant's
   # partition (T#<tenant> / INCIDENT#...) plus an attribute of the tenant
-  # item, written in one transaction with the audit Put: its ConditionCheck
-  # needs ConditionCheckItem, listing them is a Query of that partition.
+  # item, written in one transaction with the audit Put (an Update of the
+  # tenant item conditioned on its settings version, so no ConditionCheck);
+  # listing them is a Query of that partition.
   statement {
     sid    = "ReadAndWriteDevices"
     effect = "Allow"
     actions = [
       "dynamodb:BatchGetItem",
       "dynamodb:BatchWriteItem",
-      "dynamodb:ConditionCheckItem",
       "dynamodb:DeleteItem",
       "dynamodb:GetItem",
       "dynamodb:PutItem",

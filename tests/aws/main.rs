@@ -13,5 +13,6 @@ mod import_scale;
 mod incident_e2e;
 mod lifecycle_contract;
 mod lifecycle_e2e;
+mod iam;
 mod moto;
 mod tls;
