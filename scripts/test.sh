@@ -14,6 +14,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# strace: the functions' init guard (functions/*/tests/runtime.rs) traces
+# the real binaries' file opens and connections.
+if ! command -v strace >/dev/null; then
+    echo "==> installing strace for the init guard"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace
+fi
+
 eval "$(scripts/moto.sh start)"
 trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
 

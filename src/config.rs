@@ -162,14 +162,25 @@ impl Config {
                         TenantId::parse(&t).map_err(|e| err("PORTAL_DEFAULT_TENANT", e.to_string()))
                     })
                     .transpose()?;
-                let jwks_client = crate::adapters::jwt::jwks_http_client().map_err(|e| {
-                    let var = if jwks_url.is_some() {
-                        "PORTAL_JWKS_URL"
-                    } else {
-                        "PORTAL_ISSUER"
-                    };
-                    err(var, e)
-                })?;
+                let roots = match get("PORTAL_TLS_ROOTS").as_deref().map(str::trim) {
+                    None | Some("amazon") => crate::adapters::jwt::IdpRoots::Compiled,
+                    Some("system") => crate::adapters::jwt::IdpRoots::System,
+                    Some(other) => {
+                        return Err(err(
+                            "PORTAL_TLS_ROOTS",
+                            format!("must be `amazon` or `system`, not {other:?}"),
+                        ));
+                    }
+                };
+                let jwks_client =
+                    crate::adapters::jwt::jwks_http_client_with(roots).map_err(|e| {
+                        let var = if jwks_url.is_some() {
+                            "PORTAL_JWKS_URL"
+                        } else {
+                            "PORTAL_ISSUER"
+                        };
+                        err(var, e)
+                    })?;
                 Some(AuthConfig {
                     issuer,
                     audience,
@@ -351,6 +362,7 @@ mod tests {
             ("PORTAL_HELPDESK_RATE_LIMIT", "many"),
             ("PORTAL_METRICS_NAMESPACE", "bad namespace"),
             ("PORTAL_METRICS_NAMESPACE", ":x"),
+            ("PORTAL_TLS_ROOTS", "mozilla"),
         ] {
             let mut v = base.to_vec();
             v.push((var, val));

@@ -212,26 +212,65 @@ pub fn check_fetch_url(raw: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Which root CAs the client that fetches discovery documents and JWKS
+/// trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdpRoots {
+    /// Mozilla's root program, compiled into the binary (`webpki-roots`):
+    /// every public identity provider (Entra ID, Okta, Auth0, Cognito) has
+    /// a certificate under one of them, and building the client reads no
+    /// file. The platform's store means one file per CA at every cold start
+    /// (146 under Debian's `/etc/ssl/certs`; BENCHMARKS.md §1).
+    #[default]
+    Compiled,
+    /// The platform's trust store (`PORTAL_TLS_ROOTS=system`): for an
+    /// identity provider behind a private CA, at the cost above.
+    System,
+}
+
 /// The HTTP client that fetches discovery documents and JWKS: short
-/// timeouts, no redirects. Built at start (configuration), so a platform
-/// that cannot provide it (e.g. no CA certificates) stops the process there
-/// rather than at the first token.
+/// timeouts, no redirects, the compiled-in roots. Built at start
+/// (configuration), so a platform that cannot provide it stops the process
+/// there rather than at the first token.
 pub fn jwks_http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    jwks_http_client_with(IdpRoots::Compiled)
+}
+
+/// [`jwks_http_client`] trusting `roots`.
+pub fn jwks_http_client_with(roots: IdpRoots) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            use std::error::Error;
-            let mut msg = e.to_string();
-            let mut src = e.source();
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            format!("cannot build the HTTP client that fetches the issuer's signing keys: {msg}")
-        })
+        .redirect(reqwest::redirect::Policy::none());
+    let builder = match roots {
+        IdpRoots::System => builder,
+        IdpRoots::Compiled => builder.tls_backend_preconfigured(compiled_roots_tls()?),
+    };
+    builder.build().map_err(|e| {
+        use std::error::Error;
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        format!("cannot build the HTTP client that fetches the issuer's signing keys: {msg}")
+    })
+}
+
+/// A rustls configuration on aws-lc with Mozilla's roots, already parsed
+/// into trust anchors at compile time: no file, no parsing at start.
+fn compiled_roots_tls() -> Result<rustls::ClientConfig, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS for the issuer's signing keys: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// A claim or header that may be absent but, when present, must have its
