@@ -4,7 +4,7 @@
 // token (the API enforces them; the page only hides what would be refused).
 
 import { h, focus } from "./dom.js";
-import { completeSignIn, decodeJwt, loadSession, signIn, signOut, SignInError } from "./oidc.js";
+import { completeSignIn, decodeJwt, endSession, loadSession, returnedFromSignOut, signIn, signOut, SignInError } from "./oidc.js";
 import { createApi } from "./api.js";
 import { hideKey, showKey, volumeLabel } from "./keyview.js";
 
@@ -27,7 +27,8 @@ function screen(name, ...children) {
     if (b.dataset.screen === name) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
   }
-  main.replaceChildren(...children);
+  // replaceChildren would show a left-out (null) child as the text "null".
+  main.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
   const heading = main.querySelector("h1");
   if (heading) focus(heading);
 }
@@ -44,6 +45,10 @@ function button(label, onclick, attrs = {}) {
 function showError(err, retry) {
   if (err && err.kind === "unauthorized") return showSignIn(err.message);
   if (err && err.kind === "nokey") return showNoKey(err.message, err.helpdesk);
+  if (err && err.kind === "misconfigured") {
+    // Trying again cannot help: someone in IT must fix the settings.
+    return screen("error", h("h1", {}, "The portal is misconfigured"), alertBox(err.message), h("p", {}, "Tell your IT support that the recovery portal cannot check sign-ins."));
+  }
   const message = err instanceof Error && err.message ? err.message : "Something went wrong. Try again, or contact your IT support.";
   const actions = [];
   // After a 429 retrying at once cannot help: the message says when.
@@ -64,7 +69,7 @@ async function guarded(action, retry) {
 // Sign-in
 // ---------------------------------------------------------------------------
 
-function showSignIn(message) {
+function showSignIn(message, note) {
   hideKey();
   signOut();
   session = null;
@@ -83,8 +88,28 @@ function showSignIn(message) {
     "signin",
     h("h1", {}, "Get your BitLocker recovery key"),
     message ? alertBox(message) : null,
+    note ? h("p", { class: "notice", "data-testid": "signout-note" }, note) : null,
     h("p", {}, "Locked out of your work PC? Sign in with your work account on this phone or another computer, pick the PC, and read the 48-digit recovery key its screen asks for."),
     start,
+  );
+}
+
+/**
+ * Sign out: of the organisation's sign-in too (RP-initiated logout) when
+ * the issuer offers it, so that the next person to press Sign in on a
+ * borrowed phone is asked for their own password.
+ */
+function signOutEverywhere() {
+  hideKey();
+  const s = session;
+  session = null;
+  if (endSession(s, config)) {
+    main.replaceChildren(h("p", { class: "loading" }, "Signing you out…"));
+    return;
+  }
+  showSignIn(
+    "You are signed out of this portal.",
+    "Your organization's sign-in may still be open in this browser. On a device that isn't yours, close every window of this browser, or sign out on your organization's sign-in page, so that the next person cannot use your account.",
   );
 }
 
@@ -110,7 +135,11 @@ function startSession(s) {
   const name = s.name || claims.name || claims.preferred_username || claims.upn || claims.oid || claims.sub;
   who.textContent = name ? `Signed in as ${name}` : "Signed in";
   who.hidden = false;
-  showDevices();
+  // Each person starts on the screen of their work: a helpdesk agent on
+  // the helpdesk search, an auditor without keys of their own on the audit.
+  if (perms.has("RecoveryKey.Read.All")) showHelpdesk();
+  else if (perms.has("AuditLog.Read.All") && !perms.has("RecoveryKey.Read") && !perms.has("Devices.Read")) showAudit();
+  else showDevices();
 }
 
 // ---------------------------------------------------------------------------
@@ -187,7 +216,7 @@ async function retrieve(deviceId, body, deviceName, back = showDevices) {
   screen("key", h("h1", {}, "Recovery key"), h("p", { class: "loading" }, "Getting the recovery key…"));
   await guarded(async () => {
     const disclosure = await api.recoveryKey(deviceId, body);
-    showKey(main, disclosure, { deviceName, onBack: back, onAgain: again });
+    showKey(main, disclosure, { deviceName, onBack: back, onAgain: again, onSignOut: signOutEverywhere });
   }, again);
 }
 
@@ -353,7 +382,7 @@ function showAudit() {
 nav.addEventListener("click", (e) => {
   const b = e.target.closest("button");
   if (!b) return;
-  if (b.id === "sign-out") return showSignIn("You are signed out.");
+  if (b.id === "sign-out") return signOutEverywhere();
   const go = { devices: showDevices, helpdesk: showHelpdesk, audit: showAudit }[b.dataset.screen];
   if (go) go();
 });
@@ -369,6 +398,7 @@ async function start() {
     return;
   }
   try {
+    if (returnedFromSignOut()) return showSignIn("You are signed out.");
     const fresh = await completeSignIn(config);
     const s = fresh || loadSession();
     if (s) startSession(s);

@@ -214,6 +214,7 @@ impl DevIdentityProvider {
                 issuer: self.issuer.clone(),
                 audience: self.audience.clone(),
                 default_tenant: None,
+                ..Default::default()
             },
             keys,
             JwksSource::Fixed,

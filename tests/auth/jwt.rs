@@ -34,6 +34,7 @@ fn verifier(idp: &DevIdentityProvider, default_tenant: Option<&str>) -> JwtVerif
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: default_tenant.map(|t| TenantId::parse(t).unwrap()),
+            ..Default::default()
         },
         KeySet::from_jwks_json(&idp.jwks_json()).unwrap(),
         JwksSource::Fixed,
@@ -349,6 +350,7 @@ async fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotated_keys() {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: None,
+            ..Default::default()
         },
         KeySet::from_jwks_json(&old.jwks_json()).unwrap(),
         JwksSource::Url(format!("{}/keys", srv.base)),
@@ -391,6 +393,7 @@ async fn discovery_finds_the_jwks_and_jku_headers_are_never_followed() {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: None,
+            ..Default::default()
         },
         KeySet::default(),
         JwksSource::Discovery(srv.base.clone()),
@@ -593,6 +596,7 @@ fn settings() -> JwtSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         default_tenant: None,
+        ..Default::default()
     }
 }
 
