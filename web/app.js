@@ -173,21 +173,24 @@ function deviceCard(d, helpdesk, index) {
     ), { "aria-describedby": titleId }));
     return h("li", { class: "card" }, parts);
   }
-  parts.push(
-    h("ul", { class: "keys", "aria-label": "Recovery keys" },
-      keys.map((k) => h("li", {}, h("code", {}, String(k.key_id).slice(0, 8)), ` ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`))),
-  );
   const chosen = newestOsKey(keys);
-  let select = null;
-  if (keys.length > 1) {
-    const selectId = `key-${index}`;
-    select = h("select", { id: selectId },
-      keys.map((k) => h("option", { value: k.key_id, selected: k === chosen },
-        `${String(k.key_id).slice(0, 8)} · ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`)));
-    parts.push(h("label", { for: selectId }, "Key ID shown on the recovery screen"), select);
+  const describe = (k) => [h("code", {}, String(k.key_id).slice(0, 8)), ` ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`];
+  let choices = null;
+  if (keys.length === 1) {
+    parts.push(h("ul", { class: "keys", "aria-label": "Recovery key" }, h("li", {}, describe(keys[0]))));
+  } else {
+    // Radio buttons, not a <select>: each key's whole description wraps
+    // on a narrow phone instead of being cut off.
+    choices = h("fieldset", { class: "key-choice" },
+      h("legend", {}, "Key ID shown on the recovery screen"),
+      keys.map((k, i) => h("div", { class: "choice" },
+        h("input", { type: "radio", name: `key-${index}`, id: `key-${index}-${i}`, value: k.key_id, checked: k === chosen }),
+        h("label", { for: `key-${index}-${i}` }, describe(k)))));
+    parts.push(choices);
   }
   parts.push(button("Get recovery key", () => {
-    const keyId = select ? select.value : chosen.key_id;
+    const picked = choices && choices.querySelector("input:checked");
+    const keyId = picked ? picked.value : chosen.key_id;
     retrieve(d.device_id, { key_id: keyId }, d.display_name);
   }, { class: "primary", "aria-describedby": titleId }));
   return h("li", { class: "card" }, parts);
