@@ -47,7 +47,7 @@ function showError(err, retry) {
   if (err && err.kind === "nokey") return showNoKey(err.message, err.helpdesk);
   if (err && err.kind === "misconfigured") {
     // Trying again cannot help: someone in IT must fix the settings.
-    return screen("error", h("h1", {}, "The portal is misconfigured"), alertBox(err.message), h("p", {}, "Tell your IT support that the recovery portal cannot check sign-ins."));
+    return screen("error", h("h1", {}, "The portal is misconfigured"), alertBox(err.message));
   }
   const message = err instanceof Error && err.message ? err.message : "Something went wrong. Try again, or contact your IT support.";
   const actions = [];
