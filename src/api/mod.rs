@@ -821,6 +821,9 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
     r
 }
 
+/// `Retry-After` of a 503 `identity-provider-misconfigured`.
+const MISCONFIGURED_RETRY_AFTER_SECS: u64 = 30;
+
 const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
 
 /// The one mapping from domain errors to HTTP answers.
@@ -844,7 +847,13 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             extra.insert("retry_after".into(), json!(retry_after_secs));
             (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-unavailable", "Sign-in service unreachable", format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
         }
-        ApiError::IdentityProviderMisconfigured => (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-misconfigured", "Portal misconfigured", "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned()),
+        ApiError::IdentityProviderMisconfigured => {
+            // When the check runs again (the fetch back-off's ceiling): the
+            // answer changes only once someone fixes the configuration.
+            headers.push((header::RETRY_AFTER, MISCONFIGURED_RETRY_AFTER_SECS.to_string()));
+            extra.insert("retry_after".into(), json!(MISCONFIGURED_RETRY_AFTER_SECS));
+            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-misconfigured", "Portal misconfigured", "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned())
+        }
         ApiError::SignInTooOld { max_age } => {
             // RFC 9470 (step-up authentication): sign in again, recently.
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_user_authentication", error_description="sign-in too old", max_age={max_age}"#)));
