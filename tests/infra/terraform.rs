@@ -906,11 +906,7 @@ const ENVIRONMENT: [(&str, &str, bool); 13] = [
     ("PORTAL_DEFAULT_TENANT", "var.default_tenant", false),
     ("PORTAL_TENANT_CLAIM", "var.tenant_claim", false),
     ("PORTAL_USER_CLAIM", "var.user_claim", false),
-    (
-        "PORTAL_WEB_MAX_AGE",
-        "tostring(var.portal_max_age)",
-        false,
-    ),
+    ("PORTAL_WEB_MAX_AGE", "tostring(var.portal_max_age)", false),
 ];
 
 /// `(name, value, unconditional)` of every object entry in a `merge(...)`
@@ -2074,9 +2070,7 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                     );
                 }
                 if value("auth_params") != "var.portal_auth_params" {
-                    errors.push(
-                        "config.json: auth_params must be var.portal_auth_params".into(),
-                    );
+                    errors.push("config.json: auth_params must be var.portal_auth_params".into());
                 }
                 if !value("max_age").contains("var.portal_max_age") {
                     errors.push("config.json: max_age must come from var.portal_max_age".into());
