@@ -721,7 +721,12 @@ impl JwtVerifier {
         {
             return Err(AuthFailure::NotYetValid);
         }
-        let tenant = match string_claim(&raw, &self.settings.tenant_claim)? {
+        self.caller(&c, &raw)
+    }
+
+    /// Who the verified token names, and what it grants.
+    fn caller(&self, c: &Claims, raw: &serde_json::Value) -> Result<Caller, AuthFailure> {
+        let tenant = match string_claim(raw, &self.settings.tenant_claim)? {
             Some(t) => TenantId::parse(t).map_err(|_| AuthFailure::Claims("tenant claim"))?,
             None => self
                 .settings
@@ -730,7 +735,7 @@ impl JwtVerifier {
                 .ok_or(AuthFailure::NoTenant)?,
         };
         // `sub` stands in only for an absent user claim (a null one was refused).
-        let user = string_claim(&raw, &self.settings.user_claim)?
+        let user = string_claim(raw, &self.settings.user_claim)?
             .or(c.sub.as_deref())
             .ok_or(AuthFailure::Claims("no user claim or sub"))
             .and_then(|u| UserId::parse(u).map_err(|_| AuthFailure::Claims("user claim")))?;
