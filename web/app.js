@@ -69,7 +69,8 @@ async function guarded(action, retry) {
 // Sign-in
 // ---------------------------------------------------------------------------
 
-function showSignIn(message, note) {
+/** The start screen; `message` an error, `done` a plain confirmation. */
+function showSignIn(message, note, done) {
   hideKey();
   signOut();
   session = null;
@@ -88,6 +89,7 @@ function showSignIn(message, note) {
     "signin",
     h("h1", {}, "Get your BitLocker recovery key"),
     message ? alertBox(message) : null,
+    done ? h("p", { class: "info", role: "status" }, done) : null,
     note ? h("p", { class: "notice", "data-testid": "signout-note" }, note) : null,
     h("p", {}, "Locked out of your work PC? Sign in with your work account on this phone or another computer, pick the PC, and read the 48-digit recovery key its screen asks for."),
     start,
@@ -108,8 +110,9 @@ function signOutEverywhere() {
     return;
   }
   showSignIn(
-    "You are signed out of this portal.",
+    null,
     "Your organization's sign-in may still be open in this browser. On a device that isn't yours, close every window of this browser, or sign out on your organization's sign-in page, so that the next person cannot use your account.",
+    "You are signed out of this portal.",
   );
 }
 
@@ -401,7 +404,7 @@ async function start() {
     return;
   }
   try {
-    if (returnedFromSignOut()) return showSignIn("You are signed out.");
+    if (returnedFromSignOut()) return showSignIn(null, null, "You are signed out.");
     const fresh = await completeSignIn(config);
     const s = fresh || loadSession();
     if (s) startSession(s);

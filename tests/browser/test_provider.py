@@ -100,7 +100,7 @@ def test_sign_in_read_a_key_sign_out_and_be_asked_for_a_password_again(page: Pag
     shot(page, "provider-logout-360")
     page.get_by_role("button", name=re.compile("Yes, sign me out", re.I)).click()
     page.wait_for_url(oidc_portal.base + "/")
-    expect(page.get_by_role("alert")).to_contain_text("You are signed out.")
+    expect(page.get_by_role("status")).to_contain_text("You are signed out.")
     assert_not_kept(page, expected)
     assert page.evaluate("sessionStorage.getItem('portal.session')") is None
     shot(page, "provider-signed-out-360")
