@@ -73,6 +73,28 @@ variable "default_tenant" {
   }
 }
 
+variable "tenant_claim" {
+  description = "Optional PORTAL_TENANT_CLAIM: the access-token claim naming the caller's tenant (default tid, Entra ID's), e.g. a custom claim of Okta, Auth0 (https://example.com/tenant) or Keycloak. Empty (default) omits the variable."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tenant_claim == "" || can(regex("^[!-~]{1,256}$", var.tenant_claim))
+    error_message = "tenant_claim must be empty or a claim name of 1-256 visible ASCII characters."
+  }
+}
+
+variable "user_claim" {
+  description = "Optional PORTAL_USER_CLAIM: the access-token claim naming the caller, matched against device owners (default oid, Entra ID's; sub when the token has no such claim). Empty (default) omits the variable."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.user_claim == "" || can(regex("^[!-~]{1,256}$", var.user_claim))
+    error_message = "user_claim must be empty or a claim name of 1-256 visible ASCII characters."
+  }
+}
+
 variable "key_rate_limit" {
   description = "PORTAL_KEY_RATE_LIMIT: recovery keys one caller may retrieve per rolling hour; further requests are refused until a slot frees up."
   type        = number
@@ -264,6 +286,32 @@ variable "portal_scopes" {
   validation {
     condition     = length(trimspace(var.portal_scopes)) > 0
     error_message = "portal_scopes must not be empty."
+  }
+}
+
+variable "portal_auth_params" {
+  description = "Extra parameters of the page's authorization request, form-encoded, written to config.json as auth_params (PORTAL_WEB_AUTH_PARAMS), e.g. \"resource=api://recovery-portal\" (RFC 8707; also sent in the token request) or \"audience=https://api.example\" (Auth0). The page's own parameters cannot be set here."
+  type        = string
+  default     = ""
+
+  validation {
+    condition = alltrue([
+      for pair in compact(split("&", var.portal_auth_params)) :
+      !contains(["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "max_age"], split("=", pair)[0])
+      && length(split("=", pair)[0]) > 0
+    ])
+    error_message = "portal_auth_params must be form-encoded name=value pairs and must not set the page's own parameters (response_type, client_id, redirect_uri, scope, state, nonce, code_challenge, code_challenge_method, max_age: use portal_client_id, portal_scopes and portal_max_age)."
+  }
+}
+
+variable "portal_max_age" {
+  description = "PORTAL_WEB_MAX_AGE in seconds (60-86400), or 0 (default) for none: the page asks the identity provider for a sign-in at most this old (max_age), and get-recovery-key refuses a disclosure whose token's auth_time is older."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.portal_max_age == 0 || (var.portal_max_age >= 60 && var.portal_max_age <= 86400 && floor(var.portal_max_age) == var.portal_max_age)
+    error_message = "portal_max_age must be 0 or a whole number of seconds from 60 to 86400."
   }
 }
 

@@ -50,6 +50,7 @@ pub async fn embedded(
         key_rate_limit,
         helpdesk_rate_limit: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
         metrics: Arc::new(crate::ports::NoMetrics),
+        max_auth_age: None,
     };
     (portal, store)
 }
@@ -103,6 +104,7 @@ pub async fn from_config(
             let mut portal = embedded(&seed, verifier, config.key_rate_limit).await.0;
             portal.helpdesk_rate_limit = config.helpdesk_rate_limit;
             portal.metrics = metrics(config);
+            portal.max_auth_age = config.web_max_age;
             Ok(portal)
         }
         Backend::Aws {
@@ -122,6 +124,7 @@ pub async fn from_config(
                 key_rate_limit: config.key_rate_limit,
                 helpdesk_rate_limit: config.helpdesk_rate_limit,
                 metrics: metrics(config),
+                max_auth_age: config.web_max_age,
             })
         }
     }

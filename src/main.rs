@@ -100,6 +100,12 @@ enum Command {
         /// Scopes the portal page requests when it signs in.
         #[arg(long, env = "PORTAL_WEB_SCOPES", default_value = web::DEFAULT_SCOPES)]
         web_scopes: String,
+        /// Extra parameters of the page's authorization request,
+        /// form-encoded, e.g. resource=api://recovery-portal (RFC 8707) or
+        /// audience=https://api.example (Auth0); `resource` is sent in the
+        /// token request too. The page's own parameters cannot be set.
+        #[arg(long, env = "PORTAL_WEB_AUTH_PARAMS", default_value = "", value_parser = web::parse_auth_params)]
+        web_auth_params: String,
     },
     /// Print a token from the local development identity provider.
     Token {
@@ -605,11 +611,13 @@ async fn main() -> ExitCode {
             cors_origins,
             web_client_id,
             web_scopes,
+            web_auth_params,
         } => {
             let page = PageSettings {
                 cors_origins,
                 client_id: web_client_id,
                 scopes: web_scopes,
+                auth_params: web_auth_params,
             };
             serve(addr, seed, backend, page).await
         }
@@ -704,11 +712,31 @@ async fn main() -> ExitCode {
     }
 }
 
+/// At start, the issuer's discovery document must name `PORTAL_ISSUER`
+/// exactly (OIDC Discovery §4.3): a mismatch (a trailing slash, http for
+/// https, another tenant) would otherwise make every sign-in fail later.
+/// An issuer that cannot be reached now is only a warning: tokens are
+/// checked when it answers.
+async fn check_issuer(auth: &recovery_portal::config::AuthConfig) -> Result<(), String> {
+    match recovery_portal::adapters::jwt::discovered_issuer(&auth.jwks_client, &auth.issuer).await {
+        Ok(found) if found == auth.issuer => Ok(()),
+        Ok(found) => Err(format!(
+            "PORTAL_ISSUER: the identity provider's discovery document names issuer {found:?}, but PORTAL_ISSUER is {:?}; they must be identical (set PORTAL_ISSUER={found:?})",
+            auth.issuer
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, issuer = %auth.issuer, "cannot check the issuer's discovery document at start; tokens are checked once it answers");
+            Ok(())
+        }
+    }
+}
+
 /// `portal serve`'s settings for the portal page and browsers.
 struct PageSettings {
     cors_origins: Vec<String>,
     client_id: String,
     scopes: String,
+    auth_params: String,
 }
 
 async fn serve(
@@ -745,6 +773,11 @@ async fn serve(
         Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
     };
     let local = listener.local_addr().unwrap_or(addr);
+    if let Some(auth) = &config.auth
+        && let Err(e) = check_issuer(auth).await
+    {
+        return fail(e);
+    }
     let (verifier, idp) = match &config.auth {
         Some(auth) => (app::jwt_verifier(auth), None),
         None => {
@@ -762,7 +795,7 @@ async fn serve(
             (v, Some(idp))
         }
     };
-    let portal = match (&config.backend, seed_file) {
+    let mut portal = match (&config.backend, seed_file) {
         (Backend::Embedded, Some(path)) => match read_seed(&path) {
             Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
             Err(e) => return fail(format!("seed file (--seed or PORTAL_SEED_FILE) {e}")),
@@ -781,6 +814,7 @@ async fn serve(
             Err(e) => return fail(e),
         },
     };
+    portal.max_auth_age = config.web_max_age;
     if let Some(idp) = &idp {
         eprintln!(
             "LOCAL DEVELOPMENT MODE: no PORTAL_ISSUER is set, so this server is its own identity provider"
@@ -821,6 +855,8 @@ async fn serve(
             issuer,
             client_id: page.client_id,
             scopes: page.scopes,
+            auth_params: page.auth_params,
+            max_age: config.web_max_age,
         }),
     };
     // Superseded keys past their retention are deleted by DynamoDB TTL on

@@ -710,7 +710,10 @@ async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, Ap
     portal.verifier.verify(token).await.map_err(|f| {
         tracing::info!(reason = %f, "token rejected");
         let e = ApiError::from(f);
-        if matches!(e, ApiError::IdentityProviderUnavailable { .. }) {
+        if matches!(
+            e,
+            ApiError::IdentityProviderUnavailable { .. } | ApiError::IdentityProviderMisconfigured
+        ) {
             portal.count(
                 crate::domain::metrics::Metric::Unavailable(crate::domain::metrics::Cause::Idp),
                 1,
@@ -818,6 +821,9 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
     r
 }
 
+/// `Retry-After` of a 503 `identity-provider-misconfigured`.
+const MISCONFIGURED_RETRY_AFTER_SECS: u64 = 30;
+
 const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
 
 /// The one mapping from domain errors to HTTP answers.
@@ -826,10 +832,12 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
     let mut headers: Vec<(header::HeaderName, String)> = Vec::new();
     let (status, slug, title, detail) = match e {
         ApiError::Unauthenticated(f) => {
+            // RFC 6750 §3: a short reason for whoever sets the issuer up;
+            // the body stays the person's.
             let challenge = if *f == AuthFailure::Missing {
                 "Bearer".to_owned()
             } else {
-                r#"Bearer error="invalid_token", error_description="the access token is missing, expired or not valid for this portal""#.to_owned()
+                format!(r#"Bearer error="invalid_token", error_description="{}""#, f.description())
             };
             headers.push((header::WWW_AUTHENTICATE, challenge));
             (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", "Sign in to the company portal again, then retry.".to_owned())
@@ -838,6 +846,20 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             headers.push((header::RETRY_AFTER, retry_after_secs.to_string()));
             extra.insert("retry_after".into(), json!(retry_after_secs));
             (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-unavailable", "Sign-in service unreachable", format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
+        }
+        ApiError::IdentityProviderMisconfigured => {
+            // When the check runs again (the fetch back-off's ceiling): the
+            // answer changes only once someone fixes the configuration.
+            headers.push((header::RETRY_AFTER, MISCONFIGURED_RETRY_AFTER_SECS.to_string()));
+            extra.insert("retry_after".into(), json!(MISCONFIGURED_RETRY_AFTER_SECS));
+            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-misconfigured", "Portal misconfigured", "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned())
+        }
+        ApiError::SignInTooOld { max_age } => {
+            // RFC 9470 (step-up authentication): sign in again, recently.
+            headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_user_authentication", error_description="sign-in too old", max_age={max_age}"#)));
+            extra.insert("max_age".into(), json!(max_age));
+            let minutes = max_age.div_ceil(60);
+            (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", format!("To see a recovery key you must have signed in within the last {minutes} minute{}. Sign in again, then retry.", if minutes == 1 { "" } else { "s" }))
         }
         ApiError::InsufficientScope { needed } => {
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_scope", scope="{needed}""#)));

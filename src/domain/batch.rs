@@ -116,6 +116,10 @@ pub async fn retrieve(
     if let Err(e) = policy::may_retrieve_batch(caller) {
         return Err(attempt.deny(None, "insufficient_scope", e).await);
     }
+    let now = portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
+        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    }
     let (policy, window) = match portal
         .store
         .load_batch_state(&caller.tenant, &caller.user)

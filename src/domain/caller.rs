@@ -64,4 +64,7 @@ pub struct Caller {
     /// The token's `exp` (unix seconds): a verified-token cache must not
     /// outlive it.
     pub expires_at: i64,
+    /// The token's `auth_time` (unix seconds), when it carries one: when
+    /// the person last entered their credentials (`PORTAL_WEB_MAX_AGE`).
+    pub auth_time: Option<i64>,
 }

@@ -229,6 +229,10 @@ pub async fn retrieve(
     if let Err(e) = policy::may_retrieve_keys(caller) {
         return Err(attempt.deny(None, "insufficient_scope", e).await);
     }
+    let now = portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
+        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    }
     for _ in 0..COMMIT_ATTEMPTS {
         let (device, window) = match portal
             .store

@@ -99,6 +99,24 @@ pub fn may_retrieve_keys(caller: &Caller) -> Result<(), ApiError> {
     require(p.key_read || p.key_read_all, Permissions::KEY_READ)
 }
 
+/// `PORTAL_WEB_MAX_AGE`: a disclosure needs a sign-in no older than
+/// `max_age` seconds (with the tokens' clock-skew leeway), when the token
+/// says when the person signed in (`auth_time`); a token without one is
+/// not refused for it.
+pub fn recent_enough(caller: &Caller, max_age: Option<u64>, now: i64) -> Result<(), ApiError> {
+    match (max_age, caller.auth_time) {
+        (Some(max_age), Some(t))
+            if now.saturating_sub(t) > (max_age as i64).saturating_add(LEEWAY_SECS) =>
+        {
+            Err(ApiError::SignInTooOld { max_age })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Clock skew tolerated on `auth_time`, as on `exp` and `nbf`.
+const LEEWAY_SECS: i64 = 60;
+
 /// Ownership and tenant policy for one device the store returned from the
 /// caller's tenant. Another user's device looks exactly like a missing one.
 pub fn device_access(

@@ -21,6 +21,9 @@ pub struct Portal {
     /// may override it).
     pub helpdesk_rate_limit: u32,
     pub metrics: Arc<dyn Metrics>,
+    /// `PORTAL_WEB_MAX_AGE`: a disclosure needs a sign-in at most this many
+    /// seconds old (`auth_time`), when set.
+    pub max_auth_age: Option<u64>,
 }
 
 impl Portal {

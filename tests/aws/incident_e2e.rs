@@ -104,6 +104,7 @@ impl Env {
             key_rate_limit: 3,
             helpdesk_rate_limit: 5,
             metrics: metrics.clone(),
+            max_auth_age: None,
         };
         Self {
             server: serve_portal(portal).await,

@@ -49,6 +49,7 @@ impl Env {
             key_rate_limit: 50,
             helpdesk_rate_limit: 50,
             metrics: Arc::new(recovery_portal::ports::NoMetrics),
+            max_auth_age: None,
         };
         Self {
             server: serve_portal(portal.clone()).await,

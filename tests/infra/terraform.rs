@@ -888,7 +888,7 @@ fn check_functions(cfg: &Config) -> Vec<String> {
 
 /// Environment the functions read (`src/config.rs`): name -> expected value.
 /// The optional ones are only set when their variable is not empty.
-const ENVIRONMENT: [(&str, &str, bool); 10] = [
+const ENVIRONMENT: [(&str, &str, bool); 13] = [
     ("PORTAL_BACKEND", "aws", true),
     ("PORTAL_ISSUER", "var.jwt_issuer", true),
     ("PORTAL_AUDIENCE", "var.jwt_audience", true),
@@ -904,6 +904,9 @@ const ENVIRONMENT: [(&str, &str, bool); 10] = [
     ("PORTAL_JWKS", "var.jwks_json", false),
     ("PORTAL_JWKS_URL", "var.jwks_url", false),
     ("PORTAL_DEFAULT_TENANT", "var.default_tenant", false),
+    ("PORTAL_TENANT_CLAIM", "var.tenant_claim", false),
+    ("PORTAL_USER_CLAIM", "var.user_claim", false),
+    ("PORTAL_WEB_MAX_AGE", "tostring(var.portal_max_age)", false),
 ];
 
 /// `(name, value, unconditional)` of every object entry in a `merge(...)`
@@ -2042,8 +2045,17 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                 .and_then(|r| r.strip_suffix(')'))
                 .and_then(|l| local(cfg, l));
             let keys = fields.map(object_keys).unwrap_or_default();
-            if keys != set(["issuer", "client_id", "scopes", "api_base_url"]) {
-                errors.push(format!("aws_s3_object.{name}: config.json must be jsonencode(local....) of issuer, client_id, scopes, api_base_url; got {keys:?}"));
+            if keys
+                != set([
+                    "issuer",
+                    "client_id",
+                    "scopes",
+                    "api_base_url",
+                    "auth_params",
+                    "max_age",
+                ])
+            {
+                errors.push(format!("aws_s3_object.{name}: config.json must be jsonencode(local....) of issuer, client_id, scopes, api_base_url, auth_params, max_age; got {keys:?}"));
             }
             if let Some(Expression::Object(o)) = fields {
                 let value = |k: &str| {
@@ -2056,6 +2068,12 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                     errors.push(
                         "config.json: issuer must be var.jwt_issuer (the tokens' iss)".into(),
                     );
+                }
+                if value("auth_params") != "var.portal_auth_params" {
+                    errors.push("config.json: auth_params must be var.portal_auth_params".into());
+                }
+                if !value("max_age").contains("var.portal_max_age") {
+                    errors.push("config.json: max_age must come from var.portal_max_age".into());
                 }
                 if !value("api_base_url").contains("aws_apigatewayv2_stage.default.invoke_url") {
                     errors.push(
@@ -3771,6 +3789,14 @@ const MUTATIONS: &[Mutation] = &[
         "config.json without client_id",
         "portal.tf",
         "    client_id    = var.portal_client_id != \"\" ? var.portal_client_id : var.jwt_audience\n",
+        0,
+        "",
+        check_portal_content,
+    ),
+    m(
+        "config.json without auth_params",
+        "portal.tf",
+        "    auth_params = var.portal_auth_params\n",
         0,
         "",
         check_portal_content,

@@ -233,6 +233,7 @@ impl TokenVerifier for FakeVerifier {
             user: UserId::parse(user).map_err(|_| AuthFailure::Malformed)?,
             permissions: Permissions::from_names(perms.split(',')),
             expires_at: i64::MAX,
+            auth_time: None,
         })
     }
 }
@@ -250,6 +251,7 @@ pub fn portal<S: Store + LifecycleStore + 'static>(
         key_rate_limit: 10,
         helpdesk_rate_limit: 10,
         metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        max_auth_age: None,
     }
 }
 

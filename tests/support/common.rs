@@ -227,6 +227,7 @@ impl Harness {
             // The same limit for agents, unless a test sets another.
             helpdesk_rate_limit: rate_limit,
             metrics: metrics.clone(),
+            max_auth_age: None,
         };
         Self {
             portal,

@@ -10,6 +10,7 @@ fn caller(user: &str, permissions: &str) -> Caller {
         user: UserId::parse(user).unwrap(),
         permissions: Permissions::from_names(permissions.split_whitespace()),
         expires_at: 0,
+        auth_time: None,
     }
 }
 
