@@ -246,6 +246,7 @@ variable "route_throttles" {
       "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
       "PUT /v1/devices/{device_id}",
       "DELETE /v1/devices/{device_id}",
+      "POST /v1/devices/{device_id}/restore",
       "GET /v1/rotation-requests",
       "GET /v1/tenant/settings",
       "PATCH /v1/tenant/settings",
@@ -370,7 +371,7 @@ variable "portal_price_class" {
 # ---------------------------------------------------------------------------
 
 variable "metrics_namespace" {
-  description = "CloudWatch namespace of the functions' own metrics (KeysDisclosed, Denials, RateLimited, Unavailable, AuditWriteFailures, BatchSize, IncidentsOpened), passed as PORTAL_METRICS_NAMESPACE. Change it to keep two stacks in one account apart."
+  description = "CloudWatch namespace of the functions' own metrics (KeysDisclosed, Denials, RateLimited, Unavailable, AuditWriteFailures, BatchSize, IncidentsOpened, SettingsChanges, OwnerChanges, OwnerChangesRefused, DevicesRetired, DevicesRestored, AgentKeysInHour), passed as PORTAL_METRICS_NAMESPACE. Change it to keep two stacks in one account apart."
   type        = string
   default     = "RecoveryPortal"
 
@@ -488,5 +489,38 @@ variable "kms_deletion_window_in_days" {
   validation {
     condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
     error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
+
+variable "owner_changes_alarm_threshold" {
+  description = "Alarm when more device owner changes than this happen in one hour (OwnerChanges)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.owner_changes_alarm_threshold >= 0
+    error_message = "owner_changes_alarm_threshold must not be negative."
+  }
+}
+
+variable "retirements_alarm_threshold" {
+  description = "Alarm when more devices than this are retired in one hour (DevicesRetired)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.retirements_alarm_threshold >= 0
+    error_message = "retirements_alarm_threshold must not be negative."
+  }
+}
+
+variable "agent_hourly_keys_alarm_threshold" {
+  description = "Alarm when one helpdesk agent is disclosed more keys than this in a rolling hour (AgentKeysInHour). Below the default helpdesk limit (200), so a raised limit in use is seen."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.agent_hourly_keys_alarm_threshold >= 1
+    error_message = "agent_hourly_keys_alarm_threshold must be at least 1."
   }
 }

@@ -49,6 +49,7 @@ pub async fn embedded(
         verifier,
         key_rate_limit,
         helpdesk_rate_limit: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+        incident_max_rate_limit: crate::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
         metrics: Arc::new(crate::ports::NoMetrics),
         max_auth_age: None,
     };
@@ -103,6 +104,7 @@ pub async fn from_config(
                 crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
             let mut portal = embedded(&seed, verifier, config.key_rate_limit).await.0;
             portal.helpdesk_rate_limit = config.helpdesk_rate_limit;
+            portal.incident_max_rate_limit = config.incident_max_rate_limit;
             portal.metrics = metrics(config);
             portal.max_auth_age = config.web_max_age;
             Ok(portal)
@@ -123,6 +125,7 @@ pub async fn from_config(
                 verifier,
                 key_rate_limit: config.key_rate_limit,
                 helpdesk_rate_limit: config.helpdesk_rate_limit,
+                incident_max_rate_limit: config.incident_max_rate_limit,
                 metrics: metrics(config),
                 max_auth_age: config.web_max_age,
             })

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_HELPDESK_RATE_LIMIT: u32 = 200;
+/// Default ceiling on an incident's helpdesk limit
+/// (`PORTAL_INCIDENT_MAX_RATE_LIMIT`).
+pub const DEFAULT_INCIDENT_MAX_RATE_LIMIT: u32 = 5_000;
 /// `PORTAL_METRICS_NAMESPACE` on Lambda when unset.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "RecoveryPortal";
 
@@ -97,6 +100,9 @@ pub struct Config {
     pub key_rate_limit: u32,
     /// Keys per helpdesk agent per rolling hour (`PORTAL_HELPDESK_RATE_LIMIT`).
     pub helpdesk_rate_limit: u32,
+    /// The highest helpdesk limit an incident may set
+    /// (`PORTAL_INCIDENT_MAX_RATE_LIMIT`).
+    pub incident_max_rate_limit: u32,
     /// CloudWatch namespace of the EMF metrics (`PORTAL_METRICS_NAMESPACE`);
     /// `None`: no metrics. On Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) it
     /// defaults to `RecoveryPortal`; `PORTAL_METRICS_NAMESPACE=off` turns
@@ -279,6 +285,19 @@ impl Config {
                     )
                 })?,
         };
+        let incident_max_rate_limit = match get("PORTAL_INCIDENT_MAX_RATE_LIMIT") {
+            None => DEFAULT_INCIDENT_MAX_RATE_LIMIT,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "PORTAL_INCIDENT_MAX_RATE_LIMIT",
+                        format!("must be a whole number from 1 to 100000, got {v:?}"),
+                    )
+                })?,
+        };
         let metrics_namespace = match get("PORTAL_METRICS_NAMESPACE") {
             Some(v) if v == "off" => None,
             Some(v) => {
@@ -348,6 +367,7 @@ impl Config {
             auth,
             key_rate_limit,
             helpdesk_rate_limit,
+            incident_max_rate_limit,
             metrics_namespace,
             backend,
             web_max_age,
@@ -425,6 +445,8 @@ mod tests {
             ("PORTAL_HELPDESK_RATE_LIMIT", "0"),
             ("PORTAL_HELPDESK_RATE_LIMIT", "100001"),
             ("PORTAL_HELPDESK_RATE_LIMIT", "many"),
+            ("PORTAL_INCIDENT_MAX_RATE_LIMIT", "0"),
+            ("PORTAL_INCIDENT_MAX_RATE_LIMIT", "100001"),
             ("PORTAL_METRICS_NAMESPACE", "bad namespace"),
             ("PORTAL_METRICS_NAMESPACE", ":x"),
             ("PORTAL_TLS_ROOTS", "mozilla"),
@@ -497,6 +519,7 @@ mod tests {
         assert!(c.auth.is_none());
         assert_eq!(c.key_rate_limit, 10);
         assert_eq!(c.helpdesk_rate_limit, DEFAULT_HELPDESK_RATE_LIMIT);
+        assert_eq!(c.incident_max_rate_limit, DEFAULT_INCIDENT_MAX_RATE_LIMIT);
         assert_eq!(
             c.metrics_namespace, None,
             "no metrics off Lambda by default"

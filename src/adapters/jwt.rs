@@ -21,7 +21,7 @@
 
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::AuthFailure;
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use base64::Engine;
@@ -349,6 +349,9 @@ struct Claims {
     scope: Option<String>,
     #[serde(default, deserialize_with = "present")]
     roles: Option<Vec<String>>,
+    /// The device a device-bound escrow credential belongs to.
+    #[serde(default, deserialize_with = "present")]
+    device_id: Option<String>,
     /// Cognito: `access` or `id`.
     #[serde(default, deserialize_with = "present")]
     token_use: Option<String>,
@@ -793,9 +796,15 @@ impl JwtVerifier {
         if let Some(r) = &c.roles {
             names.extend(r.iter().map(String::as_str));
         }
+        let device = c
+            .device_id
+            .as_deref()
+            .map(|d| DeviceId::parse(d).map_err(|_| AuthFailure::Claims("device_id")))
+            .transpose()?;
         Ok(Caller {
             tenant,
             user,
+            device,
             permissions: Permissions::from_names(names),
             expires_at: c.exp as i64,
             auth_time,

@@ -93,6 +93,10 @@ impl Unavailable {
 pub enum ApiError {
     #[error("unauthenticated: {0}")]
     Unauthenticated(AuthFailure),
+    /// Allowed to a second person only (separation of duties): the detail
+    /// says who.
+    #[error("second person required: {0}")]
+    SecondPersonRequired(String),
     /// The token could not be checked because the identity provider cannot
     /// be reached: retry, do not sign in again.
     #[error("identity provider unavailable")]

@@ -15,4 +15,5 @@ mod incident_e2e;
 mod lifecycle_contract;
 mod lifecycle_e2e;
 mod moto;
+mod separation_e2e;
 mod tls;

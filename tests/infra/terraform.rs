@@ -527,7 +527,7 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // ---------------------------------------------------------------------------
 
 /// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 15] = [
     ("GET /v1/devices", "list_devices"),
     ("GET /v1/recovery-keys", "list_devices"),
     ("GET /v1/audit-events", "list_devices"),
@@ -541,6 +541,7 @@ const ROUTES: [(&str, &str); 14] = [
     ),
     ("PUT /v1/devices/{device_id}", "manage_keys"),
     ("DELETE /v1/devices/{device_id}", "manage_keys"),
+    ("POST /v1/devices/{device_id}/restore", "manage_keys"),
     ("GET /v1/rotation-requests", "manage_keys"),
     ("GET /v1/tenant/settings", "manage_keys"),
     ("PATCH /v1/tenant/settings", "manage_keys"),
@@ -1685,11 +1686,10 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
     errors
 }
 
-/// The manage-keys role's actions on the devices table.
-const MANAGE_DEVICES_ACTIONS: [&str; 7] = [
+/// The manage-keys role's actions on the devices table. No deletes:
+/// retirement sets a TTL and only DynamoDB deletes, when retention ends.
+const MANAGE_DEVICES_ACTIONS: [&str; 5] = [
     "dynamodb:BatchGetItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",
@@ -2171,7 +2171,7 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
 /// The metrics the functions write (embedded metric format) in the
 /// `var.metrics_namespace` namespace: each without dimensions, and some also
 /// by the one dimension named here.
-const METRICS: [(&str, Option<&str>); 7] = [
+const METRICS: [(&str, Option<&str>); 13] = [
     ("KeysDisclosed", None),
     ("Denials", Some("Reason")),
     ("RateLimited", None),
@@ -2179,6 +2179,12 @@ const METRICS: [(&str, Option<&str>); 7] = [
     ("AuditWriteFailures", None),
     ("BatchSize", None),
     ("IncidentsOpened", None),
+    ("SettingsChanges", None),
+    ("OwnerChanges", None),
+    ("OwnerChangesRefused", None),
+    ("DevicesRetired", None),
+    ("DevicesRestored", None),
+    ("AgentKeysInHour", None),
 ];
 
 /// Values of the `Cause` dimension of `Unavailable`.
@@ -2460,11 +2466,32 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
         ),
         ("AuditWriteFailures", &[][..], "audit writes failing"),
         ("IncidentsOpened", &[][..], "an incident opened"),
+        ("SettingsChanges", &[][..], "a tenant settings change"),
+        (
+            "OwnerChangesRefused",
+            &[][..],
+            "an owner change naming the caller",
+        ),
     ] {
         if !any_alarm(&|a| reads(a, ns, metric, dims).is_some() && at_least_one(a)) {
             errors.push(format!(
                 "no alarm on {what}: {metric} {dims:?} >= 1 in var.metrics_namespace"
             ));
+        }
+    }
+    // Owner changes, retirements and one agent's keys in an hour: above a
+    // threshold the deployment chooses.
+    for (metric, var) in [
+        ("OwnerChanges", "var.owner_changes_alarm_threshold"),
+        ("DevicesRetired", "var.retirements_alarm_threshold"),
+        ("AgentKeysInHour", "var.agent_hourly_keys_alarm_threshold"),
+    ] {
+        if !any_alarm(&|a| {
+            reads(a, ns, metric, &[]).is_some()
+                && attr_str(a, "threshold").as_deref() == Some(var)
+                && attr_str(a, "comparison_operator").as_deref() == Some("GreaterThanThreshold")
+        }) {
+            errors.push(format!("no alarm on {metric} above {var}"));
         }
     }
     if !any_alarm(&|a| {
@@ -3877,17 +3904,17 @@ const MUTATIONS: &[Mutation] = &[
     m(
         "manage role gains ConditionCheckItem, which no call uses",
         "manage.tf",
-        "      \"dynamodb:BatchWriteItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n",
         0,
-        "      \"dynamodb:BatchWriteItem\",\n      \"dynamodb:ConditionCheckItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:ConditionCheckItem\",\n",
         check_manage_role,
     ),
     m(
         "manage role may Scan devices",
         "manage.tf",
-        "      \"dynamodb:BatchWriteItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n",
         0,
-        "      \"dynamodb:BatchWriteItem\",\n      \"dynamodb:Scan\",\n",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:Scan\",\n",
         check_manage_role,
     ),
     // keys verify
