@@ -4,4 +4,5 @@
 pub mod devidp;
 pub mod import;
 pub mod seed;
+pub mod sync;
 pub mod verify;
