@@ -8,6 +8,7 @@ mod support;
 mod aws_errors;
 mod contract;
 mod e2e;
+mod entra_sync;
 mod faults;
 mod iam;
 mod import_scale;

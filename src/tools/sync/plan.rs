@@ -259,7 +259,7 @@ mod tests {
         let (id, d) = entra("D1", Some("alice"));
         let stored: HashMap<_, _> = [held(&d, "alice", &[&k1, &k2])].into_iter().collect();
         let devices: HashMap<_, _> = [(id.clone(), d)].into_iter().collect();
-        let p = plan(&by_device(&[k2.clone()]), &devices, &stored);
+        let p = plan(&by_device(std::slice::from_ref(&k2)), &devices, &stored);
         assert_eq!(
             p.not_in_entra,
             vec![NotInEntra {

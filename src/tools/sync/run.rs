@@ -426,3 +426,34 @@ pub async fn sync_entra(
     };
     Ok(s)
 }
+
+/// The sync serves no requests: every token is refused.
+struct NoCallers;
+
+#[async_trait::async_trait]
+impl crate::ports::TokenVerifier for NoCallers {
+    async fn verify(&self, _: &str) -> Result<Caller, crate::domain::error::AuthFailure> {
+        Err(crate::domain::error::AuthFailure::Signature)
+    }
+}
+
+/// A portal for the sync's writes on `store` and `cipher` (it authenticates
+/// no one and discloses nothing; rate limits do not apply to its writes).
+pub fn portal<S>(
+    store: std::sync::Arc<S>,
+    cipher: std::sync::Arc<dyn crate::ports::KeyCipher>,
+) -> Portal
+where
+    S: crate::ports::Store + crate::ports::LifecycleStore + 'static,
+{
+    Portal {
+        store: store.clone(),
+        lifecycle: store,
+        cipher,
+        clock: std::sync::Arc::new(crate::ports::SystemClock),
+        verifier: std::sync::Arc::new(NoCallers),
+        key_rate_limit: 1,
+        helpdesk_rate_limit: 1,
+        metrics: std::sync::Arc::new(crate::ports::NoMetrics),
+    }
+}
