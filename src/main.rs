@@ -162,6 +162,15 @@ enum Command {
         /// from USER, LOGNAME or USERNAME).
         #[arg(long)]
         actor: Option<String>,
+        /// The file's format [default: the portal's seed JSON].
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// `ad-ldif`: CSV of "computer name,owner ID" (AD stores no owner).
+        #[arg(long)]
+        owners: Option<std::path::PathBuf>,
+        /// `ad-ldif`: the portal's tenant ID the devices go into.
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Copy recovery keys one way from where the organisation keeps them.
     Sync {
@@ -184,6 +193,12 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ImportFormat {
+    /// An `ldifde` export of msFVE-RecoveryInformation objects (RFC 2849).
+    AdLdif,
 }
 
 #[derive(Subcommand)]
@@ -306,12 +321,52 @@ fn importer(actor: Option<String>) -> Result<recovery_portal::domain::ids::UserI
     })
 }
 
-async fn import(file: &std::path::Path, actor: Option<String>) -> ExitCode {
+/// `portal import --format ad-ldif`: the devices of an `ldifde` export,
+/// owners from `--owners`, and what the summary must add.
+fn read_ad(
+    file: &std::path::Path,
+    owners: Option<&std::path::Path>,
+    tenant: Option<&str>,
+) -> Result<(seed::Seed, String), String> {
+    use recovery_portal::tools::ad;
+    let tenant = tenant.ok_or("--format ad-ldif needs --tenant (the portal's tenant ID)")?;
+    let tenant = recovery_portal::domain::ids::TenantId::parse(tenant)
+        .map_err(|e| format!("--tenant {e}"))?;
+    let owners = owners.ok_or("--format ad-ldif needs --owners FILE (computer name,owner ID)")?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let owners = ad::owners(&read(owners)?).map_err(|e| format!("{}: {e}", owners.display()))?;
+    let a = ad::from_ldif(&read(file)?, &tenant, &owners)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let note = format!(
+        ", {} keys given volume type operating_system (AD does not record it)",
+        a.volume_type_assumed
+    );
+    Ok((a.seed, note))
+}
+
+async fn import(
+    file: &std::path::Path,
+    actor: Option<String>,
+    format: Option<ImportFormat>,
+    owners: Option<&std::path::Path>,
+    tenant: Option<&str>,
+) -> ExitCode {
     let importer = match importer(actor) {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let seed = match read_seed(file) {
+    let read = match format {
+        None if owners.is_some() || tenant.is_some() => {
+            Err("--owners and --tenant apply to --format ad-ldif only".into())
+        }
+        None => read_seed(file).map(|s| (s, String::new())),
+        Some(ImportFormat::AdLdif) => read_ad(file, owners, tenant),
+    };
+    let (seed, note) = match read {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -338,7 +393,7 @@ async fn import(file: &std::path::Path, actor: Option<String>) -> ExitCode {
     match result {
         Ok(s) => {
             println!(
-                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}, {} tenant settings changes audited as {importer}",
+                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}, {} tenant settings changes audited as {importer}{note}",
                 s.tenants, s.devices, s.keys, s.skipped, s.owner_changes, s.settings_changes
             );
             ExitCode::SUCCESS
@@ -711,7 +766,13 @@ async fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Import { file, actor } => import(&file, actor).await,
+        Command::Import {
+            file,
+            actor,
+            format,
+            owners,
+            tenant,
+        } => import(&file, actor, format, owners.as_deref(), tenant.as_deref()).await,
         Command::Sync {
             command: SyncCommand::Entra { tenant, dry_run },
         } => sync_entra(&tenant, dry_run).await,

@@ -1,5 +1,6 @@
 //! Data loading and development tooling.
 
+pub mod ad;
 #[cfg(feature = "dev-idp")]
 pub mod devidp;
 pub mod import;

@@ -5,6 +5,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ad_import;
 mod aws_errors;
 mod contract;
 mod e2e;
