@@ -5,9 +5,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ad_import;
 mod aws_errors;
 mod contract;
 mod e2e;
+mod entra_sync;
 mod faults;
 mod iam;
 mod import_scale;

@@ -132,6 +132,7 @@ async fn drive() -> (Recorder, BTreeSet<String>, String) {
         driven: BTreeSet::new(),
     };
     import(&env).await;
+    sync_entra(&env).await;
     routes(&mut env).await;
     incidents(&mut env).await;
     lifecycle(&mut env).await;
@@ -179,6 +180,22 @@ async fn import(env: &Env) {
     import::import(&first, env.cipher.as_ref(), env.store.as_ref(), &|_, _| {})
         .await
         .unwrap();
+}
+
+/// `portal sync entra` against the fake Graph: devices created, keys
+/// escrowed; then an owner change, a newer key superseding one, a key
+/// Entra dropped.
+async fn sync_entra(env: &Env) {
+    use crate::entra_sync::fake_graph;
+    env.rec.label("cli:sync-entra");
+    let graph: fake_graph::Shared = Arc::new(std::sync::Mutex::new(crate::entra_sync::entra()));
+    let base = fake_graph::spawn(graph.clone()).await;
+    let portal = recovery_portal::tools::sync::run::portal(env.store.clone(), env.cipher.clone());
+    for _ in 0..2 {
+        let s = crate::entra_sync::run_once(&portal, &base).await;
+        assert!(s.skipped.len() >= 2, "{s:?}");
+        crate::entra_sync::drift(&graph);
+    }
 }
 
 async fn routes(env: &mut Env) {
@@ -418,6 +435,7 @@ fn principals(infra: &Infra) -> BTreeMap<String, Principal> {
         .collect();
     for (label, policy, key_principal) in [
         ("cli:import", "import", ACCOUNT_ROOT.to_owned()),
+        ("cli:sync-entra", "entra_sync", ACCOUNT_ROOT.to_owned()),
         (
             "cli:keys-verify",
             "keys_verify",
@@ -795,6 +813,12 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
         "manage.tf",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_rotation\"]",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
+    ),
+    // The Entra sync can no longer read the devices it plans against.
+    (
+        "iam.tf",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
+        "      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
     ),
     // The key policy no longer names the key function for Decrypt.
     (
