@@ -89,6 +89,12 @@ impl UserId {
         }
     }
 
+    /// Is this a directory sync's actor (`sync:<source>`)? No token's user
+    /// id can be one (`:` is not allowed), so only the sync code writes as it.
+    pub fn is_directory_sync(&self) -> bool {
+        self.0.starts_with(SYNC_PREFIX)
+    }
+
     /// A user id, an importer (`import:<name>`) or a sync job
     /// (`sync:<source>`), as audit events name their actor.
     pub fn parse_actor(s: &str) -> Result<Self, IdError> {
@@ -213,6 +219,18 @@ impl KeySelector {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_the_sync_code_writes_as_a_directory_sync() {
+        let sync = UserId::syncer("entra").unwrap();
+        assert!(sync.is_directory_sync());
+        assert_eq!(UserId::parse_actor("sync:entra").unwrap(), sync);
+        // No token's user id can pose as one.
+        assert!(UserId::parse("sync:entra").is_err());
+        assert!(!UserId::parse("sync-entra").unwrap().is_directory_sync());
+        assert!(!UserId::importer("ops").unwrap().is_directory_sync());
+    }
+
     use super::*;
 
     #[test]

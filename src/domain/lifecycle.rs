@@ -394,9 +394,14 @@ pub async fn upsert_device(
                             os: md.os.clone(),
                             managed_by: md.managed_by,
                             keys: d.keys.iter().filter(|k| k.is_live(now)).cloned().collect(),
-                            // The new owner reads only keys created from now on.
+                            // The new owner reads only keys created from now on,
+                            // unless the directory itself (a sync, like an
+                            // import) names the owner: it is authoritative, and
+                            // its own portal shows the owner every key.
                             owner_since: if d.owner == md.owner {
                                 d.owner_since
+                            } else if caller.user.is_directory_sync() {
+                                None
                             } else {
                                 Some(now)
                             },

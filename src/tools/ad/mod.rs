@@ -202,6 +202,8 @@ pub fn from_ldif(
                 os: "Windows".into(),
                 managed_by: ManagedBy::Organization,
                 keys,
+                owner_since: None,
+                retired: None,
             };
             devices.push(SeedDevice {
                 device,

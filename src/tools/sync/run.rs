@@ -183,7 +183,9 @@ fn sync_caller(tenant: &TenantId) -> Caller {
             Permissions::DEVICES_WRITE_ALL,
             Permissions::KEY_ESCROW,
         ]),
+        device: None,
         expires_at: i64::MAX,
+        auth_time: None,
     }
 }
 
@@ -454,6 +456,8 @@ where
         verifier: std::sync::Arc::new(NoCallers),
         key_rate_limit: 1,
         helpdesk_rate_limit: 1,
+        incident_max_rate_limit: 1,
         metrics: std::sync::Arc::new(crate::ports::NoMetrics),
+        max_auth_age: None,
     }
 }
