@@ -30,11 +30,44 @@ pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<
     ))
 }
 
+/// The deployment's rate limits: one value, so no assembly can take one
+/// setting from the configuration and hard-code the other (the in-memory
+/// `portal serve` once ignored `PORTAL_HELPDESK_RATE_LIMIT` that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `PORTAL_KEY_RATE_LIMIT`: keys per device owner per rolling hour.
+    pub key: u32,
+    /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
+    pub helpdesk: u32,
+    /// `PORTAL_INCIDENT_MAX_RATE_LIMIT`: the highest limit an incident may set.
+    pub incident_max: u32,
+}
+
+impl RateLimits {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            key: config.key_rate_limit,
+            helpdesk: config.helpdesk_rate_limit,
+            incident_max: config.incident_max_rate_limit,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            key: crate::config::DEFAULT_KEY_RATE_LIMIT,
+            helpdesk: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+            incident_max: crate::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
+        }
+    }
+}
+
 /// A portal on the embedded backends, loaded with `seed`.
 pub async fn embedded(
     seed: &Seed,
     verifier: Arc<dyn TokenVerifier>,
-    key_rate_limit: u32,
+    limits: RateLimits,
 ) -> (Portal, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let cipher = Arc::new(LocalCipher::random());
@@ -47,9 +80,9 @@ pub async fn embedded(
         cipher,
         clock: Arc::new(SystemClock),
         verifier,
-        key_rate_limit,
-        helpdesk_rate_limit: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
-        incident_max_rate_limit: crate::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
+        key_rate_limit: limits.key,
+        helpdesk_rate_limit: limits.helpdesk,
+        incident_max_rate_limit: limits.incident_max,
         metrics: Arc::new(crate::ports::NoMetrics),
         max_auth_age: None,
     };
@@ -102,9 +135,7 @@ pub async fn from_config(
             };
             let seed =
                 crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
-            let mut portal = embedded(&seed, verifier, config.key_rate_limit).await.0;
-            portal.helpdesk_rate_limit = config.helpdesk_rate_limit;
-            portal.incident_max_rate_limit = config.incident_max_rate_limit;
+            let mut portal = embedded(&seed, verifier, RateLimits::of(config)).await.0;
             portal.metrics = metrics(config);
             portal.max_auth_age = config.web_max_age;
             Ok(portal)
