@@ -20,6 +20,28 @@ pub struct ConfigError {
     pub problem: String,
 }
 
+/// A whole number from 1 to `max` (a rate limit), `default` when unset.
+fn limit(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                err(
+                    var,
+                    format!("must be a whole number from 1 to {max}, got {v:?}"),
+                )
+            }),
+    }
+}
+
 fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -259,45 +281,24 @@ impl Config {
                 }
             }
         }
-        let key_rate_limit = match get("PORTAL_KEY_RATE_LIMIT") {
-            None => DEFAULT_KEY_RATE_LIMIT,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=10_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "PORTAL_KEY_RATE_LIMIT",
-                        format!("must be a whole number from 1 to 10000, got {v:?}"),
-                    )
-                })?,
-        };
-        let helpdesk_rate_limit = match get("PORTAL_HELPDESK_RATE_LIMIT") {
-            None => DEFAULT_HELPDESK_RATE_LIMIT,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "PORTAL_HELPDESK_RATE_LIMIT",
-                        format!("must be a whole number from 1 to 100000, got {v:?}"),
-                    )
-                })?,
-        };
-        let incident_max_rate_limit = match get("PORTAL_INCIDENT_MAX_RATE_LIMIT") {
-            None => DEFAULT_INCIDENT_MAX_RATE_LIMIT,
-            Some(v) => v
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or_else(|| {
-                    err(
-                        "PORTAL_INCIDENT_MAX_RATE_LIMIT",
-                        format!("must be a whole number from 1 to 100000, got {v:?}"),
-                    )
-                })?,
-        };
+        let key_rate_limit = limit(
+            &get,
+            "PORTAL_KEY_RATE_LIMIT",
+            DEFAULT_KEY_RATE_LIMIT,
+            10_000,
+        )?;
+        let helpdesk_rate_limit = limit(
+            &get,
+            "PORTAL_HELPDESK_RATE_LIMIT",
+            DEFAULT_HELPDESK_RATE_LIMIT,
+            100_000,
+        )?;
+        let incident_max_rate_limit = limit(
+            &get,
+            "PORTAL_INCIDENT_MAX_RATE_LIMIT",
+            DEFAULT_INCIDENT_MAX_RATE_LIMIT,
+            100_000,
+        )?;
         let metrics_namespace = match get("PORTAL_METRICS_NAMESPACE") {
             Some(v) if v == "off" => None,
             Some(v) => {
