@@ -91,7 +91,14 @@ fn benches(c: &mut Criterion) {
     let verifier: Arc<dyn TokenVerifier> = Arc::new(idp.verifier(Arc::new(SystemClock)));
     let (seed_json, expected) = synthetic::seed(USERS);
     let seed = recovery_portal::tools::seed::parse(&seed_json).unwrap();
-    let (portal, _store) = rt.block_on(app::embedded(&seed, verifier.clone(), 10_000));
+    let (portal, _store) = rt.block_on(app::embedded(
+        &seed,
+        verifier.clone(),
+        app::RateLimits {
+            key: 10_000,
+            ..Default::default()
+        },
+    ));
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let tokens: Vec<String> = expected
         .iter()

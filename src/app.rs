@@ -30,11 +30,40 @@ pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<
     ))
 }
 
+/// The deployment's rate limits: one value, so no assembly can take one
+/// setting from the configuration and hard-code the other (the in-memory
+/// `portal serve` once ignored `PORTAL_HELPDESK_RATE_LIMIT` that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `PORTAL_KEY_RATE_LIMIT`: keys per device owner per rolling hour.
+    pub key: u32,
+    /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
+    pub helpdesk: u32,
+}
+
+impl RateLimits {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            key: config.key_rate_limit,
+            helpdesk: config.helpdesk_rate_limit,
+        }
+    }
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        Self {
+            key: crate::config::DEFAULT_KEY_RATE_LIMIT,
+            helpdesk: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+        }
+    }
+}
+
 /// A portal on the embedded backends, loaded with `seed`.
 pub async fn embedded(
     seed: &Seed,
     verifier: Arc<dyn TokenVerifier>,
-    key_rate_limit: u32,
+    limits: RateLimits,
 ) -> (Portal, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let cipher = Arc::new(LocalCipher::random());
@@ -47,8 +76,8 @@ pub async fn embedded(
         cipher,
         clock: Arc::new(SystemClock),
         verifier,
-        key_rate_limit,
-        helpdesk_rate_limit: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+        key_rate_limit: limits.key,
+        helpdesk_rate_limit: limits.helpdesk,
         metrics: Arc::new(crate::ports::NoMetrics),
     };
     (portal, store)
@@ -100,8 +129,7 @@ pub async fn from_config(
             };
             let seed =
                 crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
-            let mut portal = embedded(&seed, verifier, config.key_rate_limit).await.0;
-            portal.helpdesk_rate_limit = config.helpdesk_rate_limit;
+            let mut portal = embedded(&seed, verifier, RateLimits::of(config)).await.0;
             portal.metrics = metrics(config);
             Ok(portal)
         }
@@ -126,3 +154,4 @@ pub async fn from_config(
         }
     }
 }
+

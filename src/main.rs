@@ -764,11 +764,11 @@ async fn serve(
     };
     let portal = match (&config.backend, seed_file) {
         (Backend::Embedded, Some(path)) => match read_seed(&path) {
-            Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
+            Ok(s) => app::embedded(&s, verifier, app::RateLimits::of(&config)).await.0,
             Err(e) => return fail(format!("seed file (--seed or PORTAL_SEED_FILE) {e}")),
         },
         (Backend::Embedded, None) => match seed::parse(seed::DEMO_SEED) {
-            Ok(s) => app::embedded(&s, verifier, config.key_rate_limit).await.0,
+            Ok(s) => app::embedded(&s, verifier, app::RateLimits::of(&config)).await.0,
             Err(e) => return fail(e),
         },
         (Backend::Aws { .. }, Some(_)) => {

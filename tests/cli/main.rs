@@ -4,5 +4,6 @@
 mod support;
 
 mod portal;
+mod settings;
 mod smoke;
 mod web;

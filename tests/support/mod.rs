@@ -4,5 +4,6 @@
 pub mod aws;
 pub mod common;
 pub mod fault_proxy;
+pub mod portal_cli;
 pub mod racing;
 pub mod serve;
