@@ -177,9 +177,15 @@ pub async fn persistent(
     let cipher = Arc::new(store.unlock(&key).await.map_err(|e| e.to_string())?);
     if let Some(seed) = seed {
         let importer = crate::domain::ids::UserId::importer("portal-serve").expect("a valid name");
-        crate::tools::import::import_as(seed, cipher.as_ref(), store.as_ref(), &importer, &|_, _| {})
-            .await
-            .map_err(|e| format!("importing the seed file: {e}"))?;
+        crate::tools::import::import_as(
+            seed,
+            cipher.as_ref(),
+            store.as_ref(),
+            &importer,
+            &|_, _| {},
+        )
+        .await
+        .map_err(|e| format!("importing the seed file: {e}"))?;
     }
     let portal = Portal {
         store: store.clone(),

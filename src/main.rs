@@ -3,8 +3,8 @@
 //! table creation).
 
 use clap::{Parser, Subcommand, ValueEnum};
-use recovery_portal::config::{Backend, Config};
 use recovery_portal::adapters::sqlite::DataDir;
+use recovery_portal::config::{Backend, Config};
 use recovery_portal::frontends::{server, web};
 use recovery_portal::tools::devidp::{DEV_AUDIENCE, DEV_CLIENT_ID, DevIdentityProvider};
 use recovery_portal::tools::seed;
@@ -945,7 +945,10 @@ async fn rewrap(
     new_key_file: &std::path::Path,
 ) -> ExitCode {
     use recovery_portal::adapters::sqlite::{MasterKey, SqliteStore};
-    if !data_dir.join(recovery_portal::adapters::sqlite::DB_FILE).exists() {
+    if !data_dir
+        .join(recovery_portal::adapters::sqlite::DB_FILE)
+        .exists()
+    {
         return fail(format!(
             "{}: holds no portal database (start `portal serve --data-dir` there first)",
             data_dir.display()

@@ -1107,10 +1107,8 @@ async fn embedded_backends_keep_the_contract() {
 }
 
 /// The persistent store of `portal serve --data-dir`, with its master key.
-pub(crate) async fn sqlite_backends() -> (
-    recovery_portal::adapters::sqlite::SqliteStore,
-    LocalCipher,
-) {
+pub(crate) async fn sqlite_backends()
+-> (recovery_portal::adapters::sqlite::SqliteStore, LocalCipher) {
     use recovery_portal::adapters::sqlite::{MasterKey, SqliteStore};
     let dir = std::env::temp_dir().join(format!("portal-sqlite-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -126,9 +126,11 @@ fn check_password() -> RecoveryPassword {
 /// the database has none yet (first start).
 fn check_key(tx: &Transaction<'_>, cipher: &LocalCipher) -> rusqlite::Result<bool> {
     let stored: Option<Vec<u8>> = tx
-        .query_row("SELECT value FROM meta WHERE name = ?1", [CHECK_NAME], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            [CHECK_NAME],
+            |r| r.get(0),
+        )
         .optional()?;
     match stored {
         Some(blob) => Ok(cipher.open_now(&check_context(), &SealedKey(blob)).is_ok()),

@@ -4,8 +4,8 @@
 
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
-use crate::domain::model::{Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, TenantPolicy};
 use crate::domain::model::VolumeType;
+use crate::domain::model::{Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, TenantPolicy};
 use crate::domain::ratelimit::{Grant, RateWindow, Slot};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -274,7 +274,8 @@ pub(super) fn key_id(s: &str) -> rusqlite::Result<KeyId> {
 /// `import:<name>`: the actor is read with `UserId::parse_actor`, which
 /// takes both.
 pub(super) fn event_from_json(json: &str) -> rusqlite::Result<crate::domain::audit::AuditEvent> {
-    let mut v: serde_json::Value = serde_json::from_str(json).map_err(|e| corrupt("audit event", e))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| corrupt("audit event", e))?;
     let actor = v["actor"].as_str().unwrap_or_default().to_owned();
     let actor = UserId::parse_actor(&actor).map_err(|e| corrupt("audit event", e))?;
     v["actor"] = serde_json::Value::from("placeholder");

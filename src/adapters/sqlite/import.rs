@@ -42,13 +42,12 @@ impl ImportStore for SqliteStore {
         self.read(move |tx| {
             let mut out = HashMap::new();
             for t in tenants {
-                let json: Option<Option<String>> = rusqlite::OptionalExtension::optional(
-                    tx.query_row(
+                let json: Option<Option<String>> =
+                    rusqlite::OptionalExtension::optional(tx.query_row(
                         "SELECT policy FROM tenants WHERE tenant = ?1",
                         [t.as_str()],
                         |r| r.get(0),
-                    ),
-                )?;
+                    ))?;
                 if let Some(j) = json.flatten() {
                     out.insert(t, codec::policy_from_json(&j)?);
                 }

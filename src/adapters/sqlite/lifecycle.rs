@@ -154,7 +154,10 @@ fn rotation_tx(
     })
 }
 
-fn stored_keys_tx(tx: &Transaction<'_>, tenant: Option<&TenantId>) -> rusqlite::Result<StoredKeyPage> {
+fn stored_keys_tx(
+    tx: &Transaction<'_>,
+    tenant: Option<&TenantId>,
+) -> rusqlite::Result<StoredKeyPage> {
     let mut st = tx.prepare(
         "SELECT tenant, device, key_id, sealed, superseded FROM sealed_keys
          WHERE ?1 IS NULL OR tenant = ?1 ORDER BY tenant, device, superseded, rowid",

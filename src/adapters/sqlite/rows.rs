@@ -112,8 +112,14 @@ pub(super) fn delete_device(
     device: &DeviceId,
 ) -> rusqlite::Result<bool> {
     let ids = [tenant.as_str(), device.as_str()];
-    tx.execute("DELETE FROM key_index WHERE tenant = ?1 AND device = ?2", ids)?;
-    tx.execute("DELETE FROM sealed_keys WHERE tenant = ?1 AND device = ?2", ids)?;
+    tx.execute(
+        "DELETE FROM key_index WHERE tenant = ?1 AND device = ?2",
+        ids,
+    )?;
+    tx.execute(
+        "DELETE FROM sealed_keys WHERE tenant = ?1 AND device = ?2",
+        ids,
+    )?;
     Ok(tx.execute("DELETE FROM devices WHERE tenant = ?1 AND device = ?2", ids)? > 0)
 }
 

@@ -111,9 +111,7 @@ pub(super) fn open_writer(path: &Path) -> rusqlite::Result<Connection> {
     configure(&conn)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(super::failure(format!(
-            "journal_mode is {mode}, not WAL"
-        )));
+        return Err(super::failure(format!("journal_mode is {mode}, not WAL")));
     }
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > VERSION {

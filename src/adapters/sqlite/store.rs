@@ -96,11 +96,22 @@ fn denials(tx: &Transaction<'_>, e: &AuditEvent) -> rusqlite::Result<(u32, bool)
     .map(|v| v.unwrap_or((0, false)))
 }
 
-fn put_denials(tx: &Transaction<'_>, e: &AuditEvent, count: u32, marked: bool) -> rusqlite::Result<()> {
+fn put_denials(
+    tx: &Transaction<'_>,
+    e: &AuditEvent,
+    count: u32,
+    marked: bool,
+) -> rusqlite::Result<()> {
     tx.execute(
         "INSERT OR REPLACE INTO denials (tenant, actor, hour, count, marked)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![e.tenant_id.as_str(), e.actor.as_str(), hour_of(e.time), count, marked],
+        params![
+            e.tenant_id.as_str(),
+            e.actor.as_str(),
+            hour_of(e.time),
+            count,
+            marked
+        ],
     )?;
     Ok(())
 }
@@ -172,7 +183,11 @@ fn find_keys_tx(
              WHERE tenant = ?1 AND key_hex >= ?2 AND key_hex < ?3 ORDER BY device",
         )?
         .query_map(
-            [tenant.as_str(), prefix.as_str(), &format!("{}g", prefix.as_str())],
+            [
+                tenant.as_str(),
+                prefix.as_str(),
+                &format!("{}g", prefix.as_str()),
+            ],
             |r| r.get(0),
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -204,8 +219,13 @@ impl Store for SqliteStore {
         owner: &UserId,
     ) -> Result<(Vec<Device>, TenantPolicy), Unavailable> {
         let (tenant, owner) = (tenant.clone(), owner.clone());
-        self.read(move |tx| Ok((devices_of_owner(tx, &tenant, &owner)?, rows::policy(tx, &tenant)?)))
-            .await
+        self.read(move |tx| {
+            Ok((
+                devices_of_owner(tx, &tenant, &owner)?,
+                rows::policy(tx, &tenant)?,
+            ))
+        })
+        .await
     }
 
     async fn find_keys(
@@ -214,7 +234,8 @@ impl Store for SqliteStore {
         prefix: &KeyIdPrefix,
     ) -> Result<Vec<KeyLocation>, Unavailable> {
         let (tenant, prefix) = (tenant.clone(), prefix.clone());
-        self.read(move |tx| find_keys_tx(tx, &tenant, &prefix)).await
+        self.read(move |tx| find_keys_tx(tx, &tenant, &prefix))
+            .await
     }
 
     async fn load_for_disclosure(
@@ -249,8 +270,13 @@ impl Store for SqliteStore {
         actor: &UserId,
     ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
         let (tenant, actor) = (tenant.clone(), actor.clone());
-        self.read(move |tx| Ok((rows::policy(tx, &tenant)?, rows::rate_window(tx, &tenant, &actor)?)))
-            .await
+        self.read(move |tx| {
+            Ok((
+                rows::policy(tx, &tenant)?,
+                rows::rate_window(tx, &tenant, &actor)?,
+            ))
+        })
+        .await
     }
 
     async fn load_devices(
@@ -261,7 +287,11 @@ impl Store for SqliteStore {
     ) -> Result<Vec<SealedDevice>, Unavailable> {
         let (tenant, policy) = (tenant.clone(), policy.clone());
         let mut seen = BTreeSet::new();
-        let devices: Vec<DeviceId> = devices.iter().filter(|d| seen.insert(*d)).cloned().collect();
+        let devices: Vec<DeviceId> = devices
+            .iter()
+            .filter(|d| seen.insert(*d))
+            .cloned()
+            .collect();
         self.read(move |tx| {
             let mut out = Vec::new();
             for d in &devices {
@@ -278,7 +308,8 @@ impl Store for SqliteStore {
         rate: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
         let (events, rate) = (events.to_vec(), rate.clone());
-        self.write(move |tx| commit_batch_tx(tx, &events, &rate)).await
+        self.write(move |tx| commit_batch_tx(tx, &events, &rate))
+            .await
     }
 
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
