@@ -822,6 +822,32 @@ fn refuse_address(addr: SocketAddr, config: &Config, in_memory: bool) -> Option<
     ))
 }
 
+/// The configured issuer's verifier, or (no `PORTAL_ISSUER`) the dev
+/// identity provider at `local` with its own.
+#[allow(clippy::type_complexity)]
+fn token_verifier(
+    config: &Config,
+    local: SocketAddr,
+) -> Result<
+    (
+        Arc<dyn recovery_portal::ports::TokenVerifier>,
+        Option<Arc<DevIdentityProvider>>,
+    ),
+    String,
+> {
+    if let Some(auth) = &config.auth {
+        return Ok((app::jwt_verifier(auth), None));
+    }
+    let idp = Arc::new(DevIdentityProvider::load_or_create(
+        &DevIdentityProvider::default_key_path(),
+        &format!("http://{local}"),
+        DEV_AUDIENCE,
+    )?);
+    let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
+        Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    Ok((v, Some(idp)))
+}
+
 async fn serve(
     addr: SocketAddr,
     data: DataSettings,
@@ -854,22 +880,9 @@ async fn serve(
         Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
     };
     let local = listener.local_addr().unwrap_or(addr);
-    let (verifier, idp) = match &config.auth {
-        Some(auth) => (app::jwt_verifier(auth), None),
-        None => {
-            let issuer = format!("http://{local}");
-            let idp = match DevIdentityProvider::load_or_create(
-                &DevIdentityProvider::default_key_path(),
-                &issuer,
-                DEV_AUDIENCE,
-            ) {
-                Ok(i) => Arc::new(i),
-                Err(e) => return fail(e),
-            };
-            let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
-                Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
-            (v, Some(idp))
-        }
+    let (verifier, idp) = match token_verifier(&config, local) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
     };
     let (portal, _data_dir_lock) = match serve_backend(&config, data, verifier).await {
         Ok(v) => v,

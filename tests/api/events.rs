@@ -56,7 +56,15 @@ async fn each_event_reaches_its_route_through_the_lambda_handler() {
     let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
-    let (portal, store) = app::embedded(&seed::parse(seed::DEMO_SEED).unwrap(), verifier, 10).await;
+    let (portal, store) = app::embedded(
+        &seed::parse(seed::DEMO_SEED).unwrap(),
+        verifier,
+        app::RateLimits {
+            key: 10,
+            ..Default::default()
+        },
+    )
+    .await;
     let alice = idp.token("contoso", "alice", "RecoveryKey.Read", now, 600);
     let agent = idp.token("contoso", "agent", "RecoveryKey.Read.All", now, 600);
     let auditor = idp.token("contoso", "auditor", "AuditLog.Read.All", now, 600);
@@ -142,8 +150,15 @@ async fn demo() -> (
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
-    let (portal, store) =
-        app::embedded(&seed::parse(seed::DEMO_SEED).unwrap(), verifier, 100).await;
+    let (portal, store) = app::embedded(
+        &seed::parse(seed::DEMO_SEED).unwrap(),
+        verifier,
+        app::RateLimits {
+            key: 100,
+            ..Default::default()
+        },
+    )
+    .await;
     let alice = idp.token("contoso", "alice", "RecoveryKey.Read", now, 600);
     (portal, store, idp, alice)
 }

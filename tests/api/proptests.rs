@@ -648,9 +648,16 @@ fn demo() -> Demo {
         .collect();
     let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
     let portal = rt.block_on(async {
-        app::embedded(&seed::parse(seed::DEMO_SEED).unwrap(), verifier, 10_000)
-            .await
-            .0
+        app::embedded(
+            &seed::parse(seed::DEMO_SEED).unwrap(),
+            verifier,
+            app::RateLimits {
+                key: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .0
     });
     Demo {
         rt,

@@ -191,11 +191,13 @@ async fn load_then_kill(node: &Node, enough: usize) -> Answers {
         })
         .collect();
     while Instant::now() < until {
-        let o = out.lock().unwrap();
-        if o.disclosed.len() >= enough && o.escrowed.len() >= enough {
+        let done = {
+            let o = out.lock().unwrap();
+            o.disclosed.len() >= enough && o.escrowed.len() >= enough
+        };
+        if done {
             break;
         }
-        drop(o);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // SIGKILL (Child::kill), mid-flight: requests are in progress as the
