@@ -163,6 +163,7 @@ resource "aws_apigatewayv2_stage" "default" {
     aws_apigatewayv2_route.escrow_recovery_key,
     aws_apigatewayv2_route.upsert_device,
     aws_apigatewayv2_route.retire_device,
+    aws_apigatewayv2_route.restore_device,
     aws_apigatewayv2_route.rotation_requests,
     aws_apigatewayv2_route.get_tenant_settings,
     aws_apigatewayv2_route.patch_tenant_settings,

@@ -349,3 +349,61 @@ data "aws_iam_policy_document" "keys_verify" {
     resources = [aws_dynamodb_table.audit.arn]
   }
 }
+
+# ---------------------------------------------------------------------------
+# Entra sync (administrators, or the scheduled job)
+# ---------------------------------------------------------------------------
+#
+# Attach to the user or role that runs `portal sync entra`. It reads the
+# devices Entra lists keys for (BatchGetItem of device and tenant items),
+# enrols or updates them and escrows each new key through the same
+# conditional writes as the escrow API (TransactWriteItems, authorized by
+# its per-item Put and Update), each with its audit event (PutItem only:
+# append-only). It seals with the recovery-key CMK (Encrypt only, with the
+# encryption context): it can never read a key back. No delete, no Scan,
+# no index: a sync never removes what Entra no longer lists.
+
+resource "aws_iam_policy" "entra_sync" {
+  name        = "${var.name_prefix}-entra-sync"
+  description = "Copy BitLocker recovery keys from Entra ID into ${var.name_prefix} (portal sync entra)"
+  policy      = data.aws_iam_policy_document.entra_sync.json
+}
+
+data "aws_iam_policy_document" "entra_sync" {
+  statement {
+    sid       = "SealRecoveryKeysWithContext"
+    effect    = "Allow"
+    actions   = ["kms:Encrypt"]
+    resources = [aws_kms_key.recovery_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["tenant_id", "device_id", "key_id"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["false"]
+    }
+  }
+
+  statement {
+    sid    = "ReadAndWriteDevices"
+    effect = "Allow"
+    actions = [
+      "dynamodb:BatchGetItem",
+      "dynamodb:PutItem",
+      "dynamodb:UpdateItem",
+    ]
+    resources = [aws_dynamodb_table.devices.arn]
+  }
+
+  statement {
+    sid       = "AppendAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+}

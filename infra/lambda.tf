@@ -22,6 +22,11 @@ locals {
     var.jwks_json == "" ? {} : { PORTAL_JWKS = var.jwks_json },
     var.jwks_url == "" ? {} : { PORTAL_JWKS_URL = var.jwks_url },
     var.default_tenant == "" ? {} : { PORTAL_DEFAULT_TENANT = var.default_tenant },
+    var.tenant_claim == "" ? {} : { PORTAL_TENANT_CLAIM = var.tenant_claim },
+    var.user_claim == "" ? {} : { PORTAL_USER_CLAIM = var.user_claim },
+    # The page asks for a sign-in this recent (config.json's max_age) and
+    # get-recovery-key refuses a disclosure whose token's auth_time is older.
+    var.portal_max_age == 0 ? {} : { PORTAL_WEB_MAX_AGE = tostring(var.portal_max_age) },
   )
 
   tracing_mode = var.enable_xray ? "Active" : "PassThrough"

@@ -20,6 +20,7 @@ locals {
     "PUT /v1/devices/{device_id}/recovery-keys/{key_id}" = "PUT/v1/devices/*/recovery-keys/*"
     "PUT /v1/devices/{device_id}"                        = "PUT/v1/devices/*"
     "DELETE /v1/devices/{device_id}"                     = "DELETE/v1/devices/*"
+    "POST /v1/devices/{device_id}/restore"               = "POST/v1/devices/*/restore"
     "GET /v1/rotation-requests"                          = "GET/v1/rotation-requests"
     "GET /v1/tenant/settings"                            = "GET/v1/tenant/settings"
     "PATCH /v1/tenant/settings"                          = "PATCH/v1/tenant/settings"
@@ -64,11 +65,11 @@ data "aws_iam_policy_document" "manage_keys" {
     resources = ["${aws_cloudwatch_log_group.manage_keys.arn}:*"]
   }
 
-  # Reads the device and tenant items it changes (BatchGetItem, GetItem),
-  # a device's partition to retire it (Query), and the by_rotation index.
-  # Writes are transactions; DynamoDB authorizes them by their per-item
-  # actions. BatchWriteItem deletes the key pointers of a device with more
-  # than a transaction's worth of them. Incidents are items of the tenant's
+  # Reads the device and tenant items it changes (BatchGetItem, GetItem)
+  # and the by_rotation index. Writes are transactions; DynamoDB authorizes
+  # them by their per-item actions. Nothing is deleted: retiring a device
+  # sets its items' TTL (UpdateItem) and restoring clears it, so DynamoDB
+  # deletes a retired device only when its retention ends. Incidents are items of the tenant's
   # partition (T#<tenant> / INCIDENT#...) plus an attribute of the tenant
   # item, written in one transaction with the audit Put (an Update of the
   # tenant item conditioned on its settings version, so no ConditionCheck);
@@ -78,8 +79,6 @@ data "aws_iam_policy_document" "manage_keys" {
     effect = "Allow"
     actions = [
       "dynamodb:BatchGetItem",
-      "dynamodb:BatchWriteItem",
-      "dynamodb:DeleteItem",
       "dynamodb:GetItem",
       "dynamodb:PutItem",
       "dynamodb:Query",
@@ -239,6 +238,14 @@ resource "aws_apigatewayv2_route" "upsert_device" {
 resource "aws_apigatewayv2_route" "retire_device" {
   api_id             = aws_apigatewayv2_api.portal.id
   route_key          = "DELETE /v1/devices/{device_id}"
+  target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
+  authorization_type = "JWT"
+  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
+}
+
+resource "aws_apigatewayv2_route" "restore_device" {
+  api_id             = aws_apigatewayv2_api.portal.id
+  route_key          = "POST /v1/devices/{device_id}/restore"
   target             = "integrations/${aws_apigatewayv2_integration.manage_keys.id}"
   authorization_type = "JWT"
   authorizer_id      = aws_apigatewayv2_authorizer.jwt.id

@@ -14,6 +14,12 @@
 #   AuditWriteFailures  audit events that could not be written (Count)
 #   BatchSize           keys asked for, one value per batch request (Count)
 #   IncidentsOpened     incidents opened (Count)
+#   SettingsChanges     tenant settings changed (Count)
+#   OwnerChanges        devices given to another owner (Count)
+#   OwnerChangesRefused owner changes naming the caller, refused (Count)
+#   DevicesRetired      devices retired (Count)
+#   DevicesRestored     retired devices restored (Count)
+#   AgentKeysInHour     per helpdesk disclosure: that agent's keys in the rolling hour
 #
 # Alarms notify local.alarm_actions: the topic created here
 # (create_alarm_topic), else alarm_topic_arn, else no one.
@@ -292,6 +298,89 @@ resource "aws_cloudwatch_metric_alarm" "incident_opened" {
   ok_actions          = local.alarm_actions
 }
 
+# Who may change what (issue 17): changes that could become a way to read
+# keys are rare, so each one is worth a look.
+
+# Any tenant settings change (self-service, limits, retention, helpdesk card).
+resource "aws_cloudwatch_metric_alarm" "settings_changed" {
+  alarm_name          = "${var.name_prefix}-settings-changed"
+  alarm_description   = "Tenant settings changed (PATCH /v1/tenant/settings): self-service, rate limits, retention or the helpdesk card. Check the audit trail (settings_change)."
+  namespace           = var.metrics_namespace
+  metric_name         = "SettingsChanges"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# A device administrator tried to give themselves a device.
+resource "aws_cloudwatch_metric_alarm" "owner_self_assignment" {
+  alarm_name          = "${var.name_prefix}-owner-self-assignment"
+  alarm_description   = "An owner change naming the caller was refused (audit reason self_assignment)."
+  namespace           = var.metrics_namespace
+  metric_name         = "OwnerChangesRefused"
+  statistic           = "Sum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanOrEqualToThreshold"
+  threshold           = 1
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "owner_changes" {
+  alarm_name          = "${var.name_prefix}-owner-changes"
+  alarm_description   = "More device owner changes in an hour than var.owner_changes_alarm_threshold."
+  namespace           = var.metrics_namespace
+  metric_name         = "OwnerChanges"
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.owner_changes_alarm_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+resource "aws_cloudwatch_metric_alarm" "retirements" {
+  alarm_name          = "${var.name_prefix}-retirements"
+  alarm_description   = "More devices retired in an hour than var.retirements_alarm_threshold."
+  namespace           = var.metrics_namespace
+  metric_name         = "DevicesRetired"
+  statistic           = "Sum"
+  period              = 3600
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.retirements_alarm_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
+# One agent reading more keys in a rolling hour than the threshold: each
+# helpdesk disclosure reports that agent's count, so the maximum is the
+# busiest agent's, with no identifier in a dimension.
+resource "aws_cloudwatch_metric_alarm" "agent_hourly_keys" {
+  alarm_name          = "${var.name_prefix}-agent-hourly-keys"
+  alarm_description   = "One helpdesk agent was disclosed more keys in an hour than var.agent_hourly_keys_alarm_threshold. Check the audit trail by actor."
+  namespace           = var.metrics_namespace
+  metric_name         = "AgentKeysInHour"
+  statistic           = "Maximum"
+  period              = 300
+  evaluation_periods  = 1
+  comparison_operator = "GreaterThanThreshold"
+  threshold           = var.agent_hourly_keys_alarm_threshold
+  treat_missing_data  = "notBreaching"
+  alarm_actions       = local.alarm_actions
+  ok_actions          = local.alarm_actions
+}
+
 # ---------------------------------------------------------------------------
 # Dashboard
 # ---------------------------------------------------------------------------
@@ -366,6 +455,12 @@ resource "aws_cloudwatch_dashboard" "portal" {
             [var.metrics_namespace, "BatchSize", { stat = "SampleCount", label = "batch requests" }],
             [var.metrics_namespace, "AuditWriteFailures", { stat = "Sum", label = "audit write failures" }],
             [var.metrics_namespace, "IncidentsOpened", { stat = "Sum", label = "incidents opened" }],
+            [var.metrics_namespace, "SettingsChanges", { stat = "Sum", label = "settings changes" }],
+            [var.metrics_namespace, "OwnerChanges", { stat = "Sum", label = "owner changes" }],
+            [var.metrics_namespace, "OwnerChangesRefused", { stat = "Sum", label = "self-assignments refused" }],
+            [var.metrics_namespace, "DevicesRetired", { stat = "Sum", label = "devices retired" }],
+            [var.metrics_namespace, "DevicesRestored", { stat = "Sum", label = "devices restored" }],
+            [var.metrics_namespace, "AgentKeysInHour", { stat = "Maximum", label = "most keys one agent read in an hour" }],
           ]
         }
       },

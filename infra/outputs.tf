@@ -48,6 +48,11 @@ output "recovery_key_kms_alias" {
   value       = aws_kms_alias.recovery_keys.name
 }
 
+output "entra_sync_policy_arn" {
+  description = "Managed policy to attach to whoever runs portal sync entra (seals, never decrypts)."
+  value       = aws_iam_policy.entra_sync.arn
+}
+
 output "import_policy_arn" {
   description = "Managed policy to attach to the administrators who run portal import."
   value       = aws_iam_policy.import.arn

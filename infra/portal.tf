@@ -49,6 +49,10 @@ locals {
     client_id    = var.portal_client_id != "" ? var.portal_client_id : var.jwt_audience
     scopes       = var.portal_scopes
     api_base_url = var.portal_api_url != "" ? var.portal_api_url : trimsuffix(aws_apigatewayv2_stage.default.invoke_url, "/")
+    # Extra authorization parameters (PORTAL_WEB_AUTH_PARAMS), e.g.
+    # resource=api://recovery-portal (RFC 8707) or audience=... (Auth0).
+    auth_params = var.portal_auth_params
+    max_age     = var.portal_max_age == 0 ? null : var.portal_max_age
   }
 }
 

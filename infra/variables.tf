@@ -73,6 +73,28 @@ variable "default_tenant" {
   }
 }
 
+variable "tenant_claim" {
+  description = "Optional PORTAL_TENANT_CLAIM: the access-token claim naming the caller's tenant (default tid, Entra ID's), e.g. a custom claim of Okta, Auth0 (https://example.com/tenant) or Keycloak. Empty (default) omits the variable."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.tenant_claim == "" || can(regex("^[!-~]{1,256}$", var.tenant_claim))
+    error_message = "tenant_claim must be empty or a claim name of 1-256 visible ASCII characters."
+  }
+}
+
+variable "user_claim" {
+  description = "Optional PORTAL_USER_CLAIM: the access-token claim naming the caller, matched against device owners (default oid, Entra ID's; sub when the token has no such claim). Empty (default) omits the variable."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.user_claim == "" || can(regex("^[!-~]{1,256}$", var.user_claim))
+    error_message = "user_claim must be empty or a claim name of 1-256 visible ASCII characters."
+  }
+}
+
 variable "key_rate_limit" {
   description = "PORTAL_KEY_RATE_LIMIT: recovery keys one caller may retrieve per rolling hour; further requests are refused until a slot frees up."
   type        = number
@@ -224,6 +246,7 @@ variable "route_throttles" {
       "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
       "PUT /v1/devices/{device_id}",
       "DELETE /v1/devices/{device_id}",
+      "POST /v1/devices/{device_id}/restore",
       "GET /v1/rotation-requests",
       "GET /v1/tenant/settings",
       "PATCH /v1/tenant/settings",
@@ -264,6 +287,32 @@ variable "portal_scopes" {
   validation {
     condition     = length(trimspace(var.portal_scopes)) > 0
     error_message = "portal_scopes must not be empty."
+  }
+}
+
+variable "portal_auth_params" {
+  description = "Extra parameters of the page's authorization request, form-encoded, written to config.json as auth_params (PORTAL_WEB_AUTH_PARAMS), e.g. \"resource=api://recovery-portal\" (RFC 8707; also sent in the token request) or \"audience=https://api.example\" (Auth0). The page's own parameters cannot be set here."
+  type        = string
+  default     = ""
+
+  validation {
+    condition = alltrue([
+      for pair in compact(split("&", var.portal_auth_params)) :
+      !contains(["response_type", "client_id", "redirect_uri", "scope", "state", "nonce", "code_challenge", "code_challenge_method", "max_age"], split("=", pair)[0])
+      && length(split("=", pair)[0]) > 0
+    ])
+    error_message = "portal_auth_params must be form-encoded name=value pairs and must not set the page's own parameters (response_type, client_id, redirect_uri, scope, state, nonce, code_challenge, code_challenge_method, max_age: use portal_client_id, portal_scopes and portal_max_age)."
+  }
+}
+
+variable "portal_max_age" {
+  description = "PORTAL_WEB_MAX_AGE in seconds (60-86400), or 0 (default) for none: the page asks the identity provider for a sign-in at most this old (max_age), and get-recovery-key refuses a disclosure whose token's auth_time is older."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.portal_max_age == 0 || (var.portal_max_age >= 60 && var.portal_max_age <= 86400 && floor(var.portal_max_age) == var.portal_max_age)
+    error_message = "portal_max_age must be 0 or a whole number of seconds from 60 to 86400."
   }
 }
 
@@ -322,7 +371,7 @@ variable "portal_price_class" {
 # ---------------------------------------------------------------------------
 
 variable "metrics_namespace" {
-  description = "CloudWatch namespace of the functions' own metrics (KeysDisclosed, Denials, RateLimited, Unavailable, AuditWriteFailures, BatchSize, IncidentsOpened), passed as PORTAL_METRICS_NAMESPACE. Change it to keep two stacks in one account apart."
+  description = "CloudWatch namespace of the functions' own metrics (KeysDisclosed, Denials, RateLimited, Unavailable, AuditWriteFailures, BatchSize, IncidentsOpened, SettingsChanges, OwnerChanges, OwnerChangesRefused, DevicesRetired, DevicesRestored, AgentKeysInHour), passed as PORTAL_METRICS_NAMESPACE. Change it to keep two stacks in one account apart."
   type        = string
   default     = "RecoveryPortal"
 
@@ -440,5 +489,38 @@ variable "kms_deletion_window_in_days" {
   validation {
     condition     = var.kms_deletion_window_in_days >= 7 && var.kms_deletion_window_in_days <= 30
     error_message = "kms_deletion_window_in_days must be between 7 and 30."
+  }
+}
+
+variable "owner_changes_alarm_threshold" {
+  description = "Alarm when more device owner changes than this happen in one hour (OwnerChanges)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.owner_changes_alarm_threshold >= 0
+    error_message = "owner_changes_alarm_threshold must not be negative."
+  }
+}
+
+variable "retirements_alarm_threshold" {
+  description = "Alarm when more devices than this are retired in one hour (DevicesRetired)."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.retirements_alarm_threshold >= 0
+    error_message = "retirements_alarm_threshold must not be negative."
+  }
+}
+
+variable "agent_hourly_keys_alarm_threshold" {
+  description = "Alarm when one helpdesk agent is disclosed more keys than this in a rolling hour (AgentKeysInHour). Below the default helpdesk limit (200), so a raised limit in use is seen."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.agent_hourly_keys_alarm_threshold >= 1
+    error_message = "agent_hourly_keys_alarm_threshold must be at least 1."
   }
 }

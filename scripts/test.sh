@@ -4,7 +4,9 @@
 # Playwright, pytest), starts moto, runs the Rust tests (the function binaries
 # under a Lambda Runtime API emulator included), validates openapi.json, runs
 # the portal page in Chromium (Debian's package, installed with apt-get when
-# missing), then checks the Terraform. The AWS provider's schema for the
+# missing) against the development identity provider and against
+# node-oidc-provider (npm `oidc-provider`, pinned in tests/browser/oidc and
+# installed there with `npm ci`), then checks the Terraform. The AWS provider's schema for the
 # Terraform check under `cargo test` is installed with npm first
 # (scripts/provider-schema.sh).
 #
@@ -13,6 +15,16 @@
 # and runs the same runtime smoke tests on the packaged bootstraps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# strace: the functions' init guard (functions/*/tests/runtime.rs) traces
+# the real binaries' file opens and connections.
+if ! command -v strace >/dev/null; then
+    echo "==> installing strace for the init guard"
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace
+fi
 
 eval "$(scripts/moto.sh start)"
 trap 'scripts/moto.sh stop >/dev/null 2>&1 || true' EXIT
@@ -63,6 +75,15 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "portal" and m.get("executable"):
         print(m["executable"])
 ')"
+# node-oidc-provider, the real OpenID provider the browser tests sign in
+# with (tests/browser/oidc/package.json and package-lock.json pin it).
+oidc_dir=tests/browser/oidc
+oidc_want="$(sed -n 's/^ *"oidc-provider": *"\([^"]*\)".*/\1/p' "$oidc_dir/package.json")"
+oidc_have="$(sed -n 's/^  "version": *"\([^"]*\)".*/\1/p' "$oidc_dir/node_modules/oidc-provider/package.json" 2>/dev/null || true)"
+if [ "$oidc_have" != "$oidc_want" ]; then
+    echo "==> installing node-oidc-provider $oidc_want into $oidc_dir/node_modules"
+    (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
 PORTAL_BIN="$portal_bin" \
     "${VENV:-.venv}/bin/python" -m pytest -q -p no:cacheprovider tests/browser
 

@@ -39,6 +39,8 @@ pub struct RateLimits {
     pub key: u32,
     /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
     pub helpdesk: u32,
+    /// `PORTAL_INCIDENT_MAX_RATE_LIMIT`: the highest limit an incident may set.
+    pub incident_max: u32,
 }
 
 impl RateLimits {
@@ -46,6 +48,7 @@ impl RateLimits {
         Self {
             key: config.key_rate_limit,
             helpdesk: config.helpdesk_rate_limit,
+            incident_max: config.incident_max_rate_limit,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Default for RateLimits {
         Self {
             key: crate::config::DEFAULT_KEY_RATE_LIMIT,
             helpdesk: crate::config::DEFAULT_HELPDESK_RATE_LIMIT,
+            incident_max: crate::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
         }
     }
 }
@@ -78,7 +82,9 @@ pub async fn embedded(
         verifier,
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
+        incident_max_rate_limit: limits.incident_max,
         metrics: Arc::new(crate::ports::NoMetrics),
+        max_auth_age: None,
     };
     (portal, store)
 }
@@ -131,6 +137,7 @@ pub async fn from_config(
                 crate::tools::seed::parse(&text).map_err(|e| format!("PORTAL_SEED_FILE: {e}"))?;
             let mut portal = embedded(&seed, verifier, RateLimits::of(config)).await.0;
             portal.metrics = metrics(config);
+            portal.max_auth_age = config.web_max_age;
             Ok(portal)
         }
         Backend::Aws {
@@ -149,7 +156,9 @@ pub async fn from_config(
                 verifier,
                 key_rate_limit: config.key_rate_limit,
                 helpdesk_rate_limit: config.helpdesk_rate_limit,
+                incident_max_rate_limit: config.incident_max_rate_limit,
                 metrics: metrics(config),
+                max_auth_age: config.web_max_age,
             })
         }
     }
@@ -195,7 +204,9 @@ pub async fn persistent(
         verifier,
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
+        incident_max_rate_limit: limits.incident_max,
         metrics: Arc::new(crate::ports::NoMetrics),
+        max_auth_age: None,
     };
     Ok((portal, store))
 }

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 pub const DEFAULT_KEY_RATE_LIMIT: u32 = 10;
 pub const DEFAULT_HELPDESK_RATE_LIMIT: u32 = 200;
+/// Default ceiling on an incident's helpdesk limit
+/// (`PORTAL_INCIDENT_MAX_RATE_LIMIT`).
+pub const DEFAULT_INCIDENT_MAX_RATE_LIMIT: u32 = 5_000;
 /// `PORTAL_METRICS_NAMESPACE` on Lambda when unset.
 pub const DEFAULT_METRICS_NAMESPACE: &str = "RecoveryPortal";
 
@@ -45,6 +48,10 @@ pub struct AuthConfig {
     pub jwks: Option<String>,
     pub jwks_url: Option<String>,
     pub default_tenant: Option<TenantId>,
+    /// `PORTAL_TENANT_CLAIM` (default `tid`) and `PORTAL_USER_CLAIM`
+    /// (default `oid`, with `sub` as the fallback).
+    pub tenant_claim: String,
+    pub user_claim: String,
     /// How long fetched keys are used before they are fetched again
     /// (`PORTAL_JWKS_MAX_AGE`); inline keys never expire.
     pub jwks_max_age: Duration,
@@ -59,6 +66,8 @@ impl AuthConfig {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             default_tenant: self.default_tenant.clone(),
+            tenant_claim: self.tenant_claim.clone(),
+            user_claim: self.user_claim.clone(),
         }
     }
 
@@ -91,12 +100,41 @@ pub struct Config {
     pub key_rate_limit: u32,
     /// Keys per helpdesk agent per rolling hour (`PORTAL_HELPDESK_RATE_LIMIT`).
     pub helpdesk_rate_limit: u32,
+    /// The highest helpdesk limit an incident may set
+    /// (`PORTAL_INCIDENT_MAX_RATE_LIMIT`).
+    pub incident_max_rate_limit: u32,
     /// CloudWatch namespace of the EMF metrics (`PORTAL_METRICS_NAMESPACE`);
     /// `None`: no metrics. On Lambda (`AWS_LAMBDA_FUNCTION_NAME` set) it
     /// defaults to `RecoveryPortal`; `PORTAL_METRICS_NAMESPACE=off` turns
     /// metrics off.
     pub metrics_namespace: Option<String>,
     pub backend: Backend,
+    /// `PORTAL_WEB_MAX_AGE`: the page asks for a sign-in at most this many
+    /// seconds old (`max_age`), and a disclosure needs one (`auth_time`).
+    pub web_max_age: Option<u64>,
+}
+
+/// Accepted `PORTAL_WEB_MAX_AGE` values, in seconds.
+pub const WEB_MAX_AGE_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+
+/// A claim name (`PORTAL_TENANT_CLAIM`, `PORTAL_USER_CLAIM`): 1–256
+/// visible ASCII characters, e.g. `tid`, `sub` or Auth0's namespaced
+/// `https://example.com/tenant`.
+fn claim_name(
+    var: &'static str,
+    value: Option<String>,
+    default: &str,
+) -> Result<String, ConfigError> {
+    match value {
+        None => Ok(default.to_owned()),
+        Some(v) if v.len() <= 256 && v.bytes().all(|b| b.is_ascii_graphic()) => Ok(v),
+        Some(v) => Err(err(
+            var,
+            format!(
+                "must be a claim name such as tid, sub or https://example.com/tenant, got {v:?}"
+            ),
+        )),
+    }
 }
 
 impl Config {
@@ -129,7 +167,7 @@ impl Config {
                     if set.is_empty() {
                         return Err(err(
                             "PORTAL_JWKS",
-                            "holds no RS256 or ES256 signing key with a kid",
+                            "holds no RSA, P-256 or P-384 signing key with a kid",
                         ));
                     }
                 }
@@ -162,20 +200,43 @@ impl Config {
                         TenantId::parse(&t).map_err(|e| err("PORTAL_DEFAULT_TENANT", e.to_string()))
                     })
                     .transpose()?;
-                let jwks_client = crate::adapters::jwt::jwks_http_client().map_err(|e| {
-                    let var = if jwks_url.is_some() {
-                        "PORTAL_JWKS_URL"
-                    } else {
-                        "PORTAL_ISSUER"
-                    };
-                    err(var, e)
-                })?;
+                let roots = match get("PORTAL_TLS_ROOTS").as_deref().map(str::trim) {
+                    None | Some("amazon") => crate::adapters::jwt::IdpRoots::Compiled,
+                    Some("system") => crate::adapters::jwt::IdpRoots::System,
+                    Some(other) => {
+                        return Err(err(
+                            "PORTAL_TLS_ROOTS",
+                            format!("must be `amazon` or `system`, not {other:?}"),
+                        ));
+                    }
+                };
+                let jwks_client =
+                    crate::adapters::jwt::jwks_http_client_with(roots).map_err(|e| {
+                        let var = if jwks_url.is_some() {
+                            "PORTAL_JWKS_URL"
+                        } else {
+                            "PORTAL_ISSUER"
+                        };
+                        err(var, e)
+                    })?;
+                let tenant_claim = claim_name(
+                    "PORTAL_TENANT_CLAIM",
+                    get("PORTAL_TENANT_CLAIM"),
+                    crate::adapters::jwt::DEFAULT_TENANT_CLAIM,
+                )?;
+                let user_claim = claim_name(
+                    "PORTAL_USER_CLAIM",
+                    get("PORTAL_USER_CLAIM"),
+                    crate::adapters::jwt::DEFAULT_USER_CLAIM,
+                )?;
                 Some(AuthConfig {
                     issuer,
                     audience,
                     jwks,
                     jwks_url,
                     default_tenant,
+                    tenant_claim,
+                    user_claim,
                     jwks_max_age,
                     jwks_client,
                 })
@@ -187,6 +248,8 @@ impl Config {
                 "PORTAL_JWKS",
                 "PORTAL_JWKS_URL",
                 "PORTAL_JWKS_MAX_AGE",
+                "PORTAL_TENANT_CLAIM",
+                "PORTAL_USER_CLAIM",
             ] {
                 if get(var).is_some() {
                     return Err(ConfigError {
@@ -218,6 +281,19 @@ impl Config {
                 .ok_or_else(|| {
                     err(
                         "PORTAL_HELPDESK_RATE_LIMIT",
+                        format!("must be a whole number from 1 to 100000, got {v:?}"),
+                    )
+                })?,
+        };
+        let incident_max_rate_limit = match get("PORTAL_INCIDENT_MAX_RATE_LIMIT") {
+            None => DEFAULT_INCIDENT_MAX_RATE_LIMIT,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    err(
+                        "PORTAL_INCIDENT_MAX_RATE_LIMIT",
                         format!("must be a whole number from 1 to 100000, got {v:?}"),
                     )
                 })?,
@@ -269,12 +345,32 @@ impl Config {
                 ));
             }
         };
+        let web_max_age = match get("PORTAL_WEB_MAX_AGE") {
+            None => None,
+            Some(v) => Some(
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| WEB_MAX_AGE_SECS.contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            "PORTAL_WEB_MAX_AGE",
+                            format!(
+                                "must be a whole number of seconds from {} to {}, got {v:?}",
+                                WEB_MAX_AGE_SECS.start(),
+                                WEB_MAX_AGE_SECS.end()
+                            ),
+                        )
+                    })?,
+            ),
+        };
         Ok(Self {
             auth,
             key_rate_limit,
             helpdesk_rate_limit,
+            incident_max_rate_limit,
             metrics_namespace,
             backend,
+            web_max_age,
         })
     }
 
@@ -349,8 +445,16 @@ mod tests {
             ("PORTAL_HELPDESK_RATE_LIMIT", "0"),
             ("PORTAL_HELPDESK_RATE_LIMIT", "100001"),
             ("PORTAL_HELPDESK_RATE_LIMIT", "many"),
+            ("PORTAL_INCIDENT_MAX_RATE_LIMIT", "0"),
+            ("PORTAL_INCIDENT_MAX_RATE_LIMIT", "100001"),
             ("PORTAL_METRICS_NAMESPACE", "bad namespace"),
             ("PORTAL_METRICS_NAMESPACE", ":x"),
+            ("PORTAL_TLS_ROOTS", "mozilla"),
+            ("PORTAL_TENANT_CLAIM", "has space"),
+            ("PORTAL_USER_CLAIM", "t\u{e9}"),
+            ("PORTAL_WEB_MAX_AGE", "59"),
+            ("PORTAL_WEB_MAX_AGE", "86401"),
+            ("PORTAL_WEB_MAX_AGE", "5m"),
         ] {
             let mut v = base.to_vec();
             v.push((var, val));
@@ -358,6 +462,33 @@ mod tests {
         }
         assert_eq!(
             cfg(&[("PORTAL_AUDIENCE", "a")]).unwrap_err().var,
+            "PORTAL_ISSUER"
+        );
+    }
+
+    #[test]
+    fn claims_and_max_age() {
+        let base = [("PORTAL_ISSUER", "https://x"), ("PORTAL_AUDIENCE", "a")];
+        let c = cfg(&base).unwrap();
+        let a = c.auth.unwrap();
+        assert_eq!(
+            (a.tenant_claim.as_str(), a.user_claim.as_str()),
+            ("tid", "oid")
+        );
+        assert_eq!(c.web_max_age, None);
+        let mut v = base.to_vec();
+        v.extend([
+            ("PORTAL_TENANT_CLAIM", "https://example.com/tenant"),
+            ("PORTAL_USER_CLAIM", "sub"),
+            ("PORTAL_WEB_MAX_AGE", "600"),
+        ]);
+        let c = cfg(&v).unwrap();
+        assert_eq!(c.web_max_age, Some(600));
+        let s = c.auth.unwrap().settings();
+        assert_eq!(s.tenant_claim, "https://example.com/tenant");
+        assert_eq!(s.user_claim, "sub");
+        assert_eq!(
+            cfg(&[("PORTAL_USER_CLAIM", "sub")]).unwrap_err().var,
             "PORTAL_ISSUER"
         );
     }
@@ -388,6 +519,7 @@ mod tests {
         assert!(c.auth.is_none());
         assert_eq!(c.key_rate_limit, 10);
         assert_eq!(c.helpdesk_rate_limit, DEFAULT_HELPDESK_RATE_LIMIT);
+        assert_eq!(c.incident_max_rate_limit, DEFAULT_INCIDENT_MAX_RATE_LIMIT);
         assert_eq!(
             c.metrics_namespace, None,
             "no metrics off Lambda by default"

@@ -110,6 +110,12 @@ enum Command {
         /// Scopes the portal page requests when it signs in.
         #[arg(long, env = "PORTAL_WEB_SCOPES", default_value = web::DEFAULT_SCOPES)]
         web_scopes: String,
+        /// Extra parameters of the page's authorization request,
+        /// form-encoded, e.g. resource=api://recovery-portal (RFC 8707) or
+        /// audience=https://api.example (Auth0); `resource` is sent in the
+        /// token request too. The page's own parameters cannot be set.
+        #[arg(long, env = "PORTAL_WEB_AUTH_PARAMS", default_value = "", value_parser = web::parse_auth_params)]
+        web_auth_params: String,
     },
     /// Print a token from the local development identity provider.
     Token {
@@ -172,6 +178,20 @@ enum Command {
         /// from USER, LOGNAME or USERNAME).
         #[arg(long)]
         actor: Option<String>,
+        /// The file's format [default: the portal's seed JSON].
+        #[arg(long, value_enum)]
+        format: Option<ImportFormat>,
+        /// `ad-ldif`: CSV of "computer name,owner ID" (AD stores no owner).
+        #[arg(long)]
+        owners: Option<std::path::PathBuf>,
+        /// `ad-ldif`: the portal's tenant ID the devices go into.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Copy recovery keys one way from where the organisation keeps them.
+    Sync {
+        #[command(subcommand)]
+        command: SyncCommand,
     },
     /// The audit trail (PORTAL_TABLE_PREFIX and the usual AWS settings).
     Audit {
@@ -188,6 +208,31 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ImportFormat {
+    /// An `ldifde` export of msFVE-RecoveryInformation objects (RFC 2849).
+    AdLdif,
+}
+
+#[derive(Subcommand)]
+enum SyncCommand {
+    /// Copy BitLocker recovery keys from Entra ID (Microsoft Graph) into
+    /// DynamoDB, sealing each with KMS (PORTAL_TABLE_PREFIX,
+    /// PORTAL_KMS_KEY_ID; PORTAL_ENTRA_TENANT_ID, PORTAL_ENTRA_CLIENT_ID,
+    /// PORTAL_ENTRA_CLIENT_SECRET; PORTAL_GRAPH_URL, PORTAL_ENTRA_LOGIN_URL
+    /// for national clouds). Reads a key's password only when the store
+    /// does not hold that key; never deletes a key Entra no longer lists.
+    /// Prints a JSON summary; writes are audited as `sync:entra`.
+    Entra {
+        /// The portal's tenant ID the keys go into.
+        #[arg(long)]
+        tenant: String,
+        /// List and plan only: no password is read, nothing is written.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -305,12 +350,52 @@ fn importer(actor: Option<String>) -> Result<recovery_portal::domain::ids::UserI
     })
 }
 
-async fn import(file: &std::path::Path, actor: Option<String>) -> ExitCode {
+/// `portal import --format ad-ldif`: the devices of an `ldifde` export,
+/// owners from `--owners`, and what the summary must add.
+fn read_ad(
+    file: &std::path::Path,
+    owners: Option<&std::path::Path>,
+    tenant: Option<&str>,
+) -> Result<(seed::Seed, String), String> {
+    use recovery_portal::tools::ad;
+    let tenant = tenant.ok_or("--format ad-ldif needs --tenant (the portal's tenant ID)")?;
+    let tenant = recovery_portal::domain::ids::TenantId::parse(tenant)
+        .map_err(|e| format!("--tenant {e}"))?;
+    let owners = owners.ok_or("--format ad-ldif needs --owners FILE (computer name,owner ID)")?;
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p)
+            .map(zeroize::Zeroizing::new)
+            .map_err(|e| format!("{}: {e}", p.display()))
+    };
+    let owners = ad::owners(&read(owners)?).map_err(|e| format!("{}: {e}", owners.display()))?;
+    let a = ad::from_ldif(&read(file)?, &tenant, &owners)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let note = format!(
+        ", {} keys given volume type operating_system (AD does not record it)",
+        a.volume_type_assumed
+    );
+    Ok((a.seed, note))
+}
+
+async fn import(
+    file: &std::path::Path,
+    actor: Option<String>,
+    format: Option<ImportFormat>,
+    owners: Option<&std::path::Path>,
+    tenant: Option<&str>,
+) -> ExitCode {
     let importer = match importer(actor) {
         Ok(i) => i,
         Err(e) => return fail(e),
     };
-    let seed = match read_seed(file) {
+    let read = match format {
+        None if owners.is_some() || tenant.is_some() => {
+            Err("--owners and --tenant apply to --format ad-ldif only".into())
+        }
+        None => read_seed(file).map(|s| (s, String::new())),
+        Some(ImportFormat::AdLdif) => read_ad(file, owners, tenant),
+    };
+    let (seed, note) = match read {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -337,13 +422,54 @@ async fn import(file: &std::path::Path, actor: Option<String>) -> ExitCode {
     match result {
         Ok(s) => {
             println!(
-                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}, {} tenant settings changes audited as {importer}",
+                "imported into {prefix}-*: {} tenants, {} devices written, {} keys written, {} devices skipped (unchanged), {} owner changes audited as {importer}, {} tenant settings changes audited as {importer}{note}",
                 s.tenants, s.devices, s.keys, s.skipped, s.owner_changes, s.settings_changes
             );
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!(
             "import stopped: {e}. Re-running the same import is safe: unchanged devices are skipped"
+        )),
+    }
+}
+
+/// `portal sync entra`: the JSON summary on stdout, progress on a terminal.
+async fn sync_entra(tenant: &str, dry_run: bool) -> ExitCode {
+    use recovery_portal::tools::sync;
+    let tenant = match recovery_portal::domain::ids::TenantId::parse(tenant) {
+        Ok(t) => t,
+        Err(e) => return fail(format!("--tenant {e}")),
+    };
+    let graph = match sync::GraphConfig::from_lookup(|k| std::env::var(k).ok())
+        .and_then(|c| sync::GraphClient::new(c).map_err(|e| e.to_string()))
+    {
+        Ok(g) => g,
+        Err(e) => return fail(e),
+    };
+    let (prefix, kms_key_id) = match aws_settings() {
+        Ok(v) => v,
+        Err(e) => return fail(e),
+    };
+    if kms_key_id.is_none() && !dry_run {
+        return fail("PORTAL_KMS_KEY_ID: is required to sync (keys are sealed with KMS)");
+    }
+    let (store, cipher) =
+        match recovery_portal::adapters::aws::aws_backends(&prefix, kms_key_id.as_deref()).await {
+            Ok(v) => v,
+            Err(e) => return fail(e),
+        };
+    let portal = sync::run::portal(store, cipher);
+    let opts = sync::SyncOptions { tenant, dry_run };
+    match sync::sync_entra(&portal, &graph, &opts, &progress).await {
+        Ok(summary) => match serde_json::to_string_pretty(&summary) {
+            Ok(json) => {
+                println!("{json}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Err(e) => fail(format!(
+            "sync stopped: {e}. Re-running is safe: keys already stored are not read again"
         )),
     }
 }
@@ -630,11 +756,13 @@ async fn main() -> ExitCode {
             cors_origins,
             web_client_id,
             web_scopes,
+            web_auth_params,
         } => {
             let page = PageSettings {
                 cors_origins,
                 client_id: web_client_id,
                 scopes: web_scopes,
+                auth_params: web_auth_params,
             };
             let data = DataSettings {
                 seed,
@@ -676,7 +804,16 @@ async fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Import { file, actor } => import(&file, actor).await,
+        Command::Import {
+            file,
+            actor,
+            format,
+            owners,
+            tenant,
+        } => import(&file, actor, format, owners.as_deref(), tenant.as_deref()).await,
+        Command::Sync {
+            command: SyncCommand::Entra { tenant, dry_run },
+        } => sync_entra(&tenant, dry_run).await,
         Command::Audit {
             command:
                 AuditCommand::Export {
@@ -742,11 +879,31 @@ async fn main() -> ExitCode {
     }
 }
 
+/// At start, the issuer's discovery document must name `PORTAL_ISSUER`
+/// exactly (OIDC Discovery §4.3): a mismatch (a trailing slash, http for
+/// https, another tenant) would otherwise make every sign-in fail later.
+/// An issuer that cannot be reached now is only a warning: tokens are
+/// checked when it answers.
+async fn check_issuer(auth: &recovery_portal::config::AuthConfig) -> Result<(), String> {
+    match recovery_portal::adapters::jwt::discovered_issuer(&auth.jwks_client, &auth.issuer).await {
+        Ok(found) if found == auth.issuer => Ok(()),
+        Ok(found) => Err(format!(
+            "PORTAL_ISSUER: the identity provider's discovery document names issuer {found:?}, but PORTAL_ISSUER is {:?}; they must be identical (set PORTAL_ISSUER={found:?})",
+            auth.issuer
+        )),
+        Err(e) => {
+            tracing::warn!(error = %e, issuer = %auth.issuer, "cannot check the issuer's discovery document at start; tokens are checked once it answers");
+            Ok(())
+        }
+    }
+}
+
 /// `portal serve`'s settings for the portal page and browsers.
 struct PageSettings {
     cors_origins: Vec<String>,
     client_id: String,
     scopes: String,
+    auth_params: String,
 }
 
 /// Where `portal serve` takes its data from.
@@ -880,14 +1037,20 @@ async fn serve(
         Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
     };
     let local = listener.local_addr().unwrap_or(addr);
+    if let Some(auth) = &config.auth
+        && let Err(e) = check_issuer(auth).await
+    {
+        return fail(e);
+    }
     let (verifier, idp) = match token_verifier(&config, local) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let (portal, _data_dir_lock) = match serve_backend(&config, data, verifier).await {
+    let (mut portal, _data_dir_lock) = match serve_backend(&config, data, verifier).await {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
+    portal.max_auth_age = config.web_max_age;
     announce(idp.as_deref());
     // Exactly one of the two exists: a configured issuer, or the dev provider.
     let issuer = idp
@@ -906,6 +1069,8 @@ async fn serve(
             issuer,
             client_id: page.client_id,
             scopes: page.scopes,
+            auth_params: page.auth_params,
+            max_age: config.web_max_age,
         }),
     };
     // Superseded keys past their retention are deleted by DynamoDB TTL on

@@ -4,8 +4,8 @@
 
 export class ApiError extends Error {
   /**
-   * kind: "unauthorized" | "nokey" | "rate" | "unavailable" | "forbidden" |
-   * "ambiguous" | "other"
+   * kind: "unauthorized" | "nokey" | "rate" | "unavailable" | "misconfigured" |
+   * "forbidden" | "ambiguous" | "other"
    */
   constructor(kind, message, extra = {}) {
     super(message);
@@ -36,6 +36,8 @@ function toError(status, headers, p) {
   const helpdesk = p && typeof p.helpdesk === "object" ? p.helpdesk : null;
   switch (status) {
     case 401:
+      // PORTAL_WEB_MAX_AGE: the sign-in is too old for a key (the detail says how recent).
+      if (p && Number.isInteger(p.max_age) && detailOf(p)) return new ApiError("unauthorized", detailOf(p));
       return new ApiError("unauthorized", "Your sign-in has expired or is no longer valid. Sign in again.");
     case 429: {
       const secs = retryAfterSeconds(headers.get("Retry-After"));
@@ -51,6 +53,10 @@ function toError(status, headers, p) {
       );
     }
     case 503:
+      if (slug === "identity-provider-misconfigured") {
+        return new ApiError("misconfigured", "The portal is misconfigured: it cannot check anyone's sign-in with your organization's sign-in service. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.");
+      }
+      return new ApiError("unavailable", "The service is briefly unavailable and nothing was disclosed. Try again in a few seconds.");
     case 502:
     case 504:
       return new ApiError("unavailable", "The service is briefly unavailable and nothing was disclosed. Try again in a few seconds.");

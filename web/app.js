@@ -4,7 +4,7 @@
 // token (the API enforces them; the page only hides what would be refused).
 
 import { h, focus } from "./dom.js";
-import { completeSignIn, decodeJwt, loadSession, signIn, signOut, SignInError } from "./oidc.js";
+import { completeSignIn, decodeJwt, endSession, loadSession, returnedFromSignOut, signIn, signOut, SignInError } from "./oidc.js";
 import { createApi } from "./api.js";
 import { hideKey, showKey, volumeLabel } from "./keyview.js";
 
@@ -27,7 +27,8 @@ function screen(name, ...children) {
     if (b.dataset.screen === name) b.setAttribute("aria-current", "page");
     else b.removeAttribute("aria-current");
   }
-  main.replaceChildren(...children);
+  // replaceChildren would show a left-out (null) child as the text "null".
+  main.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
   const heading = main.querySelector("h1");
   if (heading) focus(heading);
 }
@@ -44,6 +45,10 @@ function button(label, onclick, attrs = {}) {
 function showError(err, retry) {
   if (err && err.kind === "unauthorized") return showSignIn(err.message);
   if (err && err.kind === "nokey") return showNoKey(err.message, err.helpdesk);
+  if (err && err.kind === "misconfigured") {
+    // Trying again cannot help: someone in IT must fix the settings.
+    return screen("error", h("h1", {}, "The portal is misconfigured"), alertBox(err.message));
+  }
   const message = err instanceof Error && err.message ? err.message : "Something went wrong. Try again, or contact your IT support.";
   const actions = [];
   // After a 429 retrying at once cannot help: the message says when.
@@ -64,7 +69,8 @@ async function guarded(action, retry) {
 // Sign-in
 // ---------------------------------------------------------------------------
 
-function showSignIn(message) {
+/** The start screen; `message` an error, `done` a plain confirmation. */
+function showSignIn(message, note, done) {
   hideKey();
   signOut();
   session = null;
@@ -83,8 +89,30 @@ function showSignIn(message) {
     "signin",
     h("h1", {}, "Get your BitLocker recovery key"),
     message ? alertBox(message) : null,
+    done ? h("p", { class: "info", role: "status" }, done) : null,
+    note ? h("p", { class: "notice", "data-testid": "signout-note" }, note) : null,
     h("p", {}, "Locked out of your work PC? Sign in with your work account on this phone or another computer, pick the PC, and read the 48-digit recovery key its screen asks for."),
     start,
+  );
+}
+
+/**
+ * Sign out: of the organisation's sign-in too (RP-initiated logout) when
+ * the issuer offers it, so that the next person to press Sign in on a
+ * borrowed phone is asked for their own password.
+ */
+function signOutEverywhere() {
+  hideKey();
+  const s = session;
+  session = null;
+  if (endSession(s, config)) {
+    main.replaceChildren(h("p", { class: "loading" }, "Signing you out…"));
+    return;
+  }
+  showSignIn(
+    null,
+    "Your organization's sign-in may still be open in this browser. On a device that isn't yours, close every window of this browser, or sign out on your organization's sign-in page, so that the next person cannot use your account.",
+    "You are signed out of this portal.",
   );
 }
 
@@ -110,7 +138,11 @@ function startSession(s) {
   const name = s.name || claims.name || claims.preferred_username || claims.upn || claims.oid || claims.sub;
   who.textContent = name ? `Signed in as ${name}` : "Signed in";
   who.hidden = false;
-  showDevices();
+  // Each person starts on the screen of their work: a helpdesk agent on
+  // the helpdesk search, an auditor without keys of their own on the audit.
+  if (perms.has("RecoveryKey.Read.All")) showHelpdesk();
+  else if (perms.has("AuditLog.Read.All") && !perms.has("RecoveryKey.Read") && !perms.has("Devices.Read")) showAudit();
+  else showDevices();
 }
 
 // ---------------------------------------------------------------------------
@@ -144,21 +176,24 @@ function deviceCard(d, helpdesk, index) {
     ), { "aria-describedby": titleId }));
     return h("li", { class: "card" }, parts);
   }
-  parts.push(
-    h("ul", { class: "keys", "aria-label": "Recovery keys" },
-      keys.map((k) => h("li", {}, h("code", {}, String(k.key_id).slice(0, 8)), ` ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`))),
-  );
   const chosen = newestOsKey(keys);
-  let select = null;
-  if (keys.length > 1) {
-    const selectId = `key-${index}`;
-    select = h("select", { id: selectId },
-      keys.map((k) => h("option", { value: k.key_id, selected: k === chosen },
-        `${String(k.key_id).slice(0, 8)} · ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`)));
-    parts.push(h("label", { for: selectId }, "Key ID shown on the recovery screen"), select);
+  const describe = (k) => [h("code", {}, String(k.key_id).slice(0, 8)), ` ${volumeLabel(k.volume_type)} · ${shortDate(k.created_at)}`];
+  let choices = null;
+  if (keys.length === 1) {
+    parts.push(h("ul", { class: "keys", "aria-label": "Recovery key" }, h("li", {}, describe(keys[0]))));
+  } else {
+    // Radio buttons, not a <select>: each key's whole description wraps
+    // on a narrow phone instead of being cut off.
+    choices = h("fieldset", { class: "key-choice" },
+      h("legend", {}, "Key ID shown on the recovery screen"),
+      keys.map((k, i) => h("div", { class: "choice" },
+        h("input", { type: "radio", name: `key-${index}`, id: `key-${index}-${i}`, value: k.key_id, checked: k === chosen }),
+        h("label", { for: `key-${index}-${i}` }, describe(k)))));
+    parts.push(choices);
   }
   parts.push(button("Get recovery key", () => {
-    const keyId = select ? select.value : chosen.key_id;
+    const picked = choices && choices.querySelector("input:checked");
+    const keyId = picked ? picked.value : chosen.key_id;
     retrieve(d.device_id, { key_id: keyId }, d.display_name);
   }, { class: "primary", "aria-describedby": titleId }));
   return h("li", { class: "card" }, parts);
@@ -187,7 +222,7 @@ async function retrieve(deviceId, body, deviceName, back = showDevices) {
   screen("key", h("h1", {}, "Recovery key"), h("p", { class: "loading" }, "Getting the recovery key…"));
   await guarded(async () => {
     const disclosure = await api.recoveryKey(deviceId, body);
-    showKey(main, disclosure, { deviceName, onBack: back, onAgain: again });
+    showKey(main, disclosure, { deviceName, onBack: back, onAgain: again, onSignOut: signOutEverywhere });
   }, again);
 }
 
@@ -353,7 +388,7 @@ function showAudit() {
 nav.addEventListener("click", (e) => {
   const b = e.target.closest("button");
   if (!b) return;
-  if (b.id === "sign-out") return showSignIn("You are signed out.");
+  if (b.id === "sign-out") return signOutEverywhere();
   const go = { devices: showDevices, helpdesk: showHelpdesk, audit: showAudit }[b.dataset.screen];
   if (go) go();
 });
@@ -369,6 +404,7 @@ async function start() {
     return;
   }
   try {
+    if (returnedFromSignOut()) return showSignIn(null, null, "You are signed out.");
     const fresh = await completeSignIn(config);
     const s = fresh || loadSession();
     if (s) startSession(s);

@@ -41,7 +41,7 @@ function spokenRemaining(seconds) {
  * Shows `disclosure` (the API's answer) in `main`. Takes the password out
  * of `disclosure`, so this view holds the only reference to it.
  */
-export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
+export function showKey(main, disclosure, { deviceName, onBack, onAgain, onSignOut }) {
   hideKey();
   let password = typeof disclosure.recovery_password === "string" ? disclosure.recovery_password : "";
   delete disclosure.recovery_password;
@@ -148,7 +148,13 @@ export function showKey(main, disclosure, { deviceName, onBack, onAgain }) {
     const again = h("button", { type: "button", onclick: onAgain }, "Show the key again");
     const back = h("button", { type: "button", onclick: onBack }, "Back");
     status.textContent = "";
-    view.append(done, h("div", { class: "actions" }, again, back));
+    // Finished: signing out matters most on a phone or PC borrowed for this.
+    const finish = onSignOut
+      ? h("div", { class: "finish", "data-testid": "finish" },
+        h("p", {}, "Done? Sign out now, especially on a phone or computer that isn't yours, so the next person cannot see your keys."),
+        h("button", { type: "button", class: "primary", onclick: onSignOut }, "Sign out"))
+      : null;
+    view.append(...[done, finish, h("div", { class: "actions" }, again, back)].filter(Boolean));
     focus(done);
   }
 

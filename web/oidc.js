@@ -5,6 +5,21 @@
 
 const PENDING = "portal.oidc.pending";
 const SESSION = "portal.session";
+const SIGNED_OUT = "portal.signedout";
+
+/** Parameters the page sets itself; /config.json's auth_params cannot. */
+const OWN = new Set([
+  "response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
+  "code_challenge", "code_challenge_method", "max_age",
+]);
+
+/** The extra authorization parameters of /config.json (`auth_params`). */
+function extraParams(config) {
+  const out = [];
+  if (typeof config.auth_params !== "string") return out;
+  for (const [k, v] of new URLSearchParams(config.auth_params)) if (k && !OWN.has(k)) out.push([k, v]);
+  return out;
+}
 
 export class SignInError extends Error {}
 
@@ -63,12 +78,16 @@ export function redirectUri() {
 export async function signIn(config) {
   const doc = await discover(config.issuer);
   const verifier = randomString(32);
+  const extra = extraParams(config);
   const pending = {
     verifier,
     state: randomString(16),
     nonce: randomString(16),
     token_endpoint: doc.token_endpoint,
+    end_session_endpoint: typeof doc.end_session_endpoint === "string" ? doc.end_session_endpoint : null,
     redirect_uri: redirectUri(),
+    // RFC 8707 §2.2: the token request names the resource again.
+    resource: extra.filter(([k]) => k === "resource").map(([, v]) => v),
   };
   sessionStorage.setItem(PENDING, JSON.stringify(pending));
   const u = new URL(doc.authorization_endpoint);
@@ -81,6 +100,8 @@ export async function signIn(config) {
   q.set("nonce", pending.nonce);
   q.set("code_challenge", await s256(verifier));
   q.set("code_challenge_method", "S256");
+  if (Number.isInteger(config.max_age) && config.max_age > 0) q.set("max_age", String(config.max_age));
+  for (const [k, v] of extra) q.append(k, v);
   location.assign(u.toString());
 }
 
@@ -106,18 +127,15 @@ export async function completeSignIn(config) {
   }
   let tokens;
   try {
-    const r = await fetch(pending.token_endpoint, {
-      method: "POST",
-      credentials: "omit",
-      cache: "no-store",
-      body: new URLSearchParams({
-        grant_type: "authorization_code",
-        code: params.get("code"),
-        redirect_uri: pending.redirect_uri,
-        client_id: config.client_id,
-        code_verifier: pending.verifier,
-      }),
+    const body = new URLSearchParams({
+      grant_type: "authorization_code",
+      code: params.get("code"),
+      redirect_uri: pending.redirect_uri,
+      client_id: config.client_id,
+      code_verifier: pending.verifier,
     });
+    for (const r of pending.resource || []) body.append("resource", r);
+    const r = await fetch(pending.token_endpoint, { method: "POST", credentials: "omit", cache: "no-store", body });
     tokens = await r.json();
     if (!r.ok) throw new Error(String(r.status));
   } catch {
@@ -144,6 +162,9 @@ export async function completeSignIn(config) {
     access_token: tokens.access_token,
     expires_at: Date.now() + lifetime * 1000,
     name: profile && (profile.name || profile.preferred_username || profile.email),
+    // For RP-initiated logout (id_token_hint), when the issuer offers it.
+    id_token: typeof tokens.id_token === "string" ? tokens.id_token : null,
+    end_session_endpoint: pending.end_session_endpoint || null,
   };
   sessionStorage.setItem(SESSION, JSON.stringify(session));
   return session;
@@ -161,7 +182,41 @@ export function loadSession() {
   return null;
 }
 
+/** Forgets the session in this page (not at the issuer). */
 export function signOut() {
   sessionStorage.removeItem(SESSION);
   sessionStorage.removeItem(PENDING);
+}
+
+/**
+ * Signs out at the issuer too (OIDC RP-Initiated Logout): forgets the
+ * session here, then sends the browser to the issuer's
+ * end_session_endpoint, which comes back to this page. Returns false,
+ * having only forgotten the session here, when the issuer has no such
+ * endpoint (its own session may stay open).
+ */
+export function endSession(session, config) {
+  signOut();
+  const endpoint = session && session.end_session_endpoint;
+  let u;
+  try {
+    u = endpoint ? new URL(endpoint) : null;
+  } catch {
+    u = null;
+  }
+  if (!u || (u.protocol !== "https:" && u.protocol !== "http:")) return false;
+  if (session.id_token) u.searchParams.set("id_token_hint", session.id_token);
+  u.searchParams.set("post_logout_redirect_uri", redirectUri());
+  u.searchParams.set("client_id", config.client_id);
+  sessionStorage.setItem(SIGNED_OUT, "1");
+  location.assign(u.toString());
+  return true;
+}
+
+/** Whether this page load is the issuer's redirect after endSession. */
+export function returnedFromSignOut() {
+  const back = sessionStorage.getItem(SIGNED_OUT) === "1";
+  sessionStorage.removeItem(SIGNED_OUT);
+  if (back && location.search) history.replaceState(null, "", location.pathname);
+  return back;
 }

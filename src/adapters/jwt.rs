@@ -1,7 +1,9 @@
 //! Bearer-token authentication: JWT verification against the issuer's JWKS
 //! and the caller identity and permissions the token grants.
 //!
-//! Only RS256 and ES256 are accepted; `jku`, `x5u` and `jwk` headers are never
+//! Accepted: RS256/384/512, PS256/384/512, ES256 and ES384; never HS* or
+//! `none`. A key whose JWK names an `alg` verifies that algorithm only;
+//! `jku`, `x5u` and `jwk` headers are never
 //! followed (the keys come from configuration or the issuer's discovery
 //! document only); any `crit` header is refused since we implement no
 //! extension; `typ`, when present, must say JWT or access token. Every claim
@@ -19,7 +21,7 @@
 
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::AuthFailure;
-use crate::domain::ids::{TenantId, UserId};
+use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use base64::Engine;
@@ -59,6 +61,28 @@ pub struct JwtSettings {
     pub issuer: String,
     pub audience: String,
     pub default_tenant: Option<TenantId>,
+    /// The claim naming the caller's tenant (`PORTAL_TENANT_CLAIM`, `tid`).
+    pub tenant_claim: String,
+    /// The claim naming the caller (`PORTAL_USER_CLAIM`, `oid`); `sub`
+    /// stands in when the token has no such claim.
+    pub user_claim: String,
+}
+
+/// `PORTAL_TENANT_CLAIM` unless set: Entra ID's tenant ID.
+pub const DEFAULT_TENANT_CLAIM: &str = "tid";
+/// `PORTAL_USER_CLAIM` unless set: Entra ID's object ID.
+pub const DEFAULT_USER_CLAIM: &str = "oid";
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        Self {
+            issuer: String::new(),
+            audience: String::new(),
+            default_tenant: None,
+            tenant_claim: DEFAULT_TENANT_CLAIM.into(),
+            user_claim: DEFAULT_USER_CLAIM.into(),
+        }
+    }
 }
 
 /// Where fresh keys come from: when a token names an unknown `kid`, and
@@ -75,11 +99,16 @@ pub enum JwksSource {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Family {
     Rsa,
+    /// P-256 (ES256).
     Ec,
+    /// P-384 (ES384).
+    Ec384,
 }
 
 struct Key {
     family: Family,
+    /// The JWK's `alg`, when it names one: the only algorithm it verifies.
+    alg: Option<Algorithm>,
     decoding: DecodingKey,
     /// The key's public parameters as published: tells a replaced key from
     /// a kept one.
@@ -93,8 +122,9 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Parses a JWKS document, keeping the RS256/ES256 signing keys and
-    /// skipping anything else (encryption keys, other curves, short RSA).
+    /// Parses a JWKS document, keeping the RSA (2048 bits and more), P-256
+    /// and P-384 signing keys and skipping anything else (encryption keys,
+    /// symmetric keys, other curves, short RSA).
     pub fn from_jwks_json(json: &str) -> Result<Self, String> {
         #[derive(Deserialize)]
         struct Doc {
@@ -124,8 +154,15 @@ impl KeySet {
             if k.use_.as_deref().is_some_and(|u| u != "sig") {
                 continue;
             }
-            let parsed = match (k.kty.as_str(), k.alg.as_deref()) {
-                ("RSA", None | Some("RS256")) => match (k.n, k.e) {
+            let alg = match k.alg.as_deref() {
+                None => None,
+                Some(a) => match algorithm_of(a) {
+                    Some((alg, _)) => Some(alg),
+                    None => continue,
+                },
+            };
+            let parsed = match (k.kty.as_str(), k.crv.as_deref()) {
+                ("RSA", _) => match (k.n, k.e) {
                     (Some(n), Some(e)) if rsa_bits(&n) >= 2048 => {
                         DecodingKey::from_rsa_components(&n, &e)
                             .ok()
@@ -133,21 +170,29 @@ impl KeySet {
                     }
                     _ => None,
                 },
-                ("EC", None | Some("ES256")) if k.crv.as_deref() == Some("P-256") => {
-                    match (k.x, k.y) {
-                        (Some(x), Some(y)) => DecodingKey::from_ec_components(&x, &y)
+                ("EC", Some(crv @ ("P-256" | "P-384"))) => match (k.x, k.y) {
+                    (Some(x), Some(y)) => {
+                        let family = if crv == "P-256" {
+                            Family::Ec
+                        } else {
+                            Family::Ec384
+                        };
+                        DecodingKey::from_ec_components(&x, &y)
                             .ok()
-                            .map(|d| (Family::Ec, d, format!("EC {x} {y}"))),
-                        _ => None,
+                            .map(|d| (family, d, format!("EC {crv} {x} {y}")))
                     }
-                }
+                    _ => None,
+                },
                 _ => None,
             };
-            if let Some((family, decoding, material)) = parsed {
+            if let Some((family, decoding, material)) = parsed
+                && alg.is_none_or(|a| algorithm_family(a) == family)
+            {
                 keys.insert(
                     kid,
                     Key {
                         family,
+                        alg,
                         decoding,
                         material,
                     },
@@ -212,26 +257,65 @@ pub fn check_fetch_url(raw: &str) -> Result<reqwest::Url, String> {
     Ok(url)
 }
 
+/// Which root CAs the client that fetches discovery documents and JWKS
+/// trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IdpRoots {
+    /// Mozilla's root program, compiled into the binary (`webpki-roots`):
+    /// every public identity provider (Entra ID, Okta, Auth0, Cognito) has
+    /// a certificate under one of them, and building the client reads no
+    /// file. The platform's store means one file per CA at every cold start
+    /// (146 under Debian's `/etc/ssl/certs`; BENCHMARKS.md §1).
+    #[default]
+    Compiled,
+    /// The platform's trust store (`PORTAL_TLS_ROOTS=system`): for an
+    /// identity provider behind a private CA, at the cost above.
+    System,
+}
+
 /// The HTTP client that fetches discovery documents and JWKS: short
-/// timeouts, no redirects. Built at start (configuration), so a platform
-/// that cannot provide it (e.g. no CA certificates) stops the process there
-/// rather than at the first token.
+/// timeouts, no redirects, the compiled-in roots. Built at start
+/// (configuration), so a platform that cannot provide it stops the process
+/// there rather than at the first token.
 pub fn jwks_http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    jwks_http_client_with(IdpRoots::Compiled)
+}
+
+/// [`jwks_http_client`] trusting `roots`.
+pub fn jwks_http_client_with(roots: IdpRoots) -> Result<reqwest::Client, String> {
+    let builder = reqwest::Client::builder()
         .timeout(FETCH_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| {
-            use std::error::Error;
-            let mut msg = e.to_string();
-            let mut src = e.source();
-            while let Some(s) = src {
-                msg = format!("{msg}: {s}");
-                src = s.source();
-            }
-            format!("cannot build the HTTP client that fetches the issuer's signing keys: {msg}")
-        })
+        .redirect(reqwest::redirect::Policy::none());
+    let builder = match roots {
+        IdpRoots::System => builder,
+        IdpRoots::Compiled => builder.tls_backend_preconfigured(compiled_roots_tls()?),
+    };
+    builder.build().map_err(|e| {
+        use std::error::Error;
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            msg = format!("{msg}: {s}");
+            src = s.source();
+        }
+        format!("cannot build the HTTP client that fetches the issuer's signing keys: {msg}")
+    })
+}
+
+/// A rustls configuration on aws-lc with Mozilla's roots, already parsed
+/// into trust anchors at compile time: no file, no parsing at start.
+fn compiled_roots_tls() -> Result<rustls::ClientConfig, String> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS for the issuer's signing keys: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(config)
 }
 
 /// A claim or header that may be absent but, when present, must have its
@@ -253,10 +337,10 @@ struct Claims {
     #[serde(default, deserialize_with = "present")]
     #[allow(dead_code)]
     iat: Option<f64>,
+    /// When the person signed in (OIDC Core): `PORTAL_WEB_MAX_AGE` is
+    /// checked against it.
     #[serde(default, deserialize_with = "present")]
-    tid: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    oid: Option<String>,
+    auth_time: Option<f64>,
     #[serde(default, deserialize_with = "present")]
     sub: Option<String>,
     #[serde(default, deserialize_with = "present")]
@@ -265,6 +349,9 @@ struct Claims {
     scope: Option<String>,
     #[serde(default, deserialize_with = "present")]
     roles: Option<Vec<String>>,
+    /// The device a device-bound escrow credential belongs to.
+    #[serde(default, deserialize_with = "present")]
+    device_id: Option<String>,
     /// Cognito: `access` or `id`.
     #[serde(default, deserialize_with = "present")]
     token_use: Option<String>,
@@ -325,11 +412,31 @@ struct RawHeader {
 
 impl RawHeader {
     fn algorithm(&self) -> Result<(Algorithm, Family), AuthFailure> {
-        match self.alg.as_str() {
-            "RS256" => Ok((Algorithm::RS256, Family::Rsa)),
-            "ES256" => Ok((Algorithm::ES256, Family::Ec)),
-            _ => Err(AuthFailure::Algorithm),
-        }
+        algorithm_of(&self.alg).ok_or(AuthFailure::Algorithm)
+    }
+}
+
+/// The accepted signature algorithms (never HS* or `none`).
+fn algorithm_of(alg: &str) -> Option<(Algorithm, Family)> {
+    let a = match alg {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        _ => return None,
+    };
+    Some((a, algorithm_family(a)))
+}
+
+fn algorithm_family(a: Algorithm) -> Family {
+    match a {
+        Algorithm::ES256 => Family::Ec,
+        Algorithm::ES384 => Family::Ec384,
+        _ => Family::Rsa,
     }
 }
 
@@ -360,6 +467,11 @@ struct FetchState {
     /// `REFRESH_INTERVAL` after a success).
     not_before: Option<OffsetDateTime>,
     failures: u32,
+    /// The last failure was the configuration's, not the network's.
+    misconfigured: bool,
+    /// The misconfiguration already logged as an error: logged once, not
+    /// at every retry.
+    reported: Option<String>,
 }
 
 /// What the last fetch came to.
@@ -368,7 +480,12 @@ enum Refresh {
     /// It succeeded: the keys are the issuer's current ones.
     Current,
     /// It failed; the next attempt is allowed in this many seconds.
-    Failed { retry_after_secs: u64 },
+    /// `misconfigured`: the issuer answered, but contradicts the
+    /// configuration (retrying will not help until someone fixes it).
+    Failed {
+        retry_after_secs: u64,
+        misconfigured: bool,
+    },
     /// Fixed keys: nothing to fetch.
     Fixed,
 }
@@ -465,11 +582,14 @@ impl JwtVerifier {
         }
         let k = self.read_keys();
         match outcome {
-            Refresh::Failed { retry_after_secs } => match k.fetched_at {
+            Refresh::Failed {
+                retry_after_secs,
+                misconfigured,
+            } => match k.fetched_at {
                 Some(t) if self.clock.now() < t + self.max_age * 2 && !k.set.is_empty() => {
                     Ok(k.set.clone())
                 }
-                _ => Err(AuthFailure::IssuerUnavailable { retry_after_secs }),
+                _ => Err(unavailable(retry_after_secs, misconfigured)),
             },
             Refresh::Current | Refresh::Fixed => Ok(k.set.clone()),
         }
@@ -499,6 +619,8 @@ impl JwtVerifier {
                     k.set = Arc::new(set);
                     k.fetched_at = Some(now);
                     st.failures = 0;
+                    st.misconfigured = false;
+                    st.reported = None;
                     st.not_before = Some(now + REFRESH_INTERVAL);
                 }
                 Err(e) => {
@@ -508,14 +630,22 @@ impl JwtVerifier {
                         .min(REFRESH_INTERVAL);
                     st.not_before = Some(now + backoff);
                     let retry_in_secs = backoff.as_secs();
+                    st.misconfigured = matches!(e, FetchError::Misconfigured(_));
                     match e {
                         FetchError::Unreachable(e) => tracing::warn!(
                             error = %e, failures = st.failures, retry_in_secs,
                             "cannot fetch the issuer's signing keys; keeping the current ones"
                         ),
-                        FetchError::Misconfigured(e) => tracing::error!(
-                            error = %e, failures = st.failures, retry_in_secs,
-                            "the issuer's documents do not match the configuration; keeping the current keys"
+                        // Once as an error (an operator must act), then quietly.
+                        FetchError::Misconfigured(e) if st.reported.as_ref() != Some(&e) => {
+                            tracing::error!(
+                                error = %e, failures = st.failures, retry_in_secs,
+                                "the issuer's documents do not match the configuration: no token can be checked until it is fixed"
+                            );
+                            st.reported = Some(e);
+                        }
+                        FetchError::Misconfigured(e) => tracing::debug!(
+                            error = %e, failures = st.failures, "the issuer is still misconfigured"
                         ),
                     }
                 }
@@ -531,6 +661,7 @@ impl JwtVerifier {
         });
         Refresh::Failed {
             retry_after_secs: wait.clamp(1, REFRESH_INTERVAL.as_secs()),
+            misconfigured: st.misconfigured,
         }
     }
 
@@ -549,10 +680,7 @@ impl JwtVerifier {
                     issuer: String,
                     jwks_uri: String,
                 }
-                let d = format!(
-                    "{}/.well-known/openid-configuration",
-                    issuer.trim_end_matches('/')
-                );
+                let d = discovery_url(issuer);
                 check_fetch_url(&d).map_err(|e| Misconfigured(format!("issuer {issuer:?} {e}")))?;
                 let doc: Discovery = serde_json::from_slice(&get(http, &d).await?)
                     .map_err(|e| Unreachable(format!("{d}: not a discovery document: {e}")))?;
@@ -576,7 +704,7 @@ impl JwtVerifier {
             .map_err(|e| Unreachable(format!("{url}: {e}")))?;
         if set.is_empty() {
             return Err(Unreachable(format!(
-                "{url}: no RS256 or ES256 signing key with a kid"
+                "{url}: no RSA, P-256 or P-384 signing key with a kid"
             )));
         }
         Ok(set)
@@ -586,7 +714,7 @@ impl JwtVerifier {
         let (alg, family) = header.algorithm()?;
         let kid = header.kid.as_deref().ok_or(AuthFailure::UnknownKey)?;
         let key = keys.keys.get(kid).ok_or(AuthFailure::UnknownKey)?;
-        if key.family != family {
+        if key.family != family || key.alg.is_some_and(|a| a != alg) {
             return Err(AuthFailure::Algorithm);
         }
         // Signature only: the library's time checks use the system clock and
@@ -596,18 +724,21 @@ impl JwtVerifier {
         v.validate_exp = false;
         v.validate_nbf = false;
         v.validate_aud = false;
-        let data = jsonwebtoken::decode::<Claims>(token, &key.decoding, &v).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind as K;
-            match e.kind() {
-                K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) => {
-                    AuthFailure::Signature
+        let data =
+            jsonwebtoken::decode::<serde_json::Value>(token, &key.decoding, &v).map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind as K;
+                match e.kind() {
+                    K::InvalidSignature | K::InvalidEcdsaKey | K::InvalidRsaKey(_) => {
+                        AuthFailure::Signature
+                    }
+                    K::InvalidAlgorithm => AuthFailure::Algorithm,
+                    K::Json(_) => AuthFailure::Claims("a claim is missing or has the wrong type"),
+                    _ => AuthFailure::Malformed,
                 }
-                K::InvalidAlgorithm => AuthFailure::Algorithm,
-                K::Json(_) => AuthFailure::Claims("a claim is missing or has the wrong type"),
-                _ => AuthFailure::Malformed,
-            }
-        })?;
-        let c = data.claims;
+            })?;
+        let raw = data.claims;
+        let c = Claims::deserialize(&raw)
+            .map_err(|_| AuthFailure::Claims("a claim is missing or has the wrong type"))?;
         if c.iss != self.settings.issuer {
             return Err(AuthFailure::Issuer);
         }
@@ -632,21 +763,29 @@ impl JwtVerifier {
         {
             return Err(AuthFailure::NotYetValid);
         }
-        let tenant = match c.tid.as_deref() {
-            Some(t) => TenantId::parse(t).map_err(|_| AuthFailure::Claims("tid"))?,
+        self.caller(&c, &raw)
+    }
+
+    /// Who the verified token names, and what it grants.
+    fn caller(&self, c: &Claims, raw: &serde_json::Value) -> Result<Caller, AuthFailure> {
+        let tenant = match string_claim(raw, &self.settings.tenant_claim)? {
+            Some(t) => TenantId::parse(t).map_err(|_| AuthFailure::Claims("tenant claim"))?,
             None => self
                 .settings
                 .default_tenant
                 .clone()
                 .ok_or(AuthFailure::NoTenant)?,
         };
-        // `sub` stands in only for an absent `oid` (a null one was refused).
-        let user = c
-            .oid
-            .as_deref()
+        // `sub` stands in only for an absent user claim (a null one was refused).
+        let user = string_claim(raw, &self.settings.user_claim)?
             .or(c.sub.as_deref())
-            .ok_or(AuthFailure::Claims("no oid or sub"))
-            .and_then(|u| UserId::parse(u).map_err(|_| AuthFailure::Claims("oid/sub")))?;
+            .ok_or(AuthFailure::Claims("no user claim or sub"))
+            .and_then(|u| UserId::parse(u).map_err(|_| AuthFailure::Claims("user claim")))?;
+        let auth_time = match c.auth_time {
+            Some(t) if t.is_finite() => Some(t as i64),
+            Some(_) => return Err(AuthFailure::Claims("auth_time")),
+            None => None,
+        };
         let mut names: Vec<&str> = Vec::new();
         if let Some(s) = &c.scp {
             names.extend(s.items());
@@ -657,12 +796,69 @@ impl JwtVerifier {
         if let Some(r) = &c.roles {
             names.extend(r.iter().map(String::as_str));
         }
+        let device = c
+            .device_id
+            .as_deref()
+            .map(|d| DeviceId::parse(d).map_err(|_| AuthFailure::Claims("device_id")))
+            .transpose()?;
         Ok(Caller {
             tenant,
             user,
+            device,
             permissions: Permissions::from_names(names),
             expires_at: c.exp as i64,
+            auth_time,
         })
+    }
+}
+
+/// A token that cannot be checked: the issuer is down, or misconfigured.
+fn unavailable(retry_after_secs: u64, misconfigured: bool) -> AuthFailure {
+    if misconfigured {
+        AuthFailure::IssuerMisconfigured
+    } else {
+        AuthFailure::IssuerUnavailable { retry_after_secs }
+    }
+}
+
+/// What `{issuer}/.well-known/openid-configuration` names as its `issuer`
+/// (`portal serve` compares it with `PORTAL_ISSUER` at start). `Err`: the
+/// document could not be fetched or read.
+pub async fn discovered_issuer(http: &reqwest::Client, issuer: &str) -> Result<String, String> {
+    #[derive(Deserialize)]
+    struct Discovery {
+        issuer: String,
+    }
+    let d = discovery_url(issuer);
+    check_fetch_url(&d).map_err(|e| format!("{d} {e}"))?;
+    let body = get(http, &d).await.map_err(|e| match e {
+        FetchError::Unreachable(e) | FetchError::Misconfigured(e) => e,
+    })?;
+    serde_json::from_slice::<Discovery>(&body)
+        .map(|doc| doc.issuer)
+        .map_err(|e| format!("{d}: not a discovery document: {e}"))
+}
+
+/// OIDC Discovery §4: the issuer with any trailing slash removed, then
+/// `/.well-known/openid-configuration`.
+fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// A claim that may be absent but, when present, must be a string.
+fn string_claim<'a>(
+    claims: &'a serde_json::Value,
+    name: &str,
+) -> Result<Option<&'a str>, AuthFailure> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AuthFailure::Claims(
+            "a claim is missing or has the wrong type",
+        )),
     }
 }
 
@@ -727,9 +923,13 @@ impl TokenVerifier for JwtVerifier {
                 // be asked, the token cannot be checked.
                 let outcome = self.refresh().await;
                 match (self.check(token, &header, &self.current_keys()), outcome) {
-                    (Err(AuthFailure::UnknownKey), Refresh::Failed { retry_after_secs }) => {
-                        Err(AuthFailure::IssuerUnavailable { retry_after_secs })
-                    }
+                    (
+                        Err(AuthFailure::UnknownKey),
+                        Refresh::Failed {
+                            retry_after_secs,
+                            misconfigured,
+                        },
+                    ) => Err(unavailable(retry_after_secs, misconfigured)),
                     (result, _) => result,
                 }
             }

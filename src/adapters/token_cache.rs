@@ -363,6 +363,7 @@ mod tests {
                     issuer: "https://issuer.test".into(),
                     audience: "api://b".into(),
                     default_tenant: None,
+                    ..Default::default()
                 },
                 keys,
                 crate::adapters::jwt::JwksSource::Fixed,

@@ -3,6 +3,7 @@
 //!
 //! - `PUT /v1/devices/{device_id}/recovery-keys/{key_id}`: escrow;
 //! - `PUT` / `DELETE /v1/devices/{device_id}`: enrol or change, retire;
+//! - `POST /v1/devices/{device_id}/restore`: bring a retired device back;
 //! - `GET /v1/rotation-requests`;
 //! - `GET` / `PATCH /v1/tenant/settings`.
 //!
@@ -10,13 +11,11 @@
 //! message can quote a value (an escrow body holds a recovery password).
 
 use super::{
-    ApiRequest, ApiResponse, MAX_BODY, Query, Routes, authenticate, bad, client_request_id,
-    json_response, rfc3339,
+    ApiRequest, ApiResponse, MAX_BODY, Query, Routes, authenticate, bad, json_response, rfc3339,
 };
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, UserId};
 use crate::domain::incidents::{self, IncidentId};
-use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{
     self, DeviceMetadata, EscrowRequest, Escrowed, ROTATION_DEFAULT_LIMIT, ROTATION_MAX_LIMIT,
     Upserted,
@@ -37,6 +36,7 @@ use time::format_description::well_known::Rfc3339;
 pub(super) enum LifeRoute {
     Escrow { device: String, key: String },
     Device(String),
+    Restore(String),
     RotationRequests,
     TenantSettings,
     Incidents,
@@ -60,6 +60,9 @@ pub(super) fn route(path: &str) -> Option<(LifeRoute, &'static [&'static str])> 
                 [device] if !device.is_empty() => {
                     Some((LifeRoute::Device((*device).to_owned()), &["PUT", "DELETE"]))
                 }
+                [device, "restore"] if !device.is_empty() => {
+                    Some((LifeRoute::Restore((*device).to_owned()), &["POST"]))
+                }
                 [device, "recovery-keys", key] if !device.is_empty() && !key.is_empty() => Some((
                     LifeRoute::Escrow {
                         device: (*device).to_owned(),
@@ -80,6 +83,7 @@ fn allow_header(methods: &[&str]) -> &'static str {
         ["GET", "PATCH"] => "GET, PATCH",
         ["GET", "POST"] => "GET, POST",
         ["DELETE"] => "DELETE",
+        ["POST"] => "POST",
         _ => "PUT, DELETE",
     }
 }
@@ -103,16 +107,7 @@ pub(super) async fn dispatch(
         return Err(ApiError::PayloadTooLarge { max: MAX_BODY });
     }
     let caller = authenticate(portal, &req.headers).await?;
-    let meta = RequestMeta {
-        request_id: req.request_id.clone(),
-        client_request_id: client_request_id(&req.headers).is_some(),
-        source_ip: req.source_ip.clone(),
-        user_agent: req
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-    };
+    let meta = super::request_meta(&req);
     match route {
         LifeRoute::Escrow { device, key } => {
             Query::parse(req.query.as_deref(), &[])?;
@@ -135,7 +130,8 @@ pub(super) async fn dispatch(
             policy::may_write_devices(&caller)?;
             let device_id = DeviceId::parse(&raw).map_err(|e| bad("device_id", e))?;
             if req.method == Method::DELETE {
-                lifecycle::retire_device(portal, &caller, &meta, &device_id).await?;
+                let reason = retire_reason(&req.headers, &req.body)?;
+                lifecycle::retire_device(portal, &caller, &meta, &device_id, reason).await?;
                 let mut r = Response::new(Vec::new());
                 *r.status_mut() = StatusCode::NO_CONTENT;
                 return Ok(r);
@@ -146,11 +142,14 @@ pub(super) async fn dispatch(
                     Upserted::Created(d) => (StatusCode::CREATED, d),
                     Upserted::Updated(d) | Upserted::Unchanged(d) => (StatusCode::OK, d),
                 };
-            let mut body = super::device_json(&device);
-            if let Value::Object(m) = &mut body {
-                m.insert("owner".into(), json!(device.owner));
-            }
-            Ok(json_response(status, &body))
+            Ok(json_response(status, &owned_device_json(&device)))
+        }
+        LifeRoute::Restore(raw) => {
+            Query::parse(req.query.as_deref(), &[])?;
+            policy::may_write_devices(&caller)?;
+            let device_id = DeviceId::parse(&raw).map_err(|e| bad("device_id", e))?;
+            let device = lifecycle::restore_device(portal, &caller, &meta, &device_id).await?;
+            Ok(json_response(StatusCode::OK, &owned_device_json(&device)))
         }
         LifeRoute::RotationRequests => {
             let q = Query::parse(req.query.as_deref(), &["limit", "cursor"])?;
@@ -198,7 +197,10 @@ pub(super) async fn dispatch(
             Query::parse(req.query.as_deref(), &[])?;
             if req.method == Method::POST {
                 incidents::check_permission(portal, &caller, &meta, false).await?;
-                let request = incident_request(json_object(&req.headers, &req.body)?)?;
+                let request = incident_request(
+                    json_object(&req.headers, &req.body)?,
+                    portal.incident_max_rate_limit,
+                )?;
                 let i = incidents::open(portal, &caller, &meta, &request).await?;
                 let now = portal.clock.now();
                 return Ok(json_response(StatusCode::CREATED, &incident_json(&i, now)));
@@ -223,7 +225,33 @@ pub(super) async fn dispatch(
     }
 }
 
-fn incident_request(body: Map<String, Value>) -> Result<incidents::OpenRequest, ApiError> {
+/// A device as the device routes answer it: as `GET /v1/devices` shows it,
+/// plus its owner.
+fn owned_device_json(device: &crate::domain::model::Device) -> Value {
+    let mut body = super::device_json(device);
+    if let Value::Object(m) = &mut body {
+        m.insert("owner".into(), json!(device.owner));
+    }
+    body
+}
+
+/// `DELETE /v1/devices/{id}`'s optional body `{"reason": …}`.
+fn retire_reason(headers: &HeaderMap, body: &[u8]) -> Result<Option<String>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body = json_object(headers, body)?;
+    only(&body, &["reason"])?;
+    string(&body, "reason")?
+        .filter(|r| !r.trim().is_empty())
+        .map(super::check_reason)
+        .transpose()
+}
+
+fn incident_request(
+    body: Map<String, Value>,
+    max_rate_limit: u32,
+) -> Result<incidents::OpenRequest, ApiError> {
     only(&body, &["reason", "duration_hours", "helpdesk_rate_limit"])?;
     let reason = match body.get("reason") {
         Some(Value::String(r)) if !r.trim().is_empty() => r.clone(),
@@ -233,13 +261,7 @@ fn incident_request(body: Map<String, Value>) -> Result<incidents::OpenRequest, 
             ));
         }
     };
-    if reason.chars().count() > incidents::MAX_REASON_CHARS {
-        return Err(ApiError::BadRequest(format!(
-            "reason must be at most {} characters",
-            incidents::MAX_REASON_CHARS
-        )));
-    }
-    super::check_reason(&reason)?;
+    let reason = super::check_reason_max(&reason, incidents::MAX_REASON_CHARS)?;
     let range = incidents::DURATION_HOURS;
     let duration_hours = body
         .get("duration_hours")
@@ -253,17 +275,17 @@ fn incident_request(body: Map<String, Value>) -> Result<incidents::OpenRequest, 
                 range.end()
             ))
         })?;
+    // The deployment's ceiling (PORTAL_INCIDENT_MAX_RATE_LIMIT): one person
+    // opening an incident cannot give agents an unbounded bulk export.
     let helpdesk_rate_limit = match body.get("helpdesk_rate_limit") {
-        None | Some(Value::Null) => incidents::DEFAULT_HELPDESK_RATE_LIMIT,
+        None | Some(Value::Null) => incidents::DEFAULT_HELPDESK_RATE_LIMIT.min(max_rate_limit),
         Some(v) => v
             .as_u64()
             .and_then(|l| u32::try_from(l).ok())
-            .filter(|l| TenantPolicy::RATE_LIMITS.contains(l))
+            .filter(|l| (1..=max_rate_limit).contains(l))
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "helpdesk_rate_limit must be a whole number from {} to {}",
-                    TenantPolicy::RATE_LIMITS.start(),
-                    TenantPolicy::RATE_LIMITS.end()
+                    "helpdesk_rate_limit must be a whole number from 1 to {max_rate_limit} (this deployment's ceiling, PORTAL_INCIDENT_MAX_RATE_LIMIT)"
                 ))
             })?,
     };
@@ -448,6 +470,7 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
             "helpdesk",
             "require_reason",
             "superseded_key_retention_days",
+            "retired_device_retention_days",
             "self_service_rate_limit",
             "helpdesk_rate_limit",
         ],
@@ -467,21 +490,15 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
         Some(Value::Null) => patch.helpdesk = Some(None),
         Some(Value::Object(h)) => {
             only(h, &["name", "email", "phone", "url"])?;
-            let field = |f: &str| -> Result<Option<String>, ApiError> {
-                match string(h, f)? {
-                    None => Ok(None),
-                    Some(v) if text_ok(v, 256) => Ok(Some(v.to_owned())),
-                    Some(_) => Err(ApiError::BadRequest(format!(
-                        "helpdesk.{f} must be 1 to 256 characters without control characters"
-                    ))),
-                }
-            };
-            patch.helpdesk = Some(Some(Helpdesk {
+            let field = |f: &str| string(h, f).map(|v| v.map(str::to_owned));
+            let card = Helpdesk {
                 name: field("name")?,
                 email: field("email")?,
                 phone: field("phone")?,
                 url: field("url")?,
-            }));
+            };
+            card.check().map_err(ApiError::BadRequest)?;
+            patch.helpdesk = Some(Some(card));
         }
         Some(_) => {
             return Err(ApiError::BadRequest(
@@ -497,20 +514,31 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
                 )
             })?);
     }
-    if let Some(v) = body.get("superseded_key_retention_days") {
-        let range = TenantPolicy::RETENTION_DAYS;
-        patch.superseded_key_retention_days = Some(
-            v.as_u64()
-                .and_then(|d| u16::try_from(d).ok())
-                .filter(|d| range.contains(d))
-                .ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "superseded_key_retention_days must be a whole number from {} to {}",
-                        range.start(),
-                        range.end()
-                    ))
-                })?,
-        );
+    for (field, slot) in [
+        (
+            "superseded_key_retention_days",
+            &mut patch.superseded_key_retention_days,
+        ),
+        (
+            "retired_device_retention_days",
+            &mut patch.retired_device_retention_days,
+        ),
+    ] {
+        if let Some(v) = body.get(field) {
+            let range = TenantPolicy::RETENTION_DAYS;
+            *slot = Some(
+                v.as_u64()
+                    .and_then(|d| u16::try_from(d).ok())
+                    .filter(|d| range.contains(d))
+                    .ok_or_else(|| {
+                        ApiError::BadRequest(format!(
+                            "{field} must be a whole number from {} to {}",
+                            range.start(),
+                            range.end()
+                        ))
+                    })?,
+            );
+        }
     }
     for (field, slot) in [
         (
@@ -548,6 +576,7 @@ pub(super) fn settings_json(p: &TenantPolicy) -> Value {
         "helpdesk": p.helpdesk,
         "require_reason": p.require_reason,
         "superseded_key_retention_days": p.superseded_key_retention_days,
+        "retired_device_retention_days": p.retired_device_retention_days,
         "self_service_rate_limit": p.self_service_rate_limit,
         "helpdesk_rate_limit": p.helpdesk_rate_limit,
     })

@@ -127,7 +127,7 @@ pub struct RouteSpec {
 /// checked against. `route` matches requests against the read and key routes
 /// here; the `Routes::Manage` ones are matched (with their 405s) by
 /// `lifecycle::route`, which a unit test keeps in step with this list.
-pub const ROUTES: [RouteSpec; 14] = [
+pub const ROUTES: [RouteSpec; 15] = [
     RouteSpec {
         method: "GET",
         path: "/v1/devices",
@@ -161,6 +161,11 @@ pub const ROUTES: [RouteSpec; 14] = [
     RouteSpec {
         method: "DELETE",
         path: "/v1/devices/{device_id}",
+        unit: Routes::Manage,
+    },
+    RouteSpec {
+        method: "POST",
+        path: "/v1/devices/{device_id}/restore",
         unit: Routes::Manage,
     },
     RouteSpec {
@@ -308,16 +313,7 @@ async fn dispatch(
         return Err(ApiError::PayloadTooLarge { max });
     }
     let caller = authenticate(portal, &req.headers).await?;
-    let meta = RequestMeta {
-        request_id: req.request_id.clone(),
-        client_request_id: client_request_id(&req.headers).is_some(),
-        source_ip: req.source_ip.clone(),
-        user_agent: req
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.chars().take(256).collect()),
-    };
+    let meta = request_meta(&req);
     match route {
         Route::ListDevices => {
             let q = Query::parse(req.query.as_deref(), &["owner"])?;
@@ -430,7 +426,7 @@ fn parse_batch_body(req: &ApiRequest) -> Result<(Vec<BatchKey>, String), ApiErro
             ));
         }
     };
-    check_reason(&reason)?;
+    let reason = check_reason(&reason)?;
     Ok((keys, reason))
 }
 
@@ -646,10 +642,8 @@ fn parse_key_body(
             })
         })
         .transpose()?;
-    if let Some(r) = &b.reason {
-        check_reason(r)?;
-    }
-    Ok((key, b.reason.filter(|r| !r.trim().is_empty())))
+    let reason = b.reason.map(|r| check_reason(&r)).transpose()?;
+    Ok((key, reason.filter(|r| !r.trim().is_empty())))
 }
 
 /// `application/json` or any `+json` media type.
@@ -664,32 +658,35 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-/// A `reason` an audit line can show as it is (see `hidden_char`).
-pub(crate) fn check_reason(r: &str) -> Result<(), ApiError> {
-    if r.chars().count() > MAX_REASON_CHARS || r.chars().any(hidden_char) {
-        return Err(ApiError::BadRequest(format!(
-            "reason must be at most {MAX_REASON_CHARS} characters with no control, line-separator or text-direction characters"
-        )));
-    }
-    Ok(())
+/// A `reason` as the trail stores it (`domain::text::reason`): at most
+/// `MAX_REASON_CHARS`, nothing hidden, NFC.
+pub(crate) fn check_reason(r: &str) -> Result<String, ApiError> {
+    check_reason_max(r, MAX_REASON_CHARS)
 }
 
-/// Characters that would let a `reason` rewrite how an audit line reads:
-/// controls, line and paragraph separators, and the bidirectional marks,
-/// embeddings, overrides and isolates (an auditor's screen would show
-/// "ticket 1174" for "ticket \u{202E}4711").
-fn hidden_char(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{061C}'
-                | '\u{200E}'
-                | '\u{200F}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2066}'..='\u{2069}'
-        )
+pub(crate) fn check_reason_max(r: &str, max: usize) -> Result<String, ApiError> {
+    crate::domain::text::reason(r, max).map_err(|_| {
+        ApiError::BadRequest(format!(
+            "reason must be at most {max} characters of plain text, without control, format (zero-width, bidi, soft hyphen, tag), line-separator or filler characters and without a combining mark at the start of a word; retype it and retry"
+        ))
+    })
+}
+
+/// What the audit trail records of the request. The user agent is the
+/// client's own text: stored without control characters (a TAB or a line
+/// break would forge columns or lines in an export) and at most 256
+/// characters.
+pub(crate) fn request_meta(req: &ApiRequest) -> RequestMeta {
+    RequestMeta {
+        request_id: req.request_id.clone(),
+        client_request_id: client_request_id(&req.headers).is_some(),
+        source_ip: req.source_ip.clone(),
+        user_agent: req
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().filter(|c| !c.is_control()).take(256).collect()),
+    }
 }
 
 async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, ApiError> {
@@ -710,7 +707,10 @@ async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, Ap
     portal.verifier.verify(token).await.map_err(|f| {
         tracing::info!(reason = %f, "token rejected");
         let e = ApiError::from(f);
-        if matches!(e, ApiError::IdentityProviderUnavailable { .. }) {
+        if matches!(
+            e,
+            ApiError::IdentityProviderUnavailable { .. } | ApiError::IdentityProviderMisconfigured
+        ) {
             portal.count(
                 crate::domain::metrics::Metric::Unavailable(crate::domain::metrics::Cause::Idp),
                 1,
@@ -818,6 +818,9 @@ fn json_response(status: StatusCode, body: &impl Serialize) -> ApiResponse {
     r
 }
 
+/// `Retry-After` of a 503 `identity-provider-misconfigured`.
+const MISCONFIGURED_RETRY_AFTER_SECS: u64 = 30;
+
 const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
 
 /// The one mapping from domain errors to HTTP answers.
@@ -826,10 +829,12 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
     let mut headers: Vec<(header::HeaderName, String)> = Vec::new();
     let (status, slug, title, detail) = match e {
         ApiError::Unauthenticated(f) => {
+            // RFC 6750 §3: a short reason for whoever sets the issuer up;
+            // the body stays the person's.
             let challenge = if *f == AuthFailure::Missing {
                 "Bearer".to_owned()
             } else {
-                r#"Bearer error="invalid_token", error_description="the access token is missing, expired or not valid for this portal""#.to_owned()
+                format!(r#"Bearer error="invalid_token", error_description="{}""#, f.description())
             };
             headers.push((header::WWW_AUTHENTICATE, challenge));
             (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", "Sign in to the company portal again, then retry.".to_owned())
@@ -839,11 +844,26 @@ pub fn problem(e: &ApiError, request_id: &str) -> ApiResponse {
             extra.insert("retry_after".into(), json!(retry_after_secs));
             (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-unavailable", "Sign-in service unreachable", format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
         }
+        ApiError::IdentityProviderMisconfigured => {
+            // When the check runs again (the fetch back-off's ceiling): the
+            // answer changes only once someone fixes the configuration.
+            headers.push((header::RETRY_AFTER, MISCONFIGURED_RETRY_AFTER_SECS.to_string()));
+            extra.insert("retry_after".into(), json!(MISCONFIGURED_RETRY_AFTER_SECS));
+            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-misconfigured", "Portal misconfigured", "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned())
+        }
+        ApiError::SignInTooOld { max_age } => {
+            // RFC 9470 (step-up authentication): sign in again, recently.
+            headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_user_authentication", error_description="sign-in too old", max_age={max_age}"#)));
+            extra.insert("max_age".into(), json!(max_age));
+            let minutes = max_age.div_ceil(60);
+            (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", format!("To see a recovery key you must have signed in within the last {minutes} minute{}. Sign in again, then retry.", if minutes == 1 { "" } else { "s" }))
+        }
         ApiError::InsufficientScope { needed } => {
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_scope", scope="{needed}""#)));
             extra.insert("required_permission".into(), json!(needed));
             (StatusCode::FORBIDDEN, "insufficient-scope", "Permission required", format!("Your account lacks the {needed} permission. Ask your IT administrator for access."))
         }
+        ApiError::SecondPersonRequired(d) => (StatusCode::FORBIDDEN, "second-person-required", "Another person must do this", d.clone()),
         ApiError::SelfServiceDisabled { helpdesk } => {
             extra.insert("helpdesk".into(), json!(helpdesk));
             (StatusCode::FORBIDDEN, "self-service-disabled", "Ask your helpdesk for this key", "Your organization does not let users retrieve recovery keys themselves. Contact your IT support; they can read the key to you.".to_owned())
@@ -933,6 +953,7 @@ mod tests {
         for path in [
             "/v1/devices/PC-1",
             "/v1/devices/PC-1/recovery-keys/K-1",
+            "/v1/devices/PC-1/restore",
             "/v1/rotation-requests",
             "/v1/tenant/settings",
         ] {

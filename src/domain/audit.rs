@@ -59,6 +59,8 @@ pub enum Action {
     Escrow,
     DeviceUpsert,
     DeviceRetire,
+    /// A retired device brought back (`POST /v1/devices/{id}/restore`).
+    DeviceRestore,
     SettingsChange,
     /// `portal keys verify`: every stored key opened and checked.
     KeysVerify,
@@ -73,6 +75,7 @@ impl Action {
             Self::Escrow => "escrow",
             Self::DeviceUpsert => "device_upsert",
             Self::DeviceRetire => "device_retire",
+            Self::DeviceRestore => "device_restore",
             Self::SettingsChange => "settings_change",
             Self::KeysVerify => "keys_verify",
             Self::IncidentOpen => "incident_open",
@@ -85,6 +88,7 @@ impl Action {
             Self::Escrow,
             Self::DeviceUpsert,
             Self::DeviceRetire,
+            Self::DeviceRestore,
             Self::SettingsChange,
             Self::KeysVerify,
             Self::IncidentOpen,

@@ -15,9 +15,9 @@
 //! writes; a failed write withholds exactly its keys (503 per item: fail
 //! closed) and the ones after it. Decrypts then run concurrently, at most
 //! [`DECRYPT_CONCURRENCY`] at a time, so 100 keys take about as long as a
-//! few. Items refused for a reason of their own (404, 409, 429) get denied
-//! events, one after another (each takes the caller's denial counter),
-//! within the caller's hourly cap of denied events like any denial.
+//! few. Items refused for a reason of their own (404, 409, 429) are listed
+//! in one denied event for the batch (`batch_items_denied`), which takes one
+//! slot of the caller's hourly cap of denied events like any denial.
 //!
 //! The incident is checked once, when the request starts: closing it stops
 //! the requests after, not one already admitted.
@@ -116,6 +116,10 @@ pub async fn retrieve(
     if let Err(e) = policy::may_retrieve_batch(caller) {
         return Err(attempt.deny(None, "insufficient_scope", e).await);
     }
+    let now = portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
+        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    }
     let (policy, window) = match portal
         .store
         .load_batch_state(&caller.tenant, &caller.user)
@@ -128,10 +132,17 @@ pub async fn retrieve(
         }
     };
     let now = portal.clock.now();
-    if policy.open_incident(now).is_none() {
+    let Some(incident) = policy.open_incident(now) else {
         return Err(attempt
             .deny(None, "incident_required", ApiError::IncidentRequired)
             .await);
+    };
+    if opened_it(portal, caller, incident).await? {
+        let e = ApiError::SecondPersonRequired(
+            "You opened this incident, so you cannot batch-retrieve keys under it: another helpdesk agent must do it, or retrieve keys one at a time."
+                .into(),
+        );
+        return Err(attempt.deny(None, "incident_opener", e).await);
     }
     portal.count(Metric::BatchSize, keys.len() as u64);
 
@@ -284,33 +295,20 @@ pub async fn retrieve(
         .iter()
         .zip(&keys)
         .filter_map(|(o, k)| {
-            let (reason, error) = match o {
-                Some(ItemOutcome::NotFound) => ("key_id_not_found", ApiError::DeviceNotFound),
-                Some(ItemOutcome::Ambiguous(c)) => (
-                    "ambiguous_key_id",
-                    ApiError::AmbiguousKey {
-                        candidates: c.clone(),
-                    },
-                ),
-                Some(ItemOutcome::RateLimited { retry_after_secs }) => (
-                    "rate_limited",
-                    ApiError::RateLimited {
-                        retry_after_secs: *retry_after_secs,
-                    },
-                ),
+            let reason = match o {
+                Some(ItemOutcome::NotFound) => "key_id_not_found",
+                Some(ItemOutcome::Ambiguous(_)) => "ambiguous_key_id",
+                Some(ItemOutcome::RateLimited { .. }) => "rate_limited",
                 _ => return None,
             };
-            let key_id = match &k.selector {
-                KeySelector::Exact(id) => Some(*id),
-                KeySelector::Prefix(_) => None,
-            };
-            Some((key_id, reason, error))
+            Some((k.requested.clone(), reason))
         })
         .collect();
-    // One after another: each takes the caller's hourly denial counter, and
-    // concurrent writes of one item would cancel each other.
-    for (key_id, reason, error) in denials {
-        attempt.deny(key_id, reason, error).await;
+    // One stored event for the whole batch, listing its denied items: one
+    // request takes one slot of the caller's hourly cap of denied events,
+    // however many of its items were refused.
+    if !denials.is_empty() {
+        attempt.deny_items(&denials).await;
     }
 
     Ok(keys
@@ -321,6 +319,24 @@ pub async fn retrieve(
             outcome: o.unwrap_or(ItemOutcome::Unavailable),
         })
         .collect())
+}
+
+/// Whether `caller` opened `incident` (read from its own record when the
+/// tenant's summary predates `opened_by`).
+async fn opened_it(
+    portal: &Portal,
+    caller: &Caller,
+    incident: &crate::domain::incidents::OpenIncident,
+) -> Result<bool, ApiError> {
+    let opener = match &incident.opened_by {
+        Some(u) => Some(u.clone()),
+        None => portal
+            .lifecycle
+            .incident(&caller.tenant, &incident.incident_id)
+            .await?
+            .map(|i| i.opened_by),
+    };
+    Ok(opener.as_ref() == Some(&caller.user))
 }
 
 /// The key as a single retrieval by full key ID would select it, with its
@@ -433,6 +449,7 @@ async fn commit(
             match portal.store.commit_batch(&events, &update).await {
                 Ok(Commit::Written) => {
                     window = update.window;
+                    portal.count(Metric::AgentKeysInHour, u64::from(window.used(now)));
                     granted.append(&mut chunk);
                     written = true;
                     break;

@@ -17,6 +17,9 @@ pub struct Permissions {
     /// `RecoveryKey.Escrow`: escrow keys and read rotation requests (an MDM
     /// sync job or an on-device agent, usually an application permission).
     pub key_escrow: bool,
+    /// `RecoveryKey.Escrow.Device`: escrow keys of one device only, the one
+    /// the token's `device_id` claim names (an on-device agent's credential).
+    pub key_escrow_device: bool,
     /// `Devices.ReadWrite.All`: enrol, update and retire devices.
     pub devices_write_all: bool,
     /// `Tenant.Settings.ReadWrite`: read and change the tenant's settings.
@@ -32,6 +35,7 @@ impl Permissions {
     pub const KEY_READ_ALL: &'static str = "RecoveryKey.Read.All";
     pub const AUDIT_READ_ALL: &'static str = "AuditLog.Read.All";
     pub const KEY_ESCROW: &'static str = "RecoveryKey.Escrow";
+    pub const KEY_ESCROW_DEVICE: &'static str = "RecoveryKey.Escrow.Device";
     pub const DEVICES_WRITE_ALL: &'static str = "Devices.ReadWrite.All";
     pub const TENANT_SETTINGS: &'static str = "Tenant.Settings.ReadWrite";
     pub const INCIDENT: &'static str = "RecoveryKey.Incident";
@@ -45,6 +49,7 @@ impl Permissions {
                 Self::KEY_READ_ALL => p.key_read_all = true,
                 Self::AUDIT_READ_ALL => p.audit_read_all = true,
                 Self::KEY_ESCROW => p.key_escrow = true,
+                Self::KEY_ESCROW_DEVICE => p.key_escrow_device = true,
                 Self::DEVICES_WRITE_ALL => p.devices_write_all = true,
                 Self::TENANT_SETTINGS => p.tenant_settings = true,
                 Self::INCIDENT => p.incident = true,
@@ -61,7 +66,13 @@ pub struct Caller {
     pub tenant: TenantId,
     pub user: UserId,
     pub permissions: Permissions,
+    /// The device a device-bound credential belongs to (the token's
+    /// `device_id` claim), if any.
+    pub device: Option<crate::domain::ids::DeviceId>,
     /// The token's `exp` (unix seconds): a verified-token cache must not
     /// outlive it.
     pub expires_at: i64,
+    /// The token's `auth_time` (unix seconds), when it carries one: when
+    /// the person last entered their credentials (`PORTAL_WEB_MAX_AGE`).
+    pub auth_time: Option<i64>,
 }

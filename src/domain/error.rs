@@ -41,6 +41,35 @@ pub enum AuthFailure {
     /// configuration).
     #[error("identity provider unavailable")]
     IssuerUnavailable { retry_after_secs: u64 },
+    /// The token could not be checked because the issuer's documents
+    /// contradict the configuration (e.g. discovery names another issuer):
+    /// an operator must fix it; retrying will not help.
+    #[error("identity provider misconfigured")]
+    IssuerMisconfigured,
+}
+
+impl AuthFailure {
+    /// The RFC 6750 `error_description` of a 401: a short reason for the
+    /// operator setting up an issuer, never any token content.
+    pub fn description(&self) -> &'static str {
+        match self {
+            Self::Missing => "no access token",
+            Self::Malformed => "not a JWT",
+            Self::Algorithm => "signature algorithm not accepted",
+            Self::UnknownKey => "unknown signing key",
+            Self::Critical => "unsupported critical header",
+            Self::Signature => "bad signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not yet valid",
+            Self::Issuer => "wrong issuer",
+            Self::Audience => "wrong audience",
+            Self::Claims(_) => "a claim is missing or has the wrong type",
+            Self::NoTenant => "no tenant",
+            Self::TokenType => "not an access token",
+            Self::IssuerUnavailable { .. } => "identity provider unavailable",
+            Self::IssuerMisconfigured => "identity provider misconfigured",
+        }
+    }
 }
 
 /// A failure of a backing service (store or cipher) after its own retries.
@@ -64,10 +93,22 @@ impl Unavailable {
 pub enum ApiError {
     #[error("unauthenticated: {0}")]
     Unauthenticated(AuthFailure),
+    /// Allowed to a second person only (separation of duties): the detail
+    /// says who.
+    #[error("second person required: {0}")]
+    SecondPersonRequired(String),
     /// The token could not be checked because the identity provider cannot
     /// be reached: retry, do not sign in again.
     #[error("identity provider unavailable")]
     IdentityProviderUnavailable { retry_after_secs: u64 },
+    /// The identity provider answers, but not as configured (its discovery
+    /// document names another issuer): tell IT; retrying will not help.
+    #[error("identity provider misconfigured")]
+    IdentityProviderMisconfigured,
+    /// The person signed in longer ago than `PORTAL_WEB_MAX_AGE` allows
+    /// for a disclosure: sign in again.
+    #[error("sign-in too old")]
+    SignInTooOld { max_age: u64 },
     /// The token is valid but lacks the permission the route needs.
     #[error("missing permission {needed}")]
     InsufficientScope { needed: &'static str },
@@ -117,6 +158,7 @@ impl From<AuthFailure> for ApiError {
             AuthFailure::IssuerUnavailable { retry_after_secs } => {
                 Self::IdentityProviderUnavailable { retry_after_secs }
             }
+            AuthFailure::IssuerMisconfigured => Self::IdentityProviderMisconfigured,
             other => Self::Unauthenticated(other),
         }
     }

@@ -78,16 +78,38 @@ impl UserId {
         }
     }
 
-    /// A user id or an importer (`import:<name>`), as audit events name their actor.
+    /// The audit actor of a one-way sync from `source` (`sync:entra`). As
+    /// for importers, no token's user id can contain `:`, so no caller can
+    /// pose as a sync job in the audit trail.
+    pub fn syncer(source: &str) -> Result<Self, IdError> {
+        if is_opaque(source) {
+            Ok(Self(format!("{SYNC_PREFIX}{source}")))
+        } else {
+            Err(IdError::Opaque)
+        }
+    }
+
+    /// Is this a directory sync's actor (`sync:<source>`)? No token's user
+    /// id can be one (`:` is not allowed), so only the sync code writes as it.
+    pub fn is_directory_sync(&self) -> bool {
+        self.0.starts_with(SYNC_PREFIX)
+    }
+
+    /// A user id, an importer (`import:<name>`) or a sync job
+    /// (`sync:<source>`), as audit events name their actor.
     pub fn parse_actor(s: &str) -> Result<Self, IdError> {
-        match s.strip_prefix(IMPORTER_PREFIX) {
-            Some(name) => Self::importer(name),
-            None => Self::parse(s),
+        if let Some(name) = s.strip_prefix(IMPORTER_PREFIX) {
+            Self::importer(name)
+        } else if let Some(source) = s.strip_prefix(SYNC_PREFIX) {
+            Self::syncer(source)
+        } else {
+            Self::parse(s)
         }
     }
 }
 
 const IMPORTER_PREFIX: &str = "import:";
+const SYNC_PREFIX: &str = "sync:";
 
 /// A BitLocker key protector ID: a GUID, kept as 16 bytes and printed in the
 /// canonical upper-case form shown on the recovery screen.
@@ -197,6 +219,18 @@ impl KeySelector {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_the_sync_code_writes_as_a_directory_sync() {
+        let sync = UserId::syncer("entra").unwrap();
+        assert!(sync.is_directory_sync());
+        assert_eq!(UserId::parse_actor("sync:entra").unwrap(), sync);
+        // No token's user id can pose as one.
+        assert!(UserId::parse("sync:entra").is_err());
+        assert!(!UserId::parse("sync-entra").unwrap().is_directory_sync());
+        assert!(!UserId::importer("ops").unwrap().is_directory_sync());
+    }
+
     use super::*;
 
     #[test]
@@ -217,6 +251,17 @@ mod tests {
         assert_eq!(UserId::parse("import:admin"), Err(IdError::Opaque));
         assert_eq!(UserId::parse_actor("alice"), UserId::parse("alice"));
         for bad in ["import:", "import:a b", "import:import:x", "x:y"] {
+            assert!(UserId::parse_actor(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sync_jobs_are_actors_no_token_can_name() {
+        let entra = UserId::syncer("entra").unwrap();
+        assert_eq!(entra.as_str(), "sync:entra");
+        assert_eq!(UserId::parse_actor("sync:entra"), Ok(entra));
+        assert_eq!(UserId::parse("sync:entra"), Err(IdError::Opaque));
+        for bad in ["sync:", "sync:a b", "sync:sync:x", "sync:import:x"] {
             assert!(UserId::parse_actor(bad).is_err(), "{bad}");
         }
     }

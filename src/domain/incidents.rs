@@ -73,6 +73,10 @@ pub struct OpenIncident {
     pub incident_id: IncidentId,
     pub expires_at: OffsetDateTime,
     pub helpdesk_rate_limit: u32,
+    /// Who opened it: they may not batch-retrieve under it (two people for a
+    /// bulk disclosure). `None` on summaries written before this was kept:
+    /// the incident's own record says.
+    pub opened_by: Option<UserId>,
 }
 
 impl OpenIncident {
@@ -124,6 +128,7 @@ impl Incident {
             incident_id: self.incident_id.clone(),
             expires_at: self.expires_at,
             helpdesk_rate_limit: self.helpdesk_rate_limit,
+            opened_by: Some(self.opened_by.clone()),
         }
     }
 }

@@ -36,6 +36,9 @@ use aws_lc_rs::digest;
 use std::borrow::Cow;
 use time::OffsetDateTime;
 
+/// Reason of the one denied event of a batch's refused items.
+pub const BATCH_ITEMS_DENIED: &str = "batch_items_denied";
+
 /// How long the portal shows a key (the seed document's five minutes).
 pub const DISPLAY_SECONDS: u32 = 300;
 /// Attempts when a concurrent disclosure by the same caller changed the
@@ -118,6 +121,12 @@ impl Attempt<'_> {
             }
             _ => {}
         }
+        self.store_denied(key_id, reason).await;
+        error
+    }
+
+    /// Stores a denied event within the caller's hourly cap (see `deny`).
+    async fn store_denied(&self, key_id: Option<KeyId>, reason: &'static str) {
         let store = &self.portal.store;
         let event = self.event(key_id, Outcome::Denied, reason);
         match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
@@ -149,7 +158,37 @@ impl Attempt<'_> {
                 tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a denied attempt");
             }
         }
-        error
+    }
+
+    /// Records the items of one batch refused on their own account as one
+    /// denied event (`batch_items_denied`) listing each item and its reason
+    /// after the request's reason: counted per item, stored once, so one
+    /// request takes one slot of the hourly cap.
+    pub async fn deny_items(&self, items: &[(String, &'static str)]) {
+        for (_, reason) in items {
+            self.portal.count(Metric::Denials(reason), 1);
+            if *reason == "rate_limited" {
+                self.portal.count(Metric::RateLimited, 1);
+            }
+        }
+        let listed: Vec<String> = items.iter().map(|(k, r)| format!("{k} {r}")).collect();
+        let summary = format!(
+            "{}{}denied items ({}): {}",
+            self.justification.unwrap_or(""),
+            if self.justification.is_some() {
+                "; "
+            } else {
+                ""
+            },
+            items.len(),
+            listed.join(", ")
+        );
+        let batch = Attempt {
+            justification: Some(&summary),
+            ..*self
+        };
+        // Metrics are counted above: store the one event without recounting.
+        batch.store_denied(None, BATCH_ITEMS_DENIED).await;
     }
 
     /// Digest of what the audit event records about the request besides
@@ -229,6 +268,10 @@ pub async fn retrieve(
     if let Err(e) = policy::may_retrieve_keys(caller) {
         return Err(attempt.deny(None, "insufficient_scope", e).await);
     }
+    let now = portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
+        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    }
     for _ in 0..COMMIT_ATTEMPTS {
         let (device, window) = match portal
             .store
@@ -250,6 +293,9 @@ pub async fn retrieve(
             Ok(a) => a,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
+        if let Err(e) = retired_rules(&device, &req, portal.clock.now()) {
+            return Err(attempt.deny(None, "retired_device", e).await);
+        }
         if policy::reason_required(&device.policy, access) && req.justification.is_none() {
             let e = ApiError::BadRequest(
                 "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
@@ -325,7 +371,11 @@ pub async fn retrieve(
             });
         }
         match portal.store.commit_disclosure(&event, &update).await {
-            Ok(Commit::Written) => {}
+            Ok(Commit::Written) => {
+                if access == Access::Helpdesk {
+                    portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
+                }
+            }
             Ok(Commit::RateConflict) => continue,
             Err(e) => {
                 // Fail closed: no durable audit, no key. The trail is what
@@ -351,6 +401,26 @@ pub async fn retrieve(
         "too many concurrent retrievals by this caller",
     );
     Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
+}
+
+/// A retired device's keys are read by the helpdesk only (the policy saw
+/// to that), by key ID and with a reason: the retirement said the device is
+/// gone, so each read must say which key and why.
+fn retired_rules(
+    device: &SealedDevice,
+    req: &RetrievalRequest,
+    now: OffsetDateTime,
+) -> Result<(), ApiError> {
+    if device.device.is_gone(now) {
+        return Err(ApiError::DeviceNotFound);
+    }
+    if device.device.retired.is_some() && (req.key.is_none() || req.justification.is_none()) {
+        return Err(ApiError::BadRequest(
+            "This device is retired: give the key ID shown on the recovery screen in `key_id` and a reason (for example a ticket number) in `reason`, then retry."
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The ciphertext of a key `select_key` chose: the device record's, or, for
@@ -446,7 +516,10 @@ pub(crate) fn select_key<'a>(
         return Err(no_key("personally_encrypted"));
     }
     let sealed_of = |id: &KeyId| device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s);
-    let superseded_readable = access == Access::Helpdesk && selector.is_some();
+    // A superseded key is read by its key ID only: the ID on the recovery
+    // screen is what proves which key the PC needs, so a planted "newer"
+    // key can never hide the real one from its owner.
+    let superseded_readable = selector.is_some();
     let held: Vec<&KeyMeta> = device
         .device
         .keys
@@ -460,6 +533,18 @@ pub(crate) fn select_key<'a>(
             }
         })
         .collect();
+    if held.is_empty() {
+        return Err(no_key("no_key"));
+    }
+    // Ownership is not a key permission: an owner reads only keys created
+    // since the device became theirs; older ones take the helpdesk path.
+    let wanted = |k: &KeyMeta| selector.is_none_or(|s| s.matches(&k.key_id));
+    let (held, older): (Vec<&KeyMeta>, Vec<&KeyMeta>) = held
+        .into_iter()
+        .partition(|k| access == Access::Helpdesk || device.device.owner_may_read(k));
+    if older.iter().any(|k| wanted(k)) && !held.iter().any(|k| wanted(k)) {
+        return Err(no_key("key_predates_owner"));
+    }
     if held.is_empty() {
         return Err(no_key("no_key"));
     }

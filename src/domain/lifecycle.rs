@@ -11,7 +11,10 @@ use crate::domain::caller::Caller;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::RequestMeta;
-use crate::domain::model::{Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, VolumeType};
+use crate::domain::metrics::Metric;
+use crate::domain::model::{
+    Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, Retirement, VolumeType,
+};
 use crate::domain::policy;
 use crate::ports::{CipherError, DeviceUpsert, EscrowWrite, Portal, WriteOutcome};
 use aws_lc_rs::digest;
@@ -20,9 +23,6 @@ use time::{Duration, OffsetDateTime};
 /// Attempts when a concurrent write or disclosure changed the device (or
 /// the settings) between our read and our conditional write.
 pub(crate) const WRITE_ATTEMPTS: usize = 5;
-/// How far in the future an escrowed key's `created_at` may be (clock skew
-/// of the escrowing device).
-const CREATED_AT_SKEW: Duration = Duration::minutes(5);
 
 /// The audit event of one write request.
 pub(crate) struct WriteEvent<'a> {
@@ -122,8 +122,7 @@ pub struct EscrowRequest {
 pub enum Escrowed {
     /// Stored now (201).
     Created(KeyMeta),
-    /// The same key with the same password was already held (200), or a key
-    /// stored before escrow existed was re-escrowed under its own ID.
+    /// The same key with the same password was already held (200).
     AlreadyHeld(KeyMeta),
 }
 
@@ -141,15 +140,18 @@ pub async fn escrow(
         action: Action::Escrow,
         device_id: Some(&req.device_id),
     };
-    if let Err(e) = policy::may_escrow(caller) {
+    if let Err(e) = policy::may_escrow_to(caller, &req.device_id) {
         return Err(audit.deny(None, "insufficient_scope", e).await);
     }
     let now = portal.clock.now();
     let created_at = req.created_at.unwrap_or(now);
-    if created_at > now + CREATED_AT_SKEW {
-        return Err(ApiError::BadRequest(
-            "created_at must not be in the future".into(),
-        ));
+    // A key "from the future" would become the device's current key ahead
+    // of the real one, and read as newer than any ownership change.
+    if created_at > now {
+        let e = ApiError::BadRequest(
+            "created_at must not be in the future: send the time the key was created (UTC), or leave it out to use the time of this request".into(),
+        );
+        return Err(audit.deny(Some(req.key_id), "invalid_request", e).await);
     }
     let ctx = KeyContext {
         tenant: caller.tenant.clone(),
@@ -163,7 +165,7 @@ pub async fn escrow(
             .lifecycle
             .device_for_write(&caller.tenant, &req.device_id)
             .await?;
-        let Some(record) = record else {
+        let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
             return Err(audit
                 .deny(Some(req.key_id), "not_found", ApiError::DeviceNotFound)
                 .await);
@@ -182,15 +184,14 @@ pub async fn escrow(
             .find(|(id, _)| *id == req.key_id)
             .map(|(_, d)| d.as_str());
         let held = live.iter().find(|k| k.key_id == req.key_id);
-        // A key stored before digests existed cannot be compared: the
-        // escrow replaces its ciphertext (the escrowing job may add keys
-        // anyway, so this gives it no new power) and records a digest.
-        let replacing = match (held, stored_digest) {
-            (None, _) => false,
+        // A stored ciphertext is never replaced: the same key ID is the same
+        // key or a conflict. A key stored before digests existed cannot be
+        // compared without decrypting, which the writer may not do: 409.
+        match (held, stored_digest) {
+            (None, _) => {}
             (Some(h), Some(d)) if h.volume_type == req.volume_type && d == digest => {
                 return Ok(Escrowed::AlreadyHeld(h.clone()));
             }
-            (Some(h), None) if h.volume_type == req.volume_type => true,
             (Some(_), _) => {
                 return Err(audit
                     .deny(
@@ -205,7 +206,7 @@ pub async fn escrow(
                     )
                     .await);
             }
-        };
+        }
         let live: Vec<KeyMeta> = live
             .into_iter()
             .filter(|k| k.key_id != req.key_id)
@@ -278,10 +279,10 @@ pub async fn escrow(
             digests,
             superseded,
         };
-        let reason = match (replacing, added.is_superseded()) {
-            (true, _) => "re_escrowed",
-            (false, true) => "escrowed_superseded",
-            (false, false) => "escrowed",
+        let reason = if added.is_superseded() {
+            "escrowed_superseded"
+        } else {
+            "escrowed"
         };
         let event = audit.event(Some(req.key_id), Outcome::Granted, reason, None);
         match portal.lifecycle.commit_escrow(&write, &event).await? {
@@ -295,11 +296,7 @@ pub async fn escrow(
                     superseded = write.superseded.len(),
                     "recovery key escrowed"
                 );
-                return Ok(if replacing {
-                    Escrowed::AlreadyHeld(added)
-                } else {
-                    Escrowed::Created(added)
-                });
+                return Ok(Escrowed::Created(added));
             }
             WriteOutcome::Conflict | WriteOutcome::NotFound => continue,
             WriteOutcome::RequestIdReused => return Err(request_id_reused()),
@@ -349,6 +346,14 @@ pub async fn upsert_device(
             .device_for_write(&caller.tenant, device_id)
             .await?;
         let now = portal.clock.now();
+        if let Some(r) = &record
+            && let Err((e, reason)) = may_change(caller, &r.device, &md)
+        {
+            if reason == "self_assignment" {
+                portal.count(Metric::OwnerChangesRefused, 1);
+            }
+            return Err(audit.deny(None, reason, e).await);
+        }
         let (write, reason, detail) = match record {
             None => (
                 DeviceUpsert {
@@ -360,6 +365,8 @@ pub async fn upsert_device(
                         os: md.os.clone(),
                         managed_by: md.managed_by,
                         keys: Vec::new(),
+                        owner_since: None,
+                        retired: None,
                     },
                     expected_version: None,
                 },
@@ -387,6 +394,17 @@ pub async fn upsert_device(
                             os: md.os.clone(),
                             managed_by: md.managed_by,
                             keys: d.keys.iter().filter(|k| k.is_live(now)).cloned().collect(),
+                            // The new owner reads only keys created from now on,
+                            // unless the directory itself (a sync, like an
+                            // import) names the owner: it is authoritative, and
+                            // its own portal shows the owner every key.
+                            owner_since: if d.owner == md.owner {
+                                d.owner_since
+                            } else if caller.user.is_directory_sync() {
+                                None
+                            } else {
+                                Some(now)
+                            },
                             ..d.clone()
                         },
                         expected_version: Some(record.version),
@@ -399,6 +417,9 @@ pub async fn upsert_device(
         let event = audit.event(None, Outcome::Granted, reason, detail);
         match portal.lifecycle.commit_upsert(&write, &event).await? {
             WriteOutcome::Written => {
+                if event.justification.is_some() {
+                    portal.count(Metric::OwnerChanges, 1);
+                }
                 return Ok(if write.expected_version.is_none() {
                     Upserted::Created(write.device)
                 } else {
@@ -412,13 +433,43 @@ pub async fn upsert_device(
     Err(too_busy())
 }
 
-/// `DELETE /v1/devices/{device_id}`: the device and every key ciphertext it
-/// has are deleted; afterwards it is the uniform 404.
+/// Whether `caller` may change the stored device `d` to `md`. An owner
+/// change naming the caller needs a second administrator: otherwise a
+/// device administrator could give themselves anyone's device. A retired
+/// device is restored first, so no change reaches it unseen.
+fn may_change(
+    caller: &Caller,
+    d: &Device,
+    md: &DeviceMetadata,
+) -> Result<(), (ApiError, &'static str)> {
+    if d.retired.is_some() {
+        let e = ApiError::Conflict(format!(
+            "Device {} is retired. Restore it first (POST /v1/devices/{}/restore), then change it.",
+            d.device_id, d.device_id
+        ));
+        return Err((e, "retired"));
+    }
+    if d.owner != md.owner && md.owner == caller.user {
+        let e = ApiError::SecondPersonRequired(
+            "You cannot make yourself the owner of a device: ask another administrator with Devices.ReadWrite.All to change the owner, or a helpdesk agent to read its key."
+                .into(),
+        );
+        return Err((e, "self_assignment"));
+    }
+    Ok(())
+}
+
+/// `DELETE /v1/devices/{device_id}`: retires the device. It leaves its
+/// owner's list and self-service at once (the uniform 404 there); for the
+/// tenant's `retired_device_retention_days` the helpdesk can still read its
+/// keys by key ID with a reason and `restore_device` brings it back; then
+/// it is deleted (TTL on AWS, the sweep when embedded).
 pub async fn retire_device(
     portal: &Portal,
     caller: &Caller,
     meta: &RequestMeta,
     device_id: &DeviceId,
+    reason: Option<String>,
 ) -> Result<(), ApiError> {
     let audit = WriteEvent {
         portal,
@@ -430,21 +481,111 @@ pub async fn retire_device(
     if let Err(e) = policy::may_write_devices(caller) {
         return Err(audit.deny(None, "insufficient_scope", e).await);
     }
-    let event = audit.event(None, Outcome::Granted, "retired", None);
-    match portal
-        .lifecycle
-        .retire_device(&caller.tenant, device_id, &event)
-        .await?
-    {
-        WriteOutcome::Written => {
-            tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, device = %device_id, "device retired");
-            Ok(())
+    for _ in 0..WRITE_ATTEMPTS {
+        let (record, settings) = portal
+            .lifecycle
+            .device_for_write(&caller.tenant, device_id)
+            .await?;
+        let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
+            return Err(audit
+                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .await);
+        };
+        let now = portal.clock.now();
+        let days = i64::from(settings.retired_device_retention_days);
+        let retired = Device {
+            retired: Some(Retirement {
+                at: now,
+                expires_at: now + Duration::days(days),
+            }),
+            keys: record
+                .device
+                .keys
+                .iter()
+                .filter(|k| k.is_live(now))
+                .cloned()
+                .collect(),
+            ..record.device
+        };
+        let mut event = audit.event(None, Outcome::Granted, "retired", reason.clone());
+        event.justification = Some(match &reason {
+            Some(r) => format!("{r} (restorable for {days} days)"),
+            None => format!("restorable for {days} days"),
+        });
+        match portal
+            .lifecycle
+            .retire_device(&retired, record.version, &event)
+            .await?
+        {
+            WriteOutcome::Written => {
+                portal.count(Metric::DevicesRetired, 1);
+                tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, device = %device_id, "device retired");
+                return Ok(());
+            }
+            WriteOutcome::RequestIdReused => return Err(request_id_reused()),
+            WriteOutcome::NotFound | WriteOutcome::Conflict => continue,
         }
-        WriteOutcome::RequestIdReused => Err(request_id_reused()),
-        WriteOutcome::NotFound | WriteOutcome::Conflict => Err(audit
-            .deny(None, "not_found", ApiError::DeviceNotFound)
-            .await),
     }
+    Err(too_busy())
+}
+
+/// `POST /v1/devices/{device_id}/restore`: a retired device, still within
+/// its retention, back to its owner as it was (the uniform 404 otherwise).
+pub async fn restore_device(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    device_id: &DeviceId,
+) -> Result<Device, ApiError> {
+    let audit = WriteEvent {
+        portal,
+        caller,
+        meta,
+        action: Action::DeviceRestore,
+        device_id: Some(device_id),
+    };
+    if let Err(e) = policy::may_write_devices(caller) {
+        return Err(audit.deny(None, "insufficient_scope", e).await);
+    }
+    for _ in 0..WRITE_ATTEMPTS {
+        let (record, _) = portal
+            .lifecycle
+            .device_for_write(&caller.tenant, device_id)
+            .await?;
+        let now = portal.clock.now();
+        let Some(record) = record.filter(|r| r.device.retired.is_some() && !r.device.is_gone(now))
+        else {
+            return Err(audit
+                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .await);
+        };
+        let restored = Device {
+            retired: None,
+            keys: record
+                .device
+                .keys
+                .iter()
+                .filter(|k| k.is_live(now))
+                .cloned()
+                .collect(),
+            ..record.device
+        };
+        let event = audit.event(None, Outcome::Granted, "restored", None);
+        match portal
+            .lifecycle
+            .restore_device(&restored, record.version, &event)
+            .await?
+        {
+            WriteOutcome::Written => {
+                portal.count(Metric::DevicesRestored, 1);
+                tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, device = %device_id, "device restored");
+                return Ok(restored);
+            }
+            WriteOutcome::RequestIdReused => return Err(request_id_reused()),
+            WriteOutcome::NotFound | WriteOutcome::Conflict => continue,
+        }
+    }
+    Err(too_busy())
 }
 
 /// One key due for rotation.
@@ -474,13 +615,19 @@ pub async fn rotation_requests(
     limit: usize,
 ) -> Result<RotationRequests, ApiError> {
     policy::may_escrow(caller)?;
+    let only = policy::escrow_scope(caller);
     let page = portal
         .lifecycle
         .rotation_requests(&caller.tenant, cursor, limit)
         .await?;
     let now = portal.clock.now();
     let mut requests = Vec::new();
-    for d in page.devices.iter().filter(|d| d.tenant == caller.tenant) {
+    // A device-bound credential sees its own device's requests only.
+    for d in page
+        .devices
+        .iter()
+        .filter(|d| d.tenant == caller.tenant && only.is_none_or(|o| o == &d.device_id))
+    {
         let mut due: Vec<RotationRequest> = d
             .keys
             .iter()

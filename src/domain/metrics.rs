@@ -41,6 +41,19 @@ pub enum Metric {
     /// Keys asked for in one batch request.
     BatchSize,
     IncidentsOpened,
+    /// Tenant settings changed (`PATCH /v1/tenant/settings`).
+    SettingsChanges,
+    /// Devices given to another owner through the API.
+    OwnerChanges,
+    /// Owner changes refused because they named the caller themselves.
+    OwnerChangesRefused,
+    DevicesRetired,
+    DevicesRestored,
+    /// After each helpdesk disclosure: how many keys that agent has been
+    /// disclosed in the rolling hour (its own rate window). An alarm on the
+    /// maximum catches one agent reading more than a threshold of keys an
+    /// hour without naming anyone in a dimension.
+    AgentKeysInHour,
 }
 
 impl Metric {
@@ -54,6 +67,12 @@ impl Metric {
             Self::AuditWriteFailures => "AuditWriteFailures",
             Self::BatchSize => "BatchSize",
             Self::IncidentsOpened => "IncidentsOpened",
+            Self::SettingsChanges => "SettingsChanges",
+            Self::OwnerChanges => "OwnerChanges",
+            Self::OwnerChangesRefused => "OwnerChangesRefused",
+            Self::DevicesRetired => "DevicesRetired",
+            Self::DevicesRestored => "DevicesRestored",
+            Self::AgentKeysInHour => "AgentKeysInHour",
         }
     }
 

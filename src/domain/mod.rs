@@ -14,3 +14,4 @@ pub mod model;
 pub mod policy;
 pub mod ratelimit;
 pub mod settings;
+pub mod text;

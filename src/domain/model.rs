@@ -68,6 +68,50 @@ pub struct Helpdesk {
     pub url: Option<String>,
 }
 
+impl Helpdesk {
+    /// Longest value of a helpdesk field.
+    pub const MAX_CHARS: usize = 256;
+
+    /// The card a locked-out user reads and acts on: plain text without
+    /// control, format (bidi, zero-width) or separator characters; `url`
+    /// an `https:` URL; `email` one plain address (no `mailto:`, no query
+    /// that could add recipients). `Err` names the field and the rule.
+    pub fn check(&self) -> Result<(), String> {
+        for (name, value) in [
+            ("name", &self.name),
+            ("email", &self.email),
+            ("phone", &self.phone),
+            ("url", &self.url),
+        ] {
+            let Some(v) = value else { continue };
+            if v.trim().is_empty()
+                || v.chars().count() > Self::MAX_CHARS
+                || v.chars().any(crate::domain::text::hidden)
+            {
+                return Err(format!(
+                    "helpdesk.{name} must be 1 to {} characters of plain text, without control, format (bidi or zero-width) or line-separator characters",
+                    Self::MAX_CHARS
+                ));
+            }
+        }
+        if let Some(u) = &self.url
+            && !crate::domain::text::is_https_url(u)
+        {
+            return Err(
+                "helpdesk.url must be an https:// address such as https://help.example.com".into(),
+            );
+        }
+        if let Some(e) = &self.email
+            && !crate::domain::text::is_plain_email(e)
+        {
+            return Err(
+                "helpdesk.email must be one plain address such as it@example.com (no mailto:, no ? or , parts)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 /// When a key retrieval must carry a `reason`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,6 +155,9 @@ pub struct TenantPolicy {
     /// Keys per helpdesk agent per rolling hour; `None`: the deployment's
     /// `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit replaces it.
     pub helpdesk_rate_limit: Option<u32>,
+    /// How long a retired device stays restorable, its keys readable by the
+    /// helpdesk by key ID (with a reason), before it is deleted.
+    pub retired_device_retention_days: u16,
     /// The incident the tenant record last opened (it may have expired or
     /// been closed since: see `OpenIncident::is_open`). Not a setting: a
     /// settings change keeps it as it is.
@@ -141,6 +188,7 @@ impl Default for TenantPolicy {
             helpdesk: None,
             require_reason: RequireReason::Never,
             superseded_key_retention_days: Self::DEFAULT_RETENTION_DAYS,
+            retired_device_retention_days: Self::DEFAULT_RETENTION_DAYS,
             self_service_rate_limit: None,
             helpdesk_rate_limit: None,
             incident: None,
@@ -209,6 +257,38 @@ pub struct Device {
     pub os: String,
     pub managed_by: ManagedBy,
     pub keys: Vec<KeyMeta>,
+    /// When the API last gave the device to its current owner (`None`: the
+    /// owner it was enrolled or imported with). Ownership is not a key
+    /// permission: the owner reads only keys created since then.
+    pub owner_since: Option<OffsetDateTime>,
+    /// Set while the device is retired (restorable until it expires).
+    pub retired: Option<Retirement>,
+}
+
+impl Device {
+    /// A key its owner may read: one created since they became the owner
+    /// (`created_at` is never in the future, so such a key was escrowed
+    /// after the ownership change). Older keys take the helpdesk path, so
+    /// "re-own, read, re-own back" discloses nothing.
+    pub fn owner_may_read(&self, key: &KeyMeta) -> bool {
+        self.owner_since.is_none_or(|since| key.created_at >= since)
+    }
+
+    /// Retired and past its retention: gone, whatever a store still holds.
+    pub fn is_gone(&self, now: OffsetDateTime) -> bool {
+        self.retired.as_ref().is_some_and(|r| r.expires_at <= now)
+    }
+}
+
+/// A retirement: `DELETE /v1/devices/{id}` takes the device out of its
+/// owner's list and self-service at once; its keys stay readable by the
+/// helpdesk (by key ID, with a reason) and the device restorable until
+/// `expires_at`, then everything is deleted (TTL on AWS, the sweep when
+/// embedded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retirement {
+    pub at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
 }
 
 /// An encrypted recovery password as the cipher produced it.

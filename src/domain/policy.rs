@@ -3,7 +3,7 @@
 
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::ApiError;
-use crate::domain::ids::UserId;
+use crate::domain::ids::{DeviceId, UserId};
 use crate::domain::model::{Device, RequireReason, TenantPolicy};
 
 /// On what grounds a key is disclosed (recorded as the audit reason).
@@ -46,9 +46,36 @@ pub fn may_read_audit(caller: &Caller) -> Result<(), ApiError> {
     )
 }
 
-/// Escrowing keys and reading rotation requests: `RecoveryKey.Escrow`.
+/// Escrowing keys and reading rotation requests at all: tenant-wide
+/// `RecoveryKey.Escrow` (a central MDM job), or `RecoveryKey.Escrow.Device`
+/// with the token's `device_id` claim (an on-device agent).
 pub fn may_escrow(caller: &Caller) -> Result<(), ApiError> {
-    require(caller.permissions.key_escrow, Permissions::KEY_ESCROW)
+    let p = caller.permissions;
+    require(
+        p.key_escrow || (p.key_escrow_device && caller.device.is_some()),
+        Permissions::KEY_ESCROW,
+    )
+}
+
+/// Escrowing a key of `device`: a device-bound credential writes only its
+/// own device's keys, so one stolen agent token cannot plant or bury keys
+/// on any other device.
+pub fn may_escrow_to(caller: &Caller, device: &DeviceId) -> Result<(), ApiError> {
+    let p = caller.permissions;
+    require(
+        p.key_escrow || (p.key_escrow_device && caller.device.as_ref() == Some(device)),
+        Permissions::KEY_ESCROW,
+    )
+}
+
+/// The one device whose rotation requests a device-bound credential sees
+/// (`None`: all of the tenant's, for `RecoveryKey.Escrow`).
+pub fn escrow_scope(caller: &Caller) -> Option<&DeviceId> {
+    if caller.permissions.key_escrow {
+        None
+    } else {
+        caller.device.as_ref()
+    }
 }
 
 /// Enrolling, changing and retiring devices: `Devices.ReadWrite.All`.
@@ -99,6 +126,24 @@ pub fn may_retrieve_keys(caller: &Caller) -> Result<(), ApiError> {
     require(p.key_read || p.key_read_all, Permissions::KEY_READ)
 }
 
+/// `PORTAL_WEB_MAX_AGE`: a disclosure needs a sign-in no older than
+/// `max_age` seconds (with the tokens' clock-skew leeway), when the token
+/// says when the person signed in (`auth_time`); a token without one is
+/// not refused for it.
+pub fn recent_enough(caller: &Caller, max_age: Option<u64>, now: i64) -> Result<(), ApiError> {
+    match (max_age, caller.auth_time) {
+        (Some(max_age), Some(t))
+            if now.saturating_sub(t) > (max_age as i64).saturating_add(LEEWAY_SECS) =>
+        {
+            Err(ApiError::SignInTooOld { max_age })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Clock skew tolerated on `auth_time`, as on `exp` and `nbf`.
+const LEEWAY_SECS: i64 = 60;
+
 /// Ownership and tenant policy for one device the store returned from the
 /// caller's tenant. Another user's device looks exactly like a missing one.
 pub fn device_access(
@@ -111,7 +156,13 @@ pub fn device_access(
         return Err((ApiError::DeviceNotFound, "other_tenant"));
     }
     let p = caller.permissions;
-    if device.owner == caller.user && p.key_read {
+    // A retired device has left its owner's list and self-service; only
+    // the helpdesk may still read its keys (by key ID, with a reason).
+    let retired = device.retired.is_some();
+    // An owner who is also an agent and got the device through an owner
+    // change reads it on helpdesk grounds: its reason rule and limit.
+    let reowned_agent = device.owner_since.is_some() && p.key_read_all;
+    if device.owner == caller.user && p.key_read && !retired && !reowned_agent {
         if policy.self_service {
             return Ok(Access::Owner);
         }
@@ -126,6 +177,9 @@ pub fn device_access(
     }
     if p.key_read_all {
         return Ok(Access::Helpdesk);
+    }
+    if retired && device.owner == caller.user {
+        return Err((ApiError::DeviceNotFound, "retired"));
     }
     Err((ApiError::DeviceNotFound, "not_owner"))
 }

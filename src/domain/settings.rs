@@ -19,6 +19,7 @@ pub struct SettingsPatch {
     pub helpdesk: Option<Option<Helpdesk>>,
     pub require_reason: Option<RequireReason>,
     pub superseded_key_retention_days: Option<u16>,
+    pub retired_device_retention_days: Option<u16>,
     /// `Some(None)`: back to the deployment's default.
     pub self_service_rate_limit: Option<Option<u32>>,
     pub helpdesk_rate_limit: Option<Option<u32>>,
@@ -36,6 +37,9 @@ impl SettingsPatch {
             superseded_key_retention_days: self
                 .superseded_key_retention_days
                 .unwrap_or(current.superseded_key_retention_days),
+            retired_device_retention_days: self
+                .retired_device_retention_days
+                .unwrap_or(current.retired_device_retention_days),
             self_service_rate_limit: self
                 .self_service_rate_limit
                 .unwrap_or(current.self_service_rate_limit),
@@ -59,7 +63,16 @@ pub fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
         ));
     }
     if old.helpdesk != new.helpdesk {
-        parts.push("helpdesk changed".to_owned());
+        // The values themselves: the card tells locked-out users where to
+        // turn, so the trail must show exactly what they were told.
+        let card = |h: &Option<crate::domain::model::Helpdesk>| {
+            serde_json::to_string(h).unwrap_or_default()
+        };
+        parts.push(format!(
+            "helpdesk {} -> {}",
+            card(&old.helpdesk),
+            card(&new.helpdesk)
+        ));
     }
     if old.require_reason != new.require_reason {
         parts.push(format!(
@@ -72,6 +85,12 @@ pub fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
         parts.push(format!(
             "superseded_key_retention_days {} -> {}",
             old.superseded_key_retention_days, new.superseded_key_retention_days
+        ));
+    }
+    if old.retired_device_retention_days != new.retired_device_retention_days {
+        parts.push(format!(
+            "retired_device_retention_days {} -> {}",
+            old.retired_device_retention_days, new.retired_device_retention_days
         ));
     }
     let limit = |l: Option<u32>| l.map_or("default".to_owned(), |n| n.to_string());
@@ -90,6 +109,35 @@ pub fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
         ));
     }
     parts.join("; ")
+}
+
+/// A tenant's limits may only lower the deployment's (`PORTAL_KEY_RATE_LIMIT`,
+/// `PORTAL_HELPDESK_RATE_LIMIT`): raising the helpdesk's takes an incident,
+/// which has a second person and its own ceiling.
+fn within_ceilings(portal: &Portal, patch: &SettingsPatch) -> Result<(), ApiError> {
+    for (field, value, ceiling, variable) in [
+        (
+            "self_service_rate_limit",
+            patch.self_service_rate_limit,
+            portal.key_rate_limit,
+            "PORTAL_KEY_RATE_LIMIT",
+        ),
+        (
+            "helpdesk_rate_limit",
+            patch.helpdesk_rate_limit,
+            portal.helpdesk_rate_limit,
+            "PORTAL_HELPDESK_RATE_LIMIT",
+        ),
+    ] {
+        if let Some(Some(v)) = value
+            && v > ceiling
+        {
+            return Err(ApiError::BadRequest(format!(
+                "{field} must be at most {ceiling}, this deployment's limit ({variable}): a tenant may lower it, not raise it. For a mass outage, open an incident (POST /v1/incidents) instead."
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /v1/tenant/settings`.
@@ -115,6 +163,9 @@ pub async fn patch(
     if let Err(e) = policy::may_manage_settings(caller) {
         return Err(audit.deny(None, "insufficient_scope", e).await);
     }
+    if let Err(e) = within_ceilings(portal, patch) {
+        return Err(audit.deny(None, "invalid_request", e).await);
+    }
     for _ in 0..WRITE_ATTEMPTS {
         let (current, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
         let new = patch.apply(&current);
@@ -133,6 +184,7 @@ pub async fn patch(
             .await?
         {
             WriteOutcome::Written => {
+                portal.count(crate::domain::metrics::Metric::SettingsChanges, 1);
                 tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, "tenant settings changed");
                 return Ok(new);
             }

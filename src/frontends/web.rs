@@ -55,6 +55,58 @@ pub struct WebConfig {
     pub client_id: String,
     /// Space-separated scopes to request.
     pub scopes: String,
+    /// Extra authorization request parameters, form-encoded
+    /// (`PORTAL_WEB_AUTH_PARAMS`, canonical from `parse_auth_params`);
+    /// `resource` goes into the token request too (RFC 8707).
+    pub auth_params: String,
+    /// `PORTAL_WEB_MAX_AGE`: the `max_age` the page asks for, if any.
+    pub max_age: Option<u64>,
+}
+
+/// Authorization request parameters the page sets itself: an extra
+/// parameter may not override them.
+pub const OWN_AUTH_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "max_age",
+];
+
+/// A `--web-auth-params` (`PORTAL_WEB_AUTH_PARAMS`) value: form-encoded
+/// `name=value` pairs such as `resource=api://recovery-portal` or
+/// `audience=https://api.example`, returned canonically encoded. The
+/// page's own parameters (`OWN_AUTH_PARAMS`) cannot be set here.
+pub fn parse_auth_params(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.len() > 2048 {
+        return Err("is longer than 2048 characters".into());
+    }
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (name, value) in form_urlencoded::parse(s.as_bytes()) {
+        if name.is_empty() || name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(format!(
+                "{s:?} is not form-encoded name=value pairs such as resource=api://recovery-portal"
+            ));
+        }
+        if OWN_AUTH_PARAMS.contains(&name.as_ref()) {
+            let instead = match name.as_ref() {
+                "client_id" => " (set PORTAL_WEB_CLIENT_ID instead)",
+                "scope" => " (set PORTAL_WEB_SCOPES instead)",
+                "max_age" => " (set PORTAL_WEB_MAX_AGE instead)",
+                _ => "",
+            };
+            return Err(format!(
+                "must not set {name:?}: the page sets it itself{instead}"
+            ));
+        }
+        out.append_pair(&name, &value);
+    }
+    Ok(out.finish())
 }
 
 impl WebConfig {
@@ -65,6 +117,8 @@ impl WebConfig {
             "client_id": self.client_id,
             "scopes": self.scopes,
             "api_base_url": api_base_url,
+            "auth_params": self.auth_params,
+            "max_age": self.max_age,
         })
         .to_string()
     }
@@ -187,6 +241,9 @@ mod tests {
             issuer: "https://login.example.com/tenant/v2.0".into(),
             client_id: "spa".into(),
             scopes: DEFAULT_SCOPES.into(),
+            auth_params: parse_auth_params("resource=api://rp&audience=https://api.example")
+                .unwrap(),
+            max_age: Some(600),
         };
         let j: serde_json::Value =
             serde_json::from_str(&c.config_json("https://api.example.com")).unwrap();
@@ -194,10 +251,30 @@ mod tests {
         assert_eq!(j["client_id"], "spa");
         assert_eq!(j["scopes"], "openid RecoveryKey.Read");
         assert_eq!(j["api_base_url"], "https://api.example.com");
+        assert_eq!(
+            j["auth_params"],
+            "resource=api%3A%2F%2Frp&audience=https%3A%2F%2Fapi.example"
+        );
+        assert_eq!(j["max_age"], 600);
         let csp = c.content_security_policy();
         assert!(csp.contains("connect-src 'self' https://login.example.com;"));
         assert!(csp.contains("frame-ancestors 'none'"));
         assert!(!csp.contains("unsafe"));
+    }
+
+    #[test]
+    fn auth_params_cannot_override_the_pages_own() {
+        assert_eq!(parse_auth_params("").unwrap(), "");
+        assert_eq!(
+            parse_auth_params("resource=api://a&resource=api://b").unwrap(),
+            "resource=api%3A%2F%2Fa&resource=api%3A%2F%2Fb"
+        );
+        for own in OWN_AUTH_PARAMS {
+            let e = parse_auth_params(&format!("resource=x&{own}=evil")).unwrap_err();
+            assert!(e.contains(own), "{e}");
+        }
+        assert!(parse_auth_params("=x").is_err());
+        assert!(parse_auth_params("a%20b=x").is_err());
     }
 
     #[test]

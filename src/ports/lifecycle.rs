@@ -118,12 +118,26 @@ pub trait LifecycleStore: Send + Sync {
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable>;
 
-    /// Deletes the device, every key ciphertext and key pointer it has, and
-    /// writes the audit event (`NotFound`: no such device, nothing written).
+    /// Retires the device if still at `expected_version`: `device` as read,
+    /// with `retired` set. It leaves the owner index and the rotation
+    /// requests; it, its key pointers and its ciphertexts are deleted at
+    /// `retired.expires_at` (a superseded key's earlier expiry stays), and
+    /// the audit event is written, all or nothing.
     async fn retire_device(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable>;
+
+    /// Restores a retired device if still at `expected_version`: `device`
+    /// as read, with `retired` cleared. Back in the owner index (and the
+    /// rotation requests); nothing of it expires but superseded keys at
+    /// their own time; the audit event is written, all or nothing.
+    async fn restore_device(
+        &self,
+        device: &Device,
+        expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable>;
 
@@ -194,8 +208,9 @@ pub trait LifecycleStore: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<StoredKeyPage, Unavailable>;
 
-    /// Deletes superseded keys whose retention ended before `now`; returns
-    /// how many. DynamoDB does this itself (TTL on `expires_at`), so there
+    /// Deletes superseded keys whose retention ended before `now`, and
+    /// retired devices (with all their keys) whose retention ended; returns
+    /// how many keys. DynamoDB does this itself (TTL on `expires_at`), so there
     /// it deletes nothing.
     async fn sweep_expired(&self, now: OffsetDateTime) -> Result<usize, Unavailable>;
 }

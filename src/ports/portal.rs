@@ -20,7 +20,13 @@ pub struct Portal {
     /// (`PORTAL_HELPDESK_RATE_LIMIT`; a tenant setting or an open incident
     /// may override it).
     pub helpdesk_rate_limit: u32,
+    /// The highest limit an incident may give agents
+    /// (`PORTAL_INCIDENT_MAX_RATE_LIMIT`).
+    pub incident_max_rate_limit: u32,
     pub metrics: Arc<dyn Metrics>,
+    /// `PORTAL_WEB_MAX_AGE`: a disclosure needs a sign-in at most this many
+    /// seconds old (`auth_time`), when set.
+    pub max_auth_age: Option<u64>,
 }
 
 impl Portal {
@@ -33,15 +39,19 @@ impl Portal {
         now: time::OffsetDateTime,
     ) -> u32 {
         use crate::domain::policy::Access;
+        // Stored values are capped again here: a deployment may have lowered
+        // its limits (or an import set higher ones) since they were written.
         match access {
             Access::Owner => policy
                 .self_service_rate_limit
-                .unwrap_or(self.key_rate_limit),
+                .map_or(self.key_rate_limit, |l| l.min(self.key_rate_limit)),
             Access::Helpdesk => match policy.open_incident(now) {
-                Some(i) => i.helpdesk_rate_limit,
+                Some(i) => i.helpdesk_rate_limit.min(self.incident_max_rate_limit),
                 None => policy
                     .helpdesk_rate_limit
-                    .unwrap_or(self.helpdesk_rate_limit),
+                    .map_or(self.helpdesk_rate_limit, |l| {
+                        l.min(self.helpdesk_rate_limit)
+                    }),
             },
         }
     }

@@ -181,6 +181,18 @@ impl DevIdentityProvider {
         format!("{msg}.{sig}")
     }
 
+    /// Signs `claims` under a raw header with another algorithm of this
+    /// key's family (tests: RS384, PS256, … with the RSA key).
+    pub fn sign_raw_as(&self, alg: Algorithm, header: &Value, claims: &Value) -> String {
+        let msg = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(claims.to_string().as_bytes())
+        );
+        let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &self.key, alg).expect("signing");
+        format!("{msg}.{sig}")
+    }
+
     /// Signs `claims` under this provider's normal header.
     pub fn sign(&self, claims: &Value) -> String {
         let alg = if self.alg == Algorithm::RS256 {
@@ -214,6 +226,7 @@ impl DevIdentityProvider {
                 issuer: self.issuer.clone(),
                 audience: self.audience.clone(),
                 default_tenant: None,
+                ..Default::default()
             },
             keys,
             JwksSource::Fixed,

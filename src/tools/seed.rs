@@ -5,6 +5,7 @@
 //! ```text
 //! {"tenants":[{"tenant_id","self_service":bool,"helpdesk":{name,email,phone,url},
 //!              "require_reason"?:"never"|"helpdesk"|"always","superseded_key_retention_days"?:1..3650,
+//!              "retired_device_retention_days"?:1..3650,
 //!               "self_service_rate_limit"?:1..100000,"helpdesk_rate_limit"?:1..100000}],
 //!  "devices":[{"tenant_id","device_id","owner","display_name","os","managed_by",
 //!              "recovery_keys":[{"key_id":GUID,"volume_type","recovery_password","created_at":RFC3339}]}]}
@@ -51,6 +52,8 @@ struct RawTenant {
     require_reason: Option<RequireReason>,
     #[serde(default)]
     superseded_key_retention_days: Option<u16>,
+    #[serde(default)]
+    retired_device_retention_days: Option<u16>,
     #[serde(default)]
     self_service_rate_limit: Option<u32>,
     #[serde(default)]
@@ -134,22 +137,8 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
             );
             continue;
         };
-        if let Some(h) = &t.helpdesk {
-            for (field, v) in [
-                ("name", &h.name),
-                ("email", &h.email),
-                ("phone", &h.phone),
-                ("url", &h.url),
-            ] {
-                if v.as_deref().is_some_and(|v| !text_ok(v, 256)) {
-                    push(
-                        &mut errors,
-                        format!(
-                            "{at} (tenant {id}).helpdesk.{field}: must be 1 to 256 characters without control characters"
-                        ),
-                    );
-                }
-            }
+        if let Some(Err(e)) = t.helpdesk.as_ref().map(Helpdesk::check) {
+            push(&mut errors, format!("{at} (tenant {id}).{e}"));
         }
         let retention = t
             .superseded_key_retention_days
@@ -159,6 +148,19 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                 &mut errors,
                 format!(
                     "{at} (tenant {id}).superseded_key_retention_days: must be a whole number from {} to {}",
+                    TenantPolicy::RETENTION_DAYS.start(),
+                    TenantPolicy::RETENTION_DAYS.end()
+                ),
+            );
+        }
+        let retired_retention = t
+            .retired_device_retention_days
+            .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
+        if !TenantPolicy::RETENTION_DAYS.contains(&retired_retention) {
+            push(
+                &mut errors,
+                format!(
+                    "{at} (tenant {id}).retired_device_retention_days: must be a whole number from {} to {}",
                     TenantPolicy::RETENTION_DAYS.start(),
                     TenantPolicy::RETENTION_DAYS.end()
                 ),
@@ -186,6 +188,7 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
             helpdesk: t.helpdesk,
             require_reason: t.require_reason.unwrap_or_default(),
             superseded_key_retention_days: retention,
+            retired_device_retention_days: retired_retention,
             self_service_rate_limit: t.self_service_rate_limit,
             helpdesk_rate_limit: t.helpdesk_rate_limit,
             incident: None,
@@ -319,6 +322,8 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
                     os: d.os,
                     managed_by,
                     keys,
+                    owner_since: None,
+                    retired: None,
                 },
                 policy,
                 passwords,

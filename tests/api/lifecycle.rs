@@ -178,7 +178,8 @@ async fn device_metadata_is_validated_and_ownership_changes_are_audited() {
     let log = h.memory.audit_log();
     assert_eq!(log.len(), 1);
     assert_eq!(log[0].justification.as_deref(), Some("owner alice -> bob"));
-    // Bob now lists it and may read its key; alice no longer can.
+    // Bob now lists it, but its keys predate his ownership: not his to
+    // read (the helpdesk path is); alice no longer can either.
     let r = s
         .get(
             "/v1/devices",
@@ -193,10 +194,17 @@ async fn device_metadata_is_validated_and_ownership_changes_are_audited() {
     )
     .await
     .assert_problem(404);
+    s.post_key(
+        "PC-ALICE",
+        &h.token("contoso", "bob", "RecoveryKey.Read"),
+        None,
+    )
+    .await
+    .assert_problem(404);
     let r = s
         .post_key(
             "PC-ALICE",
-            &h.token("contoso", "bob", "RecoveryKey.Read"),
+            &h.token("contoso", "agent", "RecoveryKey.Read.All"),
             None,
         )
         .await;

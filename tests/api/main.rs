@@ -11,3 +11,4 @@ mod logs;
 mod openapi;
 mod proptests;
 mod routes;
+mod text;

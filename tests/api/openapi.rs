@@ -217,6 +217,10 @@ async fn documented_permissions_are_the_enforced_ones() {
                 ("/v1/devices/PC-ALICE-NOKEY".to_owned(), None)
             }
             "/v1/devices/{device_id}" => ("/v1/devices/PC-NEW".to_owned(), Some(upsert)),
+            // Retired by the DELETE above (sorted order).
+            "/v1/devices/{device_id}/restore" => {
+                ("/v1/devices/PC-ALICE-NOKEY/restore".to_owned(), None)
+            }
             "/v1/devices/{device_id}/recovery-keys/{key_id}" => (
                 format!("/v1/devices/PC-ALICE-2/recovery-keys/{NEW_KEY}"),
                 Some(("application/json", escrow.as_str())),
@@ -242,9 +246,16 @@ async fn documented_permissions_are_the_enforced_ones() {
             ),
             other => (other.to_owned(), None),
         };
+        // Batches by another person than the incident's opener (alice
+        // opened one just before, with only RecoveryKey.Incident).
+        let user = if template == "/v1/recovery-keys/batch" {
+            "agent"
+        } else {
+            "alice"
+        };
         for p in &listed {
             let r = s
-                .send(&method, &path, Some(&h.token("contoso", "alice", p)), body)
+                .send(&method, &path, Some(&h.token("contoso", user, p)), body)
                 .await;
             // 201 for a device enrolled or a key escrowed, 204 for one retired.
             assert!(
@@ -424,6 +435,7 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     let admin = h.token("contoso", "admin", SETTINGS);
     let (mdm, admin) = (mdm.as_str(), admin.as_str());
     let device = "/v1/devices/PC-NEW";
+    let restore = format!("{device}/restore");
     let upsert = json(
         r#"{"owner":"alice","display_name":"New PC","os":"Windows 11","managed_by":"organization"}"#,
     );
@@ -546,6 +558,33 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
             device.into(),
             Some(mdm),
             Some(("text/plain", big)),
+        ),
+        (
+            "DELETE",
+            device.into(),
+            Some(mdm),
+            Some(("text/plain", "x")),
+        ), // 415
+        ("PUT", device.into(), Some(mdm), upsert), // 409: retired
+        ("POST", restore.clone(), Some(mdm), None), // 200
+        ("POST", restore.clone(), Some(mdm), None), // 404: not retired
+        ("POST", format!("{restore}?x=1"), Some(mdm), None),
+        ("POST", restore.clone(), None, None),
+        ("POST", restore.clone(), Some(alice), None),
+        (
+            "POST",
+            restore.clone(),
+            Some(mdm),
+            Some(("text/plain", big)),
+        ),
+        // 403 second-person-required: an owner change naming the caller.
+        (
+            "PUT",
+            "/v1/devices/PC-BOB".into(),
+            Some(mdm),
+            json(
+                r#"{"owner":"mdm","display_name":"Bob PC","os":"Windows 11","managed_by":"organization"}"#,
+            ),
         ),
     ];
     for (method, path, token, body) in life {
@@ -743,6 +782,7 @@ async fn every_documented_answer_is_real_and_matches_its_schema() {
     for (method, path, token, body) in [
         ("PUT", "/v1/devices/PC-ALICE".to_owned(), mdm, upsert),
         ("DELETE", "/v1/devices/PC-ALICE".to_owned(), mdm, None),
+        ("POST", "/v1/devices/PC-ALICE/restore".to_owned(), mdm, None),
         (
             "PUT",
             format!("/v1/devices/PC-ALICE/recovery-keys/{NEW_KEY}"),
@@ -962,8 +1002,16 @@ impl LifecycleStore for DownStore {
     }
     async fn retire_device(
         &self,
-        _: &TenantId,
-        _: &DeviceId,
+        _: &recovery_portal::domain::model::Device,
+        _: u64,
+        _: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        down()
+    }
+    async fn restore_device(
+        &self,
+        _: &recovery_portal::domain::model::Device,
+        _: u64,
         _: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
         down()

@@ -1040,3 +1040,119 @@ async fn a_ciphertext_that_does_not_open_is_a_500_without_the_key() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn a_401_names_its_reason_in_www_authenticate_and_nothing_of_the_token() {
+    let (h, s) = setup().await;
+    let claims = |extra: serde_json::Value| {
+        let mut c = serde_json::json!({"iss": h.idp.issuer, "aud": h.idp.audience, "exp": NOW + 600,
+            "tid": "contoso", "oid": "alice", "scp": OWNER});
+        for (k, v) in extra.as_object().unwrap() {
+            if v.is_null() {
+                c.as_object_mut().unwrap().remove(k);
+            } else {
+                c[k] = v.clone();
+            }
+        }
+        c
+    };
+    let other = recovery_portal::tools::devidp::DevIdentityProvider::generate(
+        recovery_portal::tools::devidp::DevAlg::Es256,
+        &h.idp.issuer,
+        &h.idp.audience,
+    );
+    for (token, reason) in [
+        (
+            h.idp
+                .sign(&claims(serde_json::json!({"aud": "api://other"}))),
+            "wrong audience",
+        ),
+        (
+            h.idp.sign(&claims(serde_json::json!({"exp": NOW - 3600}))),
+            "expired",
+        ),
+        ("abc.def.ghi".to_owned(), "not a JWT"),
+        (
+            other.sign(&claims(serde_json::json!({}))),
+            "unknown signing key",
+        ),
+        (
+            h.idp.sign_raw(
+                &serde_json::json!({"alg": "ES256", "kid": "kid-nobody-knows"}),
+                &claims(serde_json::json!({})),
+            ),
+            "unknown signing key",
+        ),
+        (
+            h.idp.sign(&claims(serde_json::json!({"nonce": "n"}))),
+            "not an access token",
+        ),
+        (
+            h.idp.sign(&claims(serde_json::json!({"tid": null}))),
+            "no tenant",
+        ),
+    ] {
+        let r = s.get("/v1/devices", &token).await;
+        let body = r.assert_problem(401);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some(format!(r#"Bearer error="invalid_token", error_description="{reason}""#).as_str()),
+        );
+        // The body a person sees is the same whatever the reason.
+        assert_eq!(body["title"], "Sign-in required");
+        assert_eq!(
+            body["detail"],
+            "Sign in to the company portal again, then retry."
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_disclosure_needs_a_sign_in_within_the_web_max_age() {
+    let (mut h, _) = setup().await;
+    h.portal.max_auth_age = Some(600);
+    let s = h.serve().await;
+    let token = |auth_time: Option<i64>| {
+        let mut c = serde_json::json!({"iss": h.idp.issuer, "aud": h.idp.audience, "exp": NOW + 600,
+            "tid": "contoso", "oid": "alice", "scp": OWNER});
+        if let Some(t) = auth_time {
+            c["auth_time"] = serde_json::json!(t);
+        }
+        h.idp.sign(&c)
+    };
+    // Signed in 20 minutes ago: listing is fine, a key is not.
+    let old = token(Some(NOW - 1200));
+    assert_eq!(s.get("/v1/devices", &old).await.status, 200);
+    let r = s.post_key("PC-ALICE", &old, None).await;
+    let body = r.assert_problem(401);
+    assert_eq!(body["max_age"], 600);
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("within the last 10 minutes"),
+        "{body}"
+    );
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some(
+            r#"Bearer error="insufficient_user_authentication", error_description="sign-in too old", max_age=600"#
+        )
+    );
+    assert!(!r.text.contains("recovery_password"));
+    // The refusal is audited like any denied retrieval.
+    assert!(
+        h.memory
+            .audit_log()
+            .iter()
+            .any(|e| e.reason == "sign_in_too_old")
+    );
+    // Recent enough, or a token that does not say when: served.
+    assert_eq!(
+        s.post_key("PC-ALICE", &token(Some(NOW - 300)), None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(s.post_key("PC-ALICE", &token(None), None).await.status, 200);
+}

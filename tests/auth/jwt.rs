@@ -34,6 +34,7 @@ fn verifier(idp: &DevIdentityProvider, default_tenant: Option<&str>) -> JwtVerif
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: default_tenant.map(|t| TenantId::parse(t).unwrap()),
+            ..Default::default()
         },
         KeySet::from_jwks_json(&idp.jwks_json()).unwrap(),
         JwksSource::Fixed,
@@ -349,6 +350,7 @@ async fn unknown_kid_refreshes_once_per_interval_and_picks_up_rotated_keys() {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: None,
+            ..Default::default()
         },
         KeySet::from_jwks_json(&old.jwks_json()).unwrap(),
         JwksSource::Url(format!("{}/keys", srv.base)),
@@ -391,6 +393,7 @@ async fn discovery_finds_the_jwks_and_jku_headers_are_never_followed() {
             issuer: ISSUER.into(),
             audience: AUDIENCE.into(),
             default_tenant: None,
+            ..Default::default()
         },
         KeySet::default(),
         JwksSource::Discovery(srv.base.clone()),
@@ -593,6 +596,7 @@ fn settings() -> JwtSettings {
         issuer: ISSUER.into(),
         audience: AUDIENCE.into(),
         default_tenant: None,
+        ..Default::default()
     }
 }
 
@@ -924,16 +928,201 @@ async fn a_discovery_document_for_another_issuer_or_with_a_plain_http_jwks_uri_i
         srv.discovery(Answer::Body(doc.to_string()));
         let (before, discoveries) = (srv.fetches(), srv.discovery_fetches());
         let token = h.token("contoso", "alice", "RecoveryKey.Read");
-        assert_outage(&server.get("/v1/devices", &token).await, what);
+        assert_misconfigured(&server.get("/v1/devices", &token).await, what);
         assert_eq!(srv.discovery_fetches(), discoveries + 1, "{what}");
         assert_eq!(srv.fetches(), before, "{what}: keys were fetched");
     }
 }
 
+/// Not an outage to wait out: a 503 whose type tells the page to say "the
+/// portal is misconfigured, tell IT" instead of offering a retry.
+fn assert_misconfigured(r: &Reply, what: &str) {
+    assert_eq!(r.status, 503, "{what}: {}", r.text);
+    let j = r.assert_problem(503);
+    assert_eq!(
+        j["type"], "https://recovery-portal.dev/problems/identity-provider-misconfigured",
+        "{what}"
+    );
+    assert!(
+        j["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Tell your IT support"),
+        "{what}: {j}"
+    );
+    assert!(
+        r.header("www-authenticate").is_none(),
+        "{what}: not a sign-in error"
+    );
+}
+
+#[tokio::test]
+async fn a_misconfigured_issuer_is_logged_once_as_an_error() {
+    use std::io::Write;
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let srv = jwks_server(String::new()).await;
+    let doc = json!({"issuer": format!("{}/", srv.base), "jwks_uri": format!("{}/keys", srv.base)});
+    srv.discovery(Answer::Body(doc.to_string()));
+    let clock = TestClock::at(NOW);
+    let v = JwtVerifier::new(
+        settings(),
+        KeySet::default(),
+        JwksSource::Discovery(srv.base.clone()),
+        clock.clone(),
+    );
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    for _ in 0..3 {
+        let t = idp.sign(&claims(json!({})));
+        assert_eq!(v.verify(&t).await, Err(AuthFailure::IssuerMisconfigured));
+        clock.advance(60);
+    }
+    assert_eq!(srv.discovery_fetches(), 3, "it keeps checking, quietly");
+    let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let errors: Vec<&str> = logs.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{logs}");
+    assert!(
+        errors[0].contains(&format!("names issuer \"{}/\"", srv.base)),
+        "{}",
+        errors[0]
+    );
+}
+
+#[tokio::test]
+async fn accepts_ps256_384_512_rs384_512_and_es384_never_hs_or_none() {
+    use jsonwebtoken::Algorithm as A;
+    let rsa = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
+    // The JWK without `alg`: the key verifies every RSA algorithm.
+    let mut jwks: Value = serde_json::from_str(&rsa.jwks_json()).unwrap();
+    jwks["keys"][0].as_object_mut().unwrap().remove("alg");
+    let v = JwtVerifier::new(
+        settings(),
+        KeySet::from_jwks_json(&jwks.to_string()).unwrap(),
+        JwksSource::Fixed,
+        TestClock::at(NOW),
+    );
+    for (alg, name) in [
+        (A::RS256, "RS256"),
+        (A::RS384, "RS384"),
+        (A::RS512, "RS512"),
+        (A::PS256, "PS256"),
+        (A::PS384, "PS384"),
+        (A::PS512, "PS512"),
+    ] {
+        let t = rsa.sign_raw_as(
+            alg,
+            &json!({"alg": name, "kid": rsa.kid}),
+            &claims(json!({})),
+        );
+        assert!(v.verify(&t).await.is_ok(), "{name}");
+        // Signed with one algorithm, labelled another: a bad signature.
+        let t = rsa.sign_raw_as(
+            A::RS256,
+            &json!({"alg": name, "kid": rsa.kid}),
+            &claims(json!({})),
+        );
+        assert_eq!(
+            v.verify(&t).await.is_ok(),
+            name == "RS256",
+            "{name} labelled, RS256 signed"
+        );
+    }
+    // A JWK that names its `alg` verifies that algorithm only.
+    let pinned = verifier(&rsa, None);
+    let t = rsa.sign_raw_as(
+        A::PS256,
+        &json!({"alg": "PS256", "kid": rsa.kid}),
+        &claims(json!({})),
+    );
+    assert_eq!(pinned.verify(&t).await, Err(AuthFailure::Algorithm));
+    for alg in ["HS256", "HS384", "HS512", "none", "EdDSA"] {
+        let t = rsa.sign_raw(&json!({"alg": alg, "kid": rsa.kid}), &claims(json!({})));
+        assert_eq!(v.verify(&t).await, Err(AuthFailure::Algorithm), "{alg}");
+    }
+    // ES384 with a P-384 key, and never on the P-256 curve's key.
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let point = kp.public_key_raw();
+    let jwk = json!({"keys": [{"kty": "EC", "crv": "P-384", "kid": "p384", "use": "sig",
+        "x": b64(&point[1..49]), "y": b64(&point[49..97])}]});
+    let keys = KeySet::from_jwks_json(&jwk.to_string()).unwrap();
+    assert_eq!(keys.len(), 1);
+    let v384 = JwtVerifier::new(settings(), keys, JwksSource::Fixed, TestClock::at(NOW));
+    let header = b64(json!({"alg": "ES384", "kid": "p384"})
+        .to_string()
+        .as_bytes());
+    let msg = format!("{header}.{}", b64(claims(json!({})).to_string().as_bytes()));
+    let key = jsonwebtoken::EncodingKey::from_ec_der(&kp.serialize_der());
+    let sig = jsonwebtoken::crypto::sign(msg.as_bytes(), &key, A::ES384).unwrap();
+    assert!(v384.verify(&format!("{msg}.{sig}")).await.is_ok());
+    let ec = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let t = ec.sign_raw(&json!({"alg": "ES384", "kid": ec.kid}), &claims(json!({})));
+    assert_eq!(
+        verifier(&ec, None).verify(&t).await,
+        Err(AuthFailure::Algorithm)
+    );
+}
+
+#[tokio::test]
+async fn tenant_and_user_claims_are_configurable() {
+    let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
+    let v = JwtVerifier::new(
+        JwtSettings {
+            tenant_claim: "https://example.com/tenant".into(),
+            user_claim: "sub".into(),
+            ..settings()
+        },
+        KeySet::from_jwks_json(&idp.jwks_json()).unwrap(),
+        JwksSource::Fixed,
+        TestClock::at(NOW),
+    );
+    let c = v
+        .verify(&idp.sign(&claims(
+            json!({"tid": null, "oid": "not-this", "sub": "bob", "https://example.com/tenant": "fabrikam", "auth_time": NOW - 30}),
+        )))
+        .await
+        .unwrap();
+    assert_eq!((c.tenant.as_str(), c.user.as_str()), ("fabrikam", "bob"));
+    assert_eq!(c.auth_time, Some(NOW - 30));
+    // `tid` is not looked at any more: no configured claim, no tenant.
+    assert_eq!(
+        v.verify(&idp.sign(&claims(json!({"sub": "bob"})))).await,
+        Err(AuthFailure::NoTenant)
+    );
+    for bad in [json!(null), json!(7), json!(["fabrikam"])] {
+        let mut c = claims(json!({"sub": "bob"}));
+        c["https://example.com/tenant"] = bad.clone();
+        assert!(v.verify(&idp.sign(&c)).await.is_err(), "{bad}");
+    }
+    let mut c = claims(json!({"https://example.com/tenant": "fabrikam"}));
+    c["auth_time"] = json!("yesterday");
+    assert!(
+        v.verify(&idp.sign(&c)).await.is_err(),
+        "auth_time must be a number"
+    );
+}
+
 #[tokio::test]
 async fn without_ca_certificates_the_process_fails_at_start_not_at_the_first_token() {
-    // The key-fetching client trusts the platform's CA store: with none,
-    // it cannot be built, and `portal serve` must say so at start.
+    // With PORTAL_TLS_ROOTS=system the key-fetching client trusts the
+    // platform's CA store: with none, it cannot be built, and `portal serve`
+    // must say so at start. (By default it trusts the roots compiled into
+    // the binary and needs no CA file: see the next test.)
     let dir = std::env::temp_dir().join(format!("portal-auth-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(dir.join("certs")).unwrap();
     std::fs::write(dir.join("empty.pem"), "").unwrap();
@@ -945,6 +1134,7 @@ async fn without_ca_certificates_the_process_fails_at_start_not_at_the_first_tok
         .env("PORTAL_BACKEND", "embedded")
         .env("SSL_CERT_FILE", dir.join("empty.pem"))
         .env("SSL_CERT_DIR", dir.join("certs"))
+        .env("PORTAL_TLS_ROOTS", "system")
         .env_remove("PORTAL_JWKS")
         .env_remove("PORTAL_JWKS_URL")
         .env_remove("PORTAL_JWKS_MAX_AGE")
@@ -971,6 +1161,57 @@ async fn without_ca_certificates_the_process_fails_at_start_not_at_the_first_tok
     assert!(!out.status.success());
     assert!(stderr.contains("PORTAL_ISSUER"), "{stderr}");
     assert!(stderr.contains("HTTP client"), "{stderr}");
+}
+
+#[tokio::test]
+async fn by_default_the_key_client_needs_no_ca_file_of_the_platform() {
+    // The roots are compiled in: an empty platform store does not stop the
+    // process (the functions' init guard shows no CA file is even opened).
+    let dir = std::env::temp_dir().join(format!("portal-auth-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portal"))
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .env("PORTAL_DEV_KEY_FILE", dir.join("key.p8"))
+        .env("PORTAL_ISSUER", ISSUER)
+        .env("PORTAL_AUDIENCE", AUDIENCE)
+        .env("PORTAL_BACKEND", "embedded")
+        .env("SSL_CERT_FILE", dir.join("empty.pem"))
+        .env("SSL_CERT_DIR", dir.join("certs"))
+        .env_remove("PORTAL_TLS_ROOTS")
+        .env_remove("PORTAL_JWKS")
+        .env_remove("PORTAL_JWKS_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stderr.take().unwrap();
+    let started = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut buf = [0u8; 4096];
+        let mut text = String::new();
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("listening") {
+                return (true, text);
+            }
+        }
+        (false, text)
+    });
+    let (started, text) = tokio::time::timeout(std::time::Duration::from_secs(20), started)
+        .await
+        .map(|r| r.unwrap())
+        .unwrap_or((false, String::new()));
+    let running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        started && running,
+        "portal serve must start without a platform CA store: {text}"
+    );
 }
 
 #[tokio::test]

@@ -1015,7 +1015,11 @@ async fn settings_change_contract(
     assert_eq!(run(helpdesk).await.settings_changes, 1);
     let got = events("t8").await;
     assert_eq!(got.len(), 2, "{got:?}");
-    assert_eq!(got[0].justification.as_deref(), Some("helpdesk changed"));
+    // What users were told before and after, not just that it changed.
+    assert_eq!(
+        got[0].justification.as_deref(),
+        Some(r#"helpdesk {"name":"T8 IT"} -> {"name":"T8 Desk"}"#)
+    );
     let (_, policy) = store.list_devices(&t("t8"), &u("u8")).await.unwrap();
     assert_eq!(
         policy.helpdesk.and_then(|h| h.name).as_deref(),

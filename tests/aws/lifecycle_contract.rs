@@ -134,6 +134,8 @@ async fn lifecycle_contract(
         os: "Windows 11".into(),
         managed_by: ManagedBy::Organization,
         keys: vec![],
+        owner_since: None,
+        retired: None,
     };
     let create = DeviceUpsert {
         device: pc5.clone(),
@@ -486,6 +488,7 @@ async fn lifecycle_contract(
         }),
         require_reason: RequireReason::Always,
         superseded_key_retention_days: 7,
+        retired_device_retention_days: 14,
         // Per-tenant limits round-trip too (set here, cleared below).
         self_service_rate_limit: Some(25),
         helpdesk_rate_limit: Some(900),
@@ -587,41 +590,44 @@ async fn lifecycle_contract(
         assert_eq!(swept, 0);
     }
 
-    // --- retire_device: everything of the device goes, once.
+    // --- retire_device / restore_device: conditional on the version; a
+    // retired device leaves the owner index and the rotation requests but
+    // keeps its keys (for the helpdesk, by key ID) until its retention ends.
+    let (rec, _) = life.device_for_write(&t("t1"), &d("PC-5")).await.unwrap();
+    let rec = rec.unwrap();
+    let retired = Device {
+        retired: Some(recovery_portal::domain::model::Retirement {
+            at: at(T0),
+            expires_at: at(T0 + 30 * 86_400),
+        }),
+        ..rec.device.clone()
+    };
     let e = write_event(Action::DeviceRetire, "t1", Some("PC-5"), "w-11");
     assert_eq!(
-        life.retire_device(&t("t1"), &d("PC-5"), &e).await.unwrap(),
+        life.retire_device(&retired, rec.version + 3, &e)
+            .await
+            .unwrap(),
+        WriteOutcome::Conflict
+    );
+    assert_eq!(
+        life.retire_device(&retired, rec.version, &e).await.unwrap(),
         WriteOutcome::Written
     );
-    let e = write_event(Action::DeviceRetire, "t1", Some("PC-5"), "w-12");
-    assert_eq!(
-        life.retire_device(&t("t1"), &d("PC-5"), &e).await.unwrap(),
-        WriteOutcome::NotFound
-    );
-    let (gone, _) = store
+    let (kept, _) = store
         .load_for_disclosure(&t("t1"), &d("PC-5"), &u("u6"))
         .await
         .unwrap();
-    assert!(gone.is_none());
-    assert!(
-        life.device_for_write(&t("t1"), &d("PC-5"))
-            .await
-            .unwrap()
-            .0
-            .is_none()
+    assert_eq!(
+        kept.expect("kept while restorable").device.retired,
+        retired.retired
     );
     assert!(
-        life.superseded_key(&t("t1"), &d("PC-5"), &k(K6))
+        !store
+            .find_keys(&t("t1"), &KeyIdPrefix::parse("7a2e3d4c").unwrap())
             .await
             .unwrap()
-            .is_none()
-    );
-    assert!(
-        store
-            .find_keys(&t("t1"), &KeyIdPrefix::parse("6a2e3d4c").unwrap())
-            .await
-            .unwrap()
-            .is_empty()
+            .is_empty(),
+        "the helpdesk still finds its keys"
     );
     assert!(
         store
@@ -631,8 +637,45 @@ async fn lifecycle_contract(
             .0
             .is_empty()
     );
-    let left = life.stored_keys(Some(&t("t1")), None).await.unwrap();
-    assert!(left.keys.iter().all(|s| s.context.device != d("PC-5")));
+    let (rec, _) = life.device_for_write(&t("t1"), &d("PC-5")).await.unwrap();
+    let rec = rec.unwrap();
+    assert_eq!(rec.device.retired, retired.retired);
+    let back = Device {
+        retired: None,
+        ..rec.device.clone()
+    };
+    let e = write_event(Action::DeviceRestore, "t1", Some("PC-5"), "w-12");
+    assert_eq!(
+        life.restore_device(&back, rec.version, &e).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let (listed, _) = store.list_devices(&t("t1"), &u("u6")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].retired, None);
+    // Retired again, then past its retention: the sweep (embedded) deletes
+    // it with every key; on DynamoDB TTL does.
+    let (rec, _) = life.device_for_write(&t("t1"), &d("PC-5")).await.unwrap();
+    let rec = rec.unwrap();
+    let e = write_event(Action::DeviceRetire, "t1", Some("PC-5"), "w-13");
+    assert_eq!(
+        life.retire_device(&retired, rec.version, &e).await.unwrap(),
+        WriteOutcome::Written
+    );
+    let swept = life.sweep_expired(at(T0 + 30 * 86_400 + 1)).await.unwrap();
+    if sweeps {
+        assert!(swept >= 1);
+        assert!(
+            life.device_for_write(&t("t1"), &d("PC-5"))
+                .await
+                .unwrap()
+                .0
+                .is_none()
+        );
+        let left = life.stored_keys(Some(&t("t1")), None).await.unwrap();
+        assert!(left.keys.iter().all(|s| s.context.device != d("PC-5")));
+    } else {
+        assert_eq!(swept, 0);
+    }
 
     // --- every write left its event, with its action.
     let events = store
@@ -656,6 +699,8 @@ async fn lifecycle_contract(
     let want: Vec<(Action, String)> = [
         (Action::DeviceUpsert, "w-1"),
         (Action::DeviceRetire, "w-11"),
+        (Action::DeviceRestore, "w-12"),
+        (Action::DeviceRetire, "w-13"),
         (Action::DeviceUpsert, "w-3"),
         (Action::Escrow, "w-4"),
         // The second write under w-4: an audit record of its own.

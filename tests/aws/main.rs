@@ -5,9 +5,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod ad_import;
 mod aws_errors;
 mod contract;
 mod e2e;
+mod entra_sync;
 mod faults;
 mod iam;
 mod import_scale;
@@ -15,4 +17,5 @@ mod incident_e2e;
 mod lifecycle_contract;
 mod lifecycle_e2e;
 mod moto;
+mod separation_e2e;
 mod tls;

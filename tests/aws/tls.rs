@@ -247,3 +247,33 @@ async fn the_portal_reads_aws_ca_bundle_and_refuses_bad_tls_settings() {
     }
     assert_eq!(e.handshakes.load(Ordering::SeqCst), 1);
 }
+
+/// The identity provider's JWKS client trusts Mozilla's roots compiled into
+/// the binary (no trust-store file at init): it speaks TLS, and refuses a
+/// certificate no root it knows issued, as it must.
+#[tokio::test]
+async fn the_jwks_client_verifies_certificates_against_its_compiled_roots() {
+    let ep = endpoint().await;
+    let client = recovery_portal::adapters::jwt::jwks_http_client().expect("builds with no file");
+    let url = format!("https://localhost:{}/jwks.json", ep.addr.port());
+    let err = client
+        .get(&url)
+        .send()
+        .await
+        .expect_err("a private CA is not trusted");
+    let mut chain = err.to_string();
+    let mut src = std::error::Error::source(&err);
+    while let Some(s) = src {
+        chain = format!("{chain}: {s}");
+        src = s.source();
+    }
+    assert!(
+        chain.to_ascii_lowercase().contains("certificate"),
+        "a certificate error, not another failure: {chain}"
+    );
+    assert_eq!(
+        ep.handshakes.load(Ordering::SeqCst),
+        0,
+        "no handshake completed"
+    );
+}

@@ -165,8 +165,14 @@ def test_hide_now_copy_and_sign_out(page: Page, portal, seed):
     expect(page.get_by_test_id("recovery-password")).to_have_count(0)
     assert expected not in page.content()
     assert page.evaluate("navigator.clipboard.readText()") == ""
-    page.get_by_role("button", name="Sign out").click()
+    # The key view's end offers Sign out, for a device that isn't yours.
+    finish = page.get_by_test_id("finish")
+    expect(finish).to_contain_text("isn't yours")
+    finish.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    # The dev identity provider has no end_session_endpoint: the page says
+    # the organisation's session may still be open.
+    expect(page.get_by_test_id("signout-note")).to_contain_text("may still be open")
     assert page.evaluate("sessionStorage.length") == 0
     assert_not_kept(page, expected)
 
@@ -353,3 +359,115 @@ def test_audit_more_button_follows_next(page: Page, portal):
     expect(more).to_be_hidden()
     assert "cursor=page-2" in seen[-1]
     assert page.locator("table tbody tr").count() == 2 * first
+
+
+# ---------------------------------------------------------------------------
+# The page as a person sees it: every screen at 320 and 360 px
+# ---------------------------------------------------------------------------
+
+STRAY = re.compile(r"\b(null|undefined|NaN)\b|\[object Object\]")
+
+
+def look_at(page: Page, name: str):
+    """What a person reads on this screen: no programming value shows, and
+    nothing is wider than a 320 or 360 px phone. Saves a 360 px screenshot."""
+    text = page.locator("body").inner_text()
+    assert not STRAY.search(text), f"{name}: {STRAY.search(text).group(0)!r} on screen:\n{text}"
+    for width in (320, 360):
+        page.set_viewport_size({"width": width, "height": 740})
+        wide = page.evaluate(
+            """(w) => [document.documentElement.scrollWidth > w ? "the page" : null,
+                ...[...document.querySelectorAll("body *")]
+                  .filter((e) => e.getClientRects().length && !e.closest(".table-wrap, .visually-hidden, .skip"))
+                  .filter((e) => e.getBoundingClientRect().right > w + 0.5)
+                  .map((e) => e.tagName.toLowerCase() + (e.className ? "." + e.className : ""))].filter(Boolean)""",
+            width,
+        )
+        assert not wide, f"{name} at {width} px: wider than the screen: {wide}"
+    shot(page, f"screen-{name}-360")
+
+
+def test_no_screen_shows_null_or_overflows_at_320_and_360(page: Page, portal, seed):
+    page.goto(portal.base + "/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    look_at(page, "start")
+    sign_in(page, portal.base, "contoso", "alice", "RecoveryKey.Read")
+    expect(page.get_by_role("heading", name="Your devices")).to_be_visible()
+    look_at(page, "devices")
+    device_card(page, "Alice's work laptop").get_by_role("button", name="Get recovery key").click()
+    expect(page.get_by_test_id("recovery-password")).to_be_visible()
+    look_at(page, "key")
+    page.get_by_role("button", name="Hide now").click()
+    look_at(page, "key-hidden")
+    page.get_by_role("button", name="Back").click()
+    device_card(page, "Alice's home PC").get_by_role("button", name="Get help").click()
+    look_at(page, "no-key")
+    page.route(
+        "**/v1/devices",
+        lambda route: route.fulfill(
+            status=503,
+            headers={"Content-Type": "application/problem+json"},
+            body=json.dumps({
+                "type": "https://recovery-portal.dev/problems/identity-provider-misconfigured",
+                "title": "Portal misconfigured", "status": 503, "detail": "x", "request_id": "r",
+            }),
+        ),
+    )
+    page.get_by_role("button", name="Devices", exact=True).click()
+    expect(page.get_by_role("heading", name="The portal is misconfigured")).to_be_visible()
+    # Retrying cannot help: no Try again, and IT is named.
+    expect(page.get_by_role("button", name="Try again")).to_have_count(0)
+    expect(page.get_by_role("alert")).to_contain_text("Tell your IT support")
+    look_at(page, "misconfigured")
+    page.unroute("**/v1/devices")
+    page.locator("#sign-out").click()
+    expect(page.get_by_test_id("signout-note")).to_be_visible()
+    look_at(page, "signed-out")
+
+    sign_in(page, portal.base, "contoso", "agent", "RecoveryKey.Read.All AuditLog.Read.All")
+    expect(page.get_by_role("heading", name="Helpdesk: find a recovery key")).to_be_visible()
+    look_at(page, "helpdesk")
+    page.get_by_label("Key ID from the user's recovery screen").fill("3B8FAA18")
+    page.get_by_role("button", name="Find device").click()
+    expect(page.get_by_role("heading", name="Results")).to_be_visible()
+    look_at(page, "helpdesk-results")
+    page.get_by_role("button", name="Audit").click()
+    expect(page.get_by_role("status")).to_contain_text("shown")
+    look_at(page, "audit")
+
+    page.locator("#sign-out").click()
+    sign_in(page, portal.base, "fabrikam", "carol", "RecoveryKey.Read")
+    page.get_by_role("button", name="Get recovery key").click()
+    expect(page.get_by_test_id("helpdesk")).to_be_visible()
+    look_at(page, "self-service-off")
+
+
+def test_the_start_screen_shows_no_stray_null(page: Page, portal):
+    page.goto(portal.base + "/")
+    expect(page.get_by_role("heading", name="Get your BitLocker recovery key")).to_be_visible()
+    assert "null" not in page.locator("main").inner_text()
+
+
+def test_a_helpdesk_agent_starts_on_the_helpdesk_screen(page: Page, portal):
+    sign_in(page, portal.base, "contoso", "agent", "RecoveryKey.Read.All")
+    expect(page.get_by_role("heading", name="Helpdesk: find a recovery key")).to_be_visible()
+    expect(page.get_by_text("No devices are registered to you")).to_have_count(0)
+
+
+def test_the_key_selector_fits_a_360_px_phone(page: Page, portal, seed):
+    """Every key of a device with several is readable in full at 360 px
+    (a <select> cut its option to "3B8FAA18 · Operating system d"), and
+    picking one retrieves that key."""
+    sign_in(page, portal.base, "contoso", "alice", "RecoveryKey.Read")
+    laptop = device_card(page, "Alice's work laptop")
+    for text in ["3B8FAA18 Operating system drive · 2025-01-20", "47229389 Fixed data drive · 2024-03-02"]:
+        choice = laptop.get_by_label(text)
+        expect(choice).to_be_visible()
+        label = laptop.locator("label").filter(has_text=text)
+        assert label.evaluate("l => l.scrollWidth <= l.clientWidth && l.getBoundingClientRect().right <= 360")
+    expect(laptop.get_by_label(re.compile("^3B8FAA18"))).to_be_checked()
+    shot(page, "key-selector-360")
+    laptop.get_by_label(re.compile("^47229389")).check()
+    laptop.get_by_role("button", name="Get recovery key").click()
+    key_id = next(k for k in seed if k.startswith("47229389"))
+    expect(page.get_by_test_id("recovery-password")).to_have_text(seed[key_id])

@@ -91,6 +91,34 @@ async fn key_rate_limit(store: StoreKind) {
     );
 }
 
+/// `PORTAL_INCIDENT_MAX_RATE_LIMIT` caps the limit an incident may give agents.
+async fn incident_ceiling(store: StoreKind) {
+    let dir = temp_dir("incident-ceiling");
+    let run = Run::start(
+        store,
+        &dir,
+        &[("PORTAL_INCIDENT_MAX_RATE_LIMIT", "10".to_owned())],
+    );
+    let t = run.token("lead", "RecoveryKey.Incident");
+    let open = |limit: u32| {
+        reqwest::Client::new()
+            .post(format!("{}/v1/incidents", run.served.base))
+            .bearer_auth(&t)
+            .json(&serde_json::json!({"reason": "settings test", "duration_hours": 1, "helpdesk_rate_limit": limit}))
+            .send()
+    };
+    assert_eq!(
+        open(11).await.unwrap().status().as_u16(),
+        400,
+        "{store:?}: above the ceiling"
+    );
+    assert_eq!(
+        open(10).await.unwrap().status().as_u16(),
+        201,
+        "{store:?}: at the ceiling"
+    );
+}
+
 /// `PORTAL_WEB_CLIENT_ID` and `PORTAL_WEB_SCOPES` reach the page's `/config.json`.
 async fn web_client(store: StoreKind) {
     let dir = temp_dir("web-client");
@@ -233,7 +261,35 @@ const COVERAGE: &[(&str, &str)] = &[
     ("PORTAL_WEB_SCOPES", "web client rows"),
     ("AWS_ENDPOINT_URL", "aws backend: tests/aws on moto"),
     ("AWS_CA_BUNDLE", "aws backend: tests/aws/tls.rs"),
-    ("PORTAL_TLS_ROOTS", "aws backend: tests/aws/tls.rs"),
+    (
+        "PORTAL_TLS_ROOTS",
+        "aws backend: tests/aws/tls.rs; tests/auth/jwt.rs",
+    ),
+    ("PORTAL_INCIDENT_MAX_RATE_LIMIT", "incident ceiling rows"),
+    (
+        "PORTAL_TENANT_CLAIM",
+        "tests/browser/test_provider.py: serve against node-oidc-provider's claims",
+    ),
+    (
+        "PORTAL_USER_CLAIM",
+        "tests/browser/test_provider.py: serve against node-oidc-provider's claims",
+    ),
+    (
+        "PORTAL_WEB_AUTH_PARAMS",
+        "tests/browser/test_provider.py: resource=... on sign-in",
+    ),
+    (
+        "PORTAL_WEB_MAX_AGE",
+        "tests/browser/test_provider.py: max_age sent; tests/api: disclosure refused",
+    ),
+    (
+        "PORTAL_ENTRA_TENANT_ID",
+        "not serve: portal sync entra (tests/aws/entra_sync)",
+    ),
+    (
+        "PORTAL_GRAPH_URL",
+        "not serve: portal sync entra (tests/aws/entra_sync)",
+    ),
 ];
 
 #[test]
@@ -267,6 +323,7 @@ async fn portal_helpdesk_rate_limit_limits_agents_on_disk() {
 async fn the_other_serve_settings_change_serve_on_either_store() {
     for store in [StoreKind::Memory, StoreKind::Persistent] {
         key_rate_limit(store).await;
+        incident_ceiling(store).await;
         web_client(store).await;
         issuer(store).await;
     }

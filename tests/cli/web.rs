@@ -58,6 +58,8 @@ async fn site(cors: &[&str]) -> Site {
             issuer: base.clone(),
             client_id: DEV_CLIENT_ID.into(),
             scopes: DEFAULT_SCOPES.into(),
+            auth_params: String::new(),
+            max_age: None,
         }),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();

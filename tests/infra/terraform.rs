@@ -527,7 +527,7 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // ---------------------------------------------------------------------------
 
 /// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 14] = [
+const ROUTES: [(&str, &str); 15] = [
     ("GET /v1/devices", "list_devices"),
     ("GET /v1/recovery-keys", "list_devices"),
     ("GET /v1/audit-events", "list_devices"),
@@ -541,6 +541,7 @@ const ROUTES: [(&str, &str); 14] = [
     ),
     ("PUT /v1/devices/{device_id}", "manage_keys"),
     ("DELETE /v1/devices/{device_id}", "manage_keys"),
+    ("POST /v1/devices/{device_id}/restore", "manage_keys"),
     ("GET /v1/rotation-requests", "manage_keys"),
     ("GET /v1/tenant/settings", "manage_keys"),
     ("PATCH /v1/tenant/settings", "manage_keys"),
@@ -888,7 +889,7 @@ fn check_functions(cfg: &Config) -> Vec<String> {
 
 /// Environment the functions read (`src/config.rs`): name -> expected value.
 /// The optional ones are only set when their variable is not empty.
-const ENVIRONMENT: [(&str, &str, bool); 10] = [
+const ENVIRONMENT: [(&str, &str, bool); 13] = [
     ("PORTAL_BACKEND", "aws", true),
     ("PORTAL_ISSUER", "var.jwt_issuer", true),
     ("PORTAL_AUDIENCE", "var.jwt_audience", true),
@@ -904,6 +905,9 @@ const ENVIRONMENT: [(&str, &str, bool); 10] = [
     ("PORTAL_JWKS", "var.jwks_json", false),
     ("PORTAL_JWKS_URL", "var.jwks_url", false),
     ("PORTAL_DEFAULT_TENANT", "var.default_tenant", false),
+    ("PORTAL_TENANT_CLAIM", "var.tenant_claim", false),
+    ("PORTAL_USER_CLAIM", "var.user_claim", false),
+    ("PORTAL_WEB_MAX_AGE", "tostring(var.portal_max_age)", false),
 ];
 
 /// `(name, value, unconditional)` of every object entry in a `merge(...)`
@@ -1682,11 +1686,10 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
     errors
 }
 
-/// The manage-keys role's actions on the devices table.
-const MANAGE_DEVICES_ACTIONS: [&str; 7] = [
+/// The manage-keys role's actions on the devices table. No deletes:
+/// retirement sets a TTL and only DynamoDB deletes, when retention ends.
+const MANAGE_DEVICES_ACTIONS: [&str; 5] = [
     "dynamodb:BatchGetItem",
-    "dynamodb:BatchWriteItem",
-    "dynamodb:DeleteItem",
     "dynamodb:GetItem",
     "dynamodb:PutItem",
     "dynamodb:Query",
@@ -2042,8 +2045,17 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                 .and_then(|r| r.strip_suffix(')'))
                 .and_then(|l| local(cfg, l));
             let keys = fields.map(object_keys).unwrap_or_default();
-            if keys != set(["issuer", "client_id", "scopes", "api_base_url"]) {
-                errors.push(format!("aws_s3_object.{name}: config.json must be jsonencode(local....) of issuer, client_id, scopes, api_base_url; got {keys:?}"));
+            if keys
+                != set([
+                    "issuer",
+                    "client_id",
+                    "scopes",
+                    "api_base_url",
+                    "auth_params",
+                    "max_age",
+                ])
+            {
+                errors.push(format!("aws_s3_object.{name}: config.json must be jsonencode(local....) of issuer, client_id, scopes, api_base_url, auth_params, max_age; got {keys:?}"));
             }
             if let Some(Expression::Object(o)) = fields {
                 let value = |k: &str| {
@@ -2056,6 +2068,12 @@ fn check_portal_content(cfg: &Config) -> Vec<String> {
                     errors.push(
                         "config.json: issuer must be var.jwt_issuer (the tokens' iss)".into(),
                     );
+                }
+                if value("auth_params") != "var.portal_auth_params" {
+                    errors.push("config.json: auth_params must be var.portal_auth_params".into());
+                }
+                if !value("max_age").contains("var.portal_max_age") {
+                    errors.push("config.json: max_age must come from var.portal_max_age".into());
                 }
                 if !value("api_base_url").contains("aws_apigatewayv2_stage.default.invoke_url") {
                     errors.push(
@@ -2153,7 +2171,7 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
 /// The metrics the functions write (embedded metric format) in the
 /// `var.metrics_namespace` namespace: each without dimensions, and some also
 /// by the one dimension named here.
-const METRICS: [(&str, Option<&str>); 7] = [
+const METRICS: [(&str, Option<&str>); 13] = [
     ("KeysDisclosed", None),
     ("Denials", Some("Reason")),
     ("RateLimited", None),
@@ -2161,6 +2179,12 @@ const METRICS: [(&str, Option<&str>); 7] = [
     ("AuditWriteFailures", None),
     ("BatchSize", None),
     ("IncidentsOpened", None),
+    ("SettingsChanges", None),
+    ("OwnerChanges", None),
+    ("OwnerChangesRefused", None),
+    ("DevicesRetired", None),
+    ("DevicesRestored", None),
+    ("AgentKeysInHour", None),
 ];
 
 /// Values of the `Cause` dimension of `Unavailable`.
@@ -2442,11 +2466,32 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
         ),
         ("AuditWriteFailures", &[][..], "audit writes failing"),
         ("IncidentsOpened", &[][..], "an incident opened"),
+        ("SettingsChanges", &[][..], "a tenant settings change"),
+        (
+            "OwnerChangesRefused",
+            &[][..],
+            "an owner change naming the caller",
+        ),
     ] {
         if !any_alarm(&|a| reads(a, ns, metric, dims).is_some() && at_least_one(a)) {
             errors.push(format!(
                 "no alarm on {what}: {metric} {dims:?} >= 1 in var.metrics_namespace"
             ));
+        }
+    }
+    // Owner changes, retirements and one agent's keys in an hour: above a
+    // threshold the deployment chooses.
+    for (metric, var) in [
+        ("OwnerChanges", "var.owner_changes_alarm_threshold"),
+        ("DevicesRetired", "var.retirements_alarm_threshold"),
+        ("AgentKeysInHour", "var.agent_hourly_keys_alarm_threshold"),
+    ] {
+        if !any_alarm(&|a| {
+            reads(a, ns, metric, &[]).is_some()
+                && attr_str(a, "threshold").as_deref() == Some(var)
+                && attr_str(a, "comparison_operator").as_deref() == Some("GreaterThanThreshold")
+        }) {
+            errors.push(format!("no alarm on {metric} above {var}"));
         }
     }
     if !any_alarm(&|a| {
@@ -3776,6 +3821,14 @@ const MUTATIONS: &[Mutation] = &[
         check_portal_content,
     ),
     m(
+        "config.json without auth_params",
+        "portal.tf",
+        "    auth_params = var.portal_auth_params\n",
+        0,
+        "",
+        check_portal_content,
+    ),
+    m(
         "a web file type missing",
         "portal.tf",
         "    svg  = \"image/svg+xml\"\n",
@@ -3851,17 +3904,17 @@ const MUTATIONS: &[Mutation] = &[
     m(
         "manage role gains ConditionCheckItem, which no call uses",
         "manage.tf",
-        "      \"dynamodb:BatchWriteItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n",
         0,
-        "      \"dynamodb:BatchWriteItem\",\n      \"dynamodb:ConditionCheckItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:ConditionCheckItem\",\n",
         check_manage_role,
     ),
     m(
         "manage role may Scan devices",
         "manage.tf",
-        "      \"dynamodb:BatchWriteItem\",\n",
+        "      \"dynamodb:BatchGetItem\",\n",
         0,
-        "      \"dynamodb:BatchWriteItem\",\n      \"dynamodb:Scan\",\n",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:Scan\",\n",
         check_manage_role,
     ),
     // keys verify

@@ -232,7 +232,9 @@ impl TokenVerifier for FakeVerifier {
             tenant: TenantId::parse(tenant).map_err(|_| AuthFailure::Malformed)?,
             user: UserId::parse(user).map_err(|_| AuthFailure::Malformed)?,
             permissions: Permissions::from_names(perms.split(',')),
+            device: None,
             expires_at: i64::MAX,
+            auth_time: None,
         })
     }
 }
@@ -249,7 +251,9 @@ pub fn portal<S: Store + LifecycleStore + 'static>(
         verifier: Arc::new(FakeVerifier),
         key_rate_limit: 10,
         helpdesk_rate_limit: 10,
+        incident_max_rate_limit: recovery_portal::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
         metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        max_auth_age: None,
     }
 }
 

@@ -226,7 +226,9 @@ impl Harness {
             key_rate_limit: rate_limit,
             // The same limit for agents, unless a test sets another.
             helpdesk_rate_limit: rate_limit,
+            incident_max_rate_limit: recovery_portal::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
             metrics: metrics.clone(),
+            max_auth_age: None,
         };
         Self {
             portal,

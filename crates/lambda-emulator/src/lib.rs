@@ -619,6 +619,142 @@ pub mod smoke {
         (status, r["headers"].clone(), body)
     }
 
+    /// Where a Linux system keeps its CA certificates (Debian, Red Hat,
+    /// Alpine, Amazon Linux layouts).
+    pub const TRUST_STORE_DIRS: &[&str] = &[
+        "/etc/ssl/",
+        "/etc/pki/",
+        "/etc/ca-certificates",
+        "/usr/share/ca-certificates",
+        "/usr/local/share/ca-certificates",
+        "/usr/lib/ssl/",
+    ];
+
+    /// What a function's init did, seen by `strace`.
+    #[derive(Debug, Default)]
+    pub struct InitTrace {
+        /// `open`/`openat` calls on a file under [`TRUST_STORE_DIRS`].
+        pub trust_store_opens: Vec<String>,
+        /// `connect` calls to anything but the runtime API.
+        pub foreign_connects: Vec<String>,
+    }
+
+    /// Runs `program` as `function` under `strace -f -e trace=open,openat,connect`
+    /// until it asks for its first event (plus a moment for background tasks
+    /// spawned at init), with `env` added to the Lambda environment. Needs
+    /// `strace` (scripts/test.sh installs it).
+    pub fn trace_init(program: &Path, function: &str, env: &[(&str, &str)]) -> InitTrace {
+        let (addr, emu) = Emulator::start().unwrap();
+        let trace = std::env::temp_dir().join(format!(
+            "init-trace-{function}-{}-{}.txt",
+            std::process::id(),
+            uuid::Uuid::new_v4().simple()
+        ));
+        let mut cmd = std::process::Command::new("strace");
+        cmd.args(["-f", "-qq", "-e", "trace=open,openat,connect", "-o"])
+            .arg(&trace)
+            .arg(program);
+        FunctionProcess::prepare(&mut cmd, function, addr, env);
+        let mut f = FunctionProcess::from_command(cmd).unwrap_or_else(|e| {
+            panic!(
+                "cannot run strace ({e}): install it (scripts/test.sh does: apt-get install strace)"
+            )
+        });
+        let started = emu.wait_next(1, TIMEOUT).is_some();
+        std::thread::sleep(Duration::from_millis(300));
+        // strace detaches from, not kills, the traced function: kill it first.
+        let children = format!("/proc/{pid}/task/{pid}/children", pid = f.id());
+        for pid in std::fs::read_to_string(children)
+            .unwrap_or_default()
+            .split_whitespace()
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", pid])
+                .status();
+        }
+        f.kill();
+        let text = std::fs::read_to_string(&trace).unwrap_or_default();
+        let _ = std::fs::remove_file(&trace);
+        assert!(
+            started,
+            "{function}: no /next under strace:\n{}\n{text}",
+            f.output()
+        );
+        let runtime = format!("htons({})", addr.port());
+        let lines = |keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+            text.lines()
+                .filter(|l| keep(l))
+                .map(str::to_owned)
+                .collect()
+        };
+        InitTrace {
+            trust_store_opens: lines(&|l: &str| {
+                l.contains("open")
+                    && TRUST_STORE_DIRS
+                        .iter()
+                        .any(|d| l.contains(&format!("\"{d}")))
+            }),
+            foreign_connects: lines(&|l: &str| l.contains("connect(") && !l.contains(&runtime)),
+        }
+    }
+
+    /// The Lambda environment of a function on the AWS backend (no AWS
+    /// endpoint is contacted at init; these values are never used).
+    pub const AWS_BACKEND: &[(&str, &str)] = &[
+        ("PORTAL_BACKEND", "aws"),
+        ("PORTAL_TABLE_PREFIX", "recovery-portal"),
+        (
+            "PORTAL_KMS_KEY_ID",
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        ),
+        ("AWS_ACCESS_KEY_ID", "ASIAEXAMPLEEXAMPLE00"),
+        (
+            "AWS_SECRET_ACCESS_KEY",
+            "example/secret/key/only/for/the/init/trace",
+        ),
+        ("AWS_SESSION_TOKEN", "example-session-token"),
+    ];
+
+    /// The init guard every function's tests run: on both backends, with
+    /// the issuer's keys inline, init opens no file of the system's trust
+    /// store and connects only to the runtime API. With
+    /// `PORTAL_TLS_ROOTS=system` (the platform store on purpose) the same
+    /// trace does see the store, so the guard can fail.
+    pub fn assert_init_reads_no_trust_store(
+        program: &Path,
+        function: &str,
+        idp: &DevIdentityProvider,
+    ) {
+        let jwks = idp.jwks_json();
+        let auth = [
+            ("PORTAL_ISSUER", ISSUER),
+            ("PORTAL_AUDIENCE", AUDIENCE),
+            ("PORTAL_JWKS", jwks.as_str()),
+        ];
+        let embedded = [("PORTAL_BACKEND", "embedded")];
+        for (name, backend) in [("embedded", &embedded[..]), ("aws", AWS_BACKEND)] {
+            let env: Vec<_> = auth.iter().chain(backend).copied().collect();
+            let t = trace_init(program, function, &env);
+            assert!(
+                t.trust_store_opens.is_empty(),
+                "{function} ({name}): init opens the system trust store:\n{}",
+                t.trust_store_opens.join("\n")
+            );
+            assert!(
+                t.foreign_connects.is_empty(),
+                "{function} ({name}): init connects elsewhere than the runtime API:\n{}",
+                t.foreign_connects.join("\n")
+            );
+        }
+        let mut env: Vec<_> = auth.iter().chain(AWS_BACKEND).copied().collect();
+        env.push(("PORTAL_TLS_ROOTS", "system"));
+        let t = trace_init(program, function, &env);
+        assert!(
+            !t.trust_store_opens.is_empty(),
+            "{function}: with PORTAL_TLS_ROOTS=system the trace must see the trust store (is the guard blind?)"
+        );
+    }
+
     /// Starts `program` as `function` on the embedded backend with `idp`'s
     /// keys inline, plus `extra` variables.
     pub fn start(

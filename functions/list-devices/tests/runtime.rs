@@ -160,3 +160,14 @@ fn serves_the_events_portal_event_prints_under_portal_dev_env() {
         portal_dev::assert_json_log_lines(&f.output());
     }
 }
+
+/// Init reads no CA file and connects only to the runtime API, on both
+/// backends (BENCHMARKS.md §1: the platform trust store cost 146 file opens
+/// and ~5 ms of every cold start).
+#[test]
+fn init_reads_no_trust_store_and_connects_only_to_the_runtime_api() {
+    let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
+    for program in binaries() {
+        smoke::assert_init_reads_no_trust_store(&program, FUNCTION, &idp);
+    }
+}

@@ -815,7 +815,12 @@ impl DynamoStore {
                  #v = if_not_exists(#v, :zero) + :one, #rt = :tenant, \
                  #rs = if_not_exists(#rs, :since)",
             )
-            .condition_expression("attribute_exists(#k.#id) AND attribute_not_exists(#k.#id.#sa)")
+            // A retired device asks for no rotation: it is out of service.
+            .condition_expression(
+                "attribute_exists(#k.#id) AND attribute_not_exists(#k.#id.#sa) \
+                 AND attribute_not_exists(#ra)",
+            )
+            .expression_attribute_names("#ra", items::RETIRED_AT)
             .expression_attribute_names("#k", "keys")
             .expression_attribute_names("#id", key_id.to_string())
             .expression_attribute_names("#da", "disclosed_at")

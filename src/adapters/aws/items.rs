@@ -11,8 +11,8 @@ use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{
-    Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, SealedDevice, SealedKey, Tenant,
-    TenantPolicy, VolumeType,
+    Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, Retirement, SealedDevice, SealedKey,
+    Tenant, TenantPolicy, VolumeType,
 };
 use crate::domain::ratelimit::{Grant, RateWindow, Slot};
 use crate::ports::{ImportDevice, KeyLocation};
@@ -231,6 +231,10 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
         "superseded_key_retention_days".into(),
         AttributeValue::N(policy.superseded_key_retention_days.to_string()),
     );
+    item.insert(
+        RETIRED_RETENTION.into(),
+        AttributeValue::N(policy.retired_device_retention_days.to_string()),
+    );
     for (name, limit) in [
         (SELF_SERVICE_RATE_LIMIT, policy.self_service_rate_limit),
         (HELPDESK_RATE_LIMIT, policy.helpdesk_rate_limit),
@@ -241,6 +245,8 @@ fn put_policy(item: &mut Item, policy: &TenantPolicy) {
     }
 }
 
+/// How long a retired device stays restorable (absent: the default).
+pub const RETIRED_RETENTION: &str = "retired_device_retention_days";
 /// Optional settings: a settings write removes them when unset.
 pub const SELF_SERVICE_RATE_LIMIT: &str = "self_service_rate_limit";
 pub const HELPDESK_RATE_LIMIT: &str = "helpdesk_rate_limit";
@@ -250,14 +256,18 @@ pub const INCIDENT: &str = "incident";
 
 /// The `incident` map of a tenant item.
 pub fn open_incident_value(i: &OpenIncident) -> AttributeValue {
-    AttributeValue::M(Item::from([
+    let mut m = Item::from([
         ("id".to_owned(), s(i.incident_id.as_str())),
         ("expires_at".to_owned(), s(ts(i.expires_at))),
         (
             "helpdesk_rate_limit".to_owned(),
             AttributeValue::N(i.helpdesk_rate_limit.to_string()),
         ),
-    ]))
+    ]);
+    if let Some(by) = &i.opened_by {
+        m.insert("opened_by".to_owned(), s(by.as_str()));
+    }
+    AttributeValue::M(m)
 }
 
 fn parse_open_incident(m: &Item) -> Result<OpenIncident, ItemError> {
@@ -275,6 +285,10 @@ fn parse_open_incident(m: &Item) -> Result<OpenIncident, ItemError> {
         helpdesk_rate_limit: r
             .n::<u32>("helpdesk_rate_limit")?
             .ok_or(bad("helpdesk_rate_limit"))?,
+        opened_by: r
+            .opt_s("opened_by")?
+            .map(|u| UserId::parse_actor(u).map_err(|_| bad("opened_by")))
+            .transpose()?,
     })
 }
 
@@ -354,6 +368,10 @@ pub fn parse_policy(item: &Item, kind: &'static str) -> Result<TenantPolicy, Ite
             .n::<u16>("superseded_key_retention_days")?
             .filter(|d| TenantPolicy::RETENTION_DAYS.contains(d))
             .unwrap_or(defaults.superseded_key_retention_days),
+        retired_device_retention_days: r
+            .n::<u16>(RETIRED_RETENTION)?
+            .filter(|d| TenantPolicy::RETENTION_DAYS.contains(d))
+            .unwrap_or(defaults.retired_device_retention_days),
         self_service_rate_limit: r
             .n::<u32>(SELF_SERVICE_RATE_LIMIT)?
             .filter(|l| TenantPolicy::RATE_LIMITS.contains(l)),
@@ -478,7 +496,7 @@ pub fn enrolled_device_item(dev: &Device) -> Item {
 
 /// The attributes `PUT /v1/devices/{id}` sets on a device item.
 pub fn device_metadata(dev: &Device) -> Item {
-    Item::from([
+    let mut item = Item::from([
         ("owner".to_owned(), s(dev.owner.as_str())),
         (
             "owner_key".to_owned(),
@@ -487,7 +505,36 @@ pub fn device_metadata(dev: &Device) -> Item {
         ("display_name".to_owned(), s(dev.display_name.as_str())),
         ("os".to_owned(), s(dev.os.as_str())),
         ("managed_by".to_owned(), s(dev.managed_by.as_str())),
-    ])
+    ]);
+    if let Some(t) = dev.owner_since {
+        item.insert(OWNER_SINCE.to_owned(), s(ts(t)));
+    }
+    item
+}
+
+/// When the API last gave the device to its owner (absent: enrolled or
+/// imported with that owner).
+pub const OWNER_SINCE: &str = "owner_since";
+/// A retired device item: when it was retired; its top-level `expires_at`
+/// (unix seconds, the table's TTL attribute) is the end of its retention.
+pub const RETIRED_AT: &str = "retired_at";
+/// The table's TTL attribute (unix seconds).
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// `expires_at` as the table's TTL reads it.
+pub fn ttl_value(t: OffsetDateTime) -> AttributeValue {
+    AttributeValue::N(t.unix_timestamp().to_string())
+}
+
+fn parse_retirement(r: &Reader<'_>) -> Result<Option<Retirement>, ItemError> {
+    let Some(at) = r.opt_time(RETIRED_AT)? else {
+        return Ok(None);
+    };
+    let expires_at = r
+        .n::<i64>(EXPIRES_AT)?
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+        .ok_or_else(|| r.err(EXPIRES_AT))?;
+    Ok(Some(Retirement { at, expires_at }))
 }
 
 /// One key-pointer item for the `by_key` index: metadata only, no ciphertext.
@@ -654,6 +701,8 @@ pub fn parse_device(item: &Item) -> Result<Device, ItemError> {
         os: r.s("os")?.to_owned(),
         managed_by: r.parse("managed_by", ManagedBy::parse)?,
         keys: parse_keys(item)?,
+        owner_since: r.opt_time(OWNER_SINCE)?,
+        retired: parse_retirement(&r)?,
     })
 }
 

@@ -14,7 +14,11 @@
 
 use crate::config::ConfigError;
 use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
-use aws_smithy_runtime_api::client::http::SharedHttpClient;
+use aws_smithy_runtime_api::client::connector_metadata::ConnectorMetadata;
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
@@ -96,12 +100,42 @@ impl TrustRoots {
             .with_trust_store(self.trust_store())
             .build()
             .expect("a TLS context without server-name overrides always builds");
-        aws_smithy_http_client::Builder::new()
+        let client = aws_smithy_http_client::Builder::new()
             .tls_provider(tls::Provider::Rustls(
                 tls::rustls_provider::CryptoMode::AwsLc,
             ))
             .tls_context(context)
-            .build_https()
+            .build_https();
+        if self.system {
+            // Its warm-up loads the platform's certificates at init.
+            client
+        } else {
+            SharedHttpClient::new(WithoutWarmUp(client))
+        }
+    }
+}
+
+/// The SDK's hyper client without the "validation" it runs when each SDK
+/// client is constructed: that builds a connector (PEM parsing of the trust
+/// store, a rustls configuration) and throws it away, only to load the
+/// platform's certificates early, which the compiled-in roots do not use.
+/// Two clients, two throwaway connectors: a fifth of the functions' init
+/// (callgrind, BENCHMARKS.md §1). The connector that serves requests is
+/// built on first use and cached by the SDK, as it always was.
+#[derive(Debug)]
+struct WithoutWarmUp(SharedHttpClient);
+
+impl HttpClient for WithoutWarmUp {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.0.http_connector(settings, components)
+    }
+
+    fn connector_metadata(&self) -> Option<ConnectorMetadata> {
+        self.0.connector_metadata()
     }
 }
 

@@ -9,7 +9,7 @@ use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
-use crate::domain::model::{KeyContext, SealedDevice, SealedKey, TenantPolicy};
+use crate::domain::model::{Device, KeyContext, SealedDevice, SealedKey, TenantPolicy};
 use crate::ports::{
     DeviceRecord, DeviceUpsert, EscrowWrite, ImportDevice, LifecycleStore, RotationPage, StoredKey,
     StoredKeyPage, WriteOutcome,
@@ -43,7 +43,11 @@ pub(super) fn mark_disclosed(st: &mut State, event: &AuditEvent) {
         return;
     };
     let k = device_key(&event.tenant_id, device);
-    let Some(d) = st.devices.get_mut(&k) else {
+    let Some(d) = st
+        .devices
+        .get_mut(&k)
+        .filter(|d| d.sealed.device.retired.is_none())
+    else {
         return;
     };
     let Some(meta) = d
@@ -96,6 +100,46 @@ fn prune(st: &mut State, k: &(TenantId, DeviceId)) {
 /// `<unix nanoseconds, zero-padded>#<device id>`: sorts as the pages go.
 fn rotation_sort_key(since: OffsetDateTime, device: &DeviceId) -> String {
     format!("{:020}#{device}", since.unix_timestamp_nanos().max(0))
+}
+
+impl MemoryStore {
+    /// Retirement and restoration: the device's state (`retired`, keys)
+    /// replaced if still at `expected_version`; in the owner index only
+    /// when `listed`.
+    fn replace_retired(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+        listed: bool,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let mut st = self.state();
+        let k = device_key(&device.tenant, &device.device_id);
+        let version = st.life.versions.get(&k).copied().unwrap_or(0);
+        if !st.devices.contains_key(&k) || version != expected_version {
+            return Ok(WriteOutcome::Conflict);
+        }
+        if !request_id_free(&st, event) {
+            return Ok(WriteOutcome::RequestIdReused);
+        }
+        if let Some(d) = st.devices.get_mut(&k) {
+            d.sealed.device.retired = device.retired;
+            d.sealed.device.keys = device.keys.clone();
+        }
+        let owner = (device.tenant.clone(), device.owner.clone());
+        if listed {
+            st.by_owner
+                .entry(owner)
+                .or_default()
+                .insert(device.device_id.clone());
+        } else if let Some(set) = st.by_owner.get_mut(&owner) {
+            set.remove(&device.device_id);
+        }
+        prune(&mut st, &k);
+        st.life.versions.insert(k, version + 1);
+        super::append(&mut st, event);
+        Ok(WriteOutcome::Written)
+    }
 }
 
 #[async_trait]
@@ -202,31 +246,20 @@ impl LifecycleStore for MemoryStore {
 
     async fn retire_device(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
+        device: &Device,
+        expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
-        let mut st = self.state();
-        let k = device_key(tenant, device);
-        if !st.devices.contains_key(&k) {
-            return Ok(WriteOutcome::NotFound);
-        }
-        if !request_id_free(&st, event) {
-            return Ok(WriteOutcome::RequestIdReused);
-        }
-        let Some(old) = st.devices.remove(&k) else {
-            return Ok(WriteOutcome::NotFound);
-        };
-        let o = &old.sealed.device;
-        if let Some(set) = st.by_owner.get_mut(&(o.tenant.clone(), o.owner.clone())) {
-            set.remove(&o.device_id);
-        }
-        st.life.superseded.remove(&k);
-        // The version survives: a write that read the retired device must
-        // not pass against a device enrolled again under the same ID.
-        *st.life.versions.entry(k).or_default() += 1;
-        super::append(&mut st, event);
-        Ok(WriteOutcome::Written)
+        self.replace_retired(device, expected_version, event, false)
+    }
+
+    async fn restore_device(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        self.replace_retired(device, expected_version, event, true)
     }
 
     async fn superseded_key(
@@ -255,6 +288,7 @@ impl LifecycleStore for MemoryStore {
             .devices
             .iter()
             .filter(|((t, _), _)| t == tenant)
+            .filter(|(_, d)| d.sealed.device.retired.is_none())
             .filter_map(|(_, d)| {
                 let dev = &d.sealed.device;
                 let since = dev
@@ -416,6 +450,22 @@ impl LifecycleStore for MemoryStore {
     async fn sweep_expired(&self, now: OffsetDateTime) -> Result<usize, Unavailable> {
         let mut st = self.state();
         let mut removed = 0;
+        // Retired devices past their retention go with every key they hold.
+        let gone: Vec<(TenantId, DeviceId)> = st
+            .devices
+            .iter()
+            .filter(|(_, d)| d.sealed.device.is_gone(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            if let Some(d) = st.devices.remove(&k) {
+                removed += d.sealed.device.keys.len();
+            }
+            st.life.superseded.remove(&k);
+            // The version survives: a write that read the retired device
+            // must not pass against one enrolled again under its ID.
+            *st.life.versions.entry(k).or_default() += 1;
+        }
         let touched: Vec<(TenantId, DeviceId)> = st
             .devices
             .iter_mut()

@@ -38,6 +38,8 @@ fn device(
                     )
                 })
                 .collect(),
+            owner_since: None,
+            retired: None,
         },
         policy: TenantPolicy {
             self_service: true,
@@ -125,7 +127,7 @@ fn select_key_rules() {
 }
 
 #[test]
-fn superseded_keys_are_for_the_helpdesk_by_key_id_until_they_expire() {
+fn superseded_keys_are_read_by_key_id_until_they_expire() {
     use VolumeType::OperatingSystem as Os;
     let now = OffsetDateTime::from_unix_timestamp(1_000).unwrap();
     // A is superseded by B and expires at 2000; C expired at 900.
@@ -158,10 +160,28 @@ fn superseded_keys_are_for_the_helpdesk_by_key_id_until_they_expire() {
         pick(Some(&exact(A)), Access::Helpdesk, now),
         Ok((id(A), false))
     );
-    // Not self-service.
+    // Its owner by key ID too (issue 17): the key ID on the recovery screen
+    // proves which key the PC needs, so a newer key never hides it.
     assert_eq!(
         pick(Some(&exact(A)), Access::Owner, now),
-        Err("key_id_not_found")
+        Ok((id(A), false))
+    );
+    // An owner since after the key was created: the helpdesk path only.
+    let mut reowned = d.clone();
+    reowned.device.owner_since = Some(OffsetDateTime::from_unix_timestamp(150).unwrap());
+    let owner_pick = |sel: Option<&KeySelector>| {
+        select_key(&reowned, sel, Access::Owner, now)
+            .map(|(m, _)| m.key_id)
+            .map_err(|(_, reason)| reason)
+    };
+    assert_eq!(owner_pick(Some(&exact(A))), Err("key_predates_owner"));
+    assert_eq!(owner_pick(None), Ok(id(B)));
+    reowned.device.owner_since = Some(OffsetDateTime::from_unix_timestamp(300).unwrap());
+    assert_eq!(
+        select_key(&reowned, None, Access::Owner, now)
+            .map_err(|(_, r)| r)
+            .map(|_| ()),
+        Err("key_predates_owner")
     );
     // Past its retention: gone for everyone.
     assert_eq!(

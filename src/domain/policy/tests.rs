@@ -9,7 +9,9 @@ fn caller(user: &str, permissions: &str) -> Caller {
         tenant: TenantId::parse("contoso").unwrap(),
         user: UserId::parse(user).unwrap(),
         permissions: Permissions::from_names(permissions.split_whitespace()),
+        device: None,
         expires_at: 0,
+        auth_time: None,
     }
 }
 
@@ -22,6 +24,8 @@ fn device(tenant: &str, owner: &str) -> Device {
         os: "Windows 11".into(),
         managed_by: ManagedBy::Organization,
         keys: vec![],
+        owner_since: None,
+        retired: None,
     }
 }
 

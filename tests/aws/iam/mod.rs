@@ -132,6 +132,7 @@ async fn drive() -> (Recorder, BTreeSet<String>, String) {
         driven: BTreeSet::new(),
     };
     import(&env).await;
+    sync_entra(&env).await;
     routes(&mut env).await;
     incidents(&mut env).await;
     lifecycle(&mut env).await;
@@ -143,7 +144,7 @@ async fn import(env: &Env) {
     use recovery_portal::tools::{import, seed};
     env.rec.label("cli:import");
     // A device with more key pointers than one transaction holds: its
-    // retirement deletes the rest with BatchWriteItem.
+    // retirement sets the rest's TTL in a transaction of their own.
     let mut with_many: Value = serde_json::from_str(&test_seed()).unwrap();
     let keys: Vec<Value> = (0..100u32)
         .map(|i| json!({"key_id": format!("C0{i:06X}-0000-4000-8000-{i:012X}"), "volume_type": "fixed_data",
@@ -179,6 +180,22 @@ async fn import(env: &Env) {
     import::import(&first, env.cipher.as_ref(), env.store.as_ref(), &|_, _| {})
         .await
         .unwrap();
+}
+
+/// `portal sync entra` against the fake Graph: devices created, keys
+/// escrowed; then an owner change, a newer key superseding one, a key
+/// Entra dropped.
+async fn sync_entra(env: &Env) {
+    use crate::entra_sync::fake_graph;
+    env.rec.label("cli:sync-entra");
+    let graph: fake_graph::Shared = Arc::new(std::sync::Mutex::new(crate::entra_sync::entra()));
+    let base = fake_graph::spawn(graph.clone()).await;
+    let portal = recovery_portal::tools::sync::run::portal(env.store.clone(), env.cipher.clone());
+    for _ in 0..2 {
+        let s = crate::entra_sync::run_once(&portal, &base).await;
+        assert!(s.skipped.len() >= 2, "{s:?}");
+        crate::entra_sync::drift(&graph);
+    }
 }
 
 async fn routes(env: &mut Env) {
@@ -289,7 +306,9 @@ async fn lifecycle(env: &mut Env) {
     let put_key = "PUT /v1/devices/{device_id}/recovery-keys/{key_id}";
     let k1 = "AAAA0001-1111-4111-8111-000000000001";
     let k2 = "AAAA0002-2222-4222-8222-000000000002";
-    let key = |pw: u32, at: &str| json!({"volume_type": "operating_system", "recovery_password": password(pw), "created_at": at});
+    // Escrowed after the owner change, created "now": erin's keys (an
+    // owner reads only keys created since the device became theirs).
+    let key = |pw: u32, _: &str| json!({"volume_type": "operating_system", "recovery_password": password(pw)});
     let p1 = format!("/v1/devices/PC-DANA/recovery-keys/{k1}");
     env.expect(
         201,
@@ -366,6 +385,17 @@ async fn lifecycle(env: &mut Env) {
     let retire = "DELETE /v1/devices/{device_id}";
     env.expect(204, retire, "/v1/devices/PC-DANA", &mdm, None)
         .await;
+    let restore = "POST /v1/devices/{device_id}/restore";
+    env.expect(200, restore, "/v1/devices/PC-DANA/restore", &mdm, None)
+        .await;
+    env.expect(
+        204,
+        retire,
+        "/v1/devices/PC-DANA",
+        &mdm,
+        Some(json!({"reason": "sold"})),
+    )
+    .await;
     env.expect(204, retire, "/v1/devices/PC-MANY", &mdm, None)
         .await;
 }
@@ -405,6 +435,7 @@ fn principals(infra: &Infra) -> BTreeMap<String, Principal> {
         .collect();
     for (label, policy, key_principal) in [
         ("cli:import", "import", ACCOUNT_ROOT.to_owned()),
+        ("cli:sync-entra", "entra_sync", ACCOUNT_ROOT.to_owned()),
         (
             "cli:keys-verify",
             "keys_verify",
@@ -776,11 +807,18 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
         "actions   = [\"dynamodb:Scan\"]",
         "actions   = [\"dynamodb:Query\"]",
     ),
-    ("manage.tf", "      \"dynamodb:BatchWriteItem\",\n", ""),
+    // Retirement and restoration set and clear TTLs: UpdateItem.
+    ("manage.tf", "      \"dynamodb:UpdateItem\",\n", ""),
     (
         "manage.tf",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_rotation\"]",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
+    ),
+    // The Entra sync can no longer read the devices it plans against.
+    (
+        "iam.tf",
+        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
+        "      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
     ),
     // The key policy no longer names the key function for Decrypt.
     (

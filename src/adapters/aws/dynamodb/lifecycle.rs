@@ -5,8 +5,8 @@
 //! - `commit_escrow`, `commit_upsert`, `commit_settings`: one
 //!   `TransactWriteItems` each (the change, conditional on the version
 //!   read, and the audit `Put`);
-//! - `retire_device`: one `Query` of the device's partition and one
-//!   `TransactWriteItems` (deletes + audit `Put`);
+//! - `retire_device`, `restore_device`: one `TransactWriteItems` (the
+//!   device item, its key pointers' TTL, the audit `Put`);
 //! - `superseded_key`: one `GetItem`;
 //! - `rotation_requests`: one `Query` on `by_rotation`;
 //! - `tenant_settings`: one `GetItem`;
@@ -30,9 +30,7 @@ use crate::ports::{
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -197,6 +195,76 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// An update of one key pointer's TTL (`#e` is `expires_at`), only if
+    /// the pointer is still there (a vanished one means: read again).
+    fn pointer_update(
+        &self,
+        device: &Device,
+        key: &KeyId,
+        expression: &str,
+        value: Option<AttributeValue>,
+    ) -> Result<TransactWriteItem, Unavailable> {
+        let mut u = Update::builder()
+            .table_name(&self.devices)
+            .key("pk", s(items::device_pk(&device.tenant, &device.device_id)))
+            .key("sk", s(items::key_sk(key)))
+            .update_expression(expression)
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#e", items::EXPIRES_AT);
+        if let Some(v) = value {
+            u = u.expression_attribute_values(":e", v);
+        }
+        Ok(TransactWriteItem::builder()
+            .update(u.build().map_err(build_error)?)
+            .build())
+    }
+
+    /// The device update, its key pointers' updates and the audit event in
+    /// one transaction; pointers beyond one transaction (a device with more
+    /// than 98 keys) follow in transactions of their own, after the device
+    /// changed, so the device never changes unaudited.
+    async fn commit_with_pointers(
+        &self,
+        head: TransactWriteItem,
+        mut pointers: Vec<TransactWriteItem>,
+        event: &AuditEvent,
+        op: &'static str,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let rest = if pointers.len() > TRANSACT_MAX - 2 {
+            pointers.split_off(TRANSACT_MAX - 2)
+        } else {
+            Vec::new()
+        };
+        let mut writes = vec![head];
+        writes.extend(pointers);
+        writes.push(audit_put(&self.audit, event)?);
+        let codes = self.transact_codes(writes, op).await?;
+        // A key pointer that vanished (its retention ended): read again.
+        if let Some(c) = &codes
+            && c.len() > 2
+            && c[1..c.len() - 1].iter().any(|x| x == CCF)
+        {
+            return Ok(WriteOutcome::Conflict);
+        }
+        let outcome = Self::outcome(codes, op)?;
+        if outcome == WriteOutcome::Written {
+            let mut rest = rest;
+            while !rest.is_empty() {
+                let tail = rest.split_off(rest.len().min(TRANSACT_MAX));
+                let chunk = std::mem::replace(&mut rest, tail);
+                if let Some(c) = self.transact_codes(chunk, op).await? {
+                    return Err(Unavailable::new(
+                        SERVICE,
+                        format!("{op}: key pointers not updated ({})", c.join(", ")),
+                    ));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
 #[async_trait]
 impl LifecycleStore for DynamoStore {
     async fn device_for_write(
@@ -299,7 +367,14 @@ impl LifecycleStore for DynamoStore {
             }
             Some(v) => {
                 let mut sets: Vec<(&'static str, AttributeValue)> = Vec::new();
-                for name in ["owner", "owner_key", "display_name", "os", "managed_by"] {
+                for name in [
+                    "owner",
+                    "owner_key",
+                    "display_name",
+                    "os",
+                    "managed_by",
+                    items::OWNER_SINCE,
+                ] {
                     if let Some(value) = items::device_metadata(dev).remove(name) {
                         sets.push((name, value));
                     }
@@ -341,83 +416,68 @@ impl LifecycleStore for DynamoStore {
 
     async fn retire_device(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
+        device: &Device,
+        expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
-        let pk = items::device_pk(tenant, device);
-        let q = self
-            .client
-            .query()
-            .table_name(&self.devices)
-            .consistent_read(true)
-            .key_condition_expression("#pk = :pk")
-            .projection_expression("#pk, #sk")
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_names("#sk", "sk")
-            .expression_attribute_values(":pk", s(pk.as_str()));
-        let found = self.query_pages(q, None, "Query device partition").await?;
-        let sks: Vec<String> = found
-            .iter()
-            .filter_map(|i| attr_s(i, "sk").map(str::to_owned))
-            .collect();
-        if !sks.iter().any(|sk| sk == items::DEVICE_SK) {
-            return Ok(WriteOutcome::NotFound);
-        }
-        let delete = |sk: &str, must_exist: bool| -> Result<TransactWriteItem, Unavailable> {
-            let mut d = Delete::builder()
-                .table_name(&self.devices)
-                .key("pk", s(pk.as_str()))
-                .key("sk", s(sk));
-            if must_exist {
-                d = d.condition_expression("attribute_exists(pk)");
-            }
-            Ok(TransactWriteItem::builder()
-                .delete(d.build().map_err(build_error)?)
-                .build())
+        let Some(r) = device.retired else {
+            return Ok(WriteOutcome::Conflict);
         };
-        let mut pointers: Vec<&String> = sks.iter().filter(|sk| *sk != items::DEVICE_SK).collect();
-        // Whatever does not fit one transaction goes first: the device item
-        // (and so the device) disappears last, with the audit event.
-        let room = TRANSACT_MAX - 2;
-        if pointers.len() > room {
-            let extra: Vec<_> = pointers
-                .split_off(room)
-                .into_iter()
-                .map(|sk| {
-                    aws_sdk_dynamodb::types::DeleteRequest::builder()
-                        .key("pk", s(pk.as_str()))
-                        .key("sk", s(sk.as_str()))
-                        .build()
-                        .map(|d| {
-                            aws_sdk_dynamodb::types::WriteRequest::builder()
-                                .delete_request(d)
-                                .build()
-                        })
-                        .map_err(build_error)
-                })
-                .collect::<Result<_, _>>()?;
-            self.batch_write(extra).await?;
+        // Out of the owner index and the rotation requests; the item and
+        // every key pointer expire by TTL when the retention ends.
+        let sets = vec![
+            (items::RETIRED_AT, s(items::ts(r.at))),
+            (items::EXPIRES_AT, items::ttl_value(r.expires_at)),
+        ];
+        let removes = ["owner_key", "rotation_tenant", "rotation_since"];
+        let head = self.device_update(device, expected_version, sets, &removes)?;
+        let pointers = device
+            .keys
+            .iter()
+            .map(|k| {
+                // A superseded key keeps an earlier expiry of its own.
+                self.pointer_update(
+                    device,
+                    &k.key_id,
+                    "SET #e = if_not_exists(#e, :e)",
+                    Some(items::ttl_value(r.expires_at)),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit_with_pointers(head, pointers, event, "retire")
+            .await
+    }
+
+    async fn restore_device(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let mut sets = vec![(
+            "owner_key",
+            s(items::owner_key(&device.tenant, &device.owner)),
+        )];
+        if let Some(since) = rotation(device) {
+            sets.push(("rotation_tenant", s(device.tenant.as_str())));
+            sets.push(("rotation_since", s(since)));
         }
-        let mut writes = vec![delete(items::DEVICE_SK, true)?];
-        for sk in pointers {
-            writes.push(delete(sk, false)?);
-        }
-        writes.push(audit_put(&self.audit, event)?);
-        match self
-            .transact_codes(writes, "TransactWriteItems retire")
-            .await?
-        {
-            None => Ok(WriteOutcome::Written),
-            Some(c) if code(&c, 0) == CCF => Ok(WriteOutcome::NotFound),
-            Some(c) if c.last().map(String::as_str) == Some(CCF) => {
-                Ok(WriteOutcome::RequestIdReused)
-            }
-            Some(c) => Err(Unavailable::new(
-                SERVICE,
-                format!("TransactWriteItems retire: cancelled ({})", c.join(", ")),
-            )),
-        }
+        let removes = [items::RETIRED_AT, items::EXPIRES_AT];
+        let head = self.device_update(device, expected_version, sets, &removes)?;
+        // Current keys' pointers expire no more; superseded ones keep their
+        // own expiry, which the retirement did not touch when earlier.
+        let pointers = device
+            .keys
+            .iter()
+            .map(|k| match k.expires_at {
+                None => self.pointer_update(device, &k.key_id, "REMOVE #e", None),
+                Some(t) => {
+                    self.pointer_update(device, &k.key_id, "SET #e = :e", Some(items::ttl_value(t)))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.commit_with_pointers(head, pointers, event, "restore")
+            .await
     }
 
     async fn superseded_key(

@@ -1,0 +1,15 @@
+//! One-way copies of recovery keys from where organisations already keep
+//! them into the portal's store (`portal sync entra`).
+//!
+//! - `graph`: the Microsoft Graph client (token, throttling, paging);
+//! - `entra`: Graph's BitLocker key and device shapes, validated;
+//! - `plan`: the pure decisions (what to read, write, skip, report);
+//! - `run`: the I/O shell that carries a plan out.
+
+pub mod entra;
+pub mod graph;
+pub mod plan;
+pub mod run;
+
+pub use graph::{GraphClient, GraphConfig, GraphError};
+pub use run::{SyncError, SyncOptions, SyncSummary, sync_entra};
