@@ -5,7 +5,9 @@
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::VolumeType;
-use crate::domain::model::{Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, TenantPolicy};
+use crate::domain::model::{
+    Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, Retirement, TenantPolicy,
+};
 use crate::domain::ratelimit::{Grant, RateWindow, Slot};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -41,6 +43,20 @@ struct DeviceRec {
     os: String,
     managed_by: ManagedBy,
     keys: Vec<KeyRec>,
+    /// Rows written before issue 17 have neither field.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    owner_since: Option<OffsetDateTime>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired: Option<RetiredRec>,
+}
+
+/// A retirement. Its `expires_at` is what `sweep_tx` looks for.
+#[derive(Serialize, Deserialize)]
+struct RetiredRec {
+    #[serde(with = "time::serde::rfc3339")]
+    at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
 }
 
 pub(super) fn device_to_json(d: &Device) -> String {
@@ -61,6 +77,11 @@ pub(super) fn device_to_json(d: &Device) -> String {
                 expires_at: k.expires_at,
             })
             .collect(),
+        owner_since: d.owner_since,
+        retired: d.retired.map(|r| RetiredRec {
+            at: r.at,
+            expires_at: r.expires_at,
+        }),
     })
 }
 
@@ -89,6 +110,11 @@ pub(super) fn device_from_json(
                 expires_at: k.expires_at,
             })
             .collect(),
+        owner_since: r.owner_since,
+        retired: r.retired.map(|r| Retirement {
+            at: r.at,
+            expires_at: r.expires_at,
+        }),
     })
 }
 
@@ -106,6 +132,8 @@ struct OpenIncidentRec {
     #[serde(with = "time::serde::rfc3339")]
     expires_at: OffsetDateTime,
     helpdesk_rate_limit: u32,
+    #[serde(default)]
+    opened_by: Option<UserId>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,9 +142,16 @@ struct PolicyRec {
     helpdesk: Option<Helpdesk>,
     require_reason: RequireReason,
     superseded_key_retention_days: u16,
+    /// Policies written before issue 17 lack it: the default retention.
+    #[serde(default = "default_retention_days")]
+    retired_device_retention_days: u16,
     self_service_rate_limit: Option<u32>,
     helpdesk_rate_limit: Option<u32>,
     incident: Option<OpenIncidentRec>,
+}
+
+fn default_retention_days() -> u16 {
+    TenantPolicy::DEFAULT_RETENTION_DAYS
 }
 
 pub(super) fn policy_to_json(p: &TenantPolicy) -> String {
@@ -125,12 +160,14 @@ pub(super) fn policy_to_json(p: &TenantPolicy) -> String {
         helpdesk: p.helpdesk.clone(),
         require_reason: p.require_reason,
         superseded_key_retention_days: p.superseded_key_retention_days,
+        retired_device_retention_days: p.retired_device_retention_days,
         self_service_rate_limit: p.self_service_rate_limit,
         helpdesk_rate_limit: p.helpdesk_rate_limit,
         incident: p.incident.as_ref().map(|i| OpenIncidentRec {
             incident_id: i.incident_id.to_string(),
             expires_at: i.expires_at,
             helpdesk_rate_limit: i.helpdesk_rate_limit,
+            opened_by: i.opened_by.clone(),
         }),
     })
 }
@@ -143,6 +180,7 @@ pub(super) fn policy_from_json(json: &str) -> rusqlite::Result<TenantPolicy> {
             incident_id: IncidentId::parse(&i.incident_id).map_err(|e| corrupt("tenant", e))?,
             expires_at: i.expires_at,
             helpdesk_rate_limit: i.helpdesk_rate_limit,
+            opened_by: i.opened_by,
         }),
     };
     Ok(TenantPolicy {
@@ -150,6 +188,7 @@ pub(super) fn policy_from_json(json: &str) -> rusqlite::Result<TenantPolicy> {
         helpdesk: r.helpdesk,
         require_reason: r.require_reason,
         superseded_key_retention_days: r.superseded_key_retention_days,
+        retired_device_retention_days: r.retired_device_retention_days,
         self_service_rate_limit: r.self_service_rate_limit,
         helpdesk_rate_limit: r.helpdesk_rate_limit,
         incident,

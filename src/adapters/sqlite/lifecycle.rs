@@ -91,6 +91,32 @@ fn upsert_tx(
     Ok(WriteOutcome::Written)
 }
 
+/// Retirement and restoration: the device's `retired` and keys replaced
+/// if still at `expected_version`. A retired device stays stored (its keys
+/// findable by key ID) but leaves owner listings and rotation requests,
+/// which read `retired`; the sweep deletes it once it expires.
+fn replace_retired_tx(
+    tx: &Transaction<'_>,
+    device: &Device,
+    expected_version: u64,
+    event: &AuditEvent,
+) -> rusqlite::Result<WriteOutcome> {
+    let (t, d) = (&device.tenant, &device.device_id);
+    let Some(mut row) = rows::device(tx, t, d)? else {
+        return Ok(WriteOutcome::Conflict);
+    };
+    if rows::device_version(tx, t, d)? != expected_version {
+        return Ok(WriteOutcome::Conflict);
+    }
+    row.device.retired = device.retired;
+    row.device.keys = device.keys.clone();
+    prune(tx, &mut row)?;
+    rows::put_device(tx, &row)?;
+    rows::bump_device_version(tx, t, d)?;
+    rows::append(tx, event)?;
+    Ok(WriteOutcome::Written)
+}
+
 /// Replaces the tenant's settings or incident summary if the tenant record
 /// is still at `expected`, with the audit event.
 fn tenant_write(
@@ -133,6 +159,7 @@ fn rotation_tx(
 ) -> rusqlite::Result<RotationPage> {
     let mut due: Vec<(String, Device)> = tenant_devices(tx, tenant)?
         .into_iter()
+        .filter(|dev| dev.retired.is_none())
         .filter_map(|dev| {
             let since = dev
                 .keys
@@ -188,11 +215,12 @@ fn stored_keys_tx(
     Ok(StoredKeyPage { keys, next: None })
 }
 
-/// Removes keys past their retention from every device's metadata, with
-/// their ciphertexts and digests; how many.
+/// Deletes retired devices past their retention with every key they hold,
+/// and removes keys past their retention from every other device's
+/// metadata, with their ciphertexts and digests; how many keys.
 fn sweep_tx(tx: &Transaction<'_>, now: OffsetDateTime) -> rusqlite::Result<usize> {
-    // Only keys with an `expires_at` ever expire (codec writes `null` for
-    // the others), so only their devices are read.
+    // Only keys and retirements with an `expires_at` ever expire (codec
+    // writes `null` for the others), so only their devices are read.
     let ids: Vec<(String, String)> = tx
         .prepare("SELECT tenant, device FROM devices WHERE record LIKE '%\"expires_at\":\"%'")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
@@ -203,6 +231,14 @@ fn sweep_tx(tx: &Transaction<'_>, now: OffsetDateTime) -> rusqlite::Result<usize
         let Some(mut row) = rows::device(tx, &t, &d)? else {
             continue;
         };
+        if row.device.is_gone(now) {
+            removed += row.device.keys.len();
+            rows::delete_device(tx, &t, &d)?;
+            // The version survives: a write that read the retired device
+            // must not pass against one enrolled again under its ID.
+            rows::bump_device_version(tx, &t, &d)?;
+            continue;
+        }
         let before = row.device.keys.len();
         row.device.keys.retain(|m| m.is_live(now));
         let gone = before - row.device.keys.len();
@@ -259,22 +295,24 @@ impl LifecycleStore for SqliteStore {
 
     async fn retire_device(
         &self,
-        tenant: &TenantId,
-        device: &DeviceId,
+        device: &Device,
+        expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
-        let (t, d, e) = (tenant.clone(), device.clone(), event.clone());
-        self.write(move |tx| {
-            if !rows::delete_device(tx, &t, &d)? {
-                return Ok(WriteOutcome::NotFound);
-            }
-            // The version survives: a write that read the retired device
-            // must not pass against a device enrolled again under its ID.
-            rows::bump_device_version(tx, &t, &d)?;
-            rows::append(tx, &e)?;
-            Ok(WriteOutcome::Written)
-        })
-        .await
+        let (d, e) = (device.clone(), event.clone());
+        self.write(move |tx| replace_retired_tx(tx, &d, expected_version, &e))
+            .await
+    }
+
+    async fn restore_device(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let (d, e) = (device.clone(), event.clone());
+        self.write(move |tx| replace_retired_tx(tx, &d, expected_version, &e))
+            .await
     }
 
     async fn superseded_key(

@@ -40,7 +40,9 @@ fn mark_disclosed(tx: &Transaction<'_>, event: &AuditEvent) -> rusqlite::Result<
     let (Some(device), Some(key_id)) = (&event.device_id, event.key_id) else {
         return Ok(());
     };
-    let Some(mut row) = rows::device(tx, &event.tenant_id, device)? else {
+    let Some(mut row) =
+        rows::device(tx, &event.tenant_id, device)?.filter(|r| r.device.retired.is_none())
+    else {
         return Ok(());
     };
     let Some(meta) = row
@@ -164,11 +166,17 @@ fn devices_of_owner(
     let rows = st.query_map([tenant.as_str(), owner.as_str()], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
-    rows.map(|r| {
-        let (id, json) = r?;
-        codec::device_from_json(tenant.clone(), codec::device_id(&id)?, &json)
-    })
-    .collect()
+    let devices: Vec<Device> = rows
+        .map(|r| {
+            let (id, json) = r?;
+            codec::device_from_json(tenant.clone(), codec::device_id(&id)?, &json)
+        })
+        .collect::<rusqlite::Result<_>>()?;
+    // A retired device leaves its owner's list (its keys stay findable).
+    Ok(devices
+        .into_iter()
+        .filter(|d| d.retired.is_none())
+        .collect())
 }
 
 fn find_keys_tx(
