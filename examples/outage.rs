@@ -76,11 +76,14 @@ struct Args {
     /// hit, as when the two requests reach different Lambda functions);
     /// `incident` (`same`, plus helpdesk agents' batches during an incident).
     modes: Vec<String>,
+    /// Serve from the persistent store: each server start gets a fresh
+    /// directory under this one (`portal serve --data-dir`).
+    data_dir: Option<PathBuf>,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--modes same,distinct,incident] [--agents N] [--batch N] [--seed-out FILE]"
+        "usage: outage --portal PATH [--users N] [--connections N] [--repeat N] [--alg rs256|es256] [--modes same,distinct,incident] [--agents N] [--batch N] [--seed-out FILE] [--data-dir DIR]"
     );
     std::process::exit(2)
 }
@@ -96,6 +99,7 @@ fn args() -> Args {
         agents: 200,
         batch: 100,
         modes: vec!["same".into(), "distinct".into()],
+        data_dir: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -107,6 +111,7 @@ fn args() -> Args {
             "--repeat" => a.repeat = v().parse().unwrap_or_else(|_| usage()),
             "--alg" => a.es256 = v() == "es256",
             "--seed-out" => a.seed_out = Some(v().into()),
+            "--data-dir" => a.data_dir = Some(v().into()),
             "--agents" => a.agents = v().parse().unwrap_or_else(|_| usage()),
             "--batch" => {
                 a.batch = v()
@@ -272,8 +277,16 @@ fn start_server(
 ) -> Server {
     let log = std::fs::File::create(log).expect("server log file");
     let t0 = Instant::now();
-    let child = Command::new(&a.portal)
-        .args(["serve", "--addr", &addr.to_string(), "--seed"])
+    let mut cmd = Command::new(&a.portal);
+    if let Some(base) = &a.data_dir {
+        // A fresh store per start: runs must not see each other's trail.
+        let dir = base.join(format!("run-{}", uuid::Uuid::new_v4().simple()));
+        cmd.arg("serve").arg("--data-dir").arg(dir);
+    } else {
+        cmd.arg("serve");
+    }
+    let child = cmd
+        .args(["--addr", &addr.to_string(), "--seed"])
         .arg(seed)
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))

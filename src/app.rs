@@ -163,3 +163,50 @@ pub async fn from_config(
         }
     }
 }
+
+/// `portal serve --data-dir`: the persistent store in `dir`, its keys
+/// sealed under the master key in `key_file`, after importing `seed` (if
+/// given) the way `portal import` does: unchanged devices are skipped, so
+/// starting again with the same file changes nothing.
+#[cfg(feature = "cli")]
+pub async fn persistent(
+    dir: &crate::adapters::sqlite::DataDir,
+    key_file: &std::path::Path,
+    seed: Option<&Seed>,
+    verifier: Arc<dyn TokenVerifier>,
+    limits: RateLimits,
+) -> Result<(Portal, Arc<crate::adapters::sqlite::SqliteStore>), String> {
+    use crate::adapters::sqlite::{MasterKey, SqliteStore};
+    let key = MasterKey::load_or_create(key_file).map_err(|e| e.to_string())?;
+    let path = dir.path().to_owned();
+    let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path))
+        .await
+        .map_err(|e| e.to_string())??;
+    let store = Arc::new(store);
+    let cipher = Arc::new(store.unlock(&key).await.map_err(|e| e.to_string())?);
+    if let Some(seed) = seed {
+        let importer = crate::domain::ids::UserId::importer("portal-serve").expect("a valid name");
+        crate::tools::import::import_as(
+            seed,
+            cipher.as_ref(),
+            store.as_ref(),
+            &importer,
+            &|_, _| {},
+        )
+        .await
+        .map_err(|e| format!("importing the seed file: {e}"))?;
+    }
+    let portal = Portal {
+        store: store.clone(),
+        lifecycle: store.clone(),
+        cipher,
+        clock: Arc::new(SystemClock),
+        verifier,
+        key_rate_limit: limits.key,
+        helpdesk_rate_limit: limits.helpdesk,
+        incident_max_rate_limit: limits.incident_max,
+        metrics: Arc::new(crate::ports::NoMetrics),
+        max_auth_age: None,
+    };
+    Ok((portal, store))
+}

@@ -3,6 +3,7 @@
 //! table creation).
 
 use clap::{Parser, Subcommand, ValueEnum};
+use recovery_portal::adapters::sqlite::DataDir;
 use recovery_portal::config::{Backend, Config};
 use recovery_portal::frontends::{server, web};
 use recovery_portal::tools::devidp::{DEV_AUDIENCE, DEV_CLIENT_ID, DevIdentityProvider};
@@ -84,9 +85,18 @@ enum Command {
     Serve {
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: SocketAddr,
-        /// Seed file to load instead of the demo data (embedded backend).
+        /// Seed file to load instead of the demo data (embedded backend);
+        /// with --data-dir, imported into the store (unchanged devices skipped).
         #[arg(long, env = "PORTAL_SEED_FILE")]
         seed: Option<std::path::PathBuf>,
+        /// Keep everything in this directory (SQLite, keys sealed under the
+        /// master key); without it the embedded store is an in-memory demo.
+        #[arg(long, env = "PORTAL_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
+        /// The master key file [default: master.key in --data-dir]; created
+        /// mode 0600 when absent.
+        #[arg(long, env = "PORTAL_MASTER_KEY_FILE")]
+        master_key_file: Option<std::path::PathBuf>,
         /// Where data lives; `aws` uses PORTAL_TABLE_PREFIX and PORTAL_KMS_KEY_ID.
         #[arg(long, value_enum)]
         backend: Option<BackendArg>,
@@ -228,6 +238,19 @@ enum SyncCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
+    /// Re-seal every key of a `portal serve --data-dir` store under a new
+    /// master key, all or nothing (the server must be stopped). Then start
+    /// the server with the new key file; keep the old one for older backups.
+    Rewrap {
+        #[arg(long, env = "PORTAL_DATA_DIR")]
+        data_dir: std::path::PathBuf,
+        /// The key the store uses now [default: master.key in --data-dir].
+        #[arg(long, env = "PORTAL_MASTER_KEY_FILE")]
+        master_key_file: Option<std::path::PathBuf>,
+        /// The new key: created (mode 0600) when absent.
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+    },
     /// Check that every stored key opens under its own context and holds a
     /// well-formed recovery password, printing none of them. Lists broken
     /// keys by tenant, device and key ID; records the run in each tenant's
@@ -727,6 +750,8 @@ async fn main() -> ExitCode {
         Command::Serve {
             addr,
             seed,
+            data_dir,
+            master_key_file,
             backend,
             cors_origins,
             web_client_id,
@@ -739,7 +764,12 @@ async fn main() -> ExitCode {
                 scopes: web_scopes,
                 auth_params: web_auth_params,
             };
-            serve(addr, seed, backend, page).await
+            let data = DataSettings {
+                seed,
+                data_dir,
+                master_key_file,
+            };
+            serve(addr, data, backend, page).await
         }
         Command::Token {
             tenant,
@@ -825,6 +855,14 @@ async fn main() -> ExitCode {
         Command::Keys {
             command: KeysCommand::Verify { tenant },
         } => verify_keys(tenant).await,
+        Command::Keys {
+            command:
+                KeysCommand::Rewrap {
+                    data_dir,
+                    master_key_file,
+                    new_key_file,
+                },
+        } => rewrap(&data_dir, master_key_file.as_deref(), &new_key_file).await,
         Command::Validate { file } => match read_seed(&file) {
             Ok(s) => {
                 println!(
@@ -868,9 +906,108 @@ struct PageSettings {
     auth_params: String,
 }
 
+/// Where `portal serve` takes its data from.
+struct DataSettings {
+    seed: Option<std::path::PathBuf>,
+    data_dir: Option<std::path::PathBuf>,
+    master_key_file: Option<std::path::PathBuf>,
+}
+
+/// The portal on the configured backend: the in-memory demo, the
+/// persistent store in `--data-dir`, or AWS. The data directory's lock is
+/// returned with it and must live as long as the server.
+async fn serve_backend(
+    config: &Config,
+    data: DataSettings,
+    verifier: Arc<dyn recovery_portal::ports::TokenVerifier>,
+) -> Result<(recovery_portal::ports::Portal, Option<DataDir>), String> {
+    let limits = app::RateLimits::of(config);
+    let seed = match &data.seed {
+        Some(path) => Some(
+            read_seed(path).map_err(|e| format!("seed file (--seed or PORTAL_SEED_FILE) {e}"))?,
+        ),
+        None => None,
+    };
+    match (&config.backend, data.data_dir) {
+        (Backend::Embedded, Some(dir)) => {
+            let dir = DataDir::open(&dir)?;
+            let key_file = dir.key_file(data.master_key_file.as_deref());
+            let (portal, store) =
+                app::persistent(&dir, &key_file, seed.as_ref(), verifier, limits).await?;
+            eprintln!(
+                "Data: {} (SQLite, WAL; keys sealed under {})",
+                store.path().display(),
+                key_file.display()
+            );
+            Ok((portal, Some(dir)))
+        }
+        (Backend::Embedded, None) => {
+            let seed = match seed {
+                Some(s) => s,
+                None => seed::parse(seed::DEMO_SEED).map_err(|e| e.to_string())?,
+            };
+            eprintln!(
+                "IN-MEMORY DEMO: nothing is kept; everything is lost when this process stops. Use --data-dir DIR (PORTAL_DATA_DIR) to keep keys, settings and the audit trail."
+            );
+            Ok((app::embedded(&seed, verifier, limits).await.0, None))
+        }
+        (Backend::Aws { .. }, Some(_)) => {
+            Err("--data-dir (PORTAL_DATA_DIR) only applies to the embedded backend".into())
+        }
+        (Backend::Aws { .. }, None) if seed.is_some() => Err(
+            "--seed (PORTAL_SEED_FILE) only applies to the embedded backend; use `portal import` for AWS"
+                .into(),
+        ),
+        (Backend::Aws { .. }, None) => Ok((app::from_config(config, verifier).await?, None)),
+    }
+}
+
+/// Why `portal serve` must not listen on `addr`, if it must not: the dev
+/// identity provider and the in-memory store are for this machine only
+/// (the first mints tokens for anyone; the second loses what it is given).
+fn refuse_address(addr: SocketAddr, config: &Config, in_memory: bool) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    if config.auth.is_none() {
+        return Some(format!(
+            "refusing to serve on {addr}: without PORTAL_ISSUER this server is its own identity provider, which is for local development only; bind a loopback address or configure PORTAL_ISSUER"
+        ));
+    }
+    in_memory.then(|| format!(
+        "refusing to serve on {addr}: the in-memory store loses every key it is given when the process stops; pass --data-dir DIR (PORTAL_DATA_DIR) or bind a loopback address"
+    ))
+}
+
+/// The configured issuer's verifier, or (no `PORTAL_ISSUER`) the dev
+/// identity provider at `local` with its own.
+#[allow(clippy::type_complexity)]
+fn token_verifier(
+    config: &Config,
+    local: SocketAddr,
+) -> Result<
+    (
+        Arc<dyn recovery_portal::ports::TokenVerifier>,
+        Option<Arc<DevIdentityProvider>>,
+    ),
+    String,
+> {
+    if let Some(auth) = &config.auth {
+        return Ok((app::jwt_verifier(auth), None));
+    }
+    let idp = Arc::new(DevIdentityProvider::load_or_create(
+        &DevIdentityProvider::default_key_path(),
+        &format!("http://{local}"),
+        DEV_AUDIENCE,
+    )?);
+    let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
+        Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    Ok((v, Some(idp)))
+}
+
 async fn serve(
     addr: SocketAddr,
-    seed_file: Option<std::path::PathBuf>,
+    data: DataSettings,
     backend: Option<BackendArg>,
     page: PageSettings,
 ) -> ExitCode {
@@ -891,11 +1028,9 @@ async fn serve(
         },
         _ => {}
     }
-    let dev_mode = config.auth.is_none();
-    if dev_mode && !addr.ip().is_loopback() {
-        return fail(format!(
-            "refusing to serve on {addr}: without PORTAL_ISSUER this server is its own identity provider, which is for local development only; bind a loopback address or configure PORTAL_ISSUER"
-        ));
+    let in_memory = matches!(config.backend, Backend::Embedded) && data.data_dir.is_none();
+    if let Some(why) = refuse_address(addr, &config, in_memory) {
+        return fail(why);
     }
     let listener = match tokio::net::TcpListener::bind(addr).await {
         Ok(l) => l,
@@ -907,74 +1042,16 @@ async fn serve(
     {
         return fail(e);
     }
-    let (verifier, idp) = match &config.auth {
-        Some(auth) => (app::jwt_verifier(auth), None),
-        None => {
-            let issuer = format!("http://{local}");
-            let idp = match DevIdentityProvider::load_or_create(
-                &DevIdentityProvider::default_key_path(),
-                &issuer,
-                DEV_AUDIENCE,
-            ) {
-                Ok(i) => Arc::new(i),
-                Err(e) => return fail(e),
-            };
-            let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
-                Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
-            (v, Some(idp))
-        }
+    let (verifier, idp) = match token_verifier(&config, local) {
+        Ok(v) => v,
+        Err(e) => return fail(e),
     };
-    let mut portal = match (&config.backend, seed_file) {
-        (Backend::Embedded, Some(path)) => match read_seed(&path) {
-            Ok(s) => {
-                app::embedded(&s, verifier, app::RateLimits::of(&config))
-                    .await
-                    .0
-            }
-            Err(e) => return fail(format!("seed file (--seed or PORTAL_SEED_FILE) {e}")),
-        },
-        (Backend::Embedded, None) => match seed::parse(seed::DEMO_SEED) {
-            Ok(s) => {
-                app::embedded(&s, verifier, app::RateLimits::of(&config))
-                    .await
-                    .0
-            }
-            Err(e) => return fail(e),
-        },
-        (Backend::Aws { .. }, Some(_)) => {
-            return fail(
-                "--seed (PORTAL_SEED_FILE) only applies to the embedded backend; use `portal import` for AWS",
-            );
-        }
-        (Backend::Aws { .. }, None) => match app::from_config(&config, verifier).await {
-            Ok(p) => p,
-            Err(e) => return fail(e),
-        },
+    let (mut portal, _data_dir_lock) = match serve_backend(&config, data, verifier).await {
+        Ok(v) => v,
+        Err(e) => return fail(e),
     };
     portal.max_auth_age = config.web_max_age;
-    if let Some(idp) = &idp {
-        eprintln!(
-            "LOCAL DEVELOPMENT MODE: no PORTAL_ISSUER is set, so this server is its own identity provider"
-        );
-        eprintln!(
-            "(issuer {}, audience {}). Never expose it beyond this machine.",
-            idp.issuer, idp.audience
-        );
-        eprintln!();
-        eprintln!(
-            "  TOKEN=$(cargo run --release -q -- token --issuer {} --tenant contoso --user alice --scope RecoveryKey.Read)",
-            idp.issuer
-        );
-        eprintln!(
-            "  curl -s -H \"Authorization: Bearer $TOKEN\" {}/v1/devices",
-            idp.issuer
-        );
-        eprintln!(
-            "  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {}/v1/devices/DESKTOP-7Q2M4K1/recovery-key",
-            idp.issuer
-        );
-        eprintln!();
-    }
+    announce(idp.as_deref());
     // Exactly one of the two exists: a configured issuer, or the dev provider.
     let issuer = idp
         .as_ref()
@@ -1006,5 +1083,82 @@ async fn serve(
     match server::serve_with(listener, portal, idp, options, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),
+    }
+}
+
+/// What `portal serve` says at start in development mode: how to get a
+/// token and call the API.
+fn announce(idp: Option<&DevIdentityProvider>) {
+    let Some(idp) = idp else {
+        return;
+    };
+    eprintln!(
+        "LOCAL DEVELOPMENT MODE: no PORTAL_ISSUER is set, so this server is its own identity provider"
+    );
+    eprintln!(
+        "(issuer {}, audience {}). Never expose it beyond this machine.",
+        idp.issuer, idp.audience
+    );
+    eprintln!();
+    eprintln!(
+        "  TOKEN=$(cargo run --release -q -- token --issuer {} --tenant contoso --user alice --scope RecoveryKey.Read)",
+        idp.issuer
+    );
+    eprintln!(
+        "  curl -s -H \"Authorization: Bearer $TOKEN\" {}/v1/devices",
+        idp.issuer
+    );
+    eprintln!(
+        "  curl -s -X POST -H \"Authorization: Bearer $TOKEN\" {}/v1/devices/DESKTOP-7Q2M4K1/recovery-key",
+        idp.issuer
+    );
+    eprintln!();
+}
+
+/// `portal keys rewrap`: every key of the store in `data_dir` re-sealed
+/// under the key in `new_key_file`, in one transaction.
+async fn rewrap(
+    data_dir: &std::path::Path,
+    key_file: Option<&std::path::Path>,
+    new_key_file: &std::path::Path,
+) -> ExitCode {
+    use recovery_portal::adapters::sqlite::{MasterKey, SqliteStore};
+    if !data_dir
+        .join(recovery_portal::adapters::sqlite::DB_FILE)
+        .exists()
+    {
+        return fail(format!(
+            "{}: holds no portal database (start `portal serve --data-dir` there first)",
+            data_dir.display()
+        ));
+    }
+    let dir = match DataDir::open(data_dir) {
+        Ok(d) => d,
+        Err(e) => return fail(e),
+    };
+    let old_file = dir.key_file(key_file);
+    if old_file == new_key_file {
+        return fail("--new-key-file must be another file than the current master key file");
+    }
+    let run = async {
+        let old = MasterKey::load_or_create(&old_file).map_err(|e| e.to_string())?;
+        let new = MasterKey::load_or_create(new_key_file).map_err(|e| e.to_string())?;
+        let store = SqliteStore::open(dir.path())?;
+        recovery_portal::adapters::sqlite::rewrap(&store, &old, &new)
+            .await
+            .map_err(|e| e.to_string())
+    };
+    match run.await {
+        Ok(n) => {
+            println!(
+                "{n} keys re-sealed under {}. Start the server with PORTAL_MASTER_KEY_FILE={} (or move it to {}); keep {} as long as you keep backups made before now",
+                new_key_file.display(),
+                new_key_file.display(),
+                old_file.display(),
+                old_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("rewrap stopped, nothing changed: {e}")),
     }
 }

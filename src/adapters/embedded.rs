@@ -382,9 +382,10 @@ fn aad(ctx: &KeyContext) -> Vec<u8> {
     .into_bytes()
 }
 
-#[async_trait]
-impl KeyCipher for LocalCipher {
-    async fn seal(
+impl LocalCipher {
+    /// `KeyCipher::seal` without the async wrapper: the work is CPU-only,
+    /// so callers on a blocking thread (the SQLite store's `rewrap`) use it.
+    pub fn seal_now(
         &self,
         ctx: &KeyContext,
         password: &RecoveryPassword,
@@ -406,7 +407,8 @@ impl KeyCipher for LocalCipher {
         Ok(SealedKey(out))
     }
 
-    async fn open(
+    /// `KeyCipher::open` without the async wrapper (see `seal_now`).
+    pub fn open_now(
         &self,
         ctx: &KeyContext,
         sealed: &SealedKey,
@@ -428,5 +430,24 @@ impl KeyCipher for LocalCipher {
         buf.truncate(plain_len);
         RecoveryPassword::from_plaintext(buf)
             .map_err(|_| CipherError::Rejected("plaintext is not a recovery password".into()))
+    }
+}
+
+#[async_trait]
+impl KeyCipher for LocalCipher {
+    async fn seal(
+        &self,
+        ctx: &KeyContext,
+        password: &RecoveryPassword,
+    ) -> Result<SealedKey, CipherError> {
+        self.seal_now(ctx, password)
+    }
+
+    async fn open(
+        &self,
+        ctx: &KeyContext,
+        sealed: &SealedKey,
+    ) -> Result<RecoveryPassword, CipherError> {
+        self.open_now(ctx, sealed)
     }
 }

@@ -1110,6 +1110,28 @@ async fn embedded_backends_keep_the_contract() {
     cipher_contract(&cipher).await;
 }
 
+/// The persistent store of `portal serve --data-dir`, with its master key.
+pub(crate) async fn sqlite_backends()
+-> (recovery_portal::adapters::sqlite::SqliteStore, LocalCipher) {
+    use recovery_portal::adapters::sqlite::{MasterKey, SqliteStore};
+    let dir = std::env::temp_dir().join(format!("portal-sqlite-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = SqliteStore::open(&dir).unwrap();
+    let key = MasterKey::load_or_create(&dir.join("master.key")).unwrap();
+    let cipher = store.unlock(&key).await.unwrap();
+    (store, cipher)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backends_keep_the_contract() {
+    let (store, cipher) = sqlite_backends().await;
+    store_contract(&store, &store, &cipher).await;
+    tenant_policy_contract(&store, &store, &cipher).await;
+    ownership_change_contract(&store, &store, &cipher).await;
+    settings_change_contract(&store, &store, &cipher).await;
+    cipher_contract(&cipher).await;
+}
+
 #[tokio::test]
 async fn aws_backends_on_moto_keep_the_contract() {
     let env = moto_env().await;

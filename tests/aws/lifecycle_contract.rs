@@ -821,6 +821,12 @@ async fn embedded_lifecycle_store_keeps_the_contract() {
     lifecycle_contract(&store, &store, &store, &cipher, true).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_lifecycle_store_keeps_the_contract() {
+    let (store, cipher) = crate::contract::sqlite_backends().await;
+    lifecycle_contract(&store, &store, &store, &cipher, true).await;
+}
+
 #[tokio::test]
 async fn dynamodb_lifecycle_store_on_moto_keeps_the_contract() {
     let env = moto_env().await;

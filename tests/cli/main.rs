@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod persistent;
 mod portal;
 mod settings;
 mod smoke;
