@@ -252,6 +252,21 @@ fn sweep_tx(tx: &Transaction<'_>, now: OffsetDateTime) -> rusqlite::Result<usize
     Ok(removed)
 }
 
+impl SqliteStore {
+    /// Retiring and restoring write the same way: the device as the domain
+    /// left it (retired or not), if its version is still the one read.
+    async fn replace_retired(
+        &self,
+        device: &Device,
+        expected_version: u64,
+        event: &AuditEvent,
+    ) -> Result<WriteOutcome, Unavailable> {
+        let (d, e) = (device.clone(), event.clone());
+        self.write(move |tx| replace_retired_tx(tx, &d, expected_version, &e))
+            .await
+    }
+}
+
 #[async_trait]
 impl LifecycleStore for SqliteStore {
     async fn device_for_write(
@@ -299,9 +314,7 @@ impl LifecycleStore for SqliteStore {
         expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
-        let (d, e) = (device.clone(), event.clone());
-        self.write(move |tx| replace_retired_tx(tx, &d, expected_version, &e))
-            .await
+        self.replace_retired(device, expected_version, event).await
     }
 
     async fn restore_device(
@@ -310,9 +323,7 @@ impl LifecycleStore for SqliteStore {
         expected_version: u64,
         event: &AuditEvent,
     ) -> Result<WriteOutcome, Unavailable> {
-        let (d, e) = (device.clone(), event.clone());
-        self.write(move |tx| replace_retired_tx(tx, &d, expected_version, &e))
-            .await
+        self.replace_retired(device, expected_version, event).await
     }
 
     async fn superseded_key(
