@@ -104,10 +104,39 @@ fn text_ok(s: &str, max: usize) -> bool {
     !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
 }
 
+/// Problems found so far, at most `MAX_ERRORS` of them.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn push(&mut self, msg: String) {
+        if self.0.len() < MAX_ERRORS {
+            self.0.push(msg);
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Parses and validates a whole seed document.
 pub fn parse(json: &str) -> Result<Seed, SeedError> {
+    let raw = read(json)?;
+    let mut problems = Problems::default();
+    let (tenants, policies) = tenants(raw.tenants, &mut problems);
+    let devices = devices(raw.devices, &policies, &mut problems);
+    if problems.0.is_empty() {
+        Ok(Seed { tenants, devices })
+    } else {
+        Err(SeedError(problems.0))
+    }
+}
+
+/// The document's shape: a type error names its path.
+fn read(json: &str) -> Result<RawSeed, SeedError> {
     let de = &mut serde_json::Deserializer::from_str(json);
-    let raw: RawSeed = serde_path_to_error::deserialize(de).map_err(|e| {
+    serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         SeedError(vec![if path == "." {
@@ -115,226 +144,242 @@ pub fn parse(json: &str) -> Result<Seed, SeedError> {
         } else {
             format!("{path}: {inner}")
         }])
-    })?;
-    let mut errors: Vec<String> = Vec::new();
-    let push = |errors: &mut Vec<String>, msg: String| {
-        if errors.len() < MAX_ERRORS {
-            errors.push(msg);
-        }
-    };
+    })
+}
 
+/// The tenants, each once, and their policies by ID.
+fn tenants(
+    raw: Vec<RawTenant>,
+    problems: &mut Problems,
+) -> (Vec<Tenant>, HashMap<TenantId, TenantPolicy>) {
     let mut tenants: Vec<Tenant> = Vec::new();
     let mut policies: HashMap<TenantId, TenantPolicy> = HashMap::new();
-    for (i, t) in raw.tenants.into_iter().enumerate() {
+    for (i, t) in raw.into_iter().enumerate() {
         let at = format!("tenants[{i}]");
-        let Ok(id) = TenantId::parse(&t.tenant_id) else {
-            push(
-                &mut errors,
-                format!(
-                    "{at}.tenant_id: {:?} must be 1 to 128 characters from A-Z a-z 0-9 . _ -",
-                    t.tenant_id
-                ),
-            );
+        let Some(tenant) = tenant(&at, t, problems) else {
             continue;
         };
-        if let Some(Err(e)) = t.helpdesk.as_ref().map(Helpdesk::check) {
-            push(&mut errors, format!("{at} (tenant {id}).{e}"));
+        let id = &tenant.id;
+        if policies.insert(id.clone(), tenant.policy.clone()).is_some() {
+            problems.push(format!("{at}.tenant_id: duplicate tenant {id}"));
         }
-        let retention = t
-            .superseded_key_retention_days
-            .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
-        if !TenantPolicy::RETENTION_DAYS.contains(&retention) {
-            push(
-                &mut errors,
-                format!(
-                    "{at} (tenant {id}).superseded_key_retention_days: must be a whole number from {} to {}",
-                    TenantPolicy::RETENTION_DAYS.start(),
-                    TenantPolicy::RETENTION_DAYS.end()
-                ),
-            );
-        }
-        let retired_retention = t
-            .retired_device_retention_days
-            .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
-        if !TenantPolicy::RETENTION_DAYS.contains(&retired_retention) {
-            push(
-                &mut errors,
-                format!(
-                    "{at} (tenant {id}).retired_device_retention_days: must be a whole number from {} to {}",
-                    TenantPolicy::RETENTION_DAYS.start(),
-                    TenantPolicy::RETENTION_DAYS.end()
-                ),
-            );
-        }
-        for (field, limit) in [
-            ("self_service_rate_limit", t.self_service_rate_limit),
-            ("helpdesk_rate_limit", t.helpdesk_rate_limit),
-        ] {
-            if limit.is_some_and(|l| !TenantPolicy::RATE_LIMITS.contains(&l)) {
-                push(
-                    &mut errors,
-                    format!(
-                        "{at} (tenant {id}).{field}: must be a whole number from {} to {}",
-                        TenantPolicy::RATE_LIMITS.start(),
-                        TenantPolicy::RATE_LIMITS.end()
-                    ),
-                );
-            }
-        }
-        // A tenant in the file sets all of its settings; the ones it leaves
-        // out take their defaults.
-        let policy = TenantPolicy {
-            self_service: t.self_service,
-            helpdesk: t.helpdesk,
-            require_reason: t.require_reason.unwrap_or_default(),
-            superseded_key_retention_days: retention,
-            retired_device_retention_days: retired_retention,
-            self_service_rate_limit: t.self_service_rate_limit,
-            helpdesk_rate_limit: t.helpdesk_rate_limit,
-            incident: None,
-        };
-        if policies.insert(id.clone(), policy.clone()).is_some() {
-            push(
-                &mut errors,
-                format!("{at}.tenant_id: duplicate tenant {id}"),
-            );
-        }
-        tenants.push(Tenant { id, policy });
+        tenants.push(tenant);
     }
+    (tenants, policies)
+}
 
+/// One tenant record: `None` without a valid ID; otherwise the tenant,
+/// with any problem of its settings pushed.
+fn tenant(at: &str, t: RawTenant, problems: &mut Problems) -> Option<Tenant> {
+    let Ok(id) = TenantId::parse(&t.tenant_id) else {
+        problems.push(format!(
+            "{at}.tenant_id: {:?} must be 1 to 128 characters from A-Z a-z 0-9 . _ -",
+            t.tenant_id
+        ));
+        return None;
+    };
+    if let Some(Err(e)) = t.helpdesk.as_ref().map(Helpdesk::check) {
+        problems.push(format!("{at} (tenant {id}).{e}"));
+    }
+    let retention = t
+        .superseded_key_retention_days
+        .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
+    let retired_retention = t
+        .retired_device_retention_days
+        .unwrap_or(TenantPolicy::DEFAULT_RETENTION_DAYS);
+    for (field, days) in [
+        ("superseded_key_retention_days", retention),
+        ("retired_device_retention_days", retired_retention),
+    ] {
+        if !TenantPolicy::RETENTION_DAYS.contains(&days) {
+            problems.push(format!(
+                "{at} (tenant {id}).{field}: must be a whole number from {} to {}",
+                TenantPolicy::RETENTION_DAYS.start(),
+                TenantPolicy::RETENTION_DAYS.end()
+            ));
+        }
+    }
+    for (field, limit) in [
+        ("self_service_rate_limit", t.self_service_rate_limit),
+        ("helpdesk_rate_limit", t.helpdesk_rate_limit),
+    ] {
+        if limit.is_some_and(|l| !TenantPolicy::RATE_LIMITS.contains(&l)) {
+            problems.push(format!(
+                "{at} (tenant {id}).{field}: must be a whole number from {} to {}",
+                TenantPolicy::RATE_LIMITS.start(),
+                TenantPolicy::RATE_LIMITS.end()
+            ));
+        }
+    }
+    // A tenant in the file sets all of its settings; the ones it leaves
+    // out take their defaults.
+    let policy = TenantPolicy {
+        self_service: t.self_service,
+        helpdesk: t.helpdesk,
+        require_reason: t.require_reason.unwrap_or_default(),
+        superseded_key_retention_days: retention,
+        retired_device_retention_days: retired_retention,
+        self_service_rate_limit: t.self_service_rate_limit,
+        helpdesk_rate_limit: t.helpdesk_rate_limit,
+        incident: None,
+    };
+    Some(Tenant { id, policy })
+}
+
+/// What the device records have seen so far: duplicates are refused.
+#[derive(Default)]
+struct Seen {
+    devices: HashSet<(TenantId, DeviceId)>,
+    /// Which device (as written in the file) holds each key.
+    keys: HashMap<(TenantId, KeyId), String>,
+}
+
+/// The devices, each with its keys; none when any record has a problem.
+fn devices(
+    raw: Vec<RawDevice>,
+    policies: &HashMap<TenantId, TenantPolicy>,
+    problems: &mut Problems,
+) -> Vec<SeedDevice> {
+    let mut seen = Seen::default();
     let mut devices = Vec::new();
-    let mut seen_devices: HashSet<(TenantId, DeviceId)> = HashSet::new();
-    let mut seen_keys: HashMap<(TenantId, KeyId), String> = HashMap::new();
-    for (i, d) in raw.devices.into_iter().enumerate() {
+    for (i, d) in raw.into_iter().enumerate() {
         let at = format!("devices[{i}] (device_id {:?})", d.device_id);
-        let before = errors.len();
-        let tenant = TenantId::parse(&d.tenant_id)
-            .map_err(|e| push(&mut errors, format!("{at}.tenant_id: {e}")))
-            .ok();
-        let policy = tenant.as_ref().and_then(|t| {
-            let p = policies.get(t).cloned();
-            if p.is_none() {
-                push(
-                    &mut errors,
-                    format!("{at}.tenant_id: tenant {t} is not declared in \"tenants\""),
-                );
-            }
-            p
-        });
-        let device_id = DeviceId::parse(&d.device_id)
-            .map_err(|e| push(&mut errors, format!("{at}.device_id: {e}")))
-            .ok();
-        let owner = UserId::parse(&d.owner)
-            .map_err(|e| push(&mut errors, format!("{at}.owner: {e}")))
-            .ok();
-        if !text_ok(&d.display_name, 256) {
-            push(
-                &mut errors,
-                format!(
-                    "{at}.display_name: must be 1 to 256 characters without control characters"
-                ),
-            );
-        }
-        if !text_ok(&d.os, 128) {
-            push(
-                &mut errors,
-                format!("{at}.os: must be 1 to 128 characters without control characters"),
-            );
-        }
-        let managed_by = ManagedBy::parse(&d.managed_by);
-        if managed_by.is_none() {
-            push(
-                &mut errors,
-                format!(
-                    "{at}.managed_by: must be \"organization\" or \"user\", got {:?}",
-                    d.managed_by
-                ),
-            );
-        }
-        if managed_by == Some(ManagedBy::User) && !d.recovery_keys.is_empty() {
-            push(
-                &mut errors,
-                format!(
-                    "{at}.recovery_keys: a personally encrypted device (managed_by \"user\") has no escrowed keys"
-                ),
-            );
-        }
-        if let (Some(t), Some(id)) = (&tenant, &device_id)
-            && !seen_devices.insert((t.clone(), id.clone()))
-        {
-            push(
-                &mut errors,
-                format!("{at}.device_id: duplicate device {id} in tenant {t}"),
-            );
-        }
-        let mut passwords = Vec::new();
-        for (j, k) in d.recovery_keys.iter().enumerate() {
-            let kat = format!("{at}.recovery_keys[{j}]");
-            let key_id = KeyId::parse(&k.key_id)
-                .map_err(|e| push(&mut errors, format!("{kat}.key_id: {e}")))
-                .ok();
-            if let (Some(t), Some(kid)) = (&tenant, key_id)
-                && let Some(other) = seen_keys.insert((t.clone(), kid), d.device_id.clone())
-            {
-                push(
-                    &mut errors,
-                    format!(
-                        "{kat}.key_id: key {kid} is already used by device {other:?} in tenant {t}"
-                    ),
-                );
-            }
-            let volume_type = VolumeType::parse(&k.volume_type);
-            if volume_type.is_none() {
-                push(
-                    &mut errors,
-                    format!(
-                        "{kat}.volume_type: must be operating_system, fixed_data or removable_data, got {:?}",
-                        k.volume_type
-                    ),
-                );
-            }
-            // Never echo the password itself.
-            let password = RecoveryPassword::parse(&k.recovery_password)
-                .map_err(|e| push(&mut errors, format!("{kat}.recovery_password: {e}")))
-                .ok();
-            let created_at = OffsetDateTime::parse(&k.created_at, &Rfc3339)
-                .map_err(|_| push(&mut errors, format!("{kat}.created_at: must be an RFC 3339 timestamp such as 2024-05-15T09:30:00Z, got {:?}", k.created_at)))
-                .ok();
-            if let (Some(key_id), Some(volume_type), Some(password), Some(created_at)) =
-                (key_id, volume_type, password, created_at)
-            {
-                passwords.push((KeyMeta::new(key_id, volume_type, created_at), password));
-            }
-        }
-        if errors.len() != before {
-            continue;
-        }
-        if let (Some(tenant), Some(policy), Some(device_id), Some(owner), Some(managed_by)) =
-            (tenant, policy, device_id, owner, managed_by)
-        {
-            let keys = passwords.iter().map(|(m, _)| m.clone()).collect();
-            devices.push(SeedDevice {
-                device: Device {
-                    tenant,
-                    device_id,
-                    owner,
-                    display_name: d.display_name,
-                    os: d.os,
-                    managed_by,
-                    keys,
-                    owner_since: None,
-                    retired: None,
-                },
-                policy,
-                passwords,
-            });
+        let before = problems.len();
+        let device = device(&at, d, policies, &mut seen, problems);
+        if problems.len() == before {
+            devices.extend(device);
         }
     }
-    if errors.is_empty() {
-        Ok(Seed { tenants, devices })
-    } else {
-        Err(SeedError(errors))
+    devices
+}
+
+/// One device record: the device if every field is valid (its problems
+/// pushed otherwise).
+fn device(
+    at: &str,
+    d: RawDevice,
+    policies: &HashMap<TenantId, TenantPolicy>,
+    seen: &mut Seen,
+    problems: &mut Problems,
+) -> Option<SeedDevice> {
+    let tenant = TenantId::parse(&d.tenant_id)
+        .map_err(|e| problems.push(format!("{at}.tenant_id: {e}")))
+        .ok();
+    let policy = tenant.as_ref().and_then(|t| {
+        let p = policies.get(t).cloned();
+        if p.is_none() {
+            problems.push(format!(
+                "{at}.tenant_id: tenant {t} is not declared in \"tenants\""
+            ));
+        }
+        p
+    });
+    let device_id = DeviceId::parse(&d.device_id)
+        .map_err(|e| problems.push(format!("{at}.device_id: {e}")))
+        .ok();
+    let owner = UserId::parse(&d.owner)
+        .map_err(|e| problems.push(format!("{at}.owner: {e}")))
+        .ok();
+    let managed_by = description(at, &d, problems);
+    if let (Some(t), Some(id)) = (&tenant, &device_id)
+        && !seen.devices.insert((t.clone(), id.clone()))
+    {
+        problems.push(format!(
+            "{at}.device_id: duplicate device {id} in tenant {t}"
+        ));
     }
+    let passwords = keys(at, &d, tenant.as_ref(), seen, problems);
+    let (tenant, policy, device_id, owner, managed_by) =
+        (tenant?, policy?, device_id?, owner?, managed_by?);
+    let keys = passwords.iter().map(|(m, _)| m.clone()).collect();
+    Some(SeedDevice {
+        device: Device {
+            tenant,
+            device_id,
+            owner,
+            display_name: d.display_name,
+            os: d.os,
+            managed_by,
+            keys,
+            owner_since: None,
+            retired: None,
+        },
+        policy,
+        passwords,
+    })
+}
+
+/// Checks how the device is described (name, OS, management); returns
+/// how it is managed.
+fn description(at: &str, d: &RawDevice, problems: &mut Problems) -> Option<ManagedBy> {
+    if !text_ok(&d.display_name, 256) {
+        problems.push(format!(
+            "{at}.display_name: must be 1 to 256 characters without control characters"
+        ));
+    }
+    if !text_ok(&d.os, 128) {
+        problems.push(format!(
+            "{at}.os: must be 1 to 128 characters without control characters"
+        ));
+    }
+    let managed_by = ManagedBy::parse(&d.managed_by);
+    if managed_by.is_none() {
+        problems.push(format!(
+            "{at}.managed_by: must be \"organization\" or \"user\", got {:?}",
+            d.managed_by
+        ));
+    }
+    if managed_by == Some(ManagedBy::User) && !d.recovery_keys.is_empty() {
+        problems.push(format!(
+            "{at}.recovery_keys: a personally encrypted device (managed_by \"user\") has no escrowed keys"
+        ));
+    }
+    managed_by
+}
+
+/// The device's valid keys with their passwords (problems pushed for the
+/// others).
+fn keys(
+    at: &str,
+    d: &RawDevice,
+    tenant: Option<&TenantId>,
+    seen: &mut Seen,
+    problems: &mut Problems,
+) -> Vec<(KeyMeta, RecoveryPassword)> {
+    let mut passwords = Vec::new();
+    for (j, k) in d.recovery_keys.iter().enumerate() {
+        let kat = format!("{at}.recovery_keys[{j}]");
+        let key_id = KeyId::parse(&k.key_id)
+            .map_err(|e| problems.push(format!("{kat}.key_id: {e}")))
+            .ok();
+        if let (Some(t), Some(kid)) = (tenant, key_id)
+            && let Some(other) = seen.keys.insert((t.clone(), kid), d.device_id.clone())
+        {
+            problems.push(format!(
+                "{kat}.key_id: key {kid} is already used by device {other:?} in tenant {t}"
+            ));
+        }
+        let volume_type = VolumeType::parse(&k.volume_type);
+        if volume_type.is_none() {
+            problems.push(format!(
+                "{kat}.volume_type: must be operating_system, fixed_data or removable_data, got {:?}",
+                k.volume_type
+            ));
+        }
+        // Never echo the password itself.
+        let password = RecoveryPassword::parse(&k.recovery_password)
+            .map_err(|e| problems.push(format!("{kat}.recovery_password: {e}")))
+            .ok();
+        let created_at = OffsetDateTime::parse(&k.created_at, &Rfc3339)
+            .map_err(|_| problems.push(format!("{kat}.created_at: must be an RFC 3339 timestamp such as 2024-05-15T09:30:00Z, got {:?}", k.created_at)))
+            .ok();
+        if let (Some(key_id), Some(volume_type), Some(password), Some(created_at)) =
+            (key_id, volume_type, password, created_at)
+        {
+            passwords.push((KeyMeta::new(key_id, volume_type, created_at), password));
+        }
+    }
+    passwords
 }
 
 #[cfg(test)]
@@ -397,6 +442,53 @@ mod tests {
             e.0[0].contains("tenants[0]") && e.0[0].contains("colour"),
             "{}",
             e.0[0]
+        );
+    }
+
+    #[test]
+    fn each_tenant_problem_is_named_with_its_record_and_field() {
+        let cases: &[(&str, &[&str])] = &[
+            (r#"{"tenant_id":"t1","self_service":true}"#, &[]),
+            (
+                r#"{"tenant_id":"t 1","self_service":true}"#,
+                &[r#"tenants[3].tenant_id: "t 1" must be 1 to 128 characters"#],
+            ),
+            (
+                r#"{"tenant_id":"t1","self_service":true,"retired_device_retention_days":0}"#,
+                &["tenants[3] (tenant t1).retired_device_retention_days: must be"],
+            ),
+            (
+                r#"{"tenant_id":"t1","self_service":true,"superseded_key_retention_days":3651,
+                    "self_service_rate_limit":0,"helpdesk_rate_limit":100001}"#,
+                &[
+                    "tenants[3] (tenant t1).superseded_key_retention_days: must be",
+                    "tenants[3] (tenant t1).self_service_rate_limit: must be",
+                    "tenants[3] (tenant t1).helpdesk_rate_limit: must be",
+                ],
+            ),
+        ];
+        for (json, want) in cases {
+            let raw: RawTenant = serde_json::from_str(json).unwrap();
+            let mut problems = Problems::default();
+            let parsed = tenant("tenants[3]", raw, &mut problems);
+            assert_eq!(problems.0.len(), want.len(), "{json}: {:?}", problems.0);
+            for (got, want) in problems.0.iter().zip(want.iter()) {
+                assert!(got.starts_with(want), "{json}: {got}");
+            }
+            assert_eq!(parsed.is_none(), json.contains("t 1"), "{json}");
+        }
+    }
+
+    #[test]
+    fn problems_stop_at_the_cap() {
+        let mut problems = Problems::default();
+        for i in 0..MAX_ERRORS + 5 {
+            problems.push(format!("problem {i}"));
+        }
+        assert_eq!(problems.len(), MAX_ERRORS);
+        assert_eq!(
+            problems.0.last().unwrap(),
+            &format!("problem {}", MAX_ERRORS - 1)
         );
     }
 }
