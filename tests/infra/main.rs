@@ -4,3 +4,5 @@
 mod binaries;
 mod provider_schema;
 mod terraform;
+#[path = "../support/tfeval.rs"]
+mod tfeval;

@@ -33,15 +33,15 @@ const UNUSED_GRANTS: &[(&str, &str)] = &[
     // The Lambda service writes the functions' logs with their roles; no
     // SDK call of ours does.
     (
-        "list_devices/WriteOwnLogs",
+        r#"function["list-devices"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     (
-        "get_recovery_key/WriteOwnLogs",
+        r#"function["get-recovery-key"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     (
-        "manage_keys/WriteOwnLogs",
+        r#"function["manage-keys"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     // Key administration by the account (rotation, policy, deletion): no
@@ -808,9 +808,13 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
         "actions   = [\"dynamodb:Query\"]",
     ),
     // Retirement and restoration set and clear TTLs: UpdateItem.
-    ("manage.tf", "      \"dynamodb:UpdateItem\",\n", ""),
     (
-        "manage.tf",
+        "iam.tf",
+        "      \"dynamodb:Query\",\n      \"dynamodb:UpdateItem\",\n    ]\n    resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  statement {\n    sid       = \"QueryRotationRequests\"",
+        "      \"dynamodb:Query\",\n    ]\n    resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  statement {\n    sid       = \"QueryRotationRequests\"",
+    ),
+    (
+        "iam.tf",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_rotation\"]",
         "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
     ),
@@ -823,7 +827,7 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
     // The key policy no longer names the key function for Decrypt.
     (
         "kms.tf",
-        "identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
+        "identifiers = concat([aws_iam_role.function[\"get-recovery-key\"].arn], var.keys_verify_principal_arns)",
         "identifiers = var.keys_verify_principal_arns",
     ),
     // Encrypt no longer delegated to IAM: escrow and import cannot seal.
@@ -835,8 +839,8 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
     // The listing route sent to the key function, whose role cannot list.
     (
         "api.tf",
-        "route_key          = \"GET /v1/devices\"\n  target             = \"integrations/${aws_apigatewayv2_integration.list_devices.id}\"",
-        "route_key          = \"GET /v1/devices\"\n  target             = \"integrations/${aws_apigatewayv2_integration.get_recovery_key.id}\"",
+        "\"GET /v1/devices\"                                    = \"list-devices\"",
+        "\"GET /v1/devices\"                                    = \"get-recovery-key\"",
     ),
 ];
 
