@@ -212,7 +212,7 @@ variable "manage_keys_zip" {
 }
 
 variable "enable_xray" {
-  description = "Enable active X-Ray tracing of both functions (adds the AWSXRayDaemonWriteAccess policy to their roles). Off by default: tracing costs money per trace and is mostly useful while investigating latency."
+  description = "Enable active X-Ray tracing of the functions (adds the AWSXRayDaemonWriteAccess policy to their roles). Off by default: tracing costs money per trace and is mostly useful while investigating latency."
   type        = bool
   default     = false
 }

@@ -3,6 +3,7 @@
 
 mod binaries;
 mod provider_schema;
+mod readme;
 mod terraform;
 #[path = "../support/tfeval.rs"]
 mod tfeval;
