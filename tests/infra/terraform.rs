@@ -1,7 +1,11 @@
 //! Static checks of the Terraform in `infra/`.
 //!
-//! The Terraform is parsed with `hcl-rs` (no provider, no AWS account) and
-//! compared with what the code relies on:
+//! The Terraform is parsed with `hcl-rs` (no provider, no AWS account),
+//! its `locals` and `for_each` are evaluated (`tests/support/tfeval.rs`, on
+//! hcl-rs's expression evaluator) into the instances `terraform plan` would
+//! create (`aws_lambda_function.function["list-devices"]`, one route per
+//! entry of `local.routes`), and those are compared with what the code
+//! relies on:
 //!
 //! - every API route is proxied (payload 2.0) to the right function and sits
 //!   behind the JWT authorizer;
@@ -28,12 +32,15 @@
 //!   only declared ones, and the READMEs name only outputs and variables that
 //!   exist.
 //!
-//! The test deliberately does not use the library crate: the schema module is
-//! included by path, so it only needs `schema.rs` itself to compile.
+//! The schema module is included by path; the expected routes come from the
+//! route table (`recovery_portal::api::ROUTES`, in `expected_routes`).
 //!
 //! Each check returns its violations instead of panicking, which lets
-//! `every_check_can_fail` apply small breaking edits to the real HCL and
-//! assert that the matching check notices each of them.
+//! `every_check_can_fail` apply small structural edits to the parsed HCL
+//! (`terraform/mutations.rs`: remove a statement's action, set an
+//! attribute, drop an entry of `local.routes`, ...) and assert that the
+//! matching check notices each of them; `check_moved` keeps every address
+//! of an existing deployment moved, not replaced.
 
 #[allow(dead_code)]
 #[path = "../../src/adapters/aws/schema.rs"]
@@ -788,37 +795,21 @@ fn check_routes(cfg: &Config) -> Vec<String> {
 }
 
 /// The source ARNs, after the API's execution ARN, of the permissions that
-/// let API Gateway invoke `function`; a `for_each` over a map of suffixes
-/// (`.../*/${each.value}`) gives one per value.
+/// let API Gateway invoke `function` (one per instance of a for_each).
 fn permission_sources(cfg: &Config, function: &str, execution_arn: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, p) in cfg.resources("aws_lambda_permission") {
-        let invokes = attr_str(p, "function_name").is_some_and(|n| {
-            reference_name(&n, "aws_lambda_function", &["function_name", "arn"]) == Some(function)
-        }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
-            && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com");
-        let Some(rest) =
+    cfg.resources("aws_lambda_permission")
+        .into_iter()
+        .filter(|(_, p)| {
+            attr_str(p, "function_name").is_some_and(|n| {
+                reference_name(&n, "aws_lambda_function", &["function_name", "arn"])
+                    == Some(function)
+            }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
+                && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com")
+        })
+        .filter_map(|(_, p)| {
             attr_str(p, "source_arn").and_then(|s| s.strip_prefix(execution_arn).map(String::from))
-        else {
-            continue;
-        };
-        if !invokes {
-            continue;
-        }
-        if rest.contains("each.value") {
-            let values = attr(p, "for_each")
-                .map(|e| object_entries(resolve(cfg, e)))
-                .unwrap_or_default();
-            out.extend(
-                values
-                    .into_iter()
-                    .map(|(_, v)| rest.replace("each.value", &v)),
-            );
-        } else {
-            out.push(rest);
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The functions run the cargo-lambda build of their own binary.

@@ -66,10 +66,10 @@ fn refs_to(text: &str, kind: &str) -> BTreeSet<String> {
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .collect();
-        if let Some(key) = tail[name.len()..].strip_prefix("[\"") {
-            if let Some(end) = key.find("\"]") {
-                name = format!("{name}[\"{}\"]", &key[..end]);
-            }
+        if let Some(key) = tail[name.len()..].strip_prefix("[\"")
+            && let Some(end) = key.find("\"]")
+        {
+            name = format!("{name}[\"{}\"]", &key[..end]);
         }
         if before_ok && !name.is_empty() {
             out.insert(name);

@@ -75,16 +75,13 @@ pub fn apply(blocks: &mut Vec<Block>, edit: Edit) {
             let (parent, last) = path.rsplit_once('/').expect("a nested block path");
             let body = body_at(blocks, parent, "");
             let index = find_block(body, last).unwrap_or_else(|| panic!("{path}: no such block"));
-            body.0.retain({
-                let mut i = 0;
-                move |s| {
-                    let keep = !matches!(s, Structure::Block(_)) || {
-                        let here = i;
-                        i += 1;
-                        here != index
-                    };
-                    keep
-                }
+            let mut i = 0;
+            body.0.retain(|s| {
+                let Structure::Block(_) = s else {
+                    return true;
+                };
+                i += 1;
+                i - 1 != index
             });
         }
         Edit::Add(path, text) => {
