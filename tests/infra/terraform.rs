@@ -46,6 +46,7 @@
 #[path = "../../src/adapters/aws/schema.rs"]
 mod schema;
 
+#[path = "../support/tfedit.rs"]
 mod edit;
 mod mutations;
 

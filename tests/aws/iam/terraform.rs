@@ -97,20 +97,26 @@ pub fn sources() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The top-level blocks of `(file name, text)` pairs.
+pub fn parse_blocks(sources: &[(String, String)]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for (name, src) in sources {
+        let body: Body = hcl::from_str(src).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
+        blocks.extend(body.blocks().cloned());
+    }
+    blocks
+}
+
 impl Infra {
     pub fn load(prefix: &str) -> Infra {
-        Infra::from_sources(prefix, &sources())
+        Infra::from_blocks(prefix, &parse_blocks(&sources()))
     }
 
-    /// From `(file name, text)` pairs (the mutation tests edit the text).
-    pub fn from_sources(prefix: &str, sources: &[(String, String)]) -> Infra {
-        let mut blocks = Vec::new();
-        for (name, src) in sources {
-            let body: Body = hcl::from_str(src).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
-            blocks.extend(body.blocks().cloned());
-        }
+    /// From the configuration's blocks as written (the mutation test edits
+    /// them); every `for_each` is expanded here.
+    pub fn from_blocks(prefix: &str, blocks: &[Block]) -> Infra {
         Infra {
-            blocks: tfeval::expand(&blocks),
+            blocks: tfeval::expand(blocks),
             prefix: prefix.to_owned(),
         }
     }

@@ -15,7 +15,8 @@
 use hcl::{Attribute, Block, Body, Expression, ObjectKey, Structure};
 
 /// One edit. Expressions are HCL source (`"[\"*\"]"`, `var.x`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // Each test binary uses the edits it needs.
 pub enum Edit {
     /// Sets (or adds) an attribute.
     Set(&'static str, &'static str, &'static str),
@@ -150,6 +151,16 @@ pub fn apply(blocks: &mut Vec<Block>, edit: Edit) {
     }
 }
 
+/// An expression as the checks compare it: a string's value, a template
+/// without `${` `}`, anything else as HCL.
+fn norm(expr: &Expression) -> String {
+    match expr {
+        Expression::String(s) => s.clone(),
+        Expression::TemplateExpr(t) => t.to_string().replace("${", "").replace('}', ""),
+        other => other.to_string(),
+    }
+}
+
 /// HCL expression source as an expression.
 fn expr(text: &str) -> Expression {
     let body: Body = hcl::from_str(&format!("x = {text}\n"))
@@ -174,7 +185,7 @@ fn top_index(blocks: &[Block], top: &str, key: &str) -> usize {
                 Some((k, v)) => b
                     .body()
                     .attributes()
-                    .any(|a| a.key() == k && super::norm(a.expr()) == v),
+                    .any(|a| a.key() == k && norm(a.expr()) == v),
                 None => true,
             };
             b.identifier() == parts[0] && named && selected
@@ -219,7 +230,7 @@ fn find_block(body: &Body, segment: &str) -> Option<usize> {
             .find(|(_, b)| {
                 b.body()
                     .attributes()
-                    .any(|a| a.key() == key && super::norm(a.expr()) == value)
+                    .any(|a| a.key() == key && norm(a.expr()) == value)
             })
             .map(|(i, _)| i);
     }
