@@ -38,7 +38,7 @@ resource "aws_iam_role_policy" "function" {
 }
 
 resource "aws_iam_role_policy_attachment" "function_xray" {
-  for_each   = var.enable_xray ? local.functions : {}
+  for_each   = { for name, f in local.functions : name => f if var.enable_xray }
   role       = aws_iam_role.function[each.key].name
   policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
 }

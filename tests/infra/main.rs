@@ -2,6 +2,7 @@
 //! binaries are built from.
 
 mod binaries;
+mod evaluation;
 mod provider_schema;
 mod readme;
 mod terraform;

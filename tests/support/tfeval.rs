@@ -97,8 +97,9 @@ impl Locals {
     }
 
     /// `(key, each.value)` of every instance a `for_each` may create. Under
-    /// a condition that needs a variable (`var.enable_xray ? local.f : {}`)
-    /// it is the instances of both branches: all that may exist.
+    /// a condition that needs a variable (`var.enable_xray ? local.f : {}`,
+    /// `{ for k, f in local.f : k => f if var.enable_xray }`) it is every
+    /// instance that may exist.
     pub fn instances(&self, expr: &Expression) -> Result<Vec<(String, Expression)>, String> {
         if let Ok(value) = expr.evaluate(&self.ctx) {
             return match value {
@@ -128,6 +129,7 @@ impl Locals {
                 Ok(out)
             }
             Expression::Parenthesis(inner) => self.instances(inner),
+            Expression::ForExpr(f) => self.filtered(f),
             Expression::Traversal(t) => match local_name(t) {
                 Some(name) if t.operators.len() == 1 => {
                     self.instances(self.exprs.get(name).ok_or(format!("no local.{name}"))?)
@@ -136,6 +138,34 @@ impl Locals {
             },
             other => Err(format!("`{other}` cannot be evaluated here")),
         }
+    }
+
+    /// `{ for k, v in COLLECTION : k => v if COND }`: the instances of the
+    /// collection whose condition is not known to be false.
+    fn filtered(&self, f: &hcl::expr::ForExpr) -> Result<Vec<(String, Expression)>, String> {
+        let key_var = f.key_var.as_ref().ok_or("a for over a list")?;
+        let is_var = |e: &Expression, name: &hcl::Identifier| matches!(e, Expression::Variable(v) if v.as_str() == name.as_str());
+        let identity = f.key_expr.as_ref().is_some_and(|k| is_var(k, key_var))
+            && is_var(&f.value_expr, &f.value_var);
+        if !identity {
+            return Err("a for that changes keys or values".into());
+        }
+        let mut out = Vec::new();
+        for (key, value) in self.instances(&f.collection_expr)? {
+            let mut ctx = self.ctx.clone();
+            ctx.declare_var(key_var.clone(), key.clone());
+            if let Ok(v) = value.evaluate(&self.ctx) {
+                ctx.declare_var(f.value_var.clone(), v);
+            }
+            let excluded = f
+                .cond_expr
+                .as_ref()
+                .is_some_and(|c| matches!(c.evaluate(&ctx), Ok(Value::Bool(false))));
+            if !excluded {
+                out.push((key, value));
+            }
+        }
+        Ok(out)
     }
 
     /// One instance of `block`: `each` substituted, then evaluated as far as
