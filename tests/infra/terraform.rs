@@ -3368,6 +3368,29 @@ fn read(relative: &str) -> String {
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
+/// One layout: every variable is declared in variables.tf and every output
+/// in outputs.tf (a newcomer finds each input and output in one place).
+#[test]
+fn variables_and_outputs_each_live_in_one_file() {
+    for (name, text) in sources() {
+        let body: Body = hcl::from_str(&text).unwrap();
+        for b in body.blocks() {
+            let home = match b.identifier() {
+                "variable" => "variables.tf",
+                "output" => "outputs.tf",
+                _ => continue,
+            };
+            assert_eq!(
+                name,
+                home,
+                "{} {:?} belongs in infra/{home}",
+                b.identifier(),
+                label(b, 0)
+            );
+        }
+    }
+}
+
 /// `infra/terraform.tfvars.example` is a first deployment's tfvars: valid
 /// HCL setting every variable that has no default, and mentioning (set or
 /// commented out) every variable there is, and nothing else.
