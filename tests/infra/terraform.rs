@@ -874,6 +874,14 @@ fn check_functions(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    errors.extend(check_build_and_zips(cfg));
+    errors
+}
+
+/// The build manifest and each function's zip: where scripts/package.sh
+/// writes them, and local.function_zips / local.functions naming them.
+fn check_build_and_zips(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
     // local.build reads the manifest scripts/package.sh writes.
     let locals: Vec<&Body> = cfg
         .blocks

@@ -108,6 +108,16 @@ pub fn apply(blocks: &mut Vec<Block>, edit: Edit) {
             }
             assert!(count > 0, "{path}: no `{from}` in {key}");
         }
+        Edit::AddItem(..) | Edit::RemoveItem(..) => apply_list(blocks, edit),
+        Edit::SetEntry(..) | Edit::DropEntry(..) | Edit::RenameEntry(..) => {
+            apply_entry(blocks, edit)
+        }
+    }
+}
+
+/// The list edits: one element in or out.
+fn apply_list(blocks: &mut [Block], edit: Edit) {
+    match edit {
         Edit::AddItem(path, key, item) => match attr_mut(body_at(blocks, path, key), key) {
             Expression::Array(items) => items.push(expr(item)),
             other => panic!("{path}: {key} is `{other}`, not a list"),
@@ -120,6 +130,13 @@ pub fn apply(blocks: &mut Vec<Block>, edit: Edit) {
             }
             assert!(count > 0, "{path}: no list in {key} holds `{item}`");
         }
+        _ => unreachable!("not a list edit"),
+    }
+}
+
+/// The object-entry edits: set, drop or rename an entry.
+fn apply_entry(blocks: &mut [Block], edit: Edit) {
+    match edit {
         Edit::SetEntry(path, key, keys, value) => {
             let e = attr_mut(body_at(blocks, path, key), key);
             *entry(e, keys).unwrap_or_else(|| panic!("{path}: no entry {keys:?} in {key}")) =
@@ -148,6 +165,7 @@ pub fn apply(blocks: &mut Vec<Block>, edit: Edit) {
                 map.insert(k, v);
             }
         }
+        _ => unreachable!("not an entry edit"),
     }
 }
 
