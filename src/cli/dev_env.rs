@@ -32,6 +32,7 @@ impl DevEnv {
 }
 
 /// `value` as one single-quoted POSIX shell word.
+#[cfg(feature = "dev-idp")]
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }

@@ -45,6 +45,7 @@ impl Event {
 
 /// The API Gateway events `portal event` prints, one per route; each is
 /// `events/<name>.json` with a fresh token.
+#[cfg(feature = "dev-idp")]
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub(super) enum EventKind {
     /// `GET /v1/devices` (function list-devices).
@@ -57,6 +58,7 @@ pub(super) enum EventKind {
     AuditEvents,
 }
 
+#[cfg(feature = "dev-idp")]
 impl EventKind {
     fn template(self) -> &'static str {
         match self {
@@ -90,6 +92,7 @@ impl EventKind {
 }
 
 /// `events/<route>.json` carrying `token` (and `device`, for a key retrieval).
+#[cfg(feature = "dev-idp")]
 fn api_gateway_event(
     route: EventKind,
     token: &str,

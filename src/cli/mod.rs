@@ -2,18 +2,22 @@
 //! the command line's shape and what several commands share.
 
 mod audit;
+#[cfg(feature = "dev-idp")]
 mod dev_env;
+#[cfg(feature = "dev-idp")]
 mod event;
 mod import;
 mod keys;
 mod serve;
 mod sync;
 mod tables;
+#[cfg(feature = "dev-idp")]
 mod token;
 mod validate;
 
 use clap::{Parser, Subcommand};
 use recovery_portal::config::{Backend, Config};
+#[cfg(feature = "dev-idp")]
 use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevIdentityProvider};
 use recovery_portal::tools::seed;
 use std::process::ExitCode;
@@ -30,6 +34,7 @@ pub struct Cli {
 }
 
 /// The issuer of development tokens: `portal serve`'s default address.
+#[cfg(feature = "dev-idp")]
 const DEV_ISSUER: &str = "http://127.0.0.1:8080";
 
 #[derive(Subcommand)]
@@ -37,15 +42,18 @@ enum Command {
     /// Serve the API locally (embedded backends with demo data by default).
     Serve(serve::Serve),
     /// Print a token from the local development identity provider.
+    #[cfg(feature = "dev-idp")]
     Token(token::Token),
     /// Print an API Gateway HTTP API (payload 2.0) event for a Lambda
     /// function, carrying a fresh dev token: the data of
     /// `cargo lambda invoke <function> --data-file`. The function must trust
     /// the dev key: see `portal dev-env`.
+    #[cfg(feature = "dev-idp")]
     Event(event::Event),
     /// Print the environment under which a Lambda function run locally
     /// (`cargo lambda watch`) trusts the dev identity provider's tokens, as
     /// shell `export` lines: `eval "$(portal dev-env)"`.
+    #[cfg(feature = "dev-idp")]
     DevEnv(dev_env::DevEnv),
     /// Validate a seed file without loading it anywhere.
     Validate(validate::Validate),
@@ -83,8 +91,11 @@ impl Cli {
     pub async fn run(self) -> ExitCode {
         match self.command {
             Command::Serve(c) => c.run().await,
+            #[cfg(feature = "dev-idp")]
             Command::Token(c) => c.run(),
+            #[cfg(feature = "dev-idp")]
             Command::Event(c) => c.run(),
+            #[cfg(feature = "dev-idp")]
             Command::DevEnv(c) => c.run(),
             Command::Validate(c) => c.run(),
             Command::Import(c) => c.run().await,
@@ -135,6 +146,7 @@ fn progress(done: usize, total: usize) {
 
 /// The dev identity provider for `issuer`, with its key in
 /// `PORTAL_DEV_KEY_FILE` (created on first use), so every command agrees.
+#[cfg(feature = "dev-idp")]
 fn dev_idp(issuer: &str) -> Result<DevIdentityProvider, String> {
     DevIdentityProvider::load_or_create(
         &DevIdentityProvider::default_key_path(),

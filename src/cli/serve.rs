@@ -6,7 +6,8 @@ use recovery_portal::adapters::sqlite::DataDir;
 use recovery_portal::app;
 use recovery_portal::config::{Backend, Config};
 use recovery_portal::frontends::{server, web};
-use recovery_portal::tools::devidp::{DEV_AUDIENCE, DEV_CLIENT_ID, DevIdentityProvider};
+#[cfg(feature = "dev-idp")]
+use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevIdentityProvider};
 use recovery_portal::tools::seed;
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -36,7 +37,7 @@ pub(super) struct Serve {
     #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = web::parse_origin)]
     cors_origins: Vec<String>,
     /// The portal page's OIDC client id at the issuer.
-    #[arg(long, env = "PORTAL_WEB_CLIENT_ID", default_value = DEV_CLIENT_ID)]
+    #[arg(long, env = "PORTAL_WEB_CLIENT_ID", default_value = web::DEFAULT_CLIENT_ID)]
     web_client_id: String,
     /// Scopes the portal page requests when it signs in.
     #[arg(long, env = "PORTAL_WEB_SCOPES", default_value = web::DEFAULT_SCOPES)]
@@ -174,20 +175,35 @@ fn refuse_address(addr: SocketAddr, config: &Config, in_memory: bool) -> Option<
 
 /// The configured issuer's verifier, or (no `PORTAL_ISSUER`) the dev
 /// identity provider at `local` with its own.
-#[allow(clippy::type_complexity)]
-fn token_verifier(
-    config: &Config,
-    local: SocketAddr,
-) -> Result<
-    (
-        Arc<dyn recovery_portal::ports::TokenVerifier>,
-        Option<Arc<DevIdentityProvider>>,
-    ),
-    String,
-> {
+fn token_verifier(config: &Config, local: SocketAddr) -> Result<Verifier, String> {
     if let Some(auth) = &config.auth {
         return Ok((app::jwt_verifier(auth), None));
     }
+    dev_verifier(local)
+}
+
+/// A token verifier, and the dev identity provider behind it if any.
+type Verifier = (
+    Arc<dyn recovery_portal::ports::TokenVerifier>,
+    Option<server::DevIdp>,
+);
+
+/// Why the operator build (without the `dev-idp` feature) will not serve
+/// without an issuer: it has no identity provider of its own to fall back on.
+#[cfg(not(feature = "dev-idp"))]
+const NO_DEV_IDP: &str = "PORTAL_ISSUER is not set, and this portal is the operator build \
+(without the dev-idp feature): it has no development identity provider. Set PORTAL_ISSUER and \
+PORTAL_AUDIENCE to your organisation's identity provider (docs/identity-providers.md), or run a \
+development build (`cargo run --release -- serve`, default features) on your own machine";
+
+#[cfg(not(feature = "dev-idp"))]
+fn dev_verifier(_local: SocketAddr) -> Result<Verifier, String> {
+    Err(NO_DEV_IDP.into())
+}
+
+/// The dev identity provider at `local`, and a verifier of its tokens.
+#[cfg(feature = "dev-idp")]
+fn dev_verifier(local: SocketAddr) -> Result<Verifier, String> {
     let idp = Arc::new(DevIdentityProvider::load_or_create(
         &DevIdentityProvider::default_key_path(),
         &format!("http://{local}"),
@@ -244,11 +260,14 @@ async fn serve(
         Err(e) => return fail(e),
     };
     portal.max_auth_age = config.web_max_age;
+    #[cfg(feature = "dev-idp")]
     announce(idp.as_deref());
+    #[cfg(feature = "dev-idp")]
+    let dev_issuer = idp.as_ref().map(|i| i.issuer.clone());
+    #[cfg(not(feature = "dev-idp"))]
+    let dev_issuer: Option<String> = None;
     // Exactly one of the two exists: a configured issuer, or the dev provider.
-    let issuer = idp
-        .as_ref()
-        .map(|i| i.issuer.clone())
+    let issuer = dev_issuer
         .or_else(|| config.auth.as_ref().map(|a| a.issuer.clone()))
         .unwrap_or_default();
     eprintln!("Portal page: http://{local}/");
@@ -281,6 +300,7 @@ async fn serve(
 
 /// What `portal serve` says at start in development mode: how to get a
 /// token and call the API.
+#[cfg(feature = "dev-idp")]
 fn announce(idp: Option<&DevIdentityProvider>) {
     let Some(idp) = idp else {
         return;

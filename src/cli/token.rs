@@ -40,6 +40,7 @@ impl Token {
 }
 
 /// A dev token valid from now for `ttl` seconds (clamped to 1 minute–1 day).
+#[cfg(feature = "dev-idp")]
 pub(super) fn dev_token(
     issuer: &str,
     tenant: &str,
