@@ -191,6 +191,29 @@ impl Attempt<'_> {
         batch.store_denied(None, BATCH_ITEMS_DENIED).await;
     }
 
+    /// A failed store read: logged, and denied as `store_unavailable`.
+    pub(crate) async fn store_failed(&self, e: crate::domain::error::Unavailable) -> ApiError {
+        tracing::error!(error = %e, request_id = %self.meta.request_id, "store read failed");
+        self.deny(None, "store_unavailable", e.into()).await
+    }
+
+    /// A failed granted-event write. Fail closed: no durable audit, no key.
+    /// The trail is what failed, so this attempt's trace is the log line: a
+    /// second write would most likely fail too, after as long a wait.
+    fn audit_failed(&self, e: crate::domain::error::Unavailable) -> ApiError {
+        self.portal.count(Metric::AuditWriteFailures, 1);
+        self.portal.count(Metric::Unavailable(Cause::Audit), 1);
+        tracing::error!(
+            error = %e,
+            request_id = %self.meta.request_id,
+            tenant = %self.caller.tenant,
+            actor = %self.caller.user,
+            device = self.device_id.map(|d| d.as_str()),
+            "audit write failed; key withheld"
+        );
+        ApiError::Unavailable(e)
+    }
+
     /// Digest of what the audit event records about the request besides
     /// device and key: a replay must match it exactly.
     fn digest(&self) -> String {
@@ -218,6 +241,7 @@ impl Attempt<'_> {
 }
 
 /// What a request id means for this attempt (see the module docs).
+#[derive(Debug, PartialEq, Eq)]
 enum Replay {
     /// An identical request was granted within the replay window.
     Serve,
@@ -226,20 +250,16 @@ enum Replay {
     New,
 }
 
-fn replay(
-    window: &RateWindow,
-    request_id: &str,
-    device: &DeviceId,
-    key: KeyId,
-    digest: &str,
-    now: OffsetDateTime,
-) -> Replay {
+fn replay(window: &RateWindow, ask: &GrantAsk, now: OffsetDateTime) -> Replay {
+    if !ask.client_request_id {
+        return Replay::New;
+    }
     let mut seen = false;
     let mut same_target = false;
-    for g in window.replayable(request_id, now) {
+    for g in window.replayable(ask.request_id, now) {
         seen = true;
-        if &g.device_id == device && g.key_id == key {
-            if g.digest == digest {
+        if &g.device_id == ask.device_id && g.key_id == ask.key_id {
+            if g.digest == ask.digest {
                 return Replay::Serve;
             }
             same_target = true;
@@ -248,6 +268,93 @@ fn replay(
     match (seen, same_target) {
         (true, false) => Replay::Reused,
         _ => Replay::New,
+    }
+}
+
+/// A refusal: the answer and the reason its denied event records.
+pub(crate) type Refusal = (ApiError, &'static str);
+
+/// The key a retrieval would disclose, as read.
+pub(crate) struct Selected<'a> {
+    pub device: &'a SealedDevice,
+    pub access: Access,
+    pub key: KeyMeta,
+    /// `None`: a superseded key, whose ciphertext is stored apart.
+    pub sealed: Option<&'a SealedKey>,
+}
+
+/// Pure: the checks of a retrieval once its device is read, in the order of
+/// the module docs (the device in the caller's tenant, ownership and tenant
+/// policy, a retired device's rules, a required reason, the key).
+pub(crate) fn plan_retrieval<'a>(
+    caller: &Caller,
+    device: Option<&'a SealedDevice>,
+    req: &RetrievalRequest,
+    now: OffsetDateTime,
+) -> Result<Selected<'a>, Refusal> {
+    let device = device.ok_or((ApiError::DeviceNotFound, "not_found"))?;
+    let access = policy::device_access(caller, &device.device, &device.policy)?;
+    retired_rules(device, req, now).map_err(|e| (e, "retired_device"))?;
+    if policy::reason_required(&device.policy, access) && req.justification.is_none() {
+        let e = ApiError::BadRequest(
+            "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
+                .into(),
+        );
+        return Err((e, "reason_required"));
+    }
+    let (key, sealed) = select_key(device, req.key.as_ref(), access, now)?;
+    Ok(Selected {
+        device,
+        access,
+        key,
+        sealed,
+    })
+}
+
+/// What a grant would be: who asks for which key, under which request id.
+pub(crate) struct GrantAsk<'a> {
+    pub request_id: &'a str,
+    /// Only a client's own request id binds (see `RequestMeta`).
+    pub client_request_id: bool,
+    pub device_id: &'a DeviceId,
+    pub key_id: KeyId,
+    /// `Attempt::digest` of the request.
+    pub digest: &'a str,
+}
+
+/// The decision on a selected key, before anything is written.
+#[derive(Debug)]
+pub(crate) enum GrantPlan {
+    /// An identical request was granted within the replay window: serve it
+    /// again, with no new event and no slot.
+    Replay,
+    Refuse(Refusal),
+    /// Take this slot and write the granted event.
+    Admit(ratelimit::RateUpdate),
+}
+
+/// Pure: a replay, a refusal (reused request id, rate limit) or a slot.
+pub(crate) fn plan_grant(
+    window: &RateWindow,
+    ask: &GrantAsk,
+    limit: u32,
+    now: OffsetDateTime,
+) -> GrantPlan {
+    match replay(window, ask, now) {
+        Replay::Serve => return GrantPlan::Replay,
+        Replay::Reused => {
+            let e = ApiError::BadRequest(
+                "this X-Request-Id was already used for another request; send a new one".into(),
+            );
+            return GrantPlan::Refuse((e, "request_id_reused"));
+        }
+        Replay::New => {}
+    }
+    match ratelimit::admit(window, now, limit) {
+        Ok(u) => GrantPlan::Admit(u),
+        Err(retry_after_secs) => {
+            GrantPlan::Refuse((ApiError::RateLimited { retry_after_secs }, "rate_limited"))
+        }
     }
 }
 
@@ -265,13 +372,7 @@ pub async fn retrieve(
         device_id: Some(device_id),
         justification: req.justification.as_deref(),
     };
-    if let Err(e) = policy::may_retrieve_keys(caller) {
-        return Err(attempt.deny(None, "insufficient_scope", e).await);
-    }
-    let now = portal.clock.now().unix_timestamp();
-    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
-        return Err(attempt.deny(None, "sign_in_too_old", e).await);
-    }
+    admitted(&attempt, policy::may_retrieve_keys(caller)).await?;
     for _ in 0..COMMIT_ATTEMPTS {
         let (device, window) = match portal
             .store
@@ -279,128 +380,113 @@ pub async fn retrieve(
             .await
         {
             Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-            }
+            Err(e) => return Err(attempt.store_failed(e).await),
         };
-        let Some(device) = device else {
-            return Err(attempt
-                .deny(None, "not_found", ApiError::DeviceNotFound)
-                .await);
-        };
-        let access = match policy::device_access(caller, &device.device, &device.policy) {
-            Ok(a) => a,
+        let s = match plan_retrieval(caller, device.as_ref(), &req, portal.clock.now()) {
+            Ok(s) => s,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
-        if let Err(e) = retired_rules(&device, &req, portal.clock.now()) {
-            return Err(attempt.deny(None, "retired_device", e).await);
-        }
-        if policy::reason_required(&device.policy, access) && req.justification.is_none() {
-            let e = ApiError::BadRequest(
-                "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
-                    .into(),
-            );
-            return Err(attempt.deny(None, "reason_required", e).await);
-        }
-        let (meta_key, sealed) =
-            match select_key(&device, req.key.as_ref(), access, portal.clock.now()) {
-                Ok(v) => v,
-                Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
-            };
-        let sealed = match ciphertext(portal, &caller.tenant, &meta_key, sealed, device_id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                let e = ApiError::NoKeyHeld {
-                    helpdesk: device.policy.helpdesk.clone(),
-                };
-                return Err(attempt.deny(None, "key_id_not_found", e).await);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-            }
-        };
+        let sealed = held_ciphertext(&attempt, &s).await?;
         let now = portal.clock.now();
         let digest = attempt.digest();
-        let replayed = if meta.client_request_id {
-            replay(
-                &window,
-                &meta.request_id,
-                device_id,
-                meta_key.key_id,
-                &digest,
-                now,
-            )
-        } else {
-            Replay::New
+        let ask = GrantAsk {
+            request_id: &meta.request_id,
+            client_request_id: meta.client_request_id,
+            device_id,
+            key_id: s.key.key_id,
+            digest: &digest,
         };
-        match replayed {
-            Replay::Serve => {
+        let limit = portal.rate_limit(s.access, &s.device.policy, now);
+        let update = match plan_grant(&window, &ask, limit, now) {
+            GrantPlan::Replay => {
                 // Its granted event is durable (written with the grant this
                 // window holds): the same key again, nothing new to record.
                 tracing::info!(request_id = %meta.request_id, "identical retry of a granted request: served from its audit event");
-                return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
+                return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
             }
-            Replay::Reused => {
-                let e = ApiError::BadRequest(
-                    "this X-Request-Id was already used for another request; send a new one".into(),
-                );
-                return Err(attempt
-                    .deny(Some(meta_key.key_id), "request_id_reused", e)
-                    .await);
+            GrantPlan::Refuse((e, reason)) => {
+                return Err(attempt.deny(Some(s.key.key_id), reason, e).await);
             }
-            Replay::New => {}
-        }
-        let limit = portal.rate_limit(access, &device.policy, now);
-        let mut update = match ratelimit::admit(&window, now, limit) {
-            Ok(u) => u,
-            Err(retry_after_secs) => {
-                let e = ApiError::RateLimited { retry_after_secs };
-                return Err(attempt.deny(Some(meta_key.key_id), "rate_limited", e).await);
-            }
+            GrantPlan::Admit(u) => u,
         };
-        let event = attempt.event(Some(meta_key.key_id), Outcome::Granted, access.as_str());
-        if meta.client_request_id {
-            update.record(Grant {
-                request_id: meta.request_id.clone(),
-                at: event.time.unix_timestamp(),
-                device_id: device_id.clone(),
-                key_id: meta_key.key_id,
-                digest,
-            });
+        if commit(&attempt, &ask, s.access, update, now).await? {
+            return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
         }
-        match portal.store.commit_disclosure(&event, &update).await {
-            Ok(Commit::Written) => {
-                if access == Access::Helpdesk {
-                    portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
-                }
-            }
-            Ok(Commit::RateConflict) => continue,
-            Err(e) => {
-                // Fail closed: no durable audit, no key. The trail is what
-                // failed, so this attempt's trace is the log line: a second
-                // write would most likely fail too, after as long a wait.
-                portal.count(Metric::AuditWriteFailures, 1);
-                portal.count(Metric::Unavailable(Cause::Audit), 1);
-                tracing::error!(
-                    error = %e,
-                    request_id = %meta.request_id,
-                    tenant = %caller.tenant,
-                    actor = %caller.user,
-                    device = %device_id,
-                    "audit write failed; key withheld"
-                );
-                return Err(ApiError::Unavailable(e));
-            }
-        }
-        return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
     }
     let e = crate::domain::error::Unavailable::new(
         "rate limit",
         "too many concurrent retrievals by this caller",
     );
     Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
+}
+
+/// Writes the granted event with its rate-limit slot (and, under a client's
+/// request id, the grant a retry replays). False: a concurrent disclosure
+/// by the same caller changed the window; nothing was written.
+async fn commit(
+    attempt: &Attempt<'_>,
+    ask: &GrantAsk<'_>,
+    access: Access,
+    mut update: ratelimit::RateUpdate,
+    now: OffsetDateTime,
+) -> Result<bool, ApiError> {
+    let event = attempt.event(Some(ask.key_id), Outcome::Granted, access.as_str());
+    if ask.client_request_id {
+        update.record(Grant {
+            request_id: ask.request_id.to_owned(),
+            at: event.time.unix_timestamp(),
+            device_id: ask.device_id.clone(),
+            key_id: ask.key_id,
+            digest: ask.digest.to_owned(),
+        });
+    }
+    let portal = attempt.portal;
+    match portal.store.commit_disclosure(&event, &update).await {
+        Ok(Commit::Written) => {
+            if access == Access::Helpdesk {
+                portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
+            }
+            Ok(true)
+        }
+        Ok(Commit::RateConflict) => Ok(false),
+        Err(e) => Err(attempt.audit_failed(e)),
+    }
+}
+
+/// The checks before any read, for a single retrieval and a batch alike:
+/// the permission (`allowed`), then a recent enough sign-in.
+pub(crate) async fn admitted(
+    attempt: &Attempt<'_>,
+    allowed: Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    if let Err(e) = allowed {
+        return Err(attempt.deny(None, "insufficient_scope", e).await);
+    }
+    let now = attempt.portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(attempt.caller, attempt.portal.max_auth_age, now) {
+        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    }
+    Ok(())
+}
+
+/// The selected key's ciphertext (see `ciphertext`): a superseded key's
+/// may be gone by now, which is the same 404 as no such key.
+async fn held_ciphertext<'a>(
+    attempt: &Attempt<'_>,
+    s: &Selected<'a>,
+) -> Result<Cow<'a, SealedKey>, ApiError> {
+    let tenant = &attempt.caller.tenant;
+    let device_id = &s.device.device.device_id;
+    match ciphertext(attempt.portal, tenant, &s.key, s.sealed, device_id).await {
+        Ok(Some(sealed)) => Ok(sealed),
+        Ok(None) => {
+            let e = ApiError::NoKeyHeld {
+                helpdesk: s.device.policy.helpdesk.clone(),
+            };
+            Err(attempt.deny(None, "key_id_not_found", e).await)
+        }
+        Err(e) => Err(attempt.store_failed(e).await),
+    }
 }
 
 /// A retired device's keys are read by the helpdesk only (the policy saw
