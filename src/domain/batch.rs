@@ -125,7 +125,7 @@ pub async fn retrieve(
     let ready = check(&attempt, &policy, wanted, now, &mut outcomes).await;
 
     // Rate slots and audit events, chunk by chunk; then decrypt.
-    let limit = portal.rate_limit(Access::Helpdesk, &policy, now);
+    let limit = policy::rate_limit(&portal.rate_limits(), Access::Helpdesk, &policy, now);
     let granted = commit(&attempt, window, limit, ready, &mut outcomes).await;
     for (i, o) in decrypt_all(portal, caller, meta, granted).await {
         outcomes[i] = Some(o);

@@ -396,7 +396,7 @@ pub async fn retrieve(
             key_id: s.key.key_id,
             digest: &digest,
         };
-        let limit = portal.rate_limit(s.access, &s.device.policy, now);
+        let limit = policy::rate_limit(&portal.rate_limits(), s.access, &s.device.policy, now);
         let update = match plan_grant(&window, &ask, limit, now) {
             GrantPlan::Replay => {
                 // Its granted event is durable (written with the grant this

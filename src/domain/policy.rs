@@ -22,6 +22,43 @@ impl Access {
     }
 }
 
+/// The deployment's rate limits: one value, so no assembly can take one
+/// setting from the configuration and hard-code the other (the in-memory
+/// `portal serve` once ignored `PORTAL_HELPDESK_RATE_LIMIT` that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `PORTAL_KEY_RATE_LIMIT`: keys per device owner per rolling hour.
+    pub key: u32,
+    /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
+    pub helpdesk: u32,
+    /// `PORTAL_INCIDENT_MAX_RATE_LIMIT`: the highest limit an incident may set.
+    pub incident_max: u32,
+}
+
+/// The limit that applies to a disclosure with `access` in a tenant with
+/// `policy` at `now`: the tenant's setting (an open incident's, for agents)
+/// within the deployment's `limits`.
+pub fn rate_limit(
+    limits: &RateLimits,
+    access: Access,
+    policy: &TenantPolicy,
+    now: time::OffsetDateTime,
+) -> u32 {
+    // Stored values are capped again here: a deployment may have lowered
+    // its limits (or an import set higher ones) since they were written.
+    match access {
+        Access::Owner => policy
+            .self_service_rate_limit
+            .map_or(limits.key, |l| l.min(limits.key)),
+        Access::Helpdesk => match policy.open_incident(now) {
+            Some(i) => i.helpdesk_rate_limit.min(limits.incident_max),
+            None => policy
+                .helpdesk_rate_limit
+                .map_or(limits.helpdesk, |l| l.min(limits.helpdesk)),
+        },
+    }
+}
+
 /// Listing devices: own devices with any read permission; someone else's
 /// only with `RecoveryKey.Read.All`. Always within the caller's tenant.
 pub fn may_list_devices(caller: &Caller, owner: &UserId) -> Result<(), ApiError> {
