@@ -22,11 +22,12 @@
 //! The incident is checked once, when the request starts: closing it stops
 //! the requests after, not one already admitted.
 
-use crate::domain::audit::Outcome;
+use crate::domain::audit::{Audit, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector};
-use crate::domain::keys::{self, Attempt, Disclosure, RequestMeta};
+use crate::domain::keys::{self, Disclosure, RequestMeta};
 use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{KeyMeta, SealedDevice, SealedKey, TenantPolicy};
 use crate::domain::policy::{self, Access};
@@ -107,13 +108,7 @@ pub async fn retrieve(
     keys: Vec<BatchKey>,
     reason: &str,
 ) -> Result<Vec<BatchItem>, ApiError> {
-    let attempt = Attempt {
-        portal,
-        caller,
-        meta,
-        device_id: None,
-        justification: Some(reason),
-    };
+    let attempt = Audit::disclosure(portal, caller, meta, None, Some(reason));
     let (policy, window, now) = admit(&attempt).await?;
     portal.count(Metric::BatchSize, keys.len() as u64);
 
@@ -153,7 +148,7 @@ pub async fn retrieve(
 /// The checks of the whole request: permission, sign-in age, an open
 /// incident (read with the caller's rate window), and a second person.
 async fn admit(
-    attempt: &Attempt<'_>,
+    attempt: &Audit<'_>,
 ) -> Result<(TenantPolicy, RateWindow, OffsetDateTime), ApiError> {
     let (portal, caller) = (attempt.portal, attempt.caller);
     keys::admitted(attempt, policy::may_retrieve_batch(caller)).await?;
@@ -168,14 +163,14 @@ async fn admit(
     let now = portal.clock.now();
     let Some(incident) = policy.open_incident(now) else {
         let e = ApiError::IncidentRequired;
-        return Err(attempt.deny(None, "incident_required", e).await);
+        return Err(attempt.deny(None, Denied::IncidentRequired, e).await);
     };
     if opened_it(portal, caller, incident).await? {
         let e = ApiError::SecondPersonRequired(
             "You opened this incident, so you cannot batch-retrieve keys under it: another helpdesk agent must do it, or retrieve keys one at a time."
                 .into(),
         );
-        return Err(attempt.deny(None, "incident_opener", e).await);
+        return Err(attempt.deny(None, Denied::IncidentOpener, e).await);
     }
     Ok((policy, window, now))
 }
@@ -292,7 +287,7 @@ fn sort_out(lookups: Vec<Lookup>) -> (Vec<Option<ItemOutcome>>, Vec<Wanted>, Vec
 /// The devices, in one read, and each key checked as a single retrieval
 /// checks it (device policy, then key selection by full key ID).
 async fn check(
-    attempt: &Attempt<'_>,
+    attempt: &Audit<'_>,
     policy: &TenantPolicy,
     wanted: Vec<Wanted>,
     now: OffsetDateTime,
@@ -453,7 +448,7 @@ fn plan_chunk(window: &RateWindow, now: OffsetDateTime, limit: u32, n: usize) ->
 /// chunk by chunk (`next_chunk`); answers the keys whose events are durable.
 /// After a failed write, every later key is withheld too (fail closed).
 async fn commit(
-    attempt: &Attempt<'_>,
+    attempt: &Audit<'_>,
     mut window: RateWindow,
     limit: u32,
     ready: Vec<Ready>,
@@ -482,7 +477,7 @@ async fn commit(
 /// their slots and granted events, all at once. False: nothing of what is
 /// left in `chunk` is durable.
 async fn commit_chunk(
-    attempt: &Attempt<'_>,
+    attempt: &Audit<'_>,
     window: &mut RateWindow,
     limit: u32,
     chunk: &mut Vec<Ready>,
@@ -530,18 +525,18 @@ async fn commit_chunk(
     false
 }
 
-fn granted_event(attempt: &Attempt<'_>, r: &Ready) -> crate::domain::audit::AuditEvent {
+fn granted_event(attempt: &Audit<'_>, r: &Ready) -> crate::domain::audit::AuditEvent {
     let device_id = Some(&r.device.device.device_id);
-    Attempt {
+    let event = Audit {
         device_id,
         ..*attempt
-    }
-    .event(Some(r.key.key_id), Outcome::Granted, r.access.as_str())
+    };
+    event.event(Some(r.key.key_id), Outcome::Granted, r.access.as_str())
 }
 
 /// A failed write of granted events. Fail closed: these keys have no
 /// durable event, so none of them is disclosed.
-fn withheld(attempt: &Attempt<'_>, e: &crate::domain::error::Unavailable, keys: usize) {
+fn withheld(attempt: &Audit<'_>, e: &crate::domain::error::Unavailable, keys: usize) {
     let (portal, caller) = (attempt.portal, attempt.caller);
     portal.count(Metric::AuditWriteFailures, 1);
     portal.count(Metric::Unavailable(Cause::Audit), 1);
@@ -584,18 +579,15 @@ async fn decrypt_all(
 
 /// Pure: the items refused on their own account, with the reasons their
 /// batch's denied event lists.
-fn denied_items(
-    keys: &[BatchKey],
-    outcomes: &[Option<ItemOutcome>],
-) -> Vec<(String, &'static str)> {
+fn denied_items(keys: &[BatchKey], outcomes: &[Option<ItemOutcome>]) -> Vec<(String, Denied)> {
     outcomes
         .iter()
         .zip(keys)
         .filter_map(|(o, k)| {
             let reason = match o {
-                Some(ItemOutcome::NotFound) => "key_id_not_found",
-                Some(ItemOutcome::Ambiguous(_)) => "ambiguous_key_id",
-                Some(ItemOutcome::RateLimited { .. }) => "rate_limited",
+                Some(ItemOutcome::NotFound) => Denied::KeyIdNotFound,
+                Some(ItemOutcome::Ambiguous(_)) => Denied::AmbiguousKeyId,
+                Some(ItemOutcome::RateLimited { .. }) => Denied::RateLimited,
                 _ => return None,
             };
             Some((k.requested.clone(), reason))

@@ -6,8 +6,9 @@
 //! and carries its audit event in the same store write. No password is ever
 //! in an answer, a log line or an event.
 
-use crate::domain::audit::{Action, AuditEvent, Outcome};
+use crate::domain::audit::{Action, Audit, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::{Refusal, RequestMeta};
@@ -23,52 +24,6 @@ use time::{Duration, OffsetDateTime};
 /// Attempts when a concurrent write or disclosure changed the device (or
 /// the settings) between our read and our conditional write.
 pub(crate) const WRITE_ATTEMPTS: usize = 5;
-
-/// The audit event of one write request.
-pub(crate) struct WriteEvent<'a> {
-    pub portal: &'a Portal,
-    pub caller: &'a Caller,
-    pub meta: &'a RequestMeta,
-    pub action: Action,
-    pub device_id: Option<&'a DeviceId>,
-}
-
-impl WriteEvent<'_> {
-    pub fn event(
-        &self,
-        key_id: Option<KeyId>,
-        outcome: Outcome,
-        reason: &str,
-        detail: Option<String>,
-    ) -> AuditEvent {
-        AuditEvent {
-            action: self.action,
-            event_id: uuid::Uuid::new_v4().to_string(),
-            time: self.portal.clock.now(),
-            tenant_id: self.caller.tenant.clone(),
-            actor: self.caller.user.clone(),
-            device_id: self.device_id.cloned(),
-            key_id,
-            outcome,
-            reason: reason.to_owned(),
-            justification: detail,
-            source_ip: self.meta.source_ip.clone(),
-            user_agent: self.meta.user_agent.clone(),
-            request_id: self.meta.request_id.clone(),
-        }
-    }
-
-    /// Records a refused write (best effort, as for refused retrievals: the
-    /// refusal changed nothing, so a failed audit write must not turn a 4xx
-    /// into a 5xx; it is logged).
-    pub async fn deny(&self, key_id: Option<KeyId>, reason: &str, error: ApiError) -> ApiError {
-        let event = self.event(key_id, Outcome::Denied, reason, None);
-        if let Err(e) = self.portal.store.append_audit(&event).await {
-            tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a refused write");
-        }
-        error
-    }
-}
 
 fn request_id_reused() -> ApiError {
     ApiError::BadRequest(
@@ -260,13 +215,7 @@ pub async fn escrow(
     meta: &RequestMeta,
     req: EscrowRequest,
 ) -> Result<Escrowed, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::Escrow,
-        device_id: Some(&req.device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::Escrow, Some(&req.device_id));
     let key_id = Some(req.key_id);
     let (ctx, key) = escrow_key(&audit, &req).await?;
     let mut sealed = None;
@@ -277,13 +226,15 @@ pub async fn escrow(
             .await?;
         let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
             let e = ApiError::DeviceNotFound;
-            return Err(audit.deny(key_id, "not_found", e).await);
+            return Err(audit.deny(key_id, Denied::NotFound, e).await);
         };
         let retention = settings.superseded_key_retention_days;
         let draft = match plan_escrow(&record, &key, retention, portal.clock.now()) {
             EscrowPlan::AlreadyHeld(k) => return Ok(Escrowed::AlreadyHeld(k)),
             EscrowPlan::Conflict => {
-                return Err(audit.deny(key_id, "key_conflict", key_conflict()).await);
+                return Err(audit
+                    .deny(key_id, Denied::KeyConflict, key_conflict())
+                    .await);
             }
             EscrowPlan::Write(d) => d,
         };
@@ -298,7 +249,7 @@ pub async fn escrow(
         } else {
             "escrowed"
         };
-        let event = audit.event(key_id, Outcome::Granted, reason, None);
+        let event = audit.detailed(key_id, Outcome::Granted, reason, None);
         match portal.lifecycle.commit_escrow(&write, &event).await? {
             WriteOutcome::Written => {
                 tracing::info!(
@@ -322,12 +273,12 @@ pub async fn escrow(
 /// The checks before any read (permission, `created_at`), and the key's
 /// context and digest.
 async fn escrow_key(
-    audit: &WriteEvent<'_>,
+    audit: &Audit<'_>,
     req: &EscrowRequest,
 ) -> Result<(KeyContext, EscrowKey), ApiError> {
     let caller = audit.caller;
     if let Err(e) = policy::may_escrow_to(caller, &req.device_id) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     let now = audit.portal.clock.now();
     let created_at = req.created_at.unwrap_or(now);
@@ -337,7 +288,9 @@ async fn escrow_key(
         let e = ApiError::BadRequest(
             "created_at must not be in the future: send the time the key was created (UTC), or leave it out to use the time of this request".into(),
         );
-        return Err(audit.deny(Some(req.key_id), "invalid_request", e).await);
+        return Err(audit
+            .deny(Some(req.key_id), Denied::InvalidRequest, e)
+            .await);
     }
     let ctx = KeyContext {
         tenant: caller.tenant.clone(),
@@ -485,15 +438,9 @@ pub async fn upsert_device(
     device_id: &DeviceId,
     md: DeviceMetadata,
 ) -> Result<Upserted, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceUpsert,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceUpsert, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
@@ -503,7 +450,7 @@ pub async fn upsert_device(
         let now = portal.clock.now();
         let (write, reason, detail) = match plan_upsert(caller, device_id, record, &md, now) {
             UpsertPlan::Refuse((e, reason)) => {
-                if reason == "self_assignment" {
+                if reason == Denied::SelfAssignment {
                     portal.count(Metric::OwnerChangesRefused, 1);
                 }
                 return Err(audit.deny(None, reason, e).await);
@@ -515,7 +462,7 @@ pub async fn upsert_device(
                 detail,
             } => (write, reason, detail),
         };
-        let event = audit.event(None, Outcome::Granted, reason, detail);
+        let event = audit.detailed(None, Outcome::Granted, reason, detail);
         match portal.lifecycle.commit_upsert(&write, &event).await? {
             WriteOutcome::Written => {
                 if event.justification.is_some() {
@@ -538,24 +485,20 @@ pub async fn upsert_device(
 /// change naming the caller needs a second administrator: otherwise a
 /// device administrator could give themselves anyone's device. A retired
 /// device is restored first, so no change reaches it unseen.
-fn may_change(
-    caller: &Caller,
-    d: &Device,
-    md: &DeviceMetadata,
-) -> Result<(), (ApiError, &'static str)> {
+fn may_change(caller: &Caller, d: &Device, md: &DeviceMetadata) -> Result<(), Refusal> {
     if d.retired.is_some() {
         let e = ApiError::Conflict(format!(
             "Device {} is retired. Restore it first (POST /v1/devices/{}/restore), then change it.",
             d.device_id, d.device_id
         ));
-        return Err((e, "retired"));
+        return Err((e, Denied::Retired));
     }
     if d.owner != md.owner && md.owner == caller.user {
         let e = ApiError::SecondPersonRequired(
             "You cannot make yourself the owner of a device: ask another administrator with Devices.ReadWrite.All to change the owner, or a helpdesk agent to read its key."
                 .into(),
         );
-        return Err((e, "self_assignment"));
+        return Err((e, Denied::SelfAssignment));
     }
     Ok(())
 }
@@ -572,15 +515,9 @@ pub async fn retire_device(
     device_id: &DeviceId,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceRetire,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceRetire, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, settings) = portal
@@ -589,7 +526,7 @@ pub async fn retire_device(
             .await?;
         let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
             return Err(audit
-                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .deny(None, Denied::NotFound, ApiError::DeviceNotFound)
                 .await);
         };
         let now = portal.clock.now();
@@ -608,7 +545,7 @@ pub async fn retire_device(
                 .collect(),
             ..record.device
         };
-        let mut event = audit.event(None, Outcome::Granted, "retired", reason.clone());
+        let mut event = audit.detailed(None, Outcome::Granted, "retired", reason.clone());
         event.justification = Some(match &reason {
             Some(r) => format!("{r} (restorable for {days} days)"),
             None => format!("restorable for {days} days"),
@@ -638,15 +575,9 @@ pub async fn restore_device(
     meta: &RequestMeta,
     device_id: &DeviceId,
 ) -> Result<Device, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceRestore,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceRestore, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
@@ -657,7 +588,7 @@ pub async fn restore_device(
         let Some(record) = record.filter(|r| r.device.retired.is_some() && !r.device.is_gone(now))
         else {
             return Err(audit
-                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .deny(None, Denied::NotFound, ApiError::DeviceNotFound)
                 .await);
         };
         let restored = Device {
@@ -671,7 +602,7 @@ pub async fn restore_device(
                 .collect(),
             ..record.device
         };
-        let event = audit.event(None, Outcome::Granted, "restored", None);
+        let event = audit.detailed(None, Outcome::Granted, "restored", None);
         match portal
             .lifecycle
             .restore_device(&restored, record.version, &event)

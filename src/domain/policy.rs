@@ -2,6 +2,7 @@
 //! and the stored device, before anything is decrypted.
 
 use crate::domain::caller::{Caller, Permissions};
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
 use crate::domain::model::{Device, RequireReason, TenantPolicy};
@@ -187,10 +188,10 @@ pub fn device_access(
     caller: &Caller,
     device: &Device,
     policy: &TenantPolicy,
-) -> Result<Access, (ApiError, &'static str)> {
+) -> Result<Access, (ApiError, Denied)> {
     if device.tenant != caller.tenant {
         // The store only reads the caller's tenant; this is defence in depth.
-        return Err((ApiError::DeviceNotFound, "other_tenant"));
+        return Err((ApiError::DeviceNotFound, Denied::OtherTenant));
     }
     let p = caller.permissions;
     // A retired device has left its owner's list and self-service; only
@@ -208,7 +209,7 @@ pub fn device_access(
                 ApiError::SelfServiceDisabled {
                     helpdesk: policy.helpdesk.clone(),
                 },
-                "self_service_disabled",
+                Denied::SelfServiceDisabled,
             ));
         }
     }
@@ -216,9 +217,9 @@ pub fn device_access(
         return Ok(Access::Helpdesk);
     }
     if retired && device.owner == caller.user {
-        return Err((ApiError::DeviceNotFound, "retired"));
+        return Err((ApiError::DeviceNotFound, Denied::Retired));
     }
-    Err((ApiError::DeviceNotFound, "not_owner"))
+    Err((ApiError::DeviceNotFound, Denied::NotOwner))
 }
 
 fn require(ok: bool, needed: &'static str) -> Result<(), ApiError> {

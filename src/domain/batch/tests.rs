@@ -156,8 +156,12 @@ fn denied_items_rules() {
         Some(ItemOutcome::Internal),
         None,
     ];
+    let denied: Vec<(String, &str)> = denied_items(&keys, &outcomes)
+        .into_iter()
+        .map(|(k, r)| (k, r.as_str()))
+        .collect();
     assert_eq!(
-        denied_items(&keys, &outcomes),
+        denied,
         vec![
             ("k1".to_owned(), "key_id_not_found"),
             ("k2".to_owned(), "ambiguous_key_id"),

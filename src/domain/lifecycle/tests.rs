@@ -289,7 +289,7 @@ fn plan_upsert_rules() {
     let pc1 = DeviceId::parse("PC-1").unwrap();
     for (case, user, stored, md, want) in table {
         let got = match plan_upsert(&admin(user), &pc1, stored, &md, at(50)) {
-            UpsertPlan::Refuse((_, reason)) => Want::Refused(reason),
+            UpsertPlan::Refuse((_, reason)) => Want::Refused(reason.as_str()),
             UpsertPlan::Unchanged(_) => Want::Unchanged,
             UpsertPlan::Write {
                 write,

@@ -124,6 +124,7 @@ fn device_access_rules() {
     ];
     for (names, tenant, owner, policy, want, reason) in table {
         let got = device_access(&caller("alice", names), &device(tenant, owner), policy);
+        let got = got.map_err(|(e, r)| (e, r.as_str()));
         let want = want.map_err(|e| (e, reason));
         assert_eq!(got, want, "{names:?} on {owner}'s device in {tenant}");
     }
