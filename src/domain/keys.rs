@@ -513,24 +513,7 @@ pub(crate) fn select_key<'a>(
     if device.device.managed_by == ManagedBy::User {
         return Err(no_key(Denied::PersonallyEncrypted));
     }
-    let sealed_of = |id: &KeyId| device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s);
-    // A superseded key is read by its key ID only: the ID on the recovery
-    // screen is what proves which key the PC needs, so a planted "newer"
-    // key can never hide the real one from its owner.
-    let superseded_readable = selector.is_some();
-    let held: Vec<&KeyMeta> = device
-        .device
-        .keys
-        .iter()
-        .filter(|k| k.is_live(now))
-        .filter(|k| {
-            if k.is_superseded() {
-                superseded_readable
-            } else {
-                sealed_of(&k.key_id).is_some()
-            }
-        })
-        .collect();
+    let held = held_keys(device, selector.is_some(), now);
     if held.is_empty() {
         return Err(no_key(Denied::NoKey));
     }
@@ -576,11 +559,36 @@ pub(crate) fn select_key<'a>(
             }
         }
     };
-    let sealed = sealed_of(&chosen.key_id);
+    let sealed = sealed_of(device, &chosen.key_id);
     if sealed.is_none() && !chosen.is_superseded() {
         return Err(no_key(Denied::NoKey));
     }
     Ok((chosen.clone(), sealed))
+}
+
+/// The ciphertext of a current key, as the device record holds it.
+fn sealed_of<'a>(device: &'a SealedDevice, id: &KeyId) -> Option<&'a SealedKey> {
+    device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s)
+}
+
+/// The keys a retrieval may choose from: live ones, current with their
+/// ciphertext, and superseded ones when asked for `by_key_id` only: the ID
+/// on the recovery screen is what proves which key the PC needs, so a
+/// planted "newer" key can never hide the real one from its owner.
+fn held_keys(device: &SealedDevice, by_key_id: bool, now: OffsetDateTime) -> Vec<&KeyMeta> {
+    device
+        .device
+        .keys
+        .iter()
+        .filter(|k| k.is_live(now))
+        .filter(|k| {
+            if k.is_superseded() {
+                by_key_id
+            } else {
+                sealed_of(device, &k.key_id).is_some()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
