@@ -384,6 +384,44 @@ async fn later_run(portal: &Portal, graph: &Shared, base: &str) {
     let (s, _) = run(portal, base, false).await;
     assert!(reads(graph).is_empty(), "{s:?}");
     assert_eq!((s.keys.new, s.devices.unchanged), (0, 2), "{s:?}");
+    assert!(s.devices_not_in_entra.is_empty(), "{s:?}");
+    deleted_from_entra(portal, graph, base).await;
+}
+
+/// Entra deletes D1 with its keys: the sync reports the device and every
+/// key it holds for it, and deletes nothing (a dry run says the same).
+async fn deleted_from_entra(portal: &Portal, graph: &Shared, base: &str) {
+    {
+        let mut g = graph.lock().unwrap();
+        g.devices.retain(|d| d.device_id != D1);
+        g.keys.retain(|k| k.device_id != D1);
+    }
+    for dry_run in [true, false] {
+        let (s, _) = run(portal, base, dry_run).await;
+        let gone: Vec<(&str, &str, usize)> = s
+            .devices_not_in_entra
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.display_name.as_str(), d.keys))
+            .collect();
+        assert_eq!(gone, [(D1, "DESKTOP-ALICE", 3)], "{s:?}");
+        let mut keys: Vec<String> = s
+            .not_in_entra
+            .iter()
+            .filter(|k| k.device_id.as_str() == D1)
+            .map(|k| k.key_id.to_string())
+            .collect();
+        keys.sort();
+        let mut want = [K1, K2, K6].map(str::to_uppercase);
+        want.sort();
+        assert_eq!(keys, want, "{s:?}");
+        assert_eq!((s.keys.new, s.devices.listed), (0, 3), "{s:?}");
+    }
+    let (status, got) = retrieve(portal, CAROL, "RecoveryKey.Read", D1, None).await;
+    assert_eq!(
+        (status, got["recovery_password"].as_str()),
+        (200, Some(password(6).as_str())),
+        "{got}"
+    );
 }
 
 async fn scenario<S: Store + LifecycleStore + recovery_portal::ports::ImportStore + 'static>(
