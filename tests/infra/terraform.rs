@@ -526,31 +526,20 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // Checks
 // ---------------------------------------------------------------------------
 
-/// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 15] = [
-    ("GET /v1/devices", "list_devices"),
-    ("GET /v1/recovery-keys", "list_devices"),
-    ("GET /v1/audit-events", "list_devices"),
-    (
-        "POST /v1/devices/{device_id}/recovery-key",
-        "get_recovery_key",
-    ),
-    (
-        "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
-        "manage_keys",
-    ),
-    ("PUT /v1/devices/{device_id}", "manage_keys"),
-    ("DELETE /v1/devices/{device_id}", "manage_keys"),
-    ("POST /v1/devices/{device_id}/restore", "manage_keys"),
-    ("GET /v1/rotation-requests", "manage_keys"),
-    ("GET /v1/tenant/settings", "manage_keys"),
-    ("PATCH /v1/tenant/settings", "manage_keys"),
-    // Several keys at once: it decrypts, so it is the retrieval function's.
-    ("POST /v1/recovery-keys/batch", "get_recovery_key"),
-    ("POST /v1/incidents", "manage_keys"),
-    ("GET /v1/incidents", "manage_keys"),
-    ("DELETE /v1/incidents/{incident_id}", "manage_keys"),
-];
+/// Which function serves each route: the routes of the HTTP API, exactly,
+/// as the API's route table (`recovery_portal::api::ROUTES`) lists them:
+/// `("METHOD /path", "terraform_function_name")`.
+fn api_routes() -> [(&'static str, &'static str); recovery_portal::api::ROUTES.len()] {
+    let leak = |s: String| &*Box::leak(s.into_boxed_str());
+    std::array::from_fn(|i| {
+        let r = &recovery_portal::api::ROUTES[i];
+        let function = r.unit.function().expect("a route is one function's");
+        (
+            leak(format!("{} {}", r.method, r.path)),
+            leak(function.replace('-', "_")),
+        )
+    })
+}
 
 /// The function an `integration_uri` invokes: `aws_lambda_function.F.invoke_arn`,
 /// or, with provisioned concurrency, `<cond> ? aws_lambda_alias.A[0].invoke_arn
@@ -612,7 +601,7 @@ fn check_routes(cfg: &Config) -> Vec<String> {
     if declared_set.len() != declared.len() {
         errors.push(format!("duplicate route keys: {declared:?}"));
     }
-    let expected_set = set(ROUTES.map(|(k, _)| k));
+    let expected_set = set(api_routes().map(|(k, _)| k));
     for missing in expected_set.difference(&declared_set) {
         errors.push(format!("route `{missing}` is missing"));
     }
@@ -624,7 +613,10 @@ fn check_routes(cfg: &Config) -> Vec<String> {
     for (name, route) in &routes {
         let key = attr_str(route, "route_key").unwrap_or_default();
         let what = format!("route `{key}` (aws_apigatewayv2_route.{name})");
-        let expected_fn = ROUTES.iter().find(|(k, _)| *k == key).map(|(_, f)| *f);
+        let expected_fn = api_routes()
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, f)| *f);
 
         if attr_str(route, "api_id").as_deref() != Some(api_id.as_str()) {
             errors.push(format!("{what}: api_id is not {api_id}"));
@@ -717,7 +709,7 @@ fn check_routes(cfg: &Config) -> Vec<String> {
         }
     }
     // ... for each of its routes (a route without one answers 500).
-    for (key, f) in ROUTES {
+    for (key, f) in api_routes() {
         let Some((method, path)) = key.split_once(' ') else {
             continue;
         };
@@ -2143,7 +2135,7 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
     // Exactly the routes' methods: a browser's preflight for a write route
     // (PUT, PATCH, DELETE) fails unless its method is allowed.
     let methods = lower("allow_methods");
-    let routed = set(ROUTES.map(|(k, _)| {
+    let routed = set(api_routes().map(|(k, _)| {
         k.split_once(' ')
             .map(|(m, _)| m.to_ascii_lowercase())
             .unwrap_or_default()
@@ -2808,7 +2800,7 @@ fn check_route_throttles(cfg: &Config) -> Vec<String> {
         );
     }
     let conditions = validations(cfg, "route_throttles");
-    let expected = set(ROUTES.map(|(k, _)| k));
+    let expected = set(api_routes().map(|(k, _)| k));
     let listed = conditions.iter().any(|c| {
         let keys: Vec<&str> = c
             .split('"')
