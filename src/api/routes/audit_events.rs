@@ -1,13 +1,20 @@
 //! `GET /v1/audit-events`: the tenant's audit trail, filtered and paged.
 
 use crate::api::body::{Query, bad, limit};
-use crate::api::views::{event_json, json_response};
+use crate::api::views::{EventView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::audit::{AuditCursor, AuditQuery};
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
 use http::StatusCode;
-use serde_json::json;
+use serde::Serialize;
+
+/// The answer: one page of events, and the cursor of the next.
+#[derive(Serialize)]
+struct EventsBody<'a> {
+    events: Vec<EventView<'a>>,
+    next: Option<String>,
+}
 use time::format_description::well_known::Rfc3339;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
@@ -24,16 +31,14 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         .await
         .map_err(ApiError::from)?;
     // Defence in depth: the store was asked for one tenant.
-    let events: Vec<serde_json::Value> = page
+    let events = page
         .events
         .iter()
         .filter(|e| &e.tenant_id == tenant && query.matches(e))
-        .map(event_json)
+        .map(EventView::from)
         .collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "events": events, "next": page.next.map(|c| c.encode()) }),
-    ))
+    let next = page.next.map(|c| c.encode());
+    Ok(json_response(StatusCode::OK, &EventsBody { events, next }))
 }
 
 /// The filters of `GET /v1/audit-events`.

@@ -7,11 +7,11 @@ use crate::api::body::{Query, check_reason, is_json, starts_object};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::domain::batch::{self, BatchItem, BatchKey, ItemOutcome};
-use crate::domain::ids::KeySelector;
+use crate::domain::ids::{DeviceId, KeyId, KeySelector};
 use crate::domain::keys::{self, Attempt};
+use crate::domain::model::{RecoveryPassword, VolumeType};
 use http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let (keys, reason) = match parse_batch_body(c) {
@@ -28,68 +28,103 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         }
     };
     let items = batch::retrieve(c.portal, &c.caller, &c.meta, keys, &reason).await?;
-    let results: Vec<Value> = items.into_iter().map(item_json).collect();
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({ "results": results, "display_seconds": keys::DISPLAY_SECONDS }),
-    ))
+    let body = BatchAnswer {
+        results: items.into_iter().map(ItemResult::from).collect(),
+        display_seconds: keys::DISPLAY_SECONDS,
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
-fn item_json(item: BatchItem) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert("key_id_prefix".into(), json!(item.requested));
-    let (status, detail) = match item.outcome {
-        ItemOutcome::Disclosed(d) => {
-            m.insert("device_id".into(), json!(d.device_id));
-            m.insert("key_id".into(), json!(d.key_id));
-            m.insert("volume_type".into(), json!(d.volume_type));
-            m.insert("recovery_password".into(), json!(d.password.expose()));
-            m.insert("created_at".into(), json!(rfc3339(d.created_at)));
-            (200, None)
-        }
-        ItemOutcome::NotFound => (
-            404,
-            Some(
+/// The answer: one result per requested key, in the order asked.
+#[derive(Serialize)]
+struct BatchAnswer {
+    results: Vec<ItemResult>,
+    display_seconds: u32,
+}
+
+/// One key's result: its own status, and the key or what to do next.
+#[derive(Serialize)]
+struct ItemResult {
+    key_id_prefix: String,
+    #[serde(flatten)]
+    disclosed: Option<ItemDisclosure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    candidates: Option<Vec<KeyId>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_after: Option<u64>,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct ItemDisclosure {
+    device_id: DeviceId,
+    key_id: KeyId,
+    volume_type: VolumeType,
+    #[serde(serialize_with = "expose")]
+    recovery_password: RecoveryPassword,
+    created_at: String,
+}
+
+fn expose<S: serde::Serializer>(p: &RecoveryPassword, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.expose())
+}
+
+impl From<BatchItem> for ItemResult {
+    fn from(item: BatchItem) -> Self {
+        let mut r = ItemResult {
+            key_id_prefix: item.requested,
+            disclosed: None,
+            candidates: None,
+            retry_after: None,
+            status: 200,
+            detail: None,
+        };
+        let (status, detail) = match item.outcome {
+            ItemOutcome::Disclosed(d) => {
+                r.disclosed = Some(ItemDisclosure {
+                    device_id: d.device_id,
+                    key_id: d.key_id,
+                    volume_type: d.volume_type,
+                    recovery_password: d.password,
+                    created_at: rfc3339(d.created_at),
+                });
+                return r;
+            }
+            ItemOutcome::NotFound => (
+                404,
                 "No key of your organization matches this key ID. Check the digits on the recovery screen.",
             ),
-        ),
-        ItemOutcome::Ambiguous(candidates) => {
-            m.insert("candidates".into(), json!(candidates));
-            (
-                409,
-                Some(
+            ItemOutcome::Ambiguous(candidates) => {
+                r.candidates = Some(candidates);
+                (
+                    409,
                     "Several keys start with this key ID. Enter more digits of the key ID shown on the recovery screen.",
-                ),
-            )
-        }
-        ItemOutcome::RateLimited { retry_after_secs } => {
-            m.insert("retry_after".into(), json!(retry_after_secs));
-            (
-                429,
-                Some(
+                )
+            }
+            ItemOutcome::RateLimited { retry_after_secs } => {
+                r.retry_after = Some(retry_after_secs);
+                (
+                    429,
                     "You reached your limit of recovery keys for now (the incident's limit). Try this key again later.",
-                ),
-            )
-        }
-        ItemOutcome::Unavailable => {
-            m.insert("retry_after".into(), json!(UNAVAILABLE_RETRY_AFTER_SECS));
-            (
-                503,
-                Some(
+                )
+            }
+            ItemOutcome::Unavailable => {
+                r.retry_after = Some(UNAVAILABLE_RETRY_AFTER_SECS);
+                (
+                    503,
                     "This key could not be disclosed safely right now; nothing was disclosed. Try it again in a few seconds.",
-                ),
-            )
-        }
-        ItemOutcome::Internal => (
-            500,
-            Some("The stored key could not be decrypted. Contact your IT administrator."),
-        ),
-    };
-    m.insert("status".into(), json!(status));
-    if let Some(d) = detail {
-        m.insert("detail".into(), json!(d));
+                )
+            }
+            ItemOutcome::Internal => (
+                500,
+                "The stored key could not be decrypted. Contact your IT administrator.",
+            ),
+        };
+        (r.status, r.detail) = (status, Some(detail));
+        r
     }
-    Value::Object(m)
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,7 @@
 //! `DELETE /v1/incidents/{incident_id}`: close an incident early.
 
 use crate::api::body::{Query, bad};
-use crate::api::views::{incident_json, json_response};
+use crate::api::views::{IncidentView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::incidents::{self, IncidentId};
 use http::StatusCode;
@@ -12,6 +12,6 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let i = incidents::close(c.portal, &c.caller, &c.meta, &id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &incident_json(&i, c.portal.clock.now()),
+        &IncidentView::new(&i, c.portal.clock.now()),
     ))
 }

@@ -3,14 +3,23 @@
 //! holds a recovery password: no problem ever quotes a value.
 
 use crate::api::body::{Query, bad, json_object, only, required, string};
-use crate::api::views::{json_response, key_json};
+use crate::api::views::{KeyView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::lifecycle::{self, EscrowRequest, Escrowed};
 use crate::domain::model::{RecoveryPassword, VolumeType};
 use http::StatusCode;
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The answer: the key's metadata and its device.
+#[derive(Serialize)]
+struct EscrowedBody<'a> {
+    #[serde(flatten)]
+    key: KeyView<'a>,
+    device_id: &'a str,
+}
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -25,8 +34,10 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         Escrowed::Created(k) => (StatusCode::CREATED, k),
         Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
     };
-    let mut body = key_json(&key);
-    body.insert("device_id".into(), json!(device));
+    let body = EscrowedBody {
+        key: KeyView::from(&key),
+        device_id: device,
+    };
     Ok(json_response(status, &body))
 }
 

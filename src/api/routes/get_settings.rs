@@ -1,7 +1,7 @@
 //! `GET /v1/tenant/settings`: the tenant's policy.
 
 use crate::api::body::Query;
-use crate::api::views::{json_response, settings_json};
+use crate::api::views::{SettingsView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::settings;
 use http::StatusCode;
@@ -9,5 +9,5 @@ use http::StatusCode;
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let current = settings::get(c.portal, &c.caller).await?;
-    Ok(json_response(StatusCode::OK, &settings_json(&current)))
+    Ok(json_response(StatusCode::OK, &SettingsView::from(&current)))
 }

@@ -2,7 +2,7 @@
 //! another owner's) with their keys' metadata and the helpdesk card.
 
 use crate::api::body::{Query, bad};
-use crate::api::views::{device_json, json_response};
+use crate::api::views::{DeviceView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::devices;
 use crate::domain::ids::UserId;
@@ -10,10 +10,11 @@ use crate::domain::model::Helpdesk;
 use http::StatusCode;
 use serde::Serialize;
 
+/// The answer: the devices and whom to ask for help.
 #[derive(Serialize)]
-struct DevicesBody {
-    devices: Vec<serde_json::Value>,
-    helpdesk: Option<Helpdesk>,
+struct DevicesBody<'a> {
+    devices: Vec<DeviceView<'a>>,
+    helpdesk: Option<&'a Helpdesk>,
 }
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
@@ -24,8 +25,8 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         .transpose()?;
     let listing = devices::list(c.portal, &c.caller, owner).await?;
     let body = DevicesBody {
-        devices: listing.devices.iter().map(device_json).collect(),
-        helpdesk: listing.helpdesk,
+        devices: listing.devices.iter().map(DeviceView::listed).collect(),
+        helpdesk: listing.helpdesk.as_ref(),
     };
     Ok(json_response(StatusCode::OK, &body))
 }

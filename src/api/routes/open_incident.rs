@@ -2,7 +2,7 @@
 //! retrieve keys in batches until it expires or is closed.
 
 use crate::api::body::{Query, check_reason_max, json_object, only};
-use crate::api::views::{incident_json, json_response};
+use crate::api::views::{IncidentView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::incidents;
@@ -15,7 +15,10 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let request = incident_request(body, c.portal.incident_max_rate_limit)?;
     let i = incidents::open(c.portal, &c.caller, &c.meta, &request).await?;
     let now = c.portal.clock.now();
-    Ok(json_response(StatusCode::CREATED, &incident_json(&i, now)))
+    Ok(json_response(
+        StatusCode::CREATED,
+        &IncidentView::new(&i, now),
+    ))
 }
 
 fn incident_request(

@@ -2,7 +2,7 @@
 //! answer is the policy after the change.
 
 use crate::api::body::{Query, json_object, only, string};
-use crate::api::views::{json_response, settings_json};
+use crate::api::views::{SettingsView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
@@ -14,7 +14,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let patch = settings_patch(json_object(&c.req.headers, &c.req.body)?)?;
     let current = settings::patch(c.portal, &c.caller, &c.meta, &patch).await?;
-    Ok(json_response(StatusCode::OK, &settings_json(&current)))
+    Ok(json_response(StatusCode::OK, &SettingsView::from(&current)))
 }
 
 fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {

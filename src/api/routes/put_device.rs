@@ -2,7 +2,7 @@
 //! (201 when created, 200 otherwise).
 
 use crate::api::body::{Query, bad, json_object, only, required, text};
-use crate::api::views::{json_response, owned_device_json};
+use crate::api::views::{DeviceView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
@@ -20,7 +20,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
             Upserted::Created(d) => (StatusCode::CREATED, d),
             Upserted::Updated(d) | Upserted::Unchanged(d) => (StatusCode::OK, d),
         };
-    Ok(json_response(status, &owned_device_json(&device)))
+    Ok(json_response(status, &DeviceView::owned(&device)))
 }
 
 fn device_metadata(body: Map<String, Value>) -> Result<DeviceMetadata, ApiError> {

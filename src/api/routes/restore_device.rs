@@ -1,7 +1,7 @@
 //! `POST /v1/devices/{device_id}/restore`: bring a retired device back.
 
 use crate::api::body::{Query, bad};
-use crate::api::views::{json_response, owned_device_json};
+use crate::api::views::{DeviceView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::ids::DeviceId;
 use crate::domain::lifecycle;
@@ -11,5 +11,5 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let device_id = DeviceId::parse(&c.params[0]).map_err(|e| bad("device_id", e))?;
     let device = lifecycle::restore_device(c.portal, &c.caller, &c.meta, &device_id).await?;
-    Ok(json_response(StatusCode::OK, &owned_device_json(&device)))
+    Ok(json_response(StatusCode::OK, &DeviceView::owned(&device)))
 }

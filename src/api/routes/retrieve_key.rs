@@ -7,9 +7,21 @@ use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeySelector};
 use crate::domain::keys::{self, Attempt, RetrievalRequest};
+use crate::domain::model::VolumeType;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::json;
+use serde::Serialize;
+
+/// The answer: the key, and how long the page may show it.
+#[derive(Serialize)]
+struct DisclosureBody<'a> {
+    device_id: &'a DeviceId,
+    key_id: &'a crate::domain::ids::KeyId,
+    volume_type: VolumeType,
+    recovery_password: &'a str,
+    created_at: String,
+    display_seconds: u32,
+}
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let attempt = |device_id| Attempt {
@@ -38,14 +50,14 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         justification,
     };
     let d = keys::retrieve(c.portal, &c.caller, &c.meta, request).await?;
-    let body = json!({
-        "device_id": d.device_id,
-        "key_id": d.key_id,
-        "volume_type": d.volume_type,
-        "recovery_password": d.password.expose(),
-        "created_at": rfc3339(d.created_at),
-        "display_seconds": keys::DISPLAY_SECONDS,
-    });
+    let body = DisclosureBody {
+        device_id: &d.device_id,
+        key_id: &d.key_id,
+        volume_type: d.volume_type,
+        recovery_password: d.password.expose(),
+        created_at: rfc3339(d.created_at),
+        display_seconds: keys::DISPLAY_SECONDS,
+    };
     Ok(json_response(StatusCode::OK, &body))
 }
 
