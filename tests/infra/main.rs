@@ -2,5 +2,9 @@
 //! binaries are built from.
 
 mod binaries;
+mod evaluation;
 mod provider_schema;
+mod readme;
 mod terraform;
+#[path = "../support/tfeval.rs"]
+mod tfeval;
