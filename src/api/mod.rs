@@ -24,11 +24,12 @@ pub use request::ApiRequest;
 pub use table::{Handler, Permission, ROUTES, Route, Routes};
 pub use views::event_json;
 
+use crate::domain::audit::{Action, Audit};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
-use crate::domain::keys::{Attempt, RequestMeta};
-use crate::domain::lifecycle::WriteEvent;
+use crate::domain::keys::RequestMeta;
 use crate::ports::Portal;
 use http::{HeaderValue, Response, header};
 
@@ -145,27 +146,9 @@ async fn permit(
         .starts_with("/v1/devices/{device_id}")
         .then(|| params.first().and_then(|d| DeviceId::parse(d).ok()))
         .flatten();
-    const REASON: &str = "insufficient_scope";
-    Err(match action {
-        crate::domain::audit::Action::Disclose => {
-            let attempt = Attempt {
-                portal,
-                caller,
-                meta,
-                device_id: device.as_ref(),
-                justification: None,
-            };
-            attempt.deny(None, REASON, e).await
-        }
-        action => {
-            let write = WriteEvent {
-                portal,
-                caller,
-                meta,
-                action,
-                device_id: device.as_ref(),
-            };
-            write.deny(None, REASON, e).await
-        }
-    })
+    let audit = match action {
+        Action::Disclose => Audit::disclosure(portal, caller, meta, device.as_ref(), None),
+        action => Audit::write(portal, caller, meta, action, device.as_ref()),
+    };
+    Err(audit.deny(None, Denied::InsufficientScope, e).await)
 }

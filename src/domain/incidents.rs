@@ -14,12 +14,14 @@
 //! and the audit event in one atomic write, conditioned on the tenant
 //! record's version (so two openings cannot both win).
 
+use crate::domain::audit::Audit;
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::keys::RequestMeta;
-use crate::domain::lifecycle::{WRITE_ATTEMPTS, WriteEvent};
+use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::ports::{Portal, WriteOutcome};
 use time::{Duration, OffsetDateTime};
 
@@ -150,14 +152,8 @@ fn audit<'a>(
     caller: &'a Caller,
     meta: &'a RequestMeta,
     action: Action,
-) -> WriteEvent<'a> {
-    WriteEvent {
-        portal,
-        caller,
-        meta,
-        action,
-        device_id: None,
-    }
+) -> Audit<'a> {
+    Audit::write(portal, caller, meta, action, None)
 }
 
 fn too_busy() -> ApiError {
@@ -182,7 +178,7 @@ pub async fn open(
                 rfc3339(open.expires_at),
                 open.incident_id
             ));
-            return Err(audit.deny(None, "incident_already_open", e).await);
+            return Err(audit.deny(None, Denied::IncidentAlreadyOpen, e).await);
         }
         let incident = Incident {
             incident_id: IncidentId::new(),
@@ -194,7 +190,7 @@ pub async fn open(
             reason: req.reason.clone(),
             helpdesk_rate_limit: req.helpdesk_rate_limit,
         };
-        let event = audit.event(
+        let event = audit.detailed(
             None,
             Outcome::Granted,
             "opened",
@@ -260,7 +256,7 @@ pub async fn close(
             .incident
             .filter(|s| &s.incident_id != id)
             .map(|s| s.to_owned());
-        let event = audit.event(
+        let event = audit.detailed(
             None,
             Outcome::Granted,
             "closed",

@@ -6,9 +6,10 @@ use super::retrieve_key::denied;
 use crate::api::body::{Query, check_reason, is_json, starts_object};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::domain::audit::Audit;
 use crate::domain::batch::{self, BatchItem, BatchKey, ItemOutcome};
 use crate::domain::ids::{DeviceId, KeyId, KeySelector};
-use crate::domain::keys::{self, Attempt};
+use crate::domain::keys;
 use crate::domain::model::{RecoveryPassword, VolumeType};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -17,13 +18,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let (keys, reason) = match parse_batch_body(c) {
         Ok(v) => v,
         Err(e) => {
-            let attempt = Attempt {
-                portal: c.portal,
-                caller: &c.caller,
-                meta: &c.meta,
-                device_id: None,
-                justification: None,
-            };
+            let attempt = Audit::disclosure(c.portal, &c.caller, &c.meta, None, None);
             return Err(denied(attempt, e).await);
         }
     };

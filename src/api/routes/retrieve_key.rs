@@ -4,9 +4,11 @@
 use crate::api::body::{Query, bad, check_reason, is_blank, is_json, starts_object};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError};
+use crate::domain::audit::Audit;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeySelector};
-use crate::domain::keys::{self, Attempt, RetrievalRequest};
+use crate::domain::keys::{self, RetrievalRequest};
 use crate::domain::model::VolumeType;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
@@ -24,13 +26,7 @@ struct DisclosureBody<'a> {
 }
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
-    let attempt = |device_id| Attempt {
-        portal: c.portal,
-        caller: &c.caller,
-        meta: &c.meta,
-        device_id,
-        justification: None,
-    };
+    let attempt = |device_id| Audit::disclosure(c.portal, &c.caller, &c.meta, device_id, None);
     let device_id = match DeviceId::parse(&c.params[0]) {
         Ok(d) => d,
         Err(e) => return Err(denied(attempt(None), bad("device_id", e).into()).await),
@@ -62,12 +58,12 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
 }
 
 /// Audits bad input of a disclosure attempt as `invalid_request`.
-pub(super) async fn denied(attempt: Attempt<'_>, e: HttpError) -> HttpError {
+pub(super) async fn denied(attempt: Audit<'_>, e: HttpError) -> HttpError {
     match e {
-        HttpError::Domain(e) => attempt.deny(None, "invalid_request", e).await.into(),
+        HttpError::Domain(e) => attempt.deny(None, Denied::InvalidRequest, e).await.into(),
         transport => {
             let recorded = ApiError::BadRequest(transport.to_string());
-            attempt.deny(None, "invalid_request", recorded).await;
+            attempt.deny(None, Denied::InvalidRequest, recorded).await;
             transport
         }
     }
