@@ -3,7 +3,7 @@
 
 locals {
   # Route key -> the function (a key of local.functions) that serves it: the
-  # routes of api::ROUTES (src/api/mod.rs), exactly (tests/infra checks).
+  # routes of api::ROUTES (src/api/table.rs), exactly (tests/infra checks).
   # No $default route: anything else is a 404 from API Gateway. The batch
   # route (several keys in one request) is the retrieval function's: same
   # role, same audit and rate limit; each key is one KMS Decrypt, so one

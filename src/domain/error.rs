@@ -1,5 +1,7 @@
-//! The one domain error type. Every failure a request can meet is a variant
-//! here; `api::problem` turns each into exactly one HTTP answer.
+//! The one domain error type. Every failure the domain can meet is a
+//! variant here (transport failures, such as no route or a body too large,
+//! are `api::HttpError`'s); `api::problem` turns each into exactly one HTTP
+//! answer.
 
 use crate::domain::ids::KeyId;
 use crate::domain::model::Helpdesk;
@@ -136,14 +138,6 @@ pub enum ApiError {
     IncidentNotFound,
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("unsupported media type")]
-    UnsupportedMediaType,
-    #[error("payload too large")]
-    PayloadTooLarge { max: usize },
-    #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
-    #[error("no such route")]
-    RouteNotFound,
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
     /// Stored data that cannot be used (e.g. a ciphertext that fails its

@@ -439,9 +439,6 @@ pub async fn upsert_device(
     md: DeviceMetadata,
 ) -> Result<Upserted, ApiError> {
     let audit = Audit::write(portal, caller, meta, Action::DeviceUpsert, Some(device_id));
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
             .lifecycle
@@ -516,9 +513,6 @@ pub async fn retire_device(
     reason: Option<String>,
 ) -> Result<(), ApiError> {
     let audit = Audit::write(portal, caller, meta, Action::DeviceRetire, Some(device_id));
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, settings) = portal
             .lifecycle
@@ -576,9 +570,6 @@ pub async fn restore_device(
     device_id: &DeviceId,
 ) -> Result<Device, ApiError> {
     let audit = Audit::write(portal, caller, meta, Action::DeviceRestore, Some(device_id));
-    if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
-    }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
             .lifecycle
@@ -646,7 +637,6 @@ pub async fn rotation_requests(
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<RotationRequests, ApiError> {
-    policy::may_escrow(caller)?;
     let only = policy::escrow_scope(caller);
     let page = portal
         .lifecycle

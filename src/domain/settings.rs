@@ -10,7 +10,6 @@ use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
-use crate::domain::policy;
 use crate::ports::{Portal, WriteOutcome};
 
 /// A partial update: absent fields stay as they are; `helpdesk: null`
@@ -144,7 +143,6 @@ fn within_ceilings(portal: &Portal, patch: &SettingsPatch) -> Result<(), ApiErro
 
 /// `GET /v1/tenant/settings`.
 pub async fn get(portal: &Portal, caller: &Caller) -> Result<TenantPolicy, ApiError> {
-    policy::may_manage_settings(caller)?;
     Ok(portal.lifecycle.tenant_settings(&caller.tenant).await?.0)
 }
 
@@ -156,9 +154,6 @@ pub async fn patch(
     patch: &SettingsPatch,
 ) -> Result<TenantPolicy, ApiError> {
     let audit = Audit::write(portal, caller, meta, Action::SettingsChange, None);
-    if let Err(e) = policy::may_manage_settings(caller) {
-        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
-    }
     if let Err(e) = within_ceilings(portal, patch) {
         return Err(audit.deny(None, Denied::InvalidRequest, e).await);
     }

@@ -101,7 +101,7 @@ pub async fn handle(
             tracing::error!(%request_id, "request exceeded its time budget");
             let e = ApiError::Unavailable(Unavailable::new("request", "time budget exceeded"));
             api::with_standard_headers(
-                api::problem(&e, &request_id),
+                api::problem(&e.into(), &request_id),
                 &request_id,
                 routes != Routes::List,
             )

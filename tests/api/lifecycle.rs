@@ -530,3 +530,59 @@ async fn only_grants_under_a_client_request_id_are_kept_for_replay() {
     assert_eq!(send("client-retry-0001").await.unwrap().status(), 200);
     assert_eq!(h.memory.audit_len(), before);
 }
+
+/// The route table's permission check runs once, before any input is read,
+/// and a refused disclosure or write is audited under the route's action
+/// (before the table, most write routes refused without an audit event, and
+/// a disclosure with bad input answered 400 or 415 to anyone).
+#[tokio::test]
+async fn permission_comes_before_input_and_refused_writes_are_audited() {
+    let (h, s) = setup().await;
+    let nobody = h.token("contoso", "mallory", "User.Read");
+    for r in api::ROUTES.iter().filter(|r| r.audit.is_some()) {
+        let path = r
+            .path
+            .replace("{device_id}", "PC-ALICE")
+            .replace("{key_id}", K_NEW)
+            .replace("{incident_id}", "not-an-incident");
+        let before = h.memory.audit_log().len();
+        let p = s
+            .send(
+                r.method,
+                &format!("{path}?junk=1"),
+                Some(&nobody),
+                Some(("text/plain", "not json")),
+            )
+            .await
+            .assert_problem(403);
+        assert_eq!(
+            p["type"], "https://recovery-portal.dev/problems/insufficient-scope",
+            "{} {}",
+            r.method, r.path
+        );
+        let log = h.memory.audit_log();
+        assert_eq!(
+            log.len(),
+            before + 1,
+            "{} {}: one audit event",
+            r.method,
+            r.path
+        );
+        let e = log.last().unwrap();
+        assert_eq!(Some(e.action), r.audit, "{} {}", r.method, r.path);
+        assert_eq!(
+            (e.outcome.as_str(), e.reason.as_str(), e.actor.as_str()),
+            ("denied", "insufficient_scope", "mallory")
+        );
+        let device = r.path.starts_with("/v1/devices/").then_some("PC-ALICE");
+        assert_eq!(e.device_id.as_ref().map(|d| d.as_str()), device);
+    }
+    // Reads are refused the same way, without an audit event.
+    let before = h.memory.audit_log().len();
+    for r in api::ROUTES.iter().filter(|r| r.audit.is_none()) {
+        s.send(r.method, &format!("{}?junk=1", r.path), Some(&nobody), None)
+            .await
+            .assert_problem(403);
+    }
+    assert_eq!(h.memory.audit_log().len(), before);
+}

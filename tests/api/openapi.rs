@@ -8,7 +8,7 @@ use crate::support::common;
 use async_trait::async_trait;
 use common::openapi::{self, doc};
 use common::*;
-use recovery_portal::api::{ROUTES, Routes};
+use recovery_portal::api::ROUTES;
 use recovery_portal::domain::audit::AuditEvent;
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, TenantId};
@@ -108,13 +108,19 @@ fn the_router_and_the_document_know_the_same_routes() {
     );
     for r in ROUTES {
         let op = &doc()["paths"][r.path][r.method.to_ascii_lowercase()];
-        let function = match r.unit {
-            Routes::List => "list-devices",
-            Routes::Key => "get-recovery-key",
-            Routes::Manage => "manage-keys",
-            Routes::All => unreachable!("a route is served by one function"),
-        };
+        let function = r
+            .unit
+            .function()
+            .expect("a route is served by one function");
         assert_eq!(op["x-lambda-function"], function, "{} {}", r.method, r.path);
+        // The permissions the table checks are the ones documented.
+        assert_eq!(
+            strings(&op["x-permissions"]),
+            r.permission.names().iter().map(|p| p.to_string()).collect(),
+            "{} {}: the table's permissions and x-permissions",
+            r.method,
+            r.path
+        );
         // Path parameters are exactly the template's.
         let in_template: BTreeSet<String> = r
             .path

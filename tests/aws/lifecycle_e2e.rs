@@ -427,8 +427,16 @@ async fn after_retention(env: &mut Env, sweep: bool) {
     assert_eq!(count("escrow", "granted"), 2);
     assert_eq!(
         count("escrow", "denied"),
-        3,
-        "404, 409, and 404 after retirement"
+        4,
+        "404, 409, 403 (dana lacks RecoveryKey.Escrow) and 404 after retirement"
+    );
+    // A refused write is audited like a refused disclosure (the route
+    // table's one permission check, `api::permit`).
+    assert!(
+        events.iter().any(|e| e["action"] == "escrow"
+            && e["reason"] == "insufficient_scope"
+            && e["actor"] == "dana"),
+        "{events:?}"
     );
     assert_eq!(count("disclose", "granted"), 7);
     assert_eq!(count("device_retire", "granted"), 1);

@@ -65,17 +65,3 @@ pub(super) fn parse_header(token: &str) -> Result<RawHeader, AuthFailure> {
     }
     Ok(header)
 }
-
-/// Extracts the token from an `Authorization` header value.
-pub fn bearer_token(value: Option<&str>) -> Result<&str, AuthFailure> {
-    let v = value.ok_or(AuthFailure::Missing)?;
-    let (scheme, token) = v.trim().split_once(' ').ok_or(AuthFailure::Malformed)?;
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(AuthFailure::Missing);
-    }
-    let token = token.trim();
-    if token.is_empty() {
-        return Err(AuthFailure::Malformed);
-    }
-    Ok(token)
-}

@@ -30,7 +30,6 @@ mod fetch;
 mod keys;
 mod refresh;
 
-pub use bearer::bearer_token;
 pub use fetch::{
     IdpRoots, check_fetch_url, discovered_issuer, jwks_http_client, jwks_http_client_with,
 };

@@ -1,0 +1,212 @@
+//! The route table: every route of the API once, with the method and path
+//! template the OpenAPI document and API Gateway name it by, the Lambda
+//! function serving it, the permission that admits a caller, how a refusal
+//! is audited, its body limit and its handler. The dispatcher, the `Allow`
+//! header, the permission check, `/openapi.json`'s drift test and the
+//! Terraform route test all read this table.
+
+use super::error::HttpError;
+use super::routes;
+use super::{ApiResponse, Ctx, MAX_BATCH_BODY, MAX_BODY};
+use crate::domain::audit::Action;
+use crate::domain::caller::{Caller, Permissions};
+use crate::domain::error::ApiError;
+use crate::domain::policy;
+use futures_util::future::BoxFuture;
+
+/// Which routes a deployment unit serves: each Lambda function serves its
+/// own; the local server serves all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    /// `list-devices`: devices, key lookup, audit events.
+    List,
+    /// `get-recovery-key`: key retrieval.
+    Key,
+    /// `manage-keys`: escrow, device enrolment and retirement, rotation
+    /// requests, tenant settings, incidents.
+    Manage,
+    All,
+}
+
+impl Routes {
+    /// The Lambda function serving this unit's routes (`None` for `All`).
+    pub fn function(self) -> Option<&'static str> {
+        match self {
+            Self::List => Some("list-devices"),
+            Self::Key => Some("get-recovery-key"),
+            Self::Manage => Some("manage-keys"),
+            Self::All => None,
+        }
+    }
+}
+
+/// What admits a caller to a route, checked once, right after sign-in and
+/// before any input is read (no hints to the unauthorised). Checks that
+/// depend on the input (another owner's devices, another device's keys)
+/// stay with the domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// One's own devices (`policy::may_list_devices`).
+    ReadDevices,
+    LookUpKeys,
+    ReadAudit,
+    RetrieveKeys,
+    RetrieveBatch,
+    /// Tenant-wide escrow, or a device-bound credential (`policy::may_escrow`).
+    Escrow,
+    WriteDevices,
+    ManageSettings,
+    RunIncidents,
+    ReadIncidents,
+}
+
+impl Permission {
+    pub fn check(self, caller: &Caller) -> Result<(), ApiError> {
+        match self {
+            Self::ReadDevices => policy::may_list_devices(caller, &caller.user),
+            Self::LookUpKeys => policy::may_look_up_keys(caller),
+            Self::ReadAudit => policy::may_read_audit(caller),
+            Self::RetrieveKeys => policy::may_retrieve_keys(caller),
+            Self::RetrieveBatch => policy::may_retrieve_batch(caller),
+            Self::Escrow => policy::may_escrow(caller),
+            Self::WriteDevices => policy::may_write_devices(caller),
+            Self::ManageSettings => policy::may_manage_settings(caller),
+            Self::RunIncidents => policy::may_run_incidents(caller),
+            Self::ReadIncidents => policy::may_read_incidents(caller),
+        }
+    }
+
+    /// The permissions that admit a caller, any one sufficing, as the
+    /// OpenAPI document lists them (`x-permissions`).
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            Self::ReadDevices => &[
+                Permissions::DEVICES_READ,
+                Permissions::KEY_READ,
+                Permissions::KEY_READ_ALL,
+            ],
+            Self::LookUpKeys | Self::RetrieveBatch => &[Permissions::KEY_READ_ALL],
+            Self::ReadAudit => &[Permissions::AUDIT_READ_ALL],
+            Self::RetrieveKeys => &[Permissions::KEY_READ, Permissions::KEY_READ_ALL],
+            // A device-bound credential (RecoveryKey.Escrow.Device) is an
+            // agent's, not a role anyone is given.
+            Self::Escrow => &[Permissions::KEY_ESCROW],
+            Self::WriteDevices => &[Permissions::DEVICES_WRITE_ALL],
+            Self::ManageSettings => &[Permissions::TENANT_SETTINGS],
+            Self::RunIncidents => &[Permissions::INCIDENT],
+            Self::ReadIncidents => &[Permissions::INCIDENT, Permissions::KEY_READ_ALL],
+        }
+    }
+}
+
+/// A route's handler: runs after routing, sign-in and the permission check.
+pub type Handler = for<'a> fn(&'a Ctx<'a>) -> BoxFuture<'a, Result<ApiResponse, HttpError>>;
+
+/// One route of the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Route {
+    pub method: &'static str,
+    /// `{name}` stands for one non-empty path segment.
+    pub path: &'static str,
+    pub unit: Routes,
+    pub permission: Permission,
+    /// The action a refusal is audited under: every disclosure and every
+    /// write is, a read is not (it changes and discloses nothing).
+    pub audit: Option<Action>,
+    /// Largest accepted request body.
+    pub max_body: usize,
+    pub(crate) handler: Handler,
+}
+
+macro_rules! route {
+    ($method:literal $path:literal, $unit:ident, $permission:ident, $audit:expr, $max:expr, $handler:path) => {
+        Route {
+            method: $method,
+            path: $path,
+            unit: Routes::$unit,
+            permission: Permission::$permission,
+            audit: $audit,
+            max_body: $max,
+            handler: |c| Box::pin($handler(c)),
+        }
+    };
+}
+
+/// Every route the API serves. The methods of one path are listed in the
+/// order its `Allow` header names them.
+pub const ROUTES: &[Route] = &[
+    route!("GET" "/v1/devices", List, ReadDevices, None, MAX_BODY, routes::list_devices::run),
+    route!("GET" "/v1/recovery-keys", List, LookUpKeys, None, MAX_BODY, routes::find_keys::run),
+    route!("GET" "/v1/audit-events", List, ReadAudit, None, MAX_BODY, routes::audit_events::run),
+    route!("POST" "/v1/devices/{device_id}/recovery-key", Key, RetrieveKeys, Some(Action::Disclose), MAX_BODY, routes::retrieve_key::run),
+    route!("POST" "/v1/recovery-keys/batch", Key, RetrieveBatch, Some(Action::Disclose), MAX_BATCH_BODY, routes::batch_keys::run),
+    route!("PUT" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceUpsert), MAX_BODY, routes::put_device::run),
+    route!("DELETE" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceRetire), MAX_BODY, routes::retire_device::run),
+    route!("POST" "/v1/devices/{device_id}/restore", Manage, WriteDevices, Some(Action::DeviceRestore), MAX_BODY, routes::restore_device::run),
+    route!("PUT" "/v1/devices/{device_id}/recovery-keys/{key_id}", Manage, Escrow, Some(Action::Escrow), MAX_BODY, routes::escrow::run),
+    route!("GET" "/v1/rotation-requests", Manage, Escrow, None, MAX_BODY, routes::rotation_requests::run),
+    route!("GET" "/v1/tenant/settings", Manage, ManageSettings, None, MAX_BODY, routes::get_settings::run),
+    route!("PATCH" "/v1/tenant/settings", Manage, ManageSettings, Some(Action::SettingsChange), MAX_BODY, routes::patch_settings::run),
+    route!("GET" "/v1/incidents", Manage, ReadIncidents, None, MAX_BODY, routes::list_incidents::run),
+    route!("POST" "/v1/incidents", Manage, RunIncidents, Some(Action::IncidentOpen), MAX_BODY, routes::open_incident::run),
+    route!("DELETE" "/v1/incidents/{incident_id}", Manage, RunIncidents, Some(Action::IncidentClose), MAX_BODY, routes::close_incident::run),
+];
+
+/// The values of `template`'s `{name}` segments if `path` matches it.
+pub(crate) fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
+    let mut params = Vec::new();
+    let mut actual = path.split('/');
+    for want in template.split('/') {
+        let got = actual.next()?;
+        if want.starts_with('{') && want.ends_with('}') {
+            if got.is_empty() {
+                return None;
+            }
+            params.push(got);
+        } else if want != got {
+            return None;
+        }
+    }
+    actual.next().is_none().then_some(params)
+}
+
+/// The unit serving `path` (whatever the method), if it is a route's.
+pub(crate) fn unit_of(path: &str) -> Option<Routes> {
+    ROUTES
+        .iter()
+        .find(|r| match_template(r.path, path).is_some())
+        .map(|r| r.unit)
+}
+
+/// The route `method` and `path` ask for on a unit serving `serves`, with
+/// its path parameters: 404 for no route (or another unit's), 405 with the
+/// path's methods for another method.
+pub(crate) fn resolve<'p>(
+    serves: Routes,
+    method: &str,
+    path: &'p str,
+) -> Result<(&'static Route, Vec<&'p str>), HttpError> {
+    let mut allow: Vec<&str> = Vec::new();
+    let mut unit = None;
+    let mut found = None;
+    for r in ROUTES {
+        let Some(params) = match_template(r.path, path) else {
+            continue;
+        };
+        unit = Some(r.unit);
+        allow.push(r.method);
+        if r.method == method {
+            found = Some((r, params));
+        }
+    }
+    match unit {
+        Some(u) if serves == Routes::All || serves == u => {}
+        _ => return Err(HttpError::RouteNotFound),
+    }
+    found.ok_or_else(|| HttpError::MethodNotAllowed {
+        allow: allow.join(", "),
+    })
+}
+
+#[cfg(test)]
+mod tests;
