@@ -72,3 +72,13 @@ output "keys_verify_policy_arn" {
   description = "Managed policy to attach to the operator role that runs portal keys verify (name that role in keys_verify_principal_arns too)."
   value       = aws_iam_policy.keys_verify.arn
 }
+
+output "entra_sync_function_name" {
+  description = "Name of the scheduled Entra sync function (null without var.entra_sync)."
+  value       = one(aws_lambda_function.entra_sync[*].function_name)
+}
+
+output "entra_sync_secret_arn" {
+  description = "Secrets Manager secret for the Entra app's client secret: put its value with `aws secretsmanager put-secret-value --secret-id <this> --secret-string file://secret.txt` (null without var.entra_sync)."
+  value       = one(aws_secretsmanager_secret.entra_sync[*].arn)
+}
