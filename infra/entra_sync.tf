@@ -260,7 +260,7 @@ data "aws_iam_policy_document" "entra_sync_function" {
   }
 }
 
-resource "aws_iam_role_policy" "entra_sync" {
+resource "aws_iam_role_policy" "entra_sync_function" {
   count  = local.entra_sync_count
   name   = "entra-sync"
   role   = aws_iam_role.entra_sync[0].id
@@ -333,7 +333,7 @@ resource "aws_lambda_function" "entra_sync" {
     log_group             = aws_cloudwatch_log_group.entra_sync[0].name
   }
 
-  depends_on = [aws_iam_role_policy.entra_sync]
+  depends_on = [aws_iam_role_policy.entra_sync_function]
 
   lifecycle {
     precondition {

@@ -2,5 +2,6 @@
 //! binaries are built from.
 
 mod binaries;
+mod entra_sync;
 mod provider_schema;
 mod terraform;
