@@ -344,6 +344,14 @@ resource "aws_lambda_function" "entra_sync" {
       condition     = local.build == null || try(local.build.zips["entra-sync"], null) == filebase64sha256(local.entra_sync_zip)
       error_message = "${local.entra_sync_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
     }
+    precondition {
+      condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
+      error_message = "${local.build_manifest} names no architecture (arm64 or x86_64): run scripts/package.sh again."
+    }
+    precondition {
+      condition     = local.build == null || var.architecture == null || var.architecture == local.architecture
+      error_message = "architecture = \"${coalesce(var.architecture, "-")}\" but the functions were built for ${coalesce(local.architecture, "-")} (${local.build_manifest}): run scripts/package.sh ${coalesce(var.architecture, "-")}, or drop the architecture setting to deploy what was built."
+    }
   }
 }
 

@@ -36,7 +36,9 @@ fn attr(body: &Body, key: &str) -> String {
                 .to_string()
                 .split_whitespace()
                 .collect::<Vec<_>>()
-                .join(" "),
+                .join(" ")
+                .replace("[ ", "[")
+                .replace(" ]", "]"),
         })
         .unwrap_or_default()
 }
@@ -251,6 +253,45 @@ fn a_schedule_invokes_the_function_and_two_alarms_watch_it() {
     for a in [failed, stale] {
         assert_eq!(attr(a, "alarm_actions"), "local.alarm_actions");
     }
+}
+
+/// What tests/infra/terraform.rs checks of the API functions and applies
+/// here too: JSON logs into its own encrypted log group at the two
+/// variables' levels, the build's architecture.
+#[test]
+fn the_function_logs_json_and_runs_the_architecture_it_was_built_for() {
+    let tf = file("entra_sync.tf");
+    let f = block(&tf, "resource", "aws_lambda_function", "entra_sync");
+    let logging = sub(f, "logging_config")[0];
+    assert_eq!(
+        [
+            attr(logging, "log_format"),
+            attr(logging, "application_log_level"),
+            attr(logging, "system_log_level"),
+            attr(logging, "log_group"),
+        ],
+        [
+            "JSON",
+            "var.application_log_level",
+            "var.system_log_level",
+            "aws_cloudwatch_log_group.entra_sync[0].name"
+        ]
+    );
+    let group = block(&tf, "resource", "aws_cloudwatch_log_group", "entra_sync");
+    assert_eq!(attr(group, "kms_key_id"), "aws_kms_key.entra_sync[0].arn");
+    assert_eq!(attr(f, "architectures"), "[local.architecture]");
+    assert_eq!(attr(f, "reserved_concurrent_executions"), "1");
+    let lifecycle = sub(f, "lifecycle")[0];
+    let conditions: Vec<String> = sub(lifecycle, "precondition")
+        .iter()
+        .map(|p| attr(p, "condition"))
+        .collect();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.contains("var.architecture == local.architecture")),
+        "{conditions:?}"
+    );
 }
 
 #[test]
