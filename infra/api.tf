@@ -1,6 +1,70 @@
-# HTTP API: the read and retrieval routes (the lifecycle's write routes are in
-# manage.tf), all behind the JWT authorizer, each proxied (payload format 2.0)
-# to its function.
+# HTTP API: every route of local.routes, all behind the JWT authorizer, each
+# proxied (payload format 2.0) to its function.
+
+locals {
+  # Route key -> the function (a key of local.functions) that serves it: the
+  # routes of api::ROUTES (src/api/mod.rs), exactly (tests/infra checks).
+  # No $default route: anything else is a 404 from API Gateway. The batch
+  # route (several keys in one request) is the retrieval function's: same
+  # role, same audit and rate limit; each key is one KMS Decrypt, so one
+  # request may cost many (see route_throttles).
+  routes = {
+    "GET /v1/devices"                                    = "list-devices"
+    "GET /v1/recovery-keys"                              = "list-devices"
+    "GET /v1/audit-events"                               = "list-devices"
+    "POST /v1/devices/{device_id}/recovery-key"          = "get-recovery-key"
+    "POST /v1/recovery-keys/batch"                       = "get-recovery-key"
+    "PUT /v1/devices/{device_id}/recovery-keys/{key_id}" = "manage-keys"
+    "PUT /v1/devices/{device_id}"                        = "manage-keys"
+    "DELETE /v1/devices/{device_id}"                     = "manage-keys"
+    "POST /v1/devices/{device_id}/restore"               = "manage-keys"
+    "GET /v1/rotation-requests"                          = "manage-keys"
+    "GET /v1/tenant/settings"                            = "manage-keys"
+    "PATCH /v1/tenant/settings"                          = "manage-keys"
+    "POST /v1/incidents"                                 = "manage-keys"
+    "GET /v1/incidents"                                  = "manage-keys"
+    "DELETE /v1/incidents/{incident_id}"                 = "manage-keys"
+  }
+
+  # Route key -> its source-ARN suffix in a Lambda permission: method and
+  # path with each {parameter} a `*` ("PUT /v1/devices/{device_id}" ->
+  # "PUT/v1/devices/*").
+  route_sources = {
+    for key, target in local.routes : key => join("/", [
+      for segment in split("/", replace(key, " ", "")) : startswith(segment, "{") ? "*" : segment
+    ])
+  }
+
+  # The Lambda permissions of lambda.tf: one per route, except that one
+  # `GET /v1/*` permission covers list-devices' read routes. Statement IDs
+  # are those first deployed (a changed ID would replace the permission).
+  api_permissions = merge(
+    {
+      for key, target in local.routes : key => {
+        function     = target
+        source       = local.route_sources[key]
+        statement_id = "AllowInvokeFromHttpApi-${replace(replace(local.route_sources[key], "/", "-"), "*", "x")}"
+      } if target == "manage-keys"
+    },
+    {
+      "GET /v1/*" = {
+        function     = "list-devices"
+        source       = "GET/v1/*"
+        statement_id = "AllowInvokeFromHttpApi"
+      }
+      "POST /v1/devices/{device_id}/recovery-key" = {
+        function     = "get-recovery-key"
+        source       = local.route_sources["POST /v1/devices/{device_id}/recovery-key"]
+        statement_id = "AllowInvokeFromHttpApi"
+      }
+      "POST /v1/recovery-keys/batch" = {
+        function     = "get-recovery-key"
+        source       = local.route_sources["POST /v1/recovery-keys/batch"]
+        statement_id = "AllowInvokeFromHttpApiBatch"
+      }
+    },
+  )
+}
 
 resource "aws_apigatewayv2_api" "portal" {
   name          = "${var.name_prefix}-api"
@@ -9,7 +73,7 @@ resource "aws_apigatewayv2_api" "portal" {
 
   # The portal page calls the API from its own origin (portal.tf): by default
   # the CloudFront distribution's (and portal_domain_name's) only. The methods
-  # are those of the routes: the write routes (manage.tf) use PUT, PATCH and
+  # are those of the routes: the write routes use PUT, PATCH and
   # DELETE, and a browser preflight for them must not fail.
   cors_configuration {
     allow_origins  = length(var.cors_allow_origins) > 0 ? var.cors_allow_origins : distinct(["https://${aws_cloudfront_distribution.portal.domain_name}", local.portal_origin])
@@ -33,71 +97,26 @@ resource "aws_apigatewayv2_authorizer" "jwt" {
 }
 
 # ---------------------------------------------------------------------------
-# Integrations
+# Integrations and routes
 # ---------------------------------------------------------------------------
-
-resource "aws_apigatewayv2_integration" "list_devices" {
-  api_id                 = aws_apigatewayv2_api.portal.id
-  integration_type       = "AWS_PROXY"
-  integration_method     = "POST"
-  integration_uri        = aws_lambda_function.list_devices.invoke_arn
-  payload_format_version = "2.0"
-}
 
 # With provisioned concurrency (key_provisioned_concurrency > 0) the API calls
 # the alias that holds it; an unqualified call would run on the unprovisioned
 # $LATEST and get none of it.
-resource "aws_apigatewayv2_integration" "get_recovery_key" {
+resource "aws_apigatewayv2_integration" "function" {
+  for_each               = local.functions
   api_id                 = aws_apigatewayv2_api.portal.id
   integration_type       = "AWS_PROXY"
   integration_method     = "POST"
-  integration_uri        = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].invoke_arn : aws_lambda_function.get_recovery_key.invoke_arn
+  integration_uri        = each.value.provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].invoke_arn : aws_lambda_function.function[each.key].invoke_arn
   payload_format_version = "2.0"
 }
 
-# ---------------------------------------------------------------------------
-# Routes (no $default route: anything else is a 404 from API Gateway)
-# ---------------------------------------------------------------------------
-
-resource "aws_apigatewayv2_route" "list_devices" {
+resource "aws_apigatewayv2_route" "route" {
+  for_each           = local.routes
   api_id             = aws_apigatewayv2_api.portal.id
-  route_key          = "GET /v1/devices"
-  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
-}
-
-resource "aws_apigatewayv2_route" "list_recovery_keys" {
-  api_id             = aws_apigatewayv2_api.portal.id
-  route_key          = "GET /v1/recovery-keys"
-  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
-}
-
-resource "aws_apigatewayv2_route" "list_audit_events" {
-  api_id             = aws_apigatewayv2_api.portal.id
-  route_key          = "GET /v1/audit-events"
-  target             = "integrations/${aws_apigatewayv2_integration.list_devices.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
-}
-
-resource "aws_apigatewayv2_route" "get_recovery_key" {
-  api_id             = aws_apigatewayv2_api.portal.id
-  route_key          = "POST /v1/devices/{device_id}/recovery-key"
-  target             = "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}"
-  authorization_type = "JWT"
-  authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
-}
-
-# Several keys in one request: it decrypts, so it is the retrieval function's
-# (same role, same audit and rate limit). Each key is one KMS Decrypt, so one
-# request may cost many: see route_throttles.
-resource "aws_apigatewayv2_route" "batch_recovery_keys" {
-  api_id             = aws_apigatewayv2_api.portal.id
-  route_key          = "POST /v1/recovery-keys/batch"
-  target             = "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}"
+  route_key          = each.key
+  target             = "integrations/${aws_apigatewayv2_integration.function[each.value].id}"
   authorization_type = "JWT"
   authorizer_id      = aws_apigatewayv2_authorizer.jwt.id
 }
@@ -154,21 +173,5 @@ resource "aws_apigatewayv2_stage" "default" {
   }
 
   # Route settings name routes by key: the routes must exist first.
-  depends_on = [
-    aws_apigatewayv2_route.list_devices,
-    aws_apigatewayv2_route.list_recovery_keys,
-    aws_apigatewayv2_route.list_audit_events,
-    aws_apigatewayv2_route.get_recovery_key,
-    aws_apigatewayv2_route.batch_recovery_keys,
-    aws_apigatewayv2_route.escrow_recovery_key,
-    aws_apigatewayv2_route.upsert_device,
-    aws_apigatewayv2_route.retire_device,
-    aws_apigatewayv2_route.restore_device,
-    aws_apigatewayv2_route.rotation_requests,
-    aws_apigatewayv2_route.get_tenant_settings,
-    aws_apigatewayv2_route.patch_tenant_settings,
-    aws_apigatewayv2_route.open_incident,
-    aws_apigatewayv2_route.list_incidents,
-    aws_apigatewayv2_route.close_incident,
-  ]
+  depends_on = [aws_apigatewayv2_route.route]
 }

@@ -19,6 +19,31 @@ data "aws_iam_policy_document" "lambda_assume_role" {
 }
 
 # ---------------------------------------------------------------------------
+# Execution roles: one per function of local.functions, each with the one
+# inline policy of local.function_policies (the documents below)
+# ---------------------------------------------------------------------------
+
+resource "aws_iam_role" "function" {
+  for_each           = local.functions
+  name               = "${var.name_prefix}-${each.key}"
+  description        = "Execution role of the ${var.name_prefix}-${each.key} function"
+  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
+}
+
+resource "aws_iam_role_policy" "function" {
+  for_each = local.functions
+  name     = each.key
+  role     = aws_iam_role.function[each.key].id
+  policy   = local.function_policies[each.key]
+}
+
+resource "aws_iam_role_policy_attachment" "function_xray" {
+  for_each   = { for name, f in local.functions : name => f if var.enable_xray }
+  role       = aws_iam_role.function[each.key].name
+  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+}
+
+# ---------------------------------------------------------------------------
 # list-devices
 # ---------------------------------------------------------------------------
 #
@@ -29,18 +54,12 @@ data "aws_iam_policy_document" "lambda_assume_role" {
 # encrypted with the tables CMK, which DynamoDB uses on the caller's behalf
 # (see kms.tf), and the recovery-key CMK does not name this role.
 
-resource "aws_iam_role" "list_devices" {
-  name               = "${var.name_prefix}-list-devices"
-  description        = "Execution role of the ${local.list_function_name} function"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
-}
-
 data "aws_iam_policy_document" "list_devices" {
   statement {
     sid       = "WriteOwnLogs"
     effect    = "Allow"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.list_devices.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.function["list-devices"].arn}:*"]
   }
 
   statement {
@@ -94,18 +113,6 @@ data "aws_iam_policy_document" "list_devices" {
   # all served by get-recovery-key.
 }
 
-resource "aws_iam_role_policy" "list_devices" {
-  name   = "list-devices"
-  role   = aws_iam_role.list_devices.id
-  policy = data.aws_iam_policy_document.list_devices.json
-}
-
-resource "aws_iam_role_policy_attachment" "list_devices_xray" {
-  count      = var.enable_xray ? 1 : 0
-  role       = aws_iam_role.list_devices.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
-}
-
 # ---------------------------------------------------------------------------
 # get-recovery-key
 # ---------------------------------------------------------------------------
@@ -119,18 +126,12 @@ resource "aws_iam_role_policy_attachment" "list_devices_xray" {
 # transaction by its per-item actions, so no TransactWriteItems action exists
 # to grant. Finally it decrypts the sealed key with the recovery-key CMK.
 
-resource "aws_iam_role" "get_recovery_key" {
-  name               = "${var.name_prefix}-get-recovery-key"
-  description        = "Execution role of the ${local.key_function_name} function"
-  assume_role_policy = data.aws_iam_policy_document.lambda_assume_role.json
-}
-
 data "aws_iam_policy_document" "get_recovery_key" {
   statement {
     sid       = "WriteOwnLogs"
     effect    = "Allow"
     actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
-    resources = ["${aws_cloudwatch_log_group.get_recovery_key.arn}:*"]
+    resources = ["${aws_cloudwatch_log_group.function["get-recovery-key"].arn}:*"]
   }
 
   statement {
@@ -223,16 +224,90 @@ data "aws_iam_policy_document" "get_recovery_key" {
   }
 }
 
-resource "aws_iam_role_policy" "get_recovery_key" {
-  name   = "get-recovery-key"
-  role   = aws_iam_role.get_recovery_key.id
-  policy = data.aws_iam_policy_document.get_recovery_key.json
-}
+# ---------------------------------------------------------------------------
+# manage-keys
+# ---------------------------------------------------------------------------
+#
+# The key lifecycle's write routes (escrow by devices or an MDM sync job,
+# device enrolment and retirement, rotation requests, tenant settings,
+# incidents).
+#
+# Its role seals keys but can never read one back: kms:Encrypt only, bound to
+# the recovery-key encryption context, and no kms:Decrypt anywhere (nor does
+# the recovery-key CMK policy name it). It writes the devices table only,
+# plus the audit table, since every write it makes is audited: PutItem there
+# (append-only, like the other functions). It never touches the rate-limit
+# table.
 
-resource "aws_iam_role_policy_attachment" "get_recovery_key_xray" {
-  count      = var.enable_xray ? 1 : 0
-  role       = aws_iam_role.get_recovery_key.name
-  policy_arn = "arn:${local.partition}:iam::aws:policy/AWSXRayDaemonWriteAccess"
+
+data "aws_iam_policy_document" "manage_keys" {
+  statement {
+    sid       = "WriteOwnLogs"
+    effect    = "Allow"
+    actions   = ["logs:CreateLogStream", "logs:PutLogEvents"]
+    resources = ["${aws_cloudwatch_log_group.function["manage-keys"].arn}:*"]
+  }
+
+  # Reads the device and tenant items it changes (BatchGetItem, GetItem)
+  # and the by_rotation index. Writes are transactions; DynamoDB authorizes
+  # them by their per-item actions. Nothing is deleted: retiring a device
+  # sets its items' TTL (UpdateItem) and restoring clears it, so DynamoDB
+  # deletes a retired device only when its retention ends. Incidents are items of the tenant's
+  # partition (T#<tenant> / INCIDENT#...) plus an attribute of the tenant
+  # item, written in one transaction with the audit Put (an Update of the
+  # tenant item conditioned on its settings version, so no ConditionCheck);
+  # listing them is a Query of that partition.
+  statement {
+    sid    = "ReadAndWriteDevices"
+    effect = "Allow"
+    actions = [
+      "dynamodb:BatchGetItem",
+      "dynamodb:GetItem",
+      "dynamodb:PutItem",
+      "dynamodb:Query",
+      "dynamodb:UpdateItem",
+    ]
+    resources = [aws_dynamodb_table.devices.arn]
+  }
+
+  statement {
+    sid       = "QueryRotationRequests"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.devices.arn}/index/by_rotation"]
+  }
+
+  # Every write is audited, in the same transaction. Append-only: PutItem
+  # with attribute_not_exists(pk), never Update/Delete.
+  statement {
+    sid       = "AppendAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem"]
+    resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  # The role's only KMS permission: seal keys with the recovery-key CMK, only
+  # with the encryption context the code binds to every key. The key policy
+  # delegates Encrypt to IAM (DelegateEncryptWithContextToIam in kms.tf) and
+  # names no one but the key function for Decrypt.
+  statement {
+    sid       = "SealRecoveryKeysWithContext"
+    effect    = "Allow"
+    actions   = ["kms:Encrypt"]
+    resources = [aws_kms_key.recovery_keys.arn]
+
+    condition {
+      test     = "ForAllValues:StringEquals"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["tenant_id", "device_id", "key_id"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "kms:EncryptionContextKeys"
+      values   = ["false"]
+    }
+  }
 }
 
 # ---------------------------------------------------------------------------

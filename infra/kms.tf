@@ -124,7 +124,7 @@ data "aws_iam_policy_document" "recovery_keys_key_policy" {
 
     principals {
       type        = "AWS"
-      identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)
+      identifiers = concat([aws_iam_role.function["get-recovery-key"].arn], var.keys_verify_principal_arns)
     }
 
     condition {
@@ -275,10 +275,8 @@ data "aws_iam_policy_document" "logs_key_policy" {
       test     = "ArnLike"
       variable = "kms:EncryptionContext:aws:logs:arn"
       values = [
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.list_log_group_name}",
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.key_log_group_name}",
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.manage_log_group_name}",
-        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${local.access_log_group_name}",
+        for name in concat(values(local.function_log_groups), [local.access_log_group_name]) :
+        "arn:${local.partition}:logs:${local.region}:${local.account_id}:log-group:${name}"
       ]
     }
   }

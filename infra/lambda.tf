@@ -1,6 +1,6 @@
-# list-devices and get-recovery-key (manage-keys is in manage.tf). All three
-# run the same configuration (a custom-runtime `bootstrap` binary built by
-# cargo lambda) and read the same environment.
+# The functions of local.functions (main.tf), one resource each through
+# for_each: all three run the same configuration (a custom-runtime
+# `bootstrap` binary built by cargo lambda) and read the same environment.
 
 locals {
   # Optional settings are omitted rather than set to "" so the functions see
@@ -32,87 +32,31 @@ locals {
   tracing_mode = var.enable_xray ? "Active" : "PassThrough"
 }
 
-resource "aws_lambda_function" "list_devices" {
+resource "aws_lambda_function" "function" {
   #checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway only; a DLQ applies to asynchronous invocations and would never receive anything.
   #checkov:skip=CKV_AWS_117:The function reaches only public AWS endpoints (DynamoDB, KMS) and the identity provider's JWKS URL; there is no private resource to reach, and a VPC would add NAT/endpoint cost and cold-start latency without narrowing access (IAM does that).
   #checkov:skip=CKV_AWS_272:The zip is built from this repository and deployed by the same Terraform run (source_code_hash pins it); there is no separate publisher whose signature Lambda could verify.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (issuer, audience, table prefix, key ARN) and Lambda encrypts it at rest with an AWS managed key; a customer managed key would require a kms:Decrypt grant for the list-devices role, which by design has no KMS permission.
-  function_name = local.list_function_name
-  description   = "Recovery portal: list devices, recovery-key metadata and audit events"
-  role          = aws_iam_role.list_devices.arn
+  #checkov:skip=CKV_AWS_173:The environment holds no secrets (issuer, audience, table prefix, key ARN) and Lambda encrypts it at rest with an AWS managed key; a customer managed key would require a kms:Decrypt grant for the list-devices and manage-keys roles, which by design have none.
+  for_each = local.functions
+
+  function_name = "${var.name_prefix}-${each.key}"
+  description   = each.value.description
+  role          = aws_iam_role.function[each.key].arn
 
   runtime       = "provided.al2023"
   handler       = "bootstrap"
   architectures = [local.architecture]
 
-  filename         = local.list_devices_zip
-  source_code_hash = filebase64sha256(local.list_devices_zip)
+  filename         = local.function_zips[each.key]
+  source_code_hash = filebase64sha256(local.function_zips[each.key])
 
   memory_size                    = var.lambda_memory_size
   timeout                        = var.lambda_timeout
-  reserved_concurrent_executions = var.list_reserved_concurrency
-
-  environment {
-    variables = local.function_environment
-  }
-
-  tracing_config {
-    mode = local.tracing_mode
-  }
-
-  logging_config {
-    log_format            = "JSON"
-    application_log_level = var.application_log_level
-    system_log_level      = var.system_log_level
-    log_group             = aws_cloudwatch_log_group.list_devices.name
-  }
-
-  # The role's permissions must exist before the first invocation.
-  depends_on = [aws_iam_role_policy.list_devices]
-
-  lifecycle {
-    precondition {
-      condition     = local.build != null
-      error_message = "No build manifest at ${local.build_manifest}: build the functions with scripts/package.sh (it writes the zips and the manifest) before plan or apply."
-    }
-    precondition {
-      condition     = local.build == null || try(local.build.zips["list-devices"], null) == filebase64sha256(local.list_devices_zip)
-      error_message = "${local.list_devices_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
-    }
-    precondition {
-      condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
-      error_message = "${local.build_manifest} names no architecture (arm64 or x86_64): run scripts/package.sh again."
-    }
-    precondition {
-      condition     = local.build == null || var.architecture == null || var.architecture == local.architecture
-      error_message = "architecture = \"${coalesce(var.architecture, "-")}\" but the functions were built for ${coalesce(local.architecture, "-")} (${local.build_manifest}): run scripts/package.sh ${coalesce(var.architecture, "-")}, or drop the architecture setting to deploy what was built."
-    }
-  }
-}
-
-resource "aws_lambda_function" "get_recovery_key" {
-  #checkov:skip=CKV_AWS_116:Invoked synchronously by API Gateway only; a DLQ applies to asynchronous invocations and would never receive anything.
-  #checkov:skip=CKV_AWS_117:The function reaches only public AWS endpoints (DynamoDB, KMS) and the identity provider's JWKS URL; there is no private resource to reach, and a VPC would add NAT/endpoint cost and cold-start latency without narrowing access (IAM does that).
-  #checkov:skip=CKV_AWS_272:The zip is built from this repository and deployed by the same Terraform run (source_code_hash pins it); there is no separate publisher whose signature Lambda could verify.
-  #checkov:skip=CKV_AWS_173:The environment holds no secrets (issuer, audience, table prefix, key ARN) and Lambda encrypts it at rest with an AWS managed key; a customer managed key would require a kms:Decrypt grant for the list-devices role, which by design has no KMS permission.
-  function_name = local.key_function_name
-  description   = "Recovery portal: disclose one BitLocker recovery key (audited, rate limited)"
-  role          = aws_iam_role.get_recovery_key.arn
-
-  runtime       = "provided.al2023"
-  handler       = "bootstrap"
-  architectures = [local.architecture]
-
-  filename         = local.get_recovery_key_zip
-  source_code_hash = filebase64sha256(local.get_recovery_key_zip)
-
-  memory_size                    = var.lambda_memory_size
-  timeout                        = var.lambda_timeout
-  reserved_concurrent_executions = var.key_reserved_concurrency
+  reserved_concurrent_executions = each.value.reserved_concurrency
 
   # Provisioned concurrency lives on a published version (through the alias
   # below), never on $LATEST; without it nothing is published.
-  publish = var.key_provisioned_concurrency > 0
+  publish = each.value.provisioned_concurrency > 0
 
   environment {
     variables = local.function_environment
@@ -126,10 +70,11 @@ resource "aws_lambda_function" "get_recovery_key" {
     log_format            = "JSON"
     application_log_level = var.application_log_level
     system_log_level      = var.system_log_level
-    log_group             = aws_cloudwatch_log_group.get_recovery_key.name
+    log_group             = aws_cloudwatch_log_group.function[each.key].name
   }
 
-  depends_on = [aws_iam_role_policy.get_recovery_key]
+  # The role's permissions must exist before the first invocation.
+  depends_on = [aws_iam_role_policy.function]
 
   lifecycle {
     precondition {
@@ -137,8 +82,8 @@ resource "aws_lambda_function" "get_recovery_key" {
       error_message = "No build manifest at ${local.build_manifest}: build the functions with scripts/package.sh (it writes the zips and the manifest) before plan or apply."
     }
     precondition {
-      condition     = local.build == null || try(local.build.zips["get-recovery-key"], null) == filebase64sha256(local.get_recovery_key_zip)
-      error_message = "${local.get_recovery_key_zip} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
+      condition     = local.build == null || try(local.build.zips[each.key], null) == filebase64sha256(local.function_zips[each.key])
+      error_message = "${local.function_zips[each.key]} is not the zip scripts/package.sh recorded in ${local.build_manifest} (built another way, or changed since), so its architecture is unknown: run scripts/package.sh again."
     }
     precondition {
       condition     = local.build == null || contains(["arm64", "x86_64"], coalesce(local.architecture, "-"))
@@ -159,13 +104,13 @@ resource "aws_lambda_alias" "get_recovery_key" {
   count            = var.key_provisioned_concurrency > 0 ? 1 : 0
   name             = "live"
   description      = "The published version the API calls; holds the provisioned concurrency"
-  function_name    = aws_lambda_function.get_recovery_key.function_name
-  function_version = aws_lambda_function.get_recovery_key.version
+  function_name    = aws_lambda_function.function["get-recovery-key"].function_name
+  function_version = aws_lambda_function.function["get-recovery-key"].version
 }
 
 resource "aws_lambda_provisioned_concurrency_config" "get_recovery_key" {
   count                             = var.key_provisioned_concurrency > 0 ? 1 : 0
-  function_name                     = aws_lambda_function.get_recovery_key.function_name
+  function_name                     = aws_lambda_function.function["get-recovery-key"].function_name
   qualifier                         = aws_lambda_alias.get_recovery_key[0].name
   provisioned_concurrent_executions = var.key_provisioned_concurrency
 
@@ -178,32 +123,17 @@ resource "aws_lambda_provisioned_concurrency_config" "get_recovery_key" {
   }
 }
 
-# API Gateway may invoke each function, from this API only. The source ARNs
-# (api-id/stage/method/path) also pin each function to its own routes.
-resource "aws_lambda_permission" "list_devices_api" {
-  statement_id  = "AllowInvokeFromHttpApi"
+# API Gateway may invoke each function for its routes, from this API only.
+# The source ARNs (api-id/stage/method/path) also pin each function to its
+# own routes. The retrieval function's permissions name the alias when the
+# API calls it (a permission on the unqualified function does not cover an
+# alias).
+resource "aws_lambda_permission" "api" {
+  for_each      = local.api_permissions
+  statement_id  = each.value.statement_id
   action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.list_devices.function_name
+  function_name = aws_lambda_function.function[each.value.function].function_name
+  qualifier     = local.functions[each.value.function].provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null
   principal     = "apigateway.amazonaws.com"
-  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/GET/v1/*"
-}
-
-# The retrieval function's permissions name the alias when the API calls it
-# (a permission on the unqualified function does not cover an alias).
-resource "aws_lambda_permission" "get_recovery_key_api" {
-  statement_id  = "AllowInvokeFromHttpApi"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.get_recovery_key.function_name
-  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null
-  principal     = "apigateway.amazonaws.com"
-  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/devices/*/recovery-key"
-}
-
-resource "aws_lambda_permission" "batch_recovery_keys_api" {
-  statement_id  = "AllowInvokeFromHttpApiBatch"
-  action        = "lambda:InvokeFunction"
-  function_name = aws_lambda_function.get_recovery_key.function_name
-  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null
-  principal     = "apigateway.amazonaws.com"
-  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/recovery-keys/batch"
+  source_arn    = "${aws_apigatewayv2_api.portal.execution_arn}/*/${each.value.source}"
 }

@@ -11,19 +11,48 @@ locals {
   partition  = data.aws_partition.current.partition
   region     = data.aws_region.current.region
 
-  list_function_name = "${var.name_prefix}-list-devices"
-  key_function_name  = "${var.name_prefix}-get-recovery-key"
+  # The three functions, each a custom-runtime `bootstrap` binary built by
+  # cargo lambda and named after its key (also its binary, its zip's
+  # directory and its entry in the build manifest). Everything else per
+  # function (role, log group, integration) is a `for_each` over this map.
+  # Only get-recovery-key can hold provisioned concurrency (lambda.tf).
+  functions = {
+    "list-devices" = {
+      description             = "Recovery portal: list devices, recovery-key metadata and audit events"
+      zip                     = var.list_devices_zip
+      reserved_concurrency    = var.list_reserved_concurrency
+      provisioned_concurrency = 0
+    }
+    "get-recovery-key" = {
+      description             = "Recovery portal: disclose one BitLocker recovery key (audited, rate limited)"
+      zip                     = var.get_recovery_key_zip
+      reserved_concurrency    = var.key_reserved_concurrency
+      provisioned_concurrency = var.key_provisioned_concurrency
+    }
+    "manage-keys" = {
+      description             = "Recovery portal: escrow keys, enrol and retire devices, rotation requests, tenant settings (audited; seals, never decrypts)"
+      zip                     = var.manage_keys_zip
+      reserved_concurrency    = var.manage_reserved_concurrency
+      provisioned_concurrency = 0
+    }
+  }
+
+  # Each function's permissions (iam.tf), apart from the map above: the
+  # documents name the log groups, which are made from the map.
+  function_policies = {
+    "list-devices"     = data.aws_iam_policy_document.list_devices.json
+    "get-recovery-key" = data.aws_iam_policy_document.get_recovery_key.json
+    "manage-keys"      = data.aws_iam_policy_document.manage_keys.json
+  }
 
   # Log group names are fixed here (not read back from the resources) so the
   # logs key policy can name them without a dependency cycle.
-  list_log_group_name   = "/aws/lambda/${local.list_function_name}"
-  key_log_group_name    = "/aws/lambda/${local.key_function_name}"
+  function_log_groups   = { for name, f in local.functions : name => "/aws/lambda/${var.name_prefix}-${name}" }
   access_log_group_name = "/aws/apigateway/${var.name_prefix}-access"
 
   # Zip paths: relative paths are relative to this module, absolute ones are
   # used as given.
-  list_devices_zip     = startswith(var.list_devices_zip, "/") ? var.list_devices_zip : "${path.module}/${var.list_devices_zip}"
-  get_recovery_key_zip = startswith(var.get_recovery_key_zip, "/") ? var.get_recovery_key_zip : "${path.module}/${var.get_recovery_key_zip}"
+  function_zips = { for name, f in local.functions : name => startswith(f.zip, "/") ? f.zip : "${path.module}/${f.zip}" }
 
   # What scripts/package.sh built: {"architecture": "arm64"|"x86_64",
   # "zips": {"<function>": "<base64 SHA-256 of its zip>"}}. The functions'

@@ -27,11 +27,9 @@
 locals {
   alarm_actions = compact([var.create_alarm_topic ? aws_sns_topic.alarms[0].arn : var.alarm_topic_arn])
 
-  monitored_functions = {
-    list_devices     = aws_lambda_function.list_devices.function_name
-    get_recovery_key = aws_lambda_function.get_recovery_key.function_name
-    manage_keys      = aws_lambda_function.manage_keys.function_name
-  }
+  # Keyed list_devices, get_recovery_key, manage_keys (the alarms' keys
+  # since before local.functions).
+  monitored_functions = { for name, f in aws_lambda_function.function : replace(name, "-", "_") => f.function_name }
 
   monitored_tables = {
     devices     = aws_dynamodb_table.devices.name
@@ -603,14 +601,4 @@ resource "aws_cloudwatch_dashboard" "portal" {
       error_message = "alarm_email subscribes to the topic create_alarm_topic creates: set create_alarm_topic = true (or subscribe the address to alarm_topic_arn yourself)."
     }
   }
-}
-
-output "alarm_topic_arn" {
-  description = "SNS topic the alarms notify (created or given), or null when none is configured."
-  value       = one(local.alarm_actions)
-}
-
-output "dashboard_name" {
-  description = "Name of the CloudWatch dashboard (metrics, capacity and alarms of this stack)."
-  value       = aws_cloudwatch_dashboard.portal.dashboard_name
 }

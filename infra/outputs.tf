@@ -60,17 +60,32 @@ output "import_policy_arn" {
 
 output "list_devices_function_name" {
   description = "Name of the list-devices function."
-  value       = aws_lambda_function.list_devices.function_name
+  value       = aws_lambda_function.function["list-devices"].function_name
 }
 
 output "get_recovery_key_function_name" {
   description = "Name of the get-recovery-key function."
-  value       = aws_lambda_function.get_recovery_key.function_name
+  value       = aws_lambda_function.function["get-recovery-key"].function_name
+}
+
+output "manage_keys_function_name" {
+  description = "Name of the manage-keys function."
+  value       = aws_lambda_function.function["manage-keys"].function_name
 }
 
 output "keys_verify_policy_arn" {
   description = "Managed policy to attach to the operator role that runs portal keys verify (name that role in keys_verify_principal_arns too)."
   value       = aws_iam_policy.keys_verify.arn
+}
+
+output "alarm_topic_arn" {
+  description = "SNS topic the alarms notify (created or given), or null when none is configured."
+  value       = one(local.alarm_actions)
+}
+
+output "dashboard_name" {
+  description = "Name of the CloudWatch dashboard (metrics, capacity and alarms of this stack)."
+  value       = aws_cloudwatch_dashboard.portal.dashboard_name
 }
 
 output "entra_sync_function_name" {

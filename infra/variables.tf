@@ -171,6 +171,17 @@ variable "key_reserved_concurrency" {
   }
 }
 
+variable "manage_reserved_concurrency" {
+  description = "Reserved concurrent executions of manage-keys. -1 (default) leaves the function unreserved (shares the account pool). A positive value guarantees and caps its concurrency, e.g. so a large MDM sync cannot starve key retrieval of KMS or DynamoDB capacity; 0 disables the function."
+  type        = number
+  default     = -1
+
+  validation {
+    condition     = var.manage_reserved_concurrency >= -1 && floor(var.manage_reserved_concurrency) == var.manage_reserved_concurrency
+    error_message = "manage_reserved_concurrency must be -1 (unreserved) or a non-negative whole number."
+  }
+}
+
 variable "key_provisioned_concurrency" {
   description = "Provisioned concurrency of get-recovery-key: execution environments kept initialized, so a surge of retrievals meets no cold start (billed while provisioned). 0 (default): none, and no version is published. Above 0 the function is published on every apply and the API calls its alias \"live\", which holds the provisioned environments. At most key_reserved_concurrency when that is set."
   type        = number
@@ -194,8 +205,14 @@ variable "get_recovery_key_zip" {
   default     = "../target/lambda/get-recovery-key/bootstrap.zip"
 }
 
+variable "manage_keys_zip" {
+  description = "Deployment package of manage-keys. Relative paths are relative to this module."
+  type        = string
+  default     = "../target/lambda/manage-keys/bootstrap.zip"
+}
+
 variable "enable_xray" {
-  description = "Enable active X-Ray tracing of both functions (adds the AWSXRayDaemonWriteAccess policy to their roles). Off by default: tracing costs money per trace and is mostly useful while investigating latency."
+  description = "Enable active X-Ray tracing of the functions (adds the AWSXRayDaemonWriteAccess policy to their roles). Off by default: tracing costs money per trace and is mostly useful while investigating latency."
   type        = bool
   default     = false
 }
@@ -234,7 +251,7 @@ variable "route_throttles" {
   }))
   default = {}
 
-  # The routes of api.tf and manage.tf (tests/infra/terraform.rs keeps this
+  # The routes of local.routes in api.tf (tests/infra/terraform.rs keeps this
   # list equal to them): a setting for an unknown route fails the apply.
   validation {
     condition = alltrue([for k in keys(var.route_throttles) : contains([

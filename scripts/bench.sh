@@ -3,7 +3,7 @@
 # figures depend on the machine. One command:
 #
 #   scripts/bench.sh                 # coldstart + requests + outage + aws
-#   scripts/bench.sh coldstart       # or any of: coldstart requests outage incident aws profiles
+#   scripts/bench.sh coldstart       # or any of: coldstart requests outage incident aws profiles check
 #
 # Environment: RUNS (cold starts per variant, default 30), USERS (outage,
 # default 10000), CONNECTIONS (outage and incident, default 64), REPEAT
@@ -23,13 +23,13 @@
 #   bootstraps are measured too and smoke-tested (functions/*/tests/runtime.rs).
 # - requests: criterion, benches/requests.rs (per-request cost vs verifying
 #   the token alone).
-# - outage: examples/outage.rs against a release `portal serve`.
-# - incident: examples/outage.rs --modes incident: INCIDENT_USERS users list
+# - outage: benches/outage.rs against a release `portal serve`.
+# - incident: benches/outage.rs --modes incident: INCIDENT_USERS users list
 #   and retrieve while AGENTS helpdesk agents retrieve the other devices'
 #   keys in batches of BATCH during an incident opened over the API; the
 #   whole audit log reconciled afterwards; the raw verification rate (the
 #   floor) measured in the same run.
-# - aws: examples/awspath.rs, the release function binaries with
+# - aws: benches/awspath.rs, the release function binaries with
 #   PORTAL_BACKEND=aws against moto (scripts/moto.sh), through a proxy that
 #   counts AWS calls per invocation; also their CPU time per invocation; then
 #   an incident opened by manage-keys and BATCHES helpdesk batches of BATCH
@@ -38,6 +38,13 @@
 #   and z, thin LTO, aws-lc jitter entropy on) and the floor on Tokio's
 #   multi-threaded runtime, measured against the release build in one
 #   interleaved coldstart run. Slow (several LTO builds).
+#
+# - check: builds every benchmark (release, as the runs do) and runs none:
+#   a quick way to see they still compile.
+#
+# coldstart, outage and awspath are benches/*.rs drivers with arguments of
+# their own (harness = false, bench = false in Cargo.toml): built with
+# `cargo build --release --bench <name>` and run from target/release/deps.
 #
 # Everything is written to target/bench/<UTC time>/ (summary.md plus raw
 # CSV and logs); BENCHMARKS.md records the figures and what they led to.
@@ -79,6 +86,13 @@ rel="${CARGO_TARGET_DIR:-target}/release"
     echo
 } | tee "$summary"
 
+# Builds the bench driver `$1` (release) and prints its executable's path:
+# a bench target's binary has a hashed name under target/release/deps.
+bench_bin() {
+    cargo build --release -p recovery-portal --bench "$1" --message-format=json-render-diagnostics |
+        sed -n 's/.*"name":"'"$1"'".*"executable":"\([^"]*\)".*/\1/p' | tail -n 1 | grep .
+}
+
 section() { printf '\n## %s\n\n' "$1" | tee -a "$summary"; }
 note() { echo "$*" | tee -a "$summary"; }
 
@@ -119,7 +133,8 @@ coldstart_variants() {
 run_coldstart() {
     section "Cold start (RUNS=$RUNS per variant, interleaved)"
     cargo build --release -p list-devices -p get-recovery-key -p hello-lambda
-    cargo build --release -p recovery-portal --example coldstart
+    local driver
+    driver="$(bench_bin coldstart)"
     local variants=() fn
     mapfile -t variants < <(coldstart_variants "")
     local packaged=()
@@ -129,7 +144,7 @@ run_coldstart() {
     done
     note "Binaries: $(for b in hello-lambda list-devices get-recovery-key; do printf '%s %s bytes; ' "$b" "$(stat -c %s "$rel/$b")"; done)"
     note
-    "$rel/examples/coldstart" --runs "$RUNS" --netcheck --raw "$out/coldstart.csv" "${variants[@]}" \
+    "$driver" --runs "$RUNS" --netcheck --raw "$out/coldstart.csv" "${variants[@]}" \
         2> >(tee "$out/coldstart.log" >&2) | tee -a "$summary"
     note
     note "Raw samples: $out/coldstart.csv"
@@ -149,27 +164,32 @@ run_requests() {
 
 run_outage() {
     section "Outage simulation (USERS=$USERS, CONNECTIONS=$CONNECTIONS, REPEAT=$REPEAT)"
-    cargo build --release -p recovery-portal --bin portal --example outage
-    "$rel/examples/outage" --portal "$rel/portal" --users "$USERS" \
+    cargo build --release -p recovery-portal --bin portal
+    local driver
+    driver="$(bench_bin outage)"
+    "$driver" --portal "$rel/portal" --users "$USERS" \
         --connections "$CONNECTIONS" --repeat "$REPEAT" 2> >(tee "$out/outage.log" >&2) | tee -a "$summary"
 }
 
 run_incident() {
     section "Incident: outage with helpdesk batches (INCIDENT_USERS=$INCIDENT_USERS, AGENTS=$AGENTS, BATCH=$BATCH, CONNECTIONS=$CONNECTIONS, INCIDENT_REPEAT=$INCIDENT_REPEAT)"
-    cargo build --release -p recovery-portal --bin portal --example outage
-    "$rel/examples/outage" --portal "$rel/portal" --modes incident --users "$INCIDENT_USERS" \
+    cargo build --release -p recovery-portal --bin portal
+    local driver
+    driver="$(bench_bin outage)"
+    "$driver" --portal "$rel/portal" --modes incident --users "$INCIDENT_USERS" \
         --agents "$AGENTS" --batch "$BATCH" --connections "$CONNECTIONS" --repeat "$INCIDENT_REPEAT" \
         2> >(tee "$out/incident.log" >&2) | tee -a "$summary"
 }
 
 run_aws() {
-    section "AWS path against moto (examples/awspath.rs)"
+    section "AWS path against moto (benches/awspath.rs)"
     cargo build --release -p list-devices -p get-recovery-key -p manage-keys
-    cargo build --release -p recovery-portal --example awspath
+    local driver
+    driver="$(bench_bin awspath)"
     local started=0
     if ! scripts/moto.sh status >/dev/null 2>&1; then started=1; fi
     eval "$(scripts/moto.sh start)"
-    "$rel/examples/awspath" --invocations "${INVOCATIONS:-30}" --batches "$BATCHES" --batch "${AWS_BATCH:-25}" --bin-dir "$rel" 2> >(tee "$out/awspath.log" >&2) | tee -a "$summary"
+    "$driver" --invocations "${INVOCATIONS:-30}" --batches "$BATCHES" --batch "${AWS_BATCH:-25}" --bin-dir "$rel" 2> >(tee "$out/awspath.log" >&2) | tee -a "$summary"
     # Leave a moto server that was already running (other tests use it).
     if [ "$started" = 1 ]; then scripts/moto.sh stop >/dev/null 2>&1 || true; fi
 }
@@ -179,7 +199,8 @@ run_aws() {
 run_profiles() {
     section "Release profile experiments (RUNS=$RUNS per variant, interleaved)"
     cargo build --release -p list-devices -p get-recovery-key -p hello-lambda
-    cargo build --release -p recovery-portal --example coldstart
+    local driver
+    driver="$(bench_bin coldstart)"
     local variants=() p
     mapfile -t variants < <(coldstart_variants "" | grep -v /aws)
     # A profile changes the SDK's init the way it changes the rest: one AWS variant.
@@ -211,8 +232,19 @@ run_profiles() {
     done
     note "Sizes (bytes): $(for v in "${variants[@]}"; do p="${v#*=}"; p="${p%@*}"; printf '%s %s; ' "${v%%=*}" "$(stat -c %s "$p")"; done)"
     note
-    "$rel/examples/coldstart" --runs "$RUNS" --raw "$out/profiles.csv" "${variants[@]}" \
+    "$driver" --runs "$RUNS" --raw "$out/profiles.csv" "${variants[@]}" \
         2> >(tee "$out/profiles.log" >&2) | tee -a "$summary"
+}
+
+# Every benchmark builds; none runs.
+run_check() {
+    section "Build check (nothing measured)"
+    local b
+    for b in coldstart outage awspath; do
+        note "$b: $(bench_bin "$b")"
+    done
+    cargo bench -p recovery-portal --bench requests --no-run 2>&1 | tail -n 1
+    note "requests: built (cargo bench --no-run)"
 }
 
 for w in "${what[@]}"; do
@@ -223,7 +255,8 @@ for w in "${what[@]}"; do
         incident) run_incident ;;
         aws) run_aws ;;
         profiles) run_profiles ;;
-        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, incident, aws, profiles)" >&2; exit 2 ;;
+        check) run_check ;;
+        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, incident, aws, profiles, check)" >&2; exit 2 ;;
     esac
 done
 echo

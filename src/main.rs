@@ -6,7 +6,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use recovery_portal::adapters::sqlite::DataDir;
 use recovery_portal::config::{Backend, Config};
 use recovery_portal::frontends::{server, web};
-use recovery_portal::tools::devidp::{DEV_AUDIENCE, DEV_CLIENT_ID, DevIdentityProvider};
+#[cfg(feature = "dev-idp")]
+use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevIdentityProvider};
 use recovery_portal::tools::seed;
 use recovery_portal::{app, telemetry};
 use std::net::SocketAddr;
@@ -31,10 +32,12 @@ enum BackendArg {
 }
 
 /// The issuer of development tokens: `portal serve`'s default address.
+#[cfg(feature = "dev-idp")]
 const DEV_ISSUER: &str = "http://127.0.0.1:8080";
 
 /// The API Gateway events `portal event` prints, one per route; each is
 /// `events/<name>.json` with a fresh token.
+#[cfg(feature = "dev-idp")]
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum EventKind {
     /// `GET /v1/devices` (function list-devices).
@@ -47,6 +50,7 @@ enum EventKind {
     AuditEvents,
 }
 
+#[cfg(feature = "dev-idp")]
 impl EventKind {
     fn template(self) -> &'static str {
         match self {
@@ -105,7 +109,7 @@ enum Command {
         #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = web::parse_origin)]
         cors_origins: Vec<String>,
         /// The portal page's OIDC client id at the issuer.
-        #[arg(long, env = "PORTAL_WEB_CLIENT_ID", default_value = DEV_CLIENT_ID)]
+        #[arg(long, env = "PORTAL_WEB_CLIENT_ID", default_value = web::DEFAULT_CLIENT_ID)]
         web_client_id: String,
         /// Scopes the portal page requests when it signs in.
         #[arg(long, env = "PORTAL_WEB_SCOPES", default_value = web::DEFAULT_SCOPES)]
@@ -118,6 +122,7 @@ enum Command {
         web_auth_params: String,
     },
     /// Print a token from the local development identity provider.
+    #[cfg(feature = "dev-idp")]
     Token {
         #[arg(long)]
         tenant: String,
@@ -137,6 +142,7 @@ enum Command {
     /// function, carrying a fresh dev token: the data of
     /// `cargo lambda invoke <function> --data-file`. The function must trust
     /// the dev key: see `portal dev-env`.
+    #[cfg(feature = "dev-idp")]
     Event {
         #[arg(value_enum)]
         route: EventKind,
@@ -160,6 +166,7 @@ enum Command {
     /// Print the environment under which a Lambda function run locally
     /// (`cargo lambda watch`) trusts the dev identity provider's tokens, as
     /// shell `export` lines: `eval "$(portal dev-env)"`.
+    #[cfg(feature = "dev-idp")]
     DevEnv {
         /// The issuer the tokens name (`portal event --issuer`).
         #[arg(long, default_value = DEV_ISSUER)]
@@ -674,6 +681,7 @@ async fn verify_keys(tenant: Option<String>) -> ExitCode {
 
 /// The dev identity provider for `issuer`, with its key in
 /// `PORTAL_DEV_KEY_FILE` (created on first use), so every command agrees.
+#[cfg(feature = "dev-idp")]
 fn dev_idp(issuer: &str) -> Result<DevIdentityProvider, String> {
     DevIdentityProvider::load_or_create(
         &DevIdentityProvider::default_key_path(),
@@ -683,6 +691,7 @@ fn dev_idp(issuer: &str) -> Result<DevIdentityProvider, String> {
 }
 
 /// A dev token valid from now for `ttl` seconds (clamped to 1 minute–1 day).
+#[cfg(feature = "dev-idp")]
 fn dev_token(
     issuer: &str,
     tenant: &str,
@@ -703,6 +712,7 @@ fn dev_token(
 }
 
 /// `events/<route>.json` carrying `token` (and `device`, for a key retrieval).
+#[cfg(feature = "dev-idp")]
 fn api_gateway_event(
     route: EventKind,
     token: &str,
@@ -726,6 +736,7 @@ fn api_gateway_event(
 }
 
 /// `value` as one single-quoted POSIX shell word.
+#[cfg(feature = "dev-idp")]
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
 }
@@ -771,6 +782,7 @@ async fn main() -> ExitCode {
             };
             serve(addr, data, backend, page).await
         }
+        #[cfg(feature = "dev-idp")]
         Command::Token {
             tenant,
             user,
@@ -784,6 +796,7 @@ async fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
+        #[cfg(feature = "dev-idp")]
         Command::Event {
             route,
             user,
@@ -835,6 +848,7 @@ async fn main() -> ExitCode {
             )
             .await
         }
+        #[cfg(feature = "dev-idp")]
         Command::DevEnv { issuer } => match dev_idp(&issuer) {
             Ok(idp) => {
                 for (name, value) in [
@@ -981,20 +995,35 @@ fn refuse_address(addr: SocketAddr, config: &Config, in_memory: bool) -> Option<
 
 /// The configured issuer's verifier, or (no `PORTAL_ISSUER`) the dev
 /// identity provider at `local` with its own.
-#[allow(clippy::type_complexity)]
-fn token_verifier(
-    config: &Config,
-    local: SocketAddr,
-) -> Result<
-    (
-        Arc<dyn recovery_portal::ports::TokenVerifier>,
-        Option<Arc<DevIdentityProvider>>,
-    ),
-    String,
-> {
+fn token_verifier(config: &Config, local: SocketAddr) -> Result<Verifier, String> {
     if let Some(auth) = &config.auth {
         return Ok((app::jwt_verifier(auth), None));
     }
+    dev_verifier(local)
+}
+
+/// A token verifier, and the dev identity provider behind it if any.
+type Verifier = (
+    Arc<dyn recovery_portal::ports::TokenVerifier>,
+    Option<server::DevIdp>,
+);
+
+/// Why the operator build (without the `dev-idp` feature) will not serve
+/// without an issuer: it has no identity provider of its own to fall back on.
+#[cfg(not(feature = "dev-idp"))]
+const NO_DEV_IDP: &str = "PORTAL_ISSUER is not set, and this portal is the operator build \
+(without the dev-idp feature): it has no development identity provider. Set PORTAL_ISSUER and \
+PORTAL_AUDIENCE to your organisation's identity provider (docs/identity-providers.md), or run a \
+development build (`cargo run --release -- serve`, default features) on your own machine";
+
+#[cfg(not(feature = "dev-idp"))]
+fn dev_verifier(_local: SocketAddr) -> Result<Verifier, String> {
+    Err(NO_DEV_IDP.into())
+}
+
+/// The dev identity provider at `local`, and a verifier of its tokens.
+#[cfg(feature = "dev-idp")]
+fn dev_verifier(local: SocketAddr) -> Result<Verifier, String> {
     let idp = Arc::new(DevIdentityProvider::load_or_create(
         &DevIdentityProvider::default_key_path(),
         &format!("http://{local}"),
@@ -1051,11 +1080,14 @@ async fn serve(
         Err(e) => return fail(e),
     };
     portal.max_auth_age = config.web_max_age;
+    #[cfg(feature = "dev-idp")]
     announce(idp.as_deref());
+    #[cfg(feature = "dev-idp")]
+    let dev_issuer = idp.as_ref().map(|i| i.issuer.clone());
+    #[cfg(not(feature = "dev-idp"))]
+    let dev_issuer: Option<String> = None;
     // Exactly one of the two exists: a configured issuer, or the dev provider.
-    let issuer = idp
-        .as_ref()
-        .map(|i| i.issuer.clone())
+    let issuer = dev_issuer
         .or_else(|| config.auth.as_ref().map(|a| a.issuer.clone()))
         .unwrap_or_default();
     eprintln!("Portal page: http://{local}/");
@@ -1088,6 +1120,7 @@ async fn serve(
 
 /// What `portal serve` says at start in development mode: how to get a
 /// token and call the API.
+#[cfg(feature = "dev-idp")]
 fn announce(idp: Option<&DevIdentityProvider>) {
     let Some(idp) = idp else {
         return;

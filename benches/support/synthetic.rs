@@ -1,7 +1,7 @@
 //! A synthetic seed for the benchmarks: one tenant, `users` users with one or
 //! two devices each; every device holds an operating-system key (the second
 //! device also a data-volume key). Shared by `benches/requests.rs`,
-//! `examples/outage.rs` and `examples/awspath.rs`.
+//! `benches/outage.rs` and `benches/awspath.rs`.
 //!
 //! For the incident benchmark, users retrieve the key of their first device
 //! themselves and the helpdesk retrieves the keys of every second device

@@ -1,27 +1,39 @@
 //! The local server: the same `api::handle` as Lambda, behind axum, plus
-//! the development identity provider (discovery, JWKS, the authorization
-//! code flow), the portal page (`web`) and CORS for the API.
+//! the development identity provider (feature `dev-idp`: discovery, JWKS,
+//! the authorization code flow; `server/idp.rs`), the portal page (`web`)
+//! and CORS for the API.
 
 use crate::api::{self, ApiRequest, MAX_ANY_BODY, Routes};
 use crate::frontends::web;
 use crate::ports::Portal;
-use crate::tools::devidp::DevIdentityProvider;
-use crate::tools::devidp::{AuthorizeRequest, FlowError, SignIn};
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use futures_util::StreamExt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
+// The dev identity provider's routes: discovery, JWKS, the code flow.
+#[cfg(feature = "dev-idp")]
+mod idp;
+
+/// The development identity provider this server can be. Without the
+/// `dev-idp` feature (the operator build) there is none to pass: the type
+/// has no values, and no token minter is compiled in.
+#[cfg(feature = "dev-idp")]
+pub type DevIdp = Arc<crate::tools::devidp::DevIdentityProvider>;
+#[cfg(not(feature = "dev-idp"))]
+pub type DevIdp = std::convert::Infallible;
+
 #[derive(Clone)]
 struct AppState {
     portal: Portal,
-    idp: Option<Arc<DevIdentityProvider>>,
+    #[cfg_attr(not(feature = "dev-idp"), allow(dead_code))]
+    idp: Option<DevIdp>,
     options: Arc<Options>,
 }
 
@@ -38,23 +50,16 @@ pub struct Options {
 /// The OpenAPI 3.1 document of the API (`openapi.json` in the repository).
 pub const OPENAPI_JSON: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json"));
 
-pub fn router(portal: Portal, idp: Option<Arc<DevIdentityProvider>>) -> Router {
+pub fn router(portal: Portal, idp: Option<DevIdp>) -> Router {
     router_with(portal, idp, Options::default())
 }
 
-pub fn router_with(
-    portal: Portal,
-    idp: Option<Arc<DevIdentityProvider>>,
-    options: Options,
-) -> Router {
+pub fn router_with(portal: Portal, idp: Option<DevIdp>, options: Options) -> Router {
     // Other methods fall through to the API's own 404 problem answer.
     let mut r = Router::new().route("/openapi.json", get(openapi).fallback(handle));
+    #[cfg(feature = "dev-idp")]
     if idp.is_some() {
-        r = r
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/.well-known/jwks.json", get(jwks))
-            .route("/authorize", get(authorize_form).post(authorize_submit))
-            .route("/token", post(token));
+        r = idp::routes(r);
     }
     if options.web.is_some() {
         for asset in web::ASSETS {
@@ -79,10 +84,11 @@ pub fn router_with(
     };
     // In dev-IdP mode, no route answers a request for another host (DNS
     // rebinding); CORS headers are never added to that refusal.
+    #[cfg(feature = "dev-idp")]
     let r = if state.idp.is_some() {
         r.layer(middleware::from_fn_with_state(
             state.clone(),
-            dev_host_guard,
+            idp::dev_host_guard,
         ))
     } else {
         r
@@ -93,60 +99,8 @@ pub fn router_with(
         .with_state(state)
 }
 
-/// Without `PORTAL_ISSUER` this server is its own identity provider, bound
-/// to loopback. A web page elsewhere can still make its own name resolve to
-/// 127.0.0.1 (DNS rebinding) and drive the sign-in form, `/token` and the
-/// API as a same-origin page; its requests carry its name in `Host`. So
-/// every route answers only requests addressed to a loopback name with this
-/// server's port (HTTP/1.1's request-target authority, if any, too), and
-/// anything else gets 421 Misdirected Request.
-async fn dev_host_guard(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(idp) = &s.idp else {
-        return next.run(req).await;
-    };
-    let hosts: Vec<&str> = req
-        .headers()
-        .get_all(http::header::HOST)
-        .iter()
-        .map(|h| h.to_str().unwrap_or(""))
-        .collect();
-    let host_ok = match hosts.as_slice() {
-        [one] => idp.is_own_authority(one),
-        // HTTP/2 has no Host header: its `:authority` is the URI's.
-        [] => req.uri().authority().is_some(),
-        _ => false,
-    };
-    let target_ok = req
-        .uri()
-        .authority()
-        .is_none_or(|a| idp.is_own_authority(a.as_str()));
-    if host_ok && target_ok {
-        return next.run(req).await;
-    }
-    tracing::warn!(
-        host = ?hosts.first().copied().unwrap_or(""),
-        "refused a request for another host (421): this development server answers only its loopback names"
-    );
-    misdirected()
-}
-
-/// 421 Misdirected Request as `application/problem+json`.
-fn misdirected() -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    let body = serde_json::json!({
-        "type": "https://recovery-portal.dev/problems/misdirected-request",
-        "title": "Misdirected request",
-        "status": 421,
-        "detail": "This local development server answers only requests addressed to localhost, 127.0.0.1 or [::1] with its own port. Open the portal at the address it printed on start.",
-        "request_id": request_id,
-    });
-    let mut resp = (http::StatusCode::MISDIRECTED_REQUEST, body.to_string()).into_response();
-    set_header(&mut resp, "content-type", "application/problem+json");
-    set_header(&mut resp, "cache-control", "no-store");
-    set_header(&mut resp, "x-content-type-options", "nosniff");
-    set_header(&mut resp, "x-request-id", &request_id);
-    resp
-}
+/// Largest sign-in form or token request the dev identity provider accepts.
+const MAX_FORM: usize = 16 * 1024;
 
 /// The largest body any route here accepts: the dev identity provider's
 /// forms (`MAX_FORM`); the API's own limit (`MAX_ANY_BODY`) is smaller, and
@@ -231,7 +185,7 @@ async fn read_bounded(body: axum::body::Body, declared: Option<u64>) -> (bytes::
 pub async fn serve(
     listener: TcpListener,
     portal: Portal,
-    idp: Option<Arc<DevIdentityProvider>>,
+    idp: Option<DevIdp>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     serve_with(listener, portal, idp, Options::default(), shutdown).await
@@ -241,7 +195,7 @@ pub async fn serve(
 pub async fn serve_with(
     listener: TcpListener,
     portal: Portal,
-    idp: Option<Arc<DevIdentityProvider>>,
+    idp: Option<DevIdp>,
     options: Options,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -262,35 +216,6 @@ async fn openapi() -> Response {
         OPENAPI_JSON,
     )
         .into_response()
-}
-
-async fn discovery(State(s): State<AppState>) -> Response {
-    match &s.idp {
-        Some(idp) => (
-            [
-                (http::header::CONTENT_TYPE, "application/json"),
-                // Public documents: a page on another origin may read them.
-                (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            ],
-            idp.discovery().to_string(),
-        )
-            .into_response(),
-        None => http::StatusCode::NOT_FOUND.into_response(),
-    }
-}
-
-async fn jwks(State(s): State<AppState>) -> Response {
-    match &s.idp {
-        Some(idp) => (
-            [
-                (http::header::CONTENT_TYPE, "application/json"),
-                (http::header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            ],
-            idp.jwks_json(),
-        )
-            .into_response(),
-        None => http::StatusCode::NOT_FOUND.into_response(),
-    }
 }
 
 async fn handle(
@@ -407,179 +332,5 @@ async fn cors_layer(
     set_header(&mut resp, "access-control-allow-origin", &origin);
     resp.headers_mut()
         .append(http::header::VARY, http::HeaderValue::from_static("Origin"));
-    resp
-}
-
-// ---------------------------------------------------------------------------
-// The development identity provider's authorization code flow
-// ---------------------------------------------------------------------------
-
-/// Largest sign-in form or token request accepted.
-const MAX_FORM: usize = 16 * 1024;
-
-/// A page of the provider: its own CSP (the form may only post here and
-/// redirect to the client), never cached, never framed.
-fn idp_html(status: http::StatusCode, body: String, form_action: &str) -> Response {
-    let mut resp = (status, body).into_response();
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    set_headers(&mut resp, &web::page_headers(&csp));
-    set_header(&mut resp, "content-type", "text/html; charset=utf-8");
-    resp
-}
-
-fn idp_error(status: http::StatusCode, e: &FlowError) -> Response {
-    idp_html(status, crate::tools::devidp::error_page(e), "'none'")
-}
-
-fn form_pairs(bytes: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(bytes)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
-}
-
-fn is_form(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| {
-            m.trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        })
-}
-
-async fn read_form(req: Request) -> Result<(http::HeaderMap, Vec<(String, String)>), ()> {
-    let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, MAX_FORM).await.map_err(|_| ())?;
-    Ok((parts.headers, form_pairs(&bytes)))
-}
-
-/// `GET /authorize`: the sign-in form for a valid request.
-async fn authorize_form(State(s): State<AppState>, req: Request) -> Response {
-    let Some(idp) = &s.idp else {
-        return http::StatusCode::NOT_FOUND.into_response();
-    };
-    let params = form_pairs(req.uri().query().unwrap_or("").as_bytes());
-    match AuthorizeRequest::parse(&params).and_then(|ar| own_redirect(idp, ar)) {
-        Ok(ar) => {
-            let action = format!("'self' {}", ar.redirect_origin);
-            let page =
-                crate::tools::devidp::sign_in_page(&ar, "contoso", "alice", &ar.form_scope(), None);
-            idp_html(http::StatusCode::OK, page, &action)
-        }
-        Err(e) => idp_error(http::StatusCode::BAD_REQUEST, &e),
-    }
-}
-
-/// The request, if it redirects to the portal page this server serves
-/// (`DevIdentityProvider::is_own_redirect_uri`): the dev provider signs in
-/// nothing else.
-fn own_redirect(
-    idp: &DevIdentityProvider,
-    ar: AuthorizeRequest,
-) -> Result<AuthorizeRequest, FlowError> {
-    if idp.is_own_redirect_uri(&ar.redirect_uri) {
-        Ok(ar)
-    } else {
-        Err(FlowError(format!(
-            "redirect_uri must be the address of the portal page this server serves, e.g. {}/",
-            idp.issuer
-        )))
-    }
-}
-
-/// `POST /authorize`: the submitted form; a code and a redirect to the client.
-async fn authorize_submit(State(s): State<AppState>, req: Request) -> Response {
-    let Some(idp) = &s.idp else {
-        return http::StatusCode::NOT_FOUND.into_response();
-    };
-    let Ok((headers, form)) = read_form(req).await else {
-        return idp_error(
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            &FlowError("The sign-in form is too large.".into()),
-        );
-    };
-    if !is_form(&headers) {
-        return idp_error(
-            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            &FlowError("Submit the sign-in form as application/x-www-form-urlencoded.".into()),
-        );
-    }
-    // The request's parameters travel as hidden fields (its scope as
-    // `requested_scope`); `tenant`, `user` and `scope` are the person's.
-    let request: Vec<(String, String)> = form
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "tenant" | "user" | "scope"))
-        .map(|(k, v)| {
-            let k = if k == "requested_scope" { "scope" } else { k };
-            (k.to_owned(), v.clone())
-        })
-        .collect();
-    let ar = match AuthorizeRequest::parse(&request).and_then(|ar| own_redirect(idp, ar)) {
-        Ok(ar) => ar,
-        Err(e) => return idp_error(http::StatusCode::BAD_REQUEST, &e),
-    };
-    let field = |name: &str| {
-        let mut values = form
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str());
-        match (values.next(), values.next()) {
-            (Some(v), None) => Some(v),
-            _ => None,
-        }
-    };
-    let (tenant, user, scope) = (
-        field("tenant").unwrap_or(""),
-        field("user").unwrap_or(""),
-        field("scope").unwrap_or(""),
-    );
-    match SignIn::parse(tenant, user, scope) {
-        Ok(who) => {
-            let now = s.portal.clock.now().unix_timestamp();
-            let location = idp.issue_code(&ar, who, now);
-            let mut resp = http::StatusCode::SEE_OTHER.into_response();
-            set_header(&mut resp, "location", &location);
-            set_header(&mut resp, "cache-control", "no-store");
-            set_header(&mut resp, "referrer-policy", "no-referrer");
-            resp
-        }
-        Err(e) => {
-            let action = format!("'self' {}", ar.redirect_origin);
-            let page = crate::tools::devidp::sign_in_page(&ar, tenant, user, scope, Some(&e));
-            idp_html(http::StatusCode::BAD_REQUEST, page, &action)
-        }
-    }
-}
-
-/// `POST /token`: the authorization_code grant (public client, PKCE).
-async fn token(State(s): State<AppState>, req: Request) -> Response {
-    let Some(idp) = &s.idp else {
-        return http::StatusCode::NOT_FOUND.into_response();
-    };
-    let result = match read_form(req).await {
-        Err(()) => Err(crate::tools::devidp::TokenError {
-            error: "invalid_request",
-            description: format!("the request body must be at most {MAX_FORM} bytes"),
-        }),
-        Ok((headers, _)) if !is_form(&headers) => Err(crate::tools::devidp::TokenError {
-            error: "invalid_request",
-            description: "send the parameters as application/x-www-form-urlencoded".into(),
-        }),
-        Ok((_, form)) => idp.redeem(&form, s.portal.clock.now().unix_timestamp()),
-    };
-    let (status, body) = match result {
-        Ok(tokens) => (http::StatusCode::OK, tokens),
-        Err(e) => (http::StatusCode::BAD_REQUEST, e.to_json()),
-    };
-    let mut resp = (status, body.to_string()).into_response();
-    set_header(&mut resp, "content-type", "application/json");
-    set_header(&mut resp, "cache-control", "no-store");
-    set_header(&mut resp, "pragma", "no-cache");
-    set_header(&mut resp, "access-control-allow-origin", "*");
-    set_header(&mut resp, "x-content-type-options", "nosniff");
     resp
 }

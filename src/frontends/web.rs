@@ -46,6 +46,11 @@ pub const ASSETS: &[Asset] = &[
 /// permission to list one's own devices and read their keys.
 pub const DEFAULT_SCOPES: &str = "openid RecoveryKey.Read";
 
+/// The page's default OIDC client id (`portal serve --web-client-id`): the
+/// dev identity provider's client (`devidp::DEV_CLIENT_ID`, checked equal
+/// in `server::idp`'s tests).
+pub const DEFAULT_CLIENT_ID: &str = "recovery-portal-web";
+
 /// What the page needs to sign in (served as `/config.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebConfig {

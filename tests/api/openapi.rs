@@ -135,22 +135,31 @@ fn the_router_and_the_document_know_the_same_routes() {
             .collect();
         assert_eq!(in_template, declared, "{} {}", r.method, r.path);
     }
-    // The lifecycle routes live with their function in infra/manage.tf.
-    let api_tf = ["api.tf", "manage.tf"]
-        .map(|f| {
-            std::fs::read_to_string(format!("{}/infra/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    // The API's routes are the keys of local.routes (infra/api.tf).
+    let api_tf: hcl::Body = hcl::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/api.tf")).unwrap(),
+    )
+    .unwrap();
+    let routes = api_tf
+        .blocks()
+        .filter(|b| b.identifier() == "locals")
+        .flat_map(|b| b.body().attributes())
+        .find(|a| a.key() == "routes")
+        .map(|a| a.expr().clone());
+    let Some(hcl::Expression::Object(routes)) = routes else {
+        panic!("infra/api.tf has no local.routes map");
+    };
+    let gateway: BTreeSet<(String, String)> = routes
+        .keys()
+        .filter_map(|k| match k {
+            hcl::ObjectKey::Expression(hcl::Expression::String(s)) => s.split_once(' '),
+            _ => None,
         })
-        .join("\n");
-    let gateway: BTreeSet<(String, String)> = api_tf
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("route_key"))
-        .filter_map(|l| l.split('"').nth(1))
-        .filter_map(|k| k.split_once(' '))
         .map(|(m, p)| (m.to_owned(), p.to_owned()))
         .collect();
     assert_eq!(
         router, gateway,
-        "infra/api.tf and infra/manage.tf routes differ from http::ROUTES"
+        "local.routes in infra/api.tf differs from http::ROUTES"
     );
 }
 

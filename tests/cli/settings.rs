@@ -1,4 +1,4 @@
-//! Every variable of the README's configuration table that applies to
+//! Every variable of the configuration table (docs/configuration.md) that applies to
 //! `portal serve` changes what `portal serve` does, on the in-memory store
 //! and on the persistent one alike: one row per setting, each started as a
 //! real process and observed through the API.
@@ -215,7 +215,7 @@ async fn data_dir_and_key_file() {
     assert_eq!(mode & 0o777, 0o600);
 }
 
-/// Where each variable of the README's configuration table is shown to
+/// Where each variable of the configuration table (docs/configuration.md) is shown to
 /// change what `portal serve` does: a row here, or another test that runs
 /// the same assembly, or why it does not apply to `portal serve`.
 const COVERAGE: &[(&str, &str)] = &[
@@ -294,17 +294,21 @@ const COVERAGE: &[(&str, &str)] = &[
 
 #[test]
 fn every_variable_of_the_configuration_table_is_covered() {
-    let readme = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"));
-    let table = readme
+    // The configuration table moved from the README to its own page.
+    let doc = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/configuration.md"
+    ));
+    let table = doc
         .split("| Variable | Meaning |")
         .nth(1)
-        .expect("the README's configuration table");
+        .expect("the configuration table of docs/configuration.md");
     for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
         let first = line.split('|').nth(1).unwrap();
         let var = first.split('`').nth(1).unwrap();
         assert!(
             COVERAGE.iter().any(|(v, _)| *v == var),
-            "{var} is in the README's configuration table but no test shows it changes portal serve"
+            "{var} is in docs/configuration.md's table but no test shows it changes portal serve"
         );
     }
 }

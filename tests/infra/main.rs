@@ -3,5 +3,9 @@
 
 mod binaries;
 mod entra_sync;
+mod evaluation;
 mod provider_schema;
+mod readme;
 mod terraform;
+#[path = "../support/tfeval.rs"]
+mod tfeval;

@@ -1,7 +1,11 @@
 //! Static checks of the Terraform in `infra/`.
 //!
-//! The Terraform is parsed with `hcl-rs` (no provider, no AWS account) and
-//! compared with what the code relies on:
+//! The Terraform is parsed with `hcl-rs` (no provider, no AWS account),
+//! its `locals` and `for_each` are evaluated (`tests/support/tfeval.rs`, on
+//! hcl-rs's expression evaluator) into the instances `terraform plan` would
+//! create (`aws_lambda_function.function["list-devices"]`, one route per
+//! entry of `local.routes`), and those are compared with what the code
+//! relies on:
 //!
 //! - every API route is proxied (payload 2.0) to the right function and sits
 //!   behind the JWT authorizer;
@@ -28,17 +32,25 @@
 //!   only declared ones, and the READMEs name only outputs and variables that
 //!   exist.
 //!
-//! The test deliberately does not use the library crate: the schema module is
-//! included by path, so it only needs `schema.rs` itself to compile.
+//! The schema module is included by path; the expected routes come from the
+//! route table (`recovery_portal::api::ROUTES`, in `expected_routes`).
 //!
 //! Each check returns its violations instead of panicking, which lets
-//! `every_check_can_fail` apply small breaking edits to the real HCL and
-//! assert that the matching check notices each of them.
+//! `every_check_can_fail` apply small structural edits to the parsed HCL
+//! (`terraform/mutations.rs`: remove a statement's action, set an
+//! attribute, drop an entry of `local.routes`, ...) and assert that the
+//! matching check notices each of them; `check_moved` keeps every address
+//! of an existing deployment moved, not replaced.
 
 #[allow(dead_code)]
 #[path = "../../src/adapters/aws/schema.rs"]
 mod schema;
 
+#[path = "../support/tfedit.rs"]
+mod edit;
+mod mutations;
+
+use crate::tfeval::{self, Locals, instance_name};
 use hcl::{Block, Body, Expression};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -69,19 +81,33 @@ fn sources() -> Vec<(String, String)> {
     out
 }
 
-/// All top-level blocks of the configuration.
+/// All top-level blocks of the configuration, with every `for_each`
+/// expanded into its instances (`aws_lambda_function.function["list-devices"]`).
 struct Config {
     blocks: Vec<Block>,
+    locals: Locals,
+}
+
+/// Top-level blocks of `infra/*.tf` as written (the mutations edit these).
+fn parse_blocks(sources: &[(String, String)]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for (name, text) in sources {
+        let body: Body = hcl::from_str(text).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
+        blocks.extend(body.blocks().cloned());
+    }
+    blocks
 }
 
 impl Config {
     fn parse(sources: &[(String, String)]) -> Config {
-        let mut blocks = Vec::new();
-        for (name, text) in sources {
-            let body: Body = hcl::from_str(text).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
-            blocks.extend(body.blocks().cloned());
+        Config::from_blocks(&parse_blocks(sources))
+    }
+
+    fn from_blocks(raw: &[Block]) -> Config {
+        Config {
+            blocks: tfeval::expand(raw),
+            locals: Locals::new(raw),
         }
-        Config { blocks }
     }
 
     fn load() -> Config {
@@ -172,6 +198,33 @@ fn reference_name<'a>(text: &'a str, prefix: &str, suffixes: &[&str]) -> Option<
     let rest = text.strip_prefix(prefix)?.strip_prefix('.')?;
     let (name, suffix) = rest.split_once('.')?;
     suffixes.contains(&suffix).then_some(name)
+}
+
+/// The key of an instance: `function["list-devices"]` -> `list-devices`.
+fn instance_key(instance: &str) -> Option<&str> {
+    instance.split_once("[\"")?.1.strip_suffix("\"]")
+}
+
+/// `local.functions[function].<setting>` as written.
+fn function_setting(cfg: &Config, function: &str, setting: &str) -> Option<String> {
+    let Some(Expression::Object(functions)) = cfg.locals.expr("functions") else {
+        return None;
+    };
+    let (_, entry) = functions.iter().find(
+        |(k, _)| matches!(k, hcl::ObjectKey::Expression(Expression::String(s)) if s == function),
+    )?;
+    let Expression::Object(entry) = entry else {
+        return None;
+    };
+    entry
+        .iter()
+        .find(|(k, _)| k.to_string() == setting)
+        .map(|(_, v)| norm(v))
+}
+
+/// The resource an instance belongs to: `function["list-devices"]` -> `function`.
+fn resource_name(instance: &str) -> &str {
+    instance.split_once('[').map_or(instance, |(name, _)| name)
 }
 
 fn set<I: IntoIterator<Item = S>, S: Into<String>>(items: I) -> BTreeSet<String> {
@@ -529,31 +582,31 @@ fn check_context_condition(st: &Statement, errors: &mut Vec<String>) {
 // Checks
 // ---------------------------------------------------------------------------
 
-/// Which function serves each route: the routes of the HTTP API, exactly.
-const ROUTES: [(&str, &str); 15] = [
-    ("GET /v1/devices", "list_devices"),
-    ("GET /v1/recovery-keys", "list_devices"),
-    ("GET /v1/audit-events", "list_devices"),
-    (
-        "POST /v1/devices/{device_id}/recovery-key",
-        "get_recovery_key",
-    ),
-    (
-        "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
-        "manage_keys",
-    ),
-    ("PUT /v1/devices/{device_id}", "manage_keys"),
-    ("DELETE /v1/devices/{device_id}", "manage_keys"),
-    ("POST /v1/devices/{device_id}/restore", "manage_keys"),
-    ("GET /v1/rotation-requests", "manage_keys"),
-    ("GET /v1/tenant/settings", "manage_keys"),
-    ("PATCH /v1/tenant/settings", "manage_keys"),
-    // Several keys at once: it decrypts, so it is the retrieval function's.
-    ("POST /v1/recovery-keys/batch", "get_recovery_key"),
-    ("POST /v1/incidents", "manage_keys"),
-    ("GET /v1/incidents", "manage_keys"),
-    ("DELETE /v1/incidents/{incident_id}", "manage_keys"),
-];
+/// The functions, by their key in `local.functions`, as instance names.
+const LIST: &str = r#"function["list-devices"]"#;
+const KEY: &str = r#"function["get-recovery-key"]"#;
+const MANAGE: &str = r#"function["manage-keys"]"#;
+
+/// Which function serves each route (route key, function instance): the
+/// routes of the route table (`api::ROUTES`), exactly.
+fn expected_routes() -> Vec<(String, String)> {
+    use recovery_portal::api::{ROUTES, Routes};
+    ROUTES
+        .iter()
+        .map(|r| {
+            let function = match r.unit {
+                Routes::List => "list-devices",
+                Routes::Key => "get-recovery-key",
+                Routes::Manage => "manage-keys",
+                Routes::All => unreachable!("no route is served by every unit"),
+            };
+            (
+                format!("{} {}", r.method, r.path),
+                instance_name("function", function),
+            )
+        })
+        .collect()
+}
 
 /// The function an `integration_uri` invokes: `aws_lambda_function.F.invoke_arn`,
 /// or, with provisioned concurrency, `<cond> ? aws_lambda_alias.A[0].invoke_arn
@@ -615,7 +668,8 @@ fn check_routes(cfg: &Config) -> Vec<String> {
     if declared_set.len() != declared.len() {
         errors.push(format!("duplicate route keys: {declared:?}"));
     }
-    let expected_set = set(ROUTES.map(|(k, _)| k));
+    let expected = expected_routes();
+    let expected_set = set(expected.iter().map(|(k, _)| k.clone()));
     for missing in expected_set.difference(&declared_set) {
         errors.push(format!("route `{missing}` is missing"));
     }
@@ -627,7 +681,10 @@ fn check_routes(cfg: &Config) -> Vec<String> {
     for (name, route) in &routes {
         let key = attr_str(route, "route_key").unwrap_or_default();
         let what = format!("route `{key}` (aws_apigatewayv2_route.{name})");
-        let expected_fn = ROUTES.iter().find(|(k, _)| *k == key).map(|(_, f)| *f);
+        let expected_fn = expected
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, f)| f.as_str());
 
         if attr_str(route, "api_id").as_deref() != Some(api_id.as_str()) {
             errors.push(format!("{what}: api_id is not {api_id}"));
@@ -720,7 +777,7 @@ fn check_routes(cfg: &Config) -> Vec<String> {
         }
     }
     // ... for each of its routes (a route without one answers 500).
-    for (key, f) in ROUTES {
+    for (key, f) in &expected {
         let Some((method, path)) = key.split_once(' ') else {
             continue;
         };
@@ -742,37 +799,21 @@ fn check_routes(cfg: &Config) -> Vec<String> {
 }
 
 /// The source ARNs, after the API's execution ARN, of the permissions that
-/// let API Gateway invoke `function`; a `for_each` over a map of suffixes
-/// (`.../*/${each.value}`) gives one per value.
+/// let API Gateway invoke `function` (one per instance of a for_each).
 fn permission_sources(cfg: &Config, function: &str, execution_arn: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for (_, p) in cfg.resources("aws_lambda_permission") {
-        let invokes = attr_str(p, "function_name").is_some_and(|n| {
-            reference_name(&n, "aws_lambda_function", &["function_name", "arn"]) == Some(function)
-        }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
-            && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com");
-        let Some(rest) =
+    cfg.resources("aws_lambda_permission")
+        .into_iter()
+        .filter(|(_, p)| {
+            attr_str(p, "function_name").is_some_and(|n| {
+                reference_name(&n, "aws_lambda_function", &["function_name", "arn"])
+                    == Some(function)
+            }) && attr_str(p, "action").as_deref() == Some("lambda:InvokeFunction")
+                && attr_str(p, "principal").as_deref() == Some("apigateway.amazonaws.com")
+        })
+        .filter_map(|(_, p)| {
             attr_str(p, "source_arn").and_then(|s| s.strip_prefix(execution_arn).map(String::from))
-        else {
-            continue;
-        };
-        if !invokes {
-            continue;
-        }
-        if rest.contains("each.value") {
-            let values = attr(p, "for_each")
-                .map(|e| object_entries(resolve(cfg, e)))
-                .unwrap_or_default();
-            out.extend(
-                values
-                    .into_iter()
-                    .map(|(_, v)| rest.replace("each.value", &v)),
-            );
-        } else {
-            out.push(rest);
-        }
-    }
-    out
+        })
+        .collect()
 }
 
 /// The functions run the cargo-lambda build of their own binary.
@@ -780,13 +821,14 @@ fn check_functions(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
     let functions = cfg.resources("aws_lambda_function");
     let names = set(functions.iter().map(|(n, _)| *n));
-    if names != set(["list_devices", "get_recovery_key", "manage_keys"]) {
+    if names != set([LIST, KEY, MANAGE]) {
         errors.push(format!(
-            "expected aws_lambda_function list_devices, get_recovery_key and manage_keys, found {names:?}"
+            "expected aws_lambda_function {LIST}, {KEY} and {MANAGE}, found {names:?}"
         ));
     }
     for (name, f) in functions {
         let what = format!("aws_lambda_function.{name}");
+        let key = instance_key(name).unwrap_or_default();
         for (key, value) in [("runtime", "provided.al2023"), ("handler", "bootstrap")] {
             if attr_str(f, key).as_deref() != Some(value) {
                 errors.push(format!("{what}: {key} must be {value}"));
@@ -806,7 +848,9 @@ fn check_functions(cfg: &Config) -> Vec<String> {
         for (needle, why) in [
             ("local.build", "the build manifest exists"),
             (
-                &format!("filebase64sha256(local.{name}_zip)") as &str,
+                &format!(
+                    "local.build.zips[{key:?}], null) == filebase64sha256(local.function_zips[{key:?}])"
+                ) as &str,
                 "the zip is the one the manifest describes",
             ),
             (
@@ -822,9 +866,9 @@ fn check_functions(cfg: &Config) -> Vec<String> {
         }
         // The zip of this function's own binary, and its hash.
         let filename = attr_str(f, "filename").unwrap_or_default();
-        if !filename.ends_with(&format!("{name}_zip")) {
+        if filename != format!("local.function_zips[{key:?}]") {
             errors.push(format!(
-                "{what}: filename `{filename}` is not the {name}_zip package"
+                "{what}: filename `{filename}` is not its package local.function_zips[{key:?}]"
             ));
         }
         if attr_str(f, "source_code_hash") != Some(format!("filebase64sha256({filename})")) {
@@ -833,6 +877,14 @@ fn check_functions(cfg: &Config) -> Vec<String> {
             ));
         }
     }
+    errors.extend(check_build_and_zips(cfg));
+    errors
+}
+
+/// The build manifest and each function's zip: where scripts/package.sh
+/// writes them, and local.function_zips / local.functions naming them.
+fn check_build_and_zips(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
     // local.build reads the manifest scripts/package.sh writes.
     let locals: Vec<&Body> = cfg
         .blocks
@@ -870,11 +922,31 @@ fn check_functions(cfg: &Config) -> Vec<String> {
             "variable build_manifest: default `{manifest}` is not where scripts/package.sh writes the manifest"
         ));
     }
+    // local.function_zips: each function's zip setting, relative to the module.
+    let zips_ok = matches!(cfg.locals.expr("function_zips"), Some(Expression::ForExpr(f))
+    if norm(&f.collection_expr) == "local.functions"
+        && f.key_expr.as_ref().map(norm) == f.key_var.as_ref().map(|k| k.to_string())
+        && {
+            let value = norm(&f.value_expr);
+            value.contains(&format!("{}.zip", f.value_var)) && value.contains("path.module")
+        });
+    if !zips_ok {
+        errors.push(
+            "local.function_zips must map each function of local.functions to its zip setting (relative to path.module)"
+                .into(),
+        );
+    }
     for (var, binary) in [
         ("list_devices_zip", "list-devices"),
         ("get_recovery_key_zip", "get-recovery-key"),
         ("manage_keys_zip", "manage-keys"),
     ] {
+        let setting = function_setting(cfg, binary, "zip");
+        if setting.as_deref() != Some(&format!("var.{var}")) {
+            errors.push(format!(
+                "local.functions[{binary:?}].zip is {setting:?}, expected var.{var}"
+            ));
+        }
         if !package_sh.contains(&format!("\"{binary}\"")) {
             errors.push(format!(
                 "scripts/package.sh does not record the hash of {binary}'s zip"
@@ -1091,7 +1163,7 @@ fn variable_allowed_values(cfg: &Config, name: &str) -> Vec<String> {
 
 /// (b) The list-devices role has no KMS permission at all.
 fn check_list_role_has_no_kms(cfg: &Config) -> Vec<String> {
-    let (role, statements) = match function_statements(cfg, "list_devices") {
+    let (role, statements) = match function_statements(cfg, LIST) {
         Ok(x) => x,
         Err(e) => return vec![e],
     };
@@ -1111,7 +1183,7 @@ fn check_list_role_has_no_kms(cfg: &Config) -> Vec<String> {
 /// (c) The get-recovery-key role may only `kms:Decrypt`, only the recovery-key
 /// CMK, only with exactly the code's encryption-context keys.
 fn check_key_role_kms(cfg: &Config) -> Vec<String> {
-    let (role, statements) = match function_statements(cfg, "get_recovery_key") {
+    let (role, statements) = match function_statements(cfg, KEY) {
         Ok(x) => x,
         Err(e) => return vec![e],
     };
@@ -1152,10 +1224,7 @@ fn check_key_role_kms(cfg: &Config) -> Vec<String> {
 /// is usable by the account only through DynamoDB.
 fn check_key_policies(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
-    let (list_role, key_role) = match (
-        function_role(cfg, "list_devices"),
-        function_role(cfg, "get_recovery_key"),
-    ) {
+    let (list_role, key_role) = match (function_role(cfg, LIST), function_role(cfg, KEY)) {
         (Ok(l), Ok(k)) => (l, k),
         (l, k) => return [l.err(), k.err()].into_iter().flatten().collect(),
     };
@@ -1477,7 +1546,7 @@ fn check_audit_append_only(cfg: &Config) -> Vec<String> {
 /// audited, by the get-recovery-key function), so its role may not write
 /// the audit table in any way.
 fn check_list_role_cannot_write_audit(cfg: &Config) -> Vec<String> {
-    let (role, statements) = match function_statements(cfg, "list_devices") {
+    let (role, statements) = match function_statements(cfg, LIST) {
         Ok(x) => x,
         Err(e) => return vec![e],
     };
@@ -1511,7 +1580,7 @@ fn check_list_role_cannot_write_audit(cfg: &Config) -> Vec<String> {
 /// ciphertext) except `GetItem` restricted to tenant items (`pk = T#...`),
 /// and only queries the devices indexes.
 fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
-    let (role, statements) = match function_statements(cfg, "list_devices") {
+    let (role, statements) = match function_statements(cfg, LIST) {
         Ok(x) => x,
         Err(e) => return vec![e],
     };
@@ -1573,7 +1642,7 @@ fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
 /// queries besides the table), appends to the audit table (PutItem only),
 /// never reaches the rate-limit table, and has no other service.
 fn check_manage_role(cfg: &Config) -> Vec<String> {
-    let (role, statements) = match function_statements(cfg, "manage_keys") {
+    let (role, statements) = match function_statements(cfg, MANAGE) {
         Ok(x) => x,
         Err(e) => return vec![e],
     };
@@ -2146,7 +2215,7 @@ fn check_api_cors(cfg: &Config) -> Vec<String> {
     // Exactly the routes' methods: a browser's preflight for a write route
     // (PUT, PATCH, DELETE) fails unless its method is allowed.
     let methods = lower("allow_methods");
-    let routed = set(ROUTES.map(|(k, _)| {
+    let routed = set(expected_routes().into_iter().map(|(k, _)| {
         k.split_once(' ')
             .map(|(m, _)| m.to_ascii_lowercase())
             .unwrap_or_default()
@@ -2323,6 +2392,26 @@ fn covers_every(cfg: &Config, local_name: &str, ty: &str, attribute: &str) -> Re
     Ok(())
 }
 
+/// `local.monitored_functions` is `{ for k, f in aws_lambda_function.function
+/// : ... => f.function_name }` and every function is an instance of it.
+fn monitors_every_function(cfg: &Config) -> Result<(), String> {
+    let ok = matches!(local(cfg, "monitored_functions"), Some(Expression::ForExpr(f))
+        if norm(&f.collection_expr) == "aws_lambda_function.function"
+            && norm(&f.value_expr) == format!("{}.function_name", f.value_var));
+    let others: Vec<&str> = cfg
+        .resources("aws_lambda_function")
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| resource_name(n) != "function")
+        .collect();
+    if !ok || !others.is_empty() {
+        return Err(format!(
+            "local.monitored_functions must map every aws_lambda_function.function to its function_name, and every function must be one of them (others: {others:?})"
+        ));
+    }
+    Ok(())
+}
+
 /// Alarms: the API's 5xx rate, Lambda errors and throttles of every
 /// function, DynamoDB throttling of every table, KMS trouble, audit-write
 /// failures and opened incidents; all notify the alarm topic; custom metrics
@@ -2403,12 +2492,7 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
     };
 
     // Every function: errors and throttles.
-    if let Err(e) = covers_every(
-        cfg,
-        "monitored_functions",
-        "aws_lambda_function",
-        "function_name",
-    ) {
+    if let Err(e) = monitors_every_function(cfg) {
         errors.push(e);
     }
     for metric in ["Errors", "Throttles"] {
@@ -2426,21 +2510,24 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
     if let Err(e) = covers_every(cfg, "monitored_tables", "aws_dynamodb_table", "name") {
         errors.push(e);
     }
-    if !any_alarm(&|a| {
-        let dims = [("TableName", "each.value")];
-        let (Some(r), Some(w)) = (
-            reads(a, "AWS/DynamoDB", "ReadThrottleEvents", &dims),
-            reads(a, "AWS/DynamoDB", "WriteThrottleEvents", &dims),
-        ) else {
-            return false;
-        };
-        attr_str(a, "for_each").as_deref() == Some("local.monitored_tables")
-            && alarm_expression(a).is_some_and(|e| e.contains(&r.id) && e.contains(&w.id))
-    }) {
-        errors.push(
-            "no alarm on ReadThrottleEvents + WriteThrottleEvents for each of local.monitored_tables"
-                .into(),
-        );
+    // (The alarm's for_each over local.monitored_tables is expanded: one
+    // instance per table.)
+    for (table, _) in cfg.resources("aws_dynamodb_table") {
+        let name = format!("aws_dynamodb_table.{table}.name");
+        if !any_alarm(&|a| {
+            let dims = [("TableName", name.as_str())];
+            let (Some(r), Some(w)) = (
+                reads(a, "AWS/DynamoDB", "ReadThrottleEvents", &dims),
+                reads(a, "AWS/DynamoDB", "WriteThrottleEvents", &dims),
+            ) else {
+                return false;
+            };
+            alarm_expression(a).is_some_and(|e| e.contains(&r.id) && e.contains(&w.id))
+        }) {
+            errors.push(format!(
+                "no alarm on ReadThrottleEvents + WriteThrottleEvents of aws_dynamodb_table.{table}"
+            ));
+        }
     }
     // The API's 5xx rate: 5xx / Count of this API's stage.
     let api = [
@@ -2506,8 +2593,8 @@ fn check_alarms(cfg: &Config) -> Vec<String> {
     errors
 }
 
-/// The dashboard shows the code's metrics and the capacity the README's
-/// Capacity section talks about.
+/// The dashboard shows the code's metrics and the capacity that
+/// docs/operations.md's capacity section talks about.
 fn check_dashboard(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
     let Some(d) = cfg.resource("aws_cloudwatch_dashboard", "portal") else {
@@ -2656,9 +2743,9 @@ fn check_alarm_topic(cfg: &Config) -> Vec<String> {
 fn check_concurrency(cfg: &Config) -> Vec<String> {
     let mut errors = Vec::new();
     for (f, var) in [
-        ("list_devices", "list_reserved_concurrency"),
-        ("get_recovery_key", "key_reserved_concurrency"),
-        ("manage_keys", "manage_reserved_concurrency"),
+        (LIST, "list_reserved_concurrency"),
+        (KEY, "key_reserved_concurrency"),
+        (MANAGE, "manage_reserved_concurrency"),
     ] {
         let reserved = cfg
             .resource("aws_lambda_function", f)
@@ -2683,30 +2770,26 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
     {
         errors.push("variable key_provisioned_concurrency: default must be 0 (none)".into());
     }
-    let key_fn = cfg.resource("aws_lambda_function", "get_recovery_key");
+    let key_fn = cfg.resource("aws_lambda_function", KEY);
     if key_fn.and_then(|b| attr_str(b, "publish")) != Some(enabled.clone()) {
         errors.push(format!(
-            "aws_lambda_function.get_recovery_key: publish must be {enabled} (provisioned concurrency needs a version)"
+            "aws_lambda_function.{KEY}: publish must be {enabled} (provisioned concurrency needs a version)"
         ));
     }
     let aliases = cfg.resources("aws_lambda_alias");
     let [(alias, a)] = aliases.as_slice() else {
         errors.push(format!(
-            "expected one aws_lambda_alias (of get_recovery_key), found {}",
+            "expected one aws_lambda_alias (of {KEY}), found {}",
             aliases.len()
         ));
         return errors;
     };
+    let key_function_name = format!("aws_lambda_function.{KEY}.function_name");
+    let key_version = format!("aws_lambda_function.{KEY}.version");
     for (key, value) in [
         ("count", counted.as_str()),
-        (
-            "function_name",
-            "aws_lambda_function.get_recovery_key.function_name",
-        ),
-        (
-            "function_version",
-            "aws_lambda_function.get_recovery_key.version",
-        ),
+        ("function_name", &key_function_name),
+        ("function_version", &key_version),
     ] {
         if attr_str(a, key).as_deref() != Some(value) {
             errors.push(format!("aws_lambda_alias.{alias}: {key} must be {value}"));
@@ -2718,10 +2801,7 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
         [(name, c)] => {
             for (key, value) in [
                 ("count", counted.as_str()),
-                (
-                    "function_name",
-                    "aws_lambda_function.get_recovery_key.function_name",
-                ),
+                ("function_name", &key_function_name),
                 ("qualifier", qualifier.as_str()),
                 ("provisioned_concurrent_executions", pc),
             ] {
@@ -2744,7 +2824,7 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
         let Some(uri) = attr(i, "integration_uri") else {
             continue;
         };
-        if integration_function(cfg, uri).as_deref() != Some("get_recovery_key") {
+        if integration_function(cfg, uri).as_deref() != Some(KEY) {
             continue;
         }
         integrations += 1;
@@ -2752,19 +2832,18 @@ fn check_concurrency(cfg: &Config) -> Vec<String> {
             if norm(&c.cond_expr) == enabled && norm(&c.true_expr) == via_alias);
         if !ok {
             errors.push(format!(
-                "aws_apigatewayv2_integration.{name}: integration_uri must be {enabled} ? {via_alias} : aws_lambda_function.get_recovery_key.invoke_arn"
+                "aws_apigatewayv2_integration.{name}: integration_uri must be {enabled} ? {via_alias} : aws_lambda_function.{KEY}.invoke_arn"
             ));
         }
     }
     if integrations == 0 {
-        errors.push("no integration invokes get_recovery_key".into());
+        errors.push(format!("no integration invokes {KEY}"));
     }
     // ... and may invoke it (a permission on the function does not cover an alias).
     let qualified = format!("{enabled} ? {qualifier} : null");
     for (name, p) in cfg.resources("aws_lambda_permission") {
         let function = attr_str(p, "function_name").unwrap_or_default();
-        if reference_name(&function, "aws_lambda_function", &["function_name", "arn"])
-            == Some("get_recovery_key")
+        if reference_name(&function, "aws_lambda_function", &["function_name", "arn"]) == Some(KEY)
             && attr_str(p, "qualifier") != Some(qualified.clone())
         {
             errors.push(format!(
@@ -2811,7 +2890,7 @@ fn check_route_throttles(cfg: &Config) -> Vec<String> {
         );
     }
     let conditions = validations(cfg, "route_throttles");
-    let expected = set(ROUTES.map(|(k, _)| k));
+    let expected = set(expected_routes().into_iter().map(|(k, _)| k));
     let listed = conditions.iter().any(|c| {
         let keys: Vec<&str> = c
             .split('"')
@@ -2836,11 +2915,12 @@ fn check_route_throttles(cfg: &Config) -> Vec<String> {
     {
         errors.push("variable route_throttles: a validation must require positive limits".into());
     }
-    // Route settings name routes: the stage comes after all of them.
+    // Route settings name routes: the stage comes after all of them (a
+    // for_each resource's address stands for all its instances).
     let routes = set(cfg
         .resources("aws_apigatewayv2_route")
         .into_iter()
-        .map(|(n, _)| format!("aws_apigatewayv2_route.{n}")));
+        .map(|(n, _)| format!("aws_apigatewayv2_route.{}", resource_name(n))));
     let after = set(attr_list(stage, "depends_on").unwrap_or_default());
     if !routes.is_subset(&after) {
         errors.push(format!(
@@ -2963,7 +3043,7 @@ fn check_keys_verify(cfg: &Config) -> Vec<String> {
         }
     }
     // No one else gains Decrypt or Scan.
-    let key_role = function_role(cfg, "get_recovery_key").unwrap_or_default();
+    let key_role = function_role(cfg, KEY).unwrap_or_default();
     let mut others: Vec<(String, Vec<Statement>)> = Vec::new();
     for (role, _) in cfg.resources("aws_iam_role") {
         match role_statements(cfg, role) {
@@ -3147,1096 +3227,131 @@ fn keys_verify_policy_is_the_only_other_decrypt_and_the_only_scan() {
 }
 
 /// A breaking edit of the real HCL and the check that must notice it.
-struct Mutation {
-    what: &'static str,
-    file: &'static str,
-    /// Text to replace (its `nth` occurrence); empty: append `to` to the file.
-    from: &'static str,
-    nth: usize,
-    to: &'static str,
-    check: fn(&Config) -> Vec<String>,
-}
-
-const fn m(
-    what: &'static str,
-    file: &'static str,
-    from: &'static str,
-    nth: usize,
-    to: &'static str,
-    check: fn(&Config) -> Vec<String>,
-) -> Mutation {
-    Mutation {
-        what,
-        file,
-        from,
-        nth,
-        to,
-        check,
+/// Addresses of the resources of a deployment made before `local.functions`
+/// and `local.routes`, as its state holds them.
+fn addresses_before_for_each() -> Vec<String> {
+    let mut out = Vec::new();
+    for f in ["list_devices", "get_recovery_key", "manage_keys"] {
+        for ty in [
+            "aws_lambda_function",
+            "aws_iam_role",
+            "aws_iam_role_policy",
+            "aws_cloudwatch_log_group",
+            "aws_apigatewayv2_integration",
+        ] {
+            out.push(format!("{ty}.{f}"));
+        }
+        out.push(format!("aws_iam_role_policy_attachment.{f}_xray[0]"));
     }
+    for r in [
+        "list_devices",
+        "list_recovery_keys",
+        "list_audit_events",
+        "get_recovery_key",
+        "batch_recovery_keys",
+        "escrow_recovery_key",
+        "upsert_device",
+        "retire_device",
+        "restore_device",
+        "rotation_requests",
+        "get_tenant_settings",
+        "patch_tenant_settings",
+        "open_incident",
+        "list_incidents",
+        "close_incident",
+    ] {
+        out.push(format!("aws_apigatewayv2_route.{r}"));
+    }
+    for p in [
+        "list_devices_api",
+        "get_recovery_key_api",
+        "batch_recovery_keys_api",
+    ] {
+        out.push(format!("aws_lambda_permission.{p}"));
+    }
+    for key in [
+        "PUT /v1/devices/{device_id}/recovery-keys/{key_id}",
+        "PUT /v1/devices/{device_id}",
+        "DELETE /v1/devices/{device_id}",
+        "POST /v1/devices/{device_id}/restore",
+        "GET /v1/rotation-requests",
+        "GET /v1/tenant/settings",
+        "PATCH /v1/tenant/settings",
+        "POST /v1/incidents",
+        "GET /v1/incidents",
+        "DELETE /v1/incidents/{incident_id}",
+    ] {
+        out.push(format!(
+            "aws_lambda_permission.{}",
+            instance_name("manage_keys_api", key)
+        ));
+    }
+    out
 }
 
-const MUTATIONS: &[Mutation] = &[
-    // (a) routes
-    m(
-        "key route proxied to list-devices",
-        "api.tf",
-        "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}",
-        0,
-        "integrations/${aws_apigatewayv2_integration.list_devices.id}",
-        check_routes,
-    ),
-    m(
-        "list route proxied to get-recovery-key",
-        "api.tf",
-        "integrations/${aws_apigatewayv2_integration.list_devices.id}",
-        2,
-        "integrations/${aws_apigatewayv2_integration.get_recovery_key.id}",
-        check_routes,
-    ),
-    m(
-        "payload format 1.0",
-        "api.tf",
-        "payload_format_version = \"2.0\"",
-        1,
-        "payload_format_version = \"1.0\"",
-        check_routes,
-    ),
-    m(
-        "route without authorization",
-        "api.tf",
-        "authorization_type = \"JWT\"",
-        3,
-        "authorization_type = \"NONE\"",
-        check_routes,
-    ),
-    m(
-        "route without authorizer",
-        "api.tf",
-        "authorizer_id      = aws_apigatewayv2_authorizer.jwt.id",
-        1,
-        "",
-        check_routes,
-    ),
-    m(
-        "authorizer audience not the variable",
-        "api.tf",
-        "audience = [var.jwt_audience]",
-        0,
-        "audience = [\"any\"]",
-        check_routes,
-    ),
-    m(
-        "route renamed",
-        "api.tf",
-        "\"GET /v1/audit-events\"",
-        0,
-        "\"GET /v1/audit\"",
-        check_routes,
-    ),
-    m(
-        "extra unauthenticated $default route",
-        "api.tf",
-        "",
-        0,
-        "resource \"aws_apigatewayv2_route\" \"catch_all\" {\n  api_id    = aws_apigatewayv2_api.portal.id\n  route_key = \"$default\"\n  target    = \"integrations/${aws_apigatewayv2_integration.list_devices.id}\"\n}\n",
-        check_routes,
-    ),
-    m(
-        "lambda permission from any API",
-        "lambda.tf",
-        "\"${aws_apigatewayv2_api.portal.execution_arn}/*/POST/v1/devices/*/recovery-key\"",
-        0,
-        "\"arn:aws:execute-api:*\"",
-        check_routes,
-    ),
-    // functions
-    m(
-        "wrong zip",
-        "lambda.tf",
-        "filename         = local.get_recovery_key_zip",
-        0,
-        "filename         = local.list_devices_zip",
-        check_functions,
-    ),
-    m(
-        "wrong runtime",
-        "lambda.tf",
-        "runtime       = \"provided.al2023\"",
-        1,
-        "runtime       = \"provided.al2\"",
-        check_functions,
-    ),
-    m(
-        "architecture as a second setting",
-        "lambda.tf",
-        "architectures = [local.architecture]",
-        1,
-        "architectures = [var.architecture]",
-        check_functions,
-    ),
-    m(
-        "no check that the zip is the recorded one",
-        "lambda.tf",
-        "filebase64sha256(local.list_devices_zip)\n",
-        1,
-        "\"x\"\n",
-        check_functions,
-    ),
-    m(
-        "architecture variable not checked against the build",
-        "lambda.tf",
-        "var.architecture == local.architecture",
-        0,
-        "true",
-        check_functions,
-    ),
-    // logging
-    m(
-        "text log format",
-        "lambda.tf",
-        "log_format            = \"JSON\"",
-        1,
-        "log_format            = \"Text\"",
-        check_logging,
-    ),
-    m(
-        "application log level hard-coded",
-        "lambda.tf",
-        "application_log_level = var.application_log_level",
-        0,
-        "application_log_level = \"DEBUG\"",
-        check_logging,
-    ),
-    m(
-        "a level the functions' filter does not know",
-        "variables.tf",
-        "[\"TRACE\", \"DEBUG\", \"INFO\", \"WARN\", \"ERROR\"]",
-        0,
-        "[\"TRACE\", \"DEBUG\", \"INFO\", \"WARN\", \"ERROR\", \"FATAL\"]",
-        check_logging,
-    ),
-    // environment
-    m(
-        "issuer variable misspelt",
-        "lambda.tf",
-        "PORTAL_ISSUER ",
-        0,
-        "PORTAL_ISSUER_URL ",
-        check_environment,
-    ),
-    m(
-        "tables key as PORTAL_KMS_KEY_ID",
-        "lambda.tf",
-        "PORTAL_KMS_KEY_ID = aws_kms_key.recovery_keys.arn",
-        0,
-        "PORTAL_KMS_KEY_ID = aws_kms_key.tables.arn",
-        check_environment,
-    ),
-    m(
-        "backend variable dropped",
-        "lambda.tf",
-        "PORTAL_BACKEND        = \"aws\"",
-        0,
-        "",
-        check_environment,
-    ),
-    // (b) list role has no KMS
-    m(
-        "list role gets kms:Decrypt",
-        "iam.tf",
-        "actions = [\"dynamodb:Query\"]",
-        1,
-        "actions = [\"dynamodb:Query\", \"kms:Decrypt\"]",
-        check_list_role_has_no_kms,
-    ),
-    m(
-        "list role gets a wildcard action",
-        "iam.tf",
-        "actions = [\"dynamodb:Query\"]",
-        1,
-        "actions = [\"*\"]",
-        check_list_role_has_no_kms,
-    ),
-    m(
-        "list role gets the import policy attached",
-        "iam.tf",
-        "",
-        0,
-        "resource \"aws_iam_role_policy_attachment\" \"oops\" {\n  role       = aws_iam_role.list_devices.name\n  policy_arn = aws_iam_policy.import.arn\n}\n",
-        check_list_role_has_no_kms,
-    ),
-    // (c) key role: Decrypt only, exact context keys
-    m(
-        "context keys incomplete",
-        "iam.tf",
-        "values   = [\"tenant_id\", \"device_id\", \"key_id\"]",
-        0,
-        "values   = [\"tenant_id\", \"device_id\"]",
-        check_key_role_kms,
-    ),
-    m(
-        "context keys with an extra key",
-        "iam.tf",
-        "values   = [\"tenant_id\", \"device_id\", \"key_id\"]",
-        0,
-        "values   = [\"tenant_id\", \"device_id\", \"key_id\", \"other\"]",
-        check_key_role_kms,
-    ),
-    m(
-        "ForAnyValue instead of ForAllValues",
-        "iam.tf",
-        "test     = \"ForAllValues:StringEquals\"",
-        0,
-        "test     = \"ForAnyValue:StringEquals\"",
-        check_key_role_kms,
-    ),
-    m(
-        "no Null condition",
-        "iam.tf",
-        "test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"",
-        0,
-        "test     = \"Null\"\n      variable = \"kms:EncryptionContext:tenant_id\"",
-        check_key_role_kms,
-    ),
-    m(
-        "key role gets GenerateDataKey",
-        "iam.tf",
-        "actions   = [\"kms:Decrypt\"]",
-        0,
-        "actions   = [\"kms:Decrypt\", \"kms:GenerateDataKey\"]",
-        check_key_role_kms,
-    ),
-    m(
-        "key role decrypts with any key",
-        "iam.tf",
-        "resources = [aws_kms_key.recovery_keys.arn]",
-        0,
-        "resources = [\"*\"]",
-        check_key_role_kms,
-    ),
-    // key policies and import policy
-    m(
-        "recovery-key CMK lets the list role decrypt",
-        "kms.tf",
-        "identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
-        0,
-        "identifiers = concat([aws_iam_role.get_recovery_key.arn, aws_iam_role.list_devices.arn], var.keys_verify_principal_arns)",
-        check_key_policies,
-    ),
-    m(
-        "recovery-key CMK lets the account decrypt",
-        "kms.tf",
-        "actions   = [\"kms:Encrypt\"]",
-        0,
-        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
-        check_key_policies,
-    ),
-    m(
-        "tables CMK usable outside DynamoDB",
-        "kms.tf",
-        "variable = \"kms:ViaService\"",
-        0,
-        "variable = \"kms:CallerArn\"",
-        check_key_policies,
-    ),
-    m(
-        "import policy can decrypt",
-        "iam.tf",
-        "actions   = [\"kms:Encrypt\"]",
-        0,
-        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
-        check_import_policy,
-    ),
-    // (d) tables
-    m(
-        "projected attribute dropped",
-        "dynamodb.tf",
-        "      \"helpdesk\",\n",
-        0,
-        "",
-        check_tables,
-    ),
-    m(
-        "ciphertext projected",
-        "dynamodb.tf",
-        "      \"helpdesk\",\n",
-        0,
-        "      \"helpdesk\",\n      \"sealed\",\n",
-        check_tables,
-    ),
-    m(
-        "projection type changed",
-        "dynamodb.tf",
-        "projection_type = \"ALL\"",
-        2,
-        "projection_type = \"KEYS_ONLY\"",
-        check_tables,
-    ),
-    m(
-        "index renamed",
-        "dynamodb.tf",
-        "name            = \"by_key\"",
-        0,
-        "name            = \"by_key_id\"",
-        check_tables,
-    ),
-    m(
-        "index range key changed",
-        "dynamodb.tf",
-        "range_key       = \"device_id\"",
-        0,
-        "range_key       = \"display_name\"",
-        check_tables,
-    ),
-    m(
-        "table range key added",
-        "dynamodb.tf",
-        "hash_key                    = \"pk\"",
-        1,
-        "hash_key                    = \"pk\"\n  range_key = \"sk\"",
-        check_tables,
-    ),
-    m(
-        "attribute type N",
-        "dynamodb.tf",
-        "name = \"key_hex\"\n    type = \"S\"",
-        0,
-        "name = \"key_hex\"\n    type = \"N\"",
-        check_tables,
-    ),
-    m(
-        "TTL attribute renamed",
-        "dynamodb.tf",
-        "attribute_name = \"expires_at\"",
-        0,
-        "attribute_name = \"ttl\"",
-        check_tables,
-    ),
-    m(
-        "table renamed",
-        "dynamodb.tf",
-        "\"${var.name_prefix}-rate_limits\"",
-        0,
-        "\"${var.name_prefix}-rate-limits\"",
-        check_tables,
-    ),
-    m(
-        "SSE with the recovery-key CMK",
-        "dynamodb.tf",
-        "kms_key_arn = aws_kms_key.tables.arn",
-        0,
-        "kms_key_arn = aws_kms_key.recovery_keys.arn",
-        check_tables,
-    ),
-    // (e) audit append-only
-    m(
-        "key role may update audit events",
-        "iam.tf",
-        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
-        "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        check_audit_append_only,
-    ),
-    m(
-        "import policy may update and delete audit events (dynamodb:*)",
-        "iam.tf",
-        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        1,
-        "actions   = [\"dynamodb:*\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        check_audit_append_only,
-    ),
-    m(
-        "key role may update audit events (written-out ARN)",
-        "iam.tf",
-        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
-        "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [\"arn:aws:dynamodb:eu-west-1:123456789012:table/recovery-portal-audit\"]",
-        check_audit_append_only,
-    ),
-    m(
-        "import policy may delete audit events",
-        "iam.tf",
-        "resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  # Ownership and settings changes are audited",
-        0,
-        "resources = [aws_dynamodb_table.devices.arn, \"${aws_dynamodb_table.audit.arn}*\"]\n  }\n\n  # Ownership and settings changes are audited",
-        check_audit_append_only,
-    ),
-    // the list role writes no audit event
-    m(
-        "list role may append audit events",
-        "iam.tf",
-        "  # No write to the audit table: this function only reads the trail.",
-        0,
-        "  statement {\n    sid       = \"AppendAuditEvents\"\n    actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]\n  }",
-        check_list_role_cannot_write_audit,
-    ),
-    m(
-        "list role may write audit events (wildcard action and resource)",
-        "iam.tf",
-        "actions = [\"dynamodb:Query\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}/index/by_time\",",
-        0,
-        "actions = [\"dynamodb:*\"]\n    resources = [\n      \"${aws_dynamodb_table.audit.arn}*\",",
-        check_list_role_cannot_write_audit,
-    ),
-    // the import policy records ownership changes
-    m(
-        "import policy cannot record ownership changes",
-        "iam.tf",
-        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:PutItem\"]",
-        0,
-        "sid       = \"RecordOwnershipChanges\"\n    actions   = [\"dynamodb:GetItem\"]",
-        check_import_policy,
-    ),
-    // (f) list role and the devices base table
-    m(
-        "list role queries the devices table",
-        "iam.tf",
-        "\"${aws_dynamodb_table.devices.arn}/index/by_owner\"",
-        0,
-        "aws_dynamodb_table.devices.arn",
-        check_list_role_devices_access,
-    ),
-    m(
-        "list role reads device items",
-        "iam.tf",
-        "values   = [\"T#*\"]",
-        0,
-        "values   = [\"*\"]",
-        check_list_role_devices_access,
-    ),
-    m(
-        "list role tenant statement also queries",
-        "iam.tf",
-        "actions   = [\"dynamodb:GetItem\"]",
-        0,
-        "actions   = [\"dynamodb:GetItem\", \"dynamodb:Query\"]",
-        check_list_role_devices_access,
-    ),
-    m(
-        "list role GetItem unconditioned",
-        "iam.tf",
-        "test     = \"ForAllValues:StringLike\"",
-        0,
-        "test     = \"StringLike\"",
-        check_list_role_devices_access,
-    ),
-    // (g) the manage-keys function
-    m(
-        "manage role gets kms:Decrypt",
-        "manage.tf",
-        "actions   = [\"kms:Encrypt\"]",
-        0,
-        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
-        check_manage_role,
-    ),
-    m(
-        "manage role encrypts without the context condition",
-        "manage.tf",
-        "test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"",
-        0,
-        "test     = \"Null\"\n      variable = \"kms:EncryptionContext:tenant_id\"",
-        check_manage_role,
-    ),
-    m(
-        "manage role encrypts with any key",
-        "manage.tf",
-        "resources = [aws_kms_key.recovery_keys.arn]",
-        0,
-        "resources = [\"*\"]",
-        check_manage_role,
-    ),
-    m(
-        "manage role writes the rate-limit table",
-        "manage.tf",
-        "resources = [aws_dynamodb_table.devices.arn]",
-        0,
-        "resources = [aws_dynamodb_table.devices.arn, aws_dynamodb_table.rate_limits.arn]",
-        check_manage_role,
-    ),
-    m(
-        "manage role updates audit events",
-        "manage.tf",
-        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
-        "actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        check_manage_role,
-    ),
-    m(
-        "manage role updates audit events (audit check)",
-        "manage.tf",
-        "actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        0,
-        "actions   = [\"dynamodb:PutItem\", \"dynamodb:DeleteItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        check_audit_append_only,
-    ),
-    m(
-        "manage role gets another service",
-        "manage.tf",
-        "actions   = [\"dynamodb:Query\"]",
-        0,
-        "actions   = [\"dynamodb:Query\", \"s3:GetObject\"]",
-        check_manage_role,
-    ),
-    m(
-        "key role gets kms:Encrypt",
-        "iam.tf",
-        "actions   = [\"kms:Decrypt\"]",
-        0,
-        "actions   = [\"kms:Decrypt\", \"kms:Encrypt\"]",
-        check_key_role_kms,
-    ),
-    m(
-        "manage route without the authorizer",
-        "manage.tf",
-        "authorizer_id      = aws_apigatewayv2_authorizer.jwt.id",
-        2,
-        "",
-        check_routes,
-    ),
-    m(
-        "escrow route proxied to get-recovery-key",
-        "manage.tf",
-        "integration_uri        = aws_lambda_function.manage_keys.invoke_arn",
-        0,
-        "integration_uri        = aws_lambda_function.get_recovery_key.invoke_arn",
-        check_routes,
-    ),
-    m(
-        "manage function runs the list zip",
-        "manage.tf",
-        "filename         = local.manage_keys_zip",
-        0,
-        "filename         = local.list_devices_zip",
-        check_functions,
-    ),
-    m(
-        "rotation index dropped",
-        "dynamodb.tf",
-        "name            = \"by_rotation\"",
-        0,
-        "name            = \"by_rotation_2\"",
-        check_tables,
-    ),
-    m(
-        "superseded keys never expire",
-        "dynamodb.tf",
-        "  ttl {\n    attribute_name = \"expires_at\"\n    enabled        = true\n  }\n",
-        0,
-        "",
-        check_tables,
-    ),
-    // stage
-    m(
-        "throttle above the KMS quota",
-        "variables.tf",
-        "default     = 2000",
-        0,
-        "default     = 20000",
-        check_stage,
-    ),
-    // portal page
-    m(
-        "portal bucket allows public policies",
-        "portal.tf",
-        "block_public_policy     = true",
-        0,
-        "block_public_policy     = false",
-        check_portal_bucket,
-    ),
-    m(
-        "portal bucket readable by anyone",
-        "portal.tf",
-        "identifiers = [\"cloudfront.amazonaws.com\"]",
-        0,
-        "identifiers = [\"*\"]",
-        check_portal_bucket,
-    ),
-    m(
-        "portal bucket readable by any distribution",
-        "portal.tf",
-        "variable = \"AWS:SourceArn\"",
-        0,
-        "variable = \"AWS:SourceAccount\"",
-        check_portal_bucket,
-    ),
-    m(
-        "portal bucket lets CloudFront list and write",
-        "portal.tf",
-        "actions   = [\"s3:GetObject\"]",
-        0,
-        "actions   = [\"s3:GetObject\", \"s3:PutObject\"]",
-        check_portal_bucket,
-    ),
-    m(
-        "CSP allows inline scripts",
-        "portal.tf",
-        "\"script-src 'self'\"",
-        0,
-        "\"script-src 'self' 'unsafe-inline'\"",
-        check_portal_distribution,
-    ),
-    m(
-        "CSP allows framing",
-        "portal.tf",
-        "\"frame-ancestors 'none'\",",
-        0,
-        "",
-        check_portal_distribution,
-    ),
-    m(
-        "viewers allowed over HTTP",
-        "portal.tf",
-        "viewer_protocol_policy     = \"redirect-to-https\"",
-        0,
-        "viewer_protocol_policy     = \"allow-all\"",
-        check_portal_distribution,
-    ),
-    m(
-        "referrer sent",
-        "portal.tf",
-        "referrer_policy = \"no-referrer\"",
-        0,
-        "referrer_policy = \"origin\"",
-        check_portal_distribution,
-    ),
-    m(
-        "frames from the same origin",
-        "portal.tf",
-        "frame_option = \"DENY\"",
-        0,
-        "frame_option = \"SAMEORIGIN\"",
-        check_portal_distribution,
-    ),
-    m(
-        "origin without access control",
-        "portal.tf",
-        "    origin_access_control_id = aws_cloudfront_origin_access_control.portal.id\n",
-        0,
-        "",
-        check_portal_distribution,
-    ),
-    m(
-        "config.json without client_id",
-        "portal.tf",
-        "    client_id    = var.portal_client_id != \"\" ? var.portal_client_id : var.jwt_audience\n",
-        0,
-        "",
-        check_portal_content,
-    ),
-    m(
-        "config.json without auth_params",
-        "portal.tf",
-        "    auth_params = var.portal_auth_params\n",
-        0,
-        "",
-        check_portal_content,
-    ),
-    m(
-        "a web file type missing",
-        "portal.tf",
-        "    svg  = \"image/svg+xml\"\n",
-        0,
-        "",
-        check_portal_content,
-    ),
-    m(
-        "CORS without x-request-id",
-        "api.tf",
-        "allow_headers  = [\"authorization\", \"content-type\", \"x-request-id\"]",
-        0,
-        "allow_headers  = [\"authorization\", \"content-type\"]",
-        check_api_cors,
-    ),
-    m(
-        "CORS hides Retry-After",
-        "api.tf",
-        "expose_headers = [\"retry-after\", ",
-        0,
-        "expose_headers = [",
-        check_api_cors,
-    ),
-    // new routes, permissions, CORS
-    m(
-        "batch route to manage-keys",
-        "api.tf",
-        "route_key          = \"POST /v1/recovery-keys/batch\"\n  target             = \"integrations/${aws_apigatewayv2_integration.get_recovery_key.id}\"",
-        0,
-        "route_key          = \"POST /v1/recovery-keys/batch\"\n  target             = \"integrations/${aws_apigatewayv2_integration.manage_keys.id}\"",
-        check_routes,
-    ),
-    m(
-        "incident route renamed",
-        "manage.tf",
-        "route_key          = \"DELETE /v1/incidents/{incident_id}\"",
-        0,
-        "route_key          = \"DELETE /v1/incidents\"",
-        check_routes,
-    ),
-    m(
-        "batch route without invoke permission",
-        "lambda.tf",
-        "/*/POST/v1/recovery-keys/batch\"",
-        0,
-        "/*/POST/v1/devices/*/recovery-key\"",
-        check_routes,
-    ),
-    m(
-        "incident route without invoke permission",
-        "manage.tf",
-        "    \"POST /v1/incidents\"                                 = \"POST/v1/incidents\"\n",
-        0,
-        "",
-        check_routes,
-    ),
-    m(
-        "CORS without DELETE",
-        "api.tf",
-        "\"PATCH\", \"DELETE\"]",
-        0,
-        "\"PATCH\"]",
-        check_api_cors,
-    ),
-    m(
-        "metrics namespace not passed",
-        "lambda.tf",
-        "      PORTAL_METRICS_NAMESPACE = var.metrics_namespace\n",
-        0,
-        "",
-        check_environment,
-    ),
-    m(
-        "manage role gains ConditionCheckItem, which no call uses",
-        "manage.tf",
-        "      \"dynamodb:BatchGetItem\",\n",
-        0,
-        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:ConditionCheckItem\",\n",
-        check_manage_role,
-    ),
-    m(
-        "manage role may Scan devices",
-        "manage.tf",
-        "      \"dynamodb:BatchGetItem\",\n",
-        0,
-        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:Scan\",\n",
-        check_manage_role,
-    ),
-    // keys verify
-    m(
-        "anyone in the key policy may decrypt",
-        "kms.tf",
-        "concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
-        0,
-        "concat([aws_iam_role.get_recovery_key.arn], [\"*\"])",
-        check_key_policies,
-    ),
-    m(
-        "verify decrypts without the context",
-        "iam.tf",
-        "      test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"\n      values   = [\"false\"]",
-        2,
-        "      test     = \"Null\"\n      variable = \"kms:EncryptionContextKeys\"\n      values   = [\"true\"]",
-        check_keys_verify,
-    ),
-    m(
-        "verify scans the audit table",
-        "iam.tf",
-        "actions   = [\"dynamodb:Scan\"]\n    resources = [aws_dynamodb_table.devices.arn]",
-        0,
-        "actions   = [\"dynamodb:Scan\"]\n    resources = [aws_dynamodb_table.devices.arn, aws_dynamodb_table.audit.arn]",
-        check_keys_verify,
-    ),
-    m(
-        "verify may update audit events",
-        "iam.tf",
-        "    sid       = \"RecordVerification\"\n    effect    = \"Allow\"\n    actions   = [\"dynamodb:PutItem\"]",
-        0,
-        "    sid       = \"RecordVerification\"\n    effect    = \"Allow\"\n    actions   = [\"dynamodb:PutItem\", \"dynamodb:UpdateItem\"]",
-        check_keys_verify,
-    ),
-    m(
-        "import policy gains Decrypt",
-        "iam.tf",
-        "actions   = [\"kms:Encrypt\"]",
-        0,
-        "actions   = [\"kms:Encrypt\", \"kms:Decrypt\"]",
-        check_keys_verify,
-    ),
-    m(
-        "list role gains Scan",
-        "iam.tf",
-        "actions = [\"dynamodb:Query\"]",
-        0,
-        "actions = [\"dynamodb:Query\", \"dynamodb:Scan\"]",
-        check_keys_verify,
-    ),
-    m(
-        "keys_verify attached to a function role",
-        "iam.tf",
-        "",
-        0,
-        "resource \"aws_iam_role_policy_attachment\" \"verify\" {\n  role       = aws_iam_role.manage_keys.name\n  policy_arn = aws_iam_policy.keys_verify.arn\n}\n",
-        check_keys_verify,
-    ),
-    // alarms
-    m(
-        "no alarms for manage-keys",
-        "monitoring.tf",
-        "    manage_keys      = aws_lambda_function.manage_keys.function_name\n",
-        0,
-        "",
-        check_alarms,
-    ),
-    m(
-        "no throttle alarm for the rate-limit table",
-        "monitoring.tf",
-        "    rate_limits = aws_dynamodb_table.rate_limits.name\n",
-        0,
-        "",
-        check_alarms,
-    ),
-    m(
-        "alarm without OK notification",
-        "monitoring.tf",
-        "ok_actions          = local.alarm_actions",
-        2,
-        "ok_actions          = []",
-        check_alarms,
-    ),
-    m(
-        "alarm on a metric the code does not write",
-        "monitoring.tf",
-        "metric_name         = \"AuditWriteFailures\"",
-        0,
-        "metric_name         = \"AuditFailures\"",
-        check_alarms,
-    ),
-    m(
-        "KMS alarm on another cause",
-        "monitoring.tf",
-        "dimensions          = { Cause = \"kms\" }",
-        0,
-        "dimensions          = { Cause = \"store\" }",
-        check_alarms,
-    ),
-    m(
-        "custom metric in a literal namespace",
-        "monitoring.tf",
-        "namespace           = var.metrics_namespace",
-        1,
-        "namespace           = \"RecoveryPortal\"",
-        check_alarms,
-    ),
-    m(
-        "incident alarm breaching on no data",
-        "monitoring.tf",
-        "treat_missing_data  = \"notBreaching\"",
-        6,
-        "treat_missing_data  = \"breaching\"",
-        check_alarms,
-    ),
-    m(
-        "5xx alarm on 4xx",
-        "monitoring.tf",
-        "metric_name = \"5xx\"",
-        0,
-        "metric_name = \"4xx\"",
-        check_alarms,
-    ),
-    m(
-        "DynamoDB alarm ignores writes",
-        "monitoring.tf",
-        "expression  = \"FILL(reads, 0) + FILL(writes, 0)\"",
-        0,
-        "expression  = \"FILL(reads, 0)\"",
-        check_alarms,
-    ),
-    m(
-        "namespace default changed",
-        "variables.tf",
-        "default     = \"RecoveryPortal\"",
-        0,
-        "default     = \"Portal\"",
-        check_alarms,
-    ),
-    // dashboard
-    m(
-        "dashboard without keys disclosed",
-        "monitoring.tf",
-        "metrics = [[var.metrics_namespace, \"KeysDisclosed\"]]",
-        0,
-        "metrics = []",
-        check_dashboard,
-    ),
-    m(
-        "dashboard without KMS usage",
-        "monitoring.tf",
-        "[\"AWS/Usage\", \"CallCount\"",
-        0,
-        "[\"AWS/KMS\", \"CallCount\"",
-        check_dashboard,
-    ),
-    m(
-        "a cause missing",
-        "monitoring.tf",
-        "unavailable_causes = [\"store\", \"audit\", \"kms\", \"idp\"]",
-        0,
-        "unavailable_causes = [\"store\", \"audit\", \"kms\"]",
-        check_dashboard,
-    ),
-    // alarm topic
-    m(
-        "alarm topic unencrypted",
-        "monitoring.tf",
-        "  kms_master_key_id = aws_kms_key.alarms[0].arn\n",
-        0,
-        "",
-        check_alarm_topic,
-    ),
-    m(
-        "alarm topic with the AWS managed key",
-        "monitoring.tf",
-        "kms_master_key_id = aws_kms_key.alarms[0].arn",
-        0,
-        "kms_master_key_id = \"alias/aws/sns\"",
-        check_alarm_topic,
-    ),
-    m(
-        "alarm key without CloudWatch",
-        "monitoring.tf",
-        "identifiers = [\"cloudwatch.amazonaws.com\"]",
-        0,
-        "identifiers = [\"sns.amazonaws.com\"]",
-        check_alarm_topic,
-    ),
-    m(
-        "alarm key not rotated",
-        "monitoring.tf",
-        "enable_key_rotation      = true",
-        0,
-        "enable_key_rotation      = false",
-        check_alarm_topic,
-    ),
-    // concurrency
-    m(
-        "integration bypasses the alias",
-        "api.tf",
-        "aws_lambda_alias.get_recovery_key[0].invoke_arn",
-        0,
-        "aws_lambda_function.get_recovery_key.invoke_arn",
-        check_concurrency,
-    ),
-    m(
-        "batch permission without the alias",
-        "lambda.tf",
-        "  qualifier     = var.key_provisioned_concurrency > 0 ? aws_lambda_alias.get_recovery_key[0].name : null\n",
-        1,
-        "",
-        check_concurrency,
-    ),
-    m(
-        "nothing published",
-        "lambda.tf",
-        "publish = var.key_provisioned_concurrency > 0",
-        0,
-        "publish = false",
-        check_concurrency,
-    ),
-    m(
-        "provisioned concurrency on $LATEST",
-        "lambda.tf",
-        "qualifier                         = aws_lambda_alias.get_recovery_key[0].name",
-        0,
-        "qualifier                         = \"$LATEST\"",
-        check_concurrency,
-    ),
-    m(
-        "reserved concurrency fixed",
-        "manage.tf",
-        "reserved_concurrent_executions = var.manage_reserved_concurrency",
-        0,
-        "reserved_concurrent_executions = 100",
-        check_concurrency,
-    ),
-    // route throttles
-    m(
-        "route settings not from the variable",
-        "api.tf",
-        "for_each = var.route_throttles",
-        0,
-        "for_each = {}",
-        check_route_throttles,
-    ),
-    m(
-        "burst limit from the rate",
-        "api.tf",
-        "throttling_burst_limit = route_settings.value.burst_limit",
-        0,
-        "throttling_burst_limit = route_settings.value.rate_limit",
-        check_route_throttles,
-    ),
-    m(
-        "throttle validation lacks the batch route",
-        "variables.tf",
-        "      \"POST /v1/recovery-keys/batch\",\n",
-        0,
-        "",
-        check_route_throttles,
-    ),
-    m(
-        "stage not after the incident routes",
-        "api.tf",
-        "    aws_apigatewayv2_route.close_incident,\n",
-        0,
-        "",
-        check_route_throttles,
-    ),
-    // validated variables
-    m(
-        "alarm_email unvalidated",
-        "variables.tf",
-        "  validation {\n    condition     = var.alarm_email",
-        0,
-        "  unchecked {\n    condition     = var.alarm_email",
-        check_variables_validated,
-    ),
-    m(
-        "provisioned concurrency unvalidated",
-        "variables.tf",
-        "  validation {\n    condition     = var.key_provisioned_concurrency",
-        0,
-        "  unchecked {\n    condition     = var.key_provisioned_concurrency",
-        check_variables_validated,
-    ),
-];
+/// `moved` blocks: every address of a deployment made before the for_each
+/// layout moves to an instance that exists (so `terraform plan` on it
+/// replaces nothing), and no move starts at an address still declared
+/// (Terraform refuses that).
+fn check_moved(cfg: &Config) -> Vec<String> {
+    let mut errors = Vec::new();
+    // Every instance the evaluated configuration declares; a `count`
+    // resource's [0] stands for its instance.
+    let mut declared = BTreeSet::new();
+    for b in cfg.blocks.iter().filter(|b| b.identifier() == "resource") {
+        let (Some(ty), Some(name)) = (label(b, 0), label(b, 1)) else {
+            continue;
+        };
+        declared.insert(format!("{ty}.{name}"));
+        declared.insert(format!("{ty}.{name}[0]"));
+    }
+    let moves: Vec<(String, String)> = cfg
+        .blocks
+        .iter()
+        .filter(|b| b.identifier() == "moved")
+        .map(|b| {
+            let get = |k: &str| attr(b.body(), k).map(|e| e.to_string()).unwrap_or_default();
+            (get("from"), get("to"))
+        })
+        .collect();
+    for (from, to) in &moves {
+        if !declared.contains(to) {
+            errors.push(format!("moved {from} -> {to}: no such instance"));
+        }
+        if declared.contains(from) {
+            errors.push(format!("moved {from} -> {to}: {from} is still declared"));
+        }
+    }
+    for old in addresses_before_for_each() {
+        if !declared.contains(&old) && !moves.iter().any(|(from, _)| *from == old) {
+            errors.push(format!(
+                "{old} (deployed before for_each) is neither declared nor moved: plan would destroy it"
+            ));
+        }
+    }
+    errors
+}
 
 #[test]
+fn an_existing_deployment_moves_without_replacement() {
+    assert_clean("moved", check_moved(&Config::load()));
+}
+
+/// Every check passes on the configuration, and fails once its mutation's
+/// structural edits are applied to the configuration as written.
+#[test]
 fn every_check_can_fail() {
-    let original = sources();
-    // The unmodified configuration passes every check used below.
-    let cfg = Config::parse(&original);
-    for mutation in MUTATIONS {
+    let original = parse_blocks(&sources());
+    let cfg = Config::from_blocks(&original);
+    for mutation in mutations::MUTATIONS {
         assert_clean(mutation.what, (mutation.check)(&cfg));
     }
-
-    for mutation in MUTATIONS {
+    for mutation in mutations::MUTATIONS {
         let mut mutated = original.clone();
-        let (_, text) = mutated
-            .iter_mut()
-            .find(|(name, _)| name == mutation.file)
-            .unwrap_or_else(|| panic!("{}: no infra/{}", mutation.what, mutation.file));
-        if mutation.from.is_empty() {
-            text.push('\n');
-            text.push_str(mutation.to);
-        } else {
-            let (at, _) = text.match_indices(mutation.from).nth(mutation.nth).unwrap_or_else(|| {
-                panic!(
-                    "{}: occurrence {} of {:?} not found in infra/{} (update the mutation after editing the HCL)",
-                    mutation.what, mutation.nth, mutation.from, mutation.file
-                )
-            });
-            text.replace_range(at..at + mutation.from.len(), mutation.to);
+        for edit in mutation.edits {
+            edit::apply(&mut mutated, *edit);
         }
-        let errors = (mutation.check)(&Config::parse(&mutated));
+        let errors = (mutation.check)(&Config::from_blocks(&mutated));
         assert!(
             !errors.is_empty(),
             "mutation `{}` went unnoticed",
@@ -4262,6 +3377,29 @@ fn declared(cfg: &Config, kind: &str) -> BTreeSet<String> {
 fn read(relative: &str) -> String {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
     std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
+}
+
+/// One layout: every variable is declared in variables.tf and every output
+/// in outputs.tf (a newcomer finds each input and output in one place).
+#[test]
+fn variables_and_outputs_each_live_in_one_file() {
+    for (name, text) in sources() {
+        let body: Body = hcl::from_str(&text).unwrap();
+        for b in body.blocks() {
+            let home = match b.identifier() {
+                "variable" => "variables.tf",
+                "output" => "outputs.tf",
+                _ => continue,
+            };
+            assert_eq!(
+                name,
+                home,
+                "{} {:?} belongs in infra/{home}",
+                b.identifier(),
+                label(b, 0)
+            );
+        }
+    }
 }
 
 /// `infra/terraform.tfvars.example` is a first deployment's tfvars: valid
@@ -4311,7 +3449,7 @@ fn tfvars_example_covers_every_variable() {
     );
 }
 
-/// Every Terraform output and variable the READMEs name exists (the README
+/// Every Terraform output and variable the READMEs and docs/ name exists (the README
 /// once sent users to a `recovery_key_arn` output that did not).
 #[test]
 fn readmes_name_only_outputs_and_variables_that_exist() {
@@ -4324,7 +3462,14 @@ fn readmes_name_only_outputs_and_variables_that_exist() {
             .collect()
     };
     let mut checked = 0;
-    for file in ["README.md", "infra/README.md"] {
+    // The README's deployment and capacity sections live in docs/ now.
+    for file in [
+        "README.md",
+        "infra/README.md",
+        "docs/operations.md",
+        "docs/security.md",
+        "docs/api.md",
+    ] {
         let text = read(file);
         for rest in text.split("output -raw ").skip(1) {
             let name = ident(rest);

@@ -8,7 +8,7 @@ use std::process::Command;
 
 pub const PORTAL: &str = env!("CARGO_BIN_EXE_portal");
 
-/// Every variable of the README's configuration table that `portal serve`
+/// Every variable of the configuration table (docs/configuration.md) that `portal serve`
 /// reads: removed, so each test sets exactly what it means to.
 pub const SERVE_VARS: &[&str] = &[
     "PORTAL_ISSUER",

@@ -560,6 +560,7 @@ async fn init_error(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Byte
 /// What the function crates' runtime smoke tests share
 /// (`functions/*/tests/runtime.rs`): which binaries to run, the `events/`
 /// files with a token filled in, and one invocation's answer.
+#[cfg(feature = "smoke")]
 pub mod smoke {
     use super::{Emulator, EmulatorHandle, FunctionProcess};
     use recovery_portal::tools::devidp::DevIdentityProvider;

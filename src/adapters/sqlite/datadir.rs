@@ -3,7 +3,6 @@
 //! running server that still holds the old master key, and two servers
 //! never share one directory.
 
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// The lock file inside the data directory.
@@ -35,12 +34,17 @@ impl DataDir {
             .write(true)
             .open(path.join(LOCK_FILE))
             .map_err(|e| format!("data directory {shown}: {e}"))?;
-        // SAFETY: flock on a descriptor this function owns; no memory involved.
-        let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(format!(
-                "data directory {shown} is in use by another portal process (a running `portal serve`?): stop it first"
-            ));
+        // flock(LOCK_EX | LOCK_NB) on Unix: std's, so no unsafe code here.
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "data directory {shown} is in use by another portal process (a running `portal serve`?): stop it first"
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("data directory {shown}: cannot lock it: {e}"));
+            }
         }
         Ok(Self {
             path: path.to_owned(),

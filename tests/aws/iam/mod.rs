@@ -15,6 +15,8 @@
 mod calls;
 mod policy;
 mod terraform;
+#[path = "../../support/tfedit.rs"]
+mod tfedit;
 
 use crate::support::aws::{call, moto_config, portal};
 use crate::support::common::{password, test_seed};
@@ -26,6 +28,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use terraform::{ACCOUNT, ACCOUNT_ROOT, Infra, REGION};
+use tfedit::Edit::{self, Drop, RemoveItem, Set, SetEntry};
 
 /// Grants no recorded call uses, each with why it stays: a whole statement
 /// as `policy/sid`, or one grant as `policy/sid action resource`.
@@ -33,15 +36,15 @@ const UNUSED_GRANTS: &[(&str, &str)] = &[
     // The Lambda service writes the functions' logs with their roles; no
     // SDK call of ours does.
     (
-        "list_devices/WriteOwnLogs",
+        r#"function["list-devices"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     (
-        "get_recovery_key/WriteOwnLogs",
+        r#"function["get-recovery-key"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     (
-        "manage_keys/WriteOwnLogs",
+        r#"function["manage-keys"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
     (
@@ -821,81 +824,86 @@ fn grants(model: &Model, requests: &[Labelled], prefix: &str) -> (Vec<String>, B
     (redundant, unused)
 }
 
-/// One deleted grant (or a route sent to another function) in the real
-/// `infra/` text: `(file, what, replaced by)`.
-const MUTATIONS: &[(&str, &str, &str)] = &[
+/// One deleted grant (or a route sent to another function), as a
+/// structural edit of the configuration as written (`tests/support/tfedit.rs`).
+const MUTATIONS: &[Edit] = &[
     // The two gaps this test found: the disclosure mark and the key index.
-    (
-        "iam.tf",
-        "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.devices.arn]",
-        "actions   = [\"dynamodb:GetItem\"]\n    resources = [aws_dynamodb_table.devices.arn]",
+    Set(
+        "data.aws_iam_policy_document.get_recovery_key/statement[sid=MarkDisclosedKeys]",
+        "actions",
+        "[\"dynamodb:GetItem\"]",
     ),
-    (
-        "iam.tf",
-        "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
-        "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_owner\"]",
+    Set(
+        "data.aws_iam_policy_document.get_recovery_key/statement[sid=QueryKeyIndex]",
+        "resources",
+        "[\"${aws_dynamodb_table.devices.arn}/index/by_owner\"]",
     ),
     // The condition that keeps the mark off tenant items, made too narrow.
-    (
-        "iam.tf",
-        "values   = [\"D#*\"]",
-        "values   = [\"D#fabrikam#*\"]",
+    Set(
+        "data.aws_iam_policy_document.get_recovery_key/statement[sid=MarkDisclosedKeys]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"D#fabrikam#*\"]",
     ),
-    (
-        "iam.tf",
-        "are out of reach).\n  statement {\n    sid       = \"DecryptRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:Decrypt\"]",
-        "are out of reach).\n  statement {\n    sid       = \"DecryptRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:ReEncryptFrom\"]",
+    Set(
+        "data.aws_iam_policy_document.get_recovery_key/statement[sid=DecryptRecoveryKeysWithContext]",
+        "actions",
+        "[\"kms:ReEncryptFrom\"]",
     ),
-    // keys verify can no longer decrypt (its statement, the second one).
-    (
-        "iam.tf",
-        "\"keys_verify\" {\n  statement {\n    sid       = \"DecryptRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:Decrypt\"]",
-        "\"keys_verify\" {\n  statement {\n    sid       = \"DecryptRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:DescribeKey\"]",
+    // keys verify can no longer decrypt.
+    Set(
+        "data.aws_iam_policy_document.keys_verify/statement[sid=DecryptRecoveryKeysWithContext]",
+        "actions",
+        "[\"kms:DescribeKey\"]",
     ),
-    (
-        "iam.tf",
-        "actions   = [\"dynamodb:UpdateItem\"]\n    resources = [aws_dynamodb_table.rate_limits.arn]",
-        "actions   = [\"dynamodb:GetItem\"]\n    resources = [aws_dynamodb_table.rate_limits.arn]",
+    Set(
+        "data.aws_iam_policy_document.get_recovery_key/statement[sid=UpdateRateLimits]",
+        "actions",
+        "[\"dynamodb:GetItem\"]",
     ),
-    (
-        "iam.tf",
-        "\"${aws_dynamodb_table.devices.arn}/index/by_owner\",\n      \"${aws_dynamodb_table.devices.arn}/index/by_key\",",
-        "\"${aws_dynamodb_table.devices.arn}/index/by_key\",",
+    RemoveItem(
+        "data.aws_iam_policy_document.list_devices/statement[sid=QueryDeviceIndexes]",
+        "resources",
+        "\"${aws_dynamodb_table.devices.arn}/index/by_owner\"",
     ),
-    (
-        "iam.tf",
-        "      # Devices and key pointers are written and replaced in batches.\n      \"dynamodb:BatchWriteItem\",",
-        "",
+    // Devices and key pointers are written and replaced in batches.
+    RemoveItem(
+        "data.aws_iam_policy_document.import/statement[sid=WriteDevices]",
+        "actions",
+        "\"dynamodb:BatchWriteItem\"",
     ),
-    (
-        "iam.tf",
-        "actions   = [\"dynamodb:Scan\"]",
-        "actions   = [\"dynamodb:Query\"]",
+    Set(
+        "data.aws_iam_policy_document.keys_verify/statement[sid=ReadDevices]",
+        "actions",
+        "[\"dynamodb:Query\"]",
     ),
     // Retirement and restoration set and clear TTLs: UpdateItem.
-    ("manage.tf", "      \"dynamodb:UpdateItem\",\n", ""),
-    (
-        "manage.tf",
-        "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_rotation\"]",
-        "resources = [\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
+    RemoveItem(
+        "data.aws_iam_policy_document.manage_keys/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:UpdateItem\"",
+    ),
+    Set(
+        "data.aws_iam_policy_document.manage_keys/statement[sid=QueryRotationRequests]",
+        "resources",
+        "[\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
     ),
     // The Entra sync can no longer read the devices it plans against.
-    (
-        "iam.tf",
-        "      \"dynamodb:BatchGetItem\",\n      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
-        "      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",",
+    RemoveItem(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:BatchGetItem\"",
     ),
     // The key policy no longer names the key function for Decrypt.
-    (
-        "kms.tf",
-        "identifiers = concat([aws_iam_role.get_recovery_key.arn], var.keys_verify_principal_arns)",
-        "identifiers = var.keys_verify_principal_arns",
+    Set(
+        "data.aws_iam_policy_document.recovery_keys_key_policy/statement[sid=KeyFunctionDecryptWithContext]/principals",
+        "identifiers",
+        "var.keys_verify_principal_arns",
     ),
     // Encrypt no longer delegated to IAM: escrow and import cannot seal.
-    (
-        "kms.tf",
-        "actions   = [\"kms:Encrypt\"]\n    resources = [\"*\"]",
-        "actions   = [\"kms:Encrypt\"]\n    resources = [\"none\"]",
+    Set(
+        "data.aws_iam_policy_document.recovery_keys_key_policy/statement[sid=DelegateEncryptWithContextToIam]",
+        "resources",
+        "[\"none\"]",
     ),
     // The scheduled sync loses each grant its runs need, one at a time.
     (
@@ -924,34 +932,24 @@ const MUTATIONS: &[(&str, &str, &str)] = &[
         "seal, with the\n  # encryption context the code binds to every key. Never kms:Decrypt.\n  statement {\n    sid       = \"SealRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:GenerateDataKey\"]",
     ),
     // The listing route sent to the key function, whose role cannot list.
-    (
-        "api.tf",
-        "route_key          = \"GET /v1/devices\"\n  target             = \"integrations/${aws_apigatewayv2_integration.list_devices.id}\"",
-        "route_key          = \"GET /v1/devices\"\n  target             = \"integrations/${aws_apigatewayv2_integration.get_recovery_key.id}\"",
+    SetEntry(
+        "locals",
+        "routes",
+        &["GET /v1/devices"],
+        "\"get-recovery-key\"",
     ),
+    // A whole statement removed: list-devices can no longer read the trail.
+    Drop("data.aws_iam_policy_document.list_devices/statement[sid=QueryAuditIndexes]"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_any_needed_grant_denies_a_recorded_call() {
     let (calls, driven, prefix) = recorded().await;
-    for (file, from, to) in MUTATIONS {
-        let mut sources = terraform::sources();
-        let (_, text) = sources.iter_mut().find(|(n, _)| n == file).unwrap();
-        assert_eq!(
-            text.matches(from).count(),
-            1,
-            "{file}: mutation target must occur once: {from}"
-        );
-        *text = text.replace(from, to);
-        let f = evaluate(
-            &Infra::from_sources(prefix, &sources),
-            calls,
-            driven,
-            prefix,
-        );
-        assert!(
-            !f.denied.is_empty(),
-            "{file}: replacing {from:?} by {to:?} denies no recorded call"
-        );
+    let blocks = terraform::parse_blocks(&terraform::sources());
+    for edit in MUTATIONS {
+        let mut mutated = blocks.clone();
+        tfedit::apply(&mut mutated, *edit);
+        let f = evaluate(&Infra::from_blocks(prefix, &mutated), calls, driven, prefix);
+        assert!(!f.denied.is_empty(), "{edit:?} denies no recorded call");
     }
 }

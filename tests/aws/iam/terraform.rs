@@ -3,7 +3,12 @@
 //! execution role → the role's inline policies → statements; managed
 //! policies for the CLI; the recovery-key CMK's key policy. References are
 //! resolved to ARNs in one symbolic account so that they compare with the
-//! ARNs of the calls the code makes.
+//! ARNs of the calls the code makes. Every `for_each` is expanded first
+//! (`tfeval`), so a function is `function["list-devices"]`, one instance of
+//! the resource that `local.functions` drives.
+
+#[path = "../../support/tfeval.rs"]
+mod tfeval;
 
 use super::policy::{Condition, Statement};
 use hcl::{Block, Body, Expression};
@@ -47,7 +52,8 @@ fn text(e: &Expression) -> String {
 }
 
 /// The `<kind>.<name>` references in `text` (e.g. every
-/// `aws_lambda_function.X` in an expression).
+/// `aws_lambda_function.X` in an expression); an instance's key is part of
+/// its name (`function["list-devices"]`).
 fn refs_to(text: &str, kind: &str) -> BTreeSet<String> {
     let needle = format!("{kind}.");
     let mut out = BTreeSet::new();
@@ -56,10 +62,15 @@ fn refs_to(text: &str, kind: &str) -> BTreeSet<String> {
         let before_ok = i == 0
             || !rest.as_bytes()[i - 1].is_ascii_alphanumeric() && rest.as_bytes()[i - 1] != b'_';
         let tail = &rest[i + needle.len()..];
-        let name: String = tail
+        let mut name: String = tail
             .chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
             .collect();
+        if let Some(key) = tail[name.len()..].strip_prefix("[\"")
+            && let Some(end) = key.find("\"]")
+        {
+            name = format!("{name}[\"{}\"]", &key[..end]);
+        }
         if before_ok && !name.is_empty() {
             out.insert(name);
         }
@@ -86,20 +97,26 @@ pub fn sources() -> Vec<(String, String)> {
         .collect()
 }
 
+/// The top-level blocks of `(file name, text)` pairs.
+pub fn parse_blocks(sources: &[(String, String)]) -> Vec<Block> {
+    let mut blocks = Vec::new();
+    for (name, src) in sources {
+        let body: Body = hcl::from_str(src).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
+        blocks.extend(body.blocks().cloned());
+    }
+    blocks
+}
+
 impl Infra {
     pub fn load(prefix: &str) -> Infra {
-        Infra::from_sources(prefix, &sources())
+        Infra::from_blocks(prefix, &parse_blocks(&sources()))
     }
 
-    /// From `(file name, text)` pairs (the mutation tests edit the text).
-    pub fn from_sources(prefix: &str, sources: &[(String, String)]) -> Infra {
-        let mut blocks = Vec::new();
-        for (name, src) in sources {
-            let body: Body = hcl::from_str(src).unwrap_or_else(|e| panic!("parsing {name}: {e}"));
-            blocks.extend(body.blocks().cloned());
-        }
+    /// From the configuration's blocks as written (the mutation test edits
+    /// them); every `for_each` is expanded here.
+    pub fn from_blocks(prefix: &str, blocks: &[Block]) -> Infra {
         Infra {
-            blocks,
+            blocks: tfeval::expand(blocks),
             prefix: prefix.to_owned(),
         }
     }
@@ -166,7 +183,7 @@ impl Infra {
             let bare = !s.is_empty()
                 && s.contains('.')
                 && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "._-[]".contains(c));
+                    .all(|c| c.is_ascii_alphanumeric() || "._-[]\"".contains(c));
             return if bare {
                 self.resolve_ref(s)
             } else {

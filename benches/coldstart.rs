@@ -2,7 +2,8 @@
 //! API emulator (run by `scripts/bench.sh`; not part of CI).
 //!
 //! ```text
-//! cargo run --release --example coldstart -- [--runs N] [--warm N] [--netcheck] [--raw FILE] \
+//! cargo build --release --bench coldstart   # scripts/bench.sh coldstart builds and runs it
+//! target/release/deps/coldstart-<hash> [--runs N] [--warm N] [--netcheck] [--raw FILE] \
 //!     LABEL=PATH[@BACKEND][,VAR=VALUE...] ...
 //! ```
 //!
@@ -30,7 +31,7 @@
 //! `strace -f -e trace=connect` and reports every connection other than the
 //! runtime API's, during init and during the first invocation.
 
-#[path = "../benches/support/stats.rs"]
+#[path = "support/stats.rs"]
 mod stats;
 use stats::percentile;
 

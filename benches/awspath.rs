@@ -4,8 +4,9 @@
 //! (which starts moto with `scripts/moto.sh`); not part of CI.
 //!
 //! ```text
+//! cargo build --release --bench awspath   # scripts/bench.sh aws builds and runs it
 //! PORTAL_TEST_MOTO_URL=http://127.0.0.1:PORT \
-//!   cargo run --release --example awspath -- [--invocations N] [--batches N] [--batch N] [--bin-dir target/release]
+//!   target/release/deps/awspath-<hash> [--invocations N] [--batches N] [--batch N] [--bin-dir target/release]
 //! ```
 //!
 //! Then the incident path: `manage-keys` opens an incident
@@ -23,9 +24,9 @@
 //! latency says little about DynamoDB's; the call counts and the function's
 //! CPU are the figures that carry over).
 
-#[path = "../benches/support/stats.rs"]
+#[path = "support/stats.rs"]
 mod stats;
-#[path = "../benches/support/synthetic.rs"]
+#[path = "support/synthetic.rs"]
 mod synthetic;
 use stats::percentile;
 

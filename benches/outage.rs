@@ -3,7 +3,8 @@
 //! embedded backends. Run by `scripts/bench.sh`; not part of CI.
 //!
 //! ```text
-//! cargo run --release --example outage -- --portal target/release/portal \
+//! cargo build --release --bench outage   # scripts/bench.sh outage builds and runs it
+//! target/release/deps/outage-<hash> --portal target/release/portal \
 //!     [--users 10000] [--connections 64] [--repeat 3] [--alg rs256|es256] [--seed-out FILE]
 //!     [--modes same,distinct,incident] [--agents 200] [--batch 100]
 //! ```
@@ -39,9 +40,9 @@
 //! disclosed key, by the user or agent who was given it, and no other.
 //! Latencies are reported separately for user requests and batch requests.
 
-#[path = "../benches/support/stats.rs"]
+#[path = "support/stats.rs"]
 mod stats;
-#[path = "../benches/support/synthetic.rs"]
+#[path = "support/synthetic.rs"]
 mod synthetic;
 use stats::percentile;
 
