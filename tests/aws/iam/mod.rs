@@ -906,30 +906,30 @@ const MUTATIONS: &[Edit] = &[
         "[\"none\"]",
     ),
     // The scheduled sync loses each grant its runs need, one at a time.
-    (
-        "entra_sync.tf",
-        "actions   = [\"secretsmanager:GetSecretValue\"]\n    resources = [aws_secretsmanager_secret",
-        "actions   = [\"secretsmanager:DescribeSecret\"]\n    resources = [aws_secretsmanager_secret",
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadClientSecret]",
+        "actions",
+        "[\"secretsmanager:DescribeSecret\"]",
     ),
-    (
-        "entra_sync.tf",
-        "    actions = [\n      \"dynamodb:BatchGetItem\",\n      \"dynamodb:PutItem\",",
-        "    actions = [\n      \"dynamodb:PutItem\",",
+    RemoveItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:BatchGetItem\"",
     ),
-    (
-        "entra_sync.tf",
-        "      \"dynamodb:PutItem\",\n      \"dynamodb:UpdateItem\",\n    ]\n    resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  # Every write is audited (actor sync:entra)",
-        "      \"dynamodb:PutItem\",\n    ]\n    resources = [aws_dynamodb_table.devices.arn]\n  }\n\n  # Every write is audited (actor sync:entra)",
+    RemoveItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:UpdateItem\"",
     ),
-    (
-        "entra_sync.tf",
-        "    actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.audit.arn]",
-        "    actions   = [\"dynamodb:PutItem\"]\n    resources = [aws_dynamodb_table.rate_limits.arn]",
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]",
+        "resources",
+        "[aws_dynamodb_table.rate_limits.arn]",
     ),
-    (
-        "entra_sync.tf",
-        "seal, with the\n  # encryption context the code binds to every key. Never kms:Decrypt.\n  statement {\n    sid       = \"SealRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:Encrypt\"]",
-        "seal, with the\n  # encryption context the code binds to every key. Never kms:Decrypt.\n  statement {\n    sid       = \"SealRecoveryKeysWithContext\"\n    effect    = \"Allow\"\n    actions   = [\"kms:GenerateDataKey\"]",
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]",
+        "actions",
+        "[\"kms:GenerateDataKey\"]",
     ),
     // The listing route sent to the key function, whose role cannot list.
     SetEntry(
