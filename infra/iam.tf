@@ -435,8 +435,10 @@ data "aws_iam_policy_document" "keys_verify" {
 # conditional writes as the escrow API (TransactWriteItems, authorized by
 # its per-item Put and Update), each with its audit event (PutItem only:
 # append-only). It seals with the recovery-key CMK (Encrypt only, with the
-# encryption context): it can never read a key back. No delete, no Scan,
-# no index: a sync never removes what Entra no longer lists.
+# encryption context): it can never read a key back. To report devices it
+# synced before that Entra no longer lists, it queries the audit trail's
+# by_actor index for its own events only (partition <tenant>#sync:entra).
+# No delete, no Scan: a sync never removes what Entra no longer lists.
 
 resource "aws_iam_policy" "entra_sync" {
   name        = "${var.name_prefix}-entra-sync"
@@ -480,5 +482,24 @@ data "aws_iam_policy_document" "entra_sync" {
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  statement {
+    sid       = "QueryOwnAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.audit.arn}/index/by_actor"]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#sync:entra"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 }

@@ -30,18 +30,7 @@ pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<
     ))
 }
 
-/// The deployment's rate limits: one value, so no assembly can take one
-/// setting from the configuration and hard-code the other (the in-memory
-/// `portal serve` once ignored `PORTAL_HELPDESK_RATE_LIMIT` that way).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    /// `PORTAL_KEY_RATE_LIMIT`: keys per device owner per rolling hour.
-    pub key: u32,
-    /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
-    pub helpdesk: u32,
-    /// `PORTAL_INCIDENT_MAX_RATE_LIMIT`: the highest limit an incident may set.
-    pub incident_max: u32,
-}
+pub use crate::domain::policy::RateLimits;
 
 impl RateLimits {
     pub fn of(config: &Config) -> Self {

@@ -188,10 +188,14 @@ enum Command {
         /// The file's format [default: the portal's seed JSON].
         #[arg(long, value_enum)]
         format: Option<ImportFormat>,
-        /// `ad-ldif`: CSV of "computer name,owner ID" (AD stores no owner).
+        /// `ad-ldif`, `ad-csv`: CSV of "computer name,owner ID" (AD stores no owner).
         #[arg(long)]
         owners: Option<std::path::PathBuf>,
-        /// `ad-ldif`: the portal's tenant ID the devices go into.
+        /// `ad-ldif`, `ad-csv`: CSV of "volume GUID,volume type" for keys
+        /// whose msFVE-VolumeGuid it lists (others: operating_system).
+        #[arg(long)]
+        volumes: Option<std::path::PathBuf>,
+        /// `ad-ldif`, `ad-csv`: the portal's tenant ID the devices go into.
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -222,6 +226,8 @@ enum Command {
 enum ImportFormat {
     /// An `ldifde` export of msFVE-RecoveryInformation objects (RFC 2849).
     AdLdif,
+    /// `Get-ADObject … | Export-Csv` of the same objects (docs/getting-keys-in.md).
+    AdCsv,
 }
 
 #[derive(Subcommand)]
@@ -357,30 +363,11 @@ fn importer(actor: Option<String>) -> Result<recovery_portal::domain::ids::UserI
     })
 }
 
-/// `portal import --format ad-ldif`: the devices of an `ldifde` export,
-/// owners from `--owners`, and what the summary must add.
-fn read_ad(
-    file: &std::path::Path,
-    owners: Option<&std::path::Path>,
-    tenant: Option<&str>,
-) -> Result<(seed::Seed, String), String> {
-    use recovery_portal::tools::ad;
-    let tenant = tenant.ok_or("--format ad-ldif needs --tenant (the portal's tenant ID)")?;
-    let tenant = recovery_portal::domain::ids::TenantId::parse(tenant)
-        .map_err(|e| format!("--tenant {e}"))?;
-    let owners = owners.ok_or("--format ad-ldif needs --owners FILE (computer name,owner ID)")?;
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p)
-            .map(zeroize::Zeroizing::new)
-            .map_err(|e| format!("{}: {e}", p.display()))
-    };
-    let owners = ad::owners(&read(owners)?).map_err(|e| format!("{}: {e}", owners.display()))?;
-    let a = ad::from_ldif(&read(file)?, &tenant, &owners)
-        .map_err(|e| format!("{}: {e}", file.display()))?;
-    let note = format!(
-        ", {} keys given volume type operating_system (AD does not record it)",
-        a.volume_type_assumed
-    );
+/// `portal import --format ad-ldif|ad-csv`: the devices of an AD export
+/// and what the summary must add (`tools::ad::files`).
+fn read_ad(f: &recovery_portal::tools::ad::files::AdFiles) -> Result<(seed::Seed, String), String> {
+    let a = recovery_portal::tools::ad::files::load(f)?;
+    let note = a.note();
     Ok((a.seed, note))
 }
 
@@ -389,6 +376,7 @@ async fn import(
     actor: Option<String>,
     format: Option<ImportFormat>,
     owners: Option<&std::path::Path>,
+    volumes: Option<&std::path::Path>,
     tenant: Option<&str>,
 ) -> ExitCode {
     let importer = match importer(actor) {
@@ -396,11 +384,20 @@ async fn import(
         Err(e) => return fail(e),
     };
     let read = match format {
-        None if owners.is_some() || tenant.is_some() => {
-            Err("--owners and --tenant apply to --format ad-ldif only".into())
+        None if owners.is_some() || volumes.is_some() || tenant.is_some() => {
+            Err("--owners, --volumes and --tenant apply to --format ad-ldif and ad-csv only".into())
         }
         None => read_seed(file).map(|s| (s, String::new())),
-        Some(ImportFormat::AdLdif) => read_ad(file, owners, tenant),
+        Some(f) => read_ad(&recovery_portal::tools::ad::files::AdFiles {
+            format: match f {
+                ImportFormat::AdLdif => recovery_portal::tools::ad::Format::Ldif,
+                ImportFormat::AdCsv => recovery_portal::tools::ad::Format::Csv,
+            },
+            file,
+            owners,
+            volumes,
+            tenant,
+        }),
     };
     let (seed, note) = match read {
         Ok(s) => s,
@@ -822,8 +819,12 @@ async fn main() -> ExitCode {
             actor,
             format,
             owners,
+            volumes,
             tenant,
-        } => import(&file, actor, format, owners.as_deref(), tenant.as_deref()).await,
+        } => {
+            let paths = (owners.as_deref(), volumes.as_deref());
+            import(&file, actor, format, paths.0, paths.1, tenant.as_deref()).await
+        }
         Command::Sync {
             command: SyncCommand::Entra { tenant, dry_run },
         } => sync_entra(&tenant, dry_run).await,

@@ -165,9 +165,10 @@ mod tests {
     #[test]
     fn memory_metrics_count_by_metric_and_in_total() {
         let m = MemoryMetrics::default();
-        m.record(Metric::Denials("not_owner"), 1);
-        m.record(Metric::Denials("rate_limited"), 2);
-        assert_eq!(m.get(Metric::Denials("not_owner")), 1);
+        use crate::domain::denial::Denied;
+        m.record(Metric::Denials(Denied::NotOwner), 1);
+        m.record(Metric::Denials(Denied::RateLimited), 2);
+        assert_eq!(m.get(Metric::Denials(Denied::NotOwner)), 1);
         assert_eq!(m.total("Denials"), 3);
         assert_eq!(m.total("KeysDisclosed"), 0);
     }

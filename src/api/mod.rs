@@ -5,13 +5,15 @@
 //! `handle`, so there is exactly one implementation of each route.
 
 use crate::adapters::jwt;
+use crate::domain::audit::Audit;
 use crate::domain::audit::{AuditCursor, AuditEvent, AuditQuery};
 use crate::domain::batch::{self, BatchKey, ItemOutcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::devices;
 use crate::domain::error::{ApiError, AuthFailure};
 use crate::domain::ids::{DeviceId, KeyIdPrefix, KeySelector, UserId};
-use crate::domain::keys::{self, Attempt, RequestMeta, RetrievalRequest};
+use crate::domain::keys::{self, RequestMeta, RetrievalRequest};
 use crate::domain::model::{Device, Helpdesk};
 use crate::domain::policy;
 use crate::ports::Portal;
@@ -439,18 +441,12 @@ async fn batch_keys(
     let (keys, reason) = match parse_batch_body(req) {
         Ok(v) => v,
         Err(e) => {
-            let attempt = Attempt {
-                portal,
-                caller,
-                meta,
-                device_id: None,
-                justification: None,
-            };
+            let attempt = Audit::disclosure(portal, caller, meta, None, None);
             // Permission before input validation: no hints to the unauthorised.
             if let Err(p) = policy::may_retrieve_batch(caller) {
-                return Err(attempt.deny(None, "insufficient_scope", p).await);
+                return Err(attempt.deny(None, Denied::InsufficientScope, p).await);
             }
-            return Err(attempt.deny(None, "invalid_request", e).await);
+            return Err(attempt.deny(None, Denied::InvalidRequest, e).await);
         }
     };
     let items = batch::retrieve(portal, caller, meta, keys, &reason).await?;
@@ -553,18 +549,12 @@ async fn retrieve_key(
     raw_device: &str,
     req: &ApiRequest,
 ) -> Result<ApiResponse, ApiError> {
-    let attempt = |device_id| Attempt {
-        portal,
-        caller,
-        meta,
-        device_id,
-        justification: None,
-    };
+    let attempt = |device_id| Audit::disclosure(portal, caller, meta, device_id, None);
     let device_id = match DeviceId::parse(raw_device) {
         Ok(d) => d,
         Err(e) => {
             return Err(attempt(None)
-                .deny(None, "invalid_request", bad("device_id", e))
+                .deny(None, Denied::InvalidRequest, bad("device_id", e))
                 .await);
         }
     };
@@ -572,14 +562,14 @@ async fn retrieve_key(
     // audited like any other bad input) rather than silently ignored.
     if let Err(e) = Query::parse(req.query.as_deref(), &[]) {
         return Err(attempt(Some(&device_id))
-            .deny(None, "invalid_request", e)
+            .deny(None, Denied::InvalidRequest, e)
             .await);
     }
     let (key, justification) = match parse_key_body(&req.headers, &req.body) {
         Ok(v) => v,
         Err(e) => {
             return Err(attempt(Some(&device_id))
-                .deny(None, "invalid_request", e)
+                .deny(None, Denied::InvalidRequest, e)
                 .await);
         }
     };

@@ -8,6 +8,9 @@
 //! stores sort by it, `since`/`until` compare at that precision, and a page's
 //! `next` cursor is the position of its last event.
 
+mod builder;
+pub use builder::Audit;
+
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -21,7 +24,7 @@ use time::OffsetDateTime;
 pub const DENIED_EVENTS_PER_HOUR: u32 = 100;
 
 /// Reason of the marker event written when a caller reaches the cap.
-pub const DENIALS_CAPPED: &str = "denials_capped";
+pub const DENIALS_CAPPED: &str = crate::domain::denial::Denied::DenialsCapped.as_str();
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

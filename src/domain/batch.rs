@@ -22,18 +22,20 @@
 //! The incident is checked once, when the request starts: closing it stops
 //! the requests after, not one already admitted.
 
-use crate::domain::audit::Outcome;
+use crate::domain::audit::{Audit, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
-use crate::domain::ids::{DeviceId, KeyId, KeySelector};
-use crate::domain::keys::{self, Attempt, Disclosure, RequestMeta};
+use crate::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector};
+use crate::domain::keys::{self, Disclosure, RequestMeta};
 use crate::domain::metrics::{Cause, Metric};
-use crate::domain::model::{KeyMeta, SealedDevice, SealedKey};
+use crate::domain::model::{KeyMeta, SealedDevice, SealedKey, TenantPolicy};
 use crate::domain::policy::{self, Access};
-use crate::domain::ratelimit::{self, RateWindow};
+use crate::domain::ratelimit::{self, RateUpdate, RateWindow};
 use crate::ports::{BATCH_COMMIT_MAX, Commit, KeyLocation, Portal};
 use futures_util::{StreamExt, stream};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
+use time::OffsetDateTime;
 
 /// Keys one request may ask for.
 pub const MAX_KEYS: usize = 100;
@@ -106,57 +108,87 @@ pub async fn retrieve(
     keys: Vec<BatchKey>,
     reason: &str,
 ) -> Result<Vec<BatchItem>, ApiError> {
-    let attempt = Attempt {
-        portal,
-        caller,
-        meta,
-        device_id: None,
-        justification: Some(reason),
-    };
-    if let Err(e) = policy::may_retrieve_batch(caller) {
-        return Err(attempt.deny(None, "insufficient_scope", e).await);
+    let attempt = Audit::disclosure(portal, caller, meta, None, Some(reason));
+    let (policy, window, now) = admit(&attempt).await?;
+    portal.count(Metric::BatchSize, keys.len() as u64);
+
+    let lookups = classify(lookup(portal, caller, meta, &keys).await);
+    for _ in lookups.iter().filter(|l| **l == Lookup::Failed) {
+        portal.count(Metric::Unavailable(Cause::Store), 1);
     }
-    let now = portal.clock.now().unix_timestamp();
-    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
-        return Err(attempt.deny(None, "sign_in_too_old", e).await);
+    let (mut outcomes, wanted, duplicates) = sort_out(lookups);
+    let ready = check(&attempt, &policy, wanted, now, &mut outcomes).await;
+
+    // Rate slots and audit events, chunk by chunk; then decrypt.
+    let limit = policy::rate_limit(&portal.rate_limits(), Access::Helpdesk, &policy, now);
+    let granted = commit(&attempt, window, limit, ready, &mut outcomes).await;
+    for (i, o) in decrypt_all(portal, caller, meta, granted).await {
+        outcomes[i] = Some(o);
     }
+    for (i, first) in duplicates {
+        outcomes[i] = outcomes[first].as_ref().map(ItemOutcome::again);
+    }
+    // One stored event for the whole batch, listing its denied items: one
+    // request takes one slot of the caller's hourly cap of denied events,
+    // however many of its items were refused.
+    let denials = denied_items(&keys, &outcomes);
+    if !denials.is_empty() {
+        attempt.deny_items(&denials).await;
+    }
+    Ok(keys
+        .into_iter()
+        .zip(outcomes)
+        .map(|(k, o)| BatchItem {
+            requested: k.requested,
+            outcome: o.unwrap_or(ItemOutcome::Unavailable),
+        })
+        .collect())
+}
+
+/// The checks of the whole request: permission, sign-in age, an open
+/// incident (read with the caller's rate window), and a second person.
+async fn admit(
+    attempt: &Audit<'_>,
+) -> Result<(TenantPolicy, RateWindow, OffsetDateTime), ApiError> {
+    let (portal, caller) = (attempt.portal, attempt.caller);
+    keys::admitted(attempt, policy::may_retrieve_batch(caller)).await?;
     let (policy, window) = match portal
         .store
         .load_batch_state(&caller.tenant, &caller.user)
         .await
     {
         Ok(v) => v,
-        Err(e) => {
-            tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-            return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-        }
+        Err(e) => return Err(attempt.store_failed(e).await),
     };
     let now = portal.clock.now();
     let Some(incident) = policy.open_incident(now) else {
-        return Err(attempt
-            .deny(None, "incident_required", ApiError::IncidentRequired)
-            .await);
+        let e = ApiError::IncidentRequired;
+        return Err(attempt.deny(None, Denied::IncidentRequired, e).await);
     };
     if opened_it(portal, caller, incident).await? {
         let e = ApiError::SecondPersonRequired(
             "You opened this incident, so you cannot batch-retrieve keys under it: another helpdesk agent must do it, or retrieve keys one at a time."
                 .into(),
         );
-        return Err(attempt.deny(None, "incident_opener", e).await);
+        return Err(attempt.deny(None, Denied::IncidentOpener, e).await);
     }
-    portal.count(Metric::BatchSize, keys.len() as u64);
+    Ok((policy, window, now))
+}
 
-    let mut outcomes: Vec<Option<ItemOutcome>> = (0..keys.len()).map(|_| None).collect();
-    // Resolve each key ID in the caller's tenant.
+/// Each key ID resolved in the caller's tenant (`Err`: the store failed).
+async fn lookup(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    keys: &[BatchKey],
+) -> Vec<Result<Vec<KeyLocation>, ()>> {
     // Futures built first, then polled: a stream of closures borrowing the
     // request would not be `Send` for axum (a rustc limitation).
     let lookups: Vec<_> = keys
         .iter()
         .map(|k| async move {
             let prefix = match &k.selector {
-                KeySelector::Exact(id) => {
-                    crate::domain::ids::KeyIdPrefix::parse(&id.hex()).map_err(|_| ())?
-                }
+                KeySelector::Exact(id) => KeyIdPrefix::parse(&id.hex()).map_err(|_| ())?,
                 KeySelector::Prefix(p) => p.clone(),
             };
             match portal.store.find_keys(&caller.tenant, &prefix).await {
@@ -171,46 +203,104 @@ pub async fn retrieve(
             }
         })
         .collect();
-    let found: Vec<Result<Vec<KeyLocation>, ()>> = stream::iter(lookups)
+    stream::iter(lookups)
         .buffered(DECRYPT_CONCURRENCY)
         .collect()
-        .await;
+        .await
+}
+
+/// What a requested key ID resolved to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lookup {
+    /// The store failed: nothing disclosed (503 for the item).
+    Failed,
+    /// No key of the tenant matches (the uniform 404).
+    Missing,
+    /// Several keys match: their IDs, sorted.
+    Ambiguous(Vec<KeyId>),
+    /// Exactly one key: checked and disclosed like a single retrieval's.
+    Wanted(DeviceId, KeyId),
+    /// The key of an earlier item (say, asked for by prefix and by full
+    /// ID): disclosed once, answered again under that item's index.
+    Again(usize),
+}
+
+/// Pure: the batch classification of each item's lookup, in request order.
+fn classify(found: Vec<Result<Vec<KeyLocation>, ()>>) -> Vec<Lookup> {
     let mut wanted: Vec<(usize, DeviceId, KeyId)> = Vec::new();
-    let mut duplicates: Vec<(usize, usize)> = Vec::new();
+    let mut out = Vec::with_capacity(found.len());
     for (i, f) in found.into_iter().enumerate() {
-        match f {
-            Err(()) => {
-                portal.count(Metric::Unavailable(Cause::Store), 1);
-                outcomes[i] = Some(ItemOutcome::Unavailable);
-            }
-            Ok(v) if v.is_empty() => outcomes[i] = Some(ItemOutcome::NotFound),
+        out.push(match f {
+            Err(()) => Lookup::Failed,
+            Ok(v) if v.is_empty() => Lookup::Missing,
             Ok(v) if v.len() > 1 => {
                 let mut c: Vec<KeyId> = v.iter().map(|l| l.key_id).collect();
                 c.sort();
                 c.dedup();
-                outcomes[i] = Some(ItemOutcome::Ambiguous(c));
+                Lookup::Ambiguous(c)
             }
             Ok(v) => {
-                // The same key asked for twice (say, by prefix and by full
-                // ID) is disclosed once: one event, one slot, one decrypt.
                 let (d, k) = (v[0].device_id.clone(), v[0].key_id);
                 match wanted.iter().find(|(_, wd, wk)| wd == &d && wk == &k) {
-                    Some((first, _, _)) => duplicates.push((i, *first)),
-                    None => wanted.push((i, d, k)),
+                    Some((first, _, _)) => Lookup::Again(*first),
+                    None => {
+                        wanted.push((i, d.clone(), k));
+                        Lookup::Wanted(d, k)
+                    }
                 }
             }
-        }
+        });
     }
+    out
+}
 
-    // The devices, in one read, and each key checked as a single retrieval
-    // checks it (device policy, then key selection by full key ID).
+/// An item's key to check, by index: (item, device, key).
+type Wanted = (usize, DeviceId, KeyId);
+
+/// A repeated item and the first item of its key.
+type Duplicate = (usize, usize);
+
+/// The lookups as first outcomes (items settled by their lookup), the keys
+/// to check, and the repeated items.
+fn sort_out(lookups: Vec<Lookup>) -> (Vec<Option<ItemOutcome>>, Vec<Wanted>, Vec<Duplicate>) {
+    let mut wanted = Vec::new();
+    let mut duplicates = Vec::new();
+    let mut outcomes = Vec::with_capacity(lookups.len());
+    for (i, lookup) in lookups.into_iter().enumerate() {
+        outcomes.push(match lookup {
+            Lookup::Failed => Some(ItemOutcome::Unavailable),
+            Lookup::Missing => Some(ItemOutcome::NotFound),
+            Lookup::Ambiguous(c) => Some(ItemOutcome::Ambiguous(c)),
+            Lookup::Wanted(d, k) => {
+                wanted.push((i, d, k));
+                None
+            }
+            Lookup::Again(first) => {
+                duplicates.push((i, first));
+                None
+            }
+        });
+    }
+    (outcomes, wanted, duplicates)
+}
+
+/// The devices, in one read, and each key checked as a single retrieval
+/// checks it (device policy, then key selection by full key ID).
+async fn check(
+    attempt: &Audit<'_>,
+    policy: &TenantPolicy,
+    wanted: Vec<Wanted>,
+    now: OffsetDateTime,
+    outcomes: &mut [Option<ItemOutcome>],
+) -> Vec<Ready> {
+    let (portal, caller) = (attempt.portal, attempt.caller);
     let ids: Vec<DeviceId> = wanted.iter().map(|(_, d, _)| d.clone()).collect();
     let devices: HashMap<DeviceId, SealedDevice> = if ids.is_empty() {
         HashMap::new()
     } else {
         match portal
             .store
-            .load_devices(&caller.tenant, &ids, &policy)
+            .load_devices(&caller.tenant, &ids, policy)
             .await
         {
             Ok(v) => v
@@ -218,7 +308,7 @@ pub async fn retrieve(
                 .map(|d| (d.device.device_id.clone(), d))
                 .collect(),
             Err(e) => {
-                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
+                tracing::error!(error = %e, request_id = %attempt.meta.request_id, "store read failed");
                 portal.count(Metric::Unavailable(Cause::Store), 1);
                 for (i, _, _) in &wanted {
                     outcomes[*i] = Some(ItemOutcome::Unavailable);
@@ -251,74 +341,7 @@ pub async fn retrieve(
             }
         }
     }
-
-    // Rate slots and audit events, chunk by chunk; then decrypt.
-    let limit = portal.rate_limit(Access::Helpdesk, &policy, now);
-    let granted = commit(
-        portal,
-        caller,
-        meta,
-        reason,
-        window,
-        limit,
-        ready,
-        &mut outcomes,
-    )
-    .await;
-    let decrypts: Vec<_> = granted
-        .into_iter()
-        .map(|r| async move {
-            let outcome =
-                match keys::decrypt(portal, caller, meta, &r.device, &r.key, &r.sealed, r.access)
-                    .await
-                {
-                    Ok(d) => ItemOutcome::Disclosed(d),
-                    Err(ApiError::Unavailable(_)) => ItemOutcome::Unavailable,
-                    Err(_) => ItemOutcome::Internal,
-                };
-            (r.index, outcome)
-        })
-        .collect();
-    let disclosed: Vec<(usize, ItemOutcome)> = stream::iter(decrypts)
-        .buffer_unordered(DECRYPT_CONCURRENCY)
-        .collect()
-        .await;
-    for (i, o) in disclosed {
-        outcomes[i] = Some(o);
-    }
-    for (i, first) in duplicates {
-        outcomes[i] = outcomes[first].as_ref().map(ItemOutcome::again);
-    }
-
-    // Denied events for the items refused on their own account.
-    let denials: Vec<_> = outcomes
-        .iter()
-        .zip(&keys)
-        .filter_map(|(o, k)| {
-            let reason = match o {
-                Some(ItemOutcome::NotFound) => "key_id_not_found",
-                Some(ItemOutcome::Ambiguous(_)) => "ambiguous_key_id",
-                Some(ItemOutcome::RateLimited { .. }) => "rate_limited",
-                _ => return None,
-            };
-            Some((k.requested.clone(), reason))
-        })
-        .collect();
-    // One stored event for the whole batch, listing its denied items: one
-    // request takes one slot of the caller's hourly cap of denied events,
-    // however many of its items were refused.
-    if !denials.is_empty() {
-        attempt.deny_items(&denials).await;
-    }
-
-    Ok(keys
-        .into_iter()
-        .zip(outcomes)
-        .map(|(k, o)| BatchItem {
-            requested: k.requested,
-            outcome: o.unwrap_or(ItemOutcome::Unavailable),
-        })
-        .collect())
+    ready
 }
 
 /// Whether `caller` opened `incident` (read from its own record when the
@@ -347,7 +370,7 @@ async fn checked_key(
     caller: &Caller,
     device: &SealedDevice,
     key_id: KeyId,
-    now: time::OffsetDateTime,
+    now: OffsetDateTime,
 ) -> Result<Option<(KeyMeta, SealedKey, Access)>, ()> {
     let Ok(access) = policy::device_access(caller, &device.device, &device.policy) else {
         return Ok(None);
@@ -366,127 +389,211 @@ async fn checked_key(
     }
 }
 
+/// Pure: the next chunk to commit, taken from the front of `pending`: the
+/// first keys in request order, at most `max`, of distinct devices (one
+/// transaction may not touch an item twice); a second key of a device waits
+/// its turn. The rest stay in `pending`, in order.
+fn next_chunk<T>(
+    pending: &mut VecDeque<T>,
+    max: usize,
+    device: impl Fn(&T) -> &DeviceId,
+) -> Vec<T> {
+    let mut chunk = Vec::new();
+    let mut seen = HashSet::new();
+    let mut later = VecDeque::new();
+    for r in pending.drain(..) {
+        if chunk.len() < max && seen.insert(device(&r).clone()) {
+            chunk.push(r);
+        } else {
+            later.push_back(r);
+        }
+    }
+    *pending = later;
+    chunk
+}
+
+/// How a chunk of `n` keys fares against the agent's limit.
+#[derive(Debug, PartialEq, Eq)]
+struct ChunkPlan {
+    /// The first `admitted` keys take a slot; the rest are refused (429).
+    admitted: usize,
+    /// When the first refused key could go.
+    retry_after_secs: u64,
+    /// The window after the admitted keys' slots (`None`: none admitted, or
+    /// the window cannot take them: read it again).
+    update: Option<RateUpdate>,
+}
+
+/// Pure: see `ChunkPlan`.
+fn plan_chunk(window: &RateWindow, now: OffsetDateTime, limit: u32, n: usize) -> ChunkPlan {
+    let admitted = (window.free(now, limit) as usize).min(n);
+    let retry_after_secs = if admitted < n {
+        ratelimit::admit_n(window, now, limit, admitted as u32 + 1)
+            .err()
+            .unwrap_or(1)
+    } else {
+        0
+    };
+    let update = (admitted > 0)
+        .then(|| ratelimit::admit_n(window, now, limit, admitted as u32).ok())
+        .flatten();
+    ChunkPlan {
+        admitted,
+        retry_after_secs,
+        update,
+    }
+}
+
 /// Takes rate slots and writes granted events for `ready`, in request order,
-/// in chunks of distinct devices; answers the keys whose events are durable.
-#[allow(clippy::too_many_arguments)]
+/// chunk by chunk (`next_chunk`); answers the keys whose events are durable.
+/// After a failed write, every later key is withheld too (fail closed).
 async fn commit(
-    portal: &Portal,
-    caller: &Caller,
-    meta: &RequestMeta,
-    reason: &str,
+    attempt: &Audit<'_>,
     mut window: RateWindow,
     limit: u32,
     ready: Vec<Ready>,
     outcomes: &mut [Option<ItemOutcome>],
 ) -> Vec<Ready> {
     let mut granted = Vec::new();
-    let mut pending: std::collections::VecDeque<Ready> = ready.into();
+    let mut pending: VecDeque<Ready> = ready.into();
     let mut failed = false;
     while !pending.is_empty() {
-        // The next chunk: the first keys in request order, at most
-        // BATCH_COMMIT_MAX, of distinct devices (one transaction may not
-        // touch an item twice); a second key of a device waits its turn.
-        let mut chunk: Vec<Ready> = Vec::new();
-        let mut seen = HashSet::new();
-        let mut later = std::collections::VecDeque::new();
-        while let Some(r) = pending.pop_front() {
-            if chunk.len() == BATCH_COMMIT_MAX {
-                later.push_back(r);
-                later.extend(pending.drain(..));
-                break;
-            }
-            if seen.insert(r.device.device.device_id.clone()) {
-                chunk.push(r);
-            } else {
-                later.push_back(r);
-            }
-        }
-        pending = later;
-        if failed {
-            for r in chunk {
-                outcomes[r.index] = Some(ItemOutcome::Unavailable);
-            }
+        let mut chunk = next_chunk(&mut pending, BATCH_COMMIT_MAX, |r| {
+            &r.device.device.device_id
+        });
+        if !failed && commit_chunk(attempt, &mut window, limit, &mut chunk, outcomes).await {
+            granted.append(&mut chunk);
             continue;
         }
-        let mut written = false;
-        for _ in 0..keys::COMMIT_ATTEMPTS {
-            let now = portal.clock.now();
-            let free = window.free(now, limit) as usize;
-            if free < chunk.len() {
-                // When the first of the refused keys could go.
-                let retry_after_secs = ratelimit::admit_n(&window, now, limit, free as u32 + 1)
-                    .err()
-                    .unwrap_or(1);
-                // Counted as denials (with `RateLimited`) below.
-                for r in chunk.drain(free..) {
-                    outcomes[r.index] = Some(ItemOutcome::RateLimited { retry_after_secs });
-                }
-            }
-            if chunk.is_empty() {
-                written = true;
-                break;
-            }
-            let Ok(update) = ratelimit::admit_n(&window, now, limit, chunk.len() as u32) else {
-                continue;
-            };
-            let events: Vec<_> = chunk
-                .iter()
-                .map(|r| {
-                    Attempt {
-                        portal,
-                        caller,
-                        meta,
-                        device_id: Some(&r.device.device.device_id),
-                        justification: Some(reason),
-                    }
-                    .event(
-                        Some(r.key.key_id),
-                        Outcome::Granted,
-                        r.access.as_str(),
-                    )
-                })
-                .collect();
-            match portal.store.commit_batch(&events, &update).await {
-                Ok(Commit::Written) => {
-                    window = update.window;
-                    portal.count(Metric::AgentKeysInHour, u64::from(window.used(now)));
-                    granted.append(&mut chunk);
-                    written = true;
-                    break;
-                }
-                Ok(Commit::RateConflict) => match portal
-                    .store
-                    .load_batch_state(&caller.tenant, &caller.user)
-                    .await
-                {
-                    Ok((_, w)) => window = w,
-                    Err(e) => {
-                        tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                        break;
-                    }
-                },
-                Err(e) => {
-                    // Fail closed: these keys have no durable event.
-                    portal.count(Metric::AuditWriteFailures, 1);
-                    portal.count(Metric::Unavailable(Cause::Audit), 1);
-                    tracing::error!(
-                        error = %e,
-                        request_id = %meta.request_id,
-                        tenant = %caller.tenant,
-                        actor = %caller.user,
-                        keys = chunk.len(),
-                        "batch audit write failed; keys withheld"
-                    );
-                    break;
-                }
-            }
-        }
-        if !written {
-            failed = true;
-            for r in chunk {
-                outcomes[r.index] = Some(ItemOutcome::Unavailable);
-            }
+        failed = true;
+        for r in chunk {
+            outcomes[r.index] = Some(ItemOutcome::Unavailable);
         }
     }
     granted
 }
+
+/// Commits one chunk: the keys the limit refuses get their 429, the others
+/// their slots and granted events, all at once. False: nothing of what is
+/// left in `chunk` is durable.
+async fn commit_chunk(
+    attempt: &Audit<'_>,
+    window: &mut RateWindow,
+    limit: u32,
+    chunk: &mut Vec<Ready>,
+    outcomes: &mut [Option<ItemOutcome>],
+) -> bool {
+    let (portal, caller, meta) = (attempt.portal, attempt.caller, attempt.meta);
+    for _ in 0..keys::COMMIT_ATTEMPTS {
+        let now = portal.clock.now();
+        let plan = plan_chunk(window, now, limit, chunk.len());
+        // Counted as denials (with `RateLimited`) by `deny_items`.
+        for r in chunk.drain(plan.admitted..) {
+            let retry_after_secs = plan.retry_after_secs;
+            outcomes[r.index] = Some(ItemOutcome::RateLimited { retry_after_secs });
+        }
+        if chunk.is_empty() {
+            return true;
+        }
+        let Some(update) = plan.update else {
+            continue;
+        };
+        let events: Vec<_> = chunk.iter().map(|r| granted_event(attempt, r)).collect();
+        match portal.store.commit_batch(&events, &update).await {
+            Ok(Commit::Written) => {
+                *window = update.window;
+                portal.count(Metric::AgentKeysInHour, u64::from(window.used(now)));
+                return true;
+            }
+            Ok(Commit::RateConflict) => match portal
+                .store
+                .load_batch_state(&caller.tenant, &caller.user)
+                .await
+            {
+                Ok((_, w)) => *window = w,
+                Err(e) => {
+                    tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
+                    return false;
+                }
+            },
+            Err(e) => {
+                withheld(attempt, &e, chunk.len());
+                return false;
+            }
+        }
+    }
+    false
+}
+
+fn granted_event(attempt: &Audit<'_>, r: &Ready) -> crate::domain::audit::AuditEvent {
+    let device_id = Some(&r.device.device.device_id);
+    let event = Audit {
+        device_id,
+        ..*attempt
+    };
+    event.event(Some(r.key.key_id), Outcome::Granted, r.access.as_str())
+}
+
+/// A failed write of granted events. Fail closed: these keys have no
+/// durable event, so none of them is disclosed.
+fn withheld(attempt: &Audit<'_>, e: &crate::domain::error::Unavailable, keys: usize) {
+    let (portal, caller) = (attempt.portal, attempt.caller);
+    portal.count(Metric::AuditWriteFailures, 1);
+    portal.count(Metric::Unavailable(Cause::Audit), 1);
+    tracing::error!(
+        error = %e,
+        request_id = %attempt.meta.request_id,
+        tenant = %caller.tenant,
+        actor = %caller.user,
+        keys,
+        "batch audit write failed; keys withheld"
+    );
+}
+
+/// Decrypts the granted keys, at most [`DECRYPT_CONCURRENCY`] at a time.
+async fn decrypt_all(
+    portal: &Portal,
+    caller: &Caller,
+    meta: &RequestMeta,
+    granted: Vec<Ready>,
+) -> Vec<(usize, ItemOutcome)> {
+    let decrypts: Vec<_> = granted
+        .into_iter()
+        .map(|r| async move {
+            let outcome =
+                match keys::decrypt(portal, caller, meta, &r.device, &r.key, &r.sealed, r.access)
+                    .await
+                {
+                    Ok(d) => ItemOutcome::Disclosed(d),
+                    Err(ApiError::Unavailable(_)) => ItemOutcome::Unavailable,
+                    Err(_) => ItemOutcome::Internal,
+                };
+            (r.index, outcome)
+        })
+        .collect();
+    stream::iter(decrypts)
+        .buffer_unordered(DECRYPT_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Pure: the items refused on their own account, with the reasons their
+/// batch's denied event lists.
+fn denied_items(keys: &[BatchKey], outcomes: &[Option<ItemOutcome>]) -> Vec<(String, Denied)> {
+    outcomes
+        .iter()
+        .zip(keys)
+        .filter_map(|(o, k)| {
+            let reason = match o {
+                Some(ItemOutcome::NotFound) => Denied::KeyIdNotFound,
+                Some(ItemOutcome::Ambiguous(_)) => Denied::AmbiguousKeyId,
+                Some(ItemOutcome::RateLimited { .. }) => Denied::RateLimited,
+                _ => return None,
+            };
+            Some((k.requested.clone(), reason))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -14,12 +14,14 @@
 //! and the audit event in one atomic write, conditioned on the tenant
 //! record's version (so two openings cannot both win).
 
+use crate::domain::audit::Audit;
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::ids::{TenantId, UserId};
 use crate::domain::keys::RequestMeta;
-use crate::domain::lifecycle::{WRITE_ATTEMPTS, WriteEvent};
+use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::domain::policy;
 use crate::ports::{Portal, WriteOutcome};
 use time::{Duration, OffsetDateTime};
@@ -151,14 +153,8 @@ fn audit<'a>(
     caller: &'a Caller,
     meta: &'a RequestMeta,
     action: Action,
-) -> WriteEvent<'a> {
-    WriteEvent {
-        portal,
-        caller,
-        meta,
-        action,
-        device_id: None,
-    }
+) -> Audit<'a> {
+    Audit::write(portal, caller, meta, action, None)
 }
 
 fn too_busy() -> ApiError {
@@ -181,7 +177,7 @@ pub async fn check_permission(
     match policy::may_run_incidents(caller) {
         Ok(()) => Ok(()),
         Err(e) => Err(audit(portal, caller, meta, action)
-            .deny(None, "insufficient_scope", e)
+            .deny(None, Denied::InsufficientScope, e)
             .await),
     }
 }
@@ -195,7 +191,7 @@ pub async fn open(
 ) -> Result<Incident, ApiError> {
     let audit = audit(portal, caller, meta, Action::IncidentOpen);
     if let Err(e) = policy::may_run_incidents(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (settings, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
@@ -207,7 +203,7 @@ pub async fn open(
                 rfc3339(open.expires_at),
                 open.incident_id
             ));
-            return Err(audit.deny(None, "incident_already_open", e).await);
+            return Err(audit.deny(None, Denied::IncidentAlreadyOpen, e).await);
         }
         let incident = Incident {
             incident_id: IncidentId::new(),
@@ -219,7 +215,7 @@ pub async fn open(
             reason: req.reason.clone(),
             helpdesk_rate_limit: req.helpdesk_rate_limit,
         };
-        let event = audit.event(
+        let event = audit.detailed(
             None,
             Outcome::Granted,
             "opened",
@@ -268,7 +264,7 @@ pub async fn close(
 ) -> Result<Incident, ApiError> {
     let audit = audit(portal, caller, meta, Action::IncidentClose);
     if let Err(e) = policy::may_run_incidents(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (settings, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
@@ -288,7 +284,7 @@ pub async fn close(
             .incident
             .filter(|s| &s.incident_id != id)
             .map(|s| s.to_owned());
-        let event = audit.event(
+        let event = audit.detailed(
             None,
             Outcome::Granted,
             "closed",

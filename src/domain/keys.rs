@@ -20,8 +20,9 @@
 //! Denied attempts, failed ones and grants older than the window never bind
 //! an id: a retry after a 429 or a 503 is simply a new attempt.
 
-use crate::domain::audit::{Action, AuditEvent, DENIALS_CAPPED, DENIED_EVENTS_PER_HOUR, Outcome};
+use crate::domain::audit::{Audit, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeySelector};
 use crate::domain::metrics::{Cause, Metric};
@@ -31,13 +32,10 @@ use crate::domain::model::{
 use crate::domain::policy::{self, Access};
 use crate::domain::ratelimit::{self, Grant, RateWindow};
 use crate::ports::Portal;
-use crate::ports::{CipherError, Commit, Denial};
+use crate::ports::{CipherError, Commit};
 use aws_lc_rs::digest;
 use std::borrow::Cow;
 use time::OffsetDateTime;
-
-/// Reason of the one denied event of a batch's refused items.
-pub const BATCH_ITEMS_DENIED: &str = "batch_items_denied";
 
 /// How long the portal shows a key (the seed document's five minutes).
 pub const DISPLAY_SECONDS: u32 = 300;
@@ -72,102 +70,16 @@ pub struct Disclosure {
     pub password: RecoveryPassword,
 }
 
-/// One key-retrieval attempt by an authenticated caller: everything its
-/// audit event records.
-pub struct Attempt<'a> {
-    pub portal: &'a Portal,
-    pub caller: &'a Caller,
-    pub meta: &'a RequestMeta,
-    pub device_id: Option<&'a DeviceId>,
-    pub justification: Option<&'a str>,
-}
-
-impl Attempt<'_> {
-    /// The audit event for this attempt: an event of its own (a fresh event
-    /// id), carrying the request id for correlation.
-    pub fn event(&self, key_id: Option<KeyId>, outcome: Outcome, reason: &str) -> AuditEvent {
-        AuditEvent {
-            action: Action::Disclose,
-            event_id: uuid::Uuid::new_v4().to_string(),
-            time: self.portal.clock.now(),
-            tenant_id: self.caller.tenant.clone(),
-            actor: self.caller.user.clone(),
-            device_id: self.device_id.cloned(),
-            key_id,
-            outcome,
-            reason: reason.to_owned(),
-            justification: self.justification.map(str::to_owned),
-            source_ip: self.meta.source_ip.clone(),
-            user_agent: self.meta.user_agent.clone(),
-            request_id: self.meta.request_id.clone(),
-        }
-    }
-
-    /// Records a denied attempt. Best effort: a denial discloses nothing, so
-    /// a failed write must not turn a 4xx into a 5xx; it is logged instead.
-    /// Beyond [`DENIED_EVENTS_PER_HOUR`] for this caller in this clock hour
-    /// the attempt is logged, not stored, and one marker event says so.
-    pub async fn deny(
-        &self,
-        key_id: Option<KeyId>,
-        reason: &'static str,
-        error: ApiError,
-    ) -> ApiError {
-        self.portal.count(Metric::Denials(reason), 1);
-        match &error {
-            ApiError::RateLimited { .. } => self.portal.count(Metric::RateLimited, 1),
-            ApiError::Unavailable(_) if reason == "store_unavailable" => {
-                self.portal.count(Metric::Unavailable(Cause::Store), 1)
-            }
-            _ => {}
-        }
-        self.store_denied(key_id, reason).await;
-        error
-    }
-
-    /// Stores a denied event within the caller's hourly cap (see `deny`).
-    async fn store_denied(&self, key_id: Option<KeyId>, reason: &'static str) {
-        let store = &self.portal.store;
-        let event = self.event(key_id, Outcome::Denied, reason);
-        match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
-            Ok(Denial::Stored) => {}
-            Ok(Denial::OverCap { marked }) => {
-                tracing::warn!(
-                    request_id = %self.meta.request_id,
-                    tenant = %event.tenant_id,
-                    actor = %event.actor,
-                    device = event.device_id.as_ref().map(|d| d.as_str()),
-                    source_ip = event.source_ip.as_deref(),
-                    reason,
-                    cap = DENIED_EVENTS_PER_HOUR,
-                    "denied attempt logged, not stored: this caller reached the hourly cap of denied audit events"
-                );
-                if !marked {
-                    let mut marker = self.event(None, Outcome::Denied, DENIALS_CAPPED);
-                    marker.device_id = None;
-                    marker.time = event.time;
-                    marker.justification = Some(format!(
-                        "{DENIED_EVENTS_PER_HOUR} denied attempts stored this hour; further denials of this caller until the hour ends are logged only"
-                    ));
-                    if let Err(e) = store.append_cap_marker(&marker).await {
-                        tracing::error!(error = %e, request_id = %self.meta.request_id, "could not store the denial-cap marker");
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a denied attempt");
-            }
-        }
-    }
-
+/// A key-retrieval attempt's own audit records (see `Audit::disclosure`).
+impl Audit<'_> {
     /// Records the items of one batch refused on their own account as one
     /// denied event (`batch_items_denied`) listing each item and its reason
     /// after the request's reason: counted per item, stored once, so one
     /// request takes one slot of the hourly cap.
-    pub async fn deny_items(&self, items: &[(String, &'static str)]) {
+    pub async fn deny_items(&self, items: &[(String, Denied)]) {
         for (_, reason) in items {
-            self.portal.count(Metric::Denials(reason), 1);
-            if *reason == "rate_limited" {
+            self.portal.count(Metric::Denials(*reason), 1);
+            if *reason == Denied::RateLimited {
                 self.portal.count(Metric::RateLimited, 1);
             }
         }
@@ -183,12 +95,32 @@ impl Attempt<'_> {
             items.len(),
             listed.join(", ")
         );
-        let batch = Attempt {
-            justification: Some(&summary),
-            ..*self
-        };
+        let batch = self.with_detail(Some(&summary));
         // Metrics are counted above: store the one event without recounting.
-        batch.store_denied(None, BATCH_ITEMS_DENIED).await;
+        batch.store_denied(None, Denied::BatchItemsDenied).await;
+    }
+
+    /// A failed store read: logged, and denied as `store_unavailable`.
+    pub(crate) async fn store_failed(&self, e: crate::domain::error::Unavailable) -> ApiError {
+        tracing::error!(error = %e, request_id = %self.meta.request_id, "store read failed");
+        self.deny(None, Denied::StoreUnavailable, e.into()).await
+    }
+
+    /// A failed granted-event write. Fail closed: no durable audit, no key.
+    /// The trail is what failed, so this attempt's trace is the log line: a
+    /// second write would most likely fail too, after as long a wait.
+    fn audit_failed(&self, e: crate::domain::error::Unavailable) -> ApiError {
+        self.portal.count(Metric::AuditWriteFailures, 1);
+        self.portal.count(Metric::Unavailable(Cause::Audit), 1);
+        tracing::error!(
+            error = %e,
+            request_id = %self.meta.request_id,
+            tenant = %self.caller.tenant,
+            actor = %self.caller.user,
+            device = self.device_id.map(|d| d.as_str()),
+            "audit write failed; key withheld"
+        );
+        ApiError::Unavailable(e)
     }
 
     /// Digest of what the audit event records about the request besides
@@ -218,6 +150,7 @@ impl Attempt<'_> {
 }
 
 /// What a request id means for this attempt (see the module docs).
+#[derive(Debug, PartialEq, Eq)]
 enum Replay {
     /// An identical request was granted within the replay window.
     Serve,
@@ -226,20 +159,16 @@ enum Replay {
     New,
 }
 
-fn replay(
-    window: &RateWindow,
-    request_id: &str,
-    device: &DeviceId,
-    key: KeyId,
-    digest: &str,
-    now: OffsetDateTime,
-) -> Replay {
+fn replay(window: &RateWindow, ask: &GrantAsk, now: OffsetDateTime) -> Replay {
+    if !ask.client_request_id {
+        return Replay::New;
+    }
     let mut seen = false;
     let mut same_target = false;
-    for g in window.replayable(request_id, now) {
+    for g in window.replayable(ask.request_id, now) {
         seen = true;
-        if &g.device_id == device && g.key_id == key {
-            if g.digest == digest {
+        if &g.device_id == ask.device_id && g.key_id == ask.key_id {
+            if g.digest == ask.digest {
                 return Replay::Serve;
             }
             same_target = true;
@@ -251,6 +180,94 @@ fn replay(
     }
 }
 
+/// A refusal: the answer and the reason its denied event records.
+pub(crate) type Refusal = (ApiError, Denied);
+
+/// The key a retrieval would disclose, as read.
+pub(crate) struct Selected<'a> {
+    pub device: &'a SealedDevice,
+    pub access: Access,
+    pub key: KeyMeta,
+    /// `None`: a superseded key, whose ciphertext is stored apart.
+    pub sealed: Option<&'a SealedKey>,
+}
+
+/// Pure: the checks of a retrieval once its device is read, in the order of
+/// the module docs (the device in the caller's tenant, ownership and tenant
+/// policy, a retired device's rules, a required reason, the key).
+pub(crate) fn plan_retrieval<'a>(
+    caller: &Caller,
+    device: Option<&'a SealedDevice>,
+    req: &RetrievalRequest,
+    now: OffsetDateTime,
+) -> Result<Selected<'a>, Refusal> {
+    let device = device.ok_or((ApiError::DeviceNotFound, Denied::NotFound))?;
+    let access = policy::device_access(caller, &device.device, &device.policy)?;
+    retired_rules(device, req, now).map_err(|e| (e, Denied::RetiredDevice))?;
+    if policy::reason_required(&device.policy, access) && req.justification.is_none() {
+        let e = ApiError::BadRequest(
+            "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
+                .into(),
+        );
+        return Err((e, Denied::ReasonRequired));
+    }
+    let (key, sealed) = select_key(device, req.key.as_ref(), access, now)?;
+    Ok(Selected {
+        device,
+        access,
+        key,
+        sealed,
+    })
+}
+
+/// What a grant would be: who asks for which key, under which request id.
+pub(crate) struct GrantAsk<'a> {
+    pub request_id: &'a str,
+    /// Only a client's own request id binds (see `RequestMeta`).
+    pub client_request_id: bool,
+    pub device_id: &'a DeviceId,
+    pub key_id: KeyId,
+    /// `Audit::digest` of the request.
+    pub digest: &'a str,
+}
+
+/// The decision on a selected key, before anything is written.
+#[derive(Debug)]
+pub(crate) enum GrantPlan {
+    /// An identical request was granted within the replay window: serve it
+    /// again, with no new event and no slot.
+    Replay,
+    Refuse(Refusal),
+    /// Take this slot and write the granted event.
+    Admit(ratelimit::RateUpdate),
+}
+
+/// Pure: a replay, a refusal (reused request id, rate limit) or a slot.
+pub(crate) fn plan_grant(
+    window: &RateWindow,
+    ask: &GrantAsk,
+    limit: u32,
+    now: OffsetDateTime,
+) -> GrantPlan {
+    match replay(window, ask, now) {
+        Replay::Serve => return GrantPlan::Replay,
+        Replay::Reused => {
+            let e = ApiError::BadRequest(
+                "this X-Request-Id was already used for another request; send a new one".into(),
+            );
+            return GrantPlan::Refuse((e, Denied::RequestIdReused));
+        }
+        Replay::New => {}
+    }
+    match ratelimit::admit(window, now, limit) {
+        Ok(u) => GrantPlan::Admit(u),
+        Err(retry_after_secs) => GrantPlan::Refuse((
+            ApiError::RateLimited { retry_after_secs },
+            Denied::RateLimited,
+        )),
+    }
+}
+
 pub async fn retrieve(
     portal: &Portal,
     caller: &Caller,
@@ -258,20 +275,14 @@ pub async fn retrieve(
     req: RetrievalRequest,
 ) -> Result<Disclosure, ApiError> {
     let device_id = &req.device_id;
-    let attempt = Attempt {
+    let attempt = Audit::disclosure(
         portal,
         caller,
         meta,
-        device_id: Some(device_id),
-        justification: req.justification.as_deref(),
-    };
-    if let Err(e) = policy::may_retrieve_keys(caller) {
-        return Err(attempt.deny(None, "insufficient_scope", e).await);
-    }
-    let now = portal.clock.now().unix_timestamp();
-    if let Err(e) = policy::recent_enough(caller, portal.max_auth_age, now) {
-        return Err(attempt.deny(None, "sign_in_too_old", e).await);
-    }
+        Some(device_id),
+        req.justification.as_deref(),
+    );
+    admitted(&attempt, policy::may_retrieve_keys(caller)).await?;
     for _ in 0..COMMIT_ATTEMPTS {
         let (device, window) = match portal
             .store
@@ -279,128 +290,115 @@ pub async fn retrieve(
             .await
         {
             Ok(v) => v,
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-            }
+            Err(e) => return Err(attempt.store_failed(e).await),
         };
-        let Some(device) = device else {
-            return Err(attempt
-                .deny(None, "not_found", ApiError::DeviceNotFound)
-                .await);
-        };
-        let access = match policy::device_access(caller, &device.device, &device.policy) {
-            Ok(a) => a,
+        let s = match plan_retrieval(caller, device.as_ref(), &req, portal.clock.now()) {
+            Ok(s) => s,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
-        if let Err(e) = retired_rules(&device, &req, portal.clock.now()) {
-            return Err(attempt.deny(None, "retired_device", e).await);
-        }
-        if policy::reason_required(&device.policy, access) && req.justification.is_none() {
-            let e = ApiError::BadRequest(
-                "Your organization requires a reason for this recovery-key retrieval: give one in the `reason` field (for example a ticket number), then retry."
-                    .into(),
-            );
-            return Err(attempt.deny(None, "reason_required", e).await);
-        }
-        let (meta_key, sealed) =
-            match select_key(&device, req.key.as_ref(), access, portal.clock.now()) {
-                Ok(v) => v,
-                Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
-            };
-        let sealed = match ciphertext(portal, &caller.tenant, &meta_key, sealed, device_id).await {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                let e = ApiError::NoKeyHeld {
-                    helpdesk: device.policy.helpdesk.clone(),
-                };
-                return Err(attempt.deny(None, "key_id_not_found", e).await);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                return Err(attempt.deny(None, "store_unavailable", e.into()).await);
-            }
-        };
+        let sealed = held_ciphertext(&attempt, &s).await?;
         let now = portal.clock.now();
         let digest = attempt.digest();
-        let replayed = if meta.client_request_id {
-            replay(
-                &window,
-                &meta.request_id,
-                device_id,
-                meta_key.key_id,
-                &digest,
-                now,
-            )
-        } else {
-            Replay::New
+        let ask = GrantAsk {
+            request_id: &meta.request_id,
+            client_request_id: meta.client_request_id,
+            device_id,
+            key_id: s.key.key_id,
+            digest: &digest,
         };
-        match replayed {
-            Replay::Serve => {
+        let limit = policy::rate_limit(&portal.rate_limits(), s.access, &s.device.policy, now);
+        let update = match plan_grant(&window, &ask, limit, now) {
+            GrantPlan::Replay => {
                 // Its granted event is durable (written with the grant this
                 // window holds): the same key again, nothing new to record.
                 tracing::info!(request_id = %meta.request_id, "identical retry of a granted request: served from its audit event");
-                return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
+                return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
             }
-            Replay::Reused => {
-                let e = ApiError::BadRequest(
-                    "this X-Request-Id was already used for another request; send a new one".into(),
-                );
-                return Err(attempt
-                    .deny(Some(meta_key.key_id), "request_id_reused", e)
-                    .await);
+            GrantPlan::Refuse((e, reason)) => {
+                return Err(attempt.deny(Some(s.key.key_id), reason, e).await);
             }
-            Replay::New => {}
-        }
-        let limit = portal.rate_limit(access, &device.policy, now);
-        let mut update = match ratelimit::admit(&window, now, limit) {
-            Ok(u) => u,
-            Err(retry_after_secs) => {
-                let e = ApiError::RateLimited { retry_after_secs };
-                return Err(attempt.deny(Some(meta_key.key_id), "rate_limited", e).await);
-            }
+            GrantPlan::Admit(u) => u,
         };
-        let event = attempt.event(Some(meta_key.key_id), Outcome::Granted, access.as_str());
-        if meta.client_request_id {
-            update.record(Grant {
-                request_id: meta.request_id.clone(),
-                at: event.time.unix_timestamp(),
-                device_id: device_id.clone(),
-                key_id: meta_key.key_id,
-                digest,
-            });
+        if commit(&attempt, &ask, s.access, update, now).await? {
+            return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
         }
-        match portal.store.commit_disclosure(&event, &update).await {
-            Ok(Commit::Written) => {
-                if access == Access::Helpdesk {
-                    portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
-                }
-            }
-            Ok(Commit::RateConflict) => continue,
-            Err(e) => {
-                // Fail closed: no durable audit, no key. The trail is what
-                // failed, so this attempt's trace is the log line: a second
-                // write would most likely fail too, after as long a wait.
-                portal.count(Metric::AuditWriteFailures, 1);
-                portal.count(Metric::Unavailable(Cause::Audit), 1);
-                tracing::error!(
-                    error = %e,
-                    request_id = %meta.request_id,
-                    tenant = %caller.tenant,
-                    actor = %caller.user,
-                    device = %device_id,
-                    "audit write failed; key withheld"
-                );
-                return Err(ApiError::Unavailable(e));
-            }
-        }
-        return decrypt(portal, caller, meta, &device, &meta_key, &sealed, access).await;
     }
     let e = crate::domain::error::Unavailable::new(
         "rate limit",
         "too many concurrent retrievals by this caller",
     );
-    Err(attempt.deny(None, "concurrent_retrievals", e.into()).await)
+    Err(attempt
+        .deny(None, Denied::ConcurrentRetrievals, e.into())
+        .await)
+}
+
+/// Writes the granted event with its rate-limit slot (and, under a client's
+/// request id, the grant a retry replays). False: a concurrent disclosure
+/// by the same caller changed the window; nothing was written.
+async fn commit(
+    attempt: &Audit<'_>,
+    ask: &GrantAsk<'_>,
+    access: Access,
+    mut update: ratelimit::RateUpdate,
+    now: OffsetDateTime,
+) -> Result<bool, ApiError> {
+    let event = attempt.event(Some(ask.key_id), Outcome::Granted, access.as_str());
+    if ask.client_request_id {
+        update.record(Grant {
+            request_id: ask.request_id.to_owned(),
+            at: event.time.unix_timestamp(),
+            device_id: ask.device_id.clone(),
+            key_id: ask.key_id,
+            digest: ask.digest.to_owned(),
+        });
+    }
+    let portal = attempt.portal;
+    match portal.store.commit_disclosure(&event, &update).await {
+        Ok(Commit::Written) => {
+            if access == Access::Helpdesk {
+                portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
+            }
+            Ok(true)
+        }
+        Ok(Commit::RateConflict) => Ok(false),
+        Err(e) => Err(attempt.audit_failed(e)),
+    }
+}
+
+/// The checks before any read, for a single retrieval and a batch alike:
+/// the permission (`allowed`), then a recent enough sign-in.
+pub(crate) async fn admitted(
+    attempt: &Audit<'_>,
+    allowed: Result<(), ApiError>,
+) -> Result<(), ApiError> {
+    if let Err(e) = allowed {
+        return Err(attempt.deny(None, Denied::InsufficientScope, e).await);
+    }
+    let now = attempt.portal.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(attempt.caller, attempt.portal.max_auth_age, now) {
+        return Err(attempt.deny(None, Denied::SignInTooOld, e).await);
+    }
+    Ok(())
+}
+
+/// The selected key's ciphertext (see `ciphertext`): a superseded key's
+/// may be gone by now, which is the same 404 as no such key.
+async fn held_ciphertext<'a>(
+    attempt: &Audit<'_>,
+    s: &Selected<'a>,
+) -> Result<Cow<'a, SealedKey>, ApiError> {
+    let tenant = &attempt.caller.tenant;
+    let device_id = &s.device.device.device_id;
+    match ciphertext(attempt.portal, tenant, &s.key, s.sealed, device_id).await {
+        Ok(Some(sealed)) => Ok(sealed),
+        Ok(None) => {
+            let e = ApiError::NoKeyHeld {
+                helpdesk: s.device.policy.helpdesk.clone(),
+            };
+            Err(attempt.deny(None, Denied::KeyIdNotFound, e).await)
+        }
+        Err(e) => Err(attempt.store_failed(e).await),
+    }
 }
 
 /// A retired device's keys are read by the helpdesk only (the policy saw
@@ -503,7 +501,7 @@ pub(crate) fn select_key<'a>(
     selector: Option<&KeySelector>,
     access: Access,
     now: OffsetDateTime,
-) -> Result<(KeyMeta, Option<&'a SealedKey>), (ApiError, &'static str)> {
+) -> Result<(KeyMeta, Option<&'a SealedKey>), Refusal> {
     let no_key = |reason| {
         (
             ApiError::NoKeyHeld {
@@ -513,28 +511,11 @@ pub(crate) fn select_key<'a>(
         )
     };
     if device.device.managed_by == ManagedBy::User {
-        return Err(no_key("personally_encrypted"));
+        return Err(no_key(Denied::PersonallyEncrypted));
     }
-    let sealed_of = |id: &KeyId| device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s);
-    // A superseded key is read by its key ID only: the ID on the recovery
-    // screen is what proves which key the PC needs, so a planted "newer"
-    // key can never hide the real one from its owner.
-    let superseded_readable = selector.is_some();
-    let held: Vec<&KeyMeta> = device
-        .device
-        .keys
-        .iter()
-        .filter(|k| k.is_live(now))
-        .filter(|k| {
-            if k.is_superseded() {
-                superseded_readable
-            } else {
-                sealed_of(&k.key_id).is_some()
-            }
-        })
-        .collect();
+    let held = held_keys(device, selector.is_some(), now);
     if held.is_empty() {
-        return Err(no_key("no_key"));
+        return Err(no_key(Denied::NoKey));
     }
     // Ownership is not a key permission: an owner reads only keys created
     // since the device became theirs; older ones take the helpdesk path.
@@ -543,10 +524,10 @@ pub(crate) fn select_key<'a>(
         .into_iter()
         .partition(|k| access == Access::Helpdesk || device.device.owner_may_read(k));
     if older.iter().any(|k| wanted(k)) && !held.iter().any(|k| wanted(k)) {
-        return Err(no_key("key_predates_owner"));
+        return Err(no_key(Denied::KeyPredatesOwner));
     }
     if held.is_empty() {
-        return Err(no_key("no_key"));
+        return Err(no_key(Denied::NoKey));
     }
     let chosen = match selector {
         None => held
@@ -558,28 +539,56 @@ pub(crate) fn select_key<'a>(
                     .then(b.key_id.cmp(&a.key_id))
             })
             .copied()
-            .ok_or_else(|| no_key("no_os_key"))?,
+            .ok_or_else(|| no_key(Denied::NoOsKey))?,
         Some(sel) => {
             let mut m: Vec<&KeyMeta> = held
                 .into_iter()
                 .filter(|k| sel.matches(&k.key_id))
                 .collect();
             match m.len() {
-                0 => return Err(no_key("key_id_not_found")),
+                0 => return Err(no_key(Denied::KeyIdNotFound)),
                 1 => m.remove(0),
                 _ => {
                     let mut candidates: Vec<KeyId> = m.iter().map(|k| k.key_id).collect();
                     candidates.sort();
-                    return Err((ApiError::AmbiguousKey { candidates }, "ambiguous_key_id"));
+                    return Err((
+                        ApiError::AmbiguousKey { candidates },
+                        Denied::AmbiguousKeyId,
+                    ));
                 }
             }
         }
     };
-    let sealed = sealed_of(&chosen.key_id);
+    let sealed = sealed_of(device, &chosen.key_id);
     if sealed.is_none() && !chosen.is_superseded() {
-        return Err(no_key("no_key"));
+        return Err(no_key(Denied::NoKey));
     }
     Ok((chosen.clone(), sealed))
+}
+
+/// The ciphertext of a current key, as the device record holds it.
+fn sealed_of<'a>(device: &'a SealedDevice, id: &KeyId) -> Option<&'a SealedKey> {
+    device.sealed.iter().find(|(k, _)| k == id).map(|(_, s)| s)
+}
+
+/// The keys a retrieval may choose from: live ones, current with their
+/// ciphertext, and superseded ones when asked for `by_key_id` only: the ID
+/// on the recovery screen is what proves which key the PC needs, so a
+/// planted "newer" key can never hide the real one from its owner.
+fn held_keys(device: &SealedDevice, by_key_id: bool, now: OffsetDateTime) -> Vec<&KeyMeta> {
+    device
+        .device
+        .keys
+        .iter()
+        .filter(|k| k.is_live(now))
+        .filter(|k| {
+            if k.is_superseded() {
+                by_key_id
+            } else {
+                sealed_of(device, &k.key_id).is_some()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

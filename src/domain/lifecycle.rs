@@ -6,69 +6,24 @@
 //! and carries its audit event in the same store write. No password is ever
 //! in an answer, a log line or an event.
 
-use crate::domain::audit::{Action, AuditEvent, Outcome};
+use crate::domain::audit::{Action, Audit, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::ids::{DeviceId, KeyId};
-use crate::domain::keys::RequestMeta;
+use crate::domain::keys::{Refusal, RequestMeta};
 use crate::domain::metrics::Metric;
 use crate::domain::model::{
-    Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, Retirement, VolumeType,
+    Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, Retirement, SealedKey, VolumeType,
 };
 use crate::domain::policy;
-use crate::ports::{CipherError, DeviceUpsert, EscrowWrite, Portal, WriteOutcome};
+use crate::ports::{CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, Portal, WriteOutcome};
 use aws_lc_rs::digest;
 use time::{Duration, OffsetDateTime};
 
 /// Attempts when a concurrent write or disclosure changed the device (or
 /// the settings) between our read and our conditional write.
 pub(crate) const WRITE_ATTEMPTS: usize = 5;
-
-/// The audit event of one write request.
-pub(crate) struct WriteEvent<'a> {
-    pub portal: &'a Portal,
-    pub caller: &'a Caller,
-    pub meta: &'a RequestMeta,
-    pub action: Action,
-    pub device_id: Option<&'a DeviceId>,
-}
-
-impl WriteEvent<'_> {
-    pub fn event(
-        &self,
-        key_id: Option<KeyId>,
-        outcome: Outcome,
-        reason: &str,
-        detail: Option<String>,
-    ) -> AuditEvent {
-        AuditEvent {
-            action: self.action,
-            event_id: uuid::Uuid::new_v4().to_string(),
-            time: self.portal.clock.now(),
-            tenant_id: self.caller.tenant.clone(),
-            actor: self.caller.user.clone(),
-            device_id: self.device_id.cloned(),
-            key_id,
-            outcome,
-            reason: reason.to_owned(),
-            justification: detail,
-            source_ip: self.meta.source_ip.clone(),
-            user_agent: self.meta.user_agent.clone(),
-            request_id: self.meta.request_id.clone(),
-        }
-    }
-
-    /// Records a refused write (best effort, as for refused retrievals: the
-    /// refusal changed nothing, so a failed audit write must not turn a 4xx
-    /// into a 5xx; it is logged).
-    pub async fn deny(&self, key_id: Option<KeyId>, reason: &str, error: ApiError) -> ApiError {
-        let event = self.event(key_id, Outcome::Denied, reason, None);
-        if let Err(e) = self.portal.store.append_audit(&event).await {
-            tracing::error!(error = %e, request_id = %self.meta.request_id, reason, "could not audit a refused write");
-        }
-        error
-    }
-}
 
 fn request_id_reused() -> ApiError {
     ApiError::BadRequest(
@@ -126,6 +81,133 @@ pub enum Escrowed {
     AlreadyHeld(KeyMeta),
 }
 
+/// What an escrow does to the device as read (`plan_escrow`).
+#[derive(Debug, Clone)]
+pub(crate) enum EscrowPlan {
+    /// The same key with the same password is already held: nothing to do.
+    AlreadyHeld(KeyMeta),
+    /// Another password (or a key stored before digests existed, which
+    /// cannot be compared without decrypting) holds this key ID.
+    Conflict,
+    /// Store it: the write, short of the new key's ciphertext.
+    Write(Box<EscrowDraft>),
+}
+
+/// An escrow write waiting for its ciphertext, which is sealed only once
+/// the plan says a write is due (and only once across retries).
+#[derive(Debug, Clone)]
+pub(crate) struct EscrowDraft {
+    write: EscrowWrite,
+    /// Whether the new key becomes current (else it is superseded at once).
+    current: bool,
+}
+
+impl EscrowDraft {
+    pub fn sealed_with(self: Box<Self>, sealed: SealedKey) -> EscrowWrite {
+        let EscrowDraft { mut write, current } = *self;
+        if current {
+            write.current.push((write.added.key_id, sealed));
+        } else {
+            write.superseded.push((write.added.clone(), sealed));
+        }
+        write
+    }
+}
+
+/// The key an escrow stores, as `plan_escrow` needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct EscrowKey {
+    pub key_id: KeyId,
+    pub volume_type: VolumeType,
+    pub created_at: OffsetDateTime,
+    /// `key_digest` of its context and password.
+    pub digest: String,
+}
+
+/// Pure: what escrowing `key` into `record` at `now` means. A stored
+/// ciphertext is never replaced: the same key ID is the same key or a
+/// conflict. A new key newer than the current one of its volume type
+/// supersedes it; an older one (an out-of-order sync) is kept for the
+/// helpdesk like any superseded key, never current.
+pub(crate) fn plan_escrow(
+    record: &DeviceRecord,
+    key: &EscrowKey,
+    retention_days: u16,
+    now: OffsetDateTime,
+) -> EscrowPlan {
+    let live = record.device.keys.iter().filter(|k| k.is_live(now));
+    let stored_digest = record.digests.iter().find(|(id, _)| *id == key.key_id);
+    match (live.clone().find(|k| k.key_id == key.key_id), stored_digest) {
+        (None, _) => {}
+        (Some(h), Some((_, d))) if h.volume_type == key.volume_type && *d == key.digest => {
+            return EscrowPlan::AlreadyHeld(h.clone());
+        }
+        (Some(_), _) => return EscrowPlan::Conflict,
+    }
+    let mut keys: Vec<KeyMeta> = live.cloned().collect();
+    let expires_at = now + Duration::days(i64::from(retention_days));
+    let mut added = KeyMeta::new(key.key_id, key.volume_type, key.created_at);
+    let same_current = |k: &KeyMeta| k.volume_type == key.volume_type && !k.is_superseded();
+    let newest_current =
+        keys.iter()
+            .filter(|k| same_current(k))
+            .fold(None::<&KeyMeta>, |best, k| match best {
+                Some(b) if !newer(k, b) => Some(b),
+                _ => Some(k),
+            });
+    let becomes_current = newest_current.is_none_or(|c| newer(&added, c));
+    let mut current: Vec<_> = record
+        .current
+        .iter()
+        .filter(|(id, _)| *id != key.key_id)
+        .cloned()
+        .collect();
+    let mut superseded = Vec::new();
+    if becomes_current {
+        for k in keys.iter_mut().filter(|k| same_current(k)) {
+            k.superseded_at = Some(now);
+            k.expires_at = Some(expires_at);
+            if let Some(pos) = current.iter().position(|(id, _)| *id == k.key_id) {
+                superseded.push((k.clone(), current.remove(pos).1));
+            }
+        }
+    } else {
+        added.superseded_at = Some(now);
+        added.expires_at = Some(expires_at);
+    }
+    keys.push(added.clone());
+    let mut digests: Vec<(KeyId, String)> = record
+        .digests
+        .iter()
+        .filter(|(id, _)| *id != key.key_id && keys.iter().any(|k| k.key_id == *id))
+        .cloned()
+        .collect();
+    digests.push((key.key_id, key.digest.clone()));
+    EscrowPlan::Write(Box::new(EscrowDraft {
+        write: EscrowWrite {
+            device: Device {
+                keys,
+                ..record.device.clone()
+            },
+            expected_version: record.version,
+            added,
+            current,
+            digests,
+            superseded,
+        },
+        current: becomes_current,
+    }))
+}
+
+fn key_conflict() -> ApiError {
+    ApiError::Conflict(
+        "A different recovery password is already stored under this key ID. \
+         Key IDs are unique per key: check the key ID, or retire the device \
+         and enrol it again if it was reinstalled."
+            .into(),
+    )
+}
+
 /// `PUT /v1/devices/{device_id}/recovery-keys/{key_id}`.
 pub async fn escrow(
     portal: &Portal,
@@ -133,32 +215,9 @@ pub async fn escrow(
     meta: &RequestMeta,
     req: EscrowRequest,
 ) -> Result<Escrowed, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::Escrow,
-        device_id: Some(&req.device_id),
-    };
-    if let Err(e) = policy::may_escrow_to(caller, &req.device_id) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
-    }
-    let now = portal.clock.now();
-    let created_at = req.created_at.unwrap_or(now);
-    // A key "from the future" would become the device's current key ahead
-    // of the real one, and read as newer than any ownership change.
-    if created_at > now {
-        let e = ApiError::BadRequest(
-            "created_at must not be in the future: send the time the key was created (UTC), or leave it out to use the time of this request".into(),
-        );
-        return Err(audit.deny(Some(req.key_id), "invalid_request", e).await);
-    }
-    let ctx = KeyContext {
-        tenant: caller.tenant.clone(),
-        device: req.device_id.clone(),
-        key_id: req.key_id,
-    };
-    let digest = key_digest(&ctx, &req.password);
+    let audit = Audit::write(portal, caller, meta, Action::Escrow, Some(&req.device_id));
+    let key_id = Some(req.key_id);
+    let (ctx, key) = escrow_key(&audit, &req).await?;
     let mut sealed = None;
     for _ in 0..WRITE_ATTEMPTS {
         let (record, settings) = portal
@@ -166,125 +225,31 @@ pub async fn escrow(
             .device_for_write(&caller.tenant, &req.device_id)
             .await?;
         let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
-            return Err(audit
-                .deny(Some(req.key_id), "not_found", ApiError::DeviceNotFound)
-                .await);
+            let e = ApiError::DeviceNotFound;
+            return Err(audit.deny(key_id, Denied::NotFound, e).await);
         };
-        let now = portal.clock.now();
-        let live: Vec<KeyMeta> = record
-            .device
-            .keys
-            .iter()
-            .filter(|k| k.is_live(now))
-            .cloned()
-            .collect();
-        let stored_digest = record
-            .digests
-            .iter()
-            .find(|(id, _)| *id == req.key_id)
-            .map(|(_, d)| d.as_str());
-        let held = live.iter().find(|k| k.key_id == req.key_id);
-        // A stored ciphertext is never replaced: the same key ID is the same
-        // key or a conflict. A key stored before digests existed cannot be
-        // compared without decrypting, which the writer may not do: 409.
-        match (held, stored_digest) {
-            (None, _) => {}
-            (Some(h), Some(d)) if h.volume_type == req.volume_type && d == digest => {
-                return Ok(Escrowed::AlreadyHeld(h.clone()));
-            }
-            (Some(_), _) => {
+        let retention = settings.superseded_key_retention_days;
+        let draft = match plan_escrow(&record, &key, retention, portal.clock.now()) {
+            EscrowPlan::AlreadyHeld(k) => return Ok(Escrowed::AlreadyHeld(k)),
+            EscrowPlan::Conflict => {
                 return Err(audit
-                    .deny(
-                        Some(req.key_id),
-                        "key_conflict",
-                        ApiError::Conflict(
-                            "A different recovery password is already stored under this key ID. \
-                         Key IDs are unique per key: check the key ID, or retire the device \
-                         and enrol it again if it was reinstalled."
-                                .into(),
-                        ),
-                    )
+                    .deny(key_id, Denied::KeyConflict, key_conflict())
                     .await);
             }
-        }
-        let live: Vec<KeyMeta> = live
-            .into_iter()
-            .filter(|k| k.key_id != req.key_id)
-            .collect();
+            EscrowPlan::Write(d) => d,
+        };
         // Sealed before anything is stored, and only once across retries.
         let sealed_key = match &sealed {
             Some(s) => s,
-            None => match portal.cipher.seal(&ctx, &req.password).await {
-                Ok(s) => sealed.insert(s),
-                Err(CipherError::Unavailable(e)) => return Err(ApiError::Unavailable(e)),
-                Err(CipherError::Rejected(why)) => {
-                    tracing::error!(request_id = %meta.request_id, why, "sealing a key was rejected");
-                    return Err(ApiError::Internal("the key could not be sealed".into()));
-                }
-            },
+            None => sealed.insert(seal(portal, meta, &ctx, &req.password).await?),
         };
-
-        let expires_at = now + Duration::days(i64::from(settings.superseded_key_retention_days));
-        let mut added = KeyMeta::new(req.key_id, req.volume_type, created_at);
-        let newest_current = live
-            .iter()
-            .filter(|k| k.volume_type == req.volume_type && !k.is_superseded())
-            .fold(None::<&KeyMeta>, |best, k| match best {
-                Some(b) if !newer(k, b) => Some(b),
-                _ => Some(k),
-            });
-        let mut keys = live.clone();
-        let mut current: Vec<_> = record
-            .current
-            .iter()
-            .filter(|(id, _)| *id != req.key_id)
-            .cloned()
-            .collect();
-        let mut superseded = Vec::new();
-        if newest_current.is_none_or(|c| newer(&added, c)) {
-            for k in keys
-                .iter_mut()
-                .filter(|k| k.volume_type == req.volume_type && !k.is_superseded())
-            {
-                k.superseded_at = Some(now);
-                k.expires_at = Some(expires_at);
-                if let Some(pos) = current.iter().position(|(id, _)| *id == k.key_id) {
-                    superseded.push((k.clone(), current.remove(pos).1));
-                }
-            }
-            current.push((req.key_id, sealed_key.clone()));
-        } else {
-            // An older key than the one held (an out-of-order sync): kept
-            // for the helpdesk like any superseded key, never current.
-            added.superseded_at = Some(now);
-            added.expires_at = Some(expires_at);
-            superseded.push((added.clone(), sealed_key.clone()));
-        }
-        keys.push(added.clone());
-        let mut digests: Vec<(KeyId, String)> = record
-            .digests
-            .iter()
-            .filter(|(id, _)| *id != req.key_id && keys.iter().any(|k| k.key_id == *id))
-            .cloned()
-            .collect();
-        digests.push((req.key_id, digest.clone()));
-        let write = EscrowWrite {
-            device: Device {
-                keys,
-                ..record.device.clone()
-            },
-            expected_version: record.version,
-            added: added.clone(),
-            current,
-            digests,
-            superseded,
-        };
-        let reason = if added.is_superseded() {
+        let write = draft.sealed_with(sealed_key.clone());
+        let reason = if write.added.is_superseded() {
             "escrowed_superseded"
         } else {
             "escrowed"
         };
-        let event = audit.event(Some(req.key_id), Outcome::Granted, reason, None);
+        let event = audit.detailed(key_id, Outcome::Granted, reason, None);
         match portal.lifecycle.commit_escrow(&write, &event).await? {
             WriteOutcome::Written => {
                 tracing::info!(
@@ -296,13 +261,65 @@ pub async fn escrow(
                     superseded = write.superseded.len(),
                     "recovery key escrowed"
                 );
-                return Ok(Escrowed::Created(added));
+                return Ok(Escrowed::Created(write.added));
             }
             WriteOutcome::Conflict | WriteOutcome::NotFound => continue,
             WriteOutcome::RequestIdReused => return Err(request_id_reused()),
         }
     }
     Err(too_busy())
+}
+
+/// The checks before any read (permission, `created_at`), and the key's
+/// context and digest.
+async fn escrow_key(
+    audit: &Audit<'_>,
+    req: &EscrowRequest,
+) -> Result<(KeyContext, EscrowKey), ApiError> {
+    let caller = audit.caller;
+    if let Err(e) = policy::may_escrow_to(caller, &req.device_id) {
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
+    }
+    let now = audit.portal.clock.now();
+    let created_at = req.created_at.unwrap_or(now);
+    // A key "from the future" would become the device's current key ahead
+    // of the real one, and read as newer than any ownership change.
+    if created_at > now {
+        let e = ApiError::BadRequest(
+            "created_at must not be in the future: send the time the key was created (UTC), or leave it out to use the time of this request".into(),
+        );
+        return Err(audit
+            .deny(Some(req.key_id), Denied::InvalidRequest, e)
+            .await);
+    }
+    let ctx = KeyContext {
+        tenant: caller.tenant.clone(),
+        device: req.device_id.clone(),
+        key_id: req.key_id,
+    };
+    let key = EscrowKey {
+        key_id: req.key_id,
+        volume_type: req.volume_type,
+        created_at,
+        digest: key_digest(&ctx, &req.password),
+    };
+    Ok((ctx, key))
+}
+
+async fn seal(
+    portal: &Portal,
+    meta: &RequestMeta,
+    ctx: &KeyContext,
+    password: &RecoveryPassword,
+) -> Result<SealedKey, ApiError> {
+    match portal.cipher.seal(ctx, password).await {
+        Ok(s) => Ok(s),
+        Err(CipherError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
+        Err(CipherError::Rejected(why)) => {
+            tracing::error!(request_id = %meta.request_id, why, "sealing a key was rejected");
+            Err(ApiError::Internal("the key could not be sealed".into()))
+        }
+    }
 }
 
 /// Device metadata as `PUT /v1/devices/{device_id}` sets it.
@@ -322,6 +339,97 @@ pub enum Upserted {
     Unchanged(Device),
 }
 
+/// What a device upsert does to the device as read (`plan_upsert`).
+#[derive(Debug)]
+pub(crate) enum UpsertPlan {
+    Refuse(Refusal),
+    /// Nothing differs: nothing to write.
+    Unchanged(Device),
+    /// Write this, audited with `reason` and `detail` (an owner change).
+    Write {
+        write: DeviceUpsert,
+        reason: &'static str,
+        detail: Option<String>,
+    },
+}
+
+/// Pure: creating `device_id` as `md`, or changing the stored `record` to
+/// it (see `may_change`). Expired keys are dropped on the way.
+pub(crate) fn plan_upsert(
+    caller: &Caller,
+    device_id: &DeviceId,
+    record: Option<DeviceRecord>,
+    md: &DeviceMetadata,
+    now: OffsetDateTime,
+) -> UpsertPlan {
+    let Some(record) = record else {
+        let device = Device {
+            tenant: caller.tenant.clone(),
+            device_id: device_id.clone(),
+            owner: md.owner.clone(),
+            display_name: md.display_name.clone(),
+            os: md.os.clone(),
+            managed_by: md.managed_by,
+            keys: Vec::new(),
+            owner_since: None,
+            retired: None,
+        };
+        let write = DeviceUpsert {
+            device,
+            expected_version: None,
+        };
+        let (reason, detail) = ("created", None);
+        return UpsertPlan::Write {
+            write,
+            reason,
+            detail,
+        };
+    };
+    let d = &record.device;
+    if let Err(refusal) = may_change(caller, d, md) {
+        return UpsertPlan::Refuse(refusal);
+    }
+    if d.owner == md.owner
+        && d.display_name == md.display_name
+        && d.os == md.os
+        && d.managed_by == md.managed_by
+    {
+        return UpsertPlan::Unchanged(record.device);
+    }
+    // Owner is not part of the KMS context: an ownership change is named in
+    // the trail so it can never pass unnoticed.
+    let detail = (d.owner != md.owner).then(|| format!("owner {} -> {}", d.owner, md.owner));
+    // The new owner reads only keys created from now on, unless the
+    // directory itself (a sync, like an import) names the owner: it is
+    // authoritative, and its own portal shows the owner every key.
+    let owner_since = if d.owner == md.owner {
+        d.owner_since
+    } else if caller.user.is_directory_sync() {
+        None
+    } else {
+        Some(now)
+    };
+    let device = Device {
+        owner: md.owner.clone(),
+        display_name: md.display_name.clone(),
+        os: md.os.clone(),
+        managed_by: md.managed_by,
+        keys: d.keys.iter().filter(|k| k.is_live(now)).cloned().collect(),
+        owner_since,
+        ..d.clone()
+    };
+    let write = DeviceUpsert {
+        device,
+        expected_version: Some(record.version),
+    };
+    let reason = "updated";
+    UpsertPlan::Write {
+        write,
+        reason,
+        detail,
+    }
+}
+
 /// `PUT /v1/devices/{device_id}`.
 pub async fn upsert_device(
     portal: &Portal,
@@ -330,15 +438,9 @@ pub async fn upsert_device(
     device_id: &DeviceId,
     md: DeviceMetadata,
 ) -> Result<Upserted, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceUpsert,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceUpsert, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
@@ -346,75 +448,21 @@ pub async fn upsert_device(
             .device_for_write(&caller.tenant, device_id)
             .await?;
         let now = portal.clock.now();
-        if let Some(r) = &record
-            && let Err((e, reason)) = may_change(caller, &r.device, &md)
-        {
-            if reason == "self_assignment" {
-                portal.count(Metric::OwnerChangesRefused, 1);
-            }
-            return Err(audit.deny(None, reason, e).await);
-        }
-        let (write, reason, detail) = match record {
-            None => (
-                DeviceUpsert {
-                    device: Device {
-                        tenant: caller.tenant.clone(),
-                        device_id: device_id.clone(),
-                        owner: md.owner.clone(),
-                        display_name: md.display_name.clone(),
-                        os: md.os.clone(),
-                        managed_by: md.managed_by,
-                        keys: Vec::new(),
-                        owner_since: None,
-                        retired: None,
-                    },
-                    expected_version: None,
-                },
-                "created",
-                None,
-            ),
-            Some(record) => {
-                let d = &record.device;
-                if d.owner == md.owner
-                    && d.display_name == md.display_name
-                    && d.os == md.os
-                    && d.managed_by == md.managed_by
-                {
-                    return Ok(Upserted::Unchanged(record.device));
+        let (write, reason, detail) = match plan_upsert(caller, device_id, record, &md, now) {
+            UpsertPlan::Refuse((e, reason)) => {
+                if reason == Denied::SelfAssignment {
+                    portal.count(Metric::OwnerChangesRefused, 1);
                 }
-                // Owner is not part of the KMS context: an ownership change
-                // is named in the trail so it can never pass unnoticed.
-                let detail =
-                    (d.owner != md.owner).then(|| format!("owner {} -> {}", d.owner, md.owner));
-                (
-                    DeviceUpsert {
-                        device: Device {
-                            owner: md.owner.clone(),
-                            display_name: md.display_name.clone(),
-                            os: md.os.clone(),
-                            managed_by: md.managed_by,
-                            keys: d.keys.iter().filter(|k| k.is_live(now)).cloned().collect(),
-                            // The new owner reads only keys created from now on,
-                            // unless the directory itself (a sync, like an
-                            // import) names the owner: it is authoritative, and
-                            // its own portal shows the owner every key.
-                            owner_since: if d.owner == md.owner {
-                                d.owner_since
-                            } else if caller.user.is_directory_sync() {
-                                None
-                            } else {
-                                Some(now)
-                            },
-                            ..d.clone()
-                        },
-                        expected_version: Some(record.version),
-                    },
-                    "updated",
-                    detail,
-                )
+                return Err(audit.deny(None, reason, e).await);
             }
+            UpsertPlan::Unchanged(d) => return Ok(Upserted::Unchanged(d)),
+            UpsertPlan::Write {
+                write,
+                reason,
+                detail,
+            } => (write, reason, detail),
         };
-        let event = audit.event(None, Outcome::Granted, reason, detail);
+        let event = audit.detailed(None, Outcome::Granted, reason, detail);
         match portal.lifecycle.commit_upsert(&write, &event).await? {
             WriteOutcome::Written => {
                 if event.justification.is_some() {
@@ -437,24 +485,20 @@ pub async fn upsert_device(
 /// change naming the caller needs a second administrator: otherwise a
 /// device administrator could give themselves anyone's device. A retired
 /// device is restored first, so no change reaches it unseen.
-fn may_change(
-    caller: &Caller,
-    d: &Device,
-    md: &DeviceMetadata,
-) -> Result<(), (ApiError, &'static str)> {
+fn may_change(caller: &Caller, d: &Device, md: &DeviceMetadata) -> Result<(), Refusal> {
     if d.retired.is_some() {
         let e = ApiError::Conflict(format!(
             "Device {} is retired. Restore it first (POST /v1/devices/{}/restore), then change it.",
             d.device_id, d.device_id
         ));
-        return Err((e, "retired"));
+        return Err((e, Denied::Retired));
     }
     if d.owner != md.owner && md.owner == caller.user {
         let e = ApiError::SecondPersonRequired(
             "You cannot make yourself the owner of a device: ask another administrator with Devices.ReadWrite.All to change the owner, or a helpdesk agent to read its key."
                 .into(),
         );
-        return Err((e, "self_assignment"));
+        return Err((e, Denied::SelfAssignment));
     }
     Ok(())
 }
@@ -471,15 +515,9 @@ pub async fn retire_device(
     device_id: &DeviceId,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceRetire,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceRetire, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, settings) = portal
@@ -488,7 +526,7 @@ pub async fn retire_device(
             .await?;
         let Some(record) = record.filter(|r| r.device.retired.is_none()) else {
             return Err(audit
-                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .deny(None, Denied::NotFound, ApiError::DeviceNotFound)
                 .await);
         };
         let now = portal.clock.now();
@@ -507,7 +545,7 @@ pub async fn retire_device(
                 .collect(),
             ..record.device
         };
-        let mut event = audit.event(None, Outcome::Granted, "retired", reason.clone());
+        let mut event = audit.detailed(None, Outcome::Granted, "retired", reason.clone());
         event.justification = Some(match &reason {
             Some(r) => format!("{r} (restorable for {days} days)"),
             None => format!("restorable for {days} days"),
@@ -537,15 +575,9 @@ pub async fn restore_device(
     meta: &RequestMeta,
     device_id: &DeviceId,
 ) -> Result<Device, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::DeviceRestore,
-        device_id: Some(device_id),
-    };
+    let audit = Audit::write(portal, caller, meta, Action::DeviceRestore, Some(device_id));
     if let Err(e) = policy::may_write_devices(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (record, _) = portal
@@ -556,7 +588,7 @@ pub async fn restore_device(
         let Some(record) = record.filter(|r| r.device.retired.is_some() && !r.device.is_gone(now))
         else {
             return Err(audit
-                .deny(None, "not_found", ApiError::DeviceNotFound)
+                .deny(None, Denied::NotFound, ApiError::DeviceNotFound)
                 .await);
         };
         let restored = Device {
@@ -570,7 +602,7 @@ pub async fn restore_device(
                 .collect(),
             ..record.device
         };
-        let event = audit.event(None, Outcome::Granted, "restored", None);
+        let event = audit.detailed(None, Outcome::Granted, "restored", None);
         match portal
             .lifecycle
             .restore_device(&restored, record.version, &event)
@@ -655,39 +687,4 @@ pub async fn rotation_requests(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ids::TenantId;
-
-    #[test]
-    fn digests_bind_the_context() {
-        let pw = RecoveryPassword::parse("123453-234564-345675-456786-567897-679008-700007-000000")
-            .unwrap();
-        let ctx = |d: &str| KeyContext {
-            tenant: TenantId::parse("t1").unwrap(),
-            device: DeviceId::parse(d).unwrap(),
-            key_id: KeyId::parse("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b").unwrap(),
-        };
-        let a = key_digest(&ctx("PC-1"), &pw);
-        assert_eq!(a.len(), 64);
-        assert_eq!(a, key_digest(&ctx("PC-1"), &pw));
-        assert_ne!(a, key_digest(&ctx("PC-2"), &pw));
-        assert!(!a.contains("123453"));
-    }
-
-    #[test]
-    fn newer_orders_by_time_then_lower_key_id() {
-        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
-        let k =
-            |id: &str, t| KeyMeta::new(KeyId::parse(id).unwrap(), VolumeType::OperatingSystem, t);
-        let a = k("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", t);
-        let b = k("2f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", t);
-        let c = k(
-            "0f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b",
-            t + Duration::seconds(1),
-        );
-        assert!(newer(&a, &b) && !newer(&b, &a));
-        assert!(newer(&c, &a) && !newer(&a, &c));
-        assert!(!newer(&a, &a));
-    }
-}
+mod tests;

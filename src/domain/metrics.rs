@@ -32,7 +32,7 @@ pub enum Metric {
     KeysDisclosed,
     /// Refused retrievals, by the audit event's reason (a fixed vocabulary
     /// of the domain, such as `not_owner` or `rate_limited`).
-    Denials(&'static str),
+    Denials(crate::domain::denial::Denied),
     /// Retrievals (or batch items) refused by a rate limit.
     RateLimited,
     Unavailable(Cause),
@@ -86,7 +86,7 @@ impl Metric {
     /// The one dimension this metric is also published by, if any.
     pub fn dimension(self) -> Option<(&'static str, &'static str)> {
         match self {
-            Self::Denials(reason) => Some(("Reason", reason)),
+            Self::Denials(reason) => Some(("Reason", reason.as_str())),
             Self::Unavailable(cause) => Some(("Cause", cause.as_str())),
             _ => None,
         }

@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod batch;
 pub mod caller;
+pub mod denial;
 pub mod devices;
 pub mod error;
 pub mod ids;

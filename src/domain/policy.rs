@@ -2,6 +2,7 @@
 //! and the stored device, before anything is decrypted.
 
 use crate::domain::caller::{Caller, Permissions};
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
 use crate::domain::model::{Device, RequireReason, TenantPolicy};
@@ -19,6 +20,43 @@ impl Access {
             Self::Owner => "owner",
             Self::Helpdesk => "helpdesk",
         }
+    }
+}
+
+/// The deployment's rate limits: one value, so no assembly can take one
+/// setting from the configuration and hard-code the other (the in-memory
+/// `portal serve` once ignored `PORTAL_HELPDESK_RATE_LIMIT` that way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    /// `PORTAL_KEY_RATE_LIMIT`: keys per device owner per rolling hour.
+    pub key: u32,
+    /// `PORTAL_HELPDESK_RATE_LIMIT`: keys per helpdesk agent per rolling hour.
+    pub helpdesk: u32,
+    /// `PORTAL_INCIDENT_MAX_RATE_LIMIT`: the highest limit an incident may set.
+    pub incident_max: u32,
+}
+
+/// The limit that applies to a disclosure with `access` in a tenant with
+/// `policy` at `now`: the tenant's setting (an open incident's, for agents)
+/// within the deployment's `limits`.
+pub fn rate_limit(
+    limits: &RateLimits,
+    access: Access,
+    policy: &TenantPolicy,
+    now: time::OffsetDateTime,
+) -> u32 {
+    // Stored values are capped again here: a deployment may have lowered
+    // its limits (or an import set higher ones) since they were written.
+    match access {
+        Access::Owner => policy
+            .self_service_rate_limit
+            .map_or(limits.key, |l| l.min(limits.key)),
+        Access::Helpdesk => match policy.open_incident(now) {
+            Some(i) => i.helpdesk_rate_limit.min(limits.incident_max),
+            None => policy
+                .helpdesk_rate_limit
+                .map_or(limits.helpdesk, |l| l.min(limits.helpdesk)),
+        },
     }
 }
 
@@ -150,10 +188,10 @@ pub fn device_access(
     caller: &Caller,
     device: &Device,
     policy: &TenantPolicy,
-) -> Result<Access, (ApiError, &'static str)> {
+) -> Result<Access, (ApiError, Denied)> {
     if device.tenant != caller.tenant {
         // The store only reads the caller's tenant; this is defence in depth.
-        return Err((ApiError::DeviceNotFound, "other_tenant"));
+        return Err((ApiError::DeviceNotFound, Denied::OtherTenant));
     }
     let p = caller.permissions;
     // A retired device has left its owner's list and self-service; only
@@ -171,7 +209,7 @@ pub fn device_access(
                 ApiError::SelfServiceDisabled {
                     helpdesk: policy.helpdesk.clone(),
                 },
-                "self_service_disabled",
+                Denied::SelfServiceDisabled,
             ));
         }
     }
@@ -179,9 +217,9 @@ pub fn device_access(
         return Ok(Access::Helpdesk);
     }
     if retired && device.owner == caller.user {
-        return Err((ApiError::DeviceNotFound, "retired"));
+        return Err((ApiError::DeviceNotFound, Denied::Retired));
     }
-    Err((ApiError::DeviceNotFound, "not_owner"))
+    Err((ApiError::DeviceNotFound, Denied::NotOwner))
 }
 
 fn require(ok: bool, needed: &'static str) -> Result<(), ApiError> {

@@ -2,11 +2,13 @@
 //! `GET`/`PATCH /v1/tenant/settings`. Stored on the tenant record, which
 //! every request reads, so a change applies on the next request everywhere.
 
+use crate::domain::audit::Audit;
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
-use crate::domain::lifecycle::{WRITE_ATTEMPTS, WriteEvent};
+use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
 use crate::domain::policy;
 use crate::ports::{Portal, WriteOutcome};
@@ -153,18 +155,12 @@ pub async fn patch(
     meta: &RequestMeta,
     patch: &SettingsPatch,
 ) -> Result<TenantPolicy, ApiError> {
-    let audit = WriteEvent {
-        portal,
-        caller,
-        meta,
-        action: Action::SettingsChange,
-        device_id: None,
-    };
+    let audit = Audit::write(portal, caller, meta, Action::SettingsChange, None);
     if let Err(e) = policy::may_manage_settings(caller) {
-        return Err(audit.deny(None, "insufficient_scope", e).await);
+        return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
     if let Err(e) = within_ceilings(portal, patch) {
-        return Err(audit.deny(None, "invalid_request", e).await);
+        return Err(audit.deny(None, Denied::InvalidRequest, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
         let (current, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
@@ -172,7 +168,7 @@ pub async fn patch(
         if new == current {
             return Ok(current);
         }
-        let event = audit.event(
+        let event = audit.detailed(
             None,
             Outcome::Granted,
             "updated",

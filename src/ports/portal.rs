@@ -30,29 +30,12 @@ pub struct Portal {
 }
 
 impl Portal {
-    /// The limit that applies to a disclosure with `access` in a tenant with
-    /// `policy` at `now`.
-    pub fn rate_limit(
-        &self,
-        access: crate::domain::policy::Access,
-        policy: &crate::domain::model::TenantPolicy,
-        now: time::OffsetDateTime,
-    ) -> u32 {
-        use crate::domain::policy::Access;
-        // Stored values are capped again here: a deployment may have lowered
-        // its limits (or an import set higher ones) since they were written.
-        match access {
-            Access::Owner => policy
-                .self_service_rate_limit
-                .map_or(self.key_rate_limit, |l| l.min(self.key_rate_limit)),
-            Access::Helpdesk => match policy.open_incident(now) {
-                Some(i) => i.helpdesk_rate_limit.min(self.incident_max_rate_limit),
-                None => policy
-                    .helpdesk_rate_limit
-                    .map_or(self.helpdesk_rate_limit, |l| {
-                        l.min(self.helpdesk_rate_limit)
-                    }),
-            },
+    /// The deployment's rate limits (`policy::rate_limit` applies them).
+    pub fn rate_limits(&self) -> crate::domain::policy::RateLimits {
+        crate::domain::policy::RateLimits {
+            key: self.key_rate_limit,
+            helpdesk: self.helpdesk_rate_limit,
+            incident_max: self.incident_max_rate_limit,
         }
     }
 

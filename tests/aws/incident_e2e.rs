@@ -9,6 +9,7 @@ use crate::support::aws::moto_env;
 use crate::support::common::{AUDIENCE, ISSUER, NOW, Reply, Server, TestClock, serve_portal};
 use recovery_portal::adapters::emf::MemoryMetrics;
 use recovery_portal::domain::audit::{AuditEvent, AuditQuery, Outcome};
+use recovery_portal::domain::denial::Denied;
 use recovery_portal::domain::ids::{TenantId, UserId};
 use recovery_portal::domain::metrics::Metric;
 use recovery_portal::ports::{ImportStore, KeyCipher, LifecycleStore, Portal, Store};
@@ -555,7 +556,7 @@ async fn incident_scenario(env: &mut Env) {
     assert_eq!(m.get(Metric::KeysDisclosed), 5 + 3 + 99 + 51 + 1 + 1);
     assert_eq!(m.get(Metric::BatchSize), 100 + 60 + 4 + 1);
     assert_eq!(m.get(Metric::RateLimited), 2 + 9);
-    assert!(m.get(Metric::Denials("incident_required")) >= 3);
+    assert!(m.get(Metric::Denials(Denied::IncidentRequired)) >= 3);
     // Nothing but a disclosure ever holds a password.
     for text in &env.others {
         for i in 0..DEVICES {

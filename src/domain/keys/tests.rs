@@ -110,7 +110,7 @@ fn select_key_rules() {
             }
             Err(reason) => {
                 let (error, got_reason) = got.map(|(m, _)| m.key_id).unwrap_err();
-                assert_eq!(got_reason, reason, "{case}");
+                assert_eq!(got_reason.as_str(), reason, "{case}");
                 let want_error = if reason == "ambiguous_key_id" {
                     ApiError::AmbiguousKey {
                         candidates: vec![id(A), id(B)],
@@ -150,7 +150,7 @@ fn superseded_keys_are_read_by_key_id_until_they_expire() {
     let pick = |sel: Option<&KeySelector>, access, at| {
         select_key(&d, sel, access, at)
             .map(|(m, s)| (m.key_id, s.is_some()))
-            .map_err(|(_, reason)| reason)
+            .map_err(|(_, reason)| reason.as_str())
     };
     // Never the default, for anyone.
     assert_eq!(pick(None, Access::Owner, now), Ok((id(B), true)));
@@ -172,14 +172,14 @@ fn superseded_keys_are_read_by_key_id_until_they_expire() {
     let owner_pick = |sel: Option<&KeySelector>| {
         select_key(&reowned, sel, Access::Owner, now)
             .map(|(m, _)| m.key_id)
-            .map_err(|(_, reason)| reason)
+            .map_err(|(_, reason)| reason.as_str())
     };
     assert_eq!(owner_pick(Some(&exact(A))), Err("key_predates_owner"));
     assert_eq!(owner_pick(None), Ok(id(B)));
     reowned.device.owner_since = Some(OffsetDateTime::from_unix_timestamp(300).unwrap());
     assert_eq!(
         select_key(&reowned, None, Access::Owner, now)
-            .map_err(|(_, r)| r)
+            .map_err(|(_, r)| r.as_str())
             .map(|_| ()),
         Err("key_predates_owner")
     );
@@ -193,4 +193,159 @@ fn superseded_keys_are_read_by_key_id_until_they_expire() {
         pick(Some(&exact(A)), Access::Helpdesk, later),
         Err("key_id_not_found")
     );
+}
+
+fn caller(user: &str, owner: bool, helpdesk: bool) -> Caller {
+    Caller {
+        tenant: TenantId::parse("contoso").unwrap(),
+        user: UserId::parse(user).unwrap(),
+        permissions: crate::domain::caller::Permissions {
+            key_read: owner,
+            key_read_all: helpdesk,
+            ..Default::default()
+        },
+        device: None,
+        expires_at: i64::MAX,
+        auth_time: None,
+    }
+}
+
+#[test]
+fn plan_retrieval_rules() {
+    use crate::domain::model::{RequireReason, Retirement};
+    use VolumeType::OperatingSystem as Os;
+    let at = |t| OffsetDateTime::from_unix_timestamp(t).unwrap();
+    let now = at(1_000);
+    let base = device(
+        ManagedBy::Organization,
+        &[(A, Os, 100), (B, Os, 200)],
+        &[A, B],
+    );
+    let with = |f: &dyn Fn(&mut SealedDevice)| {
+        let mut d = base.clone();
+        f(&mut d);
+        d
+    };
+    let retired = |until| {
+        with(&|d: &mut SealedDevice| {
+            d.device.retired = Some(Retirement {
+                at: at(500),
+                expires_at: at(until),
+            })
+        })
+    };
+    let reason_rule = |r| with(&|d: &mut SealedDevice| d.policy.require_reason = r);
+    let no_self_service = with(&|d: &mut SealedDevice| d.policy.self_service = false);
+    let other_tenant =
+        with(&|d: &mut SealedDevice| d.device.tenant = TenantId::parse("fabrikam").unwrap());
+    let personal = with(&|d: &mut SealedDevice| d.device.managed_by = ManagedBy::User);
+    let alice = caller("alice", true, false);
+    let bob = caller("bob", true, false);
+    let agent = caller("bob", false, true);
+    let both = caller("alice", true, true);
+    // (case, caller, device, key asked for, reason given, chosen key and
+    // access, or refusal reason)
+    type Case<'a> = (
+        &'a str,
+        &'a Caller,
+        Option<SealedDevice>,
+        Option<&'a str>,
+        bool,
+        Result<(&'a str, Access), &'a str>,
+    );
+    #[rustfmt::skip]
+    let table: Vec<Case> = vec![
+        ("no such device", &alice, None, None, false, Err("not_found")),
+        ("owner, newest OS key", &alice, Some(base.clone()), None, false, Ok((B, Access::Owner))),
+        ("owner by key ID", &alice, Some(base.clone()), Some(A), false, Ok((A, Access::Owner))),
+        ("another tenant's device", &alice, Some(other_tenant.clone()), None, false, Err("other_tenant")),
+        ("someone else's device", &bob, Some(base.clone()), None, false, Err("not_owner")),
+        ("self-service off", &alice, Some(no_self_service.clone()), None, false, Err("self_service_disabled")),
+        ("self-service off, owner is an agent", &both, Some(no_self_service.clone()), None, true, Ok((B, Access::Helpdesk))),
+        ("agent", &agent, Some(base.clone()), None, false, Ok((B, Access::Helpdesk))),
+        ("reason always required", &alice, Some(reason_rule(RequireReason::Always)), None, false, Err("reason_required")),
+        ("reason always required, given", &alice, Some(reason_rule(RequireReason::Always)), None, true, Ok((B, Access::Owner))),
+        ("reason required of agents, owner", &alice, Some(reason_rule(RequireReason::Helpdesk)), None, false, Ok((B, Access::Owner))),
+        ("reason required of agents, agent", &agent, Some(reason_rule(RequireReason::Helpdesk)), None, false, Err("reason_required")),
+        ("retired: not its owner's", &alice, Some(retired(2_000)), Some(A), true, Err("retired")),
+        ("retired: agent without key ID", &agent, Some(retired(2_000)), None, true, Err("retired_device")),
+        ("retired: agent without reason", &agent, Some(retired(2_000)), Some(A), false, Err("retired_device")),
+        ("retired: agent with both", &agent, Some(retired(2_000)), Some(A), true, Ok((A, Access::Helpdesk))),
+        ("retired and gone", &agent, Some(retired(900)), Some(A), true, Err("retired_device")),
+        ("key refused by select_key", &alice, Some(personal.clone()), None, false, Err("personally_encrypted")),
+    ];
+    for (case, caller, device, key, reason, want) in table {
+        let req = RetrievalRequest {
+            device_id: DeviceId::parse("PC-1").unwrap(),
+            key: key.map(|k| KeySelector::Exact(id(k))),
+            justification: reason.then(|| "INC-1".to_owned()),
+        };
+        let got = plan_retrieval(caller, device.as_ref(), &req, now)
+            .map(|s| (s.key.key_id, s.access))
+            .map_err(|(_, reason)| reason.as_str());
+        assert_eq!(got, want.map(|(k, a)| (id(k), a)), "{case}");
+    }
+}
+
+#[test]
+fn plan_grant_rules() {
+    use crate::domain::ratelimit::{Grant, Slot};
+    let now = OffsetDateTime::from_unix_timestamp(10_000).unwrap();
+    let pc1 = DeviceId::parse("PC-1").unwrap();
+    let pc2 = DeviceId::parse("PC-2").unwrap();
+    let grant = |rid: &str, ago: i64, device: &DeviceId, key: &str, digest: &str| Grant {
+        request_id: rid.into(),
+        at: 10_000 - ago,
+        device_id: device.clone(),
+        key_id: id(key),
+        digest: digest.into(),
+    };
+    let window = |grants: Vec<Grant>, used: u32| RateWindow {
+        recent: (used > 0)
+            .then_some(Slot {
+                at: 9_000,
+                count: used,
+            })
+            .into_iter()
+            .collect(),
+        version: 3,
+        grants,
+    };
+    // (case, window, client's own request id, key asked for, plan)
+    #[rustfmt::skip]
+    let table: Vec<(&str, RateWindow, bool, &str, &str)> = vec![
+        ("fresh id, room", window(vec![], 0), true, A, "admit"),
+        ("fresh id, limit reached", window(vec![], 5), true, A, "rate_limited"),
+        ("identical retry", window(vec![grant("r1", 10, &pc1, A, "d")], 5), true, A, "replay"),
+        ("identical retry of a gateway id: a new attempt", window(vec![grant("r1", 10, &pc1, A, "d")], 0), false, A, "admit"),
+        ("same id, other key", window(vec![grant("r1", 10, &pc1, B, "d")], 0), true, A, "request_id_reused"),
+        ("same id, other device", window(vec![grant("r1", 10, &pc2, A, "d")], 0), true, A, "request_id_reused"),
+        ("same id and key, other details: a new attempt", window(vec![grant("r1", 10, &pc1, A, "x")], 0), true, A, "admit"),
+        ("same key under both", window(vec![grant("r1", 10, &pc1, B, "d"), grant("r1", 5, &pc1, A, "x")], 0), true, A, "admit"),
+        ("identical retry after the replay window", window(vec![grant("r1", 301, &pc1, A, "d")], 0), true, A, "admit"),
+        ("another id's grant", window(vec![grant("r2", 10, &pc1, B, "d")], 0), true, A, "admit"),
+    ];
+    for (case, window, client_request_id, key, want) in table {
+        let ask = GrantAsk {
+            request_id: "r1",
+            client_request_id,
+            device_id: &pc1,
+            key_id: id(key),
+            digest: "d",
+        };
+        let got = match plan_grant(&window, &ask, 5, now) {
+            GrantPlan::Replay => "replay",
+            GrantPlan::Admit(u) => {
+                assert_eq!(u.expected_version, 3, "{case}");
+                assert_eq!(u.window.used(now), window.used(now) + 1, "{case}");
+                "admit"
+            }
+            GrantPlan::Refuse((e, reason)) => {
+                let retry = matches!(e, ApiError::RateLimited { .. });
+                assert_eq!(retry, reason == Denied::RateLimited, "{case}");
+                reason.as_str()
+            }
+        };
+        assert_eq!(got, want, "{case}");
+    }
 }

@@ -124,7 +124,48 @@ fn device_access_rules() {
     ];
     for (names, tenant, owner, policy, want, reason) in table {
         let got = device_access(&caller("alice", names), &device(tenant, owner), policy);
+        let got = got.map_err(|(e, r)| (e, r.as_str()));
         let want = want.map_err(|e| (e, reason));
         assert_eq!(got, want, "{names:?} on {owner}'s device in {tenant}");
+    }
+}
+
+#[test]
+fn rate_limit_rules() {
+    use crate::domain::incidents::{IncidentId, OpenIncident};
+    let now = time::OffsetDateTime::from_unix_timestamp(1_000).unwrap();
+    let limits = RateLimits {
+        key: 5,
+        helpdesk: 50,
+        incident_max: 500,
+    };
+    let incident = |limit, expires| OpenIncident {
+        incident_id: IncidentId::new(),
+        expires_at: time::OffsetDateTime::from_unix_timestamp(expires).unwrap(),
+        helpdesk_rate_limit: limit,
+        opened_by: None,
+    };
+    let tenant = |own: Option<u32>, agents: Option<u32>, inc: Option<OpenIncident>| TenantPolicy {
+        self_service_rate_limit: own,
+        helpdesk_rate_limit: agents,
+        incident: inc,
+        ..TenantPolicy::default()
+    };
+    // (case, access, tenant policy, limit)
+    #[rustfmt::skip]
+    let table: Vec<(&str, Access, TenantPolicy, u32)> = vec![
+        ("owner, deployment's", Access::Owner, tenant(None, None, None), 5),
+        ("owner, tenant's lower", Access::Owner, tenant(Some(2), None, None), 2),
+        ("owner, tenant's higher is capped", Access::Owner, tenant(Some(9), None, None), 5),
+        ("owner, an incident changes nothing", Access::Owner, tenant(None, None, Some(incident(400, 2_000))), 5),
+        ("agent, deployment's", Access::Helpdesk, tenant(None, None, None), 50),
+        ("agent, tenant's lower", Access::Helpdesk, tenant(Some(1), Some(20), None), 20),
+        ("agent, tenant's higher is capped", Access::Helpdesk, tenant(None, Some(90), None), 50),
+        ("agent, open incident's", Access::Helpdesk, tenant(None, Some(20), Some(incident(400, 2_000))), 400),
+        ("agent, incident's capped", Access::Helpdesk, tenant(None, None, Some(incident(900, 2_000))), 500),
+        ("agent, closed incident", Access::Helpdesk, tenant(None, Some(20), Some(incident(400, 1_000))), 20),
+    ];
+    for (case, access, policy, want) in table {
+        assert_eq!(rate_limit(&limits, access, &policy, now), want, "{case}");
     }
 }

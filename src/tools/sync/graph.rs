@@ -7,6 +7,7 @@
 //! Bodies are read into zeroized buffers, because a key read's body holds a
 //! recovery password; no body is ever logged or put into an error.
 
+use super::certificate::{self, ClientCertificate};
 use reqwest::{StatusCode, Url};
 use serde::de::DeserializeOwned;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,12 +26,19 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(300);
 /// The `ocp-client-name` Graph's BitLocker API asks clients to send.
 pub const CLIENT_NAME: &str = "recovery-portal sync";
 
+/// How the application proves who it is to Entra: exactly one of
+/// `PORTAL_ENTRA_CLIENT_SECRET` and `PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE`.
+pub enum ClientCredential {
+    Secret(Zeroizing<String>),
+    Certificate(ClientCertificate),
+}
+
 /// How the sync reaches Entra: `PORTAL_ENTRA_*` and `PORTAL_GRAPH_URL`.
 pub struct GraphConfig {
     /// The Entra tenant (GUID or verified domain) the app is registered in.
     pub entra_tenant: String,
     pub client_id: String,
-    pub client_secret: Zeroizing<String>,
+    pub credential: ClientCredential,
     /// `https://graph.microsoft.com` or a national cloud's Graph.
     pub graph_url: Url,
     /// `https://login.microsoftonline.com` or a national cloud's login.
@@ -78,7 +86,7 @@ impl GraphConfig {
         };
         let entra_tenant = required("PORTAL_ENTRA_TENANT_ID");
         let client_id = required("PORTAL_ENTRA_CLIENT_ID");
-        let client_secret = Zeroizing::new(required("PORTAL_ENTRA_CLIENT_SECRET"));
+        let credential = credential(&lookup).map_err(|e| errors.push(e)).ok();
         let url = |name: &str, default: &str, errors: &mut Vec<String>| {
             let raw = lookup(name).unwrap_or_else(|| default.to_owned());
             base_url(&raw)
@@ -103,16 +111,45 @@ impl GraphConfig {
         if !entra_tenant.is_empty() && !tenant_ok {
             errors.push("PORTAL_ENTRA_TENANT_ID: must be the tenant's GUID or domain".into());
         }
-        match (graph_url, login_url) {
-            (Some(graph_url), Some(login_url)) if errors.is_empty() => Ok(Self {
+        match (graph_url, login_url, credential) {
+            (Some(graph_url), Some(login_url), Some(credential)) if errors.is_empty() => Ok(Self {
                 entra_tenant,
                 client_id,
-                client_secret,
+                credential,
                 graph_url,
                 login_url,
             }),
             _ => Err(errors.join("; ")),
         }
+    }
+}
+
+const SECRET_VAR: &str = "PORTAL_ENTRA_CLIENT_SECRET";
+const CERTIFICATE_VAR: &str = "PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE";
+
+/// Exactly one credential: the secret, or the certificate file (read and
+/// checked here, so a wrong file fails before any request).
+fn credential(lookup: &impl Fn(&str) -> Option<String>) -> Result<ClientCredential, String> {
+    let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+    match (set(SECRET_VAR), set(CERTIFICATE_VAR)) {
+        (Some(secret), None) => Ok(ClientCredential::Secret(Zeroizing::new(
+            secret.trim().to_owned(),
+        ))),
+        (None, Some(path)) => {
+            let path = path.trim();
+            let text = std::fs::read(path)
+                .map(Zeroizing::new)
+                .map_err(|e| format!("{CERTIFICATE_VAR}: {path}: {e}"))?;
+            ClientCertificate::from_pem(&text)
+                .map(ClientCredential::Certificate)
+                .map_err(|e| format!("{CERTIFICATE_VAR}: {path} {e}"))
+        }
+        (Some(_), Some(_)) => Err(format!(
+            "{SECRET_VAR} and {CERTIFICATE_VAR} are both set: set exactly one (the certificate is the stronger credential)"
+        )),
+        (None, None) => Err(format!(
+            "{SECRET_VAR} or {CERTIFICATE_VAR} (a PEM file with the certificate and its private key) is required"
+        )),
     }
 }
 
@@ -170,6 +207,31 @@ fn error_code(bytes: &[u8]) -> String {
         .unwrap_or_else(|| "no error code".into())
 }
 
+/// The token endpoint's `error` and `AADSTS` codes (`invalid_client,
+/// AADSTS700027`: what Entra's troubleshooting pages are indexed by), never
+/// its description.
+fn token_error(bytes: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        error: Option<String>,
+        #[serde(default)]
+        error_codes: Vec<u64>,
+    }
+    let Ok(a) = serde_json::from_slice::<Answer>(bytes) else {
+        return "no error code".into();
+    };
+    let codes = a.error_codes.iter().map(|c| format!("AADSTS{c}"));
+    let error = a
+        .error
+        .map(|e| e.chars().filter(char::is_ascii_graphic).take(64).collect());
+    let parts: Vec<String> = error.into_iter().chain(codes).collect();
+    if parts.is_empty() {
+        "no error code".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 /// A page of an OData collection.
 #[derive(serde::Deserialize)]
 struct Page<T> {
@@ -225,18 +287,27 @@ impl GraphClient {
             c.entra_tenant
         );
         let scope = format!("{}/.default", c.graph_url.as_str().trim_end_matches('/'));
-        let form = Zeroizing::new(
-            form_urlencoded::Serializer::new(String::new())
-                .append_pair("grant_type", "client_credentials")
-                .append_pair("client_id", &c.client_id)
-                .append_pair("client_secret", &c.client_secret)
-                .append_pair("scope", &scope)
-                .finish(),
-        );
         let failed = |detail: String| GraphError::Request {
             what: format!("token from {}", c.login_url),
             detail,
         };
+        let mut request = Zeroizing::new(String::new());
+        let mut form = form_urlencoded::Serializer::new(&mut *request);
+        form.append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &c.client_id)
+            .append_pair("scope", &scope);
+        match &c.credential {
+            ClientCredential::Secret(secret) => {
+                form.append_pair("client_secret", secret);
+            }
+            ClientCredential::Certificate(cert) => {
+                let now = time::OffsetDateTime::now_utc().unix_timestamp();
+                let assertion = cert.assertion(&c.client_id, &url, now).map_err(failed)?;
+                form.append_pair("client_assertion_type", certificate::ASSERTION_TYPE)
+                    .append_pair("client_assertion", &assertion);
+            }
+        }
+        form.finish();
         let resp = self
             .http
             .post(&url)
@@ -245,14 +316,14 @@ impl GraphClient {
                 "application/x-www-form-urlencoded",
             )
             .header(reqwest::header::USER_AGENT, user_agent())
-            .body(form.as_str().to_owned())
+            .body(request.as_str().to_owned())
             .send()
             .await
             .map_err(|e| failed(transport(&e)))?;
         let status = resp.status();
         let bytes = body(resp).await.map_err(|e| failed(transport(&e)))?;
         if !status.is_success() {
-            return Err(failed(format!("{status} ({})", error_code(&bytes))));
+            return Err(failed(format!("{status} ({})", token_error(&bytes))));
         }
         let answer: TokenAnswer = serde_json::from_slice(&bytes)
             .map_err(|_| failed("the answer is not a token response".into()))?;
@@ -433,6 +504,43 @@ mod tests {
             assert!(e.contains(part), "{e}");
         }
         assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn exactly_one_credential_secret_or_certificate() {
+        let c = GraphConfig::from_lookup(env(BASE)).unwrap();
+        assert!(matches!(c.credential, ClientCredential::Secret(_)));
+        let mut both = BASE.to_vec();
+        both.push((
+            "PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE",
+            "/nonexistent/app.pem",
+        ));
+        let e = GraphConfig::from_lookup(env(&both)).err().unwrap();
+        assert!(e.contains("are both set: set exactly one"), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let neither: Vec<_> = BASE[..2].to_vec();
+        let e = GraphConfig::from_lookup(env(&neither)).err().unwrap();
+        assert!(
+            e.contains("PORTAL_ENTRA_CLIENT_SECRET or PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE"),
+            "{e}"
+        );
+        let mut cert = neither.clone();
+        cert.push((
+            "PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE",
+            "/nonexistent/app.pem",
+        ));
+        let e = GraphConfig::from_lookup(env(&cert)).err().unwrap();
+        assert!(
+            e.starts_with("PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE: /nonexistent/app.pem:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn token_errors_give_the_aadsts_code_not_the_description() {
+        let b = br#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Trace ID: x","error_codes":[7000215]}"#;
+        assert_eq!(token_error(b), "invalid_client, AADSTS7000215");
+        assert_eq!(token_error(b"<html>"), "no error code");
     }
 
     #[test]

@@ -55,6 +55,45 @@ pub struct NotInEntra {
     pub key_id: KeyId,
 }
 
+/// A stored device the sync wrote before that Entra no longer lists
+/// (deleted from Entra): kept, with its keys, and reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeviceNotInEntra {
+    pub device_id: DeviceId,
+    pub display_name: String,
+    /// Its stored keys (each also in `not_in_entra`).
+    pub keys: usize,
+}
+
+/// What Entra no longer lists of the devices the sync wrote before and
+/// Entra lists no key for now (`held`): every stored key of them, and
+/// those devices Entra does not list at all. Reported, never changed.
+pub fn unlisted(
+    held: &HashMap<DeviceId, Held>,
+    entra_devices: &HashMap<DeviceId, EntraDevice>,
+) -> (Vec<NotInEntra>, Vec<DeviceNotInEntra>) {
+    let mut ids: Vec<&DeviceId> = held.keys().collect();
+    ids.sort();
+    let (mut keys, mut devices) = (Vec::new(), Vec::new());
+    for id in ids {
+        let h = &held[id];
+        let mut gone: Vec<KeyId> = h.keys.iter().copied().collect();
+        gone.sort();
+        keys.extend(gone.into_iter().map(|key_id| NotInEntra {
+            device_id: id.clone(),
+            key_id,
+        }));
+        if !entra_devices.contains_key(id) {
+            devices.push(DeviceNotInEntra {
+                device_id: id.clone(),
+                display_name: h.metadata.display_name.clone(),
+                keys: h.keys.len(),
+            });
+        }
+    }
+    (keys, devices)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub devices: Vec<DevicePlan>,
@@ -269,6 +308,37 @@ mod tests {
         );
         assert_eq!(p.devices[0].change, DeviceChange::Unchanged);
         assert!(p.devices[0].new_keys.is_empty());
+    }
+
+    #[test]
+    fn synced_devices_entra_dropped_are_reported_with_their_keys() {
+        let (k1, k2, k3) = (key(1, "D1", 2023), key(2, "D1", 2024), key(3, "D2", 2024));
+        let (id1, d1) = entra("D1", Some("alice"));
+        let (id2, d2) = entra("D2", Some("bob"));
+        // D1 is gone from Entra; D2 is still listed but has no keys there.
+        let stored: HashMap<_, _> = [held(&d1, "alice", &[&k2, &k1]), held(&d2, "bob", &[&k3])]
+            .into_iter()
+            .collect();
+        let listed: HashMap<_, _> = [(id2.clone(), d2)].into_iter().collect();
+        let (keys, devices) = unlisted(&stored, &listed);
+        let pairs: Vec<(DeviceId, KeyId)> =
+            keys.into_iter().map(|k| (k.device_id, k.key_id)).collect();
+        assert_eq!(
+            pairs,
+            [
+                (id1.clone(), k1.key_id),
+                (id1.clone(), k2.key_id),
+                (id2, k3.key_id)
+            ]
+        );
+        assert_eq!(
+            devices,
+            [DeviceNotInEntra {
+                device_id: id1,
+                display_name: "D1 name".into(),
+                keys: 2
+            }]
+        );
     }
 
     #[test]

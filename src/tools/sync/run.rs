@@ -14,7 +14,10 @@
 
 use super::entra::{self, EntraKey, RawDevice, RawKey};
 use super::graph::{GraphClient, GraphError};
-use super::plan::{self, DeviceChange, DevicePlan, Held, NotInEntra, Plan, Skipped};
+use super::plan::{
+    self, DeviceChange, DeviceNotInEntra, DevicePlan, Held, NotInEntra, Plan, Skipped,
+};
+use crate::domain::audit::{Action, AuditQuery, Outcome};
 use crate::domain::caller::{Caller, Permissions};
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, TenantId, UserId};
@@ -24,7 +27,7 @@ use crate::domain::model::RecoveryPassword;
 use crate::ports::Portal;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use time::OffsetDateTime;
 
@@ -83,6 +86,9 @@ pub struct SyncSummary {
     pub skipped: Vec<Skipped>,
     /// Stored keys of synced devices that Entra no longer lists: kept.
     pub not_in_entra: Vec<NotInEntra>,
+    /// Devices the sync wrote before that Entra no longer lists (deleted
+    /// there): kept, with their keys (also in `not_in_entra`).
+    pub devices_not_in_entra: Vec<DeviceNotInEntra>,
     pub graph: GraphCounts,
 }
 
@@ -140,11 +146,46 @@ async fn list_entra(graph: &GraphClient) -> Result<Listing, GraphError> {
     })
 }
 
-/// The stored state of these devices (absent ones left out).
+/// Devices the sync has written before (enrolled, updated or escrowed a
+/// key to), from its audit trail, which is kept without expiry: so a
+/// device synced years ago and unchanged since is still known.
+async fn synced_before(portal: &Portal, tenant: &TenantId) -> Result<HashSet<DeviceId>, SyncError> {
+    let actor = UserId::syncer(SOURCE).expect("a valid source name");
+    let mut out = HashSet::new();
+    let mut after = None;
+    loop {
+        let query = AuditQuery {
+            actor: Some(actor.clone()),
+            after,
+            limit: AuditQuery::MAX_LIMIT,
+            ..Default::default()
+        };
+        let page = portal
+            .store
+            .audit_events(tenant, &query)
+            .await
+            .map_err(|e| SyncError::Store(e.to_string()))?;
+        out.extend(
+            page.events
+                .into_iter()
+                .filter(|e| matches!(e.action, Action::Escrow | Action::DeviceUpsert))
+                .filter(|e| e.outcome != Outcome::Denied)
+                .filter_map(|e| e.device_id),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// The stored state of these devices (absent ones left out; retired ones
+/// too unless `retired`).
 async fn held(
     portal: &Portal,
     tenant: &TenantId,
     ids: Vec<DeviceId>,
+    retired: bool,
 ) -> Result<HashMap<DeviceId, Held>, SyncError> {
     let rows: Vec<Option<(DeviceId, Held)>> = stream::iter(ids)
         .map(|id| async move {
@@ -153,6 +194,7 @@ async fn held(
                 .device_for_write(tenant, &id)
                 .await
                 .map_err(|e| SyncError::Store(e.to_string()))?;
+            let record = record.filter(|r| retired || r.device.retired.is_none());
             Ok::<_, SyncError>(record.map(|r| {
                 let d = r.device;
                 let held = Held {
@@ -336,6 +378,23 @@ async fn sync_device(
     Ok(out)
 }
 
+/// What Entra dropped of the devices the sync wrote before: those it
+/// lists no key for now (their stored keys), and those it does not list
+/// at all. Retired devices are left out: the portal retired them already.
+async fn unlisted(
+    portal: &Portal,
+    tenant: &TenantId,
+    listing: &Listing,
+) -> Result<(Vec<NotInEntra>, Vec<DeviceNotInEntra>), SyncError> {
+    let ids = synced_before(portal, tenant)
+        .await?
+        .into_iter()
+        .filter(|id| !listing.keys.contains_key(id))
+        .collect();
+    let stored = held(portal, tenant, ids, false).await?;
+    Ok(plan::unlisted(&stored, &listing.devices))
+}
+
 fn summary(opts: &SyncOptions, listing: &Listing, plan: &Plan) -> SyncSummary {
     let mut s = SyncSummary {
         tenant: opts.tenant.clone(),
@@ -352,6 +411,7 @@ fn summary(opts: &SyncOptions, listing: &Listing, plan: &Plan) -> SyncSummary {
         owner_changes: 0,
         skipped: listing.skipped.clone(),
         not_in_entra: plan.not_in_entra.clone(),
+        devices_not_in_entra: Vec::new(),
         graph: GraphCounts::default(),
     };
     s.skipped.extend(plan.skipped.iter().cloned());
@@ -397,9 +457,12 @@ pub async fn sync_entra(
 ) -> Result<SyncSummary, SyncError> {
     let listing = list_entra(graph).await?;
     let ids: Vec<DeviceId> = listing.keys.keys().cloned().collect();
-    let held = held(portal, &opts.tenant, ids).await?;
+    let held = held(portal, &opts.tenant, ids, true).await?;
     let plan = plan::plan(&listing.keys, &listing.devices, &held);
     let mut s = summary(opts, &listing, &plan);
+    let (keys, devices) = unlisted(portal, &opts.tenant, &listing).await?;
+    s.not_in_entra.extend(keys);
+    s.devices_not_in_entra = devices;
     if opts.dry_run {
         count_plan(&mut s, &plan);
     } else {

@@ -39,8 +39,22 @@ pub struct Device {
     pub owner: Option<&'static str>,
 }
 
+/// The certificate registered for the application: its DER and its RSA
+/// public key (PKCS#1), to check client assertions with.
+#[derive(Clone)]
+pub struct Registered {
+    pub der: Vec<u8>,
+    pub public_key: Vec<u8>,
+}
+
 #[derive(Default)]
 pub struct Graph {
+    /// Set: the application authenticates with this certificate only.
+    pub certificate: Option<Registered>,
+    /// Client assertions accepted, and why others were refused.
+    pub assertions_accepted: usize,
+    pub assertion_failures: Vec<String>,
+    pub jtis: HashSet<String>,
     pub keys: Vec<Key>,
     pub devices: Vec<Device>,
     /// Keys whose `$select=key` answer is wrapped in `value`.
@@ -82,19 +96,122 @@ fn check(g: &mut Graph, what: &str, h: &HeaderMap) {
     }
 }
 
-async fn token(State(s): State<Shared>, Path(tenant): Path<String>, body: String) -> Response {
+fn b64(part: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| "not base64url".to_owned())
+}
+
+/// Checks a client assertion as the Microsoft identity platform documents
+/// it (certificate credentials), with aws-lc-rs rather than the client's
+/// jsonwebtoken: PS256 over `header.payload` with the registered
+/// certificate's key, `x5t#S256` its SHA-256 thumbprint, `aud` this token
+/// endpoint, `iss` = `sub` = the client ID, a `jti` never seen before,
+/// `nbf` not in the future, `exp` in the future and at most 10 minutes on.
+fn check_assertion(g: &mut Graph, jwt: &str, audience: &str) -> Result<(), String> {
+    let reg = g.certificate.clone().ok_or("no certificate registered")?;
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [h, p, sig] = parts[..] else {
+        return Err("not a JWS".into());
+    };
+    let header: Value = serde_json::from_slice(&b64(h)?).map_err(|e| e.to_string())?;
+    let claims: Value = serde_json::from_slice(&b64(p)?).map_err(|e| e.to_string())?;
+    let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+        &aws_lc_rs::signature::RSA_PSS_2048_8192_SHA256,
+        &reg.public_key,
+    );
+    key.verify(format!("{h}.{p}").as_bytes(), &b64(sig)?)
+        .map_err(|_| "bad signature".to_owned())?;
+    let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &reg.der);
+    let want_x5t = {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumb.as_ref())
+    };
+    if header["alg"] != "PS256" || header["typ"] != "JWT" || header["x5t#S256"] != want_x5t.as_str()
+    {
+        return Err(format!("header {header}"));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let n = |c: &str| claims[c].as_i64().unwrap_or(i64::MIN);
+    let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
+    let ok = claims["aud"] == audience
+        && claims["iss"] == CLIENT_ID
+        && claims["sub"] == CLIENT_ID
+        && !jti.is_empty()
+        && g.jtis.insert(jti)
+        && n("nbf") <= now + 5
+        && n("iat") <= now + 5
+        && n("exp") > now
+        && n("exp") - n("nbf") <= 600;
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("claims {claims}"))
+    }
+}
+
+/// The client authenticates as registered: with the certificate when one
+/// is (and then never with a secret), else with the secret.
+fn client_ok(g: &mut Graph, form: &BTreeMap<String, String>, audience: &str) -> bool {
+    let get = |k: &str| form.get(k).map(String::as_str);
+    if g.certificate.is_none() {
+        return get("client_secret") == Some(SECRET) && get("client_assertion").is_none();
+    }
+    let checked = match (
+        get("client_secret"),
+        get("client_assertion_type"),
+        get("client_assertion"),
+    ) {
+        (None, Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer"), Some(jwt)) => {
+            check_assertion(g, jwt, audience)
+        }
+        _ => Err("no client assertion, or a secret as well".into()),
+    };
+    match checked {
+        Ok(()) => {
+            g.assertions_accepted += 1;
+            true
+        }
+        Err(e) => {
+            g.assertion_failures.push(e);
+            false
+        }
+    }
+}
+
+async fn token(
+    State(s): State<Shared>,
+    Path(tenant): Path<String>,
+    h: HeaderMap,
+    body: String,
+) -> Response {
     let form: BTreeMap<String, String> = form_urlencoded::parse(body.as_bytes())
         .into_owned()
         .collect();
+    let host = h
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let audience = format!("http://{host}/{tenant}/oauth2/v2.0/token");
+    let mut g = s.lock().unwrap();
     let ok = tenant == ENTRA_TENANT
         && form.get("grant_type").map(String::as_str) == Some("client_credentials")
         && form.get("client_id").map(String::as_str) == Some(CLIENT_ID)
-        && form.get("client_secret").map(String::as_str) == Some(SECRET)
-        && form.get("scope").is_some_and(|s| s.ends_with("/.default"));
+        && form.get("scope").is_some_and(|s| s.ends_with("/.default"))
+        && client_ok(&mut g, &form, &audience);
     if !ok {
-        return answer(StatusCode::UNAUTHORIZED, json!({"error": "invalid_client"}));
+        // As Entra answers an unknown certificate (AADSTS700027).
+        return answer(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": "invalid_client", "error_description": "AADSTS700027: Client assertion failed signature validation.", "error_codes": [700027]}),
+        );
     }
-    s.lock().unwrap().tokens_issued += 1;
+    g.tokens_issued += 1;
+    drop(g);
     answer(
         StatusCode::OK,
         json!({"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": TOKEN}),

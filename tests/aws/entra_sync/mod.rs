@@ -101,17 +101,50 @@ fn seed() -> recovery_portal::tools::seed::Seed {
 }
 
 fn client(base: &str) -> GraphClient {
+    client_with(base, ("PORTAL_ENTRA_CLIENT_SECRET", fake_graph::SECRET))
+}
+
+/// A client authenticating with `credential` (variable, value).
+fn client_with(base: &str, credential: (&str, &str)) -> GraphClient {
     let config = GraphConfig::from_lookup(|k| {
         Some(match k {
             "PORTAL_ENTRA_TENANT_ID" => fake_graph::ENTRA_TENANT.into(),
             "PORTAL_ENTRA_CLIENT_ID" => fake_graph::CLIENT_ID.into(),
-            "PORTAL_ENTRA_CLIENT_SECRET" => fake_graph::SECRET.into(),
             "PORTAL_GRAPH_URL" | "PORTAL_ENTRA_LOGIN_URL" => base.into(),
+            k if k == credential.0 => credential.1.into(),
             _ => return None,
         })
     })
     .unwrap();
     GraphClient::with_http(config, reqwest::Client::new())
+}
+
+/// An application certificate (self-signed RSA, as `New-SelfSignedCertificate`
+/// makes one) as the PEM file the sync reads, and as Entra registers it.
+pub fn certificate(key: &rcgen::KeyPair, name: &str) -> (String, fake_graph::Registered) {
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()])
+        .unwrap()
+        .self_signed(key)
+        .unwrap();
+    let pem = format!("{}{}", key.serialize_pem(), cert.pem());
+    let registered = fake_graph::Registered {
+        der: cert.der().to_vec(),
+        public_key: key.public_key_raw().to_vec(),
+    };
+    (pem, registered)
+}
+
+pub fn rsa_key() -> rcgen::KeyPair {
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap()
+}
+
+/// `text` in a fresh file; its path.
+pub fn temp_file(name: &str, text: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("portal-sync-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
 }
 
 async fn run(portal: &Portal, base: &str, dry_run: bool) -> (SyncSummary, Duration) {
@@ -351,6 +384,44 @@ async fn later_run(portal: &Portal, graph: &Shared, base: &str) {
     let (s, _) = run(portal, base, false).await;
     assert!(reads(graph).is_empty(), "{s:?}");
     assert_eq!((s.keys.new, s.devices.unchanged), (0, 2), "{s:?}");
+    assert!(s.devices_not_in_entra.is_empty(), "{s:?}");
+    deleted_from_entra(portal, graph, base).await;
+}
+
+/// Entra deletes D1 with its keys: the sync reports the device and every
+/// key it holds for it, and deletes nothing (a dry run says the same).
+async fn deleted_from_entra(portal: &Portal, graph: &Shared, base: &str) {
+    {
+        let mut g = graph.lock().unwrap();
+        g.devices.retain(|d| d.device_id != D1);
+        g.keys.retain(|k| k.device_id != D1);
+    }
+    for dry_run in [true, false] {
+        let (s, _) = run(portal, base, dry_run).await;
+        let gone: Vec<(&str, &str, usize)> = s
+            .devices_not_in_entra
+            .iter()
+            .map(|d| (d.device_id.as_str(), d.display_name.as_str(), d.keys))
+            .collect();
+        assert_eq!(gone, [(D1, "DESKTOP-ALICE", 3)], "{s:?}");
+        let mut keys: Vec<String> = s
+            .not_in_entra
+            .iter()
+            .filter(|k| k.device_id.as_str() == D1)
+            .map(|k| k.key_id.to_string())
+            .collect();
+        keys.sort();
+        let mut want = [K1, K2, K6].map(str::to_uppercase);
+        want.sort();
+        assert_eq!(keys, want, "{s:?}");
+        assert_eq!((s.keys.new, s.devices.listed), (0, 3), "{s:?}");
+    }
+    let (status, got) = retrieve(portal, CAROL, "RecoveryKey.Read", D1, None).await;
+    assert_eq!(
+        (status, got["recovery_password"].as_str()),
+        (200, Some(password(6).as_str())),
+        "{got}"
+    );
 }
 
 async fn scenario<S: Store + LifecycleStore + recovery_portal::ports::ImportStore + 'static>(
@@ -434,6 +505,52 @@ async fn the_cli_syncs_into_moto_and_logs_no_password() {
             "a secret in the output"
         );
     }
+    // The certificate credential from a PEM file: a dry run authenticates,
+    // and nothing of the key shows.
+    let key = rsa_key();
+    let (pem, registered) = certificate(&key, "recovery-portal-sync");
+    graph.lock().unwrap().certificate = Some(registered);
+    let pem_file = temp_file("app.pem", &pem);
+    let out = cli(&["sync", "entra", "--tenant", "contoso", "--dry-run"])
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "the secret still worked");
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal"));
+    let out = c
+        .args(["sync", "entra", "--tenant", "contoso", "--dry-run"])
+        .env("RUST_LOG", "trace")
+        .env("AWS_ENDPOINT_URL", crate::support::aws::moto_url())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("PORTAL_TABLE_PREFIX", &env.prefix)
+        .env("PORTAL_ENTRA_TENANT_ID", fake_graph::ENTRA_TENANT)
+        .env("PORTAL_ENTRA_CLIENT_ID", fake_graph::CLIENT_ID)
+        .env("PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE", &pem_file)
+        .env("PORTAL_GRAPH_URL", &base)
+        .env("PORTAL_ENTRA_LOGIN_URL", &base)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    let key_body: String = key
+        .serialize_pem()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(
+        !text.contains("PRIVATE KEY")
+            && !text.contains(&key_body[200..260])
+            && !text.contains("eyJ"),
+        "key material or an assertion in the output"
+    );
+    assert_eq!(graph.lock().unwrap().assertions_accepted, 1);
+
     // A plain-http Graph off loopback is refused before anything is sent.
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_portal"));
     let out = c
@@ -450,4 +567,75 @@ async fn the_cli_syncs_into_moto_and_logs_no_password() {
         !out.status.success() && stderr.contains("PORTAL_GRAPH_URL"),
         "{stderr}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_credential_sends_an_assertion_entra_accepts() {
+    let store = Arc::new(recovery_portal::adapters::embedded::MemoryStore::new());
+    let cipher: Arc<dyn KeyCipher> =
+        Arc::new(recovery_portal::adapters::embedded::LocalCipher::random());
+    recovery_portal::tools::import::import(&seed(), cipher.as_ref(), store.as_ref(), &|_, _| {})
+        .await
+        .unwrap();
+    let portal = portal(store, cipher);
+    let key = rsa_key();
+    let (pem, registered) = certificate(&key, "recovery-portal-sync");
+    let mut g = entra();
+    g.certificate = Some(registered);
+    let graph: Shared = Arc::new(Mutex::new(g));
+    let base = fake_graph::spawn(graph.clone()).await;
+    let opts = SyncOptions {
+        tenant: "contoso".parse_tenant(),
+        dry_run: false,
+    };
+    let var = "PORTAL_ENTRA_CLIENT_CERTIFICATE_FILE";
+    let good = temp_file("app.pem", &pem);
+    let s = sync_entra(
+        &portal,
+        &client_with(&base, (var, &good)),
+        &opts,
+        &|_, _| {},
+    )
+    .await
+    .expect("sync with the certificate");
+    assert_eq!(s.keys.new, 2, "{s:?}");
+    {
+        let g = graph.lock().unwrap();
+        assert_eq!(
+            (g.assertions_accepted, g.assertion_failures.len()),
+            (1, 0),
+            "{:?}",
+            g.assertion_failures
+        );
+    }
+    // Entra refuses: another key; the same key under another certificate
+    // (its thumbprint differs); the secret instead of the certificate.
+    let (other, _) = certificate(&rsa_key(), "recovery-portal-sync");
+    let (renamed, _) = certificate(&key, "another-name");
+    for (cred, why) in [
+        ((var, temp_file("other.pem", &other)), "bad signature"),
+        ((var, temp_file("renamed.pem", &renamed)), "header"),
+        (
+            ("PORTAL_ENTRA_CLIENT_SECRET", fake_graph::SECRET.to_owned()),
+            "no client assertion",
+        ),
+    ] {
+        let e = sync_entra(
+            &portal,
+            &client_with(&base, (cred.0, &cred.1)),
+            &opts,
+            &|_, _| {},
+        )
+        .await
+        .expect_err("Entra refuses it");
+        let e = e.to_string();
+        assert!(
+            e.contains("invalid_client, AADSTS700027")
+                && !e.contains("PRIVATE")
+                && !e.contains(fake_graph::SECRET),
+            "{e}"
+        );
+        let failure = graph.lock().unwrap().assertion_failures.pop().unwrap();
+        assert!(failure.starts_with(why), "{failure}");
+    }
 }

@@ -1,0 +1,173 @@
+//! The one audit-event builder: who asks, from where, for what, about
+//! which device. Retrievals and writes alike build their events, granted
+//! and denied, here.
+
+use super::{Action, AuditEvent, DENIED_EVENTS_PER_HOUR, Outcome};
+use crate::domain::caller::Caller;
+use crate::domain::denial::Denied;
+use crate::domain::error::ApiError;
+use crate::domain::ids::{DeviceId, KeyId};
+use crate::domain::keys::RequestMeta;
+use crate::domain::metrics::{Cause, Metric};
+use crate::ports::{Denial, Portal};
+
+/// The audit trail of one authenticated request. For a retrieval
+/// (`Action::Disclose`) it is one attempt; for a write, one change.
+#[derive(Clone, Copy)]
+pub struct Audit<'a> {
+    pub portal: &'a Portal,
+    pub caller: &'a Caller,
+    pub meta: &'a RequestMeta,
+    pub action: Action,
+    pub device_id: Option<&'a DeviceId>,
+    /// What the events record as the justification: a retrieval's reason,
+    /// or a write's detail (`with_detail`).
+    pub justification: Option<&'a str>,
+}
+
+impl<'a> Audit<'a> {
+    /// A key retrieval's attempt.
+    pub fn disclosure(
+        portal: &'a Portal,
+        caller: &'a Caller,
+        meta: &'a RequestMeta,
+        device_id: Option<&'a DeviceId>,
+        justification: Option<&'a str>,
+    ) -> Self {
+        Self {
+            portal,
+            caller,
+            meta,
+            action: Action::Disclose,
+            device_id,
+            justification,
+        }
+    }
+
+    /// A write's events (`action`), with no justification until
+    /// `with_detail` gives one.
+    pub fn write(
+        portal: &'a Portal,
+        caller: &'a Caller,
+        meta: &'a RequestMeta,
+        action: Action,
+        device_id: Option<&'a DeviceId>,
+    ) -> Self {
+        Self {
+            portal,
+            caller,
+            meta,
+            action,
+            device_id,
+            justification: None,
+        }
+    }
+
+    /// The same request, its events recording `detail` as justification.
+    pub fn with_detail<'b>(&self, detail: Option<&'b str>) -> Audit<'b>
+    where
+        'a: 'b,
+    {
+        Audit {
+            justification: detail,
+            ..*self
+        }
+    }
+
+    /// An event of its own (a fresh event id), carrying the request id for
+    /// correlation.
+    pub fn event(&self, key_id: Option<KeyId>, outcome: Outcome, reason: &str) -> AuditEvent {
+        AuditEvent {
+            action: self.action,
+            event_id: uuid::Uuid::new_v4().to_string(),
+            time: self.portal.clock.now(),
+            tenant_id: self.caller.tenant.clone(),
+            actor: self.caller.user.clone(),
+            device_id: self.device_id.cloned(),
+            key_id,
+            outcome,
+            reason: reason.to_owned(),
+            justification: self.justification.map(str::to_owned),
+            source_ip: self.meta.source_ip.clone(),
+            user_agent: self.meta.user_agent.clone(),
+            request_id: self.meta.request_id.clone(),
+        }
+    }
+
+    /// An event recording `detail` as its justification (a write's change).
+    pub fn detailed(
+        &self,
+        key_id: Option<KeyId>,
+        outcome: Outcome,
+        reason: &str,
+        detail: Option<String>,
+    ) -> AuditEvent {
+        AuditEvent {
+            justification: detail,
+            ..self.event(key_id, outcome, reason)
+        }
+    }
+
+    /// Records a refusal and answers `error`. Best effort: a refusal
+    /// discloses and changes nothing, so a failed write must not turn a 4xx
+    /// into a 5xx; it is logged instead. A refused retrieval is counted and
+    /// stored within the caller's hourly cap ([`DENIED_EVENTS_PER_HOUR`]:
+    /// beyond it the attempt is logged, not stored, and one marker event
+    /// says so); a refused write is stored as it is, since only callers
+    /// holding a write permission get this far.
+    pub async fn deny(&self, key_id: Option<KeyId>, reason: Denied, error: ApiError) -> ApiError {
+        if self.action != Action::Disclose {
+            let event = self.event(key_id, Outcome::Denied, reason.as_str());
+            if let Err(e) = self.portal.store.append_audit(&event).await {
+                tracing::error!(error = %e, request_id = %self.meta.request_id, reason = reason.as_str(), "could not audit a refused write");
+            }
+            return error;
+        }
+        self.portal.count(Metric::Denials(reason), 1);
+        match &error {
+            ApiError::RateLimited { .. } => self.portal.count(Metric::RateLimited, 1),
+            ApiError::Unavailable(_) if reason == Denied::StoreUnavailable => {
+                self.portal.count(Metric::Unavailable(Cause::Store), 1)
+            }
+            _ => {}
+        }
+        self.store_denied(key_id, reason).await;
+        error
+    }
+
+    /// Stores a denied retrieval within the caller's hourly cap (see `deny`).
+    pub(crate) async fn store_denied(&self, key_id: Option<KeyId>, reason: Denied) {
+        let store = &self.portal.store;
+        let event = self.event(key_id, Outcome::Denied, reason.as_str());
+        match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
+            Ok(Denial::Stored) => {}
+            Ok(Denial::OverCap { marked }) => {
+                tracing::warn!(
+                    request_id = %self.meta.request_id,
+                    tenant = %event.tenant_id,
+                    actor = %event.actor,
+                    device = event.device_id.as_ref().map(|d| d.as_str()),
+                    source_ip = event.source_ip.as_deref(),
+                    reason = reason.as_str(),
+                    cap = DENIED_EVENTS_PER_HOUR,
+                    "denied attempt logged, not stored: this caller reached the hourly cap of denied audit events"
+                );
+                if !marked {
+                    let mut marker =
+                        self.event(None, Outcome::Denied, Denied::DenialsCapped.as_str());
+                    marker.device_id = None;
+                    marker.time = event.time;
+                    marker.justification = Some(format!(
+                        "{DENIED_EVENTS_PER_HOUR} denied attempts stored this hour; further denials of this caller until the hour ends are logged only"
+                    ));
+                    if let Err(e) = store.append_cap_marker(&marker).await {
+                        tracing::error!(error = %e, request_id = %self.meta.request_id, "could not store the denial-cap marker");
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, request_id = %self.meta.request_id, reason = reason.as_str(), "could not audit a denied attempt");
+            }
+        }
+    }
+}
