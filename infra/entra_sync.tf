@@ -207,8 +207,8 @@ data "aws_iam_policy_document" "entra_sync_function" {
   # BatchGetItem per few devices: which key IDs are held, so only new keys
   # are read from Graph), then enrols or updates each device and escrows
   # each new key through the escrow API's conditional transactions,
-  # authorized by their per-item Put and Update. No Delete, no Scan, no
-  # index: a sync never removes what Entra no longer lists.
+  # authorized by their per-item Put and Update. No Delete, no Scan: a
+  # sync never removes what Entra no longer lists.
   statement {
     sid    = "ReadAndWriteDevices"
     effect = "Allow"
@@ -227,6 +227,27 @@ data "aws_iam_policy_document" "entra_sync_function" {
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  # To report devices it synced before that Entra no longer lists, its own
+  # audit events only (by_actor partition <tenant>#sync:entra).
+  statement {
+    sid       = "QueryOwnAuditEvents"
+    effect    = "Allow"
+    actions   = ["dynamodb:Query"]
+    resources = ["${aws_dynamodb_table.audit.arn}/index/by_actor"]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#sync:entra"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   # The role's only permission on the recovery-key CMK: seal, with the

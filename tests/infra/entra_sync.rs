@@ -100,16 +100,21 @@ fn the_role_seals_reads_its_secret_and_never_decrypts() {
         let actions = attr(s, "actions");
         let resources = attr(s, "resources");
         assert_ne!(attr(s, "effect"), "Deny");
-        for banned in [
-            "Decrypt",
-            "kms:*",
-            "\"*\"",
-            "Scan",
-            "Delete",
-            "Query",
-            "ReEncrypt",
-        ] {
+        for banned in ["Decrypt", "kms:*", "\"*\"", "Scan", "Delete", "ReEncrypt"] {
             assert!(!actions.contains(banned), "{actions}");
+        }
+        if actions.contains("dynamodb:Query") {
+            // Only its own audit events, by the by_actor partition.
+            assert_eq!(
+                resources,
+                "[\"${aws_dynamodb_table.audit.arn}/index/by_actor\"]"
+            );
+            assert!(
+                sub(s, "condition")
+                    .iter()
+                    .any(|c| attr(c, "values") == "[\"*#sync:entra\"]"),
+                "{actions}"
+            );
         }
         assert!(!resources.contains("\"*\""), "{resources}");
         if actions.contains("kms:") {
