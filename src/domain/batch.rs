@@ -485,6 +485,10 @@ async fn commit_chunk(
     outcomes: &mut [Option<ItemOutcome>],
 ) -> bool {
     let (portal, caller, meta) = (attempt.portal, attempt.caller, attempt.meta);
+    // Built once: every send of this chunk carries the same events, so a
+    // write that was applied but not acknowledged is found durable (see
+    // `Store::commit_batch`), never written again under new event IDs.
+    let mut events: Vec<_> = chunk.iter().map(|r| granted_event(attempt, r)).collect();
     for _ in 0..keys::COMMIT_ATTEMPTS {
         let now = portal.clock.now();
         let plan = plan_chunk(window, now, limit, chunk.len());
@@ -493,13 +497,13 @@ async fn commit_chunk(
             let retry_after_secs = plan.retry_after_secs;
             outcomes[r.index] = Some(ItemOutcome::RateLimited { retry_after_secs });
         }
+        events.truncate(chunk.len());
         if chunk.is_empty() {
             return true;
         }
         let Some(update) = plan.update else {
             continue;
         };
-        let events: Vec<_> = chunk.iter().map(|r| granted_event(attempt, r)).collect();
         match portal.store.commit_batch(&events, &update).await {
             Ok(Commit::Written) => {
                 *window = update.window;

@@ -112,6 +112,8 @@ pub trait Store: Send + Sync {
     /// Batch retrieval: append these granted events (at most
     /// [`BATCH_COMMIT_MAX`], of distinct devices, all of one actor), take
     /// their rate-limit slots and mark their keys disclosed, all or nothing.
+    /// Sent again with the same events after a `RateConflict`; if one of
+    /// them is durable already, that is an earlier send applied: `Written`.
     async fn commit_batch(
         &self,
         events: &[AuditEvent],

@@ -538,6 +538,34 @@ async fn batch_cancelled_transactions_never_disclose() {
     assert_eq!(rig.batch(&keys).await.unwrap(), [200; DEVICES as usize]);
 }
 
+/// A batch commit moto applied whose answer was lost (a retryable error
+/// instead, as after an attempt timeout): the SDK sends the same
+/// transaction again, which moto (no `ClientRequestToken` support) cancels
+/// on its conditions. The chunk is durable already: every item is a 200
+/// with exactly one granted event, not a second commit with new events.
+#[tokio::test]
+async fn batch_commit_applied_but_its_answer_lost_audits_each_key_once() {
+    let rig = rig().await;
+    rig.open_incident().await;
+    let rule = rig.proxy.add(
+        TRANSACT_WRITE_ITEMS,
+        When::First(1),
+        Fault::Applied(Box::new(Fault::ddb_throttling())),
+    );
+    assert_eq!(
+        rig.batch(&all_keys()).await.unwrap(),
+        [200; DEVICES as usize]
+    );
+    assert_eq!(rule.fired(), 1);
+    rig.proxy.clear();
+    assert_eq!(
+        rig.agent_grants_per_key().await,
+        [1; DEVICES as usize],
+        "one granted event per disclosed key"
+    );
+    assert_eq!(rig.decrypts(), DEVICES as usize);
+}
+
 // --------------------------------------------------------------- listing
 
 /// The listing: one throttle of each call is absorbed; throttled on every

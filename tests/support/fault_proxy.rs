@@ -81,6 +81,10 @@ pub enum Fault {
     Cancelled { code: &'static str, at: usize },
     /// Forwarded, then these keys moved to `UnprocessedKeys` (status 200).
     Unprocessed(Unprocessed),
+    /// Forwarded (moto applies it), then answered with this fault instead
+    /// of moto's answer: a response lost after the write, as when an
+    /// attempt times out. The SDK sends the same request again.
+    Applied(Box<Fault>),
 }
 
 impl Fault {
@@ -334,7 +338,7 @@ async fn handle(state: &State, req: Request) -> Response {
         .unwrap()
         .entry(target.clone())
         .or_default() += 1;
-    let fault = {
+    let mut fault = {
         let rules = state.rules.lock().unwrap();
         // Every rule of the target counts the request; the first that
         // fires answers it.
@@ -364,8 +368,12 @@ async fn handle(state: &State, req: Request) -> Response {
         ],
         body: body.to_string().into_bytes(),
     };
+    if let Some(Fault::Applied(then)) = fault {
+        forward(state, &req).await;
+        fault = Some(*then);
+    }
     match fault {
-        None => forward(state, &req).await,
+        None | Some(Fault::Applied(_)) => forward(state, &req).await,
         Some(Fault::Error { type_, message }) => {
             error(json!({"__type": type_, "message": message}))
         }
