@@ -314,10 +314,7 @@ fn package_sh_builds_and_records_the_fourth_zip() {
     );
 }
 
-#[path = "../support/tfedit.rs"]
-#[allow(dead_code)] // This binary uses a few of the edits.
-mod tfedit;
-
+use crate::terraform::edit as tfedit;
 use tfedit::Edit::{self, AddItem, Drop, Set};
 
 /// The scheduled role's tenant, as written in its conditions.
