@@ -466,22 +466,66 @@ data "aws_iam_policy_document" "entra_sync" {
     }
   }
 
+  # Device items (D#...) and, read-only, tenant items (T#...) for the
+  # tenant's policy. Which tenant is the operator's `--tenant`.
   statement {
-    sid    = "ReadAndWriteDevices"
-    effect = "Allow"
-    actions = [
-      "dynamodb:BatchGetItem",
-      "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-    ]
+    sid       = "ReadDevicesAndTenant"
+    effect    = "Allow"
+    actions   = ["dynamodb:BatchGetItem"]
     resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#*", "T#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
+  # Writes device items only, never a tenant item (T#..., the settings
+  # and the open incident).
+  statement {
+    sid       = "WriteDevices"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
+  }
+
+  # Its own audit events only (pk <tenant>#sync:entra#...).
   statement {
     sid       = "AppendAuditEvents"
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#sync:entra#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   statement {

@@ -47,7 +47,7 @@
 mod schema;
 
 #[path = "../support/tfedit.rs"]
-mod edit;
+pub(crate) mod edit;
 mod mutations;
 
 use crate::tfeval::{self, Locals, instance_name};
