@@ -448,6 +448,16 @@ async fn lifecycle(env: &mut Env) {
         Some(json!({"require_reason": "helpdesk"})),
     )
     .await;
+    // Refused for lack of permission: audited within the caller's hourly
+    // cap of denied events (the rate-limits table's counter item).
+    env.expect(
+        403,
+        patch,
+        "/v1/tenant/settings",
+        &erin,
+        Some(json!({"require_reason": "never"})),
+    )
+    .await;
     let retire = "DELETE /v1/devices/{device_id}";
     env.expect(204, retire, "/v1/devices/PC-DANA", &mdm, None)
         .await;
