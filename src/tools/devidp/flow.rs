@@ -397,9 +397,17 @@ mod tests {
         let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         for (v, c, want) in [
             (verifier, challenge, true),
-            (verifier, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN", false),
+            (
+                verifier,
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN",
+                false,
+            ),
             (&verifier[..42], challenge, false),
-            ("a b c d e f g h i j k l m n o p q r s t u v w", challenge, false),
+            (
+                "a b c d e f g h i j k l m n o p q r s t u v w",
+                challenge,
+                false,
+            ),
         ] {
             assert_eq!(pkce_matches(v, c), want, "{v}");
         }
