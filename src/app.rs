@@ -2,28 +2,36 @@
 
 use crate::adapters::embedded::{LocalCipher, MemoryStore};
 use crate::adapters::jwt::JwtVerifier;
-use crate::config::{AuthConfig, Backend, Config};
+use crate::config::{AuthConfig, Backend, Config, ConfigError};
 use crate::ports::{Clock, Portal, SystemClock, TokenVerifier};
 use crate::tools::seed::Seed;
 use std::sync::Arc;
 
 /// The production verifier for a configured issuer, behind a bounded cache
 /// of verified tokens (a user lists devices, then retrieves a key, with the
-/// same token; see `token_cache` for what the cache keeps safe).
-pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
+/// same token; see `token_cache` for what the cache keeps safe). Builds the
+/// key-fetching client now: call it at init.
+pub fn jwt_verifier(auth: &AuthConfig) -> Result<Arc<dyn TokenVerifier>, ConfigError> {
     jwt_verifier_with_clock(auth, Arc::new(SystemClock))
 }
 
 /// `jwt_verifier` on another clock (tests drive the JWKS max age with it).
-pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<dyn TokenVerifier> {
-    let jwt = JwtVerifier::new(
-        auth.settings(),
-        auth.initial_keys(),
-        auth.source(),
-        clock.clone(),
-    )
-    .with_max_age(auth.jwks_max_age)
-    .with_http_client(auth.jwks_client.clone());
+pub fn jwt_verifier_with_clock(
+    auth: &AuthConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn TokenVerifier>, ConfigError> {
+    let http = crate::adapters::jwt::idp_http_client(auth)?;
+    Ok(jwt_verifier_with(auth, http, clock))
+}
+
+/// `jwt_verifier` fetching with `http` (`portal serve` also checks the
+/// issuer with it, so it is built once).
+pub fn jwt_verifier_with(
+    auth: &AuthConfig,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+) -> Arc<dyn TokenVerifier> {
+    let jwt = JwtVerifier::from_config(auth, http, clock.clone());
     Arc::new(crate::adapters::token_cache::CachingVerifier::new(
         Arc::new(jwt),
         clock,
