@@ -4,8 +4,8 @@
 
 use crate::support::aws as common_aws;
 
+use crate::contract_backends::{Backend, contract_tests};
 use common_aws::{device, key, moto_env, password, seed_json};
-use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{Action, AuditEvent, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::lifecycle::key_digest;
@@ -814,25 +814,22 @@ async fn lifecycle_contract(
     let _ = RateWindow::default();
 }
 
-#[tokio::test]
-async fn embedded_lifecycle_store_keeps_the_contract() {
-    let store = MemoryStore::new();
-    let cipher = LocalCipher::random();
-    lifecycle_contract(&store, &store, &store, &cipher, true).await;
+/// The whole `LifecycleStore` story in order: each step reads what the
+/// ones before it wrote, so it stays one case per backend.
+async fn every_lifecycle_operation_in_order(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+    )
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_lifecycle_store_keeps_the_contract() {
-    let (store, cipher) = crate::contract::sqlite_backends().await;
-    lifecycle_contract(&store, &store, &store, &cipher, true).await;
-}
-
-#[tokio::test]
-async fn dynamodb_lifecycle_store_on_moto_keeps_the_contract() {
-    let env = moto_env().await;
-    let s = env.store.as_ref();
-    lifecycle_contract(s, s, s, env.cipher.as_ref(), false).await;
-}
+contract_tests!(embedded, [every_lifecycle_operation_in_order]);
+contract_tests!(sqlite, [every_lifecycle_operation_in_order]);
+contract_tests!(dynamodb, [every_lifecycle_operation_in_order]);
 
 /// A device item written before keys became a map (a list of key
 /// metadata, no version): disclosures still work, just without the mark,
