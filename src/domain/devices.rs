@@ -5,8 +5,8 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{KeyIdPrefix, UserId};
 use crate::domain::model::{Device, Helpdesk};
 use crate::domain::policy;
-use crate::ports::KeyLocation;
-use crate::ports::Portal;
+use crate::domain::ports::KeyLocation;
+use crate::domain::ports::Portal;
 
 pub struct DeviceListing {
     pub devices: Vec<Device>,

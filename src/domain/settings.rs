@@ -10,7 +10,7 @@ use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
-use crate::ports::{Portal, WriteOutcome};
+use crate::domain::ports::{Portal, WriteOutcome};
 
 /// A partial update: absent fields stay as they are; `helpdesk: null`
 /// removes the helpdesk details.

@@ -13,10 +13,10 @@ use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQu
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
 };
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -157,7 +157,7 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
     );
 
     // --- find_keys: prefix lookup within the tenant.
-    let ids = |v: Vec<recovery_portal::ports::KeyLocation>| {
+    let ids = |v: Vec<recovery_portal::domain::ports::KeyLocation>| {
         v.into_iter()
             .map(|l| (l.device_id.to_string(), l.key_id.to_string()))
             .collect::<BTreeSet<_>>()
@@ -831,7 +831,7 @@ async fn tenant_policy_contract(
     };
     let sealed = cipher.seal(&ctx, &sd.passwords[0].1).await.unwrap();
     import
-        .put_devices(&[recovery_portal::ports::ImportDevice {
+        .put_devices(&[recovery_portal::domain::ports::ImportDevice {
             sealed: recovery_portal::domain::model::SealedDevice {
                 device: dev,
                 policy: TenantPolicy {
@@ -1054,7 +1054,7 @@ async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
         }
         async fn put_devices(
             &self,
-            devices: &[recovery_portal::ports::ImportDevice],
+            devices: &[recovery_portal::domain::ports::ImportDevice],
         ) -> Result<(), Unavailable> {
             self.0.put_devices(devices).await
         }

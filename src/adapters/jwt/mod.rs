@@ -39,7 +39,7 @@ pub use refresh::REFRESH_INTERVAL;
 use crate::domain::caller::Caller;
 use crate::domain::error::AuthFailure;
 use crate::domain::ids::TenantId;
-use crate::ports::{Clock, TokenVerifier};
+use crate::domain::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use bearer::parse_header;
 use refresh::{FetchState, Keys, Refresh};

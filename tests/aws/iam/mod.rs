@@ -23,7 +23,7 @@ use crate::support::common::{password, test_seed};
 use calls::{Recorded, Recorder, requests};
 use policy::{Request, Statement, allows, applies};
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher};
-use recovery_portal::ports::Portal;
+use recovery_portal::domain::ports::Portal;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
