@@ -21,7 +21,7 @@ use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::WRITE_ATTEMPTS;
-use crate::domain::ports::{Portal, WriteOutcome};
+use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
 use time::{Duration, OffsetDateTime};
 
 pub const DURATION_HOURS: std::ops::RangeInclusive<u32> = 1..=72;
@@ -181,11 +181,11 @@ pub async fn close(
 /// `GET /v1/incidents`: the tenant's incidents, newest first (open and
 /// recent). Incident leads and helpdesk agents may read them: an agent
 /// needs to know whether batch retrieval is open.
-pub async fn list(portal: &Portal, caller: &Caller) -> Result<Vec<Incident>, ApiError> {
-    Ok(portal
-        .lifecycle
-        .incidents(&caller.tenant, LIST_LIMIT)
-        .await?)
+pub async fn list(
+    lifecycle: &dyn LifecycleStore,
+    caller: &Caller,
+) -> Result<Vec<Incident>, ApiError> {
+    Ok(lifecycle.incidents(&caller.tenant, LIST_LIMIT).await?)
 }
 
 #[cfg(test)]
