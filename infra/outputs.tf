@@ -87,3 +87,13 @@ output "dashboard_name" {
   description = "Name of the CloudWatch dashboard (metrics, capacity and alarms of this stack)."
   value       = aws_cloudwatch_dashboard.portal.dashboard_name
 }
+
+output "entra_sync_function_name" {
+  description = "Name of the scheduled Entra sync function (null without var.entra_sync)."
+  value       = one(aws_lambda_function.entra_sync[*].function_name)
+}
+
+output "entra_sync_secret_arn" {
+  description = "Secrets Manager secret for the Entra app's client secret: put its value with `aws secretsmanager put-secret-value --secret-id <this> --secret-string file://secret.txt` (null without var.entra_sync)."
+  value       = one(aws_secretsmanager_secret.entra_sync[*].arn)
+}

@@ -541,3 +541,40 @@ variable "agent_hourly_keys_alarm_threshold" {
     error_message = "agent_hourly_keys_alarm_threshold must be at least 1."
   }
 }
+
+# ---------------------------------------------------------------------------
+# Scheduled Entra sync (entra_sync.tf)
+# ---------------------------------------------------------------------------
+
+variable "entra_sync" {
+  description = "The scheduled `portal sync entra` (a fourth function on an EventBridge schedule). null (default): not deployed. tenant_id is the portal's tenant the keys go into; entra_tenant_id and client_id identify the app registration (docs/getting-keys-in.md); its client secret goes into the secret this creates (output entra_sync_secret_arn), put out of band. schedule is an EventBridge Scheduler expression (UTC)."
+  type = object({
+    tenant_id       = string
+    entra_tenant_id = string
+    client_id       = string
+    schedule        = optional(string, "rate(1 hour)")
+    graph_url       = optional(string, "https://graph.microsoft.com")
+    login_url       = optional(string, "https://login.microsoftonline.com")
+    timeout         = optional(number, 900)
+    memory_size     = optional(number, 256)
+    zip             = optional(string, "../target/lambda/entra-sync/bootstrap.zip")
+  })
+  default  = null
+  nullable = true
+
+  validation {
+    condition     = var.entra_sync == null ? true : can(regex("^(rate|cron)\\(.+\\)$", var.entra_sync.schedule))
+    error_message = "entra_sync.schedule must be an EventBridge Scheduler rate(...) or cron(...) expression."
+  }
+
+  validation {
+    condition     = var.entra_sync == null ? true : (var.entra_sync.timeout >= 60 && var.entra_sync.timeout <= 900)
+    error_message = "entra_sync.timeout must be 60 to 900 seconds."
+  }
+
+  validation {
+    # Terraform does not short-circuit ||: the conditional guards null.
+    condition     = var.entra_sync == null ? true : (startswith(var.entra_sync.graph_url, "https://") && startswith(var.entra_sync.login_url, "https://"))
+    error_message = "entra_sync.graph_url and login_url must be https URLs."
+  }
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Builds the three Lambda zips with cargo-lambda:
+# Builds the four Lambda zips with cargo-lambda:
 #   target/lambda/list-devices/bootstrap.zip
 #   target/lambda/get-recovery-key/bootstrap.zip
 #   target/lambda/manage-keys/bootstrap.zip
+#   target/lambda/entra-sync/bootstrap.zip (deployed only with var.entra_sync)
 # and records what it built in target/lambda/build.json (the architecture
 # and each zip's SHA-256), which Terraform (infra/) reads: the functions are
 # deployed with the architecture they were built for, and a zip built any
@@ -50,12 +51,12 @@ manifest=target/lambda/build.json
 # A failed build must not leave a manifest describing older zips.
 rm -f "$manifest"
 cargo lambda build --release "$flag" --output-format zip \
-    --package list-devices --package get-recovery-key --package manage-keys
+    --package list-devices --package get-recovery-key --package manage-keys --package entra-sync
 "$venv/bin/python" - "$arch" "$manifest" <<'PY'
 import base64, hashlib, json, sys
 arch, manifest = sys.argv[1], sys.argv[2]
 zips = {}
-for f in ("list-devices", "get-recovery-key", "manage-keys"):
+for f in ("list-devices", "get-recovery-key", "manage-keys", "entra-sync"):
     with open(f"target/lambda/{f}/bootstrap.zip", "rb") as z:
         # As Terraform's filebase64sha256().
         zips[f] = base64.b64encode(hashlib.sha256(z.read()).digest()).decode()
@@ -63,7 +64,7 @@ with open(manifest, "w") as out:
     json.dump({"architecture": arch, "zips": zips}, out, indent=2)
     out.write("\n")
 PY
-for f in list-devices get-recovery-key manage-keys; do
+for f in list-devices get-recovery-key manage-keys entra-sync; do
     ls -l "target/lambda/$f/bootstrap.zip"
 done
 echo "package.sh: built for $arch ($manifest); terraform -chdir=infra apply deploys them as $arch"

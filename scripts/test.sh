@@ -38,7 +38,7 @@ if [ "${1:-}" = --package ]; then
     scripts/package.sh "$arch"
     smoke="$PWD/target/lambda-smoke"
     rm -rf "$smoke"
-    for f in list-devices get-recovery-key manage-keys; do
+    for f in list-devices get-recovery-key manage-keys entra-sync; do
         mkdir -p "$smoke/$f"
         .venv/bin/python -m zipfile -e "target/lambda/$f/bootstrap.zip" "$smoke/$f"
         chmod +x "$smoke/$f/bootstrap"

@@ -54,6 +54,11 @@ pub enum Metric {
     /// maximum catches one agent reading more than a threshold of keys an
     /// hour without naming anyone in a dimension.
     AgentKeysInHour,
+    /// A scheduled Entra sync run that finished (1 per run): the
+    /// "no successful run in 25 hours" alarm watches it.
+    EntraSyncSucceeded,
+    /// Keys a scheduled Entra sync run copied (read from Graph and stored).
+    EntraSyncKeysCopied,
 }
 
 impl Metric {
@@ -73,6 +78,8 @@ impl Metric {
             Self::DevicesRetired => "DevicesRetired",
             Self::DevicesRestored => "DevicesRestored",
             Self::AgentKeysInHour => "AgentKeysInHour",
+            Self::EntraSyncSucceeded => "EntraSyncSucceeded",
+            Self::EntraSyncKeysCopied => "EntraSyncKeysCopied",
         }
     }
 

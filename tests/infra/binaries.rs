@@ -33,7 +33,12 @@ fn tree(package: &str) -> String {
 
 #[test]
 fn function_binaries_carry_no_dev_tooling() {
-    for function in ["get-recovery-key", "list-devices", "manage-keys"] {
+    for function in [
+        "get-recovery-key",
+        "list-devices",
+        "manage-keys",
+        "entra-sync",
+    ] {
         let tree = tree(function);
         assert!(
             tree.lines().any(|l| l.starts_with("recovery-portal v")),

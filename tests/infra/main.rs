@@ -2,6 +2,7 @@
 //! binaries are built from.
 
 mod binaries;
+mod entra_sync;
 mod evaluation;
 mod provider_schema;
 mod readme;

@@ -9,6 +9,8 @@ pub mod dynamodb;
 pub mod items;
 pub mod kms;
 pub mod schema;
+#[cfg(feature = "secrets-manager")]
+pub mod secrets;
 mod tables;
 pub mod tls;
 

@@ -250,6 +250,13 @@ pub fn requests(call: &Recorded, tables: &BTreeMap<String, Table>) -> Vec<Reques
                 context,
             }]
         }
+        // The one secret these tests create stands for
+        // `aws_secretsmanager_secret.entra_sync`.
+        "secretsmanager" => vec![Request {
+            action: format!("secretsmanager:{op}"),
+            resource: format!("arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:entra_sync"),
+            context: BTreeMap::new(),
+        }],
         _ => panic!("an AWS call this test cannot map: {}", call.target),
     }
 }

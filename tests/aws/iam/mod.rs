@@ -47,6 +47,10 @@ const UNUSED_GRANTS: &[(&str, &str)] = &[
         r#"function["manage-keys"]/WriteOwnLogs"#,
         "Lambda writes the function's logs with its role",
     ),
+    (
+        "entra_sync_function/WriteOwnLogs",
+        "Lambda writes the function's logs with its role",
+    ),
     // Key administration by the account (rotation, policy, deletion): no
     // function or CLI flow does it; without it the key would be unmanageable.
     (
@@ -113,9 +117,23 @@ async fn drive() -> (Recorder, BTreeSet<String>, String) {
             .interceptor(rec.clone())
             .build(),
     );
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk)
+            .interceptor(rec.clone())
+            .build(),
+    );
     rec.label("setup");
     recovery_portal::adapters::aws::create_tables(&dynamodb, &prefix)
         .await
+        .unwrap();
+    let secret_arn = secrets
+        .create_secret()
+        .name(format!("{prefix}-entra-client-secret"))
+        .secret_string(crate::entra_sync::fake_graph::SECRET)
+        .send()
+        .await
+        .unwrap()
+        .arn
         .unwrap();
     let key = kms
         .create_key()
@@ -136,6 +154,7 @@ async fn drive() -> (Recorder, BTreeSet<String>, String) {
     };
     import(&env).await;
     sync_entra(&env).await;
+    scheduled_sync(&env, secrets, secret_arn).await;
     routes(&mut env).await;
     incidents(&mut env).await;
     lifecycle(&mut env).await;
@@ -199,6 +218,43 @@ async fn sync_entra(env: &Env) {
         assert!(s.skipped.len() >= 2, "{s:?}");
         crate::entra_sync::drift(&graph);
     }
+}
+
+/// The scheduled function's runs (functions/entra-sync), as its role: the
+/// same sync as the CLI's plus the client secret read on every run, into
+/// the other tenant (the CLI flow above holds these keys in contoso).
+async fn scheduled_sync(env: &Env, secrets: aws_sdk_secretsmanager::Client, secret_arn: String) {
+    use crate::entra_sync::fake_graph;
+    use recovery_portal::tools::sync::scheduled::{ScheduledSync, Settings};
+    env.rec.label("fn:entra-sync");
+    let graph: fake_graph::Shared = Arc::new(std::sync::Mutex::new(crate::entra_sync::entra()));
+    let base = fake_graph::spawn(graph.clone()).await;
+    let lookup = move |k: &str| {
+        Some(match k {
+            "PORTAL_SYNC_TENANT" => "fabrikam".to_owned(),
+            "PORTAL_ENTRA_CLIENT_SECRET_ARN" => secret_arn.clone(),
+            "PORTAL_ENTRA_TENANT_ID" => fake_graph::ENTRA_TENANT.into(),
+            "PORTAL_ENTRA_CLIENT_ID" => fake_graph::CLIENT_ID.into(),
+            "PORTAL_GRAPH_URL" | "PORTAL_ENTRA_LOGIN_URL" => base.clone(),
+            _ => return None,
+        })
+    };
+    let job = ScheduledSync {
+        portal: recovery_portal::tools::sync::run::portal(env.store.clone(), env.cipher.clone()),
+        http: reqwest::Client::new(),
+        secrets: Arc::new(
+            recovery_portal::adapters::aws::secrets::SecretsManager::from_client(secrets),
+        ),
+        settings: Settings::from_lookup(&lookup).unwrap(),
+        lookup: Arc::new(lookup),
+        metrics: Arc::new(recovery_portal::ports::NoMetrics),
+    };
+    for _ in 0..2 {
+        let s = job.run(false).await.unwrap();
+        assert!(s.skipped.len() >= 2, "{s:?}");
+        crate::entra_sync::drift(&graph);
+    }
+    assert!(graph.lock().unwrap().key_reads.len() >= 3);
 }
 
 async fn routes(env: &mut Env) {
@@ -436,6 +492,15 @@ fn principals(infra: &Infra) -> BTreeMap<String, Principal> {
             (route, p)
         })
         .collect();
+    // The scheduled sync's function, as its execution role.
+    out.insert(
+        "fn:entra-sync".to_owned(),
+        Principal {
+            name: "entra_sync_function".to_owned(),
+            iam: infra.role_statements("entra_sync"),
+            key_principal: "role:entra_sync".to_owned(),
+        },
+    );
     for (label, policy, key_principal) in [
         ("cli:import", "import", ACCOUNT_ROOT.to_owned()),
         ("cli:sync-entra", "entra_sync", ACCOUNT_ROOT.to_owned()),
@@ -606,7 +671,7 @@ fn evaluate(
     let routes: BTreeSet<String> = model
         .principals
         .keys()
-        .filter(|k| !k.starts_with("cli:"))
+        .filter(|k| !k.starts_with("cli:") && !k.starts_with("fn:"))
         .cloned()
         .collect();
     let undriven: Vec<String> = routes.difference(driven).cloned().collect();
@@ -839,6 +904,32 @@ const MUTATIONS: &[Edit] = &[
         "data.aws_iam_policy_document.recovery_keys_key_policy/statement[sid=DelegateEncryptWithContextToIam]",
         "resources",
         "[\"none\"]",
+    ),
+    // The scheduled sync loses each grant its runs need, one at a time.
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadClientSecret]",
+        "actions",
+        "[\"secretsmanager:DescribeSecret\"]",
+    ),
+    RemoveItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:BatchGetItem\"",
+    ),
+    RemoveItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+        "actions",
+        "\"dynamodb:UpdateItem\"",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]",
+        "resources",
+        "[aws_dynamodb_table.rate_limits.arn]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]",
+        "actions",
+        "[\"kms:GenerateDataKey\"]",
     ),
     // The listing route sent to the key function, whose role cannot list.
     SetEntry(

@@ -163,7 +163,11 @@ impl Infra {
                 self.resolve(&self.attr_text("resource", "aws_dynamodb_table", t, "name"))
             ),
             ["aws_kms_key", k, "arn"] => format!("arn:aws:kms:{REGION}:{ACCOUNT}:key/{k}"),
-            ["aws_iam_role", role, "arn"] => format!("role:{role}"),
+            ["aws_iam_role", role, "arn"] => format!("role:{}", role.trim_end_matches("[0]")),
+            ["aws_secretsmanager_secret", secret, "arn"] => format!(
+                "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{}",
+                secret.trim_end_matches("[0]")
+            ),
             ["var", v] => format!("var:{v}"),
             ["aws_cloudwatch_log_group", g, "arn"] => {
                 format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{g}")

@@ -1,0 +1,315 @@
+//! The scheduled Entra sync in `infra/entra_sync.tf`: off by default, its
+//! secret readable by its function only, a role that seals and never
+//! decrypts, its schedule, its two alarms, and its package. (What its role
+//! allows against the calls the code makes is tests/aws/iam.)
+
+use hcl::{Block, Body, Expression};
+use std::path::Path;
+
+fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn file(name: &str) -> Body {
+    let text = std::fs::read_to_string(repo().join("infra").join(name)).unwrap();
+    hcl::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn label(b: &Block, i: usize) -> &str {
+    b.labels().get(i).map(|l| l.as_str()).unwrap_or_default()
+}
+
+fn block<'a>(body: &'a Body, kind: &str, ty: &str, name: &str) -> &'a Body {
+    body.blocks()
+        .find(|b| b.identifier() == kind && label(b, 0) == ty && label(b, 1) == name)
+        .map(Block::body)
+        .unwrap_or_else(|| panic!("entra_sync.tf has no {kind} {ty}.{name}"))
+}
+
+/// An attribute as normalized text (`"x"` for a string literal's value).
+fn attr(body: &Body, key: &str) -> String {
+    body.attributes()
+        .find(|a| a.key() == key)
+        .map(|a| match a.expr() {
+            Expression::String(s) => s.clone(),
+            e => e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace("[ ", "[")
+                .replace(" ]", "]"),
+        })
+        .unwrap_or_default()
+}
+
+fn statements(body: &Body) -> Vec<&Body> {
+    body.blocks()
+        .filter(|b| b.identifier() == "statement")
+        .map(Block::body)
+        .collect()
+}
+
+fn sub<'a>(body: &'a Body, kind: &str) -> Vec<&'a Body> {
+    body.blocks()
+        .filter(|b| b.identifier() == kind)
+        .map(Block::body)
+        .collect()
+}
+
+#[test]
+fn everything_is_off_unless_var_entra_sync_is_set() {
+    let vars = file("variables.tf");
+    let v = vars
+        .blocks()
+        .find(|b| b.identifier() == "variable" && label(b, 0) == "entra_sync")
+        .expect("variable entra_sync in variables.tf")
+        .body();
+    assert_eq!(attr(v, "default"), "null");
+    assert!(attr(v, "type").contains("schedule = optional(string, \"rate(1 hour)\")"));
+    let tf = file("entra_sync.tf");
+    let mut n = 0;
+    for b in tf
+        .blocks()
+        .filter(|b| ["resource", "data"].contains(&b.identifier()))
+    {
+        n += 1;
+        let count = attr(b.body(), "count");
+        assert!(
+            count == "local.entra_sync_count" || count.starts_with("local.entra_sync_enabled &&"),
+            "{} {}.{}: count = {count:?}",
+            b.identifier(),
+            label(b, 0),
+            label(b, 1)
+        );
+    }
+    assert!(n >= 15, "{n} blocks");
+}
+
+#[test]
+fn the_role_seals_reads_its_secret_and_never_decrypts() {
+    let tf = file("entra_sync.tf");
+    let doc = block(
+        &tf,
+        "data",
+        "aws_iam_policy_document",
+        "entra_sync_function",
+    );
+    let mut kms = Vec::new();
+    for s in statements(doc) {
+        let actions = attr(s, "actions");
+        let resources = attr(s, "resources");
+        assert_ne!(attr(s, "effect"), "Deny");
+        for banned in ["Decrypt", "kms:*", "\"*\"", "Scan", "Delete", "ReEncrypt"] {
+            assert!(!actions.contains(banned), "{actions}");
+        }
+        if actions.contains("dynamodb:Query") {
+            // Only its own audit events, by the by_actor partition.
+            assert_eq!(
+                resources,
+                "[\"${aws_dynamodb_table.audit.arn}/index/by_actor\"]"
+            );
+            assert!(
+                sub(s, "condition")
+                    .iter()
+                    .any(|c| attr(c, "values") == "[\"*#sync:entra\"]"),
+                "{actions}"
+            );
+        }
+        assert!(!resources.contains("\"*\""), "{resources}");
+        if actions.contains("kms:") {
+            kms.push((
+                actions.clone(),
+                resources.clone(),
+                sub(s, "condition").len(),
+            ));
+        }
+        if actions.contains("secretsmanager:") {
+            assert_eq!(actions, "[\"secretsmanager:GetSecretValue\"]");
+            assert_eq!(resources, "[aws_secretsmanager_secret.entra_sync[0].arn]");
+        }
+    }
+    assert_eq!(
+        kms,
+        [(
+            "[\"kms:Encrypt\"]".to_owned(),
+            "[aws_kms_key.recovery_keys.arn]".to_owned(),
+            2
+        )]
+    );
+    // Nor does the recovery-key CMK's policy name the sync's role.
+    let kms_tf = std::fs::read_to_string(repo().join("infra/kms.tf")).unwrap();
+    assert!(!kms_tf.contains("aws_iam_role.entra_sync"));
+}
+
+#[test]
+fn only_the_function_can_read_the_secret() {
+    let tf = file("entra_sync.tf");
+    let secret = block(&tf, "resource", "aws_secretsmanager_secret", "entra_sync");
+    assert_eq!(attr(secret, "kms_key_id"), "aws_kms_key.entra_sync[0].arn");
+    let key = block(
+        &tf,
+        "data",
+        "aws_iam_policy_document",
+        "entra_sync_key_policy",
+    );
+    let decrypting: Vec<String> = statements(key)
+        .into_iter()
+        .filter(|s| attr(s, "actions").contains("Decrypt"))
+        .flat_map(|s| sub(s, "principals"))
+        .map(|p| attr(p, "identifiers"))
+        .collect();
+    assert_eq!(
+        decrypting,
+        [
+            "[aws_iam_role.entra_sync[0].arn]",
+            "[\"logs.${local.region}.amazonaws.com\"]"
+        ]
+    );
+    let policy = block(
+        &tf,
+        "data",
+        "aws_iam_policy_document",
+        "entra_sync_secret_policy",
+    );
+    let [deny] = statements(policy)[..] else {
+        panic!("one statement")
+    };
+    assert_eq!(attr(deny, "effect"), "Deny");
+    assert_eq!(attr(deny, "actions"), "[\"secretsmanager:GetSecretValue\"]");
+    let [c] = sub(deny, "condition")[..] else {
+        panic!("one condition")
+    };
+    assert_eq!(
+        (attr(c, "test"), attr(c, "variable"), attr(c, "values")),
+        (
+            "StringNotEquals".to_owned(),
+            "aws:PrincipalArn".to_owned(),
+            "[aws_iam_role.entra_sync[0].arn]".to_owned()
+        )
+    );
+    // The function takes the secret's ARN, never its value.
+    let f = block(&tf, "resource", "aws_lambda_function", "entra_sync");
+    let env = attr(sub(f, "environment")[0], "variables");
+    assert!(
+        env.contains(
+            "PORTAL_ENTRA_CLIENT_SECRET_ARN = aws_secretsmanager_secret.entra_sync[0].arn"
+        )
+    );
+    assert!(!env.contains("PORTAL_ENTRA_CLIENT_SECRET ="), "{env}");
+}
+
+#[test]
+fn a_schedule_invokes_the_function_and_two_alarms_watch_it() {
+    let tf = file("entra_sync.tf");
+    let s = block(&tf, "resource", "aws_scheduler_schedule", "entra_sync");
+    assert_eq!(attr(s, "schedule_expression"), "var.entra_sync.schedule");
+    let target = sub(s, "target")[0];
+    assert_eq!(attr(target, "arn"), "aws_lambda_function.entra_sync[0].arn");
+    assert_eq!(
+        attr(target, "role_arn"),
+        "aws_iam_role.entra_sync_scheduler[0].arn"
+    );
+    let invoke = block(
+        &tf,
+        "data",
+        "aws_iam_policy_document",
+        "entra_sync_scheduler",
+    );
+    let [st] = statements(invoke)[..] else {
+        panic!("one statement")
+    };
+    assert_eq!(
+        (attr(st, "actions"), attr(st, "resources")),
+        (
+            "[\"lambda:InvokeFunction\"]".to_owned(),
+            "[aws_lambda_function.entra_sync[0].arn]".to_owned()
+        )
+    );
+
+    let failed = block(
+        &tf,
+        "resource",
+        "aws_cloudwatch_metric_alarm",
+        "entra_sync_failed",
+    );
+    assert_eq!(
+        (attr(failed, "namespace"), attr(failed, "metric_name")),
+        ("AWS/Lambda".to_owned(), "Errors".to_owned())
+    );
+    assert!(attr(failed, "dimensions").contains("aws_lambda_function.entra_sync[0].function_name"));
+
+    let stale = block(
+        &tf,
+        "resource",
+        "aws_cloudwatch_metric_alarm",
+        "entra_sync_stale",
+    );
+    assert_eq!(attr(stale, "namespace"), "var.metrics_namespace");
+    assert_eq!(attr(stale, "metric_name"), "EntraSyncSucceeded");
+    assert_eq!(attr(stale, "treat_missing_data"), "breaching");
+    assert_eq!(attr(stale, "comparison_operator"), "LessThanThreshold");
+    let n = |k: &str| attr(stale, k).parse::<u64>().unwrap();
+    assert_eq!(n("period") * n("evaluation_periods"), 25 * 3600);
+    assert_eq!(n("datapoints_to_alarm"), n("evaluation_periods"));
+    // The metric is the one the code writes.
+    let metrics = std::fs::read_to_string(repo().join("src/domain/metrics.rs")).unwrap();
+    assert!(metrics.contains("=> \"EntraSyncSucceeded\""));
+    for a in [failed, stale] {
+        assert_eq!(attr(a, "alarm_actions"), "local.alarm_actions");
+    }
+}
+
+/// What tests/infra/terraform.rs checks of the API functions and applies
+/// here too: JSON logs into its own encrypted log group at the two
+/// variables' levels, the build's architecture.
+#[test]
+fn the_function_logs_json_and_runs_the_architecture_it_was_built_for() {
+    let tf = file("entra_sync.tf");
+    let f = block(&tf, "resource", "aws_lambda_function", "entra_sync");
+    let logging = sub(f, "logging_config")[0];
+    assert_eq!(
+        [
+            attr(logging, "log_format"),
+            attr(logging, "application_log_level"),
+            attr(logging, "system_log_level"),
+            attr(logging, "log_group"),
+        ],
+        [
+            "JSON",
+            "var.application_log_level",
+            "var.system_log_level",
+            "aws_cloudwatch_log_group.entra_sync[0].name"
+        ]
+    );
+    let group = block(&tf, "resource", "aws_cloudwatch_log_group", "entra_sync");
+    assert_eq!(attr(group, "kms_key_id"), "aws_kms_key.entra_sync[0].arn");
+    assert_eq!(attr(f, "architectures"), "[local.architecture]");
+    assert_eq!(attr(f, "reserved_concurrent_executions"), "1");
+    let lifecycle = sub(f, "lifecycle")[0];
+    let conditions: Vec<String> = sub(lifecycle, "precondition")
+        .iter()
+        .map(|p| attr(p, "condition"))
+        .collect();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.contains("var.architecture == local.architecture")),
+        "{conditions:?}"
+    );
+}
+
+#[test]
+fn package_sh_builds_and_records_the_fourth_zip() {
+    let sh = std::fs::read_to_string(repo().join("scripts/package.sh")).unwrap();
+    assert!(sh.contains("--package entra-sync"));
+    assert!(sh.contains("\"manage-keys\", \"entra-sync\")"));
+    let tf = file("entra_sync.tf");
+    let f = block(&tf, "resource", "aws_lambda_function", "entra_sync");
+    let lifecycle = sub(f, "lifecycle")[0];
+    assert!(
+        sub(lifecycle, "precondition")
+            .iter()
+            .any(|p| attr(p, "condition").contains("local.build.zips[\"entra-sync\"]"))
+    );
+}
