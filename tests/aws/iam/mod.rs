@@ -247,7 +247,7 @@ async fn scheduled_sync(env: &Env, secrets: aws_sdk_secretsmanager::Client, secr
         ),
         settings: Settings::from_lookup(&lookup).unwrap(),
         lookup: Arc::new(lookup),
-        metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
     };
     for _ in 0..2 {
         let s = job.run(false).await.unwrap();
