@@ -3,7 +3,7 @@
 use crate::adapters::embedded::{LocalCipher, MemoryStore};
 use crate::adapters::jwt::JwtVerifier;
 use crate::config::{AuthConfig, Backend, Config, ConfigError};
-use crate::ports::{Clock, Portal, SystemClock, TokenVerifier};
+use crate::domain::ports::{Clock, Portal, SystemClock, TokenVerifier};
 use crate::tools::seed::Seed;
 use std::sync::Arc;
 
@@ -80,7 +80,7 @@ pub async fn embedded(
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
         incident_max_rate_limit: limits.incident_max,
-        metrics: Arc::new(crate::ports::NoMetrics),
+        metrics: Arc::new(crate::domain::ports::NoMetrics),
         max_auth_age: None,
     };
     (portal, store)
@@ -110,10 +110,10 @@ pub fn spawn_retention_sweep(portal: &Portal) -> tokio::task::JoinHandle<()> {
 
 /// CloudWatch Embedded Metric Format lines on stdout when configured (the
 /// Lambda functions), else nothing.
-fn metrics(config: &Config) -> Arc<dyn crate::ports::Metrics> {
+fn metrics(config: &Config) -> Arc<dyn crate::domain::ports::Metrics> {
     match &config.metrics_namespace {
         Some(ns) => Arc::new(crate::adapters::emf::EmfMetrics::stdout(ns)),
-        None => Arc::new(crate::ports::NoMetrics),
+        None => Arc::new(crate::domain::ports::NoMetrics),
     }
 }
 
@@ -202,7 +202,7 @@ pub async fn persistent(
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
         incident_max_rate_limit: limits.incident_max,
-        metrics: Arc::new(crate::ports::NoMetrics),
+        metrics: Arc::new(crate::domain::ports::NoMetrics),
         max_auth_age: None,
     };
     Ok((portal, store))

@@ -117,8 +117,8 @@ struct DataSettings {
 async fn serve_backend(
     config: &Config,
     data: DataSettings,
-    verifier: Arc<dyn recovery_portal::ports::TokenVerifier>,
-) -> Result<(recovery_portal::ports::Portal, Option<DataDir>), String> {
+    verifier: Arc<dyn recovery_portal::domain::ports::TokenVerifier>,
+) -> Result<(recovery_portal::domain::ports::Portal, Option<DataDir>), String> {
     let limits = app::RateLimits::of(config);
     let seed = match &data.seed {
         Some(path) => Some(
@@ -185,7 +185,7 @@ fn token_verifier(
     local: SocketAddr,
 ) -> Result<Verifier, String> {
     if let (Some(auth), Some(http)) = (&config.auth, http) {
-        let clock = Arc::new(recovery_portal::ports::SystemClock);
+        let clock = Arc::new(recovery_portal::domain::ports::SystemClock);
         return Ok((app::jwt_verifier_with(auth, http.clone(), clock), None));
     }
     dev_verifier(local)
@@ -193,7 +193,7 @@ fn token_verifier(
 
 /// A token verifier, and the dev identity provider behind it if any.
 type Verifier = (
-    Arc<dyn recovery_portal::ports::TokenVerifier>,
+    Arc<dyn recovery_portal::domain::ports::TokenVerifier>,
     Option<server::DevIdp>,
 );
 
@@ -218,8 +218,8 @@ fn dev_verifier(local: SocketAddr) -> Result<Verifier, String> {
         &format!("http://{local}"),
         DEV_AUDIENCE,
     )?);
-    let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
-        Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    let v: Arc<dyn recovery_portal::domain::ports::TokenVerifier> =
+        Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     Ok((v, Some(idp)))
 }
 

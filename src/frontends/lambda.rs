@@ -6,7 +6,7 @@ use crate::api::{self, ApiRequest, Routes};
 use crate::app;
 use crate::config::Backend;
 use crate::domain::error::{ApiError, Unavailable};
-use crate::ports::Portal;
+use crate::domain::ports::Portal;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -10,7 +10,7 @@ use recovery_portal::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySe
 use recovery_portal::adapters::token_cache::CachingVerifier;
 use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::TenantId;
-use recovery_portal::ports::TokenVerifier;
+use recovery_portal::domain::ports::TokenVerifier;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -16,10 +16,10 @@ use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQu
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
 };
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
 use recovery_portal::tools::seed::{Seed, SeedDevice};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
@@ -297,7 +297,7 @@ async fn find_keys_match_a_prefix_within_the_tenant(b: &Backend) {
     let seed = seeded(b).await;
     let seeded = |tenant: &str, id: &str| seeded_device(&seed, tenant, id);
     let store = b.store.as_ref();
-    let ids = |v: Vec<recovery_portal::ports::KeyLocation>| {
+    let ids = |v: Vec<recovery_portal::domain::ports::KeyLocation>| {
         v.into_iter()
             .map(|l| (l.device_id.to_string(), l.key_id.to_string()))
             .collect::<BTreeSet<_>>()
@@ -901,7 +901,7 @@ async fn tenant_policy_contract(
     };
     let sealed = cipher.seal(&ctx, &sd.passwords[0].1).await.unwrap();
     import
-        .put_devices(&[recovery_portal::ports::ImportDevice {
+        .put_devices(&[recovery_portal::domain::ports::ImportDevice {
             sealed: recovery_portal::domain::model::SealedDevice {
                 device: dev,
                 policy: TenantPolicy {
@@ -1124,7 +1124,7 @@ async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
         }
         async fn put_devices(
             &self,
-            devices: &[recovery_portal::ports::ImportDevice],
+            devices: &[recovery_portal::domain::ports::ImportDevice],
         ) -> Result<(), Unavailable> {
             self.0.put_devices(devices).await
         }

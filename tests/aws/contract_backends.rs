@@ -10,7 +10,7 @@
 
 use crate::support::aws::moto_env;
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::ports::{ImportStore, KeyCipher, LifecycleStore, Store};
+use recovery_portal::domain::ports::{ImportStore, KeyCipher, LifecycleStore, Store};
 use std::sync::Arc;
 
 /// One backend's ports, all over the same data.

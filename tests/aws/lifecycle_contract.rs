@@ -13,10 +13,10 @@ use recovery_portal::domain::model::{
     Device, Helpdesk, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, RequireReason,
     TenantPolicy, VolumeType,
 };
-use recovery_portal::domain::ratelimit::{self, RateWindow};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     Commit, DeviceUpsert, EscrowWrite, ImportStore, KeyCipher, LifecycleStore, Store, WriteOutcome,
 };
+use recovery_portal::domain::ratelimit::{self, RateWindow};
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 

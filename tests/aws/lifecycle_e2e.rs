@@ -10,7 +10,7 @@ use crate::support::common::{
     AUDIENCE, ISSUER, NOW, Reply, Server, TestClock, password, serve_portal, test_seed,
 };
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::ports::{KeyCipher, LifecycleStore, Portal, Store};
+use recovery_portal::domain::ports::{KeyCipher, LifecycleStore, Portal, Store};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,7 +30,9 @@ struct Env {
 }
 
 impl Env {
-    async fn new<S: Store + LifecycleStore + recovery_portal::ports::ImportStore + 'static>(
+    async fn new<
+        S: Store + LifecycleStore + recovery_portal::domain::ports::ImportStore + 'static,
+    >(
         store: Arc<S>,
         cipher: Arc<dyn KeyCipher>,
     ) -> Self {
@@ -49,7 +51,7 @@ impl Env {
             key_rate_limit: 50,
             helpdesk_rate_limit: 50,
             incident_max_rate_limit: recovery_portal::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
-            metrics: Arc::new(recovery_portal::ports::NoMetrics),
+            metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
             max_auth_age: None,
         };
         Self {
@@ -698,7 +700,7 @@ async fn refused_writes_are_capped_on_the_embedded_backends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_writes_are_capped_on_sqlite() {
-    let (store, cipher) = crate::contract::sqlite_backends().await;
+    let (store, cipher) = crate::contract_backends::sqlite_backends().await;
     let mut env = Env::new(Arc::new(store), Arc::new(cipher)).await;
     refused_writes_are_capped(&mut env).await;
 }

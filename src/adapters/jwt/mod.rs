@@ -42,7 +42,7 @@ pub use setup::idp_http_client;
 use crate::domain::caller::Caller;
 use crate::domain::error::AuthFailure;
 use crate::domain::ids::TenantId;
-use crate::ports::{Clock, TokenVerifier};
+use crate::domain::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use bearer::parse_header;
 use refresh::{FetchState, Keys, Refresh};

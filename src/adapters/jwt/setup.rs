@@ -5,7 +5,7 @@
 use super::fetch::jwks_http_client_with;
 use super::{JwksSource, JwtSettings, JwtVerifier, KeySet};
 use crate::config::{AuthConfig, ConfigError};
-use crate::ports::Clock;
+use crate::domain::ports::Clock;
 use std::sync::Arc;
 
 /// The client that fetches the issuer's discovery document and keys,

@@ -9,7 +9,7 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::metrics::{Cause, Metric};
-use crate::ports::{Denial, Portal};
+use crate::domain::ports::{Denial, Portal};
 
 /// The audit trail of one authenticated request. For a retrieval
 /// (`Action::Disclose`) it is one attempt; for a write, one change.

@@ -20,7 +20,7 @@ use super::graph::{ClientCredential, GraphClient, GraphConfig};
 use super::run::{SyncError, SyncOptions, SyncSummary, sync_entra};
 use crate::domain::ids::TenantId;
 use crate::domain::metrics::Metric;
-use crate::ports::{Metrics, Portal};
+use crate::domain::ports::{Metrics, Portal};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -210,7 +210,7 @@ impl ScheduledSync {
             crate::adapters::aws::backends_from_config(sdk, table_prefix, Some(kms_key_id));
         let metrics: Arc<dyn Metrics> = match &config.metrics_namespace {
             Some(ns) => Arc::new(crate::adapters::emf::EmfMetrics::stdout(ns)),
-            None => Arc::new(crate::ports::NoMetrics),
+            None => Arc::new(crate::domain::ports::NoMetrics),
         };
         Ok(Self {
             portal: super::run::portal(store, cipher),

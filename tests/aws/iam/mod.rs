@@ -23,7 +23,7 @@ use crate::support::common::{password, test_seed};
 use calls::{Recorded, Recorder, requests};
 use policy::{Request, Statement, allows, applies};
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher};
-use recovery_portal::ports::Portal;
+use recovery_portal::domain::ports::Portal;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -254,7 +254,7 @@ async fn scheduled_sync(env: &Env, secrets: aws_sdk_secretsmanager::Client, secr
         ),
         settings: Settings::from_lookup(&lookup).unwrap(),
         lookup: Arc::new(lookup),
-        metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
     };
     for _ in 0..2 {
         let s = job.run(false).await.unwrap();
