@@ -46,7 +46,7 @@ mod stats;
 mod synthetic;
 use stats::percentile;
 
-use recovery_portal::ports::{SystemClock, TokenVerifier};
+use recovery_portal::domain::ports::{SystemClock, TokenVerifier};
 use recovery_portal::tools::devidp::{DEV_AUDIENCE, DevAlg, DevIdentityProvider};
 use std::io::Write;
 use std::net::SocketAddr;

@@ -16,8 +16,8 @@ use criterion::{BatchSize, BenchmarkGroup, Criterion, criterion_group, criterion
 use http::{HeaderMap, HeaderValue, Method, header};
 use recovery_portal::api::{ApiRequest, Routes, handle};
 use recovery_portal::app;
+use recovery_portal::domain::ports::{SystemClock, TokenVerifier};
 use recovery_portal::frontends::lambda;
-use recovery_portal::ports::{SystemClock, TokenVerifier};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +59,7 @@ fn bench_route(
     g: &mut BenchmarkGroup<'_, WallTime>,
     name: &str,
     rt: &tokio::runtime::Runtime,
-    portal: &recovery_portal::ports::Portal,
+    portal: &recovery_portal::domain::ports::Portal,
     routes: Routes,
     make: &dyn Fn() -> ApiRequest,
 ) {
@@ -194,7 +194,7 @@ fn benches(c: &mut Criterion) {
     );
     // The same with a verified-token cache in front of the verifier, the
     // token already cached (a user's second request with one token).
-    let cached = recovery_portal::ports::Portal {
+    let cached = recovery_portal::domain::ports::Portal {
         verifier: Arc::new(
             recovery_portal::adapters::token_cache::CachingVerifier::new(
                 verifier.clone(),

@@ -209,24 +209,68 @@ data "aws_iam_policy_document" "entra_sync_function" {
   # each new key through the escrow API's conditional transactions,
   # authorized by their per-item Put and Update. No Delete, no Scan: a
   # sync never removes what Entra no longer lists.
+  # Items of its own tenant only: the device items (D#<tenant>#...) and,
+  # read-only, the tenant item (T#<tenant>) for the tenant's policy.
   statement {
-    sid    = "ReadAndWriteDevices"
-    effect = "Allow"
-    actions = [
-      "dynamodb:BatchGetItem",
-      "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-    ]
+    sid       = "ReadDevicesAndTenant"
+    effect    = "Allow"
+    actions   = ["dynamodb:BatchGetItem"]
     resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#${var.entra_sync.tenant_id}#*", "T#${var.entra_sync.tenant_id}"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
+  }
+
+  # Writes device items of its own tenant only, never a tenant item (T#...,
+  # the settings and the open incident) nor another tenant's devices.
+  statement {
+    sid       = "WriteOwnTenantDevices"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#${var.entra_sync.tenant_id}#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   # Every write is audited (actor sync:entra), in the same transaction.
   # Append-only: PutItem with attribute_not_exists(pk), never Update/Delete.
+  # Its own events only: pk <tenant>#<actor>#<request>#<event>.
   statement {
     sid       = "AppendAuditEvents"
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["${var.entra_sync.tenant_id}#sync:entra#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   # To report devices it synced before that Entra no longer lists, its own
@@ -238,9 +282,9 @@ data "aws_iam_policy_document" "entra_sync_function" {
     resources = ["${aws_dynamodb_table.audit.arn}/index/by_actor"]
 
     condition {
-      test     = "ForAllValues:StringLike"
+      test     = "ForAllValues:StringEquals"
       variable = "dynamodb:LeadingKeys"
-      values   = ["*#sync:entra"]
+      values   = ["${var.entra_sync.tenant_id}#sync:entra"]
     }
 
     condition {
@@ -268,6 +312,13 @@ data "aws_iam_policy_document" "entra_sync_function" {
       test     = "Null"
       variable = "kms:EncryptionContextKeys"
       values   = ["false"]
+    }
+
+    # Keys of its own tenant only.
+    condition {
+      test     = "StringEquals"
+      variable = "kms:EncryptionContext:tenant_id"
+      values   = [var.entra_sync.tenant_id]
     }
   }
 

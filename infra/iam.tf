@@ -236,8 +236,10 @@ data "aws_iam_policy_document" "get_recovery_key" {
 # the recovery-key encryption context, and no kms:Decrypt anywhere (nor does
 # the recovery-key CMK policy name it). It writes the devices table only,
 # plus the audit table, since every write it makes is audited: PutItem there
-# (append-only, like the other functions). It never touches the rate-limit
-# table.
+# (append-only, like the other functions). On the rate-limit table it only
+# counts its callers' refusals: a write refused for lack of the route's
+# permission is audited within the caller's hourly cap of denied events,
+# the same counter item get-recovery-key keeps for refused retrievals.
 
 
 data "aws_iam_policy_document" "manage_keys" {
@@ -284,6 +286,29 @@ data "aws_iam_policy_document" "manage_keys" {
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+  }
+
+  # A refused write's audit Put goes with an Update of the caller's hourly
+  # count of denied events (pk <tenant>#<user>#denied#<hour>), in one
+  # TransactWriteItems. Those counter items only: never a retrieval's
+  # rate-limit window.
+  statement {
+    sid       = "CountDeniedWrites"
+    effect    = "Allow"
+    actions   = ["dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.rate_limits.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#denied#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   # The role's only KMS permission: seal keys with the recovery-key CMK, only
@@ -466,22 +491,66 @@ data "aws_iam_policy_document" "entra_sync" {
     }
   }
 
+  # Device items (D#...) and, read-only, tenant items (T#...) for the
+  # tenant's policy. Which tenant is the operator's `--tenant`.
   statement {
-    sid    = "ReadAndWriteDevices"
-    effect = "Allow"
-    actions = [
-      "dynamodb:BatchGetItem",
-      "dynamodb:PutItem",
-      "dynamodb:UpdateItem",
-    ]
+    sid       = "ReadDevicesAndTenant"
+    effect    = "Allow"
+    actions   = ["dynamodb:BatchGetItem"]
     resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#*", "T#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
+  # Writes device items only, never a tenant item (T#..., the settings
+  # and the open incident).
+  statement {
+    sid       = "WriteDevices"
+    effect    = "Allow"
+    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
+    resources = [aws_dynamodb_table.devices.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["D#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
+  }
+
+  # Its own audit events only (pk <tenant>#sync:entra#...).
   statement {
     sid       = "AppendAuditEvents"
     effect    = "Allow"
     actions   = ["dynamodb:PutItem"]
     resources = [aws_dynamodb_table.audit.arn]
+
+    condition {
+      test     = "ForAllValues:StringLike"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["*#sync:entra#*"]
+    }
+
+    condition {
+      test     = "Null"
+      variable = "dynamodb:LeadingKeys"
+      values   = ["false"]
+    }
   }
 
   statement {

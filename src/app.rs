@@ -2,28 +2,36 @@
 
 use crate::adapters::embedded::{LocalCipher, MemoryStore};
 use crate::adapters::jwt::JwtVerifier;
-use crate::config::{AuthConfig, Backend, Config};
-use crate::ports::{Clock, Portal, SystemClock, TokenVerifier};
+use crate::config::{AuthConfig, Backend, Config, ConfigError};
+use crate::domain::ports::{Clock, Portal, SystemClock, TokenVerifier};
 use crate::tools::seed::Seed;
 use std::sync::Arc;
 
 /// The production verifier for a configured issuer, behind a bounded cache
 /// of verified tokens (a user lists devices, then retrieves a key, with the
-/// same token; see `token_cache` for what the cache keeps safe).
-pub fn jwt_verifier(auth: &AuthConfig) -> Arc<dyn TokenVerifier> {
+/// same token; see `token_cache` for what the cache keeps safe). Builds the
+/// key-fetching client now: call it at init.
+pub fn jwt_verifier(auth: &AuthConfig) -> Result<Arc<dyn TokenVerifier>, ConfigError> {
     jwt_verifier_with_clock(auth, Arc::new(SystemClock))
 }
 
 /// `jwt_verifier` on another clock (tests drive the JWKS max age with it).
-pub fn jwt_verifier_with_clock(auth: &AuthConfig, clock: Arc<dyn Clock>) -> Arc<dyn TokenVerifier> {
-    let jwt = JwtVerifier::new(
-        auth.settings(),
-        auth.initial_keys(),
-        auth.source(),
-        clock.clone(),
-    )
-    .with_max_age(auth.jwks_max_age)
-    .with_http_client(auth.jwks_client.clone());
+pub fn jwt_verifier_with_clock(
+    auth: &AuthConfig,
+    clock: Arc<dyn Clock>,
+) -> Result<Arc<dyn TokenVerifier>, ConfigError> {
+    let http = crate::adapters::jwt::idp_http_client(auth)?;
+    Ok(jwt_verifier_with(auth, http, clock))
+}
+
+/// `jwt_verifier` fetching with `http` (`portal serve` also checks the
+/// issuer with it, so it is built once).
+pub fn jwt_verifier_with(
+    auth: &AuthConfig,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+) -> Arc<dyn TokenVerifier> {
+    let jwt = JwtVerifier::from_config(auth, http, clock.clone());
     Arc::new(crate::adapters::token_cache::CachingVerifier::new(
         Arc::new(jwt),
         clock,
@@ -72,7 +80,7 @@ pub async fn embedded(
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
         incident_max_rate_limit: limits.incident_max,
-        metrics: Arc::new(crate::ports::NoMetrics),
+        metrics: Arc::new(crate::domain::ports::NoMetrics),
         max_auth_age: None,
     };
     (portal, store)
@@ -102,10 +110,10 @@ pub fn spawn_retention_sweep(portal: &Portal) -> tokio::task::JoinHandle<()> {
 
 /// CloudWatch Embedded Metric Format lines on stdout when configured (the
 /// Lambda functions), else nothing.
-fn metrics(config: &Config) -> Arc<dyn crate::ports::Metrics> {
+fn metrics(config: &Config) -> Arc<dyn crate::domain::ports::Metrics> {
     match &config.metrics_namespace {
         Some(ns) => Arc::new(crate::adapters::emf::EmfMetrics::stdout(ns)),
-        None => Arc::new(crate::ports::NoMetrics),
+        None => Arc::new(crate::domain::ports::NoMetrics),
     }
 }
 
@@ -194,7 +202,7 @@ pub async fn persistent(
         key_rate_limit: limits.key,
         helpdesk_rate_limit: limits.helpdesk,
         incident_max_rate_limit: limits.incident_max,
-        metrics: Arc::new(crate::ports::NoMetrics),
+        metrics: Arc::new(crate::domain::ports::NoMetrics),
         max_auth_age: None,
     };
     Ok((portal, store))

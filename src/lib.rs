@@ -4,11 +4,10 @@
 //!
 //! - [`domain`]: identifiers, the data model, the verified caller, policy,
 //!   audit events, rate limiting, device listing, key retrieval and the domain
-//!   errors.
-//! - [`ports`]: the traits the domain depends on (`Store`, `KeyCipher`,
-//!   `Clock`, `TokenVerifier`) and `Portal`, one implementation of each.
-//!   The ports speak in domain types; the domain's services (`devices`,
-//!   `keys`) take a `Portal`. Neither imports anything below.
+//!   errors; and its own ports in [`domain::ports`]: the traits it depends on
+//!   (`Store`, `ImportStore`, `LifecycleStore`, `KeyCipher`, `Clock`,
+//!   `TokenVerifier`, `Metrics`) and `Portal`, one implementation of each.
+//!   The ports speak in domain types; the domain imports nothing below it.
 //! - [`adapters`]: the implementations: `embedded` (in-process store and
 //!   cipher), `jwt` (bearer tokens against the issuer's JWKS) with its
 //!   `token_cache`, and `aws` (DynamoDB, KMS).
@@ -27,6 +26,5 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod frontends;
-pub mod ports;
 pub mod telemetry;
 pub mod tools;

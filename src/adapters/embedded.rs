@@ -8,11 +8,11 @@ use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
 };
-use crate::domain::ratelimit::{RateUpdate, RateWindow};
-use crate::ports::{
+use crate::domain::ports::{
     CipherError, Commit, Denial, ImportDevice, ImportStore, KeyCipher, KeyLocation, Store,
     StoredDevice,
 };
+use crate::domain::ratelimit::{RateUpdate, RateWindow};
 use async_trait::async_trait;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};

@@ -9,7 +9,7 @@
 //! from a closed vocabulary (`domain::metrics`): never an ID or a secret.
 
 use crate::domain::metrics::Metric;
-use crate::ports::Metrics;
+use crate::domain::ports::Metrics;
 use serde_json::{Map, Value, json};
 use std::io::Write;
 use std::sync::Mutex;

@@ -24,7 +24,7 @@
 
 use crate::domain::caller::Caller;
 use crate::domain::error::AuthFailure;
-use crate::ports::{Clock, TokenVerifier};
+use crate::domain::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};

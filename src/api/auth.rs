@@ -4,7 +4,7 @@
 use crate::domain::caller::Caller;
 use crate::domain::error::{ApiError, AuthFailure};
 use crate::domain::metrics::{Cause, Metric};
-use crate::ports::Portal;
+use crate::domain::ports::Portal;
 use http::{HeaderMap, header};
 
 pub(super) async fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, ApiError> {

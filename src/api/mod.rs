@@ -30,7 +30,7 @@ use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
 use crate::domain::keys::RequestMeta;
-use crate::ports::Portal;
+use crate::domain::ports::Portal;
 use http::{HeaderValue, Response, header};
 
 /// Largest request body of most routes.

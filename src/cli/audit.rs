@@ -108,7 +108,7 @@ async fn audit_export(
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    let store: &dyn recovery_portal::ports::Store = store.as_ref();
+    let store: &dyn recovery_portal::domain::ports::Store = store.as_ref();
     let terminal = std::io::stderr().is_terminal();
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut written = 0usize;

@@ -2,6 +2,7 @@
 
 use super::{aws_settings, fail, read_seed};
 use clap::{Args, ValueEnum};
+use recovery_portal::adapters::jwt;
 use recovery_portal::adapters::sqlite::DataDir;
 use recovery_portal::app;
 use recovery_portal::config::{Backend, Config};
@@ -78,8 +79,11 @@ pub(super) enum BackendArg {
 /// https, another tenant) would otherwise make every sign-in fail later.
 /// An issuer that cannot be reached now is only a warning: tokens are
 /// checked when it answers.
-async fn check_issuer(auth: &recovery_portal::config::AuthConfig) -> Result<(), String> {
-    match recovery_portal::adapters::jwt::discovered_issuer(&auth.jwks_client, &auth.issuer).await {
+async fn check_issuer(
+    auth: &recovery_portal::config::AuthConfig,
+    http: &reqwest::Client,
+) -> Result<(), String> {
+    match recovery_portal::adapters::jwt::discovered_issuer(http, &auth.issuer).await {
         Ok(found) if found == auth.issuer => Ok(()),
         Ok(found) => Err(format!(
             "PORTAL_ISSUER: the identity provider's discovery document names issuer {found:?}, but PORTAL_ISSUER is {:?}; they must be identical (set PORTAL_ISSUER={found:?})",
@@ -113,8 +117,8 @@ struct DataSettings {
 async fn serve_backend(
     config: &Config,
     data: DataSettings,
-    verifier: Arc<dyn recovery_portal::ports::TokenVerifier>,
-) -> Result<(recovery_portal::ports::Portal, Option<DataDir>), String> {
+    verifier: Arc<dyn recovery_portal::domain::ports::TokenVerifier>,
+) -> Result<(recovery_portal::domain::ports::Portal, Option<DataDir>), String> {
     let limits = app::RateLimits::of(config);
     let seed = match &data.seed {
         Some(path) => Some(
@@ -173,18 +177,23 @@ fn refuse_address(addr: SocketAddr, config: &Config, in_memory: bool) -> Option<
     ))
 }
 
-/// The configured issuer's verifier, or (no `PORTAL_ISSUER`) the dev
-/// identity provider at `local` with its own.
-fn token_verifier(config: &Config, local: SocketAddr) -> Result<Verifier, String> {
-    if let Some(auth) = &config.auth {
-        return Ok((app::jwt_verifier(auth), None));
+/// The configured issuer's verifier (fetching with `http`), or (no
+/// `PORTAL_ISSUER`) the dev identity provider at `local` with its own.
+fn token_verifier(
+    config: &Config,
+    http: Option<&reqwest::Client>,
+    local: SocketAddr,
+) -> Result<Verifier, String> {
+    if let (Some(auth), Some(http)) = (&config.auth, http) {
+        let clock = Arc::new(recovery_portal::domain::ports::SystemClock);
+        return Ok((app::jwt_verifier_with(auth, http.clone(), clock), None));
     }
     dev_verifier(local)
 }
 
 /// A token verifier, and the dev identity provider behind it if any.
 type Verifier = (
-    Arc<dyn recovery_portal::ports::TokenVerifier>,
+    Arc<dyn recovery_portal::domain::ports::TokenVerifier>,
     Option<server::DevIdp>,
 );
 
@@ -209,8 +218,8 @@ fn dev_verifier(local: SocketAddr) -> Result<Verifier, String> {
         &format!("http://{local}"),
         DEV_AUDIENCE,
     )?);
-    let v: Arc<dyn recovery_portal::ports::TokenVerifier> =
-        Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    let v: Arc<dyn recovery_portal::domain::ports::TokenVerifier> =
+        Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     Ok((v, Some(idp)))
 }
 
@@ -222,6 +231,11 @@ async fn serve(
 ) -> ExitCode {
     let mut config = match Config::from_env() {
         Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    // Built once, at start: a platform that cannot provide it stops here.
+    let idp_http = match config.auth.as_ref().map(jwt::idp_http_client).transpose() {
+        Ok(h) => h,
         Err(e) => return fail(e),
     };
     match backend {
@@ -246,12 +260,12 @@ async fn serve(
         Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
     };
     let local = listener.local_addr().unwrap_or(addr);
-    if let Some(auth) = &config.auth
-        && let Err(e) = check_issuer(auth).await
+    if let (Some(auth), Some(http)) = (&config.auth, &idp_http)
+        && let Err(e) = check_issuer(auth, http).await
     {
         return fail(e);
     }
-    let (verifier, idp) = match token_verifier(&config, local) {
+    let (verifier, idp) = match token_verifier(&config, idp_http.as_ref(), local) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };

@@ -5,28 +5,29 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{KeyIdPrefix, UserId};
 use crate::domain::model::{Device, Helpdesk};
 use crate::domain::policy;
-use crate::ports::KeyLocation;
-use crate::ports::Portal;
+use crate::domain::ports::{Clock, KeyLocation, Store};
 
 pub struct DeviceListing {
     pub devices: Vec<Device>,
     pub helpdesk: Option<Helpdesk>,
 }
 
-/// `owner` defaults to the caller.
+/// `owner` defaults to the caller. Reads the store; the clock drops keys
+/// past their retention.
 pub async fn list(
-    portal: &Portal,
+    store: &dyn Store,
+    clock: &dyn Clock,
     caller: &Caller,
     owner: Option<UserId>,
 ) -> Result<DeviceListing, ApiError> {
     let owner = owner.unwrap_or_else(|| caller.user.clone());
     policy::may_list_devices(caller, &owner)?;
-    let (mut devices, tenant) = portal.store.list_devices(&caller.tenant, &owner).await?;
+    let (mut devices, tenant) = store.list_devices(&caller.tenant, &owner).await?;
     // Defence in depth: the store is asked for one tenant and one owner.
     devices.retain(|d| d.tenant == caller.tenant && d.owner == owner);
     // Superseded keys past their retention are gone, whether or not the
     // store has deleted them yet.
-    let now = portal.clock.now();
+    let now = clock.now();
     for d in &mut devices {
         d.keys.retain(|k| k.is_live(now));
     }
@@ -49,11 +50,11 @@ pub async fn list(
 }
 
 pub async fn find_keys(
-    portal: &Portal,
+    store: &dyn Store,
     caller: &Caller,
     prefix: &KeyIdPrefix,
 ) -> Result<Vec<KeyLocation>, ApiError> {
-    let mut keys = portal.store.find_keys(&caller.tenant, prefix).await?;
+    let mut keys = store.find_keys(&caller.tenant, prefix).await?;
     keys.retain(|k| prefix.matches(&k.key_id));
     keys.sort_by(|a, b| {
         a.key_id

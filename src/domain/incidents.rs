@@ -19,10 +19,9 @@ use crate::domain::audit::{Action, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
-use crate::domain::ids::{TenantId, UserId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::WRITE_ATTEMPTS;
-use crate::ports::{Portal, WriteOutcome};
+use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
 use time::{Duration, OffsetDateTime};
 
 pub const DURATION_HOURS: std::ops::RangeInclusive<u32> = 1..=72;
@@ -33,106 +32,7 @@ pub const MAX_REASON_CHARS: usize = 200;
 /// Incidents `GET /v1/incidents` lists, newest first.
 pub const LIST_LIMIT: usize = 50;
 
-/// An incident ID: a UUID in canonical lower-case form.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-#[serde(transparent)]
-pub struct IncidentId(String);
-
-impl IncidentId {
-    pub fn new() -> Self {
-        Self(uuid::Uuid::new_v4().to_string())
-    }
-
-    /// Accepts any UUID spelling; keeps the canonical form.
-    pub fn parse(s: &str) -> Result<Self, &'static str> {
-        uuid::Uuid::try_parse(s)
-            .map(|u| Self(u.to_string()))
-            .map_err(|_| "must be an incident ID (a UUID)")
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Default for IncidentId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for IncidentId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// What the tenant record holds of its latest incident: what the key path
-/// needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenIncident {
-    pub incident_id: IncidentId,
-    pub expires_at: OffsetDateTime,
-    pub helpdesk_rate_limit: u32,
-    /// Who opened it: they may not batch-retrieve under it (two people for a
-    /// bulk disclosure). `None` on summaries written before this was kept:
-    /// the incident's own record says.
-    pub opened_by: Option<UserId>,
-}
-
-impl OpenIncident {
-    pub fn is_open(&self, now: OffsetDateTime) -> bool {
-        now < self.expires_at
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Incident {
-    pub incident_id: IncidentId,
-    pub tenant: TenantId,
-    pub opened_by: UserId,
-    pub opened_at: OffsetDateTime,
-    pub expires_at: OffsetDateTime,
-    pub closed_at: Option<OffsetDateTime>,
-    pub reason: String,
-    pub helpdesk_rate_limit: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncidentState {
-    Open,
-    Closed,
-    Expired,
-}
-
-impl IncidentState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Open => "open",
-            Self::Closed => "closed",
-            Self::Expired => "expired",
-        }
-    }
-}
-
-impl Incident {
-    pub fn state(&self, now: OffsetDateTime) -> IncidentState {
-        match self.closed_at {
-            Some(_) => IncidentState::Closed,
-            None if now < self.expires_at => IncidentState::Open,
-            None => IncidentState::Expired,
-        }
-    }
-
-    pub fn summary(&self) -> OpenIncident {
-        OpenIncident {
-            incident_id: self.incident_id.clone(),
-            expires_at: self.expires_at,
-            helpdesk_rate_limit: self.helpdesk_rate_limit,
-            opened_by: Some(self.opened_by.clone()),
-        }
-    }
-}
+pub use crate::domain::model::{Incident, IncidentId, IncidentState, OpenIncident};
 
 /// `POST /v1/incidents`, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -281,16 +181,17 @@ pub async fn close(
 /// `GET /v1/incidents`: the tenant's incidents, newest first (open and
 /// recent). Incident leads and helpdesk agents may read them: an agent
 /// needs to know whether batch retrieval is open.
-pub async fn list(portal: &Portal, caller: &Caller) -> Result<Vec<Incident>, ApiError> {
-    Ok(portal
-        .lifecycle
-        .incidents(&caller.tenant, LIST_LIMIT)
-        .await?)
+pub async fn list(
+    lifecycle: &dyn LifecycleStore,
+    caller: &Caller,
+) -> Result<Vec<Incident>, ApiError> {
+    Ok(lifecycle.incidents(&caller.tenant, LIST_LIMIT).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::ids::{TenantId, UserId};
 
     fn at(s: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(s).unwrap()

@@ -30,9 +30,9 @@ use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
 use crate::domain::policy::{self, Access};
+use crate::domain::ports::Portal;
+use crate::domain::ports::{CipherError, Commit};
 use crate::domain::ratelimit::{self, Grant, RateWindow};
-use crate::ports::Portal;
-use crate::ports::{CipherError, Commit};
 use aws_lc_rs::digest;
 use std::borrow::Cow;
 use time::OffsetDateTime;

@@ -17,7 +17,9 @@ use crate::domain::model::{
     Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, Retirement, SealedKey, VolumeType,
 };
 use crate::domain::policy;
-use crate::ports::{CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, Portal, WriteOutcome};
+use crate::domain::ports::{
+    CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, Portal, WriteOutcome,
+};
 use aws_lc_rs::digest;
 use time::{Duration, OffsetDateTime};
 

@@ -1,4 +1,4 @@
-//! The domain: the rules of the portal, on the ports only.
+//! The domain: the rules of the portal, on its own ports only (`ports`).
 
 pub mod audit;
 pub mod batch;
@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod ports;
 pub mod ratelimit;
 pub mod settings;
 pub mod text;

@@ -1,5 +1,8 @@
 //! Domain records: tenants, devices, key metadata, and the recovery password.
 
+mod incident;
+pub use incident::{Incident, IncidentId, IncidentState, OpenIncident};
+
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -161,7 +164,7 @@ pub struct TenantPolicy {
     /// The incident the tenant record last opened (it may have expired or
     /// been closed since: see `OpenIncident::is_open`). Not a setting: a
     /// settings change keeps it as it is.
-    pub incident: Option<crate::domain::incidents::OpenIncident>,
+    pub incident: Option<OpenIncident>,
 }
 
 impl TenantPolicy {
@@ -171,10 +174,7 @@ impl TenantPolicy {
     pub const RATE_LIMITS: std::ops::RangeInclusive<u32> = 1..=100_000;
 
     /// The incident open at `now`, if any.
-    pub fn open_incident(
-        &self,
-        now: time::OffsetDateTime,
-    ) -> Option<&crate::domain::incidents::OpenIncident> {
+    pub fn open_incident(&self, now: time::OffsetDateTime) -> Option<&OpenIncident> {
         self.incident.as_ref().filter(|i| i.is_open(now))
     }
 }

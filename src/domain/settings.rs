@@ -10,7 +10,7 @@ use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::WRITE_ATTEMPTS;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
-use crate::ports::{Portal, WriteOutcome};
+use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
 
 /// A partial update: absent fields stay as they are; `helpdesk: null`
 /// removes the helpdesk details.
@@ -142,8 +142,11 @@ fn within_ceilings(portal: &Portal, patch: &SettingsPatch) -> Result<(), ApiErro
 }
 
 /// `GET /v1/tenant/settings`.
-pub async fn get(portal: &Portal, caller: &Caller) -> Result<TenantPolicy, ApiError> {
-    Ok(portal.lifecycle.tenant_settings(&caller.tenant).await?.0)
+pub async fn get(
+    lifecycle: &dyn LifecycleStore,
+    caller: &Caller,
+) -> Result<TenantPolicy, ApiError> {
+    Ok(lifecycle.tenant_settings(&caller.tenant).await?.0)
 }
 
 /// `PATCH /v1/tenant/settings`: the settings after the change.

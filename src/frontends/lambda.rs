@@ -6,7 +6,7 @@ use crate::api::{self, ApiRequest, Routes};
 use crate::app;
 use crate::config::Backend;
 use crate::domain::error::{ApiError, Unavailable};
-use crate::ports::Portal;
+use crate::domain::ports::Portal;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub async fn portal_from_env(routes: Routes) -> Result<Portal, String> {
     let config = config_from_lookup(routes, |k| std::env::var(k).ok())?;
     let auth = config.require_auth().map_err(|e| e.to_string())?.clone();
-    app::from_config(&config, app::jwt_verifier(&auth)).await
+    let verifier = app::jwt_verifier(&auth).map_err(|e| e.to_string())?;
+    app::from_config(&config, verifier).await
 }
 
 /// The configuration a function serving `routes` accepts: stricter than the

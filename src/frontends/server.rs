@@ -4,8 +4,8 @@
 //! and CORS for the API.
 
 use crate::api::{self, ApiRequest, MAX_ANY_BODY, Routes};
+use crate::domain::ports::Portal;
 use crate::frontends::web;
-use crate::ports::Portal;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::{self, Next};

@@ -12,7 +12,7 @@ use crate::domain::audit::{AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::domain::model::{KeyContext, SealedDevice};
-use crate::ports::{CipherError, ImportDevice, ImportStore, KeyCipher};
+use crate::domain::ports::{CipherError, ImportDevice, ImportStore, KeyCipher};
 use crate::tools::seed::{Seed, SeedDevice};
 use aws_lc_rs::digest;
 use futures_util::{StreamExt, TryStreamExt, stream};

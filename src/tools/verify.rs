@@ -7,7 +7,7 @@
 use crate::domain::audit::{Action, AuditEvent, Outcome};
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
-use crate::ports::{CipherError, KeyCipher, LifecycleStore, Store, StoredKey};
+use crate::domain::ports::{CipherError, KeyCipher, LifecycleStore, Store, StoredKey};
 use futures_util::{StreamExt, stream};
 use std::collections::BTreeMap;
 use time::OffsetDateTime;

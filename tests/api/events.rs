@@ -37,7 +37,7 @@ fn load(name: &str, token: &str) -> lambda_http::Request {
 }
 
 async fn call(
-    portal: &recovery_portal::ports::Portal,
+    portal: &recovery_portal::domain::ports::Portal,
     routes: Routes,
     req: lambda_http::Request,
 ) -> (u16, Value, http::HeaderMap) {
@@ -55,7 +55,7 @@ async fn call(
 async fn each_event_reaches_its_route_through_the_lambda_handler() {
     let idp = DevIdentityProvider::generate(DevAlg::Rs256, ISSUER, AUDIENCE);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     let (portal, store) = app::embedded(
         &seed::parse(seed::DEMO_SEED).unwrap(),
         verifier,
@@ -142,14 +142,14 @@ async fn each_event_reaches_its_route_through_the_lambda_handler() {
 
 /// The demo portal, a dev identity provider and alice's token.
 async fn demo() -> (
-    recovery_portal::ports::Portal,
+    recovery_portal::domain::ports::Portal,
     Arc<recovery_portal::adapters::embedded::MemoryStore>,
     DevIdentityProvider,
     String,
 ) {
     let idp = DevIdentityProvider::generate(DevAlg::Es256, ISSUER, AUDIENCE);
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     let (portal, store) = app::embedded(
         &seed::parse(seed::DEMO_SEED).unwrap(),
         verifier,
@@ -267,24 +267,28 @@ async fn size_media_type_and_method_errors_through_the_lambda_adapter() {
 }
 
 /// A cipher that takes longer than any invocation may.
-struct SlowCipher(Arc<dyn recovery_portal::ports::KeyCipher>);
+struct SlowCipher(Arc<dyn recovery_portal::domain::ports::KeyCipher>);
 
 #[async_trait::async_trait]
-impl recovery_portal::ports::KeyCipher for SlowCipher {
+impl recovery_portal::domain::ports::KeyCipher for SlowCipher {
     async fn seal(
         &self,
         ctx: &recovery_portal::domain::model::KeyContext,
         pw: &recovery_portal::domain::model::RecoveryPassword,
-    ) -> Result<recovery_portal::domain::model::SealedKey, recovery_portal::ports::CipherError>
-    {
+    ) -> Result<
+        recovery_portal::domain::model::SealedKey,
+        recovery_portal::domain::ports::CipherError,
+    > {
         self.0.seal(ctx, pw).await
     }
     async fn open(
         &self,
         ctx: &recovery_portal::domain::model::KeyContext,
         sealed: &recovery_portal::domain::model::SealedKey,
-    ) -> Result<recovery_portal::domain::model::RecoveryPassword, recovery_portal::ports::CipherError>
-    {
+    ) -> Result<
+        recovery_portal::domain::model::RecoveryPassword,
+        recovery_portal::domain::ports::CipherError,
+    > {
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
         self.0.open(ctx, sealed).await
     }

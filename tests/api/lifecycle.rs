@@ -495,7 +495,7 @@ async fn tenant_limits_override_the_deployments_and_an_incident_overrides_them()
 #[tokio::test]
 async fn only_grants_under_a_client_request_id_are_kept_for_replay() {
     use recovery_portal::domain::ids::{DeviceId, TenantId, UserId};
-    use recovery_portal::ports::Store;
+    use recovery_portal::domain::ports::Store;
     let (h, s) = setup().await;
     let alice = h.token("contoso", "alice", "RecoveryKey.Read");
     let grants = || async {

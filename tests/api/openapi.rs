@@ -13,7 +13,7 @@ use recovery_portal::domain::audit::AuditEvent;
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, TenantId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, KeyCipher, LifecycleStore, RotationPage,
     StoredKeyPage, WriteOutcome,
 };

@@ -11,7 +11,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use recovery_portal::api::{self, ApiRequest, Routes};
 use recovery_portal::app;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector, TenantId, UserId};
-use recovery_portal::ports::Portal;
+use recovery_portal::domain::ports::Portal;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use recovery_portal::tools::seed;
 use serde_json::{Value, json};
@@ -646,7 +646,7 @@ fn demo() -> Demo {
         .iter()
         .map(|w| idp.token(w.tenant, w.user, w.scopes, now, 3600))
         .collect();
-    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::ports::SystemClock)));
+    let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     let portal = rt.block_on(async {
         app::embedded(
             &seed::parse(seed::DEMO_SEED).unwrap(),

@@ -10,7 +10,7 @@ use recovery_portal::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySe
 use recovery_portal::adapters::token_cache::CachingVerifier;
 use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::TenantId;
-use recovery_portal::ports::TokenVerifier;
+use recovery_portal::domain::ports::TokenVerifier;
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1230,7 +1230,8 @@ async fn portal_jwks_max_age_sets_how_long_fetched_keys_are_used() {
     .unwrap();
     let clock = TestClock::at(NOW);
     let v =
-        recovery_portal::app::jwt_verifier_with_clock(config.auth.as_ref().unwrap(), clock.clone());
+        recovery_portal::app::jwt_verifier_with_clock(config.auth.as_ref().unwrap(), clock.clone())
+            .unwrap();
     // Behind the production token cache.
     let ta = token_at(&a, &clock, 3600);
     v.verify(&ta).await.unwrap();
@@ -1270,7 +1271,8 @@ async fn with_inline_keys_an_unknown_kid_is_401_and_nothing_is_fetched() {
         h.portal.verifier = recovery_portal::app::jwt_verifier_with_clock(
             config.auth.as_ref().unwrap(),
             h.clock.clone(),
-        );
+        )
+        .unwrap();
         let server = h.serve().await;
         let now = h.clock.unix();
         let known = inline.token("contoso", "alice", "RecoveryKey.Read", now, 3600);

@@ -6,7 +6,7 @@
 //! were assumed; no password in the output.
 
 use crate::support::aws::{call, moto_env, moto_url, portal};
-use recovery_portal::ports::Portal;
+use recovery_portal::domain::ports::Portal;
 use recovery_portal::tools::ad;
 use std::path::{Path, PathBuf};
 

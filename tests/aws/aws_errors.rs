@@ -24,7 +24,7 @@ use crate::support::fault_proxy::{
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, MAX_ATTEMPTS};
 use recovery_portal::domain::audit::{AuditEvent, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{TenantId, UserId};
-use recovery_portal::ports::{Portal, Store};
+use recovery_portal::domain::ports::{Portal, Store};
 use serde_json::json;
 use std::sync::Arc;
 

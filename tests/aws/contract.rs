@@ -2,21 +2,25 @@
 //! against the embedded adapters and against DynamoDB + KMS on moto, so the
 //! two backends cannot drift apart.
 //!
+//! Each operation is a test of its own per backend (`contract_tests!`), so a
+//! failure names its case: `contract::dynamodb::find_keys_match_a_prefix_within_the_tenant`.
 //! The moto half needs `PORTAL_TEST_MOTO_URL` (see scripts/moto.sh) and fails
 //! when it is not set.
 
 use crate::support::aws as common_aws;
 
-use common_aws::{device, key, moto_env, password, seed_json};
+use crate::contract_backends::{Backend, contract_tests};
+use common_aws::{device, key, password, seed_json};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
-use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     CipherError, Commit, Denial, ImportStore, KeyCipher, Store, StoredDevice,
 };
+use recovery_portal::domain::ratelimit::{self, Grant, RateWindow, Slot};
+use recovery_portal::tools::seed::{Seed, SeedDevice};
 use std::collections::{BTreeSet, HashMap};
 use time::OffsetDateTime;
 
@@ -41,7 +45,7 @@ fn k(s: &str) -> KeyId {
     KeyId::parse(s).unwrap()
 }
 
-fn contract_seed() -> recovery_portal::tools::seed::Seed {
+fn contract_seed() -> Seed {
     let json = seed_json(vec![
         device(
             "t1",
@@ -104,144 +108,39 @@ fn event(
     }
 }
 
-/// Everything the store ports promise, asserted identically on any backend.
-async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dyn KeyCipher) {
+/// The contract seed imported into `b`, as every import of it promises.
+async fn seeded(b: &Backend) -> Seed {
     let seed = contract_seed();
-    let summary = recovery_portal::tools::import::import(&seed, cipher, import, &|_, _| {})
-        .await
-        .expect("import");
+    let summary = recovery_portal::tools::import::import(
+        &seed,
+        b.cipher.as_ref(),
+        b.import.as_ref(),
+        &|_, _| {},
+    )
+    .await
+    .expect("import");
     assert_eq!(summary.devices, 4);
     assert_eq!(summary.keys, 5);
     assert_eq!(summary.skipped, 0);
+    seed
+}
 
-    let policy_t1 = seed.tenants[0].policy.clone();
-    let policy_t2 = seed.tenants[1].policy.clone();
-    let seeded = |tenant: &str, id: &str| {
-        seed.devices
-            .iter()
-            .find(|x| x.device.tenant == t(tenant) && x.device.device_id == d(id))
-            .unwrap()
-    };
+fn seeded_device<'a>(seed: &'a Seed, tenant: &str, id: &str) -> &'a SeedDevice {
+    seed.devices
+        .iter()
+        .find(|x| x.device.tenant == t(tenant) && x.device.device_id == d(id))
+        .unwrap()
+}
 
-    // --- list_devices: metadata and the tenant's policy, one tenant only.
-    let (mut devices, policy) = store.list_devices(&t("t1"), &u("u1")).await.unwrap();
-    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
-    assert_eq!(
-        devices,
-        vec![
-            seeded("t1", "PC-1").device.clone(),
-            seeded("t1", "PC-2").device.clone()
-        ]
-    );
-    assert_eq!(policy, policy_t1);
-    let (devices, policy) = store.list_devices(&t("t2"), &u("u2")).await.unwrap();
-    assert_eq!(devices, vec![seeded("t2", "PC-1").device.clone()]);
-    assert_eq!(policy, policy_t2);
-    // An owner with no devices still gets the tenant's helpdesk.
-    let (devices, policy) = store.list_devices(&t("t1"), &u("u2")).await.unwrap();
-    assert!(devices.is_empty());
-    assert_eq!(policy, policy_t1);
-    let (devices, policy) = store.list_devices(&t("t2"), &u("u1")).await.unwrap();
-    assert!(devices.is_empty());
-    assert_eq!(policy, policy_t2);
-    // An unknown tenant has no self-service and no helpdesk details.
-    let (devices, policy) = store.list_devices(&t("t3"), &u("u1")).await.unwrap();
-    assert!(devices.is_empty());
-    assert_eq!(
-        policy,
-        TenantPolicy {
-            self_service: false,
-            helpdesk: None,
-            ..TenantPolicy::default()
-        }
-    );
-
-    // --- find_keys: prefix lookup within the tenant.
-    let ids = |v: Vec<recovery_portal::ports::KeyLocation>| {
-        v.into_iter()
-            .map(|l| (l.device_id.to_string(), l.key_id.to_string()))
-            .collect::<BTreeSet<_>>()
-    };
-    let found = store
-        .find_keys(&t("t1"), &KeyIdPrefix::parse("1f2e3d4c").unwrap())
-        .await
-        .unwrap();
-    let pc1 = seeded("t1", "PC-1");
-    let loc = found.iter().find(|l| l.key_id == k(K2)).expect("K2 found");
-    assert_eq!(loc.device_id, d("PC-1"));
-    assert_eq!(loc.owner, u("u1"));
-    assert_eq!(loc.display_name, pc1.device.display_name);
-    assert_eq!(loc.volume_type, pc1.device.keys[1].volume_type);
-    assert_eq!(loc.created_at, pc1.device.keys[1].created_at);
-    assert_eq!(
-        ids(found),
-        BTreeSet::from([("PC-1".into(), K1.into()), ("PC-1".into(), K2.into())])
-    );
-    let found = store
-        .find_keys(&t("t1"), &KeyIdPrefix::parse("1F2E3D4C-5B6A").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(ids(found), BTreeSet::from([("PC-1".into(), K1.into())]));
-    let found = store
-        .find_keys(&t("t2"), &KeyIdPrefix::parse("1f2e3d4c").unwrap())
-        .await
-        .unwrap();
-    assert_eq!(ids(found), BTreeSet::from([("PC-1".into(), K4.into())]));
-    assert!(
-        store
-            .find_keys(&t("t1"), &KeyIdPrefix::parse("3b2e3d4c").unwrap())
-            .await
-            .unwrap()
-            .is_empty(),
-        "another tenant's key must not be found"
-    );
-
-    // --- load_for_disclosure: device, policy and sealed keys of one tenant.
-    let (sealed, window) = store
+/// The disclosures the audit cases read back, committed with every check
+/// `commit_disclosure` promises on the way: (e1, e2, e_t2) where e1 and e2
+/// are t1/u1's grants and e_t2 is the same request id in t2.
+async fn commit_disclosures(store: &dyn Store) -> (AuditEvent, AuditEvent, AuditEvent) {
+    let (_, window) = store
         .load_for_disclosure(&t("t1"), &d("PC-1"), &u("u1"))
         .await
         .unwrap();
-    let sealed = sealed.expect("t1/PC-1 exists");
-    assert_eq!(sealed.device, pc1.device);
-    assert_eq!(sealed.policy, policy_t1);
     assert_eq!(window, RateWindow::default());
-    assert_eq!(
-        sealed
-            .sealed
-            .iter()
-            .map(|(id, _)| *id)
-            .collect::<BTreeSet<_>>(),
-        BTreeSet::from([k(K1), k(K2)])
-    );
-    for (meta, pw) in &pc1.passwords {
-        let blob = &sealed
-            .sealed
-            .iter()
-            .find(|(id, _)| *id == meta.key_id)
-            .unwrap()
-            .1;
-        let ctx = KeyContext {
-            tenant: t("t1"),
-            device: d("PC-1"),
-            key_id: meta.key_id,
-        };
-        let opened = cipher.open(&ctx, blob).await.expect("open a stored key");
-        assert_eq!(opened.expose(), pw.expose());
-    }
-    let (other, _) = store
-        .load_for_disclosure(&t("t2"), &d("PC-1"), &u("u1"))
-        .await
-        .unwrap();
-    let other = other.expect("t2/PC-1 exists");
-    assert_eq!(other.device, seeded("t2", "PC-1").device);
-    assert_eq!(other.policy, policy_t2);
-    let (missing, _) = store
-        .load_for_disclosure(&t("t1"), &d("PC-9"), &u("u1"))
-        .await
-        .unwrap();
-    assert!(missing.is_none(), "t2's PC-9 must not be visible from t1");
-
-    // --- commit_disclosure: written, or refused for a stale rate window.
     let base: i128 = 1_750_000_000_000_000_000;
     let sec: i128 = 1_000_000_000;
     let e1 = event(
@@ -337,9 +236,12 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         Commit::Written
     );
 
-    // --- append_denied: a record per attempt, at most `cap` per actor and
-    // clock hour, then one marker.
-    let e3 = event(
+    (e1, e2, e_t2)
+}
+
+/// The contract's denied attempt in t1, at `base + 3s`.
+fn denied_e3(base: i128, sec: i128) -> AuditEvent {
+    event(
         "t1",
         "u2",
         "req-3",
@@ -347,11 +249,170 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
         None,
         Outcome::Denied,
         base + 3 * sec,
+    )
+}
+
+/// `list_devices`: metadata and the tenant's policy, one tenant only.
+async fn list_devices_shows_an_owners_devices_and_the_tenant_policy(b: &Backend) {
+    let seed = seeded(b).await;
+    let policy_t1 = seed.tenants[0].policy.clone();
+    let policy_t2 = seed.tenants[1].policy.clone();
+    let seeded = |tenant: &str, id: &str| seeded_device(&seed, tenant, id);
+    let store = b.store.as_ref();
+    let (mut devices, policy) = store.list_devices(&t("t1"), &u("u1")).await.unwrap();
+    devices.sort_by(|a, b| a.device_id.cmp(&b.device_id));
+    assert_eq!(
+        devices,
+        vec![
+            seeded("t1", "PC-1").device.clone(),
+            seeded("t1", "PC-2").device.clone()
+        ]
     );
+    assert_eq!(policy, policy_t1);
+    let (devices, policy) = store.list_devices(&t("t2"), &u("u2")).await.unwrap();
+    assert_eq!(devices, vec![seeded("t2", "PC-1").device.clone()]);
+    assert_eq!(policy, policy_t2);
+    // An owner with no devices still gets the tenant's helpdesk.
+    let (devices, policy) = store.list_devices(&t("t1"), &u("u2")).await.unwrap();
+    assert!(devices.is_empty());
+    assert_eq!(policy, policy_t1);
+    let (devices, policy) = store.list_devices(&t("t2"), &u("u1")).await.unwrap();
+    assert!(devices.is_empty());
+    assert_eq!(policy, policy_t2);
+    // An unknown tenant has no self-service and no helpdesk details.
+    let (devices, policy) = store.list_devices(&t("t3"), &u("u1")).await.unwrap();
+    assert!(devices.is_empty());
+    assert_eq!(
+        policy,
+        TenantPolicy {
+            self_service: false,
+            helpdesk: None,
+            ..TenantPolicy::default()
+        }
+    );
+}
+
+/// `find_keys`: prefix lookup within the tenant.
+async fn find_keys_match_a_prefix_within_the_tenant(b: &Backend) {
+    let seed = seeded(b).await;
+    let seeded = |tenant: &str, id: &str| seeded_device(&seed, tenant, id);
+    let store = b.store.as_ref();
+    let ids = |v: Vec<recovery_portal::domain::ports::KeyLocation>| {
+        v.into_iter()
+            .map(|l| (l.device_id.to_string(), l.key_id.to_string()))
+            .collect::<BTreeSet<_>>()
+    };
+    let found = store
+        .find_keys(&t("t1"), &KeyIdPrefix::parse("1f2e3d4c").unwrap())
+        .await
+        .unwrap();
+    let pc1 = seeded("t1", "PC-1");
+    let loc = found.iter().find(|l| l.key_id == k(K2)).expect("K2 found");
+    assert_eq!(loc.device_id, d("PC-1"));
+    assert_eq!(loc.owner, u("u1"));
+    assert_eq!(loc.display_name, pc1.device.display_name);
+    assert_eq!(loc.volume_type, pc1.device.keys[1].volume_type);
+    assert_eq!(loc.created_at, pc1.device.keys[1].created_at);
+    assert_eq!(
+        ids(found),
+        BTreeSet::from([("PC-1".into(), K1.into()), ("PC-1".into(), K2.into())])
+    );
+    let found = store
+        .find_keys(&t("t1"), &KeyIdPrefix::parse("1F2E3D4C-5B6A").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids(found), BTreeSet::from([("PC-1".into(), K1.into())]));
+    let found = store
+        .find_keys(&t("t2"), &KeyIdPrefix::parse("1f2e3d4c").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(ids(found), BTreeSet::from([("PC-1".into(), K4.into())]));
+    assert!(
+        store
+            .find_keys(&t("t1"), &KeyIdPrefix::parse("3b2e3d4c").unwrap())
+            .await
+            .unwrap()
+            .is_empty(),
+        "another tenant's key must not be found"
+    );
+}
+
+/// `load_for_disclosure`: device, policy and sealed keys of one tenant.
+async fn load_for_disclosure_returns_one_tenants_sealed_keys(b: &Backend) {
+    let seed = seeded(b).await;
+    let policy_t1 = seed.tenants[0].policy.clone();
+    let policy_t2 = seed.tenants[1].policy.clone();
+    let seeded = |tenant: &str, id: &str| seeded_device(&seed, tenant, id);
+    let (store, cipher) = (b.store.as_ref(), b.cipher.as_ref());
+    let pc1 = seeded("t1", "PC-1");
+    let (sealed, window) = store
+        .load_for_disclosure(&t("t1"), &d("PC-1"), &u("u1"))
+        .await
+        .unwrap();
+    let sealed = sealed.expect("t1/PC-1 exists");
+    assert_eq!(sealed.device, pc1.device);
+    assert_eq!(sealed.policy, policy_t1);
+    assert_eq!(window, RateWindow::default());
+    assert_eq!(
+        sealed
+            .sealed
+            .iter()
+            .map(|(id, _)| *id)
+            .collect::<BTreeSet<_>>(),
+        BTreeSet::from([k(K1), k(K2)])
+    );
+    for (meta, pw) in &pc1.passwords {
+        let blob = &sealed
+            .sealed
+            .iter()
+            .find(|(id, _)| *id == meta.key_id)
+            .unwrap()
+            .1;
+        let ctx = KeyContext {
+            tenant: t("t1"),
+            device: d("PC-1"),
+            key_id: meta.key_id,
+        };
+        let opened = cipher.open(&ctx, blob).await.expect("open a stored key");
+        assert_eq!(opened.expose(), pw.expose());
+    }
+    let (other, _) = store
+        .load_for_disclosure(&t("t2"), &d("PC-1"), &u("u1"))
+        .await
+        .unwrap();
+    let other = other.expect("t2/PC-1 exists");
+    assert_eq!(other.device, seeded("t2", "PC-1").device);
+    assert_eq!(other.policy, policy_t2);
+    let (missing, _) = store
+        .load_for_disclosure(&t("t1"), &d("PC-9"), &u("u1"))
+        .await
+        .unwrap();
+    assert!(missing.is_none(), "t2's PC-9 must not be visible from t1");
+}
+
+/// `commit_disclosure`: written, or refused for a stale rate window.
+async fn commit_disclosure_refuses_a_stale_rate_window(b: &Backend) {
+    seeded(b).await;
+    let store = b.store.as_ref();
+    commit_disclosures(store).await;
+}
+
+/// `append_denied`: a record per attempt, at most `cap` per actor and clock hour, then one marker.
+async fn append_denied_caps_records_per_actor_and_hour(b: &Backend) {
+    let store = b.store.as_ref();
+    let (base, sec) = (1_750_000_000_000_000_000, 1_000_000_000);
+    let e3 = denied_e3(base, sec);
     assert_eq!(store.append_denied(&e3, 100).await.unwrap(), Denial::Stored);
     denial_cap_contract(store, base).await;
+}
 
-    // --- audit_events: filters, newest first, limit, tenant isolation.
+/// `audit_events`: filters, newest first, limit, tenant isolation.
+async fn audit_events_filter_newest_first_within_the_tenant(b: &Backend) {
+    seeded(b).await;
+    let store = b.store.as_ref();
+    let (e1, e2, e_t2) = commit_disclosures(store).await;
+    let e3 = denied_e3(1_750_000_000_000_000_000, 1_000_000_000);
+    assert_eq!(store.append_denied(&e3, 100).await.unwrap(), Denial::Stored);
     let q = |device: Option<&str>, actor: Option<&str>, limit: usize| AuditQuery {
         device_id: device.map(d),
         actor: actor.map(u),
@@ -418,9 +479,18 @@ async fn store_contract(store: &dyn Store, import: &dyn ImportStore, cipher: &dy
             .events
             .is_empty()
     );
-    paging_contract(store).await;
+}
 
-    // --- stored_devices: what a re-import compares; absent devices left out.
+/// `audit_events` paging: limit, cursor, range and filters in one order.
+async fn audit_events_page_in_one_total_order(b: &Backend) {
+    let store = b.store.as_ref();
+    paging_contract(store).await;
+}
+
+/// `stored_devices`: what a re-import compares; absent devices left out.
+async fn stored_devices_fingerprint_what_a_reimport_compares(b: &Backend) {
+    let seed = seeded(b).await;
+    let (import, cipher) = (b.import.as_ref(), b.cipher.as_ref());
     let mut ids: Vec<(TenantId, DeviceId)> = seed
         .devices
         .iter()
@@ -831,7 +901,7 @@ async fn tenant_policy_contract(
     };
     let sealed = cipher.seal(&ctx, &sd.passwords[0].1).await.unwrap();
     import
-        .put_devices(&[recovery_portal::ports::ImportDevice {
+        .put_devices(&[recovery_portal::domain::ports::ImportDevice {
             sealed: recovery_portal::domain::model::SealedDevice {
                 device: dev,
                 policy: TenantPolicy {
@@ -1054,7 +1124,7 @@ async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
         }
         async fn put_devices(
             &self,
-            devices: &[recovery_portal::ports::ImportDevice],
+            devices: &[recovery_portal::domain::ports::ImportDevice],
         ) -> Result<(), Unavailable> {
             self.0.put_devices(devices).await
         }
@@ -1099,45 +1169,42 @@ async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
     );
 }
 
-#[tokio::test]
-async fn embedded_backends_keep_the_contract() {
-    let store = MemoryStore::new();
-    let cipher = LocalCipher::random();
-    store_contract(&store, &store, &cipher).await;
-    tenant_policy_contract(&store, &store, &cipher).await;
-    ownership_change_contract(&store, &store, &cipher).await;
-    settings_change_contract(&store, &store, &cipher).await;
-    cipher_contract(&cipher).await;
+/// The tenant item is the one source of a tenant's policy.
+async fn tenant_item_is_the_one_source_of_policy(b: &Backend) {
+    tenant_policy_contract(b.store.as_ref(), b.import.as_ref(), b.cipher.as_ref()).await;
 }
 
-/// The persistent store of `portal serve --data-dir`, with its master key.
-pub(crate) async fn sqlite_backends()
--> (recovery_portal::adapters::sqlite::SqliteStore, LocalCipher) {
-    use recovery_portal::adapters::sqlite::{MasterKey, SqliteStore};
-    let dir = std::env::temp_dir().join(format!("portal-sqlite-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let store = SqliteStore::open(&dir).unwrap();
-    let key = MasterKey::load_or_create(&dir.join("master.key")).unwrap();
-    let cipher = store.unlock(&key).await.unwrap();
-    (store, cipher)
+/// A re-import that moves a device to another owner is audited.
+async fn reimport_audits_an_owner_change(b: &Backend) {
+    ownership_change_contract(b.store.as_ref(), b.import.as_ref(), b.cipher.as_ref()).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_backends_keep_the_contract() {
-    let (store, cipher) = sqlite_backends().await;
-    store_contract(&store, &store, &cipher).await;
-    tenant_policy_contract(&store, &store, &cipher).await;
-    ownership_change_contract(&store, &store, &cipher).await;
-    settings_change_contract(&store, &store, &cipher).await;
-    cipher_contract(&cipher).await;
+/// A re-import that changes a tenant's settings is audited.
+async fn reimport_audits_a_settings_change(b: &Backend) {
+    settings_change_contract(b.store.as_ref(), b.import.as_ref(), b.cipher.as_ref()).await;
 }
 
-#[tokio::test]
-async fn aws_backends_on_moto_keep_the_contract() {
-    let env = moto_env().await;
-    store_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
-    tenant_policy_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
-    ownership_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
-    settings_change_contract(env.store.as_ref(), env.store.as_ref(), env.cipher.as_ref()).await;
-    cipher_contract(env.cipher.as_ref()).await;
+/// The `KeyCipher` port: seal, open, and reject any other context.
+async fn cipher_seals_opens_and_rejects_other_contexts(b: &Backend) {
+    cipher_contract(b.cipher.as_ref()).await;
 }
+
+macro_rules! store_contract_tests {
+    ($($backend:ident),*) => {
+        $(contract_tests!($backend, [
+            list_devices_shows_an_owners_devices_and_the_tenant_policy,
+            find_keys_match_a_prefix_within_the_tenant,
+            load_for_disclosure_returns_one_tenants_sealed_keys,
+            commit_disclosure_refuses_a_stale_rate_window,
+            append_denied_caps_records_per_actor_and_hour,
+            audit_events_filter_newest_first_within_the_tenant,
+            audit_events_page_in_one_total_order,
+            stored_devices_fingerprint_what_a_reimport_compares,
+            tenant_item_is_the_one_source_of_policy,
+            reimport_audits_an_owner_change,
+            reimport_audits_a_settings_change,
+            cipher_seals_opens_and_rejects_other_contexts,
+        ]);)*
+    };
+}
+store_contract_tests!(embedded, sqlite, dynamodb);

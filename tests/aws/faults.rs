@@ -16,7 +16,7 @@ use aws_smithy_types::body::SdkBody;
 use common_aws::{call, device, key, password, portal, seed_json};
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, items};
 use recovery_portal::domain::model::{SealedDevice, SealedKey};
-use recovery_portal::ports::ImportDevice;
+use recovery_portal::domain::ports::ImportDevice;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -127,14 +127,16 @@ fn json_error(status: u16, body: &'static str) -> HttpResponse {
 fn portal_on(
     dynamo: aws_sdk_dynamodb::Client,
     kms: aws_sdk_kms::Client,
-) -> recovery_portal::ports::Portal {
+) -> recovery_portal::domain::ports::Portal {
     portal(
         Arc::new(DynamoStore::new(dynamo, PREFIX)),
         Arc::new(KmsCipher::new(kms, Some("alias/recovery-keys".into()))),
     )
 }
 
-async fn retrieve(p: &recovery_portal::ports::Portal) -> (u16, Option<String>, serde_json::Value) {
+async fn retrieve(
+    p: &recovery_portal::domain::ports::Portal,
+) -> (u16, Option<String>, serde_json::Value) {
     let (resp, body) = call(
         p,
         "POST",

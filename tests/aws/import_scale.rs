@@ -3,7 +3,7 @@
 
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::ids::{DeviceId, TenantId};
-use recovery_portal::ports::ImportStore;
+use recovery_portal::domain::ports::ImportStore;
 use std::fmt::Write;
 
 const DEVICES: usize = 100_000;

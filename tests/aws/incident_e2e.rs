@@ -12,7 +12,7 @@ use recovery_portal::domain::audit::{AuditEvent, AuditQuery, Outcome};
 use recovery_portal::domain::denial::Denied;
 use recovery_portal::domain::ids::{TenantId, UserId};
 use recovery_portal::domain::metrics::Metric;
-use recovery_portal::ports::{ImportStore, KeyCipher, LifecycleStore, Portal, Store};
+use recovery_portal::domain::ports::{ImportStore, KeyCipher, LifecycleStore, Portal, Store};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::collections::HashMap;

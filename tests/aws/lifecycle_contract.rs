@@ -4,8 +4,8 @@
 
 use crate::support::aws as common_aws;
 
+use crate::contract_backends::{Backend, contract_tests};
 use common_aws::{device, key, moto_env, password, seed_json};
-use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{Action, AuditEvent, AuditQuery, Outcome};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::lifecycle::key_digest;
@@ -13,10 +13,10 @@ use recovery_portal::domain::model::{
     Device, Helpdesk, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, RequireReason,
     TenantPolicy, VolumeType,
 };
-use recovery_portal::domain::ratelimit::{self, RateWindow};
-use recovery_portal::ports::{
+use recovery_portal::domain::ports::{
     Commit, DeviceUpsert, EscrowWrite, ImportStore, KeyCipher, LifecycleStore, Store, WriteOutcome,
 };
+use recovery_portal::domain::ratelimit::{self, RateWindow};
 use std::collections::BTreeSet;
 use time::{Duration, OffsetDateTime};
 
@@ -73,6 +73,24 @@ fn pw(n: u32) -> RecoveryPassword {
     RecoveryPassword::parse(&password(n)).unwrap()
 }
 
+/// The steps of the lifecycle story, in order: a case runs the story up to
+/// and including its step, since each step reads what the ones before it
+/// wrote (so the first failing case names the step at fault).
+#[derive(Clone, Copy, PartialEq)]
+enum Step {
+    DeviceForWrite,
+    CommitUpsert,
+    CommitEscrow,
+    DisclosureMarks,
+    Supersede,
+    StoredKeys,
+    TenantSettings,
+    SweepExpired,
+    RetireRestore,
+    AuditTrail,
+    RotationPages,
+}
+
 /// Every `LifecycleStore` operation, asserted identically on any backend.
 /// `sweeps`: whether `sweep_expired` deletes (embedded) or leaves it to
 /// DynamoDB TTL (AWS).
@@ -82,6 +100,7 @@ async fn lifecycle_contract(
     import: &dyn ImportStore,
     cipher: &dyn KeyCipher,
     sweeps: bool,
+    upto: Step,
 ) {
     // A tenant with an imported device, so settings start from the file.
     let seed = recovery_portal::tools::seed::parse(&seed_json(vec![device(
@@ -124,6 +143,10 @@ async fn lifecycle_contract(
             )
         )]
     );
+
+    if upto == Step::DeviceForWrite {
+        return;
+    }
 
     // --- commit_upsert: create once, then only against the version read.
     let pc5 = Device {
@@ -208,6 +231,10 @@ async fn lifecycle_contract(
         vec![moved.clone()]
     );
 
+    if upto == Step::CommitUpsert {
+        return;
+    }
+
     // --- commit_escrow: the first key.
     let (rec, _) = life.device_for_write(&t("t1"), &d("PC-5")).await.unwrap();
     let rec = rec.unwrap();
@@ -281,6 +308,10 @@ async fn lifecycle_contract(
             .is_empty()
     );
 
+    if upto == Step::CommitEscrow {
+        return;
+    }
+
     // --- a granted disclosure marks the key and requests its rotation.
     let disclose = |key: &str, request_id: &str, time: i64| AuditEvent {
         action: Action::Disclose,
@@ -344,6 +375,10 @@ async fn lifecycle_contract(
         .unwrap(),
         WriteOutcome::Conflict
     );
+
+    if upto == Step::DisclosureMarks {
+        return;
+    }
 
     // --- a newer key supersedes K6: rotation request cleared, K6 kept apart.
     let (rec, settings) = life.device_for_write(&t("t1"), &d("PC-5")).await.unwrap();
@@ -441,6 +476,10 @@ async fn lifecycle_contract(
             .is_empty()
     );
 
+    if upto == Step::Supersede {
+        return;
+    }
+
     // --- stored_keys: current and superseded ciphertexts, one tenant.
     let mut all = Vec::new();
     let mut cursor = None;
@@ -475,6 +514,10 @@ async fn lifecycle_contract(
     );
     for s in &all {
         assert!(cipher.open(&s.context, &s.sealed).await.is_ok(), "{s:?}");
+    }
+
+    if upto == Step::StoredKeys {
+        return;
     }
 
     // --- tenant settings: versioned, audited, read by the next request.
@@ -571,6 +614,10 @@ async fn lifecycle_contract(
         (TenantPolicy::default(), 0)
     );
 
+    if upto == Step::TenantSettings {
+        return;
+    }
+
     // --- sweep_expired: the embedded store deletes what DynamoDB TTL would.
     let swept = life
         .sweep_expired(expires + Duration::seconds(1))
@@ -588,6 +635,10 @@ async fn lifecycle_contract(
         assert_eq!(rec.unwrap().device.keys, vec![k7.clone()]);
     } else {
         assert_eq!(swept, 0);
+    }
+
+    if upto == Step::SweepExpired {
+        return;
     }
 
     // --- retire_device / restore_device: conditional on the version; a
@@ -677,6 +728,10 @@ async fn lifecycle_contract(
         assert_eq!(swept, 0);
     }
 
+    if upto == Step::RetireRestore {
+        return;
+    }
+
     // --- every write left its event, with its action.
     let events = store
         .audit_events(
@@ -731,6 +786,10 @@ async fn lifecycle_contract(
             .count(),
         2
     );
+
+    if upto == Step::AuditTrail {
+        return;
+    }
 
     // --- rotation pages: `limit` devices per page, `next` until the end.
     for (i, dev) in ["R-1", "R-2", "R-3"].iter().enumerate() {
@@ -814,25 +873,156 @@ async fn lifecycle_contract(
     let _ = RateWindow::default();
 }
 
-#[tokio::test]
-async fn embedded_lifecycle_store_keeps_the_contract() {
-    let store = MemoryStore::new();
-    let cipher = LocalCipher::random();
-    lifecycle_contract(&store, &store, &store, &cipher, true).await;
+async fn device_for_write_reads_settings_and_digests(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::DeviceForWrite,
+    )
+    .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_lifecycle_store_keeps_the_contract() {
-    let (store, cipher) = crate::contract::sqlite_backends().await;
-    lifecycle_contract(&store, &store, &store, &cipher, true).await;
+async fn commit_upsert_creates_once_then_by_version(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::CommitUpsert,
+    )
+    .await;
 }
 
-#[tokio::test]
-async fn dynamodb_lifecycle_store_on_moto_keeps_the_contract() {
-    let env = moto_env().await;
-    let s = env.store.as_ref();
-    lifecycle_contract(s, s, s, env.cipher.as_ref(), false).await;
+async fn commit_escrow_is_conditional_on_the_version(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::CommitEscrow,
+    )
+    .await;
 }
+
+async fn a_disclosure_marks_the_key_for_rotation(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::DisclosureMarks,
+    )
+    .await;
+}
+
+async fn a_newer_key_supersedes_and_keeps_the_old_apart(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::Supersede,
+    )
+    .await;
+}
+
+async fn stored_keys_lists_current_and_superseded(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::StoredKeys,
+    )
+    .await;
+}
+
+async fn tenant_settings_are_versioned_and_read_back(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::TenantSettings,
+    )
+    .await;
+}
+
+async fn sweep_expired_deletes_or_leaves_to_ttl(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::SweepExpired,
+    )
+    .await;
+}
+
+async fn retire_and_restore_are_conditional_on_the_version(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::RetireRestore,
+    )
+    .await;
+}
+
+async fn every_write_leaves_its_event(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::AuditTrail,
+    )
+    .await;
+}
+
+async fn rotation_requests_page_oldest_disclosure_first(b: &Backend) {
+    lifecycle_contract(
+        b.store.as_ref(),
+        b.life.as_ref(),
+        b.import.as_ref(),
+        b.cipher.as_ref(),
+        b.sweeps,
+        Step::RotationPages,
+    )
+    .await;
+}
+
+macro_rules! lifecycle_contract_tests {
+    ($($backend:ident),*) => {
+        $(contract_tests!($backend, [
+            device_for_write_reads_settings_and_digests,
+            commit_upsert_creates_once_then_by_version,
+            commit_escrow_is_conditional_on_the_version,
+            a_disclosure_marks_the_key_for_rotation,
+            a_newer_key_supersedes_and_keeps_the_old_apart,
+            stored_keys_lists_current_and_superseded,
+            tenant_settings_are_versioned_and_read_back,
+            sweep_expired_deletes_or_leaves_to_ttl,
+            retire_and_restore_are_conditional_on_the_version,
+            every_write_leaves_its_event,
+            rotation_requests_page_oldest_disclosure_first,
+        ]);)*
+    };
+}
+lifecycle_contract_tests!(embedded, sqlite, dynamodb);
 
 /// A device item written before keys became a map (a list of key
 /// metadata, no version): disclosures still work, just without the mark,

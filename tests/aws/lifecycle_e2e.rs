@@ -10,7 +10,7 @@ use crate::support::common::{
     AUDIENCE, ISSUER, NOW, Reply, Server, TestClock, password, serve_portal, test_seed,
 };
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
-use recovery_portal::ports::{KeyCipher, LifecycleStore, Portal, Store};
+use recovery_portal::domain::ports::{KeyCipher, LifecycleStore, Portal, Store};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -30,7 +30,9 @@ struct Env {
 }
 
 impl Env {
-    async fn new<S: Store + LifecycleStore + recovery_portal::ports::ImportStore + 'static>(
+    async fn new<
+        S: Store + LifecycleStore + recovery_portal::domain::ports::ImportStore + 'static,
+    >(
         store: Arc<S>,
         cipher: Arc<dyn KeyCipher>,
     ) -> Self {
@@ -49,7 +51,7 @@ impl Env {
             key_rate_limit: 50,
             helpdesk_rate_limit: 50,
             incident_max_rate_limit: recovery_portal::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
-            metrics: Arc::new(recovery_portal::ports::NoMetrics),
+            metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
             max_auth_age: None,
         };
         Self {
@@ -645,4 +647,67 @@ fn keys_verify_reports_broken_keys_and_prints_none() {
     let detail = verify[0].justification.as_deref().unwrap();
     assert!(detail.starts_with("5 keys checked, 2 broken"), "{detail}");
     assert!(detail.contains(&format!("PC-BOB/{bob_key}")), "{detail}");
+}
+
+/// A signed-in caller without a write permission cannot flood the audit
+/// trail by repeating a refused write: like refused retrievals, its
+/// refusals are stored up to the hourly per-caller cap, then one marker
+/// event; every answer stays a 403 problem.
+async fn refused_writes_are_capped(env: &mut Env) {
+    use recovery_portal::domain::audit::DENIED_EVENTS_PER_HOUR as CAP;
+    let eve = env.token("eve", "RecoveryKey.Read");
+    for i in 0..2 * CAP {
+        let r = env
+            .send(
+                "PATCH",
+                "/v1/tenant/settings",
+                &eve,
+                Some(json!({ "self_service_enabled": i % 2 == 0 })),
+            )
+            .await;
+        r.assert_problem(403);
+    }
+    let auditor = env.token("auditor", "AuditLog.Read.All");
+    let r = env
+        .send(
+            "GET",
+            "/v1/audit-events?actor=eve&limit=1000",
+            &auditor,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let events = r.json()["events"].as_array().unwrap().clone();
+    let count = |reason: &str| events.iter().filter(|e| e["reason"] == reason).count();
+    assert_eq!(events.len(), CAP as usize + 1, "cap + 1 marker");
+    assert_eq!(count("insufficient_scope"), CAP as usize);
+    assert_eq!(count("denials_capped"), 1);
+    assert!(events.iter().all(|e| e["outcome"] == "denied"));
+}
+
+#[tokio::test]
+async fn refused_writes_are_capped_on_the_embedded_backends() {
+    let store = Arc::new(MemoryStore::new());
+    let mut env = Env::new(store.clone(), Arc::new(LocalCipher::random())).await;
+    refused_writes_are_capped(&mut env).await;
+    let eve = store
+        .audit_log()
+        .into_iter()
+        .filter(|e| e.actor.as_str() == "eve")
+        .count();
+    assert!(eve <= 1 + recovery_portal::domain::audit::DENIED_EVENTS_PER_HOUR as usize);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_are_capped_on_sqlite() {
+    let (store, cipher) = crate::contract_backends::sqlite_backends().await;
+    let mut env = Env::new(Arc::new(store), Arc::new(cipher)).await;
+    refused_writes_are_capped(&mut env).await;
+}
+
+#[tokio::test]
+async fn refused_writes_are_capped_on_dynamodb() {
+    let aws = moto_env().await;
+    let mut env = Env::new(aws.store.clone(), aws.cipher.clone()).await;
+    refused_writes_are_capped(&mut env).await;
 }

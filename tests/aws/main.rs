@@ -8,6 +8,7 @@ mod support;
 mod ad_import;
 mod aws_errors;
 mod contract;
+mod contract_backends;
 mod e2e;
 mod entra_sync;
 mod faults;

@@ -23,7 +23,7 @@ use recovery_portal::domain::audit::{AuditQuery, Outcome};
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey};
-use recovery_portal::ports::{CipherError, ImportStore, KeyCipher, Store, SystemClock};
+use recovery_portal::domain::ports::{CipherError, ImportStore, KeyCipher, Store, SystemClock};
 use recovery_portal::tools::import::import;
 use recovery_portal::tools::seed::parse;
 use std::sync::Arc;

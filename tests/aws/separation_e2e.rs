@@ -8,7 +8,7 @@ use crate::support::common::{
 };
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::adapters::emf::MemoryMetrics;
-use recovery_portal::ports::{ImportStore, KeyCipher, LifecycleStore, Portal, Store};
+use recovery_portal::domain::ports::{ImportStore, KeyCipher, LifecycleStore, Portal, Store};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -613,7 +613,7 @@ async fn a_key_without_a_digest_is_never_replaced_embedded() {
         .unwrap();
     let rec = rec.unwrap();
     store
-        .put_devices(&[recovery_portal::ports::ImportDevice {
+        .put_devices(&[recovery_portal::domain::ports::ImportDevice {
             sealed: recovery_portal::domain::model::SealedDevice {
                 device: rec.device,
                 policy,

@@ -112,7 +112,7 @@ fn the_role_seals_reads_its_secret_and_never_decrypts() {
             assert!(
                 sub(s, "condition")
                     .iter()
-                    .any(|c| attr(c, "values") == "[\"*#sync:entra\"]"),
+                    .any(|c| items(c, "values") == [format!("{PINNED}#sync:entra")]),
                 "{actions}"
             );
         }
@@ -134,7 +134,7 @@ fn the_role_seals_reads_its_secret_and_never_decrypts() {
         [(
             "[\"kms:Encrypt\"]".to_owned(),
             "[aws_kms_key.recovery_keys.arn]".to_owned(),
-            2
+            3
         )]
     );
     // Nor does the recovery-key CMK's policy name the sync's role.
@@ -312,4 +312,205 @@ fn package_sh_builds_and_records_the_fourth_zip() {
             .iter()
             .any(|p| attr(p, "condition").contains("local.build.zips[\"entra-sync\"]"))
     );
+}
+
+use crate::terraform::edit as tfedit;
+use tfedit::Edit::{self, AddItem, Drop, Set};
+
+/// The scheduled role's tenant, as written in its conditions.
+const PINNED: &str = "${var.entra_sync.tenant_id}";
+
+/// A list attribute's elements as written (`"D#*"` -> `D#*`, a reference
+/// as its text).
+fn items(body: &Body, key: &str) -> Vec<String> {
+    let one = |e: &Expression| match e {
+        Expression::String(s) => s.clone(),
+        Expression::TemplateExpr(t) => match t.as_ref() {
+            hcl::TemplateExpr::QuotedString(s) => s.clone(),
+            other => other.to_string(),
+        },
+        other => other.to_string(),
+    };
+    match body.attributes().find(|a| a.key() == key).map(|a| a.expr()) {
+        Some(Expression::Array(xs)) => xs.iter().map(one).collect(),
+        Some(e) => vec![one(e)],
+        None => Vec::new(),
+    }
+}
+
+/// The leading keys a sync statement may name: device items (writes), the
+/// tenant item too (reads), its own audit partitions (`<tenant>#sync:entra`,
+/// the actor the sync writes as); one tenant's when `tenant` is pinned.
+fn allowed_leading_keys(table: &str, actions: &[String], tenant: &str) -> Vec<String> {
+    let only = |a: &str| actions.iter().all(|x| x == a);
+    let device = match tenant {
+        "*" => "D#*".to_owned(),
+        t => format!("D#{t}#*"),
+    };
+    match table {
+        "devices" if only("dynamodb:BatchGetItem") => vec![device, format!("T#{tenant}")],
+        "devices" => vec![device],
+        "audit" if only("dynamodb:Query") => vec![format!("{tenant}#sync:entra")],
+        "audit" if only("dynamodb:PutItem") => vec![format!("{tenant}#sync:entra#*")],
+        _ => Vec::new(),
+    }
+}
+
+/// What is wrong with the scope of `doc`'s DynamoDB and KMS grants: every
+/// DynamoDB statement limited (ForAllValues + Null) to the items the sync
+/// writes, and, when `pinned`, to var.entra_sync.tenant_id, Encrypt too.
+fn scope_errors(blocks: &[Block], doc: &str, pinned: bool) -> Vec<String> {
+    let tenant = if pinned { PINNED } else { "*" };
+    let body = blocks
+        .iter()
+        .find(|b| label(b, 0) == "aws_iam_policy_document" && label(b, 1) == doc)
+        .map(Block::body)
+        .unwrap_or_else(|| panic!("no policy document {doc}"));
+    let mut errors = Vec::new();
+    for s in statements(body) {
+        let sid = attr(s, "sid");
+        let actions = items(s, "actions");
+        let conditions = sub(s, "condition");
+        let on = |var: &str| {
+            conditions
+                .iter()
+                .filter(|c| attr(c, "variable") == var)
+                .map(|c| (attr(c, "test"), items(c, "values")))
+                .collect::<Vec<_>>()
+        };
+        if actions.iter().any(|a| a.starts_with("dynamodb:")) {
+            let table = match attr(s, "resources").as_str() {
+                "[aws_dynamodb_table.devices.arn]" => "devices",
+                "[aws_dynamodb_table.audit.arn]" => "audit",
+                "[\"${aws_dynamodb_table.audit.arn}/index/by_actor\"]" => "audit",
+                other => {
+                    errors.push(format!("{doc}/{sid}: DynamoDB on {other}"));
+                    continue;
+                }
+            };
+            let allowed = allowed_leading_keys(table, &actions, tenant);
+            let keys = on("dynamodb:LeadingKeys");
+            let limited = keys.iter().any(|(test, values)| {
+                test.starts_with("ForAllValues:String")
+                    && !values.is_empty()
+                    && values.iter().all(|v| allowed.contains(v))
+            });
+            let not_null = keys.contains(&("Null".to_owned(), vec!["false".to_owned()]));
+            if allowed.is_empty() || !limited || !not_null {
+                errors.push(format!(
+                    "{doc}/{sid}: {actions:?} on {table} items beyond {allowed:?}: {keys:?}"
+                ));
+            }
+        }
+        if pinned && actions.iter().any(|a| a == "kms:Encrypt") {
+            let want = (
+                "StringEquals".to_owned(),
+                vec!["var.entra_sync.tenant_id".to_owned()],
+            );
+            if !on("kms:EncryptionContext:tenant_id").contains(&want) {
+                errors.push(format!("{doc}/{sid}: Encrypt for any tenant"));
+            }
+        }
+    }
+    errors
+}
+
+fn sync_policies() -> Vec<Block> {
+    ["entra_sync.tf", "iam.tf"]
+        .iter()
+        .flat_map(|f| file(f).into_blocks())
+        .filter(|b| b.identifier() == "data")
+        .collect()
+}
+
+fn all_scope_errors(blocks: &[Block]) -> Vec<String> {
+    let mut errors = scope_errors(blocks, "entra_sync_function", true);
+    errors.extend(scope_errors(blocks, "entra_sync", false));
+    errors
+}
+
+/// Each widens (or drops) a limit the review asked for (issue 21, F3).
+const WIDENINGS: &[Edit] = &[
+    Drop(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+    ),
+    Drop(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=Null]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"D#*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "test",
+        "\"ForAnyValue:StringLike\"",
+    ),
+    AddItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]",
+        "actions",
+        "\"dynamodb:PutItem\"",
+    ),
+    AddItem(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "\"T#*\"",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringEquals]",
+        "values",
+        "[\"*#sync:entra\"]",
+    ),
+    Drop(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]/condition[test=StringEquals]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*\"]",
+    ),
+    AddItem(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "\"T#*\"",
+    ),
+    Drop(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=Null]",
+    ),
+    Drop(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*#import:*#*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]",
+        "resources",
+        "[aws_dynamodb_table.rate_limits.arn]",
+    ),
+];
+
+/// Issue 21 (F3): the sync writes device items and its own audit events
+/// only, never a tenant item; the scheduled role only its tenant's. (That
+/// the recorded calls still pass is tests/aws/iam.)
+#[test]
+fn the_sync_roles_write_only_their_own_items() {
+    let blocks = sync_policies();
+    assert_eq!(all_scope_errors(&blocks), Vec::<String>::new());
+    for edit in WIDENINGS {
+        let mut mutated = blocks.clone();
+        tfedit::apply(&mut mutated, *edit);
+        assert!(
+            !all_scope_errors(&mutated).is_empty(),
+            "{edit:?} went unnoticed"
+        );
+    }
 }

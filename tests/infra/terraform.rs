@@ -47,7 +47,7 @@
 mod schema;
 
 #[path = "../support/tfedit.rs"]
-mod edit;
+pub(crate) mod edit;
 mod mutations;
 
 use crate::tfeval::{self, Locals, instance_name};
@@ -1636,11 +1636,25 @@ fn check_list_role_devices_access(cfg: &Config) -> Vec<String> {
     errors
 }
 
+/// A manage-keys statement on the rate-limit table: UpdateItem of the
+/// denied-event counters only, on that table only.
+fn only_counts_denials(st: &Statement, dynamo: &[String]) -> bool {
+    let leading = st.condition("ForAllValues:StringLike", "dynamodb:LeadingKeys");
+    let present = st.condition("Null", "dynamodb:LeadingKeys");
+    dynamo.len() == 1
+        && dynamo[0].eq_ignore_ascii_case("dynamodb:UpdateItem")
+        && !st.not_resources
+        && st.resources == ["aws_dynamodb_table.rate_limits.arn"]
+        && leading.is_some_and(|c| c.values == ["*#denied#*"])
+        && present.is_some_and(|c| c.values == ["false"])
+}
+
 /// (g) The manage-keys role seals but never decrypts: its only KMS action is
 /// `kms:Encrypt` on the recovery-key CMK with exactly the code's context
 /// keys. It writes the devices table (and its by_rotation index is all it
 /// queries besides the table), appends to the audit table (PutItem only),
-/// never reaches the rate-limit table, and has no other service.
+/// reaches the rate-limit table only to count refused writes (UpdateItem on
+/// the `<tenant>#<user>#denied#<hour>` items), and has no other service.
 fn check_manage_role(cfg: &Config) -> Vec<String> {
     let (role, statements) = match function_statements(cfg, MANAGE) {
         Ok(x) => x,
@@ -1688,10 +1702,11 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
         if dynamo.is_empty() {
             continue;
         }
-        if statement_covers(st, Target::Table("rate_limits")) {
+        let counts_denials = statement_covers(st, Target::Table("rate_limits"));
+        if counts_denials && !only_counts_denials(st, &dynamo) {
             errors.push(format!(
-                "{}: the manage-keys role must not reach the rate-limit table",
-                st.origin
+                "{}: on the rate-limit table the manage-keys role may only UpdateItem the denied-event counters (ForAllValues:StringLike dynamodb:LeadingKeys = [\"*#denied#*\"], not Null), found {dynamo:?} on {:?} with conditions {:?}",
+                st.origin, st.resources, st.conditions
             ));
         }
         if statement_covers(st, Target::Table("audit")) {
@@ -1707,6 +1722,7 @@ fn check_manage_role(cfg: &Config) -> Vec<String> {
         let allowed = |r: &String| {
             r == "aws_dynamodb_table.devices.arn"
                 || r == "aws_dynamodb_table.audit.arn"
+                || (counts_denials && r == "aws_dynamodb_table.rate_limits.arn")
                 || *r
                     == format!(
                         "aws_dynamodb_table.devices.arn/index/{}",

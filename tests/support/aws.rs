@@ -19,8 +19,10 @@ use recovery_portal::api::{self, ApiRequest, ApiResponse, Routes};
 use recovery_portal::domain::caller::{Caller, Permissions};
 use recovery_portal::domain::error::AuthFailure;
 use recovery_portal::domain::ids::{TenantId, UserId};
-use recovery_portal::ports::Portal;
-use recovery_portal::ports::{KeyCipher, LifecycleStore, Store, SystemClock, TokenVerifier};
+use recovery_portal::domain::ports::Portal;
+use recovery_portal::domain::ports::{
+    KeyCipher, LifecycleStore, Store, SystemClock, TokenVerifier,
+};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -252,7 +254,7 @@ pub fn portal<S: Store + LifecycleStore + 'static>(
         key_rate_limit: 10,
         helpdesk_rate_limit: 10,
         incident_max_rate_limit: recovery_portal::config::DEFAULT_INCIDENT_MAX_RATE_LIMIT,
-        metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
         max_auth_age: None,
     }
 }

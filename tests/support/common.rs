@@ -14,9 +14,11 @@ use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
 };
+use recovery_portal::domain::ports::Portal;
+use recovery_portal::domain::ports::{
+    CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store,
+};
 use recovery_portal::domain::ratelimit::{RateUpdate, RateWindow};
-use recovery_portal::ports::Portal;
-use recovery_portal::ports::{CipherError, Clock, Commit, Denial, KeyCipher, KeyLocation, Store};
 use recovery_portal::tools::devidp::{DevAlg, DevIdentityProvider};
 use serde_json::Value;
 use std::net::SocketAddr;

@@ -9,8 +9,8 @@ use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery, Outcome}
 use recovery_portal::domain::error::Unavailable;
 use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{Device, SealedDevice, TenantPolicy};
+use recovery_portal::domain::ports::{Clock, Commit, Denial, KeyLocation, Store};
 use recovery_portal::domain::ratelimit::{self, RateUpdate, RateWindow};
-use recovery_portal::ports::{Clock, Commit, Denial, KeyLocation, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Barrier;

@@ -7,7 +7,7 @@ use super::describe_sdk_error;
 use super::schema::KMS_CONTEXT_KEYS;
 use crate::domain::error::Unavailable;
 use crate::domain::model::{KeyContext, RecoveryPassword, SealedKey};
-use crate::ports::{CipherError, KeyCipher};
+use crate::domain::ports::{CipherError, KeyCipher};
 use async_trait::async_trait;
 use aws_sdk_kms::Client;
 use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};

@@ -1,6 +1,7 @@
 //! Fetching the issuer's documents: which URLs may be fetched, the HTTP
 //! client, discovery, and a bounded GET.
 
+pub use crate::config::{IdpRoots, check_fetch_url};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -18,56 +19,10 @@ pub(super) enum FetchError {
     Misconfigured(String),
 }
 
-/// Whether `raw` may be fetched for keys or discovery: `https://`, or
-/// `http://` to this host only (127.0.0.0/8, `[::1]`, `localhost`), which
-/// tests and local identity providers use. Never credentials in the URL.
-pub fn check_fetch_url(raw: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
-    let loopback = match url.host_str() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback()),
-        None => false,
-    };
-    let scheme_ok = match url.scheme() {
-        "https" => raw.starts_with("https://"),
-        "http" => raw.starts_with("http://") && loopback,
-        _ => false,
-    };
-    if !scheme_ok || url.host_str().is_none_or(str::is_empty) {
-        return Err(
-            "must be an https:// URL (plain http:// only to localhost, 127.0.0.1 or [::1])".into(),
-        );
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err("must not carry credentials".into());
-    }
-    Ok(url)
-}
-
-/// Which root CAs the client that fetches discovery documents and JWKS
-/// trusts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum IdpRoots {
-    /// Mozilla's root program, compiled into the binary (`webpki-roots`):
-    /// every public identity provider (Entra ID, Okta, Auth0, Cognito) has
-    /// a certificate under one of them, and building the client reads no
-    /// file. The platform's store means one file per CA at every cold start
-    /// (146 under Debian's `/etc/ssl/certs`; BENCHMARKS.md §1).
-    #[default]
-    Compiled,
-    /// The platform's trust store (`PORTAL_TLS_ROOTS=system`): for an
-    /// identity provider behind a private CA, at the cost above.
-    System,
-}
-
 /// The HTTP client that fetches discovery documents and JWKS: short
-/// timeouts, no redirects, the compiled-in roots. Built at start
-/// (configuration), so a platform that cannot provide it stops the process
-/// there rather than at the first token.
+/// timeouts, no redirects, the compiled-in roots. Built at init (see
+/// `setup`), so a platform that cannot provide it stops the process there
+/// rather than at the first token.
 pub fn jwks_http_client() -> Result<reqwest::Client, String> {
     jwks_http_client_with(IdpRoots::Compiled)
 }

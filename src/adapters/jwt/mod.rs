@@ -22,24 +22,27 @@
 //! Files: `keys` (JWKS parsing, accepted algorithms), `bearer` (the
 //! `Authorization` header and the token's JOSE header), `claims` (what a
 //! verified token says, and the caller it names), `fetch` (the HTTP client
-//! for discovery and JWKS), `refresh` (when keys are fetched again).
+//! for discovery and JWKS), `refresh` (when keys are fetched again), `setup`
+//! (the verifier and its client from configuration, built at init).
 
 mod bearer;
 mod claims;
 mod fetch;
 mod keys;
 mod refresh;
+mod setup;
 
 pub use fetch::{
     IdpRoots, check_fetch_url, discovered_issuer, jwks_http_client, jwks_http_client_with,
 };
 pub use keys::KeySet;
 pub use refresh::REFRESH_INTERVAL;
+pub use setup::idp_http_client;
 
 use crate::domain::caller::Caller;
 use crate::domain::error::AuthFailure;
 use crate::domain::ids::TenantId;
-use crate::ports::{Clock, TokenVerifier};
+use crate::domain::ports::{Clock, TokenVerifier};
 use async_trait::async_trait;
 use bearer::parse_header;
 use refresh::{FetchState, Keys, Refresh};
@@ -49,10 +52,11 @@ use std::time::Duration;
 
 /// Clock skew tolerated on `exp` and `nbf`.
 pub const LEEWAY_SECS: i64 = 60;
-/// Default lifetime of fetched keys (`PORTAL_JWKS_MAX_AGE`).
-pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(3600);
-/// Accepted `PORTAL_JWKS_MAX_AGE` values, in seconds.
-pub const JWKS_MAX_AGE_SECS: std::ops::RangeInclusive<u64> = 60..=86_400;
+/// Settings defaults live with the settings; named here too for callers
+/// of the adapter.
+pub use crate::config::{
+    DEFAULT_JWKS_MAX_AGE, DEFAULT_TENANT_CLAIM, DEFAULT_USER_CLAIM, JWKS_MAX_AGE_SECS,
+};
 
 /// Verification settings, from configuration.
 #[derive(Debug, Clone)]
@@ -66,11 +70,6 @@ pub struct JwtSettings {
     /// stands in when the token has no such claim.
     pub user_claim: String,
 }
-
-/// `PORTAL_TENANT_CLAIM` unless set: Entra ID's tenant ID.
-pub const DEFAULT_TENANT_CLAIM: &str = "tid";
-/// `PORTAL_USER_CLAIM` unless set: Entra ID's object ID.
-pub const DEFAULT_USER_CLAIM: &str = "oid";
 
 impl Default for JwtSettings {
     fn default() -> Self {

@@ -198,7 +198,7 @@ fn rewrap_tx(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    let fail = |e: crate::ports::CipherError| super::failure(e.to_string());
+    let fail = |e: crate::domain::ports::CipherError| super::failure(e.to_string());
     for (rowid, t, d, k, blob) in &rows {
         let ctx = KeyContext {
             tenant: super::codec::tenant_id(t)?,

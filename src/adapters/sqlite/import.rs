@@ -7,7 +7,7 @@ use crate::domain::audit::AuditEvent;
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, TenantId};
 use crate::domain::model::{Tenant, TenantPolicy};
-use crate::ports::{ImportDevice, ImportStore, StoredDevice};
+use crate::domain::ports::{ImportDevice, ImportStore, StoredDevice};
 use async_trait::async_trait;
 use std::collections::HashMap;
 

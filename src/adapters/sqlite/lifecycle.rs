@@ -10,7 +10,7 @@ use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{Device, KeyContext, SealedKey, TenantPolicy};
-use crate::ports::{
+use crate::domain::ports::{
     DeviceRecord, DeviceUpsert, EscrowWrite, LifecycleStore, RotationPage, StoredKey,
     StoredKeyPage, WriteOutcome,
 };

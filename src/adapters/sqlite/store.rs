@@ -7,8 +7,8 @@ use crate::domain::audit::{Action, AuditEvent, AuditPage, AuditQuery, Outcome, h
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{Device, SealedDevice, TenantPolicy};
+use crate::domain::ports::{Commit, Denial, KeyLocation, Store};
 use crate::domain::ratelimit::{RateUpdate, RateWindow};
-use crate::ports::{Commit, Denial, KeyLocation, Store};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, Transaction, params};
 use std::collections::BTreeSet;

@@ -23,7 +23,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         .get("owner")
         .map(|o| UserId::parse(o).map_err(|e| bad("owner", e)))
         .transpose()?;
-    let listing = devices::list(c.portal, &c.caller, owner).await?;
+    let listing = devices::list(&*c.portal.store, &*c.portal.clock, &c.caller, owner).await?;
     let body = DevicesBody {
         devices: listing.devices.iter().map(DeviceView::listed).collect(),
         helpdesk: listing.helpdesk.as_ref(),

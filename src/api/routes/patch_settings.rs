@@ -40,26 +40,8 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
             ));
         }
     }
-    match body.get("helpdesk") {
-        None => {}
-        Some(Value::Null) => patch.helpdesk = Some(None),
-        Some(Value::Object(h)) => {
-            only(h, &["name", "email", "phone", "url"])?;
-            let field = |f: &str| string(h, f).map(|v| v.map(str::to_owned));
-            let card = Helpdesk {
-                name: field("name")?,
-                email: field("email")?,
-                phone: field("phone")?,
-                url: field("url")?,
-            };
-            card.check().map_err(ApiError::BadRequest)?;
-            patch.helpdesk = Some(Some(card));
-        }
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "helpdesk must be an object {name, email, phone, url} or null".into(),
-            ));
-        }
+    if let Some(v) = body.get("helpdesk") {
+        patch.helpdesk = Some(helpdesk(v)?);
     }
     if let Some(v) = body.get("require_reason") {
         patch.require_reason =
@@ -80,19 +62,7 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
         ),
     ] {
         if let Some(v) = body.get(field) {
-            let range = TenantPolicy::RETENTION_DAYS;
-            *slot = Some(
-                v.as_u64()
-                    .and_then(|d| u16::try_from(d).ok())
-                    .filter(|d| range.contains(d))
-                    .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
-                            "{field} must be a whole number from {} to {}",
-                            range.start(),
-                            range.end()
-                        ))
-                    })?,
-            );
+            *slot = Some(retention_days(field, v)?);
         }
     }
     for (field, slot) in [
@@ -102,25 +72,65 @@ fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
         ),
         ("helpdesk_rate_limit", &mut patch.helpdesk_rate_limit),
     ] {
-        match body.get(field) {
-            None => {}
-            Some(Value::Null) => *slot = Some(None),
-            Some(v) => {
-                let range = TenantPolicy::RATE_LIMITS;
-                *slot = Some(Some(
-                    v.as_u64()
-                        .and_then(|d| u32::try_from(d).ok())
-                        .filter(|d| range.contains(d))
-                        .ok_or_else(|| {
-                            ApiError::BadRequest(format!(
-                                "{field} must be a whole number from {} to {}, or null for the deployment's default",
-                                range.start(),
-                                range.end()
-                            ))
-                        })?,
-                ));
-            }
+        if let Some(v) = body.get(field) {
+            *slot = Some(rate_limit(field, v)?);
         }
     }
     Ok(patch)
+}
+
+/// `helpdesk`: a card, or `null` to remove it.
+fn helpdesk(v: &Value) -> Result<Option<Helpdesk>, ApiError> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Object(h) => {
+            only(h, &["name", "email", "phone", "url"])?;
+            let field = |f: &str| string(h, f).map(|v| v.map(str::to_owned));
+            let card = Helpdesk {
+                name: field("name")?,
+                email: field("email")?,
+                phone: field("phone")?,
+                url: field("url")?,
+            };
+            card.check().map_err(ApiError::BadRequest)?;
+            Ok(Some(card))
+        }
+        _ => Err(ApiError::BadRequest(
+            "helpdesk must be an object {name, email, phone, url} or null".into(),
+        )),
+    }
+}
+
+/// A retention in days, within the policy's range.
+fn retention_days(field: &str, v: &Value) -> Result<u16, ApiError> {
+    let range = TenantPolicy::RETENTION_DAYS;
+    v.as_u64()
+        .and_then(|d| u16::try_from(d).ok())
+        .filter(|d| range.contains(d))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{field} must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })
+}
+
+/// A tenant rate limit, or `null` for the deployment's default.
+fn rate_limit(field: &str, v: &Value) -> Result<Option<u32>, ApiError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let range = TenantPolicy::RATE_LIMITS;
+    v.as_u64()
+        .and_then(|d| u32::try_from(d).ok())
+        .filter(|d| range.contains(d))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "{field} must be a whole number from {} to {}, or null for the deployment's default",
+                range.start(),
+                range.end()
+            ))
+        })
 }

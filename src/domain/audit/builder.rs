@@ -9,7 +9,7 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::metrics::{Cause, Metric};
-use crate::ports::{Denial, Portal};
+use crate::domain::ports::{Denial, Portal};
 
 /// The audit trail of one authenticated request. For a retrieval
 /// (`Action::Disclose`) it is one attempt; for a write, one change.
@@ -113,9 +113,15 @@ impl<'a> Audit<'a> {
     /// into a 5xx; it is logged instead. A refused retrieval is counted and
     /// stored within the caller's hourly cap ([`DENIED_EVENTS_PER_HOUR`]:
     /// beyond it the attempt is logged, not stored, and one marker event
-    /// says so); a refused write is stored as it is, since only callers
-    /// holding a write permission get this far.
+    /// says so). So is a write refused for lack of the route's permission:
+    /// any signed-in user can repeat it. Any other refused write is stored
+    /// as it is: its caller holds the write permission, and could as well
+    /// fill the trail with granted writes, which are never capped.
     pub async fn deny(&self, key_id: Option<KeyId>, reason: Denied, error: ApiError) -> ApiError {
+        if self.action != Action::Disclose && reason == Denied::InsufficientScope {
+            self.store_denied(key_id, reason).await;
+            return error;
+        }
         if self.action != Action::Disclose {
             let event = self.event(key_id, Outcome::Denied, reason.as_str());
             if let Err(e) = self.portal.store.append_audit(&event).await {
@@ -135,7 +141,7 @@ impl<'a> Audit<'a> {
         error
     }
 
-    /// Stores a denied retrieval within the caller's hourly cap (see `deny`).
+    /// Stores a denied attempt within the caller's hourly cap (see `deny`).
     pub(crate) async fn store_denied(&self, key_id: Option<KeyId>, reason: Denied) {
         let store = &self.portal.store;
         let event = self.event(key_id, Outcome::Denied, reason.as_str());

@@ -98,7 +98,8 @@ pub fn import(
         errors = e;
         Vec::new()
     });
-    let a = assemble(records, tenant, owners, volumes, &mut errors);
+    let now = OffsetDateTime::now_utc();
+    let a = assemble(records, tenant, owners, volumes, now, &mut errors);
     errors.truncate(MAX_ERRORS);
     if errors.is_empty() {
         Ok(a)
@@ -123,6 +124,7 @@ fn assemble(
     tenant: &TenantId,
     owners: &HashMap<String, UserId>,
     volumes: &Volumes,
+    now: OffsetDateTime,
     errors: &mut Vec<String>,
 ) -> AdImport {
     let mut by_computer: BTreeMap<String, Vec<(KeyMeta, RecoveryPassword)>> = BTreeMap::new();
@@ -131,6 +133,9 @@ fn assemble(
     for r in records {
         if !seen.insert(r.key_id) {
             errors.push(format!("{}: key {} appears twice", r.at, r.key_id));
+        }
+        if r.created_at > now {
+            errors.push(from_the_future(&r));
         }
         let volume_type = r.volume_guid.and_then(|g| volumes.get(&g).copied());
         match volume_type {
@@ -158,6 +163,18 @@ fn assemble(
         volume_type_known: known,
         volume_type_assumed: assumed,
     }
+}
+
+/// A key AD says was created after now: escrow refuses one (it would
+/// become the device's current key ahead of real ones) and the Entra sync
+/// skips it, so the import does not load it either.
+fn from_the_future(r: &Record) -> String {
+    use time::format_description::well_known::Rfc3339;
+    format!(
+        "{}: whenCreated {} is in the future: check the clock of the domain controller or of the machine that exported the file, then export again",
+        r.at,
+        r.created_at.format(&Rfc3339).unwrap_or_default()
+    )
 }
 
 fn device(

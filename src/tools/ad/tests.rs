@@ -174,3 +174,33 @@ fn a_malformed_file_or_a_missing_owner_loads_nothing() {
         "{e}"
     );
 }
+
+/// Issue 21 (F8): a key created in the future fails the whole import,
+/// naming its line, DN and whenCreated, as escrow and the Entra sync
+/// refuse one.
+#[test]
+fn a_when_created_in_the_future_loads_nothing() {
+    let o = owners(OWNERS).unwrap();
+    let v = Volumes::new();
+    let ldif = LDIF.replace(
+        "whenCreated: 20240601060000.0Z",
+        "whenCreated: 29990601060000.0Z",
+    );
+    let csv = csv().replace(
+        "2024-06-01T06:00:00.0000000Z",
+        "2999-06-01T06:00:00.0000000Z",
+    );
+    for (format, text, line) in [
+        (Format::Ldif, ldif, "line 16 ("),
+        (Format::Csv, csv, "line 4 ("),
+    ] {
+        let e = import(format, &text, &tenant(), &o, &v).err().unwrap();
+        assert_eq!(e.0.len(), 1, "{e}");
+        assert!(e.0[0].starts_with(line), "{e}");
+        assert!(e.0[0].contains("CN=PC-2,OU=Lab"), "{e}");
+        assert!(
+            e.0[0].contains("whenCreated 2999-06-01T06:00:00Z is in the future"),
+            "{e}"
+        );
+    }
+}

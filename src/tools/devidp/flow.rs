@@ -273,31 +273,36 @@ impl DevIdentityProvider {
     /// so a failed guess cannot be followed by another.
     pub fn redeem(&self, params: &[(String, String)], now: i64) -> Result<Value, TokenError> {
         let invalid = |e: String| TokenError::new("invalid_request", e);
-        match param(params, "grant_type").map_err(invalid)? {
-            Some("authorization_code") => {}
-            Some(_) => {
-                return Err(TokenError::new(
-                    "unsupported_grant_type",
-                    "only grant_type=authorization_code is supported",
-                ));
-            }
-            None => return Err(invalid("grant_type is required".into())),
-        }
+        check_grant_type(params)?;
         let code = required(params, "code").map_err(invalid)?;
         let redirect_uri = required(params, "redirect_uri").map_err(invalid)?;
         let client_id = required(params, "client_id").map_err(invalid)?;
         let verifier = required(params, "code_verifier").map_err(invalid)?;
+        // Removed before any check: a code is tried once, right or wrong.
         let pending = self
             .codes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(code);
-        let grant = |d: &str| TokenError::new("invalid_grant", d);
         let Some(p) = pending else {
             return Err(grant(
                 "the authorization code is unknown or was already used",
             ));
         };
+        self.check_redemption(&p, client_id, redirect_uri, verifier, now)?;
+        Ok(self.issue_tokens(&p, now))
+    }
+
+    /// Whether `p` may be redeemed by `client_id` at `redirect_uri` with
+    /// `verifier`, at `now`; the first failed check is the answer.
+    fn check_redemption(
+        &self,
+        p: &PendingCode,
+        client_id: &str,
+        redirect_uri: &str,
+        verifier: &str,
+        now: i64,
+    ) -> Result<(), TokenError> {
         if p.expires_at <= now {
             return Err(grant("the authorization code has expired; sign in again"));
         }
@@ -312,17 +317,15 @@ impl DevIdentityProvider {
         if !self.is_own_redirect_uri(redirect_uri) {
             return Err(grant("redirect_uri is not the portal page's own address"));
         }
-        let verifier_ok = (43..=128).contains(&verifier.len())
-            && verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
-        let challenge =
-            b64(
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes()).as_ref(),
-            );
-        if !verifier_ok || challenge != p.code_challenge {
+        if !pkce_matches(verifier, &p.code_challenge) {
             return Err(grant("code_verifier does not match the code_challenge"));
         }
+        Ok(())
+    }
+
+    /// The token endpoint's answer for a redeemed code: an access token and
+    /// an ID token for the person who signed in.
+    fn issue_tokens(&self, p: &PendingCode, now: i64) -> Value {
         let access_token = self.token(
             p.tenant.as_str(),
             p.user.as_str(),
@@ -345,12 +348,68 @@ impl DevIdentityProvider {
         if let Some(n) = &p.nonce {
             id["nonce"] = json!(n);
         }
-        Ok(json!({
+        json!({
             "access_token": access_token,
             "token_type": "Bearer",
             "expires_in": FLOW_TOKEN_TTL_SECS,
             "scope": p.scope,
             "id_token": self.sign(&id),
-        }))
+        })
+    }
+}
+
+fn grant(description: &str) -> TokenError {
+    TokenError::new("invalid_grant", description)
+}
+
+/// `grant_type` must be `authorization_code` (RFC 6749 §4.1.3).
+fn check_grant_type(params: &[(String, String)]) -> Result<(), TokenError> {
+    let invalid = |e: String| TokenError::new("invalid_request", e);
+    match param(params, "grant_type").map_err(invalid)? {
+        Some("authorization_code") => Ok(()),
+        Some(_) => Err(TokenError::new(
+            "unsupported_grant_type",
+            "only grant_type=authorization_code is supported",
+        )),
+        None => Err(invalid("grant_type is required".into())),
+    }
+}
+
+/// RFC 7636 §4.1 and §4.6: a 43-128 character verifier whose base64url
+/// SHA-256 is the challenge.
+fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, verifier.as_bytes());
+    well_formed && b64(digest.as_ref()) == challenge
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pkce_matches;
+
+    #[test]
+    fn pkce_table() {
+        // RFC 7636 Appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        for (v, c, want) in [
+            (verifier, challenge, true),
+            (
+                verifier,
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cN",
+                false,
+            ),
+            (&verifier[..42], challenge, false),
+            (
+                "a b c d e f g h i j k l m n o p q r s t u v w",
+                challenge,
+                false,
+            ),
+        ] {
+            assert_eq!(pkce_matches(v, c), want, "{v}");
+        }
     }
 }

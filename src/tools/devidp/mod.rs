@@ -21,7 +21,7 @@ pub use pages::{error_page, sign_in_page};
 
 use crate::adapters::jwt::{JwksSource, JwtSettings, JwtVerifier, KeySet};
 use crate::domain::ids::{TenantId, UserId};
-use crate::ports::Clock;
+use crate::domain::ports::Clock;
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};

@@ -24,7 +24,7 @@ use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{self, DeviceMetadata, EscrowRequest, Escrowed};
 use crate::domain::model::RecoveryPassword;
-use crate::ports::Portal;
+use crate::domain::ports::Portal;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -496,7 +496,7 @@ pub async fn sync_entra(
 struct NoCallers;
 
 #[async_trait::async_trait]
-impl crate::ports::TokenVerifier for NoCallers {
+impl crate::domain::ports::TokenVerifier for NoCallers {
     async fn verify(&self, _: &str) -> Result<Caller, crate::domain::error::AuthFailure> {
         Err(crate::domain::error::AuthFailure::Signature)
     }
@@ -506,21 +506,21 @@ impl crate::ports::TokenVerifier for NoCallers {
 /// no one and discloses nothing; rate limits do not apply to its writes).
 pub fn portal<S>(
     store: std::sync::Arc<S>,
-    cipher: std::sync::Arc<dyn crate::ports::KeyCipher>,
+    cipher: std::sync::Arc<dyn crate::domain::ports::KeyCipher>,
 ) -> Portal
 where
-    S: crate::ports::Store + crate::ports::LifecycleStore + 'static,
+    S: crate::domain::ports::Store + crate::domain::ports::LifecycleStore + 'static,
 {
     Portal {
         store: store.clone(),
         lifecycle: store,
         cipher,
-        clock: std::sync::Arc::new(crate::ports::SystemClock),
+        clock: std::sync::Arc::new(crate::domain::ports::SystemClock),
         verifier: std::sync::Arc::new(NoCallers),
         key_rate_limit: 1,
         helpdesk_rate_limit: 1,
         incident_max_rate_limit: 1,
-        metrics: std::sync::Arc::new(crate::ports::NoMetrics),
+        metrics: std::sync::Arc::new(crate::domain::ports::NoMetrics),
         max_auth_age: None,
     }
 }

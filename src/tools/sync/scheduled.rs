@@ -5,7 +5,8 @@
 //! - the portal's tenant from `PORTAL_SYNC_TENANT` (the CLI's `--tenant`);
 //! - the client secret from Secrets Manager (`PORTAL_ENTRA_CLIENT_SECRET_ARN`),
 //!   read on every run so a rotated secret applies from the next run, and
-//!   never from the function's environment;
+//!   never from the function's environment; a value that is a PEM
+//!   (certificate and private key) is used as the certificate credential;
 //! - everything else of Graph (`PORTAL_ENTRA_*`, `PORTAL_GRAPH_URL`) as the
 //!   CLI reads it ([`GraphConfig::from_lookup`]).
 //!
@@ -14,11 +15,12 @@
 //! (watched by the "no successful run in 25 hours" alarm) and
 //! `EntraSyncKeysCopied`.
 
-use super::graph::{GraphClient, GraphConfig};
+use super::certificate::ClientCertificate;
+use super::graph::{ClientCredential, GraphClient, GraphConfig};
 use super::run::{SyncError, SyncOptions, SyncSummary, sync_entra};
 use crate::domain::ids::TenantId;
 use crate::domain::metrics::Metric;
-use crate::ports::{Metrics, Portal};
+use crate::domain::ports::{Metrics, Portal};
 use std::sync::Arc;
 use zeroize::Zeroizing;
 
@@ -82,7 +84,8 @@ impl Settings {
                 "{CLI_SECRET_VAR}: must not be set on the function (the secret is read from {SECRET_VAR})"
             ));
         }
-        if let Err(e) = graph_config(lookup, Zeroizing::new("stand-in".into())) {
+        let stand_in = ClientCredential::Secret(Zeroizing::new("stand-in".into()));
+        if let Err(e) = graph_config(lookup, stand_in) {
             errors.push(e);
         }
         match (tenant, secret_id) {
@@ -92,15 +95,37 @@ impl Settings {
     }
 }
 
-/// The CLI's Graph configuration with `secret` as the client secret.
+/// The CLI's Graph configuration with `credential` as the app's credential.
 fn graph_config(
     lookup: &dyn Fn(&str) -> Option<String>,
-    secret: Zeroizing<String>,
+    credential: ClientCredential,
 ) -> Result<GraphConfig, String> {
-    GraphConfig::from_lookup(|k| match k {
-        CLI_SECRET_VAR => Some(secret.as_str().to_owned()),
+    let mut config = GraphConfig::from_lookup(|k| match k {
+        CLI_SECRET_VAR => Some("stand-in".to_owned()),
         _ => lookup(k),
-    })
+    })?;
+    config.credential = credential;
+    Ok(config)
+}
+
+/// The credential the secret's value is: a PEM (`-----BEGIN`) is the
+/// certificate and its private key, anything else the client secret. JSON
+/// is the console's key/value default, which the sync would otherwise send
+/// to Entra as the secret itself. Errors never hold the value.
+pub fn credential_of(value: Zeroizing<String>) -> Result<ClientCredential, String> {
+    let text = value.trim();
+    if text.starts_with("-----BEGIN") {
+        return ClientCertificate::from_pem(text.as_bytes())
+            .map(ClientCredential::Certificate)
+            .map_err(|e| format!("the secret's PEM {e}"));
+    }
+    if text.starts_with('{') {
+        return Err("the secret's value is JSON (the console's key/value default): store the plain value, the client secret or the PEM of the certificate and its private key, as the secret's plaintext".into());
+    }
+    if text.is_empty() {
+        return Err("the secret is empty: store the client secret, or the PEM of the certificate and its private key".into());
+    }
+    Ok(ClientCredential::Secret(Zeroizing::new(text.to_owned())))
 }
 
 /// Whether the invocation asks for a dry run: `{"dry_run": true}` (a
@@ -140,7 +165,9 @@ impl ScheduledSync {
             .secret(&self.settings.secret_id)
             .await
             .map_err(ScheduledError::Secret)?;
-        let config = graph_config(self.lookup.as_ref(), secret).map_err(ScheduledError::Config)?;
+        let credential = credential_of(secret).map_err(ScheduledError::Secret)?;
+        let config =
+            graph_config(self.lookup.as_ref(), credential).map_err(ScheduledError::Config)?;
         let graph = GraphClient::with_http(config, self.http.clone());
         let opts = SyncOptions {
             tenant: self.settings.tenant.clone(),
@@ -183,7 +210,7 @@ impl ScheduledSync {
             crate::adapters::aws::backends_from_config(sdk, table_prefix, Some(kms_key_id));
         let metrics: Arc<dyn Metrics> = match &config.metrics_namespace {
             Some(ns) => Arc::new(crate::adapters::emf::EmfMetrics::stdout(ns)),
-            None => Arc::new(crate::ports::NoMetrics),
+            None => Arc::new(crate::domain::ports::NoMetrics),
         };
         Ok(Self {
             portal: super::run::portal(store, cipher),
@@ -198,6 +225,7 @@ impl ScheduledSync {
 
 #[cfg(test)]
 mod tests {
+    use super::super::certificate;
     use super::*;
     use serde_json::json;
 
@@ -260,6 +288,45 @@ mod tests {
             let e = Settings::from_lookup(&env(&pairs)).unwrap_err();
             assert!(e.contains(want), "{want}: {e}");
             assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    /// Issue 21 (F4): a PEM is the certificate credential, JSON (the
+    /// console's default) is refused, anything else is the client secret;
+    /// errors never echo the value.
+    #[test]
+    fn the_secret_value_is_a_client_secret_or_a_certificate_never_json() {
+        let z = |s: &str| Zeroizing::new(s.to_owned());
+        match credential_of(z(" s3cr3t~value\n")).unwrap() {
+            ClientCredential::Secret(s) => assert_eq!(s.as_str(), "s3cr3t~value"),
+            ClientCredential::Certificate(_) => panic!("a secret taken for a certificate"),
+        }
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["sync".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let pem = format!("{}{}", cert.pem(), key.serialize_pem());
+        match credential_of(z(&pem)).unwrap() {
+            ClientCredential::Certificate(c) => {
+                assert_eq!(c.thumbprint(), certificate::thumbprint_s256(cert.der()))
+            }
+            ClientCredential::Secret(_) => panic!("a PEM sent as a client secret"),
+        }
+        for (value, want) in [
+            (r#"{"client_secret":"s3cr3t"}"#, "store the plain value"),
+            (
+                "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n",
+                "the secret's PEM has no PRIVATE KEY block",
+            ),
+            ("  ", "the secret is empty"),
+        ] {
+            let e = match credential_of(z(value)) {
+                Err(e) => e,
+                Ok(_) => panic!("{value:?} accepted"),
+            };
+            assert!(e.contains(want), "{e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("QUJD"), "{e}");
         }
     }
 

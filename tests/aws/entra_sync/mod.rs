@@ -9,7 +9,7 @@ pub mod fake_graph;
 
 use crate::support::aws::{call, moto_env, password, portal};
 use fake_graph::{Device, Key, Shared};
-use recovery_portal::ports::{KeyCipher, LifecycleStore, Portal, Store};
+use recovery_portal::domain::ports::{KeyCipher, LifecycleStore, Portal, Store};
 use recovery_portal::tools::sync::{
     GraphClient, GraphConfig, SyncOptions, SyncSummary, sync_entra,
 };
@@ -424,7 +424,9 @@ async fn deleted_from_entra(portal: &Portal, graph: &Shared, base: &str) {
     );
 }
 
-async fn scenario<S: Store + LifecycleStore + recovery_portal::ports::ImportStore + 'static>(
+async fn scenario<
+    S: Store + LifecycleStore + recovery_portal::domain::ports::ImportStore + 'static,
+>(
     store: Arc<S>,
     cipher: Arc<dyn KeyCipher>,
 ) {

@@ -23,7 +23,7 @@ use crate::support::common::{password, test_seed};
 use calls::{Recorded, Recorder, requests};
 use policy::{Request, Statement, allows, applies};
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher};
-use recovery_portal::ports::Portal;
+use recovery_portal::domain::ports::Portal;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -220,6 +220,13 @@ async fn sync_entra(env: &Env) {
     }
 }
 
+/// The portal tenant the scheduled sync is deployed for (its tfvars).
+const SCHEDULED_TENANT: &str = "fabrikam";
+
+/// The test's tfvars, as far as the policies read them: the scheduled
+/// sync's role is pinned to the tenant it syncs into.
+const TFVARS: &[(&str, &str)] = &[("entra_sync.tenant_id", SCHEDULED_TENANT)];
+
 /// The scheduled function's runs (functions/entra-sync), as its role: the
 /// same sync as the CLI's plus the client secret read on every run, into
 /// the other tenant (the CLI flow above holds these keys in contoso).
@@ -231,7 +238,7 @@ async fn scheduled_sync(env: &Env, secrets: aws_sdk_secretsmanager::Client, secr
     let base = fake_graph::spawn(graph.clone()).await;
     let lookup = move |k: &str| {
         Some(match k {
-            "PORTAL_SYNC_TENANT" => "fabrikam".to_owned(),
+            "PORTAL_SYNC_TENANT" => SCHEDULED_TENANT.to_owned(),
             "PORTAL_ENTRA_CLIENT_SECRET_ARN" => secret_arn.clone(),
             "PORTAL_ENTRA_TENANT_ID" => fake_graph::ENTRA_TENANT.into(),
             "PORTAL_ENTRA_CLIENT_ID" => fake_graph::CLIENT_ID.into(),
@@ -247,7 +254,7 @@ async fn scheduled_sync(env: &Env, secrets: aws_sdk_secretsmanager::Client, secr
         ),
         settings: Settings::from_lookup(&lookup).unwrap(),
         lookup: Arc::new(lookup),
-        metrics: Arc::new(recovery_portal::ports::NoMetrics),
+        metrics: Arc::new(recovery_portal::domain::ports::NoMetrics),
     };
     for _ in 0..2 {
         let s = job.run(false).await.unwrap();
@@ -441,6 +448,16 @@ async fn lifecycle(env: &mut Env) {
         Some(json!({"require_reason": "helpdesk"})),
     )
     .await;
+    // Refused for lack of permission: audited within the caller's hourly
+    // cap of denied events (the rate-limits table's counter item).
+    env.expect(
+        403,
+        patch,
+        "/v1/tenant/settings",
+        &erin,
+        Some(json!({"require_reason": "never"})),
+    )
+    .await;
     let retire = "DELETE /v1/devices/{device_id}";
     env.expect(204, retire, "/v1/devices/PC-DANA", &mdm, None)
         .await;
@@ -624,7 +641,7 @@ async fn recorded() -> &'static (Vec<Recorded>, BTreeSet<String>, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_s_recorded_aws_calls_are_allowed_by_its_role_and_need_every_grant() {
     let (calls, driven, prefix) = recorded().await;
-    let f = evaluate(&Infra::load(prefix), calls, driven, prefix);
+    let f = evaluate(&Infra::load(prefix, TFVARS), calls, driven, prefix);
     assert!(
         f.undriven.is_empty(),
         "routes in infra/ this test does not drive: {:?}",
@@ -888,10 +905,27 @@ const MUTATIONS: &[Edit] = &[
         "[\"${aws_dynamodb_table.devices.arn}/index/by_key\"]",
     ),
     // The Entra sync can no longer read the devices it plans against.
-    RemoveItem(
-        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadAndWriteDevices]",
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]",
         "actions",
-        "\"dynamodb:BatchGetItem\"",
+        "[\"dynamodb:GetItem\"]",
+    ),
+    // The sync reads the tenant item with its devices: T# must stay readable.
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"D#*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]",
+        "actions",
+        "[\"dynamodb:PutItem\"]",
+    ),
+    // The sync's audit events are under its actor, not another's.
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*#import:*\"]",
     ),
     // The key policy no longer names the key function for Decrypt.
     Set(
@@ -911,15 +945,42 @@ const MUTATIONS: &[Edit] = &[
         "actions",
         "[\"secretsmanager:DescribeSecret\"]",
     ),
-    RemoveItem(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]",
         "actions",
-        "\"dynamodb:BatchGetItem\"",
+        "[\"dynamodb:GetItem\"]",
     ),
     RemoveItem(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadAndWriteDevices]",
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]",
         "actions",
         "\"dynamodb:UpdateItem\"",
+    ),
+    // Pinned to another tenant than the one it syncs: every pinned grant
+    // then refuses the recorded calls (so the pins are really evaluated).
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"D#contoso#*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"D#${var.entra_sync.tenant_id}#*\", \"T#contoso\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"contoso#sync:entra#*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringEquals]",
+        "values",
+        "[\"contoso#sync:entra\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]/condition[test=StringEquals]",
+        "values",
+        "[\"contoso\"]",
     ),
     Set(
         "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]",
@@ -949,7 +1010,12 @@ async fn deleting_any_needed_grant_denies_a_recorded_call() {
     for edit in MUTATIONS {
         let mut mutated = blocks.clone();
         tfedit::apply(&mut mutated, *edit);
-        let f = evaluate(&Infra::from_blocks(prefix, &mutated), calls, driven, prefix);
+        let f = evaluate(
+            &Infra::from_blocks(prefix, TFVARS, &mutated),
+            calls,
+            driven,
+            prefix,
+        );
         assert!(!f.denied.is_empty(), "{edit:?} denies no recorded call");
     }
 }

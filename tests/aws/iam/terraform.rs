@@ -24,6 +24,9 @@ pub struct Infra {
     blocks: Vec<Block>,
     /// The value `var.name_prefix` is given (the tables' test prefix).
     prefix: String,
+    /// The test's tfvars: `var.a.b` by its path `a.b` (the scheduled
+    /// sync's tenant, which its role is pinned to).
+    vars: BTreeMap<String, String>,
 }
 
 /// A DynamoDB table: its partition key and its indexes' partition keys.
@@ -108,16 +111,20 @@ pub fn parse_blocks(sources: &[(String, String)]) -> Vec<Block> {
 }
 
 impl Infra {
-    pub fn load(prefix: &str) -> Infra {
-        Infra::from_blocks(prefix, &parse_blocks(&sources()))
+    pub fn load(prefix: &str, vars: &[(&str, &str)]) -> Infra {
+        Infra::from_blocks(prefix, vars, &parse_blocks(&sources()))
     }
 
     /// From the configuration's blocks as written (the mutation test edits
     /// them); every `for_each` is expanded here.
-    pub fn from_blocks(prefix: &str, blocks: &[Block]) -> Infra {
+    pub fn from_blocks(prefix: &str, vars: &[(&str, &str)], blocks: &[Block]) -> Infra {
         Infra {
             blocks: tfeval::expand(blocks),
             prefix: prefix.to_owned(),
+            vars: vars
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         }
     }
 
@@ -168,6 +175,9 @@ impl Infra {
                 "arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{}",
                 secret.trim_end_matches("[0]")
             ),
+            ["var", path @ ..] if self.vars.contains_key(&path.join(".")) => {
+                self.vars[&path.join(".")].clone()
+            }
             ["var", v] => format!("var:{v}"),
             ["aws_cloudwatch_log_group", g, "arn"] => {
                 format!("arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{g}")

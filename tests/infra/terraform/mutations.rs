@@ -624,6 +624,31 @@ pub const MUTATIONS: &[Mutation] = &[
         check_manage_role,
     ),
     m(
+        "manage role updates any rate-limit item",
+        &[Set(
+            "data.aws_iam_policy_document.manage_keys/statement[sid=CountDeniedWrites]/condition[test=ForAllValues:StringLike]",
+            "values",
+            "[\"*\"]",
+        )],
+        check_manage_role,
+    ),
+    m(
+        "manage role counts denials without the key condition's Null guard",
+        &[Drop(
+            "data.aws_iam_policy_document.manage_keys/statement[sid=CountDeniedWrites]/condition[test=Null]",
+        )],
+        check_manage_role,
+    ),
+    m(
+        "manage role reads the rate-limit table",
+        &[AddItem(
+            "data.aws_iam_policy_document.manage_keys/statement[sid=CountDeniedWrites]",
+            "actions",
+            "\"dynamodb:GetItem\"",
+        )],
+        check_manage_role,
+    ),
+    m(
         "manage role updates audit events",
         &[AddItem(
             "data.aws_iam_policy_document.manage_keys/statement[sid=AppendAuditEvents]",

@@ -83,7 +83,7 @@ impl DynamoStore {
         let Some(first) = events.first() else {
             return Ok(Commit::Written);
         };
-        if events.len() > crate::ports::BATCH_COMMIT_MAX {
+        if events.len() > crate::domain::ports::BATCH_COMMIT_MAX {
             return Err(Unavailable::new(
                 SERVICE,
                 "TransactWriteItems batch: too many events for one transaction",

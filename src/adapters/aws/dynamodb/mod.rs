@@ -34,8 +34,10 @@ use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of, time_key}
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{Device, SealedDevice, Tenant, TenantPolicy};
+use crate::domain::ports::{
+    Commit, Denial, ImportDevice, ImportStore, KeyLocation, Store, StoredDevice,
+};
 use crate::domain::ratelimit::{RateUpdate, RateWindow};
-use crate::ports::{Commit, Denial, ImportDevice, ImportStore, KeyLocation, Store, StoredDevice};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};

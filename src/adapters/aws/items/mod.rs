@@ -18,8 +18,8 @@ use crate::domain::model::{
     Device, Helpdesk, KeyMeta, ManagedBy, RequireReason, Retirement, SealedDevice, SealedKey,
     Tenant, TenantPolicy, VolumeType,
 };
+use crate::domain::ports::{ImportDevice, KeyLocation};
 use crate::domain::ratelimit::{Grant, RateWindow, Slot};
-use crate::ports::{ImportDevice, KeyLocation};
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;

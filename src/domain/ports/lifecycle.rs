@@ -8,8 +8,9 @@
 use crate::domain::audit::AuditEvent;
 use crate::domain::error::Unavailable;
 use crate::domain::ids::{DeviceId, KeyId, TenantId};
-use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
-use crate::domain::model::{Device, KeyContext, KeyMeta, SealedKey, TenantPolicy};
+use crate::domain::model::{
+    Device, Incident, IncidentId, KeyContext, KeyMeta, OpenIncident, SealedKey, TenantPolicy,
+};
 use async_trait::async_trait;
 use time::OffsetDateTime;
 

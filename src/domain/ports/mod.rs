@@ -121,8 +121,9 @@ pub trait Store: Send + Sync {
     ) -> Result<Commit, Unavailable>;
 
     /// Append the event of an administrative write (escrow, device change,
-    /// retirement, settings change, key verification): append-only, and not
-    /// capped, since only callers holding a write permission get this far.
+    /// retirement, settings change, key verification) or of a write refused
+    /// to a caller holding its permission: append-only, and not capped (a
+    /// write refused for lack of permission goes through `append_denied`).
     async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable>;
 
     /// Append a denied event unless its actor already has `cap` denied
