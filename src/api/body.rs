@@ -5,7 +5,11 @@
 use super::error::HttpError;
 use crate::domain::error::ApiError;
 use http::{HeaderMap, header};
-use serde_json::{Map, Value};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub(crate) mod fields;
+mod wire;
 
 /// Longest `reason` a caller may give for a retrieval.
 pub const MAX_REASON_CHARS: usize = 200;
@@ -51,7 +55,7 @@ pub(crate) fn bad(field: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// `application/json` or any `+json` media type.
-pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -63,99 +67,142 @@ pub(crate) fn is_json(headers: &HeaderMap) -> bool {
 }
 
 /// Whether a body holds only white space (an omitted optional body).
-pub(crate) fn is_blank(body: &[u8]) -> bool {
+fn is_blank(body: &[u8]) -> bool {
     body.iter().all(u8::is_ascii_whitespace)
 }
 
 /// Whether the first non-blank byte opens a JSON object: serde would also
 /// read a struct from a JSON array, by position.
-pub(crate) fn starts_object(body: &[u8]) -> bool {
+fn starts_object(body: &[u8]) -> bool {
     body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
-/// A JSON object body (`application/json` or `+json`).
-pub(crate) fn json_object(
+/// A request body type: how `parse` reads it and words its problems.
+pub(crate) trait Body: DeserializeOwned {
+    /// An example, quoted when the body is not a JSON object (checked
+    /// before the syntax); `None`: a plain "must be a JSON object".
+    const EXAMPLE: Option<&'static str> = None;
+    /// Added to the problem of a body that is not JSON at all.
+    const SYNTAX_HINT: &'static str = "";
+    /// What a problem says, after the field's name, when `field` is
+    /// absent; `None`: "is required".
+    fn missing(_field: &str) -> Option<String> {
+        None
+    }
+}
+
+/// A JSON object body (`application/json` or `+json`) read as `T`.
+pub(crate) fn parse<T: Body>(headers: &HeaderMap, body: &[u8]) -> Result<T, HttpError> {
+    parse_with(headers, body, |_| None)
+}
+
+/// `parse`, for a body that may be omitted: blank means `T::default()`.
+pub(crate) fn parse_optional<T: Body + Default>(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Map<String, Value>, HttpError> {
+) -> Result<T, HttpError> {
+    if is_blank(body) {
+        return Ok(T::default());
+    }
+    parse(headers, body)
+}
+
+/// `parse`, where `reword` may give a field's problem in the route's own
+/// words (from the field's path, such as `helpdesk.name`).
+pub(crate) fn parse_with<T: Body>(
+    headers: &HeaderMap,
+    body: &[u8],
+    reword: impl Fn(&str) -> Option<String>,
+) -> Result<T, HttpError> {
     if !is_json(headers) {
         return Err(HttpError::UnsupportedMediaType);
     }
+    let value = json_object::<T>(body)?;
+    serde_path_to_error::deserialize(wire::Node(value)).map_err(|e| {
+        let (field, detail) = problem::<T>(e);
+        HttpError::bad_request(reword(&field).unwrap_or(detail))
+    })
+}
+
+fn not_an_object<T: Body>() -> HttpError {
+    HttpError::bad_request(match T::EXAMPLE {
+        Some(example) => format!("the body must be a JSON object such as {example}"),
+        None => "the request body must be a JSON object".into(),
+    })
+}
+
+fn json_object<T: Body>(body: &[u8]) -> Result<Value, HttpError> {
+    if T::EXAMPLE.is_some() && !starts_object(body) {
+        return Err(not_an_object::<T>());
+    }
     // serde_json's syntax errors name a position, never the text there.
     match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(HttpError::bad_request(
-            "the request body must be a JSON object",
-        )),
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(not_an_object::<T>()),
         Err(e) => Err(HttpError::bad_request(format!(
-            "invalid JSON body (line {}, column {})",
+            "invalid JSON body (line {}, column {}){}",
             e.line(),
-            e.column()
+            e.column(),
+            T::SYNTAX_HINT
         ))),
     }
+}
+
+/// The failing field's path (`reason`, `key_ids[3]`, `helpdesk.name`) and
+/// the problem's detail: the field, and what it must be.
+fn problem<T: Body>(e: serde_path_to_error::Error<wire::Wrong>) -> (String, String) {
+    let at = dotted(e.path());
+    match e.into_inner() {
+        wire::Wrong::Unknown { key, allowed } => {
+            let allowed: Vec<&str> = allowed.iter().map(|f| field_name(f)).collect();
+            let detail = format!("unknown field {key:?}; allowed: {}", allowed.join(", "));
+            (at, detail)
+        }
+        wire::Wrong::Missing(field) => {
+            let field = if at.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{at}.{field}")
+            };
+            let what = T::missing(&field).unwrap_or_else(|| "is required".into());
+            let detail = format!("{} {what}", field_name(&field));
+            (field, detail)
+        }
+        wire::Wrong::Must(what) if at.is_empty() => (at, format!("the request body {what}")),
+        wire::Wrong::Must(what) => {
+            let detail = format!("{} {what}", field_name(&at));
+            (at, detail)
+        }
+    }
+}
+
+/// `a.b[2].c`; empty at the top.
+fn dotted(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => out.push_str(".?"),
+        }
+    }
+    out
 }
 
 /// How a problem names a field. The password field is named in words: a
 /// problem document never carries the literal `recovery_password`, which
 /// only a disclosure does.
-pub(crate) fn field_name(f: &str) -> &str {
+fn field_name(f: &str) -> &str {
     if f == "recovery_password" {
         "the recovery password"
     } else {
         f
-    }
-}
-
-/// Rejects fields other than `allowed`.
-pub(crate) fn only(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
-    for k in body.keys() {
-        if !allowed.contains(&k.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "unknown field {:?}; allowed: {}",
-                k.chars().take(64).collect::<String>(),
-                allowed
-                    .iter()
-                    .map(|f| field_name(f))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn string<'a>(
-    body: &'a Map<String, Value>,
-    field: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::BadRequest(format!(
-            "{} must be a string",
-            field_name(field)
-        ))),
-    }
-}
-
-pub(crate) fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str, ApiError> {
-    string(body, field)?
-        .ok_or_else(|| ApiError::BadRequest(format!("{} is required", field_name(field))))
-}
-
-fn text_ok(s: &str, max: usize) -> bool {
-    !s.trim().is_empty() && s.chars().count() <= max && !s.chars().any(char::is_control)
-}
-
-/// A required one-line text field of at most `max` characters.
-pub(crate) fn text(body: &Map<String, Value>, field: &str, max: usize) -> Result<String, ApiError> {
-    let v = required(body, field)?;
-    if text_ok(v, max) {
-        Ok(v.to_owned())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{field} must be 1 to {max} characters without control characters"
-        )))
     }
 }
 
@@ -173,16 +220,5 @@ pub(crate) fn limit(q: &Query, default: usize, max: usize) -> Result<usize, ApiE
     }
 }
 
-/// A `reason` as the trail stores it (`domain::text::reason`): at most
-/// `MAX_REASON_CHARS`, nothing hidden, NFC.
-pub(crate) fn check_reason(r: &str) -> Result<String, ApiError> {
-    check_reason_max(r, MAX_REASON_CHARS)
-}
-
-pub(crate) fn check_reason_max(r: &str, max: usize) -> Result<String, ApiError> {
-    crate::domain::text::reason(r, max).map_err(|_| {
-        ApiError::BadRequest(format!(
-            "reason must be at most {max} characters of plain text, without control, format (zero-width, bidi, soft hyphen, tag), line-separator or filler characters and without a combining mark at the start of a word; retype it and retry"
-        ))
-    })
-}
+#[cfg(test)]
+mod tests;

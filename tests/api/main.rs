@@ -4,6 +4,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod bodies;
 mod events;
 mod hygiene;
 mod lifecycle;

@@ -3,7 +3,7 @@
 //! status; bad input is audited.
 
 use super::retrieve_key::denied;
-use crate::api::body::{Query, check_reason, is_json, starts_object};
+use crate::api::body::{Body, MAX_REASON_CHARS, Query, fields, parse};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::domain::audit::Audit;
@@ -12,10 +12,19 @@ use crate::domain::ids::{DeviceId, KeyId, KeySelector};
 use crate::domain::keys;
 use crate::domain::model::{RecoveryPassword, VolumeType};
 use http::StatusCode;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
-    let (keys, reason) = match parse_batch_body(c) {
+    let input = Query::parse(c.query(), &[])
+        .map_err(HttpError::from)
+        .and_then(|_| parse::<BatchRequest>(&c.req.headers, &c.req.body));
+    let BatchRequest {
+        key_ids: keys,
+        reason,
+    } = match input {
         Ok(v) => v,
         Err(e) => {
             let attempt = Audit::disclosure(c.portal, &c.caller, &c.meta, None, None);
@@ -122,58 +131,80 @@ impl From<BatchItem> for ItemResult {
     }
 }
 
+/// Key IDs and a reason.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchBody {
-    key_ids: Vec<String>,
-    reason: Option<String>,
+pub(crate) struct BatchRequest {
+    /// Each a full key ID, or at least 8 of its leading hex digits (dashes
+    /// ignored); 1 to 100 of them.
+    #[serde(deserialize_with = "key_ids")]
+    pub(crate) key_ids: Vec<BatchKey>,
+    /// Recorded in every audit event of the batch.
+    #[serde(deserialize_with = "batch_reason")]
+    pub(crate) reason: String,
 }
 
-fn parse_batch_body(c: &Ctx<'_>) -> Result<(Vec<BatchKey>, String), HttpError> {
-    Query::parse(c.query(), &[])?;
-    let body = &c.req.body;
-    if !is_json(&c.req.headers) {
-        return Err(HttpError::UnsupportedMediaType);
+const REASON_REQUIRED: &str =
+    "is required for a batch retrieval: give the incident or ticket it is for";
+
+impl Body for BatchRequest {
+    const EXAMPLE: Option<&'static str> =
+        Some(r#"{"key_ids": ["3B8FAA18", "1F2E3D4C"], "reason": "incident 2026-11-25"}"#);
+    const SYNTAX_HINT: &'static str =
+        ": it must be an object with key_ids (a list of key IDs) and reason";
+    fn missing(field: &str) -> Option<String> {
+        (field == "reason").then(|| REASON_REQUIRED.into())
     }
-    if !starts_object(body) {
-        return Err(HttpError::bad_request(
-            r#"the body must be a JSON object such as {"key_ids": ["3B8FAA18", "1F2E3D4C"], "reason": "incident 2026-11-25"}"#,
-        ));
+}
+
+fn batch_reason<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match fields::opt_string(d)? {
+        Some(r) if !r.trim().is_empty() => fields::reason(&r, MAX_REASON_CHARS),
+        _ => Err(fields::must(REASON_REQUIRED)),
     }
-    let b: BatchBody = serde_json::from_slice(body).map_err(|e| {
-        HttpError::bad_request(format!(
-            "invalid JSON body (line {}, column {}): it must be an object with key_ids (a list of key IDs) and reason",
-            e.line(),
-            e.column()
-        ))
-    })?;
-    if b.key_ids.is_empty() || b.key_ids.len() > batch::MAX_KEYS {
-        return Err(HttpError::bad_request(format!(
-            "key_ids must list 1 to {} key IDs",
-            batch::MAX_KEYS
-        )));
+}
+
+/// One requested key, as typed and as a selector.
+struct Requested(BatchKey);
+
+impl<'de> Deserialize<'de> for Requested {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let rule = fields::KEY_SELECTOR_RULE;
+        let Value::String(requested) = fields::value(d)? else {
+            return Err(fields::must(rule));
+        };
+        let selector = KeySelector::parse(&requested).map_err(|_| fields::must(rule))?;
+        Ok(Self(BatchKey {
+            requested,
+            selector,
+        }))
     }
-    let keys = b
-        .key_ids
-        .into_iter()
-        .enumerate()
-        .map(|(i, k)| match KeySelector::parse(&k) {
-            Ok(selector) => Ok(BatchKey {
-                requested: k,
-                selector,
-            }),
-            Err(_) => Err(HttpError::bad_request(format!(
-                "key_ids[{i}] must be a full key ID (GUID) or at least 8 of its leading hex digits"
-            ))),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let reason = match b.reason {
-        Some(r) if !r.trim().is_empty() => r,
-        _ => {
-            return Err(HttpError::bad_request(
-                "reason is required for a batch retrieval: give the incident or ticket it is for",
-            ));
+}
+
+/// 1 to `batch::MAX_KEYS` key IDs, each problem naming its position.
+fn key_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BatchKey>, D::Error> {
+    struct KeyIds;
+    impl<'de> Visitor<'de> for KeyIds {
+        type Value = Vec<BatchKey>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "must list 1 to {} key IDs", batch::MAX_KEYS)
         }
-    };
-    Ok((keys, check_reason(&reason)?))
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let count_ok = |n: usize| (1..=batch::MAX_KEYS).contains(&n);
+            // The count first, as the list holds it: before any item's problem.
+            if let Some(n) = seq.size_hint().filter(|n| !count_ok(*n)) {
+                return Err(de::Error::invalid_length(n, &self));
+            }
+            let mut keys = Vec::new();
+            while let Some(Requested(k)) = seq.next_element()? {
+                keys.push(k);
+            }
+            if count_ok(keys.len()) {
+                Ok(keys)
+            } else {
+                Err(de::Error::invalid_length(keys.len(), &self))
+            }
+        }
+    }
+    d.deserialize_seq(KeyIds)
 }

@@ -2,16 +2,15 @@
 //! (201 when stored, 200 when the same key was already held). The body
 //! holds a recovery password: no problem ever quotes a value.
 
-use crate::api::body::{Query, bad, json_object, only, required, string};
+use crate::api::body::{Body, Query, bad, fields, parse};
 use crate::api::views::{KeyView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
-use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId};
-use crate::domain::lifecycle::{self, EscrowRequest, Escrowed};
+use crate::domain::lifecycle::{self, Escrowed};
 use crate::domain::model::{RecoveryPassword, VolumeType};
 use http::StatusCode;
-use serde::Serialize;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 
 /// The answer: the key's metadata and its device.
 #[derive(Serialize)]
@@ -20,16 +19,20 @@ struct EscrowedBody<'a> {
     key: KeyView<'a>,
     device_id: &'a str,
 }
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let (device, key) = (&c.params[0], &c.params[1]);
     let device_id = DeviceId::parse(device).map_err(|e| bad("device_id", e))?;
     let key_id = KeyId::parse(key).map_err(|e| bad("key_id", e))?;
-    let body = json_object(&c.req.headers, &c.req.body)?;
-    let request = escrow_request(device_id, key_id, body)?;
+    let body: EscrowRequest = parse(&c.req.headers, &c.req.body)?;
+    let request = lifecycle::EscrowRequest {
+        device_id,
+        key_id,
+        volume_type: body.volume_type,
+        password: body.recovery_password,
+        created_at: body.created_at,
+    };
     let (status, key) = match lifecycle::escrow(c.portal, &c.caller, &c.meta, request).await? {
         Escrowed::Created(k) => (StatusCode::CREATED, k),
         Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
@@ -41,38 +44,22 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Ok(json_response(status, &body))
 }
 
-pub(crate) fn volume_type(v: &str) -> Result<VolumeType, ApiError> {
-    VolumeType::parse(v).ok_or_else(|| {
-        ApiError::BadRequest(
-            "volume_type must be operating_system, fixed_data or removable_data".into(),
-        )
-    })
+/// A key to escrow.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EscrowRequest {
+    /// What kind of volume the key unlocks.
+    #[serde(deserialize_with = "fields::volume_type")]
+    pub(crate) volume_type: VolumeType,
+    /// The 48-digit recovery password: 8 dash-separated groups of 6
+    /// digits, each group a multiple of 11 below 720896 (as BitLocker
+    /// generates them).
+    #[serde(deserialize_with = "fields::recovery_password")]
+    pub(crate) recovery_password: RecoveryPassword,
+    /// When BitLocker created the key (RFC 3339); default now, at most 5
+    /// minutes ahead.
+    #[serde(default, deserialize_with = "fields::opt_timestamp")]
+    pub(crate) created_at: Option<OffsetDateTime>,
 }
 
-fn escrow_request(
-    device_id: DeviceId,
-    key_id: KeyId,
-    body: Map<String, Value>,
-) -> Result<EscrowRequest, ApiError> {
-    only(&body, &["volume_type", "recovery_password", "created_at"])?;
-    let volume_type = volume_type(required(&body, "volume_type")?)?;
-    // Never echo the password, valid or not.
-    let password = RecoveryPassword::parse(required(&body, "recovery_password")?)
-        .map_err(|e| ApiError::BadRequest(format!("the recovery password {e}")))?;
-    let created_at = string(&body, "created_at")?
-        .map(|t| {
-            OffsetDateTime::parse(t, &Rfc3339).map_err(|_| {
-                ApiError::BadRequest(
-                    "created_at must be an RFC 3339 timestamp such as 2024-05-15T09:30:00Z".into(),
-                )
-            })
-        })
-        .transpose()?;
-    Ok(EscrowRequest {
-        device_id,
-        key_id,
-        volume_type,
-        password,
-        created_at,
-    })
-}
+impl Body for EscrowRequest {}

@@ -1,70 +1,104 @@
 //! `POST /v1/incidents`: open an incident (201), which lets helpdesk agents
 //! retrieve keys in batches until it expires or is closed.
 
-use crate::api::body::{Query, check_reason_max, json_object, only};
+use crate::api::body::{Body, Query, fields, parse_with};
 use crate::api::views::{IncidentView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
-use crate::domain::error::ApiError;
 use crate::domain::incidents;
 use http::StatusCode;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// The incident to open.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IncidentRequest {
+    /// What the incident is; no control or text-direction characters.
+    #[serde(deserialize_with = "reason")]
+    pub(crate) reason: String,
+    /// It ends by itself this many hours after opening (1 to 72).
+    #[serde(deserialize_with = "duration_hours")]
+    pub(crate) duration_hours: u32,
+    /// Keys per helpdesk agent per rolling hour during the incident, at
+    /// most the deployment's `PORTAL_INCIDENT_MAX_RATE_LIMIT`; default
+    /// 5000 (or that ceiling, if lower).
+    #[serde(default, deserialize_with = "helpdesk_rate_limit")]
+    pub(crate) helpdesk_rate_limit: Option<u32>,
+}
+
+const REASON_REQUIRED: &str =
+    "is required: say what the incident is (for example \"faulty agent update 2026-11-25\")";
+
+fn duration_rule() -> String {
+    let range = incidents::DURATION_HOURS;
+    format!(
+        "is required: a whole number of hours from {} to {}",
+        range.start(),
+        range.end()
+    )
+}
+
+impl Body for IncidentRequest {
+    fn missing(field: &str) -> Option<String> {
+        match field {
+            "reason" => Some(REASON_REQUIRED.into()),
+            "duration_hours" => Some(duration_rule()),
+            _ => None,
+        }
+    }
+}
+
+fn reason<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match fields::value(d)? {
+        Value::String(r) if !r.trim().is_empty() => fields::reason(&r, incidents::MAX_REASON_CHARS),
+        _ => Err(fields::must(REASON_REQUIRED)),
+    }
+}
+
+fn duration_hours<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    fields::whole(&fields::value(d)?)
+        .filter(|h| incidents::DURATION_HOURS.contains(h))
+        .ok_or_else(|| fields::must(duration_rule()))
+}
+
+/// Any whole number here; the route holds it to the deployment's ceiling.
+fn helpdesk_rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = fields::value(d)?;
+    if v.is_null() {
+        return Ok(None);
+    }
+    fields::whole(&v)
+        .map(Some)
+        .ok_or_else(|| fields::must("must be a whole number"))
+}
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
-    let body = json_object(&c.req.headers, &c.req.body)?;
-    let request = incident_request(body, c.portal.incident_max_rate_limit)?;
+    let max = c.portal.incident_max_rate_limit;
+    // The deployment's ceiling (PORTAL_INCIDENT_MAX_RATE_LIMIT): one person
+    // opening an incident cannot give agents an unbounded bulk export.
+    let ceiling = || {
+        format!(
+            "helpdesk_rate_limit must be a whole number from 1 to {max} (this deployment's ceiling, PORTAL_INCIDENT_MAX_RATE_LIMIT)"
+        )
+    };
+    let b: IncidentRequest = parse_with(&c.req.headers, &c.req.body, |field| {
+        (field == "helpdesk_rate_limit").then(ceiling)
+    })?;
+    let helpdesk_rate_limit = match b.helpdesk_rate_limit {
+        None => incidents::DEFAULT_HELPDESK_RATE_LIMIT.min(max),
+        Some(l) if (1..=max).contains(&l) => l,
+        Some(_) => return Err(HttpError::bad_request(ceiling())),
+    };
+    let request = incidents::OpenRequest {
+        reason: b.reason,
+        duration_hours: b.duration_hours,
+        helpdesk_rate_limit,
+    };
     let i = incidents::open(c.portal, &c.caller, &c.meta, &request).await?;
     let now = c.portal.clock.now();
     Ok(json_response(
         StatusCode::CREATED,
         &IncidentView::new(&i, now),
     ))
-}
-
-fn incident_request(
-    body: Map<String, Value>,
-    max_rate_limit: u32,
-) -> Result<incidents::OpenRequest, ApiError> {
-    only(&body, &["reason", "duration_hours", "helpdesk_rate_limit"])?;
-    let reason = match body.get("reason") {
-        Some(Value::String(r)) if !r.trim().is_empty() => r.clone(),
-        _ => {
-            return Err(ApiError::BadRequest(
-                "reason is required: say what the incident is (for example \"faulty agent update 2026-11-25\")".into(),
-            ));
-        }
-    };
-    let reason = check_reason_max(&reason, incidents::MAX_REASON_CHARS)?;
-    let range = incidents::DURATION_HOURS;
-    let duration_hours = body
-        .get("duration_hours")
-        .and_then(Value::as_u64)
-        .and_then(|h| u32::try_from(h).ok())
-        .filter(|h| range.contains(h))
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "duration_hours is required: a whole number of hours from {} to {}",
-                range.start(),
-                range.end()
-            ))
-        })?;
-    // The deployment's ceiling (PORTAL_INCIDENT_MAX_RATE_LIMIT): one person
-    // opening an incident cannot give agents an unbounded bulk export.
-    let helpdesk_rate_limit = match body.get("helpdesk_rate_limit") {
-        None | Some(Value::Null) => incidents::DEFAULT_HELPDESK_RATE_LIMIT.min(max_rate_limit),
-        Some(v) => v
-            .as_u64()
-            .and_then(|l| u32::try_from(l).ok())
-            .filter(|l| (1..=max_rate_limit).contains(l))
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "helpdesk_rate_limit must be a whole number from 1 to {max_rate_limit} (this deployment's ceiling, PORTAL_INCIDENT_MAX_RATE_LIMIT)"
-                ))
-            })?,
-    };
-    Ok(incidents::OpenRequest {
-        reason,
-        duration_hours,
-        helpdesk_rate_limit,
-    })
 }

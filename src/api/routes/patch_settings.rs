@@ -1,115 +1,132 @@
 //! `PATCH /v1/tenant/settings`: change some of the tenant's policy; the
 //! answer is the policy after the change.
 
-use crate::api::body::{Query, json_object, only, string};
+use crate::api::body::{Body, Query, fields, parse};
 use crate::api::views::{SettingsView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
 use crate::domain::settings::{self, SettingsPatch};
 use http::StatusCode;
-use serde_json::{Map, Value};
+use serde::{Deserialize, Deserializer};
+use serde_json::Value;
+
+/// The settings to change; absent fields keep their value.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantSettingsPatch {
+    /// Whether device owners may see their own keys.
+    #[serde(default, deserialize_with = "self_service")]
+    pub(crate) self_service: Option<bool>,
+    /// The new helpdesk, or null to remove it (absent: unchanged).
+    #[serde(default, deserialize_with = "helpdesk")]
+    pub(crate) helpdesk: Option<Option<HelpdeskCard>>,
+    /// When a key retrieval must carry a `reason`.
+    #[serde(default, deserialize_with = "require_reason")]
+    pub(crate) require_reason: Option<RequireReason>,
+    /// Days a superseded key is kept, 1 to 3650.
+    #[serde(default, deserialize_with = "retention_days")]
+    pub(crate) superseded_key_retention_days: Option<u16>,
+    /// Days a retired device is kept, 1 to 3650.
+    #[serde(default, deserialize_with = "retention_days")]
+    pub(crate) retired_device_retention_days: Option<u16>,
+    /// Keys per device owner per rolling hour, 1 to 100000; null: the
+    /// deployment's `PORTAL_KEY_RATE_LIMIT`.
+    #[serde(default, deserialize_with = "rate_limit")]
+    pub(crate) self_service_rate_limit: Option<Option<u32>>,
+    /// Keys per helpdesk agent per rolling hour, 1 to 100000; null: the
+    /// deployment's `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit
+    /// replaces it.
+    #[serde(default, deserialize_with = "rate_limit")]
+    pub(crate) helpdesk_rate_limit: Option<Option<u32>>,
+}
+
+impl Body for TenantSettingsPatch {}
+
+/// Replaces the whole helpdesk; absent or null fields are left out.
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "must be an object {name, email, phone, url} or null"
+)]
+pub(crate) struct HelpdeskCard {
+    /// 1 to 256 characters of plain text.
+    #[serde(default, deserialize_with = "fields::opt_string")]
+    pub(crate) name: Option<String>,
+    /// One plain address such as it@example.com.
+    #[serde(default, deserialize_with = "fields::opt_string")]
+    pub(crate) email: Option<String>,
+    /// 1 to 256 characters of plain text.
+    #[serde(default, deserialize_with = "fields::opt_string")]
+    pub(crate) phone: Option<String>,
+    /// An `https://` address.
+    #[serde(default, deserialize_with = "fields::opt_string")]
+    pub(crate) url: Option<String>,
+}
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
-    let patch = settings_patch(json_object(&c.req.headers, &c.req.body)?)?;
+    let patch = settings_patch(parse(&c.req.headers, &c.req.body)?)?;
     let current = settings::patch(c.portal, &c.caller, &c.meta, &patch).await?;
     Ok(json_response(StatusCode::OK, &SettingsView::from(&current)))
 }
 
-fn settings_patch(body: Map<String, Value>) -> Result<SettingsPatch, ApiError> {
-    only(
-        &body,
-        &[
-            "self_service",
-            "helpdesk",
-            "require_reason",
-            "superseded_key_retention_days",
-            "retired_device_retention_days",
-            "self_service_rate_limit",
-            "helpdesk_rate_limit",
-        ],
-    )?;
-    let mut patch = SettingsPatch::default();
-    match body.get("self_service") {
-        None => {}
-        Some(Value::Bool(b)) => patch.self_service = Some(*b),
-        Some(_) => {
-            return Err(ApiError::BadRequest(
-                "self_service must be true or false".into(),
-            ));
-        }
+fn settings_patch(b: TenantSettingsPatch) -> Result<SettingsPatch, ApiError> {
+    let helpdesk = b.helpdesk.map(|card| card.map(Helpdesk::from));
+    if let Some(Some(card)) = &helpdesk {
+        card.check().map_err(ApiError::BadRequest)?;
     }
-    if let Some(v) = body.get("helpdesk") {
-        patch.helpdesk = Some(helpdesk(v)?);
-    }
-    if let Some(v) = body.get("require_reason") {
-        patch.require_reason =
-            Some(v.as_str().and_then(RequireReason::parse).ok_or_else(|| {
-                ApiError::BadRequest(
-                    "require_reason must be \"never\", \"helpdesk\" or \"always\"".into(),
-                )
-            })?);
-    }
-    for (field, slot) in [
-        (
-            "superseded_key_retention_days",
-            &mut patch.superseded_key_retention_days,
-        ),
-        (
-            "retired_device_retention_days",
-            &mut patch.retired_device_retention_days,
-        ),
-    ] {
-        if let Some(v) = body.get(field) {
-            *slot = Some(retention_days(field, v)?);
-        }
-    }
-    for (field, slot) in [
-        (
-            "self_service_rate_limit",
-            &mut patch.self_service_rate_limit,
-        ),
-        ("helpdesk_rate_limit", &mut patch.helpdesk_rate_limit),
-    ] {
-        if let Some(v) = body.get(field) {
-            *slot = Some(rate_limit(field, v)?);
-        }
-    }
-    Ok(patch)
+    Ok(SettingsPatch {
+        self_service: b.self_service,
+        helpdesk,
+        require_reason: b.require_reason,
+        superseded_key_retention_days: b.superseded_key_retention_days,
+        retired_device_retention_days: b.retired_device_retention_days,
+        self_service_rate_limit: b.self_service_rate_limit,
+        helpdesk_rate_limit: b.helpdesk_rate_limit,
+    })
 }
 
-/// `helpdesk`: a card, or `null` to remove it.
-fn helpdesk(v: &Value) -> Result<Option<Helpdesk>, ApiError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Object(h) => {
-            only(h, &["name", "email", "phone", "url"])?;
-            let field = |f: &str| string(h, f).map(|v| v.map(str::to_owned));
-            let card = Helpdesk {
-                name: field("name")?,
-                email: field("email")?,
-                phone: field("phone")?,
-                url: field("url")?,
-            };
-            card.check().map_err(ApiError::BadRequest)?;
-            Ok(Some(card))
+impl From<HelpdeskCard> for Helpdesk {
+    fn from(c: HelpdeskCard) -> Self {
+        Helpdesk {
+            name: c.name,
+            email: c.email,
+            phone: c.phone,
+            url: c.url,
         }
-        _ => Err(ApiError::BadRequest(
-            "helpdesk must be an object {name, email, phone, url} or null".into(),
-        )),
     }
+}
+
+fn self_service<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    match fields::value(d)? {
+        Value::Bool(b) => Ok(Some(b)),
+        _ => Err(fields::must("must be true or false")),
+    }
+}
+
+/// A card, or `null` to remove it.
+fn helpdesk<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<HelpdeskCard>>, D::Error> {
+    Option::<HelpdeskCard>::deserialize(d).map(Some)
+}
+
+fn require_reason<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RequireReason>, D::Error> {
+    let v = fields::value(d)?;
+    v.as_str()
+        .and_then(RequireReason::parse)
+        .map(Some)
+        .ok_or_else(|| fields::must("must be \"never\", \"helpdesk\" or \"always\""))
 }
 
 /// A retention in days, within the policy's range.
-fn retention_days(field: &str, v: &Value) -> Result<u16, ApiError> {
+fn retention_days<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
     let range = TenantPolicy::RETENTION_DAYS;
-    v.as_u64()
-        .and_then(|d| u16::try_from(d).ok())
+    fields::whole(&fields::value(d)?)
         .filter(|d| range.contains(d))
+        .map(Some)
         .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{field} must be a whole number from {} to {}",
+            fields::must(format!(
+                "must be a whole number from {} to {}",
                 range.start(),
                 range.end()
             ))
@@ -117,18 +134,18 @@ fn retention_days(field: &str, v: &Value) -> Result<u16, ApiError> {
 }
 
 /// A tenant rate limit, or `null` for the deployment's default.
-fn rate_limit(field: &str, v: &Value) -> Result<Option<u32>, ApiError> {
+fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    let v = fields::value(d)?;
     if v.is_null() {
-        return Ok(None);
+        return Ok(Some(None));
     }
     let range = TenantPolicy::RATE_LIMITS;
-    v.as_u64()
-        .and_then(|d| u32::try_from(d).ok())
-        .filter(|d| range.contains(d))
-        .map(Some)
+    fields::whole(&v)
+        .filter(|n| range.contains(n))
+        .map(|n| Some(Some(n)))
         .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "{field} must be a whole number from {} to {}, or null for the deployment's default",
+            fields::must(format!(
+                "must be a whole number from {} to {}, or null for the deployment's default",
                 range.start(),
                 range.end()
             ))

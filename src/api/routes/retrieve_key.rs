@@ -1,7 +1,7 @@
 //! `POST /v1/devices/{device_id}/recovery-key`: one recovery key, after
 //! every check and a durable audit event. Bad input is audited too.
 
-use crate::api::body::{Query, bad, check_reason, is_blank, is_json, starts_object};
+use crate::api::body::{Body, Query, bad, fields, parse_optional};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::audit::Audit;
@@ -10,7 +10,7 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeySelector};
 use crate::domain::keys::{self, RetrievalRequest};
 use crate::domain::model::VolumeType;
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -35,8 +35,11 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     // audited like any other bad input) rather than silently ignored.
     let input = Query::parse(c.query(), &[])
         .map_err(HttpError::from)
-        .and_then(|_| parse_key_body(&c.req.headers, &c.req.body));
-    let (key, justification) = match input {
+        .and_then(|_| parse_optional::<RecoveryKeyRequest>(&c.req.headers, &c.req.body));
+    let RecoveryKeyRequest {
+        key_id: key,
+        reason: justification,
+    } = match input {
         Ok(v) => v,
         Err(e) => return Err(denied(attempt(Some(&device_id)), e).await),
     };
@@ -69,40 +72,24 @@ pub(super) async fn denied(attempt: Audit<'_>, e: HttpError) -> HttpError {
     }
 }
 
-#[derive(Deserialize)]
+/// Which key, and why. Optional: an empty body, `{}`, and absent or null
+/// fields all mean the newest `operating_system` key, no reason.
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct KeyBody {
-    key_id: Option<String>,
-    reason: Option<String>,
+pub(crate) struct RecoveryKeyRequest {
+    /// A full key ID (GUID, any case, with or without dashes or braces) or
+    /// at least 8 of its leading hex digits (dashes ignored), as read from
+    /// the recovery screen.
+    #[serde(default, deserialize_with = "fields::opt_key_selector")]
+    pub(crate) key_id: Option<KeySelector>,
+    /// Why the key is needed (a ticket number, ...): at most 200
+    /// characters, no control characters. Recorded in the audit event as
+    /// `justification`.
+    #[serde(default, deserialize_with = "fields::opt_reason")]
+    pub(crate) reason: Option<String>,
 }
 
-fn parse_key_body(
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<(Option<KeySelector>, Option<String>), HttpError> {
-    if is_blank(body) {
-        return Ok((None, None));
-    }
-    if !is_json(headers) {
-        return Err(HttpError::UnsupportedMediaType);
-    }
-    if !starts_object(body) {
-        return Err(HttpError::bad_request(
-            r#"the body must be a JSON object such as {"key_id": "3B8FAA18", "reason": "ticket 4711"}"#,
-        ));
-    }
-    let b: KeyBody = serde_json::from_slice(body)
-        .map_err(|e| HttpError::bad_request(format!("invalid JSON body: {e}")))?;
-    let key = b
-        .key_id
-        .map(|k| {
-            KeySelector::parse(&k).map_err(|_| {
-                HttpError::bad_request(
-                    "key_id must be a full key ID (GUID) or at least 8 of its leading hex digits",
-                )
-            })
-        })
-        .transpose()?;
-    let reason = b.reason.map(|r| check_reason(&r)).transpose()?;
-    Ok((key, reason.filter(|r| !r.trim().is_empty())))
+impl Body for RecoveryKeyRequest {
+    const EXAMPLE: Option<&'static str> =
+        Some(r#"{"key_id": "3B8FAA18", "reason": "ticket 4711"}"#);
 }
