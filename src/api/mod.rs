@@ -147,8 +147,8 @@ async fn permit(
         .then(|| params.first().and_then(|d| DeviceId::parse(d).ok()))
         .flatten();
     let audit = match action {
-        Action::Disclose => Audit::disclosure(portal, caller, meta, device.as_ref(), None),
-        action => Audit::write(portal, caller, meta, action, device.as_ref()),
+        Action::Disclose => Audit::disclosure(portal.into(), caller, meta, device.as_ref(), None),
+        action => Audit::write(portal.into(), caller, meta, action, device.as_ref()),
     };
     Err(audit.deny(None, Denied::InsufficientScope, e).await)
 }

@@ -9,7 +9,7 @@
 //! `next` cursor is the position of its last event.
 
 mod builder;
-pub use builder::Audit;
+pub use builder::{Audit, AuditPorts};
 
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use base64::Engine;

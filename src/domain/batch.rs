@@ -27,11 +27,11 @@ use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector};
-use crate::domain::keys::{self, Disclosure, RequestMeta};
+use crate::domain::keys::{self, Disclosure, RequestMeta, RetrievalPorts};
 use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{KeyMeta, SealedDevice, SealedKey, TenantPolicy};
 use crate::domain::policy::{self, Access};
-use crate::domain::ports::{BATCH_COMMIT_MAX, Commit, KeyLocation, Portal};
+use crate::domain::ports::{BATCH_COMMIT_MAX, Commit, KeyLocation, Store};
 use crate::domain::ratelimit::{self, RateUpdate, RateWindow};
 use futures_util::{StreamExt, stream};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -102,27 +102,27 @@ struct Ready {
 
 /// Serves one batch; `Err` only for refusals of the whole request.
 pub async fn retrieve(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     keys: Vec<BatchKey>,
     reason: &str,
 ) -> Result<Vec<BatchItem>, ApiError> {
-    let attempt = Audit::disclosure(portal, caller, meta, None, Some(reason));
-    let (policy, window, now) = admit(&attempt).await?;
-    portal.count(Metric::BatchSize, keys.len() as u64);
+    let attempt = Audit::disclosure(ports.audit, caller, meta, None, Some(reason));
+    let (policy, window, now) = admit(ports, &attempt).await?;
+    ports.audit.count(Metric::BatchSize, keys.len() as u64);
 
-    let lookups = classify(lookup(portal, caller, meta, &keys).await);
+    let lookups = classify(lookup(ports.store, caller, meta, &keys).await);
     for _ in lookups.iter().filter(|l| **l == Lookup::Failed) {
-        portal.count(Metric::Unavailable(Cause::Store), 1);
+        ports.audit.count(Metric::Unavailable(Cause::Store), 1);
     }
     let (mut outcomes, wanted, duplicates) = sort_out(lookups);
-    let ready = check(&attempt, &policy, wanted, now, &mut outcomes).await;
+    let ready = check(ports, &attempt, &policy, wanted, now, &mut outcomes).await;
 
     // Rate slots and audit events, chunk by chunk; then decrypt.
-    let limit = policy::rate_limit(&portal.rate_limits(), Access::Helpdesk, &policy, now);
-    let granted = commit(&attempt, window, limit, ready, &mut outcomes).await;
-    for (i, o) in decrypt_all(portal, caller, meta, granted).await {
+    let limit = policy::rate_limit(&ports.limits, Access::Helpdesk, &policy, now);
+    let granted = commit(ports.store, &attempt, window, limit, ready, &mut outcomes).await;
+    for (i, o) in decrypt_all(ports, caller, meta, granted).await {
         outcomes[i] = Some(o);
     }
     for (i, first) in duplicates {
@@ -148,12 +148,13 @@ pub async fn retrieve(
 /// The checks of the whole request: permission, sign-in age, an open
 /// incident (read with the caller's rate window), and a second person.
 async fn admit(
+    ports: RetrievalPorts<'_>,
     attempt: &Audit<'_>,
 ) -> Result<(TenantPolicy, RateWindow, OffsetDateTime), ApiError> {
-    let (portal, caller) = (attempt.portal, attempt.caller);
+    let caller = attempt.caller;
     // The route's permission was checked once, before the input was read.
-    keys::admitted(attempt, Ok(())).await?;
-    let (policy, window) = match portal
+    keys::admitted(attempt, Ok(()), ports.max_auth_age).await?;
+    let (policy, window) = match ports
         .store
         .load_batch_state(&caller.tenant, &caller.user)
         .await
@@ -161,12 +162,12 @@ async fn admit(
         Ok(v) => v,
         Err(e) => return Err(attempt.store_failed(e).await),
     };
-    let now = portal.clock.now();
+    let now = ports.now();
     let Some(incident) = policy.open_incident(now) else {
         let e = ApiError::IncidentRequired;
         return Err(attempt.deny(None, Denied::IncidentRequired, e).await);
     };
-    if opened_it(portal, caller, incident).await? {
+    if opened_it(ports, caller, incident).await? {
         let e = ApiError::SecondPersonRequired(
             "You opened this incident, so you cannot batch-retrieve keys under it: another helpdesk agent must do it, or retrieve keys one at a time."
                 .into(),
@@ -178,7 +179,7 @@ async fn admit(
 
 /// Each key ID resolved in the caller's tenant (`Err`: the store failed).
 async fn lookup(
-    portal: &Portal,
+    store: &dyn Store,
     caller: &Caller,
     meta: &RequestMeta,
     keys: &[BatchKey],
@@ -192,7 +193,7 @@ async fn lookup(
                 KeySelector::Exact(id) => KeyIdPrefix::parse(&id.hex()).map_err(|_| ())?,
                 KeySelector::Prefix(p) => p.clone(),
             };
-            match portal.store.find_keys(&caller.tenant, &prefix).await {
+            match store.find_keys(&caller.tenant, &prefix).await {
                 Ok(mut v) => {
                     v.retain(|l| k.selector.matches(&l.key_id));
                     Ok(v)
@@ -288,29 +289,26 @@ fn sort_out(lookups: Vec<Lookup>) -> (Vec<Option<ItemOutcome>>, Vec<Wanted>, Vec
 /// The devices, in one read, and each key checked as a single retrieval
 /// checks it (device policy, then key selection by full key ID).
 async fn check(
+    ports: RetrievalPorts<'_>,
     attempt: &Audit<'_>,
     policy: &TenantPolicy,
     wanted: Vec<Wanted>,
     now: OffsetDateTime,
     outcomes: &mut [Option<ItemOutcome>],
 ) -> Vec<Ready> {
-    let (portal, caller) = (attempt.portal, attempt.caller);
+    let caller = attempt.caller;
     let ids: Vec<DeviceId> = wanted.iter().map(|(_, d, _)| d.clone()).collect();
     let devices: HashMap<DeviceId, SealedDevice> = if ids.is_empty() {
         HashMap::new()
     } else {
-        match portal
-            .store
-            .load_devices(&caller.tenant, &ids, policy)
-            .await
-        {
+        match ports.store.load_devices(&caller.tenant, &ids, policy).await {
             Ok(v) => v
                 .into_iter()
                 .map(|d| (d.device.device_id.clone(), d))
                 .collect(),
             Err(e) => {
                 tracing::error!(error = %e, request_id = %attempt.meta.request_id, "store read failed");
-                portal.count(Metric::Unavailable(Cause::Store), 1);
+                ports.audit.count(Metric::Unavailable(Cause::Store), 1);
                 for (i, _, _) in &wanted {
                     outcomes[*i] = Some(ItemOutcome::Unavailable);
                 }
@@ -327,7 +325,7 @@ async fn check(
             outcomes[i] = Some(ItemOutcome::NotFound);
             continue;
         };
-        match checked_key(portal, caller, device, key_id, now).await {
+        match checked_key(ports, caller, device, key_id, now).await {
             Ok(Some((key, sealed, access))) => ready.push(Ready {
                 index: i,
                 device: device.clone(),
@@ -337,7 +335,7 @@ async fn check(
             }),
             Ok(None) => outcomes[i] = Some(ItemOutcome::NotFound),
             Err(()) => {
-                portal.count(Metric::Unavailable(Cause::Store), 1);
+                ports.audit.count(Metric::Unavailable(Cause::Store), 1);
                 outcomes[i] = Some(ItemOutcome::Unavailable);
             }
         }
@@ -348,13 +346,13 @@ async fn check(
 /// Whether `caller` opened `incident` (read from its own record when the
 /// tenant's summary predates `opened_by`).
 async fn opened_it(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     incident: &crate::domain::incidents::OpenIncident,
 ) -> Result<bool, ApiError> {
     let opener = match &incident.opened_by {
         Some(u) => Some(u.clone()),
-        None => portal
+        None => ports
             .lifecycle
             .incident(&caller.tenant, &incident.incident_id)
             .await?
@@ -367,7 +365,7 @@ async fn opened_it(
 /// ciphertext (`None`: not readable by this caller, uniformly). `Err`: the
 /// store failed.
 async fn checked_key(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     device: &SealedDevice,
     key_id: KeyId,
@@ -381,7 +379,7 @@ async fn checked_key(
         return Ok(None);
     };
     let device_id = &device.device.device_id;
-    match keys::ciphertext(portal, &caller.tenant, &key, sealed, device_id).await {
+    match keys::ciphertext(ports.lifecycle, &caller.tenant, &key, sealed, device_id).await {
         Ok(s) => Ok(s.map(|s| (key, s.into_owned(), access))),
         Err(e) => {
             tracing::error!(error = %e, "store read failed");
@@ -449,6 +447,7 @@ fn plan_chunk(window: &RateWindow, now: OffsetDateTime, limit: u32, n: usize) ->
 /// chunk by chunk (`next_chunk`); answers the keys whose events are durable.
 /// After a failed write, every later key is withheld too (fail closed).
 async fn commit(
+    store: &dyn Store,
     attempt: &Audit<'_>,
     mut window: RateWindow,
     limit: u32,
@@ -462,7 +461,7 @@ async fn commit(
         let mut chunk = next_chunk(&mut pending, BATCH_COMMIT_MAX, |r| {
             &r.device.device.device_id
         });
-        if !failed && commit_chunk(attempt, &mut window, limit, &mut chunk, outcomes).await {
+        if !failed && commit_chunk(store, attempt, &mut window, limit, &mut chunk, outcomes).await {
             granted.append(&mut chunk);
             continue;
         }
@@ -478,19 +477,20 @@ async fn commit(
 /// their slots and granted events, all at once. False: nothing of what is
 /// left in `chunk` is durable.
 async fn commit_chunk(
+    store: &dyn Store,
     attempt: &Audit<'_>,
     window: &mut RateWindow,
     limit: u32,
     chunk: &mut Vec<Ready>,
     outcomes: &mut [Option<ItemOutcome>],
 ) -> bool {
-    let (portal, caller, meta) = (attempt.portal, attempt.caller, attempt.meta);
+    let (caller, meta) = (attempt.caller, attempt.meta);
     // Built once: every send of this chunk carries the same events, so a
     // write that was applied but not acknowledged is found durable (see
     // `Store::commit_batch`), never written again under new event IDs.
     let mut events: Vec<_> = chunk.iter().map(|r| granted_event(attempt, r)).collect();
     for _ in 0..keys::COMMIT_ATTEMPTS {
-        let now = portal.clock.now();
+        let now = attempt.ports.clock.now();
         let plan = plan_chunk(window, now, limit, chunk.len());
         // Counted as denials (with `RateLimited`) by `deny_items`.
         for r in chunk.drain(plan.admitted..) {
@@ -504,23 +504,23 @@ async fn commit_chunk(
         let Some(update) = plan.update else {
             continue;
         };
-        match portal.store.commit_batch(&events, &update).await {
+        match store.commit_batch(&events, &update).await {
             Ok(Commit::Written) => {
                 *window = update.window;
-                portal.count(Metric::AgentKeysInHour, u64::from(window.used(now)));
+                attempt
+                    .ports
+                    .count(Metric::AgentKeysInHour, u64::from(window.used(now)));
                 return true;
             }
-            Ok(Commit::RateConflict) => match portal
-                .store
-                .load_batch_state(&caller.tenant, &caller.user)
-                .await
-            {
-                Ok((_, w)) => *window = w,
-                Err(e) => {
-                    tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
-                    return false;
+            Ok(Commit::RateConflict) => {
+                match store.load_batch_state(&caller.tenant, &caller.user).await {
+                    Ok((_, w)) => *window = w,
+                    Err(e) => {
+                        tracing::error!(error = %e, request_id = %meta.request_id, "store read failed");
+                        return false;
+                    }
                 }
-            },
+            }
             Err(e) => {
                 withheld(attempt, &e, chunk.len());
                 return false;
@@ -542,9 +542,9 @@ fn granted_event(attempt: &Audit<'_>, r: &Ready) -> crate::domain::audit::AuditE
 /// A failed write of granted events. Fail closed: these keys have no
 /// durable event, so none of them is disclosed.
 fn withheld(attempt: &Audit<'_>, e: &crate::domain::error::Unavailable, keys: usize) {
-    let (portal, caller) = (attempt.portal, attempt.caller);
-    portal.count(Metric::AuditWriteFailures, 1);
-    portal.count(Metric::Unavailable(Cause::Audit), 1);
+    let (ports, caller) = (attempt.ports, attempt.caller);
+    ports.count(Metric::AuditWriteFailures, 1);
+    ports.count(Metric::Unavailable(Cause::Audit), 1);
     tracing::error!(
         error = %e,
         request_id = %attempt.meta.request_id,
@@ -557,7 +557,7 @@ fn withheld(attempt: &Audit<'_>, e: &crate::domain::error::Unavailable, keys: us
 
 /// Decrypts the granted keys, at most [`DECRYPT_CONCURRENCY`] at a time.
 async fn decrypt_all(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     granted: Vec<Ready>,
@@ -566,7 +566,7 @@ async fn decrypt_all(
         .into_iter()
         .map(|r| async move {
             let outcome =
-                match keys::decrypt(portal, caller, meta, &r.device, &r.key, &r.sealed, r.access)
+                match keys::decrypt(ports, caller, meta, &r.device, &r.key, &r.sealed, r.access)
                     .await
                 {
                     Ok(d) => ItemOutcome::Disclosed(d),

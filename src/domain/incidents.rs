@@ -20,8 +20,8 @@ use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::keys::RequestMeta;
-use crate::domain::lifecycle::WRITE_ATTEMPTS;
-use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
+use crate::domain::lifecycle::{WRITE_ATTEMPTS, WritePorts};
+use crate::domain::ports::{LifecycleStore, WriteOutcome};
 use time::{Duration, OffsetDateTime};
 
 pub const DURATION_HOURS: std::ops::RangeInclusive<u32> = 1..=72;
@@ -48,12 +48,12 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 fn audit<'a>(
-    portal: &'a Portal,
+    ports: WritePorts<'a>,
     caller: &'a Caller,
     meta: &'a RequestMeta,
     action: Action,
 ) -> Audit<'a> {
-    Audit::write(portal, caller, meta, action, None)
+    Audit::write(ports.audit, caller, meta, action, None)
 }
 
 fn too_busy() -> ApiError {
@@ -62,15 +62,15 @@ fn too_busy() -> ApiError {
 
 /// `POST /v1/incidents`: 409 while another incident is open.
 pub async fn open(
-    portal: &Portal,
+    ports: WritePorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     req: &OpenRequest,
 ) -> Result<Incident, ApiError> {
-    let audit = audit(portal, caller, meta, Action::IncidentOpen);
+    let audit = audit(ports, caller, meta, Action::IncidentOpen);
     for _ in 0..WRITE_ATTEMPTS {
-        let (settings, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
-        let now = portal.clock.now();
+        let (settings, version) = ports.lifecycle.tenant_settings(&caller.tenant).await?;
+        let now = ports.now();
         if let Some(open) = settings.open_incident(now) {
             let e = ApiError::Conflict(format!(
                 "incident {} is already open until {}; close it (DELETE /v1/incidents/{}) before opening another",
@@ -99,13 +99,13 @@ pub async fn open(
                 incident.incident_id, req.duration_hours, req.helpdesk_rate_limit, req.reason
             )),
         );
-        match portal
+        match ports
             .lifecycle
             .commit_incident(&incident, Some(&incident.summary()), version, &event)
             .await?
         {
             WriteOutcome::Written => {
-                portal.count(crate::domain::metrics::Metric::IncidentsOpened, 1);
+                ports.count(crate::domain::metrics::Metric::IncidentsOpened, 1);
                 tracing::warn!(
                     request_id = %meta.request_id,
                     tenant = %caller.tenant,
@@ -132,18 +132,18 @@ fn request_id_reused() -> ApiError {
 /// `DELETE /v1/incidents/{id}`: the incident after closing. Closing one that
 /// has already ended changes nothing and answers it as it is.
 pub async fn close(
-    portal: &Portal,
+    ports: WritePorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     id: &IncidentId,
 ) -> Result<Incident, ApiError> {
-    let audit = audit(portal, caller, meta, Action::IncidentClose);
+    let audit = audit(ports, caller, meta, Action::IncidentClose);
     for _ in 0..WRITE_ATTEMPTS {
-        let (settings, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
-        let Some(incident) = portal.lifecycle.incident(&caller.tenant, id).await? else {
+        let (settings, version) = ports.lifecycle.tenant_settings(&caller.tenant).await?;
+        let Some(incident) = ports.lifecycle.incident(&caller.tenant, id).await? else {
             return Err(ApiError::IncidentNotFound);
         };
-        let now = portal.clock.now();
+        let now = ports.now();
         if incident.state(now) != IncidentState::Open {
             return Ok(incident);
         }
@@ -162,7 +162,7 @@ pub async fn close(
             "closed",
             Some(format!("incident {id} closed early")),
         );
-        match portal
+        match ports
             .lifecycle
             .commit_incident(&closed, summary.as_ref(), version, &event)
             .await?

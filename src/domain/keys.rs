@@ -20,7 +20,7 @@
 //! Denied attempts, failed ones and grants older than the window never bind
 //! an id: a retry after a 429 or a 503 is simply a new attempt.
 
-use crate::domain::audit::{Audit, Outcome};
+use crate::domain::audit::{Audit, AuditPorts, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
@@ -29,9 +29,8 @@ use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
-use crate::domain::policy::{self, Access};
-use crate::domain::ports::Portal;
-use crate::domain::ports::{CipherError, Commit};
+use crate::domain::policy::{self, Access, RateLimits};
+use crate::domain::ports::{CipherError, Commit, KeyCipher, LifecycleStore, Portal, Store};
 use crate::domain::ratelimit::{self, Grant, RateWindow};
 use aws_lc_rs::digest;
 use std::borrow::Cow;
@@ -56,6 +55,39 @@ pub struct RequestMeta {
     pub user_agent: Option<String>,
 }
 
+/// What a retrieval (single or batch) uses of the ports.
+#[derive(Clone, Copy)]
+pub struct RetrievalPorts<'a> {
+    /// Disclosure reads and the granted events with their rate slots.
+    pub store: &'a dyn Store,
+    /// Superseded keys' ciphertexts, an incident's record.
+    pub lifecycle: &'a dyn LifecycleStore,
+    pub cipher: &'a dyn KeyCipher,
+    pub audit: AuditPorts<'a>,
+    pub limits: RateLimits,
+    /// `PORTAL_WEB_MAX_AGE` (see `policy::recent_enough`).
+    pub max_auth_age: Option<u64>,
+}
+
+impl RetrievalPorts<'_> {
+    pub fn now(&self) -> OffsetDateTime {
+        self.audit.clock.now()
+    }
+}
+
+impl<'a> From<&'a Portal> for RetrievalPorts<'a> {
+    fn from(p: &'a Portal) -> Self {
+        Self {
+            store: &*p.store,
+            lifecycle: &*p.lifecycle,
+            cipher: &*p.cipher,
+            audit: p.into(),
+            limits: p.rate_limits(),
+            max_auth_age: p.max_auth_age,
+        }
+    }
+}
+
 pub struct RetrievalRequest {
     pub device_id: DeviceId,
     pub key: Option<KeySelector>,
@@ -78,9 +110,9 @@ impl Audit<'_> {
     /// request takes one slot of the hourly cap.
     pub async fn deny_items(&self, items: &[(String, Denied)]) {
         for (_, reason) in items {
-            self.portal.count(Metric::Denials(*reason), 1);
+            self.ports.count(Metric::Denials(*reason), 1);
             if *reason == Denied::RateLimited {
-                self.portal.count(Metric::RateLimited, 1);
+                self.ports.count(Metric::RateLimited, 1);
             }
         }
         let listed: Vec<String> = items.iter().map(|(k, r)| format!("{k} {r}")).collect();
@@ -110,8 +142,8 @@ impl Audit<'_> {
     /// The trail is what failed, so this attempt's trace is the log line: a
     /// second write would most likely fail too, after as long a wait.
     fn audit_failed(&self, e: crate::domain::error::Unavailable) -> ApiError {
-        self.portal.count(Metric::AuditWriteFailures, 1);
-        self.portal.count(Metric::Unavailable(Cause::Audit), 1);
+        self.ports.count(Metric::AuditWriteFailures, 1);
+        self.ports.count(Metric::Unavailable(Cause::Audit), 1);
         tracing::error!(
             error = %e,
             request_id = %self.meta.request_id,
@@ -269,23 +301,23 @@ pub(crate) fn plan_grant(
 }
 
 pub async fn retrieve(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     req: RetrievalRequest,
 ) -> Result<Disclosure, ApiError> {
     let device_id = &req.device_id;
     let attempt = Audit::disclosure(
-        portal,
+        ports.audit,
         caller,
         meta,
         Some(device_id),
         req.justification.as_deref(),
     );
     // The route's permission was checked once, before the input was read.
-    admitted(&attempt, Ok(())).await?;
+    admitted(&attempt, Ok(()), ports.max_auth_age).await?;
     for _ in 0..COMMIT_ATTEMPTS {
-        let (device, window) = match portal
+        let (device, window) = match ports
             .store
             .load_for_disclosure(&caller.tenant, device_id, &caller.user)
             .await
@@ -293,12 +325,12 @@ pub async fn retrieve(
             Ok(v) => v,
             Err(e) => return Err(attempt.store_failed(e).await),
         };
-        let s = match plan_retrieval(caller, device.as_ref(), &req, portal.clock.now()) {
+        let s = match plan_retrieval(caller, device.as_ref(), &req, ports.now()) {
             Ok(s) => s,
             Err((e, reason)) => return Err(attempt.deny(None, reason, e).await),
         };
-        let sealed = held_ciphertext(&attempt, &s).await?;
-        let now = portal.clock.now();
+        let sealed = held_ciphertext(ports.lifecycle, &attempt, &s).await?;
+        let now = ports.now();
         let digest = attempt.digest();
         let ask = GrantAsk {
             request_id: &meta.request_id,
@@ -307,21 +339,21 @@ pub async fn retrieve(
             key_id: s.key.key_id,
             digest: &digest,
         };
-        let limit = policy::rate_limit(&portal.rate_limits(), s.access, &s.device.policy, now);
+        let limit = policy::rate_limit(&ports.limits, s.access, &s.device.policy, now);
         let update = match plan_grant(&window, &ask, limit, now) {
             GrantPlan::Replay => {
                 // Its granted event is durable (written with the grant this
                 // window holds): the same key again, nothing new to record.
                 tracing::info!(request_id = %meta.request_id, "identical retry of a granted request: served from its audit event");
-                return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
+                return decrypt(ports, caller, meta, s.device, &s.key, &sealed, s.access).await;
             }
             GrantPlan::Refuse((e, reason)) => {
                 return Err(attempt.deny(Some(s.key.key_id), reason, e).await);
             }
             GrantPlan::Admit(u) => u,
         };
-        if commit(&attempt, &ask, s.access, update, now).await? {
-            return decrypt(portal, caller, meta, s.device, &s.key, &sealed, s.access).await;
+        if commit(ports.store, &attempt, &ask, s.access, update, now).await? {
+            return decrypt(ports, caller, meta, s.device, &s.key, &sealed, s.access).await;
         }
     }
     let e = crate::domain::error::Unavailable::new(
@@ -337,6 +369,7 @@ pub async fn retrieve(
 /// request id, the grant a retry replays). False: a concurrent disclosure
 /// by the same caller changed the window; nothing was written.
 async fn commit(
+    store: &dyn Store,
     attempt: &Audit<'_>,
     ask: &GrantAsk<'_>,
     access: Access,
@@ -353,11 +386,12 @@ async fn commit(
             digest: ask.digest.to_owned(),
         });
     }
-    let portal = attempt.portal;
-    match portal.store.commit_disclosure(&event, &update).await {
+    match store.commit_disclosure(&event, &update).await {
         Ok(Commit::Written) => {
             if access == Access::Helpdesk {
-                portal.count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
+                attempt
+                    .ports
+                    .count(Metric::AgentKeysInHour, u64::from(update.window.used(now)));
             }
             Ok(true)
         }
@@ -367,16 +401,17 @@ async fn commit(
 }
 
 /// The checks before any read, for a single retrieval and a batch alike:
-/// the permission (`allowed`), then a recent enough sign-in.
+/// the permission (`allowed`), then a recent enough sign-in (`max_age`).
 pub(crate) async fn admitted(
     attempt: &Audit<'_>,
     allowed: Result<(), ApiError>,
+    max_age: Option<u64>,
 ) -> Result<(), ApiError> {
     if let Err(e) = allowed {
         return Err(attempt.deny(None, Denied::InsufficientScope, e).await);
     }
-    let now = attempt.portal.clock.now().unix_timestamp();
-    if let Err(e) = policy::recent_enough(attempt.caller, attempt.portal.max_auth_age, now) {
+    let now = attempt.ports.clock.now().unix_timestamp();
+    if let Err(e) = policy::recent_enough(attempt.caller, max_age, now) {
         return Err(attempt.deny(None, Denied::SignInTooOld, e).await);
     }
     Ok(())
@@ -385,12 +420,13 @@ pub(crate) async fn admitted(
 /// The selected key's ciphertext (see `ciphertext`): a superseded key's
 /// may be gone by now, which is the same 404 as no such key.
 async fn held_ciphertext<'a>(
+    lifecycle: &dyn LifecycleStore,
     attempt: &Audit<'_>,
     s: &Selected<'a>,
 ) -> Result<Cow<'a, SealedKey>, ApiError> {
     let tenant = &attempt.caller.tenant;
     let device_id = &s.device.device.device_id;
-    match ciphertext(attempt.portal, tenant, &s.key, s.sealed, device_id).await {
+    match ciphertext(lifecycle, tenant, &s.key, s.sealed, device_id).await {
         Ok(Some(sealed)) => Ok(sealed),
         Ok(None) => {
             let e = ApiError::NoKeyHeld {
@@ -427,7 +463,7 @@ fn retired_rules(
 /// own), the one stored apart, read only now that the helpdesk asked for it
 /// by key ID (`None` once its retention ended).
 pub(crate) async fn ciphertext<'a>(
-    portal: &Portal,
+    lifecycle: &dyn LifecycleStore,
     tenant: &crate::domain::ids::TenantId,
     key: &KeyMeta,
     sealed: Option<&'a SealedKey>,
@@ -435,8 +471,7 @@ pub(crate) async fn ciphertext<'a>(
 ) -> Result<Option<Cow<'a, SealedKey>>, crate::domain::error::Unavailable> {
     match sealed {
         Some(s) => Ok(Some(Cow::Borrowed(s))),
-        None => Ok(portal
-            .lifecycle
+        None => Ok(lifecycle
             .superseded_key(tenant, device_id, &key.key_id)
             .await?
             .map(Cow::Owned)),
@@ -444,7 +479,7 @@ pub(crate) async fn ciphertext<'a>(
 }
 
 pub(crate) async fn decrypt(
-    portal: &Portal,
+    ports: RetrievalPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     device: &SealedDevice,
@@ -457,9 +492,9 @@ pub(crate) async fn decrypt(
         device: device.device.device_id.clone(),
         key_id: key.key_id,
     };
-    match portal.cipher.open(&ctx, sealed).await {
+    match ports.cipher.open(&ctx, sealed).await {
         Ok(password) => {
-            portal.count(Metric::KeysDisclosed, 1);
+            ports.audit.count(Metric::KeysDisclosed, 1);
             tracing::info!(
                 request_id = %meta.request_id,
                 tenant = %caller.tenant,
@@ -478,7 +513,7 @@ pub(crate) async fn decrypt(
             })
         }
         Err(CipherError::Unavailable(e)) => {
-            portal.count(Metric::Unavailable(Cause::Kms), 1);
+            ports.audit.count(Metric::Unavailable(Cause::Kms), 1);
             tracing::error!(error = %e, request_id = %meta.request_id, "decrypt unavailable");
             Err(ApiError::Unavailable(e))
         }

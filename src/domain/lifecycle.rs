@@ -6,7 +6,7 @@
 //! and carries its audit event in the same store write. No password is ever
 //! in an answer, a log line or an event.
 
-use crate::domain::audit::{Action, Audit, Outcome};
+use crate::domain::audit::{Action, Audit, AuditPorts, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
@@ -18,7 +18,8 @@ use crate::domain::model::{
 };
 use crate::domain::policy;
 use crate::domain::ports::{
-    CipherError, DeviceRecord, DeviceUpsert, EscrowWrite, Portal, WriteOutcome,
+    CipherError, Clock, DeviceRecord, DeviceUpsert, EscrowWrite, KeyCipher, LifecycleStore, Portal,
+    WriteOutcome,
 };
 use aws_lc_rs::digest;
 use time::{Duration, OffsetDateTime};
@@ -26,6 +27,49 @@ use time::{Duration, OffsetDateTime};
 /// Attempts when a concurrent write or disclosure changed the device (or
 /// the settings) between our read and our conditional write.
 pub(crate) const WRITE_ATTEMPTS: usize = 5;
+
+/// What an audited write (device, settings, incident) uses of the ports:
+/// the lifecycle store, and the audit builder's (its clock and metrics).
+#[derive(Clone, Copy)]
+pub struct WritePorts<'a> {
+    pub lifecycle: &'a dyn LifecycleStore,
+    pub audit: AuditPorts<'a>,
+}
+
+impl WritePorts<'_> {
+    pub fn now(&self) -> OffsetDateTime {
+        self.audit.clock.now()
+    }
+
+    pub fn count(&self, metric: Metric, value: u64) {
+        self.audit.count(metric, value);
+    }
+}
+
+impl<'a> From<&'a Portal> for WritePorts<'a> {
+    fn from(p: &'a Portal) -> Self {
+        Self {
+            lifecycle: &*p.lifecycle,
+            audit: p.into(),
+        }
+    }
+}
+
+/// An escrow's ports: a write's, and the cipher that seals the key.
+#[derive(Clone, Copy)]
+pub struct EscrowPorts<'a> {
+    pub writes: WritePorts<'a>,
+    pub cipher: &'a dyn KeyCipher,
+}
+
+impl<'a> From<&'a Portal> for EscrowPorts<'a> {
+    fn from(p: &'a Portal) -> Self {
+        Self {
+            writes: p.into(),
+            cipher: &*p.cipher,
+        }
+    }
+}
 
 fn request_id_reused() -> ApiError {
     ApiError::BadRequest(
@@ -212,17 +256,18 @@ fn key_conflict() -> ApiError {
 
 /// `PUT /v1/devices/{device_id}/recovery-keys/{key_id}`.
 pub async fn escrow(
-    portal: &Portal,
+    ports: EscrowPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     req: EscrowRequest,
 ) -> Result<Escrowed, ApiError> {
-    let audit = Audit::write(portal, caller, meta, Action::Escrow, Some(&req.device_id));
+    let w = ports.writes;
+    let audit = Audit::write(w.audit, caller, meta, Action::Escrow, Some(&req.device_id));
     let key_id = Some(req.key_id);
     let (ctx, key) = escrow_key(&audit, &req).await?;
     let mut sealed = None;
     for _ in 0..WRITE_ATTEMPTS {
-        let (record, settings) = portal
+        let (record, settings) = w
             .lifecycle
             .device_for_write(&caller.tenant, &req.device_id)
             .await?;
@@ -231,7 +276,7 @@ pub async fn escrow(
             return Err(audit.deny(key_id, Denied::NotFound, e).await);
         };
         let retention = settings.superseded_key_retention_days;
-        let draft = match plan_escrow(&record, &key, retention, portal.clock.now()) {
+        let draft = match plan_escrow(&record, &key, retention, w.now()) {
             EscrowPlan::AlreadyHeld(k) => return Ok(Escrowed::AlreadyHeld(k)),
             EscrowPlan::Conflict => {
                 return Err(audit
@@ -243,7 +288,7 @@ pub async fn escrow(
         // Sealed before anything is stored, and only once across retries.
         let sealed_key = match &sealed {
             Some(s) => s,
-            None => sealed.insert(seal(portal, meta, &ctx, &req.password).await?),
+            None => sealed.insert(seal(ports.cipher, meta, &ctx, &req.password).await?),
         };
         let write = draft.sealed_with(sealed_key.clone());
         let reason = if write.added.is_superseded() {
@@ -252,7 +297,7 @@ pub async fn escrow(
             "escrowed"
         };
         let event = audit.detailed(key_id, Outcome::Granted, reason, None);
-        match portal.lifecycle.commit_escrow(&write, &event).await? {
+        match w.lifecycle.commit_escrow(&write, &event).await? {
             WriteOutcome::Written => {
                 tracing::info!(
                     request_id = %meta.request_id,
@@ -282,7 +327,7 @@ async fn escrow_key(
     if let Err(e) = policy::may_escrow_to(caller, &req.device_id) {
         return Err(audit.deny(None, Denied::InsufficientScope, e).await);
     }
-    let now = audit.portal.clock.now();
+    let now = audit.ports.clock.now();
     let created_at = req.created_at.unwrap_or(now);
     // A key "from the future" would become the device's current key ahead
     // of the real one, and read as newer than any ownership change.
@@ -309,12 +354,12 @@ async fn escrow_key(
 }
 
 async fn seal(
-    portal: &Portal,
+    cipher: &dyn KeyCipher,
     meta: &RequestMeta,
     ctx: &KeyContext,
     password: &RecoveryPassword,
 ) -> Result<SealedKey, ApiError> {
-    match portal.cipher.seal(ctx, password).await {
+    match cipher.seal(ctx, password).await {
         Ok(s) => Ok(s),
         Err(CipherError::Unavailable(e)) => Err(ApiError::Unavailable(e)),
         Err(CipherError::Rejected(why)) => {
@@ -434,23 +479,29 @@ pub(crate) fn plan_upsert(
 
 /// `PUT /v1/devices/{device_id}`.
 pub async fn upsert_device(
-    portal: &Portal,
+    ports: WritePorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     device_id: &DeviceId,
     md: DeviceMetadata,
 ) -> Result<Upserted, ApiError> {
-    let audit = Audit::write(portal, caller, meta, Action::DeviceUpsert, Some(device_id));
+    let audit = Audit::write(
+        ports.audit,
+        caller,
+        meta,
+        Action::DeviceUpsert,
+        Some(device_id),
+    );
     for _ in 0..WRITE_ATTEMPTS {
-        let (record, _) = portal
+        let (record, _) = ports
             .lifecycle
             .device_for_write(&caller.tenant, device_id)
             .await?;
-        let now = portal.clock.now();
+        let now = ports.now();
         let (write, reason, detail) = match plan_upsert(caller, device_id, record, &md, now) {
             UpsertPlan::Refuse((e, reason)) => {
                 if reason == Denied::SelfAssignment {
-                    portal.count(Metric::OwnerChangesRefused, 1);
+                    ports.count(Metric::OwnerChangesRefused, 1);
                 }
                 return Err(audit.deny(None, reason, e).await);
             }
@@ -462,10 +513,10 @@ pub async fn upsert_device(
             } => (write, reason, detail),
         };
         let event = audit.detailed(None, Outcome::Granted, reason, detail);
-        match portal.lifecycle.commit_upsert(&write, &event).await? {
+        match ports.lifecycle.commit_upsert(&write, &event).await? {
             WriteOutcome::Written => {
                 if event.justification.is_some() {
-                    portal.count(Metric::OwnerChanges, 1);
+                    ports.count(Metric::OwnerChanges, 1);
                 }
                 return Ok(if write.expected_version.is_none() {
                     Upserted::Created(write.device)
@@ -508,15 +559,21 @@ fn may_change(caller: &Caller, d: &Device, md: &DeviceMetadata) -> Result<(), Re
 /// keys by key ID with a reason and `restore_device` brings it back; then
 /// it is deleted (TTL on AWS, the sweep when embedded).
 pub async fn retire_device(
-    portal: &Portal,
+    ports: WritePorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     device_id: &DeviceId,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
-    let audit = Audit::write(portal, caller, meta, Action::DeviceRetire, Some(device_id));
+    let audit = Audit::write(
+        ports.audit,
+        caller,
+        meta,
+        Action::DeviceRetire,
+        Some(device_id),
+    );
     for _ in 0..WRITE_ATTEMPTS {
-        let (record, settings) = portal
+        let (record, settings) = ports
             .lifecycle
             .device_for_write(&caller.tenant, device_id)
             .await?;
@@ -525,7 +582,7 @@ pub async fn retire_device(
                 .deny(None, Denied::NotFound, ApiError::DeviceNotFound)
                 .await);
         };
-        let now = portal.clock.now();
+        let now = ports.now();
         let days = i64::from(settings.retired_device_retention_days);
         let retired = Device {
             retired: Some(Retirement {
@@ -546,13 +603,13 @@ pub async fn retire_device(
             Some(r) => format!("{r} (restorable for {days} days)"),
             None => format!("restorable for {days} days"),
         });
-        match portal
+        match ports
             .lifecycle
             .retire_device(&retired, record.version, &event)
             .await?
         {
             WriteOutcome::Written => {
-                portal.count(Metric::DevicesRetired, 1);
+                ports.count(Metric::DevicesRetired, 1);
                 tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, device = %device_id, "device retired");
                 return Ok(());
             }
@@ -566,18 +623,24 @@ pub async fn retire_device(
 /// `POST /v1/devices/{device_id}/restore`: a retired device, still within
 /// its retention, back to its owner as it was (the uniform 404 otherwise).
 pub async fn restore_device(
-    portal: &Portal,
+    ports: WritePorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     device_id: &DeviceId,
 ) -> Result<Device, ApiError> {
-    let audit = Audit::write(portal, caller, meta, Action::DeviceRestore, Some(device_id));
+    let audit = Audit::write(
+        ports.audit,
+        caller,
+        meta,
+        Action::DeviceRestore,
+        Some(device_id),
+    );
     for _ in 0..WRITE_ATTEMPTS {
-        let (record, _) = portal
+        let (record, _) = ports
             .lifecycle
             .device_for_write(&caller.tenant, device_id)
             .await?;
-        let now = portal.clock.now();
+        let now = ports.now();
         let Some(record) = record.filter(|r| r.device.retired.is_some() && !r.device.is_gone(now))
         else {
             return Err(audit
@@ -596,13 +659,13 @@ pub async fn restore_device(
             ..record.device
         };
         let event = audit.detailed(None, Outcome::Granted, "restored", None);
-        match portal
+        match ports
             .lifecycle
             .restore_device(&restored, record.version, &event)
             .await?
         {
             WriteOutcome::Written => {
-                portal.count(Metric::DevicesRestored, 1);
+                ports.count(Metric::DevicesRestored, 1);
                 tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, device = %device_id, "device restored");
                 return Ok(restored);
             }
@@ -634,17 +697,17 @@ pub const ROTATION_DEFAULT_LIMIT: usize = 100;
 /// `GET /v1/rotation-requests`: keys of the caller's tenant that were
 /// disclosed and not superseded since.
 pub async fn rotation_requests(
-    portal: &Portal,
+    lifecycle: &dyn LifecycleStore,
+    clock: &dyn Clock,
     caller: &Caller,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<RotationRequests, ApiError> {
     let only = policy::escrow_scope(caller);
-    let page = portal
-        .lifecycle
+    let page = lifecycle
         .rotation_requests(&caller.tenant, cursor, limit)
         .await?;
-    let now = portal.clock.now();
+    let now = clock.now();
     let mut requests = Vec::new();
     // A device-bound credential sees its own device's requests only.
     for d in page

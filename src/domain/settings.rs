@@ -8,9 +8,27 @@ use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
-use crate::domain::lifecycle::WRITE_ATTEMPTS;
+use crate::domain::lifecycle::{WRITE_ATTEMPTS, WritePorts};
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
+use crate::domain::policy::RateLimits;
 use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
+
+/// What a settings change uses of the ports: a write's, and the
+/// deployment's rate limits, the ceilings of a tenant's.
+#[derive(Clone, Copy)]
+pub struct SettingsPorts<'a> {
+    pub writes: WritePorts<'a>,
+    pub limits: RateLimits,
+}
+
+impl<'a> From<&'a Portal> for SettingsPorts<'a> {
+    fn from(p: &'a Portal) -> Self {
+        Self {
+            writes: p.into(),
+            limits: p.rate_limits(),
+        }
+    }
+}
 
 /// A partial update: absent fields stay as they are; `helpdesk: null`
 /// removes the helpdesk details.
@@ -115,18 +133,18 @@ pub fn describe_change(old: &TenantPolicy, new: &TenantPolicy) -> String {
 /// A tenant's limits may only lower the deployment's (`PORTAL_KEY_RATE_LIMIT`,
 /// `PORTAL_HELPDESK_RATE_LIMIT`): raising the helpdesk's takes an incident,
 /// which has a second person and its own ceiling.
-fn within_ceilings(portal: &Portal, patch: &SettingsPatch) -> Result<(), ApiError> {
+fn within_ceilings(limits: &RateLimits, patch: &SettingsPatch) -> Result<(), ApiError> {
     for (field, value, ceiling, variable) in [
         (
             "self_service_rate_limit",
             patch.self_service_rate_limit,
-            portal.key_rate_limit,
+            limits.key,
             "PORTAL_KEY_RATE_LIMIT",
         ),
         (
             "helpdesk_rate_limit",
             patch.helpdesk_rate_limit,
-            portal.helpdesk_rate_limit,
+            limits.helpdesk,
             "PORTAL_HELPDESK_RATE_LIMIT",
         ),
     ] {
@@ -151,17 +169,18 @@ pub async fn get(
 
 /// `PATCH /v1/tenant/settings`: the settings after the change.
 pub async fn patch(
-    portal: &Portal,
+    ports: SettingsPorts<'_>,
     caller: &Caller,
     meta: &RequestMeta,
     patch: &SettingsPatch,
 ) -> Result<TenantPolicy, ApiError> {
-    let audit = Audit::write(portal, caller, meta, Action::SettingsChange, None);
-    if let Err(e) = within_ceilings(portal, patch) {
+    let w = ports.writes;
+    let audit = Audit::write(w.audit, caller, meta, Action::SettingsChange, None);
+    if let Err(e) = within_ceilings(&ports.limits, patch) {
         return Err(audit.deny(None, Denied::InvalidRequest, e).await);
     }
     for _ in 0..WRITE_ATTEMPTS {
-        let (current, version) = portal.lifecycle.tenant_settings(&caller.tenant).await?;
+        let (current, version) = w.lifecycle.tenant_settings(&caller.tenant).await?;
         let new = patch.apply(&current);
         if new == current {
             return Ok(current);
@@ -172,13 +191,13 @@ pub async fn patch(
             "updated",
             Some(describe_change(&current, &new)),
         );
-        match portal
+        match w
             .lifecycle
             .commit_settings(&caller.tenant, &new, version, &event)
             .await?
         {
             WriteOutcome::Written => {
-                portal.count(crate::domain::metrics::Metric::SettingsChanges, 1);
+                w.count(crate::domain::metrics::Metric::SettingsChanges, 1);
                 tracing::info!(request_id = %meta.request_id, tenant = %caller.tenant, actor = %caller.user, "tenant settings changed");
                 return Ok(new);
             }

@@ -27,11 +27,11 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     } = match input {
         Ok(v) => v,
         Err(e) => {
-            let attempt = Audit::disclosure(c.portal, &c.caller, &c.meta, None, None);
+            let attempt = Audit::disclosure(c.portal.into(), &c.caller, &c.meta, None, None);
             return Err(denied(attempt, e).await);
         }
     };
-    let items = batch::retrieve(c.portal, &c.caller, &c.meta, keys, &reason).await?;
+    let items = batch::retrieve(c.portal.into(), &c.caller, &c.meta, keys, &reason).await?;
     let body = BatchAnswer {
         results: items.into_iter().map(ItemResult::from).collect(),
         display_seconds: keys::DISPLAY_SECONDS,

@@ -33,10 +33,11 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         password: body.recovery_password,
         created_at: body.created_at,
     };
-    let (status, key) = match lifecycle::escrow(c.portal, &c.caller, &c.meta, request).await? {
-        Escrowed::Created(k) => (StatusCode::CREATED, k),
-        Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
-    };
+    let (status, key) =
+        match lifecycle::escrow(c.portal.into(), &c.caller, &c.meta, request).await? {
+            Escrowed::Created(k) => (StatusCode::CREATED, k),
+            Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
+        };
     let body = EscrowedBody {
         key: KeyView::from(&key),
         device_id: device,

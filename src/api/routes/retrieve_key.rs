@@ -26,7 +26,8 @@ struct DisclosureBody<'a> {
 }
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
-    let attempt = |device_id| Audit::disclosure(c.portal, &c.caller, &c.meta, device_id, None);
+    let attempt =
+        |device_id| Audit::disclosure(c.portal.into(), &c.caller, &c.meta, device_id, None);
     let device_id = match DeviceId::parse(&c.params[0]) {
         Ok(d) => d,
         Err(e) => return Err(denied(attempt(None), bad("device_id", e).into()).await),
@@ -48,7 +49,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         key,
         justification,
     };
-    let d = keys::retrieve(c.portal, &c.caller, &c.meta, request).await?;
+    let d = keys::retrieve(c.portal.into(), &c.caller, &c.meta, request).await?;
     let body = DisclosureBody {
         device_id: &d.device_id,
         key_id: &d.key_id,

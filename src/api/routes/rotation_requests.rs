@@ -33,7 +33,14 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let q = Query::parse(c.query(), &["limit", "cursor"])?;
     let limit = limit(&q, ROTATION_DEFAULT_LIMIT, ROTATION_MAX_LIMIT)?;
     let cursor = q.get("cursor").map(decode_cursor).transpose()?;
-    let page = lifecycle::rotation_requests(c.portal, &c.caller, cursor.as_deref(), limit).await?;
+    let page = lifecycle::rotation_requests(
+        &*c.portal.lifecycle,
+        &*c.portal.clock,
+        &c.caller,
+        cursor.as_deref(),
+        limit,
+    )
+    .await?;
     let rotation_requests = page
         .requests
         .iter()

@@ -9,13 +9,39 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::metrics::{Cause, Metric};
-use crate::domain::ports::{Denial, Portal};
+use crate::domain::ports::{AuditLog, Clock, Denial, Metrics, Portal};
+
+/// What the audit builder needs of the ports: the trail's append side, the
+/// clock its events are stamped with and the metrics refusals are counted
+/// in. Services that write hold it instead of the whole `Portal`.
+#[derive(Clone, Copy)]
+pub struct AuditPorts<'a> {
+    pub log: &'a dyn AuditLog,
+    pub clock: &'a dyn Clock,
+    pub metrics: &'a dyn Metrics,
+}
+
+impl AuditPorts<'_> {
+    pub fn count(&self, metric: Metric, value: u64) {
+        self.metrics.record(metric, value);
+    }
+}
+
+impl<'a> From<&'a Portal> for AuditPorts<'a> {
+    fn from(p: &'a Portal) -> Self {
+        Self {
+            log: &p.store,
+            clock: &*p.clock,
+            metrics: &*p.metrics,
+        }
+    }
+}
 
 /// The audit trail of one authenticated request. For a retrieval
 /// (`Action::Disclose`) it is one attempt; for a write, one change.
 #[derive(Clone, Copy)]
 pub struct Audit<'a> {
-    pub portal: &'a Portal,
+    pub ports: AuditPorts<'a>,
     pub caller: &'a Caller,
     pub meta: &'a RequestMeta,
     pub action: Action,
@@ -28,14 +54,14 @@ pub struct Audit<'a> {
 impl<'a> Audit<'a> {
     /// A key retrieval's attempt.
     pub fn disclosure(
-        portal: &'a Portal,
+        ports: AuditPorts<'a>,
         caller: &'a Caller,
         meta: &'a RequestMeta,
         device_id: Option<&'a DeviceId>,
         justification: Option<&'a str>,
     ) -> Self {
         Self {
-            portal,
+            ports,
             caller,
             meta,
             action: Action::Disclose,
@@ -47,14 +73,14 @@ impl<'a> Audit<'a> {
     /// A write's events (`action`), with no justification until
     /// `with_detail` gives one.
     pub fn write(
-        portal: &'a Portal,
+        ports: AuditPorts<'a>,
         caller: &'a Caller,
         meta: &'a RequestMeta,
         action: Action,
         device_id: Option<&'a DeviceId>,
     ) -> Self {
         Self {
-            portal,
+            ports,
             caller,
             meta,
             action,
@@ -80,7 +106,7 @@ impl<'a> Audit<'a> {
         AuditEvent {
             action: self.action,
             event_id: uuid::Uuid::new_v4().to_string(),
-            time: self.portal.clock.now(),
+            time: self.ports.clock.now(),
             tenant_id: self.caller.tenant.clone(),
             actor: self.caller.user.clone(),
             device_id: self.device_id.cloned(),
@@ -124,16 +150,16 @@ impl<'a> Audit<'a> {
         }
         if self.action != Action::Disclose {
             let event = self.event(key_id, Outcome::Denied, reason.as_str());
-            if let Err(e) = self.portal.store.append_audit(&event).await {
+            if let Err(e) = self.ports.log.append_audit(&event).await {
                 tracing::error!(error = %e, request_id = %self.meta.request_id, reason = reason.as_str(), "could not audit a refused write");
             }
             return error;
         }
-        self.portal.count(Metric::Denials(reason), 1);
+        self.ports.count(Metric::Denials(reason), 1);
         match &error {
-            ApiError::RateLimited { .. } => self.portal.count(Metric::RateLimited, 1),
+            ApiError::RateLimited { .. } => self.ports.count(Metric::RateLimited, 1),
             ApiError::Unavailable(_) if reason == Denied::StoreUnavailable => {
-                self.portal.count(Metric::Unavailable(Cause::Store), 1)
+                self.ports.count(Metric::Unavailable(Cause::Store), 1)
             }
             _ => {}
         }
@@ -143,7 +169,7 @@ impl<'a> Audit<'a> {
 
     /// Stores a denied attempt within the caller's hourly cap (see `deny`).
     pub(crate) async fn store_denied(&self, key_id: Option<KeyId>, reason: Denied) {
-        let store = &self.portal.store;
+        let store = self.ports.log;
         let event = self.event(key_id, Outcome::Denied, reason.as_str());
         match store.append_denied(&event, DENIED_EVENTS_PER_HOUR).await {
             Ok(Denial::Stored) => {}

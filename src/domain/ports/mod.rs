@@ -143,6 +143,34 @@ pub trait Store: Send + Sync {
     ) -> Result<AuditPage, Unavailable>;
 }
 
+/// The audit trail's append side, as the audit builder (`audit::Audit`)
+/// writes refusals and markers through it: three of `Store`'s methods, so a
+/// service that only audits holds no read of devices or keys.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// See [`Store::append_audit`].
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable>;
+    /// See [`Store::append_denied`].
+    async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable>;
+    /// See [`Store::append_cap_marker`].
+    async fn append_cap_marker(&self, marker: &AuditEvent) -> Result<bool, Unavailable>;
+}
+
+/// Every store is an audit log (`Arc`, so a `Portal`'s `Arc<dyn Store>`
+/// coerces to `&dyn AuditLog`).
+#[async_trait]
+impl<S: Store + ?Sized> AuditLog for std::sync::Arc<S> {
+    async fn append_audit(&self, event: &AuditEvent) -> Result<(), Unavailable> {
+        Store::append_audit(&**self, event).await
+    }
+    async fn append_denied(&self, event: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
+        Store::append_denied(&**self, event, cap).await
+    }
+    async fn append_cap_marker(&self, marker: &AuditEvent) -> Result<bool, Unavailable> {
+        Store::append_cap_marker(&**self, marker).await
+    }
+}
+
 /// A device ready to store: its sealed keys and a fingerprint of everything
 /// imported for it, so a re-import can skip what has not changed.
 #[derive(Debug, Clone)]

@@ -289,10 +289,16 @@ async fn write_device(
     if p.change == DeviceChange::Unchanged {
         return Ok(());
     }
-    lifecycle::upsert_device(portal, caller, meta, &p.device_id, p.metadata.clone())
-        .await
-        .map(drop)
-        .map_err(store_error)
+    lifecycle::upsert_device(
+        portal.into(),
+        caller,
+        meta,
+        &p.device_id,
+        p.metadata.clone(),
+    )
+    .await
+    .map(drop)
+    .map_err(store_error)
 }
 
 /// Escrows each key (oldest first); counts what was new.
@@ -317,7 +323,7 @@ async fn escrow_keys(
             key_id: Some(k.key_id),
             reason,
         };
-        match lifecycle::escrow(portal, caller, meta, req).await {
+        match lifecycle::escrow(portal.into(), caller, meta, req).await {
             Ok(Escrowed::Created(_)) => out.new_keys += 1,
             Ok(Escrowed::AlreadyHeld(_)) => out.unchanged_keys += 1,
             Err(ApiError::Conflict(_)) => out.skipped.push(skip("key_conflict")),
