@@ -30,6 +30,7 @@ use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::ids::DeviceId;
 use crate::domain::keys::RequestMeta;
+use crate::domain::policy::{Admitted, Grant, Permitted};
 use crate::domain::ports::Portal;
 use http::{HeaderValue, Response, header};
 
@@ -51,6 +52,8 @@ pub type ApiResponse = Response<Vec<u8>>;
 pub struct Ctx<'a> {
     portal: &'a Portal,
     caller: Caller,
+    /// The proof of the route's permission check, which services take.
+    admitted: Admitted,
     meta: RequestMeta,
     req: ApiRequest,
     /// The values of the path template's `{name}` segments, in order.
@@ -60,6 +63,11 @@ pub struct Ctx<'a> {
 impl Ctx<'_> {
     fn query(&self) -> Option<&str> {
         self.req.query.as_deref()
+    }
+
+    /// The proof a service takes that this caller holds `G`'s permission.
+    fn permitted<G: Grant>(&self) -> Result<Permitted<'_, G>, ApiError> {
+        self.admitted.permitted()
     }
 }
 
@@ -115,10 +123,11 @@ async fn dispatch(
     let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
     let caller = auth::authenticate(portal, &req.headers).await?;
     let meta = request::request_meta(&req);
-    permit(portal, route, &caller, &meta, &params).await?;
+    let admitted = permit(portal, route, &caller, &meta, &params).await?;
     let ctx = Ctx {
         portal,
         caller,
+        admitted,
         meta,
         req,
         params,
@@ -126,17 +135,18 @@ async fn dispatch(
     (route.handler)(&ctx).await
 }
 
-/// The route's permission check: a refused disclosure or write is audited
-/// (under the device the path names, if it is a valid ID).
+/// The route's permission check, and its proof: a refused disclosure or
+/// write is audited (under the device the path names, if it is a valid ID).
 async fn permit(
     portal: &Portal,
     route: &Route,
     caller: &Caller,
     meta: &RequestMeta,
     params: &[String],
-) -> Result<(), ApiError> {
-    let Err(e) = route.permission.check(caller) else {
-        return Ok(());
+) -> Result<Admitted, ApiError> {
+    let e = match route.permission.check(caller) {
+        Ok(admitted) => return Ok(admitted),
+        Err(e) => e,
     };
     let Some(action) = route.audit else {
         return Err(e);

@@ -9,9 +9,9 @@ use super::error::HttpError;
 use super::routes;
 use super::{ApiResponse, Ctx, MAX_BATCH_BODY, MAX_BODY};
 use crate::domain::audit::Action;
-use crate::domain::caller::{Caller, Permissions};
-use crate::domain::error::ApiError;
-use crate::domain::policy;
+/// What admits a caller to a route: the domain's, so that only its check
+/// makes the proof services take (`policy::Permitted`).
+pub use crate::domain::policy::Permission;
 use futures_util::future::BoxFuture;
 
 /// Which routes a deployment unit serves: each Lambda function serves its
@@ -36,65 +36,6 @@ impl Routes {
             Self::Key => Some("get-recovery-key"),
             Self::Manage => Some("manage-keys"),
             Self::All => None,
-        }
-    }
-}
-
-/// What admits a caller to a route, checked once, right after sign-in and
-/// before any input is read (no hints to the unauthorised). Checks that
-/// depend on the input (another owner's devices, another device's keys)
-/// stay with the domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    /// One's own devices (`policy::may_list_devices`).
-    ReadDevices,
-    LookUpKeys,
-    ReadAudit,
-    RetrieveKeys,
-    RetrieveBatch,
-    /// Tenant-wide escrow, or a device-bound credential (`policy::may_escrow`).
-    Escrow,
-    WriteDevices,
-    ManageSettings,
-    RunIncidents,
-    ReadIncidents,
-}
-
-impl Permission {
-    pub fn check(self, caller: &Caller) -> Result<(), ApiError> {
-        match self {
-            Self::ReadDevices => policy::may_list_devices(caller, &caller.user),
-            Self::LookUpKeys => policy::may_look_up_keys(caller),
-            Self::ReadAudit => policy::may_read_audit(caller),
-            Self::RetrieveKeys => policy::may_retrieve_keys(caller),
-            Self::RetrieveBatch => policy::may_retrieve_batch(caller),
-            Self::Escrow => policy::may_escrow(caller),
-            Self::WriteDevices => policy::may_write_devices(caller),
-            Self::ManageSettings => policy::may_manage_settings(caller),
-            Self::RunIncidents => policy::may_run_incidents(caller),
-            Self::ReadIncidents => policy::may_read_incidents(caller),
-        }
-    }
-
-    /// The permissions that admit a caller, any one sufficing, as the
-    /// OpenAPI document lists them (`x-permissions`).
-    pub fn names(self) -> &'static [&'static str] {
-        match self {
-            Self::ReadDevices => &[
-                Permissions::DEVICES_READ,
-                Permissions::KEY_READ,
-                Permissions::KEY_READ_ALL,
-            ],
-            Self::LookUpKeys | Self::RetrieveBatch => &[Permissions::KEY_READ_ALL],
-            Self::ReadAudit => &[Permissions::AUDIT_READ_ALL],
-            Self::RetrieveKeys => &[Permissions::KEY_READ, Permissions::KEY_READ_ALL],
-            // A device-bound credential (RecoveryKey.Escrow.Device) is an
-            // agent's, not a role anyone is given.
-            Self::Escrow => &[Permissions::KEY_ESCROW],
-            Self::WriteDevices => &[Permissions::DEVICES_WRITE_ALL],
-            Self::ManageSettings => &[Permissions::TENANT_SETTINGS],
-            Self::RunIncidents => &[Permissions::INCIDENT],
-            Self::ReadIncidents => &[Permissions::INCIDENT, Permissions::KEY_READ_ALL],
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::domain::ids::{DeviceId, KeyId, KeyIdPrefix, KeySelector};
 use crate::domain::keys::{self, Disclosure, RequestMeta, RetrievalPorts};
 use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{KeyMeta, SealedDevice, SealedKey, TenantPolicy};
-use crate::domain::policy::{self, Access};
+use crate::domain::policy::{self, Access, Permitted, grant};
 use crate::domain::ports::{BATCH_COMMIT_MAX, Commit, KeyLocation, Store};
 use crate::domain::ratelimit::{self, RateUpdate, RateWindow};
 use futures_util::{StreamExt, stream};
@@ -103,11 +103,12 @@ struct Ready {
 /// Serves one batch; `Err` only for refusals of the whole request.
 pub async fn retrieve(
     ports: RetrievalPorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::RetrieveBatch>,
     meta: &RequestMeta,
     keys: Vec<BatchKey>,
     reason: &str,
 ) -> Result<Vec<BatchItem>, ApiError> {
+    let caller = who.caller();
     let attempt = Audit::disclosure(ports.audit, caller, meta, None, Some(reason));
     let (policy, window, now) = admit(ports, &attempt).await?;
     ports.audit.count(Metric::BatchSize, keys.len() as u64);
@@ -152,8 +153,9 @@ async fn admit(
     attempt: &Audit<'_>,
 ) -> Result<(TenantPolicy, RateWindow, OffsetDateTime), ApiError> {
     let caller = attempt.caller;
-    // The route's permission was checked once, before the input was read.
-    keys::admitted(attempt, Ok(()), ports.max_auth_age).await?;
+    // The permission was checked before the input was read (`retrieve`'s
+    // `who`).
+    keys::admitted(attempt, ports.max_auth_age).await?;
     let (policy, window) = match ports
         .store
         .load_batch_state(&caller.tenant, &caller.user)

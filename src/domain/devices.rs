@@ -4,7 +4,7 @@ use crate::domain::caller::Caller;
 use crate::domain::error::ApiError;
 use crate::domain::ids::{KeyIdPrefix, UserId};
 use crate::domain::model::{Device, Helpdesk};
-use crate::domain::policy;
+use crate::domain::policy::{self, Permitted, grant};
 use crate::domain::ports::{Clock, KeyLocation, Store};
 
 pub struct DeviceListing {
@@ -51,9 +51,10 @@ pub async fn list(
 
 pub async fn find_keys(
     store: &dyn Store,
-    caller: &Caller,
+    who: Permitted<'_, grant::LookUpKeys>,
     prefix: &KeyIdPrefix,
 ) -> Result<Vec<KeyLocation>, ApiError> {
+    let caller = who.caller();
     let mut keys = store.find_keys(&caller.tenant, prefix).await?;
     keys.retain(|k| prefix.matches(&k.key_id));
     keys.sort_by(|a, b| {

@@ -21,6 +21,7 @@ use crate::domain::denial::Denied;
 use crate::domain::error::{ApiError, Unavailable};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{WRITE_ATTEMPTS, WritePorts};
+use crate::domain::policy::{Permitted, grant};
 use crate::domain::ports::{LifecycleStore, WriteOutcome};
 use time::{Duration, OffsetDateTime};
 
@@ -63,10 +64,11 @@ fn too_busy() -> ApiError {
 /// `POST /v1/incidents`: 409 while another incident is open.
 pub async fn open(
     ports: WritePorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::RunIncidents>,
     meta: &RequestMeta,
     req: &OpenRequest,
 ) -> Result<Incident, ApiError> {
+    let caller = who.caller();
     let audit = audit(ports, caller, meta, Action::IncidentOpen);
     for _ in 0..WRITE_ATTEMPTS {
         let (settings, version) = ports.lifecycle.tenant_settings(&caller.tenant).await?;
@@ -133,10 +135,11 @@ fn request_id_reused() -> ApiError {
 /// has already ended changes nothing and answers it as it is.
 pub async fn close(
     ports: WritePorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::RunIncidents>,
     meta: &RequestMeta,
     id: &IncidentId,
 ) -> Result<Incident, ApiError> {
+    let caller = who.caller();
     let audit = audit(ports, caller, meta, Action::IncidentClose);
     for _ in 0..WRITE_ATTEMPTS {
         let (settings, version) = ports.lifecycle.tenant_settings(&caller.tenant).await?;
@@ -183,8 +186,9 @@ pub async fn close(
 /// needs to know whether batch retrieval is open.
 pub async fn list(
     lifecycle: &dyn LifecycleStore,
-    caller: &Caller,
+    who: Permitted<'_, grant::ReadIncidents>,
 ) -> Result<Vec<Incident>, ApiError> {
+    let caller = who.caller();
     Ok(lifecycle.incidents(&caller.tenant, LIST_LIMIT).await?)
 }
 

@@ -29,7 +29,7 @@ use crate::domain::metrics::{Cause, Metric};
 use crate::domain::model::{
     KeyContext, KeyMeta, ManagedBy, RecoveryPassword, SealedDevice, SealedKey, VolumeType,
 };
-use crate::domain::policy::{self, Access, RateLimits};
+use crate::domain::policy::{self, Access, Permitted, RateLimits, grant};
 use crate::domain::ports::{CipherError, Commit, KeyCipher, LifecycleStore, Portal, Store};
 use crate::domain::ratelimit::{self, Grant, RateWindow};
 use aws_lc_rs::digest;
@@ -302,10 +302,11 @@ pub(crate) fn plan_grant(
 
 pub async fn retrieve(
     ports: RetrievalPorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::RetrieveKeys>,
     meta: &RequestMeta,
     req: RetrievalRequest,
 ) -> Result<Disclosure, ApiError> {
+    let caller = who.caller();
     let device_id = &req.device_id;
     let attempt = Audit::disclosure(
         ports.audit,
@@ -314,8 +315,8 @@ pub async fn retrieve(
         Some(device_id),
         req.justification.as_deref(),
     );
-    // The route's permission was checked once, before the input was read.
-    admitted(&attempt, Ok(()), ports.max_auth_age).await?;
+    // The permission was checked before the input was read (`who`).
+    admitted(&attempt, ports.max_auth_age).await?;
     for _ in 0..COMMIT_ATTEMPTS {
         let (device, window) = match ports
             .store
@@ -400,16 +401,10 @@ async fn commit(
     }
 }
 
-/// The checks before any read, for a single retrieval and a batch alike:
-/// the permission (`allowed`), then a recent enough sign-in (`max_age`).
-pub(crate) async fn admitted(
-    attempt: &Audit<'_>,
-    allowed: Result<(), ApiError>,
-    max_age: Option<u64>,
-) -> Result<(), ApiError> {
-    if let Err(e) = allowed {
-        return Err(attempt.deny(None, Denied::InsufficientScope, e).await);
-    }
+/// The check before any read, for a single retrieval and a batch alike,
+/// after the permission's (the `Permitted` they take): a recent enough
+/// sign-in (`max_age`).
+pub(crate) async fn admitted(attempt: &Audit<'_>, max_age: Option<u64>) -> Result<(), ApiError> {
     let now = attempt.ports.clock.now().unix_timestamp();
     if let Err(e) = policy::recent_enough(attempt.caller, max_age, now) {
         return Err(attempt.deny(None, Denied::SignInTooOld, e).await);

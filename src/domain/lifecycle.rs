@@ -16,7 +16,7 @@ use crate::domain::metrics::Metric;
 use crate::domain::model::{
     Device, KeyContext, KeyMeta, ManagedBy, RecoveryPassword, Retirement, SealedKey, VolumeType,
 };
-use crate::domain::policy;
+use crate::domain::policy::{self, Permitted, grant};
 use crate::domain::ports::{
     CipherError, Clock, DeviceRecord, DeviceUpsert, EscrowWrite, KeyCipher, LifecycleStore, Portal,
     WriteOutcome,
@@ -257,10 +257,11 @@ fn key_conflict() -> ApiError {
 /// `PUT /v1/devices/{device_id}/recovery-keys/{key_id}`.
 pub async fn escrow(
     ports: EscrowPorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::Escrow>,
     meta: &RequestMeta,
     req: EscrowRequest,
 ) -> Result<Escrowed, ApiError> {
+    let caller = who.caller();
     let w = ports.writes;
     let audit = Audit::write(w.audit, caller, meta, Action::Escrow, Some(&req.device_id));
     let key_id = Some(req.key_id);
@@ -480,11 +481,12 @@ pub(crate) fn plan_upsert(
 /// `PUT /v1/devices/{device_id}`.
 pub async fn upsert_device(
     ports: WritePorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::WriteDevices>,
     meta: &RequestMeta,
     device_id: &DeviceId,
     md: DeviceMetadata,
 ) -> Result<Upserted, ApiError> {
+    let caller = who.caller();
     let audit = Audit::write(
         ports.audit,
         caller,
@@ -560,11 +562,12 @@ fn may_change(caller: &Caller, d: &Device, md: &DeviceMetadata) -> Result<(), Re
 /// it is deleted (TTL on AWS, the sweep when embedded).
 pub async fn retire_device(
     ports: WritePorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::WriteDevices>,
     meta: &RequestMeta,
     device_id: &DeviceId,
     reason: Option<String>,
 ) -> Result<(), ApiError> {
+    let caller = who.caller();
     let audit = Audit::write(
         ports.audit,
         caller,
@@ -624,10 +627,11 @@ pub async fn retire_device(
 /// its retention, back to its owner as it was (the uniform 404 otherwise).
 pub async fn restore_device(
     ports: WritePorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::WriteDevices>,
     meta: &RequestMeta,
     device_id: &DeviceId,
 ) -> Result<Device, ApiError> {
+    let caller = who.caller();
     let audit = Audit::write(
         ports.audit,
         caller,
@@ -699,10 +703,11 @@ pub const ROTATION_DEFAULT_LIMIT: usize = 100;
 pub async fn rotation_requests(
     lifecycle: &dyn LifecycleStore,
     clock: &dyn Clock,
-    caller: &Caller,
+    who: Permitted<'_, grant::Escrow>,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<RotationRequests, ApiError> {
+    let caller = who.caller();
     let only = policy::escrow_scope(caller);
     let page = lifecycle
         .rotation_requests(&caller.tenant, cursor, limit)

@@ -17,3 +17,6 @@ pub mod ports;
 pub mod ratelimit;
 pub mod settings;
 pub mod text;
+
+#[cfg(test)]
+mod boundary;

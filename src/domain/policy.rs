@@ -7,6 +7,9 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
 use crate::domain::model::{Device, RequireReason, TenantPolicy};
 
+mod permission;
+pub use permission::{Admitted, Grant, Permission, Permitted, grant};
+
 /// On what grounds a key is disclosed (recorded as the audit reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

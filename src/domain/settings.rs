@@ -4,13 +4,12 @@
 
 use crate::domain::audit::Audit;
 use crate::domain::audit::{Action, Outcome};
-use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
 use crate::domain::error::ApiError;
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{WRITE_ATTEMPTS, WritePorts};
 use crate::domain::model::{Helpdesk, RequireReason, TenantPolicy};
-use crate::domain::policy::RateLimits;
+use crate::domain::policy::{Permitted, RateLimits, grant};
 use crate::domain::ports::{LifecycleStore, Portal, WriteOutcome};
 
 /// What a settings change uses of the ports: a write's, and the
@@ -162,18 +161,20 @@ fn within_ceilings(limits: &RateLimits, patch: &SettingsPatch) -> Result<(), Api
 /// `GET /v1/tenant/settings`.
 pub async fn get(
     lifecycle: &dyn LifecycleStore,
-    caller: &Caller,
+    who: Permitted<'_, grant::ManageSettings>,
 ) -> Result<TenantPolicy, ApiError> {
+    let caller = who.caller();
     Ok(lifecycle.tenant_settings(&caller.tenant).await?.0)
 }
 
 /// `PATCH /v1/tenant/settings`: the settings after the change.
 pub async fn patch(
     ports: SettingsPorts<'_>,
-    caller: &Caller,
+    who: Permitted<'_, grant::ManageSettings>,
     meta: &RequestMeta,
     patch: &SettingsPatch,
 ) -> Result<TenantPolicy, ApiError> {
+    let caller = who.caller();
     let w = ports.writes;
     let audit = Audit::write(w.audit, caller, meta, Action::SettingsChange, None);
     if let Err(e) = within_ceilings(&ports.limits, patch) {

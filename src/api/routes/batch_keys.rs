@@ -31,7 +31,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
             return Err(denied(attempt, e).await);
         }
     };
-    let items = batch::retrieve(c.portal.into(), &c.caller, &c.meta, keys, &reason).await?;
+    let items = batch::retrieve(c.portal.into(), c.permitted()?, &c.meta, keys, &reason).await?;
     let body = BatchAnswer {
         results: items.into_iter().map(ItemResult::from).collect(),
         display_seconds: keys::DISPLAY_SECONDS,

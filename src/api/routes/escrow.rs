@@ -34,7 +34,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         created_at: body.created_at,
     };
     let (status, key) =
-        match lifecycle::escrow(c.portal.into(), &c.caller, &c.meta, request).await? {
+        match lifecycle::escrow(c.portal.into(), c.permitted()?, &c.meta, request).await? {
             Escrowed::Created(k) => (StatusCode::CREATED, k),
             Escrowed::AlreadyHeld(k) => (StatusCode::OK, k),
         };

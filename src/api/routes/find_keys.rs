@@ -33,7 +33,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         .get("key_id_prefix")
         .ok_or_else(|| HttpError::bad_request("key_id_prefix is required"))?;
     let prefix = KeyIdPrefix::parse(raw).map_err(|e| bad("key_id_prefix", e))?;
-    let keys = devices::find_keys(&*c.portal.store, &c.caller, &prefix).await?;
+    let keys = devices::find_keys(&*c.portal.store, c.permitted()?, &prefix).await?;
     let recovery_keys = keys
         .iter()
         .map(|k| KeyLocationView {

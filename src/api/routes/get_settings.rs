@@ -8,6 +8,6 @@ use http::StatusCode;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
-    let current = settings::get(&*c.portal.lifecycle, &c.caller).await?;
+    let current = settings::get(&*c.portal.lifecycle, c.permitted()?).await?;
     Ok(json_response(StatusCode::OK, &SettingsView::from(&current)))
 }

@@ -15,7 +15,7 @@ struct IncidentsBody<'a> {
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
-    let list = incidents::list(&*c.portal.lifecycle, &c.caller).await?;
+    let list = incidents::list(&*c.portal.lifecycle, c.permitted()?).await?;
     let now = c.portal.clock.now();
     let incidents = list.iter().map(|i| IncidentView::new(i, now)).collect();
     Ok(json_response(StatusCode::OK, &IncidentsBody { incidents }))

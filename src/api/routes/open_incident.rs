@@ -95,7 +95,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         duration_hours: b.duration_hours,
         helpdesk_rate_limit,
     };
-    let i = incidents::open(c.portal.into(), &c.caller, &c.meta, &request).await?;
+    let i = incidents::open(c.portal.into(), c.permitted()?, &c.meta, &request).await?;
     let now = c.portal.clock.now();
     Ok(json_response(
         StatusCode::CREATED,

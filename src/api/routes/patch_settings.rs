@@ -67,7 +67,7 @@ pub(crate) struct HelpdeskCard {
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let patch = settings_patch(parse(&c.req.headers, &c.req.body)?)?;
-    let current = settings::patch(c.portal.into(), &c.caller, &c.meta, &patch).await?;
+    let current = settings::patch(c.portal.into(), c.permitted()?, &c.meta, &patch).await?;
     Ok(json_response(StatusCode::OK, &SettingsView::from(&current)))
 }
 

@@ -48,17 +48,12 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         os: b.os,
         managed_by: b.managed_by,
     };
-    let (status, device) = match lifecycle::upsert_device(
-        c.portal.into(),
-        &c.caller,
-        &c.meta,
-        &device_id,
-        md,
-    )
-    .await?
-    {
-        Upserted::Created(d) => (StatusCode::CREATED, d),
-        Upserted::Updated(d) | Upserted::Unchanged(d) => (StatusCode::OK, d),
-    };
+    let (status, device) =
+        match lifecycle::upsert_device(c.portal.into(), c.permitted()?, &c.meta, &device_id, md)
+            .await?
+        {
+            Upserted::Created(d) => (StatusCode::CREATED, d),
+            Upserted::Updated(d) | Upserted::Unchanged(d) => (StatusCode::OK, d),
+        };
     Ok(json_response(status, &DeviceView::owned(&device)))
 }

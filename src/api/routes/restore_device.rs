@@ -10,6 +10,7 @@ use http::StatusCode;
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let device_id = DeviceId::parse(&c.params[0]).map_err(|e| bad("device_id", e))?;
-    let device = lifecycle::restore_device(c.portal.into(), &c.caller, &c.meta, &device_id).await?;
+    let device =
+        lifecycle::restore_device(c.portal.into(), c.permitted()?, &c.meta, &device_id).await?;
     Ok(json_response(StatusCode::OK, &DeviceView::owned(&device)))
 }

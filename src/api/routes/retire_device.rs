@@ -31,7 +31,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let device_id = DeviceId::parse(&c.params[0]).map_err(|e| bad("device_id", e))?;
     let RetireRequest { reason } = parse_optional(&c.req.headers, &c.req.body)?;
-    lifecycle::retire_device(c.portal.into(), &c.caller, &c.meta, &device_id, reason).await?;
+    lifecycle::retire_device(c.portal.into(), c.permitted()?, &c.meta, &device_id, reason).await?;
     let mut r = Response::new(Vec::new());
     *r.status_mut() = StatusCode::NO_CONTENT;
     Ok(r)

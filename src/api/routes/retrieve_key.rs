@@ -49,7 +49,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         key,
         justification,
     };
-    let d = keys::retrieve(c.portal.into(), &c.caller, &c.meta, request).await?;
+    let d = keys::retrieve(c.portal.into(), c.permitted()?, &c.meta, request).await?;
     let body = DisclosureBody {
         device_id: &d.device_id,
         key_id: &d.key_id,

@@ -36,7 +36,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let page = lifecycle::rotation_requests(
         &*c.portal.lifecycle,
         &*c.portal.clock,
-        &c.caller,
+        c.permitted()?,
         cursor.as_deref(),
         limit,
     )

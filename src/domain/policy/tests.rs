@@ -169,3 +169,60 @@ fn rate_limit_rules() {
         assert_eq!(rate_limit(&limits, access, &policy, now), want, "{case}");
     }
 }
+
+/// F1: the proof a service takes exists only once the check passed, for
+/// that caller, under the permission it names.
+#[test]
+fn the_permission_check_alone_makes_the_proof() {
+    use super::permission::grant;
+    const ALL_PERMISSIONS: [Permission; 10] = [
+        Permission::ReadDevices,
+        Permission::LookUpKeys,
+        Permission::ReadAudit,
+        Permission::RetrieveKeys,
+        Permission::RetrieveBatch,
+        Permission::Escrow,
+        Permission::WriteDevices,
+        Permission::ManageSettings,
+        Permission::RunIncidents,
+        Permission::ReadIncidents,
+    ];
+    let nobody = caller("alice", "");
+    for p in ALL_PERMISSIONS {
+        let Err(ApiError::InsufficientScope { needed }) = p.check(&nobody) else {
+            panic!("{p:?} admitted a caller without permissions");
+        };
+        assert!(p.names().contains(&needed), "{p:?}: {needed}");
+        // Each of its names alone admits (a device-bound escrow credential
+        // needs its device, below).
+        for name in p.names() {
+            let c = caller("alice", name);
+            let admitted = p.check(&c).unwrap_or_else(|e| panic!("{p:?} {name}: {e}"));
+            assert_eq!(admitted.permission(), p);
+            assert_eq!(admitted.caller(), &c, "the proof is the checked caller's");
+        }
+    }
+
+    // The typed proof: free under the admitting permission, checked again
+    // under any other, so it never stands for an unchecked permission.
+    let admin = caller("admin", "Devices.ReadWrite.All");
+    let admitted = Permission::WriteDevices.check(&admin).unwrap();
+    let who = admitted.permitted::<grant::WriteDevices>().unwrap();
+    assert_eq!(who.caller(), &admin);
+    assert_eq!(
+        admitted.permitted::<grant::Escrow>().err(),
+        Some(ApiError::InsufficientScope {
+            needed: Permissions::KEY_ESCROW
+        })
+    );
+    let both = caller("sync", "Devices.ReadWrite.All RecoveryKey.Escrow");
+    let admitted = Permission::WriteDevices.check(&both).unwrap();
+    assert!(admitted.permitted::<grant::Escrow>().is_ok());
+
+    // A device-bound escrow credential is admitted with its device only.
+    let mut agent = caller("agent", Permissions::KEY_ESCROW_DEVICE);
+    assert!(Permission::Escrow.check(&agent).is_err());
+    agent.device = Some(DeviceId::parse("PC-1").unwrap());
+    let admitted = Permission::Escrow.check(&agent).unwrap();
+    assert!(admitted.permitted::<grant::Escrow>().is_ok());
+}

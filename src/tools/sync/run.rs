@@ -24,6 +24,7 @@ use crate::domain::ids::{DeviceId, TenantId, UserId};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{self, DeviceMetadata, EscrowRequest, Escrowed};
 use crate::domain::model::RecoveryPassword;
+use crate::domain::policy::{Admitted, Permission};
 use crate::domain::ports::Portal;
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::Serialize;
@@ -282,29 +283,24 @@ async fn read_passwords(
 /// lifecycle code, an owner change named in the event).
 async fn write_device(
     portal: &Portal,
-    caller: &Caller,
+    admitted: &Admitted,
     meta: &RequestMeta,
     p: &DevicePlan,
 ) -> Result<(), SyncError> {
     if p.change == DeviceChange::Unchanged {
         return Ok(());
     }
-    lifecycle::upsert_device(
-        portal.into(),
-        caller,
-        meta,
-        &p.device_id,
-        p.metadata.clone(),
-    )
-    .await
-    .map(drop)
-    .map_err(store_error)
+    let who = admitted.permitted().map_err(store_error)?;
+    lifecycle::upsert_device(portal.into(), who, meta, &p.device_id, p.metadata.clone())
+        .await
+        .map(drop)
+        .map_err(store_error)
 }
 
 /// Escrows each key (oldest first); counts what was new.
 async fn escrow_keys(
     portal: &Portal,
-    caller: &Caller,
+    admitted: &Admitted,
     meta: &RequestMeta,
     device_id: &DeviceId,
     keys: Vec<(EntraKey, RecoveryPassword)>,
@@ -323,7 +319,8 @@ async fn escrow_keys(
             key_id: Some(k.key_id),
             reason,
         };
-        match lifecycle::escrow(portal.into(), caller, meta, req).await {
+        let who = admitted.permitted().map_err(store_error)?;
+        match lifecycle::escrow(portal.into(), who, meta, req).await {
             Ok(Escrowed::Created(_)) => out.new_keys += 1,
             Ok(Escrowed::AlreadyHeld(_)) => out.unchanged_keys += 1,
             Err(ApiError::Conflict(_)) => out.skipped.push(skip("key_conflict")),
@@ -360,9 +357,10 @@ async fn sync_device(
     portal: &Portal,
     graph: &GraphClient,
     meta: &RequestMeta,
-    caller: &Caller,
+    admitted: &Admitted,
     p: DevicePlan,
 ) -> Result<DeviceOutcome, SyncError> {
+    let caller = admitted.caller();
     let mut out = DeviceOutcome {
         unchanged_keys: p.unchanged_keys,
         ..Default::default()
@@ -372,12 +370,12 @@ async fn sync_device(
         // Nothing to hold for it: not enrolled (the next run tries again).
         return Ok(out);
     }
-    write_device(portal, caller, meta, &p).await?;
+    write_device(portal, admitted, meta, &p).await?;
     out.change = Some(p.change);
     out.owner_changed = p.owner_change.is_some();
     let started = portal.clock.now();
     let wrote_keys = !passwords.is_empty();
-    escrow_keys(portal, caller, meta, &p.device_id, passwords, &mut out).await?;
+    escrow_keys(portal, admitted, meta, &p.device_id, passwords, &mut out).await?;
     if wrote_keys {
         out.superseded = superseded_since(portal, &caller.tenant, &p.device_id, started).await?;
     }
@@ -472,7 +470,10 @@ pub async fn sync_entra(
     if opts.dry_run {
         count_plan(&mut s, &plan);
     } else {
-        let caller = sync_caller(&opts.tenant);
+        // Checked like any caller's: the services take the proof.
+        let admitted = Permission::WriteDevices
+            .check(&sync_caller(&opts.tenant))
+            .map_err(store_error)?;
         let meta = RequestMeta {
             request_id: format!("sync-{}", uuid::Uuid::new_v4().simple()),
             client_request_id: false,
@@ -483,7 +484,7 @@ pub async fn sync_entra(
         let done = AtomicUsize::new(0);
         progress(0, total);
         let outcomes: Vec<DeviceOutcome> = stream::iter(plan.devices.clone())
-            .map(|p| sync_device(portal, graph, &meta, &caller, p))
+            .map(|p| sync_device(portal, graph, &meta, &admitted, p))
             .buffer_unordered(DEVICE_CONCURRENCY)
             .inspect(|_| progress(done.fetch_add(1, Ordering::Relaxed) + 1, total))
             .try_collect()
