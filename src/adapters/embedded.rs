@@ -3,7 +3,7 @@
 //! semantics the DynamoDB and KMS adapters have.
 
 use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of};
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, Tenant, TenantPolicy,
@@ -393,7 +393,7 @@ impl LocalCipher {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng
             .fill(&mut nonce)
-            .map_err(|_| Unavailable::new("cipher", "no randomness"))?;
+            .map_err(|_| Unavailable::new(Cause::Cipher, "no randomness"))?;
         let mut buf = zeroize::Zeroizing::new(password.expose().as_bytes().to_vec());
         self.key
             .seal_in_place_append_tag(

@@ -74,18 +74,64 @@ impl AuthFailure {
     }
 }
 
+/// What could not be reached, or not in time: the one vocabulary of
+/// [`Unavailable`] errors (and so of their log lines), of the
+/// `Unavailable` metric's `Cause` dimension (`metrics::Metric`) and of the
+/// 503s the audit trail records (`store_unavailable` is `Store`'s).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The store (a read, or a write other than an audit event's).
+    Store,
+    /// The audit write failed: the key was withheld.
+    Audit,
+    /// KMS could not encrypt or decrypt (throttled or unreachable).
+    Kms,
+    /// The identity provider could not be reached to check a token.
+    Idp,
+    /// The embedded cipher (`portal serve`'s).
+    Cipher,
+    /// DynamoDB, as the AWS adapter names its failures.
+    DynamoDb,
+    /// The caller's rate window kept changing (concurrent retrievals).
+    RateLimit,
+    /// The request itself ran out of time (the Lambda deadline).
+    Request,
+}
+
+impl Cause {
+    /// As logs, metrics and error messages write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Store => "store",
+            Self::Audit => "audit",
+            Self::Kms => "kms",
+            Self::Idp => "idp",
+            Self::Cipher => "cipher",
+            Self::DynamoDb => "dynamodb",
+            Self::RateLimit => "rate limit",
+            Self::Request => "request",
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A failure of a backing service (store or cipher) after its own retries.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{service} unavailable: {detail}")]
+#[error("{cause} unavailable: {detail}")]
 pub struct Unavailable {
-    pub service: &'static str,
+    pub cause: Cause,
     pub detail: String,
 }
 
 impl Unavailable {
-    pub fn new(service: &'static str, detail: impl std::fmt::Display) -> Self {
+    pub fn new(cause: Cause, detail: impl std::fmt::Display) -> Self {
         Self {
-            service,
+            cause,
             detail: detail.to_string(),
         }
     }

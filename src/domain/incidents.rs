@@ -18,7 +18,7 @@ use crate::domain::audit::Audit;
 use crate::domain::audit::{Action, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
-use crate::domain::error::{ApiError, Unavailable};
+use crate::domain::error::{ApiError, Cause, Unavailable};
 use crate::domain::keys::RequestMeta;
 use crate::domain::lifecycle::{WRITE_ATTEMPTS, WritePorts};
 use crate::domain::policy::{Permitted, grant};
@@ -58,7 +58,10 @@ fn audit<'a>(
 }
 
 fn too_busy() -> ApiError {
-    ApiError::Unavailable(Unavailable::new("store", "the tenant record kept changing"))
+    ApiError::Unavailable(Unavailable::new(
+        Cause::Store,
+        "the tenant record kept changing",
+    ))
 }
 
 /// `POST /v1/incidents`: 409 while another incident is open.

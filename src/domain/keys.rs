@@ -358,7 +358,7 @@ pub async fn retrieve(
         }
     }
     let e = crate::domain::error::Unavailable::new(
-        "rate limit",
+        Cause::RateLimit,
         "too many concurrent retrievals by this caller",
     );
     Err(attempt

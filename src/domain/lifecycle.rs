@@ -9,7 +9,7 @@
 use crate::domain::audit::{Action, Audit, AuditPorts, Outcome};
 use crate::domain::caller::Caller;
 use crate::domain::denial::Denied;
-use crate::domain::error::{ApiError, Unavailable};
+use crate::domain::error::{ApiError, Cause, Unavailable};
 use crate::domain::ids::{DeviceId, KeyId};
 use crate::domain::keys::{Refusal, RequestMeta};
 use crate::domain::metrics::Metric;
@@ -79,7 +79,7 @@ fn request_id_reused() -> ApiError {
 
 fn too_busy() -> ApiError {
     ApiError::Unavailable(Unavailable::new(
-        "store",
+        Cause::Store,
         "the device kept changing during the write",
     ))
 }

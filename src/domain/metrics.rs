@@ -2,29 +2,9 @@
 //! reaches CloudWatch). A closed set of names and dimension values: no
 //! identifier or secret can become a metric dimension.
 
-/// Why a request could not be completed safely (a 503).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Cause {
-    /// Reading the store failed.
-    Store,
-    /// The audit write failed: the key was withheld.
-    Audit,
-    /// KMS could not decrypt (throttled or unreachable).
-    Kms,
-    /// The identity provider could not be reached to check a token.
-    Idp,
-}
-
-impl Cause {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Store => "store",
-            Self::Audit => "audit",
-            Self::Kms => "kms",
-            Self::Idp => "idp",
-        }
-    }
-}
+/// Why a request could not be completed safely (a 503): the errors' own
+/// vocabulary.
+pub use crate::domain::error::Cause;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Metric {

@@ -211,6 +211,9 @@ pub async fn patch(
         }
     }
     Err(ApiError::Unavailable(
-        crate::domain::error::Unavailable::new("store", "the settings kept changing"),
+        crate::domain::error::Unavailable::new(
+            crate::domain::error::Cause::Store,
+            "the settings kept changing",
+        ),
     ))
 }

@@ -5,7 +5,7 @@
 use crate::api::{self, ApiRequest, Routes};
 use crate::app;
 use crate::config::Backend;
-use crate::domain::error::{ApiError, Unavailable};
+use crate::domain::error::{ApiError, Cause, Unavailable};
 use crate::domain::ports::Portal;
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
@@ -100,7 +100,7 @@ pub async fn handle(
             // Dropping the future abandons the request wherever it was: before
             // the audit commit nothing was written, after it nothing is sent.
             tracing::error!(%request_id, "request exceeded its time budget");
-            let e = ApiError::Unavailable(Unavailable::new("request", "time budget exceeded"));
+            let e = ApiError::Unavailable(Unavailable::new(Cause::Request, "time budget exceeded"));
             api::with_standard_headers(
                 api::problem(&e.into(), &request_id),
                 &request_id,

@@ -10,7 +10,7 @@ use common::openapi::{self, doc};
 use common::*;
 use recovery_portal::api::ROUTES;
 use recovery_portal::domain::audit::AuditEvent;
-use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::error::{Cause, Unavailable};
 use recovery_portal::domain::ids::{DeviceId, KeyId, TenantId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
 use recovery_portal::domain::ports::{
@@ -966,7 +966,7 @@ impl KeyCipher for RefusingCipher {
 struct DownStore;
 
 fn down<T>() -> Result<T, Unavailable> {
-    Err(Unavailable::new("store", "injected failure"))
+    Err(Unavailable::new(Cause::Store, "injected failure"))
 }
 
 #[async_trait]

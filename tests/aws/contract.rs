@@ -13,7 +13,7 @@ use crate::contract_backends::{Backend, contract_tests};
 use common_aws::{device, key, password, seed_json};
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{AuditCursor, AuditEvent, AuditPage, AuditQuery, Outcome};
-use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::error::{Cause, Unavailable};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey, TenantPolicy};
 use recovery_portal::domain::ports::{
@@ -1129,7 +1129,7 @@ async fn an_import_whose_settings_change_cannot_be_recorded_changes_nothing() {
             self.0.put_devices(devices).await
         }
         async fn append_import_events(&self, _: &[AuditEvent]) -> Result<(), Unavailable> {
-            Err(Unavailable::new("audit", "the audit table is down"))
+            Err(Unavailable::new(Cause::Audit, "the audit table is down"))
         }
     }
     let store = MemoryStore::new();

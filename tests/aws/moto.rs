@@ -20,7 +20,7 @@ use racing::RacingStore;
 use recovery_portal::adapters::aws::items;
 use recovery_portal::adapters::aws::{DynamoStore, KmsCipher, TableStatus, create_tables};
 use recovery_portal::domain::audit::{AuditQuery, Outcome};
-use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::error::{Cause, Unavailable};
 use recovery_portal::domain::ids::{DeviceId, KeyId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{KeyContext, RecoveryPassword, SealedKey};
 use recovery_portal::domain::ports::{CipherError, ImportStore, KeyCipher, Store, SystemClock};
@@ -930,7 +930,7 @@ impl KeyCipher for FailingCipher {
     ) -> Result<SealedKey, CipherError> {
         if self.seals.fetch_add(1, Ordering::SeqCst) + 1 >= self.fail_from {
             return Err(CipherError::Unavailable(Unavailable::new(
-                "kms",
+                Cause::Kms,
                 "injected throttling",
             )));
         }

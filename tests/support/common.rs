@@ -9,7 +9,7 @@ pub mod openapi;
 use async_trait::async_trait;
 use recovery_portal::adapters::embedded::{LocalCipher, MemoryStore};
 use recovery_portal::domain::audit::{AuditEvent, AuditPage, AuditQuery};
-use recovery_portal::domain::error::Unavailable;
+use recovery_portal::domain::error::{Cause, Unavailable};
 use recovery_portal::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use recovery_portal::domain::model::{
     Device, KeyContext, RecoveryPassword, SealedDevice, SealedKey, TenantPolicy,
@@ -87,7 +87,7 @@ pub struct FlakyStore {
 impl FlakyStore {
     fn read(&self) -> Result<(), Unavailable> {
         if self.fail_reads.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("store", "injected failure"));
+            return Err(Unavailable::new(Cause::Store, "injected failure"));
         }
         Ok(())
     }
@@ -119,7 +119,7 @@ impl Store for FlakyStore {
     ) -> Result<(Option<SealedDevice>, RateWindow), Unavailable> {
         self.read()?;
         if self.fail_load.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("store", "injected read failure"));
+            return Err(Unavailable::new(Cause::Store, "injected read failure"));
         }
         self.inner.load_for_disclosure(t, d, a).await
     }
@@ -129,7 +129,7 @@ impl Store for FlakyStore {
         r: &RateUpdate,
     ) -> Result<Commit, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("audit", "injected failure"));
+            return Err(Unavailable::new(Cause::Audit, "injected failure"));
         }
         self.inner.commit_disclosure(e, r).await
     }
@@ -140,7 +140,7 @@ impl Store for FlakyStore {
     ) -> Result<(TenantPolicy, RateWindow), Unavailable> {
         self.read()?;
         if self.fail_load.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("store", "injected read failure"));
+            return Err(Unavailable::new(Cause::Store, "injected read failure"));
         }
         self.inner.load_batch_state(t, a).await
     }
@@ -155,25 +155,25 @@ impl Store for FlakyStore {
     }
     async fn commit_batch(&self, e: &[AuditEvent], r: &RateUpdate) -> Result<Commit, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("audit", "injected failure"));
+            return Err(Unavailable::new(Cause::Audit, "injected failure"));
         }
         self.inner.commit_batch(e, r).await
     }
     async fn append_audit(&self, e: &AuditEvent) -> Result<(), Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("audit", "injected failure"));
+            return Err(Unavailable::new(Cause::Audit, "injected failure"));
         }
         self.inner.append_audit(e).await
     }
     async fn append_denied(&self, e: &AuditEvent, cap: u32) -> Result<Denial, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("audit", "injected failure"));
+            return Err(Unavailable::new(Cause::Audit, "injected failure"));
         }
         self.inner.append_denied(e, cap).await
     }
     async fn append_cap_marker(&self, e: &AuditEvent) -> Result<bool, Unavailable> {
         if self.fail_audit.load(Ordering::SeqCst) {
-            return Err(Unavailable::new("audit", "injected failure"));
+            return Err(Unavailable::new(Cause::Audit, "injected failure"));
         }
         self.inner.append_cap_marker(e).await
     }

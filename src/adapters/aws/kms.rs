@@ -5,7 +5,7 @@
 
 use super::describe_sdk_error;
 use super::schema::KMS_CONTEXT_KEYS;
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use crate::domain::model::{KeyContext, RecoveryPassword, SealedKey};
 use crate::domain::ports::{CipherError, KeyCipher};
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use aws_sdk_kms::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_kms::primitives::Blob;
 use std::collections::HashMap;
 
-const SERVICE: &str = "kms";
+const SERVICE: Cause = Cause::Kms;
 
 /// Error codes that say this ciphertext, key or permission will never work:
 /// not retried, answered as an internal error.

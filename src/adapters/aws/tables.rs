@@ -8,7 +8,7 @@
 
 use super::describe_sdk_error;
 use super::schema::{ALL_TABLES, IndexDef, Projection, TableDef, table_name};
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{BuildError, SdkError};
 use aws_sdk_dynamodb::operation::create_table::CreateTableError;
@@ -36,7 +36,7 @@ pub enum TableStatus {
 }
 
 fn err(detail: impl std::fmt::Display) -> Unavailable {
-    Unavailable::new("dynamodb", detail)
+    Unavailable::new(Cause::DynamoDb, detail)
 }
 
 fn build_error(e: BuildError) -> Unavailable {

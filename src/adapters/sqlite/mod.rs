@@ -26,7 +26,7 @@ mod store;
 pub use cipher::{MasterKey, MasterKeyError, rewrap};
 pub use datadir::{DEFAULT_KEY_FILE, DataDir};
 
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,7 +51,7 @@ struct Inner {
 /// A database error as the ports report it: the store is unavailable (the
 /// API answers 503 and nothing is disclosed).
 fn unavailable(e: impl std::fmt::Display) -> Unavailable {
-    Unavailable::new("store", e)
+    Unavailable::new(Cause::Store, e)
 }
 
 /// An error of this adapter's own (a record that does not decode, a key

@@ -31,7 +31,7 @@ use super::schema::{
     DEVICES, RATE_LIMITS, table_name,
 };
 use crate::domain::audit::{AuditEvent, AuditPage, AuditQuery, hour_of, time_key};
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use crate::domain::ids::{DeviceId, KeyIdPrefix, TenantId, UserId};
 use crate::domain::model::{Device, SealedDevice, Tenant, TenantPolicy};
 use crate::domain::ports::{
@@ -61,7 +61,7 @@ mod retrieval;
 
 use calls::{IMPORT_BACKOFF, REQUEST_BACKOFF};
 
-const SERVICE: &str = "dynamodb";
+const SERVICE: Cause = Cause::DynamoDb;
 /// BatchGetItem's limit of keys per request.
 const BATCH_GET_MAX: usize = 100;
 /// Import-side concurrency: batch calls in flight.

@@ -11,7 +11,7 @@
 //! windows); this file holds the key layout and the typed attribute reader.
 
 use crate::domain::audit::{Action, AuditEvent, Outcome, Position};
-use crate::domain::error::Unavailable;
+use crate::domain::error::{Cause, Unavailable};
 use crate::domain::ids::{DeviceId, KeyId, TenantId, UserId};
 use crate::domain::incidents::{Incident, IncidentId, OpenIncident};
 use crate::domain::model::{
@@ -129,7 +129,7 @@ pub struct ItemError {
 
 impl From<ItemError> for Unavailable {
     fn from(e: ItemError) -> Self {
-        Unavailable::new("dynamodb", e)
+        Unavailable::new(Cause::DynamoDb, e)
     }
 }
 
