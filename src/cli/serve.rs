@@ -223,73 +223,86 @@ fn dev_verifier(local: SocketAddr) -> Result<Verifier, String> {
     Ok((v, Some(idp)))
 }
 
-async fn serve(
+/// What `--backend` asks for in place of the environment's backend, if
+/// anything (`aws` reads its table prefix and key from the environment).
+fn backend_override(backend: Option<BackendArg>) -> Result<Option<Backend>, String> {
+    match backend {
+        Some(BackendArg::Embedded) => Ok(Some(Backend::Embedded)),
+        Some(BackendArg::Aws) => {
+            let (table_prefix, kms_key_id) = aws_settings()?;
+            Ok(Some(Backend::Aws {
+                table_prefix,
+                kms_key_id,
+            }))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Everything `portal serve` opens before it serves. The data directory's
+/// lock must live as long as the server.
+struct Started {
+    config: Config,
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    portal: recovery_portal::domain::ports::Portal,
+    idp: Option<server::DevIdp>,
+    _data_dir_lock: Option<DataDir>,
+}
+
+/// The configuration, the listening socket, the token verifier and the
+/// store, in that order: each step stops start-up with a message.
+async fn start(
     addr: SocketAddr,
     data: DataSettings,
     backend: Option<BackendArg>,
-    page: PageSettings,
-) -> ExitCode {
-    let mut config = match Config::from_env() {
-        Ok(c) => c,
-        Err(e) => return fail(e),
-    };
+) -> Result<Started, String> {
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
     // Built once, at start: a platform that cannot provide it stops here.
-    let idp_http = match config.auth.as_ref().map(jwt::idp_http_client).transpose() {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    match backend {
-        Some(BackendArg::Embedded) => config.backend = Backend::Embedded,
-        Some(BackendArg::Aws) => match aws_settings() {
-            Ok((table_prefix, kms_key_id)) => {
-                config.backend = Backend::Aws {
-                    table_prefix,
-                    kms_key_id,
-                }
-            }
-            Err(e) => return fail(e),
-        },
-        _ => {}
+    let idp_http = (config.auth.as_ref().map(jwt::idp_http_client))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    if let Some(backend) = backend_override(backend)? {
+        config.backend = backend;
     }
     let in_memory = matches!(config.backend, Backend::Embedded) && data.data_dir.is_none();
     if let Some(why) = refuse_address(addr, &config, in_memory) {
-        return fail(why);
+        return Err(why);
     }
-    let listener = match tokio::net::TcpListener::bind(addr).await {
-        Ok(l) => l,
-        Err(e) => return fail(format!("cannot listen on {addr}: {e}")),
-    };
+    let listener = (tokio::net::TcpListener::bind(addr).await)
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let local = listener.local_addr().unwrap_or(addr);
-    if let (Some(auth), Some(http)) = (&config.auth, &idp_http)
-        && let Err(e) = check_issuer(auth, http).await
-    {
-        return fail(e);
+    if let (Some(auth), Some(http)) = (&config.auth, &idp_http) {
+        check_issuer(auth, http).await?;
     }
-    let (verifier, idp) = match token_verifier(&config, idp_http.as_ref(), local) {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
-    let (mut portal, _data_dir_lock) = match serve_backend(&config, data, verifier).await {
-        Ok(v) => v,
-        Err(e) => return fail(e),
-    };
+    let (verifier, idp) = token_verifier(&config, idp_http.as_ref(), local)?;
+    let (mut portal, data_dir_lock) = serve_backend(&config, data, verifier).await?;
     portal.max_auth_age = config.web_max_age;
+    Ok(Started {
+        config,
+        listener,
+        local,
+        portal,
+        idp,
+        _data_dir_lock: data_dir_lock,
+    })
+}
+
+/// The issuer the portal page signs in at: exactly one of the two exists,
+/// a configured issuer or the dev provider.
+fn page_issuer(config: &Config, idp: Option<&server::DevIdp>) -> String {
     #[cfg(feature = "dev-idp")]
-    announce(idp.as_deref());
-    #[cfg(feature = "dev-idp")]
-    let dev_issuer = idp.as_ref().map(|i| i.issuer.clone());
+    let dev_issuer = idp.map(|i| i.issuer.clone());
     #[cfg(not(feature = "dev-idp"))]
-    let dev_issuer: Option<String> = None;
-    // Exactly one of the two exists: a configured issuer, or the dev provider.
-    let issuer = dev_issuer
+    let dev_issuer: Option<String> = idp.map(|never| match *never {});
+    dev_issuer
         .or_else(|| config.auth.as_ref().map(|a| a.issuer.clone()))
-        .unwrap_or_default();
-    eprintln!("Portal page: http://{local}/");
-    if idp.is_some() {
-        eprintln!("  (sign in with the form the page shows, e.g. tenant contoso, user alice)");
-    }
-    eprintln!();
-    let options = server::Options {
+        .unwrap_or_default()
+}
+
+/// The local server's options: CORS, and the portal page's sign-in.
+fn server_options(page: PageSettings, issuer: String, config: &Config) -> server::Options {
+    server::Options {
         cors_origins: page.cors_origins,
         web: Some(web::WebConfig {
             issuer,
@@ -298,7 +311,36 @@ async fn serve(
             auth_params: page.auth_params,
             max_age: config.web_max_age,
         }),
+    }
+}
+
+async fn serve(
+    addr: SocketAddr,
+    data: DataSettings,
+    backend: Option<BackendArg>,
+    page: PageSettings,
+) -> ExitCode {
+    let started = match start(addr, data, backend).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
     };
+    let Started {
+        config,
+        listener,
+        local,
+        portal,
+        idp,
+        _data_dir_lock,
+    } = started;
+    #[cfg(feature = "dev-idp")]
+    announce(idp.as_deref());
+    let issuer = page_issuer(&config, idp.as_ref());
+    eprintln!("Portal page: http://{local}/");
+    if idp.is_some() {
+        eprintln!("  (sign in with the form the page shows, e.g. tenant contoso, user alice)");
+    }
+    eprintln!();
+    let options = server_options(page, issuer, &config);
     // Superseded keys past their retention are deleted by DynamoDB TTL on
     // AWS; the embedded store is swept from here.
     app::spawn_retention_sweep(&portal);
