@@ -12,8 +12,9 @@
 #   recovery-key CMK with the encryption context, no kms:Decrypt on it
 #   anywhere (nor does that key's policy name this role). It reads the
 #   device and tenant items of the devices Entra lists (which key IDs the
-#   store holds), writes device items and appends audit events, exactly as
-#   the entra_sync managed policy (iam.tf) lets an administrator.
+#   store holds), writes device items and appends audit events, with the
+#   grants of the entra_sync managed policy (iam.tf), written once for both
+#   and here pinned to its tenant.
 # - A failed run fails the invocation (Lambda's Errors metric: alarm); a
 #   finished run writes EntraSyncSucceeded (alarm when none in 25 hours).
 
@@ -203,125 +204,6 @@ data "aws_iam_policy_document" "entra_sync_function" {
     resources = ["${aws_cloudwatch_log_group.entra_sync[0].arn}:*"]
   }
 
-  # Reads the device and tenant items of the devices Entra lists (one
-  # BatchGetItem per few devices: which key IDs are held, so only new keys
-  # are read from Graph), then enrols or updates each device and escrows
-  # each new key through the escrow API's conditional transactions,
-  # authorized by their per-item Put and Update. No Delete, no Scan: a
-  # sync never removes what Entra no longer lists.
-  # Items of its own tenant only: the device items (D#<tenant>#...) and,
-  # read-only, the tenant item (T#<tenant>) for the tenant's policy.
-  statement {
-    sid       = "ReadDevicesAndTenant"
-    effect    = "Allow"
-    actions   = ["dynamodb:BatchGetItem"]
-    resources = [aws_dynamodb_table.devices.arn]
-
-    condition {
-      test     = "ForAllValues:StringLike"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["D#${var.entra_sync.tenant_id}#*", "T#${var.entra_sync.tenant_id}"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["false"]
-    }
-  }
-
-  # Writes device items of its own tenant only, never a tenant item (T#...,
-  # the settings and the open incident) nor another tenant's devices.
-  statement {
-    sid       = "WriteOwnTenantDevices"
-    effect    = "Allow"
-    actions   = ["dynamodb:PutItem", "dynamodb:UpdateItem"]
-    resources = [aws_dynamodb_table.devices.arn]
-
-    condition {
-      test     = "ForAllValues:StringLike"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["D#${var.entra_sync.tenant_id}#*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["false"]
-    }
-  }
-
-  # Every write is audited (actor sync:entra), in the same transaction.
-  # Append-only: PutItem with attribute_not_exists(pk), never Update/Delete.
-  # Its own events only: pk <tenant>#<actor>#<request>#<event>.
-  statement {
-    sid       = "AppendAuditEvents"
-    effect    = "Allow"
-    actions   = ["dynamodb:PutItem"]
-    resources = [aws_dynamodb_table.audit.arn]
-
-    condition {
-      test     = "ForAllValues:StringLike"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["${var.entra_sync.tenant_id}#sync:entra#*"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["false"]
-    }
-  }
-
-  # To report devices it synced before that Entra no longer lists, its own
-  # audit events only (by_actor partition <tenant>#sync:entra).
-  statement {
-    sid       = "QueryOwnAuditEvents"
-    effect    = "Allow"
-    actions   = ["dynamodb:Query"]
-    resources = ["${aws_dynamodb_table.audit.arn}/index/by_actor"]
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["${var.entra_sync.tenant_id}#sync:entra"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["false"]
-    }
-  }
-
-  # The role's only permission on the recovery-key CMK: seal, with the
-  # encryption context the code binds to every key. Never kms:Decrypt.
-  statement {
-    sid       = "SealRecoveryKeysWithContext"
-    effect    = "Allow"
-    actions   = ["kms:Encrypt"]
-    resources = [aws_kms_key.recovery_keys.arn]
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "kms:EncryptionContextKeys"
-      values   = ["tenant_id", "device_id", "key_id"]
-    }
-
-    condition {
-      test     = "Null"
-      variable = "kms:EncryptionContextKeys"
-      values   = ["false"]
-    }
-
-    # Keys of its own tenant only.
-    condition {
-      test     = "StringEquals"
-      variable = "kms:EncryptionContext:tenant_id"
-      values   = [var.entra_sync.tenant_id]
-    }
-  }
-
   # Its own secret only, every run (rotation applies at the next run). The
   # secret's key policy lets this role decrypt it through Secrets Manager.
   statement {
@@ -337,6 +219,21 @@ resource "aws_iam_role_policy" "entra_sync_function" {
   name   = "entra-sync"
   role   = aws_iam_role.entra_sync[0].id
   policy = data.aws_iam_policy_document.entra_sync_function[0].json
+}
+
+# What it syncs: the grants of `portal sync entra` (iam.tf), written once
+# for both, here pinned to var.entra_sync.tenant_id: it reads the device
+# and tenant items of the devices Entra lists, enrols or updates each
+# device and escrows each new key through the escrow API's conditional
+# transactions (authorized by their per-item Put and Update), each with its
+# audit event (actor sync:entra), and seals with the recovery-key CMK
+# (Encrypt only, this tenant's context). No Delete, no Scan: a sync never
+# removes what Entra no longer lists.
+resource "aws_iam_role_policy" "entra_sync_grants" {
+  count  = local.entra_sync_count
+  name   = "entra-sync-grants"
+  role   = aws_iam_role.entra_sync[0].id
+  policy = data.aws_iam_policy_document.entra_sync["function"].json
 }
 
 resource "aws_iam_role_policy_attachment" "entra_sync_xray" {
@@ -405,7 +302,7 @@ resource "aws_lambda_function" "entra_sync" {
     log_group             = aws_cloudwatch_log_group.entra_sync[0].name
   }
 
-  depends_on = [aws_iam_role_policy.entra_sync_function]
+  depends_on = [aws_iam_role_policy.entra_sync_function, aws_iam_role_policy.entra_sync_grants]
 
   lifecycle {
     precondition {

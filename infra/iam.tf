@@ -464,14 +464,34 @@ data "aws_iam_policy_document" "keys_verify" {
 # synced before that Entra no longer lists, it queries the audit trail's
 # by_actor index for its own events only (partition <tenant>#sync:entra).
 # No delete, no Scan: a sync never removes what Entra no longer lists.
+#
+# The scheduled sync's role (entra_sync.tf) holds the same grants pinned to
+# its one tenant, so they are written once, below, for both: one policy
+# document per principal in local.entra_sync_scopes.
+
+locals {
+  # Who runs the sync and which tenant's items it may touch: `cli`, this
+  # managed policy (any tenant: the operator's --tenant) and, when
+  # var.entra_sync is set, `function`, the scheduled function's role,
+  # pinned to var.entra_sync.tenant_id (its KMS grant too: `pin`).
+  entra_sync_any_tenant = { tenant = "*", pin = [] }
+  entra_sync_scopes = local.entra_sync_enabled ? {
+    cli      = local.entra_sync_any_tenant
+    function = { tenant = var.entra_sync.tenant_id, pin = [var.entra_sync.tenant_id] }
+  } : { cli = local.entra_sync_any_tenant }
+}
 
 resource "aws_iam_policy" "entra_sync" {
   name        = "${var.name_prefix}-entra-sync"
   description = "Copy BitLocker recovery keys from Entra ID into ${var.name_prefix} (portal sync entra)"
-  policy      = data.aws_iam_policy_document.entra_sync.json
+  policy      = data.aws_iam_policy_document.entra_sync["cli"].json
 }
 
 data "aws_iam_policy_document" "entra_sync" {
+  for_each = local.entra_sync_scopes
+
+  # Seal only, with the encryption context the code binds to every key;
+  # never kms:Decrypt.
   statement {
     sid       = "SealRecoveryKeysWithContext"
     effect    = "Allow"
@@ -489,10 +509,21 @@ data "aws_iam_policy_document" "entra_sync" {
       variable = "kms:EncryptionContextKeys"
       values   = ["false"]
     }
+
+    # A pinned principal seals its own tenant's keys only.
+    dynamic "condition" {
+      for_each = each.value.pin
+      content {
+        test     = "StringEquals"
+        variable = "kms:EncryptionContext:tenant_id"
+        values   = [condition.value]
+      }
+    }
   }
 
-  # Device items (D#...) and, read-only, tenant items (T#...) for the
-  # tenant's policy. Which tenant is the operator's `--tenant`.
+  # Device items (D#<tenant>#...) and, read-only, the tenant item
+  # (T#<tenant>) for the tenant's policy: one BatchGetItem per few devices
+  # (which key IDs are held, so only new keys are read from Graph).
   statement {
     sid       = "ReadDevicesAndTenant"
     effect    = "Allow"
@@ -502,7 +533,7 @@ data "aws_iam_policy_document" "entra_sync" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["D#*", "T#*"]
+      values   = ["D#${each.value.tenant}#*", "T#${each.value.tenant}"]
     }
 
     condition {
@@ -512,8 +543,8 @@ data "aws_iam_policy_document" "entra_sync" {
     }
   }
 
-  # Writes device items only, never a tenant item (T#..., the settings
-  # and the open incident).
+  # Writes device items only, never a tenant item (T#..., the settings and
+  # the open incident) nor another tenant's devices.
   statement {
     sid       = "WriteDevices"
     effect    = "Allow"
@@ -523,7 +554,7 @@ data "aws_iam_policy_document" "entra_sync" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["D#*"]
+      values   = ["D#${each.value.tenant}#*"]
     }
 
     condition {
@@ -533,7 +564,8 @@ data "aws_iam_policy_document" "entra_sync" {
     }
   }
 
-  # Its own audit events only (pk <tenant>#sync:entra#...).
+  # Every write is audited (actor sync:entra), in the same transaction.
+  # Its own events only: pk <tenant>#sync:entra#<request>#<event>.
   statement {
     sid       = "AppendAuditEvents"
     effect    = "Allow"
@@ -543,7 +575,7 @@ data "aws_iam_policy_document" "entra_sync" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["*#sync:entra#*"]
+      values   = ["${each.value.tenant}#sync:entra#*"]
     }
 
     condition {
@@ -553,6 +585,7 @@ data "aws_iam_policy_document" "entra_sync" {
     }
   }
 
+  # Its own audit events only (by_actor partition <tenant>#sync:entra).
   statement {
     sid       = "QueryOwnAuditEvents"
     effect    = "Allow"
@@ -562,7 +595,7 @@ data "aws_iam_policy_document" "entra_sync" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = ["*#sync:entra"]
+      values   = ["${each.value.tenant}#sync:entra"]
     }
 
     condition {

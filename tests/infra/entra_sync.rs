@@ -86,17 +86,55 @@ fn everything_is_off_unless_var_entra_sync_is_set() {
     assert!(n >= 15, "{n} blocks");
 }
 
+/// The blocks of entra_sync.tf and iam.tf as written (the mutations edit
+/// them).
+fn sync_files() -> Vec<Block> {
+    ["entra_sync.tf", "iam.tf"]
+        .iter()
+        .flat_map(|f| file(f).into_blocks())
+        .collect()
+}
+
+/// The policy documents of entra_sync.tf and iam.tf with every `for_each`
+/// expanded: the sync's grants are one document per principal
+/// (`entra_sync["cli"]`, `entra_sync["function"]`).
+fn sync_policies() -> Vec<Block> {
+    crate::tfeval::expand(&sync_files())
+        .into_iter()
+        .filter(|b| b.identifier() == "data")
+        .collect()
+}
+
+/// The scheduled function's role: its own document (logs, secret) and the
+/// sync's grants for its tenant.
+const ROLE_DOCUMENTS: [&str; 2] = ["entra_sync_function", "entra_sync[\"function\"]"];
+
 #[test]
 fn the_role_seals_reads_its_secret_and_never_decrypts() {
     let tf = file("entra_sync.tf");
-    let doc = block(
-        &tf,
-        "data",
-        "aws_iam_policy_document",
-        "entra_sync_function",
+    let role_policies: Vec<String> = tf
+        .blocks()
+        .filter(|b| label(b, 0) == "aws_iam_role_policy")
+        .filter(|b| attr(b.body(), "role") == "aws_iam_role.entra_sync[0].id")
+        .map(|b| attr(b.body(), "policy"))
+        .collect();
+    assert_eq!(
+        role_policies,
+        [
+            "data.aws_iam_policy_document.entra_sync_function[0].json",
+            "data.aws_iam_policy_document.entra_sync[\"function\"].json"
+        ]
     );
+    let policies = sync_policies();
+    let docs = ROLE_DOCUMENTS.map(|name| {
+        policies
+            .iter()
+            .find(|b| label(b, 0) == "aws_iam_policy_document" && label(b, 1) == name)
+            .unwrap_or_else(|| panic!("no policy document {name}"))
+            .body()
+    });
     let mut kms = Vec::new();
-    for s in statements(doc) {
+    for s in docs.iter().flat_map(|d| statements(d)) {
         let actions = attr(s, "actions");
         let resources = attr(s, "resources");
         assert_ne!(attr(s, "effect"), "Deny");
@@ -315,7 +353,7 @@ fn package_sh_builds_and_records_the_fourth_zip() {
 }
 
 use crate::terraform::edit as tfedit;
-use tfedit::Edit::{self, AddItem, Drop, Set};
+use tfedit::Edit::{self, AddItem, Drop, Set, SetEntry};
 
 /// The scheduled role's tenant, as written in its conditions.
 const PINNED: &str = "${var.entra_sync.tenant_id}";
@@ -343,10 +381,7 @@ fn items(body: &Body, key: &str) -> Vec<String> {
 /// the actor the sync writes as); one tenant's when `tenant` is pinned.
 fn allowed_leading_keys(table: &str, actions: &[String], tenant: &str) -> Vec<String> {
     let only = |a: &str| actions.iter().all(|x| x == a);
-    let device = match tenant {
-        "*" => "D#*".to_owned(),
-        t => format!("D#{t}#*"),
-    };
+    let device = format!("D#{tenant}#*");
     match table {
         "devices" if only("dynamodb:BatchGetItem") => vec![device, format!("T#{tenant}")],
         "devices" => vec![device],
@@ -415,73 +450,63 @@ fn scope_errors(blocks: &[Block], doc: &str, pinned: bool) -> Vec<String> {
     errors
 }
 
-fn sync_policies() -> Vec<Block> {
-    ["entra_sync.tf", "iam.tf"]
-        .iter()
-        .flat_map(|f| file(f).into_blocks())
-        .filter(|b| b.identifier() == "data")
-        .collect()
-}
-
+/// The scope errors of both principals' documents in `blocks` as written.
 fn all_scope_errors(blocks: &[Block]) -> Vec<String> {
-    let mut errors = scope_errors(blocks, "entra_sync_function", true);
-    errors.extend(scope_errors(blocks, "entra_sync", false));
+    let blocks = crate::tfeval::expand(blocks);
+    let mut errors = scope_errors(&blocks, "entra_sync[\"function\"]", true);
+    errors.extend(scope_errors(&blocks, "entra_sync[\"cli\"]", false));
     errors
 }
 
-/// Each widens (or drops) a limit the review asked for (issue 21, F3).
+/// Each widens (or drops) a limit the review asked for (issue 21, F3). The
+/// grants are written once for both principals (iam.tf): an edit of a
+/// statement reaches both, an edit of `local.entra_sync_scopes` one.
 const WIDENINGS: &[Edit] = &[
     Drop(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
     ),
     Drop(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=Null]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=Null]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
         "values",
         "[\"D#*\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*\"]",
+    ),
+    Set(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
         "test",
         "\"ForAnyValue:StringLike\"",
     ),
     AddItem(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "\"T#*\"",
+    ),
+    AddItem(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]",
         "actions",
         "\"dynamodb:PutItem\"",
     ),
     AddItem(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
         "values",
         "\"T#*\"",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
-        "values",
-        "[\"*\"]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]",
+        "resources",
+        "[aws_dynamodb_table.rate_limits.arn]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringEquals]",
-        "values",
-        "[\"*#sync:entra\"]",
-    ),
-    Drop(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]/condition[test=StringEquals]",
-    ),
-    Set(
-        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
         "values",
         "[\"*\"]",
-    ),
-    AddItem(
-        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
-        "values",
-        "\"T#*\"",
-    ),
-    Drop(
-        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=Null]",
     ),
     Drop(
         "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
@@ -492,10 +517,21 @@ const WIDENINGS: &[Edit] = &[
         "[\"*#import:*#*\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]",
-        "resources",
-        "[aws_dynamodb_table.rate_limits.arn]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "values",
+        "[\"*#sync:entra\"]",
     ),
+    Drop(
+        "data.aws_iam_policy_document.entra_sync/statement[sid=SealRecoveryKeysWithContext]/dynamic.condition",
+    ),
+    // The scheduled role unpinned, wholly or its KMS grant only.
+    SetEntry(
+        "locals",
+        "entra_sync_scopes",
+        &["function", "tenant"],
+        "\"*\"",
+    ),
+    SetEntry("locals", "entra_sync_scopes", &["function", "pin"], "[]"),
 ];
 
 /// Issue 21 (F3): the sync writes device items and its own audit events
@@ -503,7 +539,7 @@ const WIDENINGS: &[Edit] = &[
 /// the recorded calls still pass is tests/aws/iam.)
 #[test]
 fn the_sync_roles_write_only_their_own_items() {
-    let blocks = sync_policies();
+    let blocks = sync_files();
     assert_eq!(all_scope_errors(&blocks), Vec::<String>::new());
     for edit in WIDENINGS {
         let mut mutated = blocks.clone();

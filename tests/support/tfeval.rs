@@ -6,7 +6,8 @@
 //! block per instance, labelled `NAME["KEY"]` (the instance's address), with
 //! `each.key` and `each.value` substituted and every sub-expression that
 //! needs no variable or resource attribute evaluated by hcl-rs's expression
-//! evaluator (`hcl::eval::Context`). A `for_each` over other resources or
+//! evaluator (`hcl::eval::Context`); a `dynamic` block inside one whose list
+//! is then known becomes its blocks. A `for_each` over other resources or
 //! files, which only apply knows, stays as written. What depends on a variable or on a
 //! resource stays symbolic (`var.name_prefix`, `aws_kms_key.recovery_keys.arn`),
 //! as it is at plan time before apply. Other blocks are left as written.
@@ -176,7 +177,7 @@ impl Locals {
         for structure in block.body().iter() {
             match structure {
                 Structure::Attribute(a) if a.key() == "for_each" => {}
-                other => body = body.add_structure(self.structure(other, &each)),
+                other => body = body.add_structures(self.structures(other, &each)),
             }
         }
         let name = block
@@ -192,6 +193,43 @@ impl Locals {
             .build()
     }
 
+    /// `s` in one instance: itself, or a `dynamic` block's blocks.
+    fn structures(&self, s: &Structure, each: &Each<'_>) -> Vec<Structure> {
+        match s {
+            Structure::Block(b) if b.identifier() == "dynamic" => self
+                .dynamic(b, each)
+                .unwrap_or_else(|| vec![self.structure(s, each)]),
+            other => vec![self.structure(other, each)],
+        }
+    }
+
+    /// `dynamic "NAME" { for_each = LIST  content { ... } }` whose list is
+    /// known once `each` is substituted (`for_each = each.value.pin`): one
+    /// NAME block per element, `NAME.value` replaced by the element. `None`
+    /// (left as written) for a list known only at plan, or an `iterator`.
+    fn dynamic(&self, b: &Block, each: &Each<'_>) -> Option<Vec<Structure>> {
+        let name = b.labels().first()?.as_str();
+        if attribute(b.body(), "iterator").is_some() {
+            return None;
+        }
+        let mut list = attribute(b.body(), "for_each")?.clone();
+        self.substitute(&mut list, each);
+        let _ = list.evaluate_in_place(&self.ctx);
+        let Expression::Array(items) = list else {
+            return None;
+        };
+        let content = b.body().blocks().find(|c| c.identifier() == "content")?;
+        let blocks = items.iter().map(|item| {
+            let body = content.body().iter().flat_map(|s| {
+                let mut out = self.structures(s, each);
+                out.iter_mut().for_each(|s| iterator_value(s, name, item));
+                out
+            });
+            Block::builder(name).add_structures(body).build().into()
+        });
+        Some(blocks.collect())
+    }
+
     fn structure(&self, s: &Structure, each: &Each<'_>) -> Structure {
         match s {
             Structure::Attribute(a) => {
@@ -202,8 +240,11 @@ impl Locals {
                 hcl::Attribute::new(a.key(), e).into()
             }
             Structure::Block(b) => {
-                let body: Vec<Structure> =
-                    b.body().iter().map(|s| self.structure(s, each)).collect();
+                let body: Vec<Structure> = b
+                    .body()
+                    .iter()
+                    .flat_map(|s| self.structures(s, each))
+                    .collect();
                 Block::builder(b.identifier())
                     .add_labels(b.labels().to_vec())
                     .add_structures(body)
@@ -365,6 +406,33 @@ impl Locals {
         Some(Expression::TemplateExpr(Box::new(
             TemplateExpr::QuotedString(rebuilt.to_string()),
         )))
+    }
+}
+
+/// Replaces `NAME.value` (a `dynamic` block's iterator) by `item` in the
+/// attributes of `s` (lists, objects and parentheses included; the
+/// configuration uses it nowhere else).
+fn iterator_value(s: &mut Structure, name: &str, item: &Expression) {
+    fn walk(e: &mut Expression, name: &str, item: &Expression) {
+        match e {
+            Expression::Traversal(t)
+                if matches!(&t.expr, Expression::Variable(v) if v.as_str() == name)
+                    && matches!(t.operators.as_slice(), [TraversalOperator::GetAttr(a)] if a.as_str() == "value") =>
+            {
+                *e = item.clone();
+            }
+            Expression::Array(items) => items.iter_mut().for_each(|i| walk(i, name, item)),
+            Expression::Object(map) => map.values_mut().for_each(|v| walk(v, name, item)),
+            Expression::Parenthesis(inner) => walk(inner, name, item),
+            _ => {}
+        }
+    }
+    match s {
+        Structure::Attribute(a) => walk(&mut a.expr, name, item),
+        Structure::Block(b) => b
+            .body
+            .iter_mut()
+            .for_each(|s| iterator_value(s, name, item)),
     }
 }
 

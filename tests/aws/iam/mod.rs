@@ -939,56 +939,65 @@ const MUTATIONS: &[Edit] = &[
         "resources",
         "[\"none\"]",
     ),
-    // The scheduled sync loses each grant its runs need, one at a time.
+    // The scheduled sync loses a grant only its runs need. (Its other
+    // grants are the CLI's, written once in iam.tf: the edits above of
+    // data.aws_iam_policy_document.entra_sync reach both.)
     Set(
         "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadClientSecret]",
         "actions",
         "[\"secretsmanager:DescribeSecret\"]",
     ),
-    Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]",
-        "actions",
-        "[\"dynamodb:GetItem\"]",
-    ),
     RemoveItem(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]",
         "actions",
         "\"dynamodb:UpdateItem\"",
     ),
     // Pinned to another tenant than the one it syncs: every pinned grant
     // then refuses the recorded calls (so the pins are really evaluated).
+    SetEntry(
+        "locals",
+        "entra_sync_scopes",
+        &["function", "tenant"],
+        "\"contoso\"",
+    ),
+    SetEntry(
+        "locals",
+        "entra_sync_scopes",
+        &["function", "pin"],
+        "[\"contoso\"]",
+    ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=WriteOwnTenantDevices]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=WriteDevices]/condition[test=ForAllValues:StringLike]",
         "values",
         "[\"D#contoso#*\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=ReadDevicesAndTenant]/condition[test=ForAllValues:StringLike]",
         "values",
-        "[\"D#${var.entra_sync.tenant_id}#*\", \"T#contoso\"]",
+        "[\"D#${each.value.tenant}#*\", \"T#contoso\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]/condition[test=ForAllValues:StringLike]",
         "values",
         "[\"contoso#sync:entra#*\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringEquals]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=QueryOwnAuditEvents]/condition[test=ForAllValues:StringLike]",
         "values",
         "[\"contoso#sync:entra\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]/condition[test=StringEquals]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=SealRecoveryKeysWithContext]/dynamic.condition/content",
         "values",
         "[\"contoso\"]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=AppendAuditEvents]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=AppendAuditEvents]",
         "resources",
         "[aws_dynamodb_table.rate_limits.arn]",
     ),
     Set(
-        "data.aws_iam_policy_document.entra_sync_function/statement[sid=SealRecoveryKeysWithContext]",
+        "data.aws_iam_policy_document.entra_sync/statement[sid=SealRecoveryKeysWithContext]",
         "actions",
         "[\"kms:GenerateDataKey\"]",
     ),
