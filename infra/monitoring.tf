@@ -586,6 +586,22 @@ resource "aws_cloudwatch_dashboard" "portal" {
           )
         }
       },
+      {
+        # The scheduled Entra sync (entra_sync.tf; empty unless
+        # var.entra_sync is set): a finished run writes both.
+        type = "metric", x = 0, y = 30, width = 12, height = 6
+        properties = {
+          title  = "Entra sync: finished runs and keys copied (per hour)"
+          region = local.region
+          view   = "timeSeries"
+          stat   = "Sum"
+          period = 3600
+          metrics = [
+            [var.metrics_namespace, "EntraSyncSucceeded", { label = "finished runs" }],
+            [var.metrics_namespace, "EntraSyncKeysCopied", { label = "keys copied" }],
+          ]
+        }
+      },
     ]
   })
 

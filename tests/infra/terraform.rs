@@ -2643,6 +2643,9 @@ fn check_dashboard(cfg: &Config) -> Vec<String> {
             "\"ConsumedWriteCapacityUnits\"",
             "\"ReadThrottleEvents\"",
             "\"WriteThrottleEvents\"",
+            // The scheduled Entra sync's runs (entra_sync.tf).
+            "\"EntraSyncSucceeded\"",
+            "\"EntraSyncKeysCopied\"",
             // The API.
             "\"4xx\"",
             "\"5xx\"",
