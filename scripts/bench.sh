@@ -3,7 +3,7 @@
 # figures depend on the machine. One command:
 #
 #   scripts/bench.sh                 # coldstart + requests + outage + aws
-#   scripts/bench.sh coldstart       # or any of: coldstart requests outage incident aws profiles check
+#   scripts/bench.sh coldstart       # or any of: coldstart requests outage incident aws profiles dispatch check
 #
 # Environment: RUNS (cold starts per variant, default 30), USERS (outage,
 # default 10000), CONNECTIONS (outage and incident, default 64), REPEAT
@@ -38,6 +38,15 @@
 #   and z, thin LTO, aws-lc jitter entropy on) and the floor on Tokio's
 #   multi-threaded runtime, measured against the release build in one
 #   interleaved coldstart run. Slow (several LTO builds).
+#
+# - dispatch: issue 19's dispatcher question, benches/dispatch.rs: the
+#   functions' table dispatch against the same route table as an axum
+#   Router (benches/support/axum_router.rs), both behind lambda_http's
+#   adapter, counted in instructions under valgrind's callgrind (load on a
+#   shared machine does not change the count): DISPATCH_N requests
+#   (default 1000) of each kind through each dispatcher and the floor, the
+#   router's construction per function, and the size of get-recovery-key's
+#   `main` built with each (benches/dispatch_fn_*.rs). Needs valgrind.
 #
 # - check: builds every benchmark (release, as the runs do) and runs none:
 #   a quick way to see they still compile.
@@ -236,11 +245,56 @@ run_profiles() {
         2> >(tee "$out/profiles.log" >&2) | tee -a "$summary"
 }
 
+# Instructions per request through each dispatcher (callgrind counts only
+# inside benches/dispatch.rs's measured_* functions), the router's
+# construction, and the size twins. Built in a profile of its own: release
+# with symbols, which callgrind's --toggle-collect needs.
+run_dispatch() {
+    local n="${DISPATCH_N:-1000}"
+    section "Dispatcher: the route table against an axum Router (callgrind instructions, N=$n)"
+    command -v valgrind >/dev/null || { note "valgrind is not installed: nothing measured"; return 1; }
+    local p=bench-dispatch
+    local cfg=(--config "profile.$p.inherits=\"release\"" --config "profile.$p.strip=false")
+    local built driver
+    built="$(cargo build "${cfg[@]}" --profile "$p" -p recovery-portal \
+        --bench dispatch --bench dispatch_fn_table --bench dispatch_fn_axum \
+        --message-format=json-render-diagnostics)"
+    exe() { sed -n 's/.*"name":"'"$1"'".*"executable":"\([^"]*\)".*/\1/p' <<<"$built" | tail -n 1 | grep .; }
+    driver="$(exe dispatch)"
+    count() {
+        valgrind --tool=callgrind --callgrind-out-file=/dev/null --collect-atstart=no \
+            --toggle-collect="$1" "${@:2}" 2>&1 >/dev/null | tee -a "$out/dispatch.log" |
+            sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
+    }
+    note "| request | dispatcher | instructions / request |"
+    note "|---|---|---|"
+    local kind d total
+    for kind in key list unauth notfound; do
+        for d in floor table-trivial axum-trivial table axum; do
+            total="$(count '*measured_requests*' "$driver" run "$d" "$kind" "$n")"
+            note "| $kind | $d | $((total / n)) |"
+        done
+    done
+    note
+    note "| router built for | instructions |"
+    note "|---|---|"
+    for d in key list manage all; do
+        note "| $d | $(count '*measured_init*' "$driver" init "$d") |"
+    done
+    note
+    local t a
+    t="$(exe dispatch_fn_table)"
+    a="$(exe dispatch_fn_axum)"
+    strip -o "$out/dispatch_fn_table" "$t"
+    strip -o "$out/dispatch_fn_axum" "$a"
+    note "Stripped size (bytes): table $(stat -c %s "$out/dispatch_fn_table"), axum $(stat -c %s "$out/dispatch_fn_axum")"
+}
+
 # Every benchmark builds; none runs.
 run_check() {
     section "Build check (nothing measured)"
     local b
-    for b in coldstart outage awspath; do
+    for b in coldstart outage awspath dispatch dispatch_fn_table dispatch_fn_axum; do
         note "$b: $(bench_bin "$b")"
     done
     cargo bench -p recovery-portal --bench requests --no-run 2>&1 | tail -n 1
@@ -255,8 +309,9 @@ for w in "${what[@]}"; do
         incident) run_incident ;;
         aws) run_aws ;;
         profiles) run_profiles ;;
+        dispatch) run_dispatch ;;
         check) run_check ;;
-        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, incident, aws, profiles, check)" >&2; exit 2 ;;
+        *) echo "bench.sh: unknown benchmark $w (coldstart, requests, outage, incident, aws, profiles, dispatch, check)" >&2; exit 2 ;;
     esac
 done
 echo
