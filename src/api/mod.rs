@@ -10,6 +10,7 @@
 mod auth;
 mod body;
 mod error;
+pub mod openapi;
 mod problem;
 mod request;
 mod routes;

@@ -42,7 +42,129 @@ struct Extra<'a> {
 /// `Retry-After` of a 503 `identity-provider-misconfigured`.
 const MISCONFIGURED_RETRY_AFTER_SECS: u64 = 30;
 
-const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
+pub(crate) const PROBLEM_BASE: &str = "https://recovery-portal.dev/problems/";
+
+/// One kind of problem: the status, `type` slug and title every answer
+/// of the kind carries (the OpenAPI document's `*Problem` schemas quote
+/// them from here).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Kind {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub title: &'static str,
+}
+
+impl Kind {
+    const fn new(status: StatusCode, slug: &'static str, title: &'static str) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+        }
+    }
+
+    /// The `type` URI.
+    pub fn uri(&self) -> String {
+        format!("{PROBLEM_BASE}{}", self.slug)
+    }
+}
+
+pub(crate) const UNAUTHENTICATED: Kind = Kind::new(
+    StatusCode::UNAUTHORIZED,
+    "unauthenticated",
+    "Sign-in required",
+);
+pub(crate) const IDP_UNAVAILABLE: Kind = Kind::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "identity-provider-unavailable",
+    "Sign-in service unreachable",
+);
+pub(crate) const IDP_MISCONFIGURED: Kind = Kind::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "identity-provider-misconfigured",
+    "Portal misconfigured",
+);
+pub(crate) const INSUFFICIENT_SCOPE: Kind = Kind::new(
+    StatusCode::FORBIDDEN,
+    "insufficient-scope",
+    "Permission required",
+);
+pub(crate) const SECOND_PERSON_REQUIRED: Kind = Kind::new(
+    StatusCode::FORBIDDEN,
+    "second-person-required",
+    "Another person must do this",
+);
+pub(crate) const SELF_SERVICE_DISABLED: Kind = Kind::new(
+    StatusCode::FORBIDDEN,
+    "self-service-disabled",
+    "Ask your helpdesk for this key",
+);
+pub(crate) const DEVICE_NOT_FOUND: Kind = Kind::new(
+    StatusCode::NOT_FOUND,
+    "device-not-found",
+    "Device not found",
+);
+pub(crate) const NO_RECOVERY_KEY: Kind = Kind::new(
+    StatusCode::NOT_FOUND,
+    "no-recovery-key",
+    "No recovery key stored",
+);
+pub(crate) const AMBIGUOUS_KEY_ID: Kind = Kind::new(
+    StatusCode::CONFLICT,
+    "ambiguous-key-id",
+    "Key ID matches several keys",
+);
+pub(crate) const RATE_LIMITED: Kind = Kind::new(
+    StatusCode::TOO_MANY_REQUESTS,
+    "rate-limited",
+    "Too many recovery keys requested",
+);
+pub(crate) const INCIDENT_REQUIRED: Kind = Kind::new(
+    StatusCode::FORBIDDEN,
+    "incident-required",
+    "An incident must be open",
+);
+pub(crate) const INCIDENT_NOT_FOUND: Kind = Kind::new(
+    StatusCode::NOT_FOUND,
+    "incident-not-found",
+    "Incident not found",
+);
+pub(crate) const INVALID_REQUEST: Kind = Kind::new(
+    StatusCode::BAD_REQUEST,
+    "invalid-request",
+    "Invalid request",
+);
+pub(crate) const CONFLICT: Kind = Kind::new(
+    StatusCode::CONFLICT,
+    "conflict",
+    "Conflicts with what is stored",
+);
+pub(crate) const UNAVAILABLE: Kind = Kind::new(
+    StatusCode::SERVICE_UNAVAILABLE,
+    "unavailable",
+    "Temporarily unavailable",
+);
+pub(crate) const INTERNAL: Kind = Kind::new(
+    StatusCode::INTERNAL_SERVER_ERROR,
+    "internal",
+    "Internal error",
+);
+pub(crate) const UNSUPPORTED_MEDIA_TYPE: Kind = Kind::new(
+    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    "unsupported-media-type",
+    "Unsupported media type",
+);
+pub(crate) const PAYLOAD_TOO_LARGE: Kind = Kind::new(
+    StatusCode::PAYLOAD_TOO_LARGE,
+    "payload-too-large",
+    "Request body too large",
+);
+pub(crate) const METHOD_NOT_ALLOWED: Kind = Kind::new(
+    StatusCode::METHOD_NOT_ALLOWED,
+    "method-not-allowed",
+    "Method not allowed",
+);
+pub(crate) const NOT_FOUND: Kind = Kind::new(StatusCode::NOT_FOUND, "not-found", "Not found");
 
 /// The one mapping from domain errors to HTTP answers.
 pub fn problem(e: &HttpError, request_id: &str) -> ApiResponse {
@@ -55,7 +177,7 @@ pub fn problem(e: &HttpError, request_id: &str) -> ApiResponse {
 fn domain_problem(e: &ApiError, request_id: &str) -> ApiResponse {
     let mut extra = Extra::default();
     let mut headers: Vec<(header::HeaderName, String)> = Vec::new();
-    let (status, slug, title, detail) = match e {
+    let (kind, detail) = match e {
         ApiError::Unauthenticated(f) => {
             // RFC 6750 §3: a short reason for whoever sets the issuer up;
             // the body stays the person's.
@@ -65,120 +187,108 @@ fn domain_problem(e: &ApiError, request_id: &str) -> ApiResponse {
                 format!(r#"Bearer error="invalid_token", error_description="{}""#, f.description())
             };
             headers.push((header::WWW_AUTHENTICATE, challenge));
-            (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", "Sign in to the company portal again, then retry.".to_owned())
+            (UNAUTHENTICATED, "Sign in to the company portal again, then retry.".to_owned())
         }
         ApiError::IdentityProviderUnavailable { retry_after_secs } => {
             headers.push((header::RETRY_AFTER, retry_after_secs.to_string()));
             extra.retry_after = Some(*retry_after_secs);
-            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-unavailable", "Sign-in service unreachable", format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
+            (IDP_UNAVAILABLE, format!("The portal cannot reach your organization's sign-in service to check your token right now. Nothing was disclosed, and you do not need to sign in again: try again in {retry_after_secs} second{}.", if *retry_after_secs == 1 { "" } else { "s" }))
         }
         ApiError::IdentityProviderMisconfigured => {
             // When the check runs again (the fetch back-off's ceiling): the
             // answer changes only once someone fixes the configuration.
             headers.push((header::RETRY_AFTER, MISCONFIGURED_RETRY_AFTER_SECS.to_string()));
             extra.retry_after = Some(MISCONFIGURED_RETRY_AFTER_SECS);
-            (StatusCode::SERVICE_UNAVAILABLE, "identity-provider-misconfigured", "Portal misconfigured", "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned())
+            (IDP_MISCONFIGURED, "The portal is misconfigured: its sign-in settings do not match your organization's sign-in service, so it cannot check anyone's sign-in. Nothing was disclosed. Tell your IT support; trying again will not help until they fix it.".to_owned())
         }
         ApiError::SignInTooOld { max_age } => {
             // RFC 9470 (step-up authentication): sign in again, recently.
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_user_authentication", error_description="sign-in too old", max_age={max_age}"#)));
             extra.max_age = Some(*max_age);
             let minutes = max_age.div_ceil(60);
-            (StatusCode::UNAUTHORIZED, "unauthenticated", "Sign-in required", format!("To see a recovery key you must have signed in within the last {minutes} minute{}. Sign in again, then retry.", if minutes == 1 { "" } else { "s" }))
+            (UNAUTHENTICATED, format!("To see a recovery key you must have signed in within the last {minutes} minute{}. Sign in again, then retry.", if minutes == 1 { "" } else { "s" }))
         }
         ApiError::InsufficientScope { needed } => {
             headers.push((header::WWW_AUTHENTICATE, format!(r#"Bearer error="insufficient_scope", scope="{needed}""#)));
             extra.required_permission = Some(needed);
-            (StatusCode::FORBIDDEN, "insufficient-scope", "Permission required", format!("Your account lacks the {needed} permission. Ask your IT administrator for access."))
+            (INSUFFICIENT_SCOPE, format!("Your account lacks the {needed} permission. Ask your IT administrator for access."))
         }
-        ApiError::SecondPersonRequired(d) => (StatusCode::FORBIDDEN, "second-person-required", "Another person must do this", d.clone()),
+        ApiError::SecondPersonRequired(d) => (SECOND_PERSON_REQUIRED, d.clone()),
         ApiError::SelfServiceDisabled { helpdesk } => {
             extra.helpdesk = Some(helpdesk.as_ref());
-            (StatusCode::FORBIDDEN, "self-service-disabled", "Ask your helpdesk for this key", "Your organization does not let users retrieve recovery keys themselves. Contact your IT support; they can read the key to you.".to_owned())
+            (SELF_SERVICE_DISABLED, "Your organization does not let users retrieve recovery keys themselves. Contact your IT support; they can read the key to you.".to_owned())
         }
         ApiError::DeviceNotFound => (
-            StatusCode::NOT_FOUND,
-            "device-not-found",
-            "Device not found",
-            "No device with this ID is registered to you. Check the device in your device list, or contact your IT support.".to_owned(),
+            DEVICE_NOT_FOUND, "No device with this ID is registered to you. Check the device in your device list, or contact your IT support.".to_owned(),
         ),
         ApiError::NoKeyHeld { helpdesk } => {
             extra.helpdesk = Some(helpdesk.as_ref());
-            (StatusCode::NOT_FOUND, "no-recovery-key", "No recovery key stored", "No recovery key is stored for this device. If your organization encrypted it, contact your IT support for help; keys of devices you encrypted yourself are not kept here.".to_owned())
+            (NO_RECOVERY_KEY, "No recovery key is stored for this device. If your organization encrypted it, contact your IT support for help; keys of devices you encrypted yourself are not kept here.".to_owned())
         }
         ApiError::AmbiguousKey { candidates } => {
             extra.candidates = Some(candidates.as_slice());
-            (StatusCode::CONFLICT, "ambiguous-key-id", "Key ID matches several keys", "Several keys on this device start with that key ID. Enter more digits of the key ID shown on the recovery screen.".to_owned())
+            (AMBIGUOUS_KEY_ID, "Several keys on this device start with that key ID. Enter more digits of the key ID shown on the recovery screen.".to_owned())
         }
         ApiError::RateLimited { retry_after_secs } => {
             headers.push((header::RETRY_AFTER, retry_after_secs.to_string()));
             extra.retry_after = Some(*retry_after_secs);
-            (StatusCode::TOO_MANY_REQUESTS, "rate-limited", "Too many recovery keys requested", format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
+            (RATE_LIMITED, format!("You have retrieved the maximum number of recovery keys for now. Try again in {} minutes, or contact your IT support.", retry_after_secs.div_ceil(60)))
         }
-        ApiError::IncidentRequired => (StatusCode::FORBIDDEN, "incident-required", "An incident must be open", "Batch retrieval is available only while an incident is open in your organization. Ask your IT lead to open one (POST /v1/incidents), or retrieve keys one at a time.".to_owned()),
-        ApiError::IncidentNotFound => (StatusCode::NOT_FOUND, "incident-not-found", "Incident not found", "No incident with this ID exists in your organization. List the incidents with GET /v1/incidents.".to_owned()),
-        ApiError::BadRequest(d) => (StatusCode::BAD_REQUEST, "invalid-request", "Invalid request", d.clone()),
-        ApiError::Conflict(d) => (StatusCode::CONFLICT, "conflict", "Conflicts with what is stored", d.clone()),
+        ApiError::IncidentRequired => (INCIDENT_REQUIRED, "Batch retrieval is available only while an incident is open in your organization. Ask your IT lead to open one (POST /v1/incidents), or retrieve keys one at a time.".to_owned()),
+        ApiError::IncidentNotFound => (INCIDENT_NOT_FOUND, "No incident with this ID exists in your organization. List the incidents with GET /v1/incidents.".to_owned()),
+        ApiError::BadRequest(d) => (INVALID_REQUEST, d.clone()),
+        ApiError::Conflict(d) => (CONFLICT, d.clone()),
         ApiError::Unavailable(_) => {
             headers.push((header::RETRY_AFTER, UNAVAILABLE_RETRY_AFTER_SECS.to_string()));
-            (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "Temporarily unavailable", "The service could not complete the request safely and disclosed nothing. Try again in a few seconds.".to_owned())
+            (UNAVAILABLE, "The service could not complete the request safely and disclosed nothing. Try again in a few seconds.".to_owned())
         }
-        ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "Something went wrong on our side. Try again, or contact your IT support.".to_owned()),
+        ApiError::Internal(_) => (INTERNAL, "Something went wrong on our side. Try again, or contact your IT support.".to_owned()),
     };
-    answer(status, slug, title, &detail, request_id, extra, headers)
+    answer(kind, &detail, request_id, extra, headers)
 }
 
 /// The answers of the transport errors (no route, another method, a body
 /// too large or not JSON).
 fn transport_problem(e: &HttpError, request_id: &str) -> ApiResponse {
     let no_extra = Extra::default();
-    let (status, slug, title, detail, headers) = match e {
+    let (kind, detail, headers) = match e {
         HttpError::UnsupportedMediaType => (
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
+            UNSUPPORTED_MEDIA_TYPE,
             "Send the request body as application/json.".to_owned(),
             vec![],
         ),
         HttpError::PayloadTooLarge { max } => (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Request body too large",
+            PAYLOAD_TOO_LARGE,
             format!("The request body must be at most {max} bytes."),
             vec![],
         ),
         HttpError::MethodNotAllowed { allow } => (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method not allowed",
+            METHOD_NOT_ALLOWED,
             format!("This resource only supports {allow}."),
             vec![(header::ALLOW, allow.clone())],
         ),
         HttpError::RouteNotFound => (
-            StatusCode::NOT_FOUND,
-            "not-found",
-            "Not found",
+            NOT_FOUND,
             "There is no such API resource. See the API documentation for the routes.".to_owned(),
             vec![],
         ),
         HttpError::Domain(e) => return domain_problem(e, request_id),
     };
-    answer(status, slug, title, &detail, request_id, no_extra, headers)
+    answer(kind, &detail, request_id, no_extra, headers)
 }
 
 /// The problem document and headers of one answer.
 fn answer(
-    status: StatusCode,
-    slug: &str,
-    title: &str,
+    kind: Kind,
     detail: &str,
     request_id: &str,
     extra: Extra<'_>,
     headers: Vec<(header::HeaderName, String)>,
 ) -> ApiResponse {
+    let status = kind.status;
     let body = Problem {
-        kind: format!("{PROBLEM_BASE}{slug}"),
-        title,
+        kind: kind.uri(),
+        title: kind.title,
         status: status.as_u16(),
         detail,
         request_id,

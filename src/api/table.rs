@@ -6,6 +6,7 @@
 //! Terraform route test all read this table.
 
 use super::error::HttpError;
+use super::openapi::RouteDoc;
 use super::routes;
 use super::{ApiResponse, Ctx, MAX_BATCH_BODY, MAX_BODY};
 use crate::domain::audit::Action;
@@ -57,10 +58,12 @@ pub struct Route {
     /// Largest accepted request body.
     pub max_body: usize,
     pub(crate) handler: Handler,
+    /// The rest of its OpenAPI operation, beside its handler.
+    pub(crate) doc: &'static RouteDoc,
 }
 
 macro_rules! route {
-    ($method:literal $path:literal, $unit:ident, $permission:ident, $audit:expr, $max:expr, $handler:path) => {
+    ($method:literal $path:literal, $unit:ident, $permission:ident, $audit:expr, $max:expr, $route:ident) => {
         Route {
             method: $method,
             path: $path,
@@ -68,7 +71,8 @@ macro_rules! route {
             permission: Permission::$permission,
             audit: $audit,
             max_body: $max,
-            handler: |c| Box::pin($handler(c)),
+            handler: |c| Box::pin(routes::$route::run(c)),
+            doc: &routes::$route::DOC,
         }
     };
 }
@@ -76,21 +80,21 @@ macro_rules! route {
 /// Every route the API serves. The methods of one path are listed in the
 /// order its `Allow` header names them.
 pub const ROUTES: &[Route] = &[
-    route!("GET" "/v1/devices", List, ReadDevices, None, MAX_BODY, routes::list_devices::run),
-    route!("GET" "/v1/recovery-keys", List, LookUpKeys, None, MAX_BODY, routes::find_keys::run),
-    route!("GET" "/v1/audit-events", List, ReadAudit, None, MAX_BODY, routes::audit_events::run),
-    route!("POST" "/v1/devices/{device_id}/recovery-key", Key, RetrieveKeys, Some(Action::Disclose), MAX_BODY, routes::retrieve_key::run),
-    route!("POST" "/v1/recovery-keys/batch", Key, RetrieveBatch, Some(Action::Disclose), MAX_BATCH_BODY, routes::batch_keys::run),
-    route!("PUT" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceUpsert), MAX_BODY, routes::put_device::run),
-    route!("DELETE" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceRetire), MAX_BODY, routes::retire_device::run),
-    route!("POST" "/v1/devices/{device_id}/restore", Manage, WriteDevices, Some(Action::DeviceRestore), MAX_BODY, routes::restore_device::run),
-    route!("PUT" "/v1/devices/{device_id}/recovery-keys/{key_id}", Manage, Escrow, Some(Action::Escrow), MAX_BODY, routes::escrow::run),
-    route!("GET" "/v1/rotation-requests", Manage, Escrow, None, MAX_BODY, routes::rotation_requests::run),
-    route!("GET" "/v1/tenant/settings", Manage, ManageSettings, None, MAX_BODY, routes::get_settings::run),
-    route!("PATCH" "/v1/tenant/settings", Manage, ManageSettings, Some(Action::SettingsChange), MAX_BODY, routes::patch_settings::run),
-    route!("GET" "/v1/incidents", Manage, ReadIncidents, None, MAX_BODY, routes::list_incidents::run),
-    route!("POST" "/v1/incidents", Manage, RunIncidents, Some(Action::IncidentOpen), MAX_BODY, routes::open_incident::run),
-    route!("DELETE" "/v1/incidents/{incident_id}", Manage, RunIncidents, Some(Action::IncidentClose), MAX_BODY, routes::close_incident::run),
+    route!("GET" "/v1/devices", List, ReadDevices, None, MAX_BODY, list_devices),
+    route!("GET" "/v1/recovery-keys", List, LookUpKeys, None, MAX_BODY, find_keys),
+    route!("GET" "/v1/audit-events", List, ReadAudit, None, MAX_BODY, audit_events),
+    route!("POST" "/v1/devices/{device_id}/recovery-key", Key, RetrieveKeys, Some(Action::Disclose), MAX_BODY, retrieve_key),
+    route!("POST" "/v1/recovery-keys/batch", Key, RetrieveBatch, Some(Action::Disclose), MAX_BATCH_BODY, batch_keys),
+    route!("PUT" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceUpsert), MAX_BODY, put_device),
+    route!("DELETE" "/v1/devices/{device_id}", Manage, WriteDevices, Some(Action::DeviceRetire), MAX_BODY, retire_device),
+    route!("POST" "/v1/devices/{device_id}/restore", Manage, WriteDevices, Some(Action::DeviceRestore), MAX_BODY, restore_device),
+    route!("PUT" "/v1/devices/{device_id}/recovery-keys/{key_id}", Manage, Escrow, Some(Action::Escrow), MAX_BODY, escrow),
+    route!("GET" "/v1/rotation-requests", Manage, Escrow, None, MAX_BODY, rotation_requests),
+    route!("GET" "/v1/tenant/settings", Manage, ManageSettings, None, MAX_BODY, get_settings),
+    route!("PATCH" "/v1/tenant/settings", Manage, ManageSettings, Some(Action::SettingsChange), MAX_BODY, patch_settings),
+    route!("GET" "/v1/incidents", Manage, ReadIncidents, None, MAX_BODY, list_incidents),
+    route!("POST" "/v1/incidents", Manage, RunIncidents, Some(Action::IncidentOpen), MAX_BODY, open_incident),
+    route!("DELETE" "/v1/incidents/{incident_id}", Manage, RunIncidents, Some(Action::IncidentClose), MAX_BODY, close_incident),
 ];
 
 /// The values of `template`'s `{name}` segments if `path` matches it.

@@ -15,8 +15,11 @@ pub enum IdError {
     Prefix,
 }
 
+/// How many characters an opaque ID (tenant, device, user) has.
+pub const OPAQUE_LEN: std::ops::RangeInclusive<usize> = 1..=128;
+
 fn is_opaque(s: &str) -> bool {
-    (1..=128).contains(&s.len())
+    OPAQUE_LEN.contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

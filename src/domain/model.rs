@@ -18,6 +18,8 @@ pub enum VolumeType {
 }
 
 impl VolumeType {
+    pub const ALL: [Self; 3] = [Self::OperatingSystem, Self::FixedData, Self::RemovableData];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::OperatingSystem => "operating_system",
@@ -26,9 +28,7 @@ impl VolumeType {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::OperatingSystem, Self::FixedData, Self::RemovableData]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 
@@ -42,6 +42,8 @@ pub enum ManagedBy {
 }
 
 impl ManagedBy {
+    pub const ALL: [Self; 2] = [Self::Organization, Self::User];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Organization => "organization",
@@ -127,6 +129,8 @@ pub enum RequireReason {
 }
 
 impl RequireReason {
+    pub const ALL: [Self; 3] = [Self::Never, Self::Helpdesk, Self::Always];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Never => "never",
@@ -135,9 +139,7 @@ impl RequireReason {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Never, Self::Helpdesk, Self::Always]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
     }
 }
 

@@ -1070,3 +1070,23 @@ impl LifecycleStore for DownStore {
         down()
     }
 }
+
+/// The committed `openapi.json` is what `api::openapi::document()` makes of
+/// the route table, the routes' `DOC`s and the body types. With
+/// `UPDATE_OPENAPI=1` this test rewrites the file instead of failing:
+/// `UPDATE_OPENAPI=1 cargo test --test api openapi_json_is_current`.
+#[test]
+fn openapi_json_is_current() {
+    let generated = recovery_portal::api::openapi::render();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI").is_some_and(|v| v == "1") {
+        std::fs::write(path, &generated).unwrap();
+        return;
+    }
+    let committed = std::fs::read_to_string(path).unwrap();
+    assert!(
+        committed == generated,
+        "openapi.json is not what the code generates: run \
+         `UPDATE_OPENAPI=1 cargo test --test api openapi_json_is_current` and commit it"
+    );
+}

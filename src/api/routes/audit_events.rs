@@ -1,6 +1,10 @@
 //! `GET /v1/audit-events`: the tenant's audit trail, filtered and paged.
 
 use crate::api::body::{Query, bad, limit};
+use crate::api::openapi::{
+    Answer, Param, RouteDoc, SHARED_INSUFFICIENT_SCOPE, SHARED_INVALID_REQUEST, SHARED_UNAVAILABLE,
+    of,
+};
 use crate::api::views::{EventView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::audit::{AuditCursor, AuditQuery};
@@ -8,11 +12,17 @@ use crate::domain::error::ApiError;
 use crate::domain::ids::{DeviceId, UserId};
 use http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The answer: one page of events, and the cursor of the next.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = AuditEventPage)]
 struct EventsBody<'a> {
+    /// Newest first, own tenant only.
     events: Vec<EventView<'a>>,
+    /// Opaque cursor of the next (older) page: pass it as `cursor` with the
+    /// same filters. Null or absent on the last page.
     next: Option<String>,
 }
 use time::format_description::well_known::Rfc3339;
@@ -78,3 +88,50 @@ fn audit_query(q: &Query) -> Result<AuditQuery, ApiError> {
     }
     Ok(query)
 }
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "listAuditEvents",
+    tags: &["audit"],
+    summary: "Read the audit trail",
+    description: "Key-retrieval attempts of the caller's tenant, newest first. **Permission:** `AuditLog.Read.All`.",
+    params: &[
+        Param::query(
+            "device_id",
+            "Only events of this device.",
+            of::<crate::domain::ids::DeviceId>,
+        ),
+        Param::query(
+            "actor",
+            "Only events of this user.",
+            of::<crate::domain::ids::UserId>,
+        ),
+        Param::query(
+            "since",
+            "Only events at or after this time (inclusive), RFC 3339.",
+            |_| serde_json::json!({"type": "string", "format": "date-time"}),
+        ),
+        Param::query(
+            "until",
+            "Only events before this time (exclusive), RFC 3339.",
+            |_| serde_json::json!({"type": "string", "format": "date-time"}),
+        ),
+        Param::query(
+            "limit",
+            "Page size.",
+            |_| serde_json::json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}),
+        ),
+        Param::query(
+            "cursor",
+            "The `next` value of the previous page (opaque); send the same filters with it.",
+            |_| serde_json::json!({"type": "string", "minLength": 1}),
+        ),
+    ],
+    body: None,
+    answers: &[
+        Answer::Success(200, "One page of events.", Some(of::<EventsBody>)),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Shared(&SHARED_INSUFFICIENT_SCOPE),
+        Answer::Shared(&SHARED_UNAVAILABLE),
+    ],
+};

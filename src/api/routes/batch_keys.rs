@@ -4,6 +4,10 @@
 
 use super::retrieve_key::denied;
 use crate::api::body::{Body, MAX_REASON_CHARS, Query, fields, parse};
+use crate::api::openapi::{
+    Answer, INCIDENT_REQUIRED, INSUFFICIENT_SCOPE, RequestBody, RouteDoc, SECOND_PERSON_REQUIRED,
+    SHARED_INVALID_REQUEST, SHARED_UNAVAILABLE, SHARED_UNSUPPORTED_MEDIA_TYPE, Timestamp, of,
+};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::domain::audit::Audit;
@@ -16,6 +20,7 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
+use utoipa::ToSchema;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let input = Query::parse(c.query(), &[])
@@ -40,46 +45,85 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
 }
 
 /// The answer: one result per requested key, in the order asked.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BatchResponse)]
 struct BatchAnswer {
+    /// One per requested key, in request order.
     results: Vec<ItemResult>,
+    /// How long a client shows each password.
     display_seconds: u32,
 }
 
-/// One key's result: its own status, and the key or what to do next.
-#[derive(Serialize)]
+/// One key's result: its own status, and the key (a 200) or what to do
+/// next.
+// The disclosed key's fields are written out rather than a flattened
+// struct: that would be an `allOf` in the document, which cannot keep
+// `additionalProperties: false`.
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = BatchResult)]
 struct ItemResult {
+    /// The key ID as requested.
     key_id_prefix: String,
-    #[serde(flatten)]
-    disclosed: Option<ItemDisclosure>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    device_id: Option<DeviceId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    key_id: Option<KeyId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    volume_type: Option<VolumeType>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "expose")]
+    #[schema(nullable = false, value_type = String, pattern = "^[0-9]{6}(-[0-9]{6}){7}$")]
+    recovery_password: Option<RecoveryPassword>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, value_type = Timestamp)]
+    created_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     candidates: Option<Vec<KeyId>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, minimum = 1)]
     retry_after: Option<u64>,
+    /// 200: disclosed; 404: no readable key of the tenant matches; 409:
+    /// several match (`candidates`); 429: the agent's limit was reached
+    /// (`retry_after`); 503: could not be disclosed safely now (nothing
+    /// was); 500: the stored key is broken.
+    #[schema(schema_with = item_status)]
     status: u16,
+    /// What to do next (every status but 200).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     detail: Option<&'static str>,
 }
 
-#[derive(Serialize)]
-struct ItemDisclosure {
-    device_id: DeviceId,
-    key_id: KeyId,
-    volume_type: VolumeType,
-    #[serde(serialize_with = "expose")]
-    recovery_password: RecoveryPassword,
-    created_at: String,
+/// The statuses `ItemResult::from` gives.
+fn item_status() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some([200, 404, 409, 429, 500, 503]))
+        .description(Some("200: disclosed; 404: no readable key of the tenant matches; 409: several match (`candidates`); 429: the agent's limit was reached (`retry_after`); 503: could not be disclosed safely now (nothing was); 500: the stored key is broken."))
+        .build()
 }
 
-fn expose<S: serde::Serializer>(p: &RecoveryPassword, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(p.expose())
+fn expose<S: serde::Serializer>(p: &Option<RecoveryPassword>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some(p) => s.serialize_str(p.expose()),
+        None => s.serialize_none(),
+    }
 }
 
 impl From<BatchItem> for ItemResult {
     fn from(item: BatchItem) -> Self {
         let mut r = ItemResult {
             key_id_prefix: item.requested,
-            disclosed: None,
+            device_id: None,
+            key_id: None,
+            volume_type: None,
+            recovery_password: None,
+            created_at: None,
             candidates: None,
             retry_after: None,
             status: 200,
@@ -87,13 +131,11 @@ impl From<BatchItem> for ItemResult {
         };
         let (status, detail) = match item.outcome {
             ItemOutcome::Disclosed(d) => {
-                r.disclosed = Some(ItemDisclosure {
-                    device_id: d.device_id,
-                    key_id: d.key_id,
-                    volume_type: d.volume_type,
-                    recovery_password: d.password,
-                    created_at: rfc3339(d.created_at),
-                });
+                r.device_id = Some(d.device_id);
+                r.key_id = Some(d.key_id);
+                r.volume_type = Some(d.volume_type);
+                r.recovery_password = Some(d.password);
+                r.created_at = Some(rfc3339(d.created_at));
                 return r;
             }
             ItemOutcome::NotFound => (
@@ -132,15 +174,17 @@ impl From<BatchItem> for ItemResult {
 }
 
 /// Key IDs and a reason.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchRequest {
     /// Each a full key ID, or at least 8 of its leading hex digits (dashes
     /// ignored); 1 to 100 of them.
     #[serde(deserialize_with = "key_ids")]
+    #[schema(schema_with = key_ids_schema)]
     pub(crate) key_ids: Vec<BatchKey>,
     /// Recorded in every audit event of the batch.
     #[serde(deserialize_with = "batch_reason")]
+    #[schema(min_length = 1, max_length = 200)]
     pub(crate) reason: String,
 }
 
@@ -155,6 +199,20 @@ impl Body for BatchRequest {
     fn missing(field: &str) -> Option<String> {
         (field == "reason").then(|| REASON_REQUIRED.into())
     }
+}
+
+/// 1 to `batch::MAX_KEYS` key IDs or prefixes.
+fn key_ids_schema() -> utoipa::openapi::Array {
+    let item = utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(
+            "A full key ID, or at least 8 of its leading hex digits (dashes ignored).",
+        ));
+    utoipa::openapi::ArrayBuilder::new()
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(batch::MAX_KEYS))
+        .build()
 }
 
 fn batch_reason<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
@@ -208,3 +266,31 @@ fn key_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BatchKey>, D::Error> {
     }
     d.deserialize_seq(KeyIds)
 }
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "getRecoveryKeysBatch",
+    tags: &["helpdesk", "incidents"],
+    summary: "Retrieve up to 100 recovery passwords during an incident",
+    description: "Helpdesk batch retrieval while an incident is open in the caller's tenant. Every disclosed key has its own granted audit event, durable before it is decrypted (no audit, no key, per item); the same checks as a single retrieval, in the same order, with per-item answers in request order. The incident's `helpdesk_rate_limit` applies per agent. **Permission:** `RecoveryKey.Read.All`, and an open incident (else 403 `incident-required`).",
+    params: &[],
+    body: Some(RequestBody {
+        required: true,
+        description: "Key IDs and a reason (at most 16 KiB).",
+        schema: of::<BatchRequest>,
+    }),
+    answers: &[
+        Answer::Success(200, "Per-key results.", Some(of::<BatchAnswer>)),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Problem(
+            "The token lacks `RecoveryKey.Read.All` (`required_permission`), no incident is open (`incident-required`), or the caller opened the incident (`second-person-required`: another agent must batch-retrieve).",
+            &[
+                &INSUFFICIENT_SCOPE,
+                &INCIDENT_REQUIRED,
+                &SECOND_PERSON_REQUIRED,
+            ],
+        ),
+        Answer::Shared(&SHARED_UNSUPPORTED_MEDIA_TYPE),
+        Answer::Shared(&SHARED_UNAVAILABLE),
+    ],
+};

@@ -2,6 +2,10 @@
 //! the tenant start with a key ID prefix (helpdesk).
 
 use crate::api::body::{Query, bad};
+use crate::api::openapi::{
+    Answer, In, Param, RouteDoc, SHARED_INSUFFICIENT_SCOPE, SHARED_INVALID_REQUEST,
+    SHARED_UNAVAILABLE, Timestamp, of,
+};
 use crate::api::views::{json_response, rfc3339};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::devices;
@@ -10,20 +14,28 @@ use crate::domain::ids::{DeviceId, KeyId, UserId};
 use crate::domain::model::VolumeType;
 use http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 /// The answer: the matching keys' metadata and where they are.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyLookup)]
 struct RecoveryKeysBody<'a> {
+    /// Every key of the caller's tenant whose ID starts with the prefix,
+    /// sorted by key ID.
     recovery_keys: Vec<KeyLocationView<'a>>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyLocation)]
 struct KeyLocationView<'a> {
     key_id: &'a KeyId,
     device_id: &'a DeviceId,
     display_name: &'a str,
     owner: &'a UserId,
     volume_type: VolumeType,
+    #[schema(value_type = Timestamp)]
     created_at: String,
 }
 
@@ -48,3 +60,32 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     let body = RecoveryKeysBody { recovery_keys };
     Ok(json_response(StatusCode::OK, &body))
 }
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "findRecoveryKeys",
+    tags: &["helpdesk"],
+    summary: "Find keys by the key ID shown on a recovery screen",
+    description: "Every key of the caller's tenant whose ID starts with `key_id_prefix`, with its device and owner: metadata only. **Permission:** `RecoveryKey.Read.All`.",
+    params: &[Param {
+        name: "key_id_prefix",
+        location: In::Query,
+        required: true,
+        description: Some(
+            "At least 8 leading hex digits of the key ID (up to all 32), case-insensitive, dashes ignored.",
+        ),
+        schema: |_| serde_json::json!({"type": "string", "pattern": "^-*([0-9A-Fa-f]-*){8,32}$"}),
+        examples: &[("recovery screen", "3B8FAA18")],
+    }],
+    body: None,
+    answers: &[
+        Answer::Success(
+            200,
+            "The matching keys (possibly none).",
+            Some(of::<RecoveryKeysBody>),
+        ),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Shared(&SHARED_INSUFFICIENT_SCOPE),
+        Answer::Shared(&SHARED_UNAVAILABLE),
+    ],
+};

@@ -2,6 +2,10 @@
 //! retrieve keys in batches until it expires or is closed.
 
 use crate::api::body::{Body, Query, fields, parse_with};
+use crate::api::openapi::{
+    Answer, CONFLICT, RequestBody, RouteDoc, SHARED_INSUFFICIENT_SCOPE, SHARED_INVALID_REQUEST,
+    SHARED_UNAVAILABLE_WRITE, SHARED_UNSUPPORTED_MEDIA_TYPE, of,
+};
 use crate::api::views::{IncidentView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::incidents;
@@ -71,6 +75,7 @@ fn helpdesk_rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D
         .map(Some)
         .ok_or_else(|| fields::must("must be a whole number"))
 }
+use utoipa::ToSchema;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
@@ -102,3 +107,42 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
         &IncidentView::new(&i, now),
     ))
 }
+
+// The schema of the body (the handler reads it through the serde struct
+// above, whose domain-typed fields utoipa cannot describe as precisely).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = IncidentRequest)]
+#[allow(dead_code)]
+struct IncidentRequestSchema {
+    /// What the incident is; no control or text-direction characters.
+    #[schema(min_length = 1, max_length = 200)]
+    reason: String,
+    /// It ends by itself this many hours after opening.
+    #[schema(minimum = 1, maximum = 72)]
+    duration_hours: u32,
+    #[schema(nullable = false, minimum = 1, maximum = 100000, default = 5000)]
+    helpdesk_rate_limit: Option<u32>,
+}
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "openIncident",
+    tags: &["incidents"],
+    summary: "Open an incident",
+    description: "Opens a time-boxed incident in the caller's tenant: while it is open, helpdesk agents read keys at its `helpdesk_rate_limit` and may use batch retrieval. It ends by itself at `expires_at`. Opening is audited (`incident_open`) and counted (`IncidentsOpened`, which raises an alarm). One incident is open at a time (409). **Permission:** `RecoveryKey.Incident`.",
+    params: &[],
+    body: Some(RequestBody {
+        required: true,
+        description: "The incident.",
+        schema: of::<IncidentRequestSchema>,
+    }),
+    answers: &[
+        Answer::Success(201, "Opened.", Some(of::<IncidentView>)),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Shared(&SHARED_INSUFFICIENT_SCOPE),
+        Answer::Problem("Another incident is open; `detail` names it.", &[&CONFLICT]),
+        Answer::Shared(&SHARED_UNSUPPORTED_MEDIA_TYPE),
+        Answer::Shared(&SHARED_UNAVAILABLE_WRITE),
+    ],
+};

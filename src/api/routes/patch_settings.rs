@@ -2,6 +2,10 @@
 //! answer is the policy after the change.
 
 use crate::api::body::{Body, Query, fields, parse};
+use crate::api::openapi::{
+    Answer, RequestBody, RouteDoc, SHARED_INSUFFICIENT_SCOPE, SHARED_INVALID_REQUEST,
+    SHARED_UNAVAILABLE_WRITE, SHARED_UNSUPPORTED_MEDIA_TYPE, of,
+};
 use crate::api::views::{SettingsView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::error::ApiError;
@@ -10,6 +14,7 @@ use crate::domain::settings::{self, SettingsPatch};
 use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// The settings to change; absent fields keep their value.
 #[derive(Deserialize)]
@@ -151,3 +156,87 @@ fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D:
             ))
         })
 }
+
+/// The settings to change; absent fields keep their value.
+// The body's schema; the handler reads it through the serde struct above.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TenantSettingsPatch, example = json!({"require_reason": "helpdesk"}))]
+#[allow(dead_code)]
+struct TenantSettingsPatchSchema {
+    #[schema(nullable = false)]
+    self_service: Option<bool>,
+    /// The new helpdesk, or null to remove it.
+    #[schema(inline)]
+    helpdesk: Option<HelpdeskCardSchema>,
+    #[schema(nullable = false)]
+    require_reason: Option<RequireReason>,
+    #[schema(nullable = false, minimum = 1, maximum = 3650)]
+    superseded_key_retention_days: Option<u16>,
+    #[schema(nullable = false, minimum = 1, maximum = 3650)]
+    retired_device_retention_days: Option<u16>,
+    /// Keys per device owner per rolling hour; null: the deployment's
+    /// `PORTAL_KEY_RATE_LIMIT`.
+    #[schema(minimum = 1, maximum = 100000)]
+    self_service_rate_limit: Option<u32>,
+    /// Keys per helpdesk agent per rolling hour; null: the deployment's
+    /// `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit replaces it.
+    #[schema(minimum = 1, maximum = 100000)]
+    helpdesk_rate_limit: Option<u32>,
+}
+
+/// Replaces the whole helpdesk; absent or null fields are left out.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct HelpdeskCardSchema {
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    name: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    email: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    phone: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    url: Option<String>,
+}
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "patchTenantSettings",
+    tags: &["settings"],
+    summary: "Change the tenant's settings",
+    description: "A partial update: absent fields keep their value, `helpdesk: null` removes the helpdesk. Answers the settings after the change; the next request on every instance applies them. Audited (`settings_change`, what changed in `justification`). **Permission:** `Tenant.Settings.ReadWrite`.",
+    params: &[],
+    body: Some(RequestBody {
+        required: true,
+        description: "The fields to change (at most 4 KiB).",
+        schema: of::<TenantSettingsPatchSchema>,
+    }),
+    answers: &[
+        Answer::Success(
+            200,
+            "The settings after the change.",
+            Some(of::<SettingsView>),
+        ),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Shared(&SHARED_INSUFFICIENT_SCOPE),
+        Answer::Shared(&SHARED_UNSUPPORTED_MEDIA_TYPE),
+        Answer::Shared(&SHARED_UNAVAILABLE_WRITE),
+    ],
+};

@@ -2,7 +2,11 @@
 //! (201 when created, 200 otherwise).
 
 use crate::api::body::{Body, Query, bad, fields, parse};
-use crate::api::views::{DeviceView, json_response};
+use crate::api::openapi::{
+    Answer, CONFLICT, INSUFFICIENT_SCOPE, Param, RequestBody, RouteDoc, SECOND_PERSON_REQUIRED,
+    SHARED_INVALID_REQUEST, SHARED_UNAVAILABLE_WRITE, SHARED_UNSUPPORTED_MEDIA_TYPE, of,
+};
+use crate::api::views::{EnrolledDeviceView, json_response};
 use crate::api::{ApiResponse, Ctx, HttpError};
 use crate::domain::ids::{DeviceId, UserId};
 use crate::domain::lifecycle::{self, DeviceMetadata, Upserted};
@@ -37,6 +41,7 @@ fn display_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
 fn os<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     fields::text(d, 128)
 }
+use utoipa::ToSchema;
 
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
@@ -55,5 +60,73 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
             Upserted::Created(d) => (StatusCode::CREATED, d),
             Upserted::Updated(d) | Upserted::Unchanged(d) => (StatusCode::OK, d),
         };
-    Ok(json_response(status, &DeviceView::owned(&device)))
+    Ok(json_response(status, &EnrolledDeviceView::from(&device)))
 }
+
+/// A device's metadata, every field required.
+// The schema of the body (the handler reads it through the serde struct
+// above, whose domain-typed fields utoipa cannot describe as precisely).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = DeviceUpsertRequest, example = json!({
+    "owner": "alice",
+    "display_name": "Alice's laptop",
+    "os": "Windows 11",
+    "managed_by": "organization"
+}))]
+#[allow(dead_code)]
+struct DeviceUpsertRequestSchema {
+    owner: UserId,
+    /// Not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    display_name: String,
+    /// Not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
+    os: String,
+    managed_by: ManagedBy,
+}
+
+/// The OpenAPI operation (`api::openapi`).
+pub(crate) const DOC: RouteDoc = RouteDoc {
+    operation_id: "upsertDevice",
+    tags: &["lifecycle"],
+    summary: "Enrol a device or change its metadata",
+    description: "Creates the device, or replaces its owner, display name, OS and `managed_by`; its keys stay with it. Idempotent: the same body again changes nothing. Audited (`device_upsert`; an owner change with `justification` `owner <old> -> <new>`). **Permission:** `Devices.ReadWrite.All`. An owner change is audited and counted (`OwnerChanges`); one that names the caller is refused (403 `second-person-required`, audited `self_assignment`, counted `OwnerChangesRefused`). The new owner reads only keys created after the change; older keys take the helpdesk path (`RecoveryKey.Read.All`, its limit and reason rule).",
+    params: &[Param::path("device_id", of::<crate::domain::ids::DeviceId>)],
+    body: Some(RequestBody {
+        required: true,
+        description: "Every field required (at most 4 KiB).",
+        schema: of::<DeviceUpsertRequestSchema>,
+    }),
+    answers: &[
+        Answer::Success(
+            200,
+            "The device was updated, or was already so (with `owner`).",
+            Some(of::<EnrolledDeviceView>),
+        ),
+        Answer::Success(
+            201,
+            "The device was enrolled (with `owner`).",
+            Some(of::<EnrolledDeviceView>),
+        ),
+        Answer::Shared(&SHARED_INVALID_REQUEST),
+        Answer::Problem(
+            "The token lacks `Devices.ReadWrite.All` (`required_permission`, with `WWW-Authenticate`), or the request makes the caller the device's owner (`second-person-required`: another administrator must).",
+            &[&INSUFFICIENT_SCOPE, &SECOND_PERSON_REQUIRED],
+        ),
+        Answer::Problem(
+            "The device is retired: restore it first (`POST /v1/devices/{device_id}/restore`).",
+            &[&CONFLICT],
+        ),
+        Answer::Shared(&SHARED_UNSUPPORTED_MEDIA_TYPE),
+        Answer::Shared(&SHARED_UNAVAILABLE_WRITE),
+    ],
+};

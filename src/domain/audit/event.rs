@@ -14,6 +14,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Self; 3] = [Self::Granted, Self::Denied, Self::Changed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Granted => "granted",
@@ -23,9 +25,7 @@ impl Outcome {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Granted, Self::Denied, Self::Changed]
-            .into_iter()
-            .find(|o| o.as_str() == s)
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
     }
 }
 
@@ -50,6 +50,18 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Self; 9] = [
+        Self::Disclose,
+        Self::Escrow,
+        Self::DeviceUpsert,
+        Self::DeviceRetire,
+        Self::DeviceRestore,
+        Self::SettingsChange,
+        Self::KeysVerify,
+        Self::IncidentOpen,
+        Self::IncidentClose,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Disclose => "disclose",
@@ -64,19 +76,7 @@ impl Action {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Disclose,
-            Self::Escrow,
-            Self::DeviceUpsert,
-            Self::DeviceRetire,
-            Self::DeviceRestore,
-            Self::SettingsChange,
-            Self::KeysVerify,
-            Self::IncidentOpen,
-            Self::IncidentClose,
-        ]
-        .into_iter()
-        .find(|a| a.as_str() == s)
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
     }
 }
 

@@ -77,6 +77,8 @@ pub enum IncidentState {
 }
 
 impl IncidentState {
+    pub const ALL: [Self; 3] = [Self::Open, Self::Closed, Self::Expired];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Open => "open",
