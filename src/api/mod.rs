@@ -79,8 +79,13 @@ pub async fn handle(portal: &Portal, serves: Routes, mut req: ApiRequest) -> Api
         req.request_id = id;
     }
     let request_id = req.request_id.clone();
-    let is_key_route = table::unit_of(&req.path) == Some(Routes::Key);
-    let resp = match dispatch(portal, serves, req).await {
+    // Routed once: the route, and the unit that decides `Pragma`.
+    let resolved = table::resolve(serves, req.method.as_str(), &req.path);
+    let is_key_route = resolved.unit == Some(Routes::Key);
+    let routed = resolved
+        .route
+        .map(|(route, params)| (route, params.into_iter().map(str::to_owned).collect()));
+    let resp = match dispatch(portal, routed, req).await {
         Ok(r) => r,
         Err(e) => problem(&e, &request_id),
     };
@@ -108,20 +113,23 @@ pub fn with_standard_headers(
     resp
 }
 
-/// Routing, body limit, sign-in and permission, in that order; then the
-/// route's handler.
+/// The route `table::resolve` found (with its path parameters) or its
+/// 404/405.
+type Routed = Result<(&'static Route, Vec<String>), HttpError>;
+
+/// Routing's outcome, body limit, sign-in and permission, in that order;
+/// then the route's handler.
 async fn dispatch(
     portal: &Portal,
-    serves: Routes,
+    routed: Routed,
     req: ApiRequest,
 ) -> Result<ApiResponse, HttpError> {
-    let (route, params) = table::resolve(serves, req.method.as_str(), &req.path)?;
+    let (route, params) = routed?;
     if req.body.len() > route.max_body {
         return Err(HttpError::PayloadTooLarge {
             max: route.max_body,
         });
     }
-    let params: Vec<String> = params.into_iter().map(str::to_owned).collect();
     let caller = auth::authenticate(portal, &req.headers).await?;
     let meta = request::request_meta(&req);
     let admitted = permit(portal, route, &caller, &meta, &params).await?;

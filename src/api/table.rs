@@ -97,60 +97,132 @@ pub const ROUTES: &[Route] = &[
     route!("DELETE" "/v1/incidents/{incident_id}", Manage, RunIncidents, Some(Action::IncidentClose), MAX_BODY, close_incident),
 ];
 
-/// The values of `template`'s `{name}` segments if `path` matches it.
-pub(crate) fn match_template<'p>(template: &str, path: &'p str) -> Option<Vec<&'p str>> {
-    let mut params = Vec::new();
-    let mut actual = path.split('/');
-    for want in template.split('/') {
-        let got = actual.next()?;
-        if want.starts_with('{') && want.ends_with('}') {
-            if got.is_empty() {
+/// Most `{name}` segments of any template (checked below, at compile time).
+const MAX_PARAMS: usize = 2;
+
+/// Whether `path` matches `template`, compared byte by byte without
+/// splitting either (this runs against every template on every request):
+/// a `{name}` segment takes one non-empty path segment, stored in `params`
+/// in order (their count is the answer); every other byte, `/` included,
+/// must be equal. Same answer as
+/// splitting both at `/` and comparing segments, because every `{name}`
+/// fills a whole segment (`templates_well_formed`).
+fn matches<'p>(template: &str, path: &'p str, params: &mut [&'p str; MAX_PARAMS]) -> Option<usize> {
+    let (t, p) = (template.as_bytes(), path.as_bytes());
+    let (mut i, mut j, mut n) = (0, 0, 0);
+    while i < t.len() {
+        if t[i] == b'{' {
+            let end = p[j..]
+                .iter()
+                .position(|&b| b == b'/')
+                .map_or(p.len(), |k| j + k);
+            if end == j {
                 return None;
             }
-            params.push(got);
-        } else if want != got {
+            params[n] = &path[j..end];
+            n += 1;
+            j = end;
+            i += t[i..]
+                .iter()
+                .position(|&b| b == b'}')
+                .map_or(t.len(), |k| k + 1);
+        } else if p.get(j) == Some(&t[i]) {
+            i += 1;
+            j += 1;
+        } else {
             return None;
         }
     }
-    actual.next().is_none().then_some(params)
+    (j == p.len()).then_some(n)
 }
 
-/// The unit serving `path` (whatever the method), if it is a route's.
-pub(crate) fn unit_of(path: &str) -> Option<Routes> {
-    ROUTES
-        .iter()
-        .find(|r| match_template(r.path, path).is_some())
-        .map(|r| r.unit)
+/// Whether every template starts with `/` and each of its `{` opens a
+/// whole `{name}` segment, at most `MAX_PARAMS` of them: what `matches`
+/// relies on. Evaluated by the compiler, so free at init.
+const fn templates_well_formed(routes: &[Route]) -> bool {
+    let mut r = 0;
+    while r < routes.len() {
+        let t = routes[r].path.as_bytes();
+        if t.is_empty() || t[0] != b'/' {
+            return false;
+        }
+        let (mut i, mut params) = (0, 0);
+        while i < t.len() {
+            match t[i] {
+                b'{' => {
+                    if t[i - 1] != b'/' {
+                        return false;
+                    }
+                    params += 1;
+                    let mut k = i + 1;
+                    while k < t.len() && t[k] != b'}' {
+                        if t[k] == b'/' || t[k] == b'{' {
+                            return false;
+                        }
+                        k += 1;
+                    }
+                    if k == t.len() || k == i + 1 || (k + 1 < t.len() && t[k + 1] != b'/') {
+                        return false;
+                    }
+                    i = k;
+                }
+                b'}' => return false,
+                _ => {}
+            }
+            i += 1;
+        }
+        if params > MAX_PARAMS {
+            return false;
+        }
+        r += 1;
+    }
+    true
 }
 
-/// The route `method` and `path` ask for on a unit serving `serves`, with
-/// its path parameters: 404 for no route (or another unit's), 405 with the
-/// path's methods for another method.
-pub(crate) fn resolve<'p>(
-    serves: Routes,
-    method: &str,
-    path: &'p str,
-) -> Result<(&'static Route, Vec<&'p str>), HttpError> {
-    let mut allow: Vec<&str> = Vec::new();
+const _: () = assert!(templates_well_formed(ROUTES));
+
+/// What the table says about one request, from one pass over it.
+#[derive(Debug)]
+pub(crate) struct Resolved<'p> {
+    /// The unit whose route `path` is (whatever the method, whichever unit
+    /// asks): a key route's answers carry `Pragma`, even its 404 and 405.
+    pub unit: Option<Routes>,
+    /// The route with its path parameters, or 404 for no route (or another
+    /// unit's) and 405 with the path's methods for another method.
+    pub route: Result<(&'static Route, Vec<&'p str>), HttpError>,
+}
+
+/// The route `method` and `path` ask for on a unit serving `serves`.
+pub(crate) fn resolve<'p>(serves: Routes, method: &str, path: &'p str) -> Resolved<'p> {
     let mut unit = None;
     let mut found = None;
+    let mut params = [""; MAX_PARAMS];
     for r in ROUTES {
-        let Some(params) = match_template(r.path, path) else {
+        // One template, one unit (tested): its other methods share the unit.
+        let Some(n) = matches(r.path, path, &mut params) else {
             continue;
         };
         unit = Some(r.unit);
-        allow.push(r.method);
         if r.method == method {
-            found = Some((r, params));
+            found = Some((r, params[..n].to_vec()));
         }
     }
-    match unit {
-        Some(u) if serves == Routes::All || serves == u => {}
-        _ => return Err(HttpError::RouteNotFound),
-    }
-    found.ok_or_else(|| HttpError::MethodNotAllowed {
-        allow: allow.join(", "),
-    })
+    let route = match unit {
+        Some(u) if serves == Routes::All || serves == u => found.ok_or_else(|| {
+            // Only a 405 needs the path's other methods: a second pass there.
+            let mut scratch = [""; MAX_PARAMS];
+            let allow: Vec<&str> = ROUTES
+                .iter()
+                .filter(|r| matches(r.path, path, &mut scratch).is_some())
+                .map(|r| r.method)
+                .collect();
+            HttpError::MethodNotAllowed {
+                allow: allow.join(", "),
+            }
+        }),
+        _ => Err(HttpError::RouteNotFound),
+    };
+    Resolved { unit, route }
 }
 
 #[cfg(test)]
