@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub(crate) mod fields;
+mod tree;
 mod wire;
 
 /// Longest `reason` a caller may give for a retrieval.
@@ -135,17 +136,30 @@ fn json_object<T: Body>(body: &[u8]) -> Result<Value, HttpError> {
     if T::EXAMPLE.is_some() && !starts_object(body) {
         return Err(not_an_object::<T>());
     }
-    // serde_json's syntax errors name a position, never the text there.
-    match serde_json::from_slice::<Value>(body) {
+    match tree::read(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(not_an_object::<T>()),
-        Err(e) => Err(HttpError::bad_request(format!(
+        Err(tree::Failure::Twice(_)) if !starts_object(body) => Err(not_an_object::<T>()),
+        Err(tree::Failure::Twice(at)) => Err(HttpError::bad_request(match at {
+            Some(at) => format!("{} is given more than once", field_name(&at)),
+            None => "a field is given more than once".into(),
+        })),
+        // serde_json's syntax errors name a position, never the text there.
+        Err(tree::Failure::Syntax(e)) => Err(HttpError::bad_request(format!(
             "invalid JSON body (line {}, column {}){}",
             e.line(),
             e.column(),
             T::SYNTAX_HINT
         ))),
     }
+}
+
+/// `key`, if it is a plain name that a problem may quote: 1 to 64 ASCII
+/// letters, digits or underscores. Anything else may be a value typed as
+/// a key (a recovery password), so problems do not repeat it.
+fn name(key: &str) -> Option<&str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    ((1..=64).contains(&key.len()) && key.chars().all(plain)).then_some(key)
 }
 
 /// The failing field's path (`reason`, `key_ids[3]`, `helpdesk.name`) and

@@ -120,6 +120,9 @@ struct Demo {
     portal: Portal,
     store: Arc<MemoryStore>,
     token: String,
+    /// Another person with the same permissions (an incident's opener
+    /// cannot batch-retrieve under it).
+    other: String,
 }
 
 fn demo() -> Demo {
@@ -134,6 +137,7 @@ fn demo() -> Demo {
     );
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let token = idp.token("contoso", "lead", SCOPES, now, 3600);
+    let other = idp.token("contoso", "deputy", SCOPES, now, 3600);
     let verifier = Arc::new(idp.verifier(Arc::new(recovery_portal::domain::ports::SystemClock)));
     let (portal, store) = rt.block_on(app::embedded(
         &seed::parse(seed::DEMO_SEED).unwrap(),
@@ -145,13 +149,21 @@ fn demo() -> Demo {
         portal,
         store,
         token,
+        other,
     }
 }
 
 impl Demo {
     fn send(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let body = body.map(Value::to_string).unwrap_or_default();
+        self.send_raw(&self.token, method, path, &body)
+    }
+
+    /// `send` by `token`, with the body as written (a key may be given
+    /// twice).
+    fn send_raw(&self, token: &str, method: &str, path: &str, body: &str) -> (u16, Value) {
         let mut headers = http::HeaderMap::new();
-        let bearer = format!("Bearer {}", self.token);
+        let bearer = format!("Bearer {token}");
         headers.insert(http::header::AUTHORIZATION, bearer.parse().unwrap());
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -162,7 +174,7 @@ impl Demo {
             path: path.into(),
             query: None,
             headers,
-            body: body.map(|b| b.to_string().into()).unwrap_or_default(),
+            body: body.to_owned().into(),
             source_ip: None,
             request_id: "prop-bodies".into(),
         };
@@ -220,4 +232,114 @@ fn wrong_bodies_are_refused_without_quoting_a_value_or_changing_anything() {
             Ok::<(), TestCaseError>(())
         })
         .unwrap();
+}
+
+/// A body valid but for one field given twice, each value valid alone, on
+/// every body route: method, path, body, and the problem's detail.
+fn given_twice() -> Vec<(&'static str, String, &'static str, &'static str)> {
+    let retrieve = format!("/v1/devices/{DEVICE}/recovery-key");
+    let device = format!("/v1/devices/{DEVICE}");
+    let escrow = format!("/v1/devices/{DEVICE}/recovery-keys/{NEW_KEY}");
+    vec![
+        (
+            "POST",
+            retrieve.clone(),
+            r#"{"key_id": "3B8FAA18", "key_id": "BDD640FB"}"#,
+            "key_id is given more than once",
+        ),
+        (
+            "POST",
+            retrieve,
+            r#"{"key_id": "3B8FAA18", "reason": "first", "reason": "second"}"#,
+            "reason is given more than once",
+        ),
+        (
+            "POST",
+            "/v1/recovery-keys/batch".into(),
+            r#"{"key_ids": ["3B8FAA18"], "reason": "first", "reason": "second"}"#,
+            "reason is given more than once",
+        ),
+        (
+            "POST",
+            "/v1/recovery-keys/batch".into(),
+            r#"{"key_ids": ["3B8FAA18"], "key_ids": ["BDD640FB"], "reason": "x"}"#,
+            "key_ids is given more than once",
+        ),
+        (
+            "PUT",
+            device.clone(),
+            r#"{"owner": "alice", "display_name": "x", "os": "y", "managed_by": "user", "owner": "bob"}"#,
+            "owner is given more than once",
+        ),
+        (
+            "DELETE",
+            device,
+            r#"{"reason": "first", "reason": "second"}"#,
+            "reason is given more than once",
+        ),
+        (
+            "PUT",
+            escrow,
+            r#"{"volume_type": "fixed_data",
+                "recovery_password": "111111-222222-333333-444444-555555-666666-000011-123453",
+                "recovery_password": "222222-111111-333333-444444-555555-666666-000011-123453"}"#,
+            "the recovery password is given more than once",
+        ),
+        (
+            "PATCH",
+            "/v1/tenant/settings".into(),
+            r#"{"require_reason": "always", "require_reason": "never"}"#,
+            "require_reason is given more than once",
+        ),
+        (
+            "PATCH",
+            "/v1/tenant/settings".into(),
+            r#"{"helpdesk": {"name": "IT", "email": "it@contoso.example", "name": "Other"}}"#,
+            "helpdesk.name is given more than once",
+        ),
+        (
+            "POST",
+            "/v1/incidents".into(),
+            r#"{"reason": "first", "duration_hours": 4, "reason": "second"}"#,
+            "reason is given more than once",
+        ),
+    ]
+}
+
+#[test]
+fn a_key_given_twice_is_refused_on_every_body_route_and_nothing_changes() {
+    // Batch retrievals need an open incident.
+    let with_incident = |open: bool| {
+        let d = demo();
+        if !open {
+            return d;
+        }
+        let incident = r#"{"reason": "outage", "duration_hours": 4}"#;
+        assert_eq!(
+            d.send_raw(&d.other, "POST", "/v1/incidents", incident).0,
+            201
+        );
+        d
+    };
+    let refusing = with_incident(true);
+    let before = refusing.state();
+    for (method, path, body, want) in given_twice() {
+        let (status, problem) = refusing.send_raw(&refusing.token, method, &path, body);
+        assert_eq!(status, 400, "{method} {path} {body}: {problem}");
+        assert_eq!(problem["detail"], want, "{method} {path} {body}");
+        assert!(
+            !problem.to_string().contains("recovery_password"),
+            "{method} {path}: {problem}"
+        );
+        assert_eq!(refusing.state(), before, "{method} {path} {body}");
+        // The repetition alone is wrong: the body as a reader keeping
+        // the last value sees it is accepted.
+        let last: Value = serde_json::from_str(body).unwrap();
+        let (status, answer) =
+            with_incident(path.ends_with("batch")).send(method, &path, Some(&last));
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} {last}: {answer}"
+        );
+    }
 }

@@ -128,3 +128,51 @@ fn route_wordings_and_shapes_are_kept() {
         "invalid JSON body (line 1, column 11)"
     );
 }
+
+#[test]
+fn a_key_given_twice_is_refused_at_any_depth_by_its_path() {
+    assert_eq!(
+        detail::<BatchRequest>(
+            r#"{"key_ids": ["3B8FAA18"], "reason": "first", "reason": "second"}"#
+        ),
+        "reason is given more than once"
+    );
+    assert_eq!(
+        detail::<RecoveryKeyRequest>(r#"{"key_id": "3B8FAA18", "key_id": "1F2E3D4C"}"#),
+        "key_id is given more than once"
+    );
+    // The same key once escaped: serde_json reads both as `key_id`.
+    assert_eq!(
+        detail::<RecoveryKeyRequest>(r#"{"key_id": "3B8FAA18", "key_\u0069d": "1F2E3D4C"}"#),
+        "key_id is given more than once"
+    );
+    assert_eq!(
+        detail::<TenantSettingsPatch>(r#"{"helpdesk": {"name": "IT", "name": "IT"}}"#),
+        "helpdesk.name is given more than once"
+    );
+    // In a list, under a field no type has: refused before the type reads.
+    assert_eq!(
+        detail::<BatchRequest>(r#"{"key_ids": [], "x": [1, {"a": {"b": 1, "b": 2}}]}"#),
+        "x[1].a.b is given more than once"
+    );
+    assert_eq!(
+        detail::<EscrowRequest>(&format!(
+            r#"{{"volume_type": "fixed_data", "recovery_password": "{PASSWORD}", "recovery_password": "{PASSWORD}"}}"#
+        )),
+        "the recovery password is given more than once"
+    );
+    // A password typed as a key is not quoted.
+    assert_eq!(
+        detail::<EscrowRequest>(&format!(r#"{{"{PASSWORD}": 1, "{PASSWORD}": 2}}"#)),
+        "a field is given more than once"
+    );
+    // The same key in two objects is no repetition; not an object stays so.
+    assert_eq!(
+        detail::<RetireRequest>(r#"[{"a": 1, "a": 2}]"#),
+        "the request body must be a JSON object"
+    );
+    assert!(
+        detail::<BatchRequest>(r#"{"key_ids": [], "x": [{"a": 1}, {"a": 1}]}"#)
+            .starts_with("key_ids must list")
+    );
+}
