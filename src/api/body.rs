@@ -23,13 +23,14 @@ impl Query {
         let mut out: Vec<(String, String)> = Vec::new();
         for (k, v) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
             if !allowed.contains(&k.as_ref()) {
+                let unknown = match name(&k) {
+                    Some(k) => format!("unknown query parameter {k:?}"),
+                    None => "an unknown query parameter".into(),
+                };
                 return Err(ApiError::BadRequest(if allowed.is_empty() {
-                    format!("unknown query parameter {k:?}; this route takes none")
+                    format!("{unknown}; this route takes none")
                 } else {
-                    format!(
-                        "unknown query parameter {k:?}; allowed: {}",
-                        allowed.join(", ")
-                    )
+                    format!("{unknown}; allowed: {}", allowed.join(", "))
                 }));
             }
             if out.iter().any(|(x, _)| x == &k) {
@@ -169,7 +170,11 @@ fn problem<T: Body>(e: serde_path_to_error::Error<wire::Wrong>) -> (String, Stri
     match e.into_inner() {
         wire::Wrong::Unknown { key, allowed } => {
             let allowed: Vec<&str> = allowed.iter().map(|f| field_name(f)).collect();
-            let detail = format!("unknown field {key:?}; allowed: {}", allowed.join(", "));
+            let unknown = match key {
+                Some(key) => format!("unknown field {key:?}"),
+                None => "an unknown field".into(),
+            };
+            let detail = format!("{unknown}; allowed: {}", allowed.join(", "));
             (at, detail)
         }
         wire::Wrong::Missing(field) => {

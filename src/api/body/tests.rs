@@ -1,7 +1,7 @@
 //! Each body type's problems: the field's path and what it must be, in the
 //! words the routes always used, never a value.
 
-use super::{Body, parse};
+use super::{Body, Query, parse};
 use crate::api::HttpError;
 use crate::api::routes::batch_keys::BatchRequest;
 use crate::api::routes::escrow::EscrowRequest;
@@ -174,5 +174,48 @@ fn a_key_given_twice_is_refused_at_any_depth_by_its_path() {
     assert!(
         detail::<BatchRequest>(r#"{"key_ids": [], "x": [{"a": 1}, {"a": 1}]}"#)
             .starts_with("key_ids must list")
+    );
+}
+
+#[test]
+fn an_unknown_name_is_quoted_only_if_plain() {
+    let d = detail::<EscrowRequest>(&format!(r#"{{"{PASSWORD}": 1}}"#));
+    assert_eq!(
+        d,
+        "an unknown field; allowed: volume_type, the recovery password, created_at"
+    );
+    let long = "x".repeat(65);
+    assert!(
+        detail::<RetireRequest>(&format!(r#"{{"{long}": 1}}"#)).starts_with("an unknown field;")
+    );
+    let max = "y".repeat(64);
+    assert_eq!(
+        detail::<RetireRequest>(&format!(r#"{{"{max}": 1}}"#)),
+        format!("unknown field \"{max}\"; allowed: reason")
+    );
+    let query = |raw: &str, allowed: &[&str]| match Query::parse(Some(raw), allowed) {
+        Err(ApiError::BadRequest(d)) => d,
+        Err(e) => panic!("{raw}: {e}"),
+        Ok(_) => panic!("{raw} was accepted"),
+    };
+    assert_eq!(
+        query("colour=1", &["limit"]),
+        "unknown query parameter \"colour\"; allowed: limit"
+    );
+    assert_eq!(
+        query(&format!("{PASSWORD}=1"), &["limit"]),
+        "an unknown query parameter; allowed: limit"
+    );
+    assert_eq!(
+        query(&format!("{long}=1"), &[]),
+        "an unknown query parameter; this route takes none"
+    );
+    assert_eq!(
+        query("a%22b=1", &[]),
+        "an unknown query parameter; this route takes none"
+    );
+    assert_eq!(
+        query(&format!("{max}=1"), &[]),
+        format!("unknown query parameter \"{max}\"; this route takes none")
     );
 }

@@ -19,9 +19,10 @@ pub(crate) enum Wrong {
     Must(String),
     /// A required field is absent.
     Missing(&'static str),
-    /// A field the type does not have, and those it has.
+    /// A field the type does not have (its name if plain, see `name`),
+    /// and those it has.
     Unknown {
-        key: String,
+        key: Option<String>,
         allowed: &'static [&'static str],
     },
 }
@@ -67,7 +68,7 @@ impl de::Error for Wrong {
     }
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
         Self::Unknown {
-            key: field.chars().take(64).collect(),
+            key: super::name(field).map(str::to_owned),
             allowed: expected,
         }
     }
