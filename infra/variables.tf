@@ -563,6 +563,14 @@ variable "entra_sync" {
   nullable = true
 
   validation {
+    # The scheduled role's grants pin tenant_id into StringLike condition
+    # values (iam.tf): a `*` or `?` would widen them. TenantId's rule
+    # (src/domain/ids.rs).
+    condition     = var.entra_sync == null ? true : can(regex("^[A-Za-z0-9._-]{1,128}$", var.entra_sync.tenant_id))
+    error_message = "entra_sync.tenant_id must be 1 to 128 characters from A-Z a-z 0-9 . _ - (a portal tenant ID)."
+  }
+
+  validation {
     condition     = var.entra_sync == null ? true : can(regex("^(rate|cron)\\(.+\\)$", var.entra_sync.schedule))
     error_message = "entra_sync.schedule must be an EventBridge Scheduler rate(...) or cron(...) expression."
   }

@@ -353,7 +353,7 @@ fn package_sh_builds_and_records_the_fourth_zip() {
 }
 
 use crate::terraform::edit as tfedit;
-use tfedit::Edit::{self, AddItem, Drop, Set, SetEntry};
+use tfedit::Edit::{self, AddItem, Drop, Rename, Rewrite, Set, SetEntry};
 
 /// The scheduled role's tenant, as written in its conditions.
 const PINNED: &str = "${var.entra_sync.tenant_id}";
@@ -546,6 +546,68 @@ fn the_sync_roles_write_only_their_own_items() {
         tfedit::apply(&mut mutated, *edit);
         assert!(
             !all_scope_errors(&mutated).is_empty(),
+            "{edit:?} went unnoticed"
+        );
+    }
+}
+
+/// What is wrong with var.entra_sync's `tenant_id` rule in `blocks`: the
+/// scheduled role pins it into StringLike condition values
+/// (`D#<tenant>#*`, `<tenant>#sync:entra`), so a `*` or `?` in it would
+/// widen them. It must parse as a `TenantId` (src/domain/ids.rs).
+fn tenant_id_errors(blocks: &[Block]) -> Vec<String> {
+    let v = blocks
+        .iter()
+        .find(|b| b.identifier() == "variable" && label(b, 0) == "entra_sync")
+        .expect("variable entra_sync")
+        .body();
+    let pattern = "\"^[A-Za-z0-9._-]{1,128}$\", var.entra_sync.tenant_id)";
+    let checked = sub(v, "validation").iter().any(|b| {
+        let c = attr(b, "condition");
+        c.contains("regex(") && c.contains(pattern) && !attr(b, "error_message").is_empty()
+    });
+    if checked {
+        Vec::new()
+    } else {
+        vec![format!(
+            "variable entra_sync: no validation of tenant_id against {pattern}"
+        )]
+    }
+}
+
+/// Security review L1: a wildcard tenant cannot reach the pinned grants.
+#[test]
+fn the_pinned_tenant_id_is_validated_as_a_tenant_id() {
+    // The pattern is TenantId's rule.
+    use recovery_portal::domain::ids::TenantId;
+    for ok in ["contoso", "a.b_c-9", &"x".repeat(128)] {
+        assert!(TenantId::parse(ok).is_ok(), "{ok}");
+    }
+    for bad in ["*", "con?oso", "", &"x".repeat(129), "a b"] {
+        assert!(TenantId::parse(bad).is_err(), "{bad}");
+    }
+    let blocks: Vec<Block> = file("variables.tf").into_blocks().collect();
+    assert_eq!(tenant_id_errors(&blocks), Vec::<String>::new());
+    let widenings = [
+        Rename("variable.entra_sync/validation#0", "unchecked"),
+        Rewrite(
+            "variable.entra_sync",
+            "*",
+            "\"^[A-Za-z0-9._-]{1,128}$\"",
+            "\"^.+$\"",
+        ),
+        Rewrite(
+            "variable.entra_sync",
+            "*",
+            "var.entra_sync.tenant_id",
+            "var.entra_sync.client_id",
+        ),
+    ];
+    for edit in widenings {
+        let mut mutated = blocks.clone();
+        tfedit::apply(&mut mutated, edit);
+        assert!(
+            !tenant_id_errors(&mutated).is_empty(),
             "{edit:?} went unnoticed"
         );
     }
