@@ -42,26 +42,6 @@ struct EscrowedBody<'a> {
     superseded_at: Option<String>,
 }
 
-/// A key to escrow.
-// The schema of the body (the handler reads it through the serde struct
-// above, whose domain-typed fields utoipa cannot describe as precisely).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = EscrowRequest)]
-#[allow(dead_code)]
-struct EscrowRequestBody {
-    volume_type: VolumeType,
-    /// The 48-digit recovery password: 8 dash-separated groups of 6 digits,
-    /// each group a multiple of 11 below 720896 (as BitLocker generates
-    /// them).
-    #[schema(pattern = "^[0-9]{6}(-[0-9]{6}){7}$")]
-    recovery_password: String,
-    /// When BitLocker created the key (RFC 3339); default now, at most 5
-    /// minutes ahead.
-    #[schema(value_type = Option<Timestamp>)]
-    created_at: Option<String>,
-}
-
 pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Query::parse(c.query(), &[])?;
     let (device, key) = (&c.params[0], &c.params[1]);
@@ -93,7 +73,7 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
 }
 
 /// A key to escrow.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct EscrowRequest {
     /// What kind of volume the key unlocks.
@@ -103,10 +83,13 @@ pub(crate) struct EscrowRequest {
     /// digits, each group a multiple of 11 below 720896 (as BitLocker
     /// generates them).
     #[serde(deserialize_with = "fields::recovery_password")]
+    #[schema(pattern = "^[0-9]{6}(-[0-9]{6}){7}$")]
+    #[schema(value_type = String)]
     pub(crate) recovery_password: RecoveryPassword,
     /// When BitLocker created the key (RFC 3339); default now, at most 5
     /// minutes ahead.
     #[serde(default, deserialize_with = "fields::opt_timestamp")]
+    #[schema(value_type = Option<Timestamp>)]
     pub(crate) created_at: Option<OffsetDateTime>,
 }
 
@@ -134,7 +117,7 @@ pub(crate) const DOC: RouteDoc = RouteDoc {
     body: Some(RequestBody {
         required: true,
         description: "The key (at most 4 KiB).",
-        schema: of::<EscrowRequestBody>,
+        schema: of::<EscrowRequest>,
     }),
     answers: &[
         Answer::Success(

@@ -14,19 +14,22 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// The incident to open.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IncidentRequest {
     /// What the incident is; no control or text-direction characters.
     #[serde(deserialize_with = "reason")]
+    #[schema(min_length = 1, max_length = 200)]
     pub(crate) reason: String,
     /// It ends by itself this many hours after opening (1 to 72).
     #[serde(deserialize_with = "duration_hours")]
+    #[schema(minimum = 1, maximum = 72)]
     pub(crate) duration_hours: u32,
     /// Keys per helpdesk agent per rolling hour during the incident, at
     /// most the deployment's `PORTAL_INCIDENT_MAX_RATE_LIMIT`; default
     /// 5000 (or that ceiling, if lower).
     #[serde(default, deserialize_with = "helpdesk_rate_limit")]
+    #[schema(nullable = false, minimum = 1, maximum = 100000, default = 5000)]
     pub(crate) helpdesk_rate_limit: Option<u32>,
 }
 
@@ -108,23 +111,6 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     ))
 }
 
-// The schema of the body (the handler reads it through the serde struct
-// above, whose domain-typed fields utoipa cannot describe as precisely).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = IncidentRequest)]
-#[allow(dead_code)]
-struct IncidentRequestSchema {
-    /// What the incident is; no control or text-direction characters.
-    #[schema(min_length = 1, max_length = 200)]
-    reason: String,
-    /// It ends by itself this many hours after opening.
-    #[schema(minimum = 1, maximum = 72)]
-    duration_hours: u32,
-    #[schema(nullable = false, minimum = 1, maximum = 100000, default = 5000)]
-    helpdesk_rate_limit: Option<u32>,
-}
-
 /// The OpenAPI operation (`api::openapi`).
 pub(crate) const DOC: RouteDoc = RouteDoc {
     operation_id: "openIncident",
@@ -135,7 +121,7 @@ pub(crate) const DOC: RouteDoc = RouteDoc {
     body: Some(RequestBody {
         required: true,
         description: "The incident.",
-        schema: of::<IncidentRequestSchema>,
+        schema: of::<IncidentRequest>,
     }),
     answers: &[
         Answer::Success(201, "Opened.", Some(of::<IncidentView>)),

@@ -17,39 +17,50 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 /// The settings to change; absent fields keep their value.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"require_reason": "helpdesk"}))]
 pub(crate) struct TenantSettingsPatch {
     /// Whether device owners may see their own keys.
     #[serde(default, deserialize_with = "self_service")]
+    #[schema(nullable = false)]
     pub(crate) self_service: Option<bool>,
     /// The new helpdesk, or null to remove it (absent: unchanged).
     #[serde(default, deserialize_with = "helpdesk")]
+    #[schema(inline)]
+    #[schema(value_type = Option<HelpdeskCard>)]
     pub(crate) helpdesk: Option<Option<HelpdeskCard>>,
     /// When a key retrieval must carry a `reason`.
     #[serde(default, deserialize_with = "require_reason")]
+    #[schema(nullable = false)]
     pub(crate) require_reason: Option<RequireReason>,
     /// Days a superseded key is kept, 1 to 3650.
     #[serde(default, deserialize_with = "retention_days")]
+    #[schema(nullable = false, minimum = 1, maximum = 3650)]
     pub(crate) superseded_key_retention_days: Option<u16>,
     /// Days a retired device is kept, 1 to 3650.
     #[serde(default, deserialize_with = "retention_days")]
+    #[schema(nullable = false, minimum = 1, maximum = 3650)]
     pub(crate) retired_device_retention_days: Option<u16>,
     /// Keys per device owner per rolling hour, 1 to 100000; null: the
     /// deployment's `PORTAL_KEY_RATE_LIMIT`.
     #[serde(default, deserialize_with = "rate_limit")]
+    #[schema(minimum = 1, maximum = 100000)]
+    #[schema(value_type = Option<u32>)]
     pub(crate) self_service_rate_limit: Option<Option<u32>>,
     /// Keys per helpdesk agent per rolling hour, 1 to 100000; null: the
     /// deployment's `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit
     /// replaces it.
     #[serde(default, deserialize_with = "rate_limit")]
+    #[schema(minimum = 1, maximum = 100000)]
+    #[schema(value_type = Option<u32>)]
     pub(crate) helpdesk_rate_limit: Option<Option<u32>>,
 }
 
 impl Body for TenantSettingsPatch {}
 
 /// Replaces the whole helpdesk; absent or null fields are left out.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(
     deny_unknown_fields,
     expecting = "must be an object {name, email, phone, url} or null"
@@ -57,15 +68,35 @@ impl Body for TenantSettingsPatch {}
 pub(crate) struct HelpdeskCard {
     /// 1 to 256 characters of plain text.
     #[serde(default, deserialize_with = "fields::opt_string")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) name: Option<String>,
     /// One plain address such as it@example.com.
     #[serde(default, deserialize_with = "fields::opt_string")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) email: Option<String>,
     /// 1 to 256 characters of plain text.
     #[serde(default, deserialize_with = "fields::opt_string")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) phone: Option<String>,
     /// An `https://` address.
     #[serde(default, deserialize_with = "fields::opt_string")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) url: Option<String>,
 }
 
@@ -157,65 +188,6 @@ fn rate_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D:
         })
 }
 
-/// The settings to change; absent fields keep their value.
-// The body's schema; the handler reads it through the serde struct above.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = TenantSettingsPatch, example = json!({"require_reason": "helpdesk"}))]
-#[allow(dead_code)]
-struct TenantSettingsPatchSchema {
-    #[schema(nullable = false)]
-    self_service: Option<bool>,
-    /// The new helpdesk, or null to remove it.
-    #[schema(inline)]
-    helpdesk: Option<HelpdeskCardSchema>,
-    #[schema(nullable = false)]
-    require_reason: Option<RequireReason>,
-    #[schema(nullable = false, minimum = 1, maximum = 3650)]
-    superseded_key_retention_days: Option<u16>,
-    #[schema(nullable = false, minimum = 1, maximum = 3650)]
-    retired_device_retention_days: Option<u16>,
-    /// Keys per device owner per rolling hour; null: the deployment's
-    /// `PORTAL_KEY_RATE_LIMIT`.
-    #[schema(minimum = 1, maximum = 100000)]
-    self_service_rate_limit: Option<u32>,
-    /// Keys per helpdesk agent per rolling hour; null: the deployment's
-    /// `PORTAL_HELPDESK_RATE_LIMIT`. An open incident's limit replaces it.
-    #[schema(minimum = 1, maximum = 100000)]
-    helpdesk_rate_limit: Option<u32>,
-}
-
-/// Replaces the whole helpdesk; absent or null fields are left out.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-struct HelpdeskCardSchema {
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    name: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    email: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    phone: Option<String>,
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    url: Option<String>,
-}
-
 /// The OpenAPI operation (`api::openapi`).
 pub(crate) const DOC: RouteDoc = RouteDoc {
     operation_id: "patchTenantSettings",
@@ -226,7 +198,7 @@ pub(crate) const DOC: RouteDoc = RouteDoc {
     body: Some(RequestBody {
         required: true,
         description: "The fields to change (at most 4 KiB).",
-        schema: of::<TenantSettingsPatchSchema>,
+        schema: of::<TenantSettingsPatch>,
     }),
     answers: &[
         Answer::Success(

@@ -15,17 +15,33 @@ use http::StatusCode;
 use serde::{Deserialize, Deserializer};
 
 /// A device's metadata, every field required.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "owner": "alice",
+    "display_name": "Alice's laptop",
+    "os": "Windows 11",
+    "managed_by": "organization"
+}))]
 pub(crate) struct DeviceUpsertRequest {
     /// The device's owner, as the identity provider names the user.
     #[serde(deserialize_with = "fields::user_id")]
     pub(crate) owner: UserId,
     /// Not blank, no control characters; at most 256 characters.
     #[serde(deserialize_with = "display_name")]
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) display_name: String,
     /// Not blank, no control characters; at most 128 characters.
     #[serde(deserialize_with = "os")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub(crate) os: String,
     /// Who encrypted the device: `organization` or `user`.
     #[serde(deserialize_with = "fields::managed_by")]
@@ -63,37 +79,6 @@ pub(crate) async fn run(c: &Ctx<'_>) -> Result<ApiResponse, HttpError> {
     Ok(json_response(status, &EnrolledDeviceView::from(&device)))
 }
 
-/// A device's metadata, every field required.
-// The schema of the body (the handler reads it through the serde struct
-// above, whose domain-typed fields utoipa cannot describe as precisely).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = DeviceUpsertRequest, example = json!({
-    "owner": "alice",
-    "display_name": "Alice's laptop",
-    "os": "Windows 11",
-    "managed_by": "organization"
-}))]
-#[allow(dead_code)]
-struct DeviceUpsertRequestSchema {
-    owner: UserId,
-    /// Not blank, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 256,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    display_name: String,
-    /// Not blank, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 128,
-        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
-    )]
-    os: String,
-    managed_by: ManagedBy,
-}
-
 /// The OpenAPI operation (`api::openapi`).
 pub(crate) const DOC: RouteDoc = RouteDoc {
     operation_id: "upsertDevice",
@@ -104,7 +89,7 @@ pub(crate) const DOC: RouteDoc = RouteDoc {
     body: Some(RequestBody {
         required: true,
         description: "Every field required (at most 4 KiB).",
-        schema: of::<DeviceUpsertRequestSchema>,
+        schema: of::<DeviceUpsertRequest>,
     }),
     answers: &[
         Answer::Success(
